@@ -1,0 +1,287 @@
+//! Shard-key values and their types, parsed from SQL literals or parameters.
+
+use crate::error::CoreError;
+use crate::hash;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The type of a shard-key column, as far as sharding cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    /// smallint, integer, bigint (and serial types).
+    Int,
+    /// text, varchar, char.
+    Text,
+    /// uuid.
+    Uuid,
+    /// timestamp without time zone (microseconds since 2000-01-01).
+    Timestamp,
+    /// date (days since 2000-01-01).
+    Date,
+}
+
+impl KeyType {
+    /// Map a SQL type name (`bigint`, `varchar(20)`, `uuid`, ...) to a key
+    /// type, or `None` if it cannot be a shard key.
+    pub fn from_sql_type(name: &str) -> Option<KeyType> {
+        let lower = name.trim().to_ascii_lowercase();
+        let base = lower.split(['(', '[']).next().unwrap_or("").trim();
+        Some(match base {
+            "smallint" | "integer" | "int" | "bigint" | "int2" | "int4" | "int8" | "serial"
+            | "bigserial" | "smallserial" | "serial4" | "serial8" => KeyType::Int,
+            "text" | "varchar" | "character varying" | "char" | "character" | "bpchar"
+            | "name" | "citext" => KeyType::Text,
+            "uuid" => KeyType::Uuid,
+            "timestamp" | "timestamp without time zone" => KeyType::Timestamp,
+            "date" => KeyType::Date,
+            _ => return None,
+        })
+    }
+
+    /// The PostgreSQL type OIDs whose binary encoding this key type reads.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KeyType::Int => "int",
+            KeyType::Text => "text",
+            KeyType::Uuid => "uuid",
+            KeyType::Timestamp => "timestamp",
+            KeyType::Date => "date",
+        }
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One shard-key value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum KeyValue {
+    /// An integer key.
+    Int(i64),
+    /// A text key.
+    Text(String),
+    /// A uuid key.
+    Uuid([u8; 16]),
+    /// A timestamp key, microseconds since 2000-01-01 00:00:00.
+    Timestamp(i64),
+    /// A date key, days since 2000-01-01.
+    Date(i32),
+}
+
+impl KeyValue {
+    /// Parse a value given as text (a SQL literal's contents or a text-format
+    /// parameter) as a key of type `ty`.
+    ///
+    /// # Errors
+    /// [`CoreError::BadValue`] when the text is not a valid value of `ty`.
+    pub fn parse(ty: KeyType, s: &str) -> Result<KeyValue, CoreError> {
+        let bad = || CoreError::BadValue { value: s.to_string(), ty: ty.to_string() };
+        match ty {
+            KeyType::Int => s.trim().parse::<i64>().map(KeyValue::Int).map_err(|_| bad()),
+            KeyType::Text => Ok(KeyValue::Text(s.to_string())),
+            KeyType::Uuid => parse_uuid(s).map(KeyValue::Uuid).ok_or_else(bad),
+            KeyType::Timestamp => parse_timestamp(s).map(KeyValue::Timestamp).ok_or_else(bad),
+            KeyType::Date => parse_date(s.trim()).map(KeyValue::Date).ok_or_else(bad),
+        }
+    }
+
+    /// Decode a binary-format parameter whose PostgreSQL type OID is `oid`
+    /// (0 when the client left it unspecified) as a key of type `ty`.
+    ///
+    /// # Errors
+    /// [`CoreError::BadValue`] when the bytes do not fit the type.
+    pub fn from_binary(ty: KeyType, oid: u32, b: &[u8]) -> Result<KeyValue, CoreError> {
+        let bad = || CoreError::BadValue { value: format!("{b:?}"), ty: ty.to_string() };
+        match ty {
+            KeyType::Int => match b.len() {
+                2 => Ok(KeyValue::Int(i16::from_be_bytes([b[0], b[1]]) as i64)),
+                4 => Ok(KeyValue::Int(i32::from_be_bytes(b.try_into().map_err(|_| bad())?) as i64)),
+                8 => Ok(KeyValue::Int(i64::from_be_bytes(b.try_into().map_err(|_| bad())?))),
+                _ => Err(bad()),
+            },
+            KeyType::Text => std::str::from_utf8(b)
+                .map(|s| KeyValue::Text(s.to_string()))
+                .map_err(|_| bad()),
+            KeyType::Uuid => b.try_into().map(KeyValue::Uuid).map_err(|_| bad()),
+            KeyType::Timestamp if oid == 1082 || b.len() == 4 => {
+                let d = i32::from_be_bytes(b.try_into().map_err(|_| bad())?);
+                Ok(KeyValue::Timestamp(d as i64 * 86_400_000_000))
+            }
+            KeyType::Timestamp => {
+                Ok(KeyValue::Timestamp(i64::from_be_bytes(b.try_into().map_err(|_| bad())?)))
+            }
+            KeyType::Date => Ok(KeyValue::Date(i32::from_be_bytes(b.try_into().map_err(|_| bad())?))),
+        }
+    }
+
+    /// The PostgreSQL-compatible 64-bit hash of the value (seed 0), as
+    /// `hashint8extended`, `hashtextextended`, `uuid_hash_extended`,
+    /// `timestamp_hash_extended` and `hashint4extended` (dates) compute it.
+    pub fn pg_hash(&self) -> u64 {
+        match self {
+            KeyValue::Int(v) | KeyValue::Timestamp(v) => hash::hashint8extended(*v, 0),
+            KeyValue::Text(s) => hash::hashtextextended(s, 0),
+            KeyValue::Uuid(u) => hash::uuid_hash_extended(u, 0),
+            KeyValue::Date(d) => hash::hash_uint32_extended(*d as u32, 0),
+        }
+    }
+
+    /// The value as a SQL literal, e.g. `42` or `'abc'`.
+    pub fn to_sql_literal(&self) -> String {
+        match self {
+            KeyValue::Int(v) => v.to_string(),
+            other => format!("'{}'", other.to_string().replace('\'', "''")),
+        }
+    }
+}
+
+impl fmt::Display for KeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyValue::Int(v) => write!(f, "{v}"),
+            KeyValue::Text(s) => f.write_str(s),
+            KeyValue::Uuid(u) => {
+                for (i, b) in u.iter().enumerate() {
+                    if matches!(i, 4 | 6 | 8 | 10) {
+                        f.write_str("-")?;
+                    }
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+            KeyValue::Timestamp(us) => {
+                let days = us.div_euclid(86_400_000_000);
+                let rem = us.rem_euclid(86_400_000_000);
+                let (y, m, d) = civil_from_days(days + DAYS_1970_TO_2000);
+                let secs = rem / 1_000_000;
+                let micros = rem % 1_000_000;
+                write!(f, "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)?;
+                if micros != 0 {
+                    write!(f, ".{micros:06}")?;
+                }
+                Ok(())
+            }
+            KeyValue::Date(days) => {
+                let (y, m, d) = civil_from_days(*days as i64 + DAYS_1970_TO_2000);
+                write!(f, "{y:04}-{m:02}-{d:02}")
+            }
+        }
+    }
+}
+
+const DAYS_1970_TO_2000: i64 = 10_957;
+
+fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let hex: Vec<u8> = s.trim().trim_matches(['{', '}']).bytes().filter(|c| *c != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for i in 0..16 {
+        let hi = (hex[2 * i] as char).to_digit(16)?;
+        let lo = (hex[2 * i + 1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// Days since 1970-01-01 for a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn parse_date(s: &str) -> Option<i32> {
+    let mut it = s.splitn(3, '-');
+    let y: i64 = it.next()?.parse().ok()?;
+    let m: i64 = it.next()?.parse().ok()?;
+    let d: i64 = it.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = days_from_civil(y, m, d);
+    if civil_from_days(days) != (y, m, d) {
+        return None;
+    }
+    i32::try_from(days - DAYS_1970_TO_2000).ok()
+}
+
+fn parse_timestamp(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (date, time) = match s.find([' ', 'T']) {
+        Some(i) => (&s[..i], s[i + 1..].trim()),
+        None => (s, ""),
+    };
+    let days = parse_date(date)? as i64;
+    let mut micros = 0i64;
+    if !time.is_empty() {
+        let (hms, frac) = match time.split_once('.') {
+            Some((a, b)) => (a, b),
+            None => (time, ""),
+        };
+        let mut parts = hms.split(':');
+        let h: i64 = parts.next()?.parse().ok()?;
+        let mi: i64 = parts.next().unwrap_or("0").parse().ok()?;
+        let se: i64 = parts.next().unwrap_or("0").parse().ok()?;
+        if parts.next().is_some() || h > 24 || mi > 59 || se > 60 {
+            return None;
+        }
+        if !frac.bytes().all(|c| c.is_ascii_digit()) || frac.len() > 6 {
+            return None;
+        }
+        let f: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<6}").parse().ok()? };
+        micros = ((h * 60 + mi) * 60 + se) * 1_000_000 + f;
+    }
+    Some(days * 86_400_000_000 + micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_print_round_trip() {
+        for (ty, s) in [
+            (KeyType::Int, "-42"),
+            (KeyType::Text, "héllo"),
+            (KeyType::Uuid, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            (KeyType::Timestamp, "2026-11-22 20:22:43.000100"),
+            (KeyType::Timestamp, "1999-12-31 23:59:59"),
+            (KeyType::Date, "2024-02-29"),
+        ] {
+            assert_eq!(KeyValue::parse(ty, s).unwrap().to_string(), s);
+        }
+        assert!(KeyValue::parse(KeyType::Int, "x").is_err());
+        assert!(KeyValue::parse(KeyType::Date, "2023-02-29").is_err());
+        assert_eq!(KeyValue::parse(KeyType::Timestamp, "2000-01-01").unwrap(), KeyValue::Timestamp(0));
+    }
+
+    #[test]
+    fn key_types_from_sql() {
+        assert_eq!(KeyType::from_sql_type("BIGINT"), Some(KeyType::Int));
+        assert_eq!(KeyType::from_sql_type("varchar(20)"), Some(KeyType::Text));
+        assert_eq!(KeyType::from_sql_type("numeric"), None);
+    }
+}
