@@ -1,14 +1,127 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! shardgate-backend: connections to shards.
+//!
+//! Every shard speaks the PostgreSQL v3 protocol to the rest of shardgate:
+//! a PostgreSQL shard over TCP ([`pg::PgConn`]), an embedded SQLite shard
+//! in-process ([`sqlite::LiteConn`]) that answers the same messages. The
+//! [`ShardConn`] enum puts both behind one interface (send frontend bytes,
+//! receive backend frames), and [`pool::Pool`] keeps idle connections per
+//! shard.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod pg;
+pub mod pool;
+pub mod sqlite;
+
+pub use error::BackendError;
+pub use pool::{Pool, PooledConn, ShardTarget};
+
+use shardgate_wire::Frame;
+
+/// One connection to one shard.
+pub enum ShardConn {
+    /// A PostgreSQL server.
+    Pg(pg::PgConn),
+    /// An embedded SQLite database.
+    Lite(sqlite::LiteConn),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl ShardConn {
+    /// Send frontend protocol bytes (one or more whole messages).
+    ///
+    /// # Errors
+    /// I/O errors; the connection must then be discarded.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: a dropped send may leave a partial message on the
+    /// socket; the connection must then be discarded (the pool does so).
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        match self {
+            ShardConn::Pg(c) => c.send(bytes).await,
+            ShardConn::Lite(c) => c.send(bytes),
+        }
+    }
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+    /// Receive the next backend message.
+    ///
+    /// # Errors
+    /// I/O or protocol errors; the connection must then be discarded.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a message is only consumed when returned.
+    pub async fn recv(&mut self) -> Result<Frame, BackendError> {
+        match self {
+            ShardConn::Pg(c) => c.recv().await,
+            ShardConn::Lite(c) => c.recv(),
+        }
+    }
+
+    /// Is another whole message already buffered (so `recv` won't wait)?
+    pub fn has_buffered(&self) -> bool {
+        match self {
+            ShardConn::Pg(c) => c.has_buffered(),
+            ShardConn::Lite(c) => c.has_buffered(),
+        }
+    }
+
+    /// Names of statements already prepared on this connection.
+    pub fn prepared(&mut self) -> &mut std::collections::HashSet<String> {
+        match self {
+            ShardConn::Pg(c) => &mut c.prepared,
+            ShardConn::Lite(c) => &mut c.prepared,
+        }
+    }
+
+    /// The server's process id and secret, for cancel requests.
+    pub fn cancel_key(&self) -> Option<(i32, i32)> {
+        match self {
+            ShardConn::Pg(c) => Some((c.pid, c.secret)),
+            ShardConn::Lite(_) => None,
+        }
+    }
+
+    /// Send messages and read until ReadyForQuery, returning every frame
+    /// before it and the transaction status byte. For internal statements
+    /// (setup, catalog look-ups), not for client traffic.
+    ///
+    /// # Errors
+    /// I/O and protocol errors. A server ErrorResponse is returned among the
+    /// frames, not as an error.
+    pub async fn round_trip(&mut self, bytes: &[u8]) -> Result<(Vec<Frame>, u8), BackendError> {
+        self.send(bytes).await?;
+        let mut frames = Vec::new();
+        loop {
+            let f = self.recv().await?;
+            if f.tag == b'Z' {
+                return Ok((frames, f.body.first().copied().unwrap_or(b'I')));
+            }
+            frames.push(f);
+        }
+    }
+
+    /// Run one simple query for internal use and return its rows as text;
+    /// a server error becomes [`BackendError::Server`].
+    ///
+    /// # Errors
+    /// I/O, protocol and server errors.
+    pub async fn simple_rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, BackendError> {
+        let mut out = bytes::BytesMut::new();
+        shardgate_wire::frontend::query(&mut out, sql);
+        let (frames, _) = self.round_trip(&out).await?;
+        let mut rows = Vec::new();
+        for f in frames {
+            match f.tag {
+                b'E' => return Err(BackendError::Server(shardgate_wire::backend::parse_error(&f.body)?)),
+                b'D' => rows.push(
+                    shardgate_wire::backend::parse_data_row(&f.body)?
+                        .into_iter()
+                        .map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned()))
+                        .collect(),
+                ),
+                _ => {}
+            }
+        }
+        Ok(rows)
     }
 }

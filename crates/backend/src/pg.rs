@@ -1,0 +1,267 @@
+//! A protocol-level connection to a PostgreSQL shard: startup and
+//! authentication (trust, password, md5, SCRAM-SHA-256), then raw frames in
+//! both directions, so rows are forwarded without decoding.
+
+use crate::error::BackendError;
+use bytes::BytesMut;
+use shardgate_wire::backend::{AuthRequest, parse_auth, parse_error};
+use shardgate_wire::{Frame, frontend, startup};
+use std::collections::HashSet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Where and as whom to connect to a PostgreSQL shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgConfig {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// User name.
+    pub user: String,
+    /// Password, if the server asks for one.
+    pub password: Option<String>,
+    /// Database name.
+    pub database: String,
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl PgConfig {
+    /// Parse `postgres://user[:password]@host[:port]/database`.
+    ///
+    /// # Errors
+    /// [`BackendError::Config`] naming what is wrong.
+    pub fn from_url(url: &str) -> Result<PgConfig, BackendError> {
+        let bad = |why: &str| BackendError::Config(format!("{why} in shard URL {url:?}"));
+        let rest = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+            .ok_or_else(|| bad("expected postgres:// scheme"))?;
+        let rest = rest.split('?').next().unwrap_or("");
+        let (auth, hostpart) = match rest.rsplit_once('@') {
+            Some((a, h)) => (Some(a), h),
+            None => (None, rest),
+        };
+        let (user, password) = match auth {
+            Some(a) => match a.split_once(':') {
+                Some((u, p)) => (pct_decode(u), Some(pct_decode(p))),
+                None => (pct_decode(a), None),
+            },
+            None => ("postgres".to_string(), None),
+        };
+        let (hostport, database) = match hostpart.split_once('/') {
+            Some((h, d)) => (h, pct_decode(d)),
+            None => (hostpart, String::new()),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| bad("invalid port"))?),
+            None => (hostport.to_string(), 5432),
+        };
+        if host.is_empty() {
+            return Err(bad("missing host"));
+        }
+        let database = if database.is_empty() { user.clone() } else { database };
+        Ok(PgConfig { host, port, user, password, database })
+    }
+}
+
+/// An open, authenticated connection to a PostgreSQL server.
+pub struct PgConn {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    /// Server process id (for cancel requests).
+    pub pid: i32,
+    /// Cancel secret.
+    pub secret: i32,
+    /// Names of statements prepared on this connection by shardgate.
+    pub prepared: HashSet<String>,
+    /// ParameterStatus values the server reported at startup.
+    pub server_params: Vec<(String, String)>,
+}
+
+impl PgConn {
+    /// Connect and authenticate.
+    ///
+    /// # Errors
+    /// I/O, authentication, or a server error during startup.
+    pub async fn connect(cfg: &PgConfig) -> Result<PgConn, BackendError> {
+        let stream = TcpStream::connect((cfg.host.as_str(), cfg.port)).await?;
+        stream.set_nodelay(true)?;
+        let mut conn = PgConn {
+            stream,
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            pid: 0,
+            secret: 0,
+            prepared: HashSet::new(),
+            server_params: Vec::new(),
+        };
+        let mut out = BytesMut::new();
+        startup::encode_startup(
+            &mut out,
+            &[
+                ("user", &cfg.user),
+                ("database", &cfg.database),
+                ("client_encoding", "UTF8"),
+                ("DateStyle", "ISO, MDY"),
+                ("application_name", "shardgate"),
+            ],
+        );
+        conn.send(&out).await?;
+        let mut scram: Option<postgres_protocol::authentication::sasl::ScramSha256> = None;
+        loop {
+            let f = conn.recv().await?;
+            match f.tag {
+                b'R' => {
+                    let mut out = BytesMut::new();
+                    let password = || {
+                        cfg.password.clone().ok_or_else(|| {
+                            BackendError::Auth(format!("shard asks for a password; none is configured for user {}", cfg.user))
+                        })
+                    };
+                    match parse_auth(&f.body)? {
+                        AuthRequest::Ok => continue,
+                        AuthRequest::Cleartext => {
+                            let mut p = password()?.into_bytes();
+                            p.push(0);
+                            frontend::password_raw(&mut out, &p);
+                        }
+                        AuthRequest::Md5(salt) => {
+                            let h = postgres_protocol::authentication::md5_hash(
+                                cfg.user.as_bytes(),
+                                password()?.as_bytes(),
+                                salt,
+                            );
+                            let mut p = h.into_bytes();
+                            p.push(0);
+                            frontend::password_raw(&mut out, &p);
+                        }
+                        AuthRequest::Sasl(mechs) => {
+                            if !mechs.iter().any(|m| m == "SCRAM-SHA-256") {
+                                return Err(BackendError::Auth(format!("unsupported SASL mechanisms {mechs:?}")));
+                            }
+                            let s = postgres_protocol::authentication::sasl::ScramSha256::new(
+                                password()?.as_bytes(),
+                                postgres_protocol::authentication::sasl::ChannelBinding::unsupported(),
+                            );
+                            frontend::sasl_initial(&mut out, "SCRAM-SHA-256", s.message());
+                            scram = Some(s);
+                        }
+                        AuthRequest::SaslContinue(data) => {
+                            let s = scram.as_mut().ok_or_else(|| BackendError::Auth("unexpected SASL continue".into()))?;
+                            s.update(&data).map_err(|e| BackendError::Auth(e.to_string()))?;
+                            frontend::password_raw(&mut out, s.message());
+                        }
+                        AuthRequest::SaslFinal(data) => {
+                            let mut s = scram.take().ok_or_else(|| BackendError::Auth("unexpected SASL final".into()))?;
+                            s.finish(&data).map_err(|e| BackendError::Auth(e.to_string()))?;
+                            continue;
+                        }
+                        AuthRequest::Other(n) => {
+                            return Err(BackendError::Auth(format!("unsupported authentication method {n}")));
+                        }
+                    }
+                    conn.send(&out).await?;
+                }
+                b'K' => {
+                    let mut r = shardgate_wire::Reader::new(&f.body);
+                    conn.pid = r.i32()?;
+                    conn.secret = r.i32()?;
+                }
+                b'S' => {
+                    let mut r = shardgate_wire::Reader::new(&f.body);
+                    let k = r.cstr()?.to_string();
+                    let v = r.cstr()?.to_string();
+                    conn.server_params.push((k, v));
+                }
+                b'E' => return Err(BackendError::Server(parse_error(&f.body)?)),
+                b'Z' => return Ok(conn),
+                _ => {}
+            }
+        }
+    }
+
+    /// Write raw frontend bytes.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Read the next backend frame.
+    ///
+    /// # Errors
+    /// I/O errors, a closed connection, or a malformed frame.
+    pub async fn recv(&mut self) -> Result<Frame, BackendError> {
+        loop {
+            if let Some(f) = Frame::take(&mut self.rbuf)? {
+                return Ok(f);
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+                self.rbuf.reserve(16 * 1024);
+            }
+            let n = self.stream.read_buf(&mut self.rbuf).await?;
+            if n == 0 {
+                return Err(BackendError::Closed);
+            }
+        }
+    }
+
+    /// Is a whole frame already buffered?
+    pub fn has_buffered(&self) -> bool {
+        if self.rbuf.len() < 5 {
+            return false;
+        }
+        let len = u32::from_be_bytes([self.rbuf[1], self.rbuf[2], self.rbuf[3], self.rbuf[4]]) as usize;
+        self.rbuf.len() > len
+    }
+}
+
+/// Send a cancel request for the backend `pid`/`secret` of a shard.
+///
+/// # Errors
+/// I/O errors reaching the shard.
+pub async fn cancel(cfg: &PgConfig, pid: i32, secret: i32) -> Result<(), BackendError> {
+    let mut s = TcpStream::connect((cfg.host.as_str(), cfg.port)).await?;
+    let mut out = BytesMut::new();
+    startup::encode_cancel(&mut out, pid, secret);
+    s.write_all(&out).await?;
+    let mut buf = [0u8; 1];
+    let _ = s.read(&mut buf).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let c = PgConfig::from_url("postgres://app:s%40cret@127.0.0.1:55433/shop").unwrap();
+        assert_eq!(c.user, "app");
+        assert_eq!(c.password.as_deref(), Some("s@cret"));
+        assert_eq!((c.host.as_str(), c.port, c.database.as_str()), ("127.0.0.1", 55433, "shop"));
+        let d = PgConfig::from_url("postgresql://localhost").unwrap();
+        assert_eq!((d.port, d.user.as_str(), d.database.as_str()), (5432, "postgres", "postgres"));
+        assert!(PgConfig::from_url("mysql://x").is_err());
+        assert!(PgConfig::from_url("postgres://u@h:notaport/db").is_err());
+    }
+}

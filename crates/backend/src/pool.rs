@@ -1,0 +1,120 @@
+//! Per-shard connection pools.
+//!
+//! A pool keeps idle connections to one shard and hands them out for the
+//! length of a transaction (or one statement outside a transaction). A
+//! semaphore caps the connections a shard gets; a connection is returned
+//! only when it is idle and healthy, otherwise it is dropped (closed).
+
+use crate::error::BackendError;
+use crate::pg::{PgConfig, PgConn};
+use crate::sqlite::{LiteConn, LiteShard};
+use crate::ShardConn;
+use shardgate_core::ShardId;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// What a shard is.
+#[derive(Clone)]
+pub enum ShardTarget {
+    /// A PostgreSQL server.
+    Pg(PgConfig),
+    /// An embedded SQLite database file.
+    Lite(Arc<LiteShard>),
+}
+
+/// The pool of one shard.
+pub struct Pool {
+    /// The shard's id.
+    pub shard: ShardId,
+    /// The shard's configured name.
+    pub name: String,
+    /// How to reach it.
+    pub target: ShardTarget,
+    idle: Mutex<Vec<ShardConn>>,
+    limit: Arc<Semaphore>,
+    checkout_timeout: Duration,
+}
+
+/// A connection checked out of a pool; give it back with [`Pool::checkin`],
+/// or drop it to close it.
+pub struct PooledConn {
+    /// The connection.
+    pub conn: ShardConn,
+    /// The shard it belongs to.
+    pub shard: ShardId,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for PooledConn {
+    type Target = ShardConn;
+    fn deref(&self) -> &ShardConn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut ShardConn {
+        &mut self.conn
+    }
+}
+
+impl Pool {
+    /// A pool of at most `max` connections.
+    pub fn new(shard: ShardId, name: &str, target: ShardTarget, max: usize) -> Pool {
+        Pool {
+            shard,
+            name: name.to_string(),
+            target,
+            idle: Mutex::new(Vec::new()),
+            limit: Arc::new(Semaphore::new(max.max(1))),
+            checkout_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Take an idle connection or open a new one.
+    ///
+    /// # Errors
+    /// [`BackendError::PoolTimeout`] if none frees up in time, or the errors
+    /// of opening a connection.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: nothing is taken until it is returned.
+    pub async fn checkout(&self) -> Result<PooledConn, BackendError> {
+        let permit = tokio::time::timeout(self.checkout_timeout, self.limit.clone().acquire_owned())
+            .await
+            .map_err(|_| BackendError::PoolTimeout(self.name.clone()))?
+            .map_err(|_| BackendError::Closed)?;
+        let idle = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
+        let conn = match idle {
+            Some(c) => c,
+            None => self.connect().await?,
+        };
+        Ok(PooledConn { conn, shard: self.shard, _permit: permit })
+    }
+
+    /// Open a new connection (not counted against the pool's limit).
+    ///
+    /// # Errors
+    /// Connection and authentication errors.
+    pub async fn connect(&self) -> Result<ShardConn, BackendError> {
+        match &self.target {
+            ShardTarget::Pg(cfg) => Ok(ShardConn::Pg(PgConn::connect(cfg).await?)),
+            ShardTarget::Lite(shard) => Ok(ShardConn::Lite(LiteConn::open(shard.clone())?)),
+        }
+    }
+
+    /// Return a connection that is idle (its last ReadyForQuery said `I`).
+    pub fn checkin(&self, c: PooledConn) {
+        if let Ok(mut v) = self.idle.lock() {
+            v.push(c.conn);
+        }
+    }
+
+    /// Send a cancel request for a connection of this pool.
+    pub async fn cancel(&self, pid: i32, secret: i32) {
+        if let ShardTarget::Pg(cfg) = &self.target {
+            let _ = crate::pg::cancel(cfg, pid, secret).await;
+        }
+    }
+}

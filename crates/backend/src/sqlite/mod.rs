@@ -1,0 +1,579 @@
+//! The embedded shard: a SQLite database that answers PostgreSQL protocol
+//! messages in-process, so the rest of shardgate treats it like any shard.
+//!
+//! It speaks SQLite's SQL dialect (which accepts the common PostgreSQL DDL
+//! and DML), emulates PostgreSQL's transaction states (a failed transaction
+//! refuses statements until ROLLBACK), and maps declared column types to
+//! PostgreSQL type OIDs for text and binary results.
+
+pub mod infer;
+pub mod types;
+
+use crate::error::BackendError;
+use bytes::BytesMut;
+use rusqlite::types::Value;
+use shardgate_wire::backend::{self as be, Column};
+use shardgate_wire::{Frame, frontend};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+use types::oid;
+
+/// One embedded shard: the path of its database file.
+#[derive(Debug)]
+pub struct LiteShard {
+    /// The database file.
+    pub path: PathBuf,
+}
+
+impl LiteShard {
+    /// An embedded shard stored at `path` (created on first connection).
+    pub fn new(path: PathBuf) -> LiteShard {
+        LiteShard { path }
+    }
+}
+
+struct Stmt {
+    sql: String,
+    types: Vec<u32>,
+}
+
+struct Portal {
+    sql: String,
+    params: Vec<Value>,
+    result_formats: Vec<i16>,
+}
+
+/// A connection to an embedded shard.
+pub struct LiteConn {
+    db: rusqlite::Connection,
+    out: BytesMut,
+    /// Names of statements prepared by shardgate (see [`crate::ShardConn::prepared`]).
+    pub prepared: HashSet<String>,
+    stmts: HashMap<String, Stmt>,
+    portals: HashMap<String, Portal>,
+    failed: bool,
+    skip_to_sync: bool,
+    columns: Option<HashMap<String, String>>,
+}
+
+struct SqlError {
+    code: &'static str,
+    message: String,
+}
+
+impl From<rusqlite::Error> for SqlError {
+    fn from(e: rusqlite::Error) -> Self {
+        let message = e.to_string();
+        let code = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.extended_code {
+                1555 | 2067 => "23505",
+                1299 => "23502",
+                275 => "23514",
+                787 => "23503",
+                _ if f.code == rusqlite::ErrorCode::DatabaseBusy => "40001",
+                _ if message.contains("no such table") => "42P01",
+                _ if message.contains("no such column") => "42703",
+                _ if message.contains("syntax error") => "42601",
+                _ if message.contains("already exists") => "42P07",
+                _ => "XX000",
+            },
+            _ => "XX000",
+        };
+        SqlError { code, message }
+    }
+}
+
+fn err(code: &'static str, message: impl Into<String>) -> SqlError {
+    SqlError { code, message: message.into() }
+}
+
+/// Split a SQL string on top-level semicolons (outside quotes, comments and
+/// dollar quotes). Empty statements are dropped.
+pub fn split_statements(sql: &str) -> Vec<&str> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' => {
+                let tag_end = sql[i + 1..].find('$').map(|j| i + 1 + j);
+                if let Some(e) = tag_end {
+                    let tag = &sql[i..=e];
+                    if tag[1..tag.len() - 1].bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+                        && !tag[1..].starts_with(|c: char| c.is_ascii_digit())
+                    {
+                        if let Some(close) = sql[e + 1..].find(tag) {
+                            i = e + 1 + close + tag.len() - 1;
+                        }
+                    }
+                }
+            }
+            b';' => {
+                let s = sql[start..i].trim();
+                if !s.is_empty() {
+                    out.push(s);
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let s = sql[start.min(sql.len())..].trim();
+    if !s.is_empty() {
+        out.push(s);
+    }
+    out
+}
+
+fn first_words(sql: &str, n: usize) -> Vec<String> {
+    sql.split_whitespace().take(n).map(|w| w.trim_end_matches(';').to_ascii_uppercase()).collect()
+}
+
+impl LiteConn {
+    /// Open a connection to an embedded shard.
+    ///
+    /// # Errors
+    /// SQLite errors opening the file.
+    pub fn open(shard: std::sync::Arc<LiteShard>) -> Result<LiteConn, BackendError> {
+        if let Some(dir) = shard.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let db = rusqlite::Connection::open(&shard.path)?;
+        db.busy_timeout(Duration::from_secs(10))?;
+        let _: String = db.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        db.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
+        Ok(LiteConn {
+            db,
+            out: BytesMut::new(),
+            prepared: HashSet::new(),
+            stmts: HashMap::new(),
+            portals: HashMap::new(),
+            failed: false,
+            skip_to_sync: false,
+            columns: None,
+        })
+    }
+
+    /// Is a reply buffered?
+    pub fn has_buffered(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Take the next reply.
+    ///
+    /// # Errors
+    /// [`BackendError::Closed`] if nothing is pending (a protocol bug).
+    pub fn recv(&mut self) -> Result<Frame, BackendError> {
+        Frame::take(&mut self.out)?.ok_or(BackendError::Closed)
+    }
+
+    /// Handle frontend messages, buffering the replies.
+    ///
+    /// # Errors
+    /// Malformed messages.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        let mut buf = BytesMut::from(bytes);
+        while let Some(f) = Frame::take(&mut buf)? {
+            self.handle(f)?;
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> u8 {
+        if self.db.is_autocommit() {
+            be::IDLE
+        } else if self.failed {
+            be::FAILED_TXN
+        } else {
+            be::IN_TXN
+        }
+    }
+
+    fn fail(&mut self, e: SqlError) {
+        be::error(&mut self.out, e.code, &e.message);
+        if !self.db.is_autocommit() {
+            self.failed = true;
+        }
+    }
+
+    fn handle(&mut self, f: Frame) -> Result<(), BackendError> {
+        if self.skip_to_sync && f.tag != b'S' {
+            return Ok(());
+        }
+        match f.tag {
+            b'Q' => {
+                let sql = frontend::parse_query(&f.body)?.to_string();
+                let stmts = split_statements(&sql);
+                if stmts.is_empty() {
+                    be::empty_query(&mut self.out);
+                }
+                for s in stmts {
+                    if let Err(e) = self.run(s, &[], &[], true, 0) {
+                        self.fail(e);
+                        break;
+                    }
+                }
+                let st = self.status();
+                be::ready_for_query(&mut self.out, st);
+            }
+            b'P' => {
+                let p = frontend::parse_parse(&f.body)?;
+                let (name, sql, types) = (p.name.to_string(), p.sql.to_string(), p.param_types);
+                match self.describe_params(&sql, &types) {
+                    Ok(types) => {
+                        self.stmts.insert(name, Stmt { sql, types });
+                        be::parse_complete(&mut self.out);
+                    }
+                    Err(e) => self.error_in_batch(e),
+                }
+            }
+            b'B' => {
+                let b = frontend::parse_bind(&f.body)?;
+                let result_formats = frontend::bind_result_formats(&f.body)?;
+                let Some(stmt) = self.stmts.get(b.statement) else {
+                    let e = err("26000", format!("prepared statement \"{}\" does not exist", b.statement));
+                    self.error_in_batch(e);
+                    return Ok(());
+                };
+                let mut params = Vec::with_capacity(b.params.len());
+                for (i, raw) in b.params.iter().enumerate() {
+                    let ty = stmt.types.get(i).copied().unwrap_or(oid::TEXT);
+                    match types::param_value(*raw, ty, b.is_binary(i)) {
+                        Ok(v) => params.push(v),
+                        Err(m) => {
+                            self.error_in_batch(err("22P02", m));
+                            return Ok(());
+                        }
+                    }
+                }
+                let portal = Portal { sql: stmt.sql.clone(), params, result_formats };
+                self.portals.insert(b.portal.to_string(), portal);
+                be::bind_complete(&mut self.out);
+            }
+            b'D' => {
+                let (kind, name) = frontend::parse_target(&f.body)?;
+                let r = if kind == b'S' {
+                    match self.stmts.get(name) {
+                        Some(s) => {
+                            let (sql, types) = (s.sql.clone(), s.types.clone());
+                            be::parameter_description(&mut self.out, &types);
+                            self.describe_rows(&sql, &[])
+                        }
+                        None => Err(err("26000", format!("prepared statement \"{name}\" does not exist"))),
+                    }
+                } else {
+                    match self.portals.get(name) {
+                        Some(p) => {
+                            let (sql, rf) = (p.sql.clone(), p.result_formats.clone());
+                            self.describe_rows(&sql, &rf)
+                        }
+                        None => Err(err("34000", format!("portal \"{name}\" does not exist"))),
+                    }
+                };
+                if let Err(e) = r {
+                    self.error_in_batch(e);
+                }
+            }
+            b'E' => {
+                let (name, _max) = frontend::parse_execute(&f.body)?;
+                let Some(p) = self.portals.get(name) else {
+                    self.error_in_batch(err("34000", format!("portal \"{name}\" does not exist")));
+                    return Ok(());
+                };
+                let (sql, params, rf) = (p.sql.clone(), p.params.clone(), p.result_formats.clone());
+                if let Err(e) = self.run(&sql, &params, &rf, false, 0) {
+                    self.error_in_batch(e);
+                }
+            }
+            b'C' => {
+                let (kind, name) = frontend::parse_target(&f.body)?;
+                if kind == b'S' {
+                    self.stmts.remove(name);
+                } else {
+                    self.portals.remove(name);
+                }
+                be::close_complete(&mut self.out);
+            }
+            b'S' => {
+                self.skip_to_sync = false;
+                self.portals.retain(|k, _| !k.is_empty());
+                let st = self.status();
+                be::ready_for_query(&mut self.out, st);
+            }
+            b'H' | b'X' => {}
+            other => {
+                be::error(&mut self.out, "08P01", &format!("unexpected message type {:?}", other as char));
+            }
+        }
+        Ok(())
+    }
+
+    fn error_in_batch(&mut self, e: SqlError) {
+        self.fail(e);
+        self.skip_to_sync = true;
+    }
+
+    fn column_types(&mut self) -> &HashMap<String, String> {
+        if self.columns.is_none() {
+            let mut m = HashMap::new();
+            if let Ok(mut st) = self.db.prepare(
+                "SELECT p.name, p.type FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table'",
+            ) {
+                if let Ok(rows) = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))) {
+                    for (c, t) in rows.flatten() {
+                        m.entry(c.to_ascii_lowercase()).or_insert(t);
+                    }
+                }
+            }
+            self.columns = Some(m);
+        }
+        self.columns.get_or_insert_with(HashMap::new)
+    }
+
+    fn describe_params(&mut self, sql: &str, given: &[u32]) -> Result<Vec<u32>, SqlError> {
+        if split_statements(sql).len() > 1 {
+            return Err(err("42601", "cannot insert multiple commands into a prepared statement"));
+        }
+        let n = if Self::passthrough(sql).is_some() {
+            0
+        } else {
+            let st = self.db.prepare(sql)?;
+            st.parameter_count()
+        };
+        let n = n.max(given.len());
+        let mut types = if given.iter().all(|t| *t != 0) && given.len() == n {
+            given.to_vec()
+        } else {
+            let cols = self.column_types().clone();
+            let inferred = infer::infer(sql, n, &cols);
+            (0..n).map(|i| given.get(i).copied().filter(|t| *t != 0).unwrap_or(inferred[i])).collect()
+        };
+        types.truncate(n);
+        Ok(types)
+    }
+
+    fn columns_of(st: &rusqlite::Statement<'_>, formats: &[i16]) -> Vec<Column> {
+        st.columns()
+            .enumerate()
+            .map(|(i, c)| {
+                let raw = c.name();
+                let (name, (ty, size)) = match c.decl_type() {
+                    Some(d) => (raw.to_string(), types::oid_for_decl(d)),
+                    None => {
+                        let lower = raw.to_ascii_lowercase();
+                        let name = match lower.find('(') {
+                            Some(p) if p > 0 => lower[..p].trim().to_string(),
+                            _ => raw.to_string(),
+                        };
+                        let ty = if lower.starts_with("count(") { (oid::INT8, 8) } else { (oid::TEXT, -1) };
+                        (name, ty)
+                    }
+                };
+                let mut col = Column::new(&name, ty, size);
+                col.format = match formats.len() {
+                    0 => 0,
+                    1 => formats[0],
+                    _ => formats.get(i).copied().unwrap_or(0),
+                };
+                col
+            })
+            .collect()
+    }
+
+    fn describe_rows(&mut self, sql: &str, formats: &[i16]) -> Result<(), SqlError> {
+        if Self::passthrough(sql).is_some() {
+            be::no_data(&mut self.out);
+            return Ok(());
+        }
+        let st = self.db.prepare(sql)?;
+        if st.column_count() == 0 {
+            be::no_data(&mut self.out);
+        } else {
+            let cols = Self::columns_of(&st, formats);
+            be::row_description(&mut self.out, &cols);
+        }
+        Ok(())
+    }
+
+    /// Statements answered without SQLite: their command tag.
+    fn passthrough(sql: &str) -> Option<&'static str> {
+        let w = first_words(sql, 2);
+        match w.first().map(String::as_str) {
+            Some("SET") => Some("SET"),
+            Some("RESET") => Some("RESET"),
+            Some("DISCARD") => Some("DISCARD ALL"),
+            Some("DEALLOCATE") => Some("DEALLOCATE"),
+            _ => None,
+        }
+    }
+
+    fn run(&mut self, sql: &str, params: &[Value], formats: &[i16], describe: bool, _max: i32) -> Result<(), SqlError> {
+        let words = first_words(sql, 2);
+        let verb = words.first().cloned().unwrap_or_default();
+        if let Some(tag) = Self::passthrough(sql) {
+            be::command_complete(&mut self.out, tag);
+            return Ok(());
+        }
+        match verb.as_str() {
+            "BEGIN" | "START" => {
+                if self.db.is_autocommit() {
+                    self.db.execute_batch("BEGIN")?;
+                    self.failed = false;
+                } else {
+                    be::error_like(&mut self.out, b'N', &be::ErrorFields {
+                        severity: "WARNING".into(),
+                        code: "25001".into(),
+                        message: "there is already a transaction in progress".into(),
+                        ..Default::default()
+                    });
+                }
+                be::command_complete(&mut self.out, "BEGIN");
+                return Ok(());
+            }
+            "COMMIT" | "END" | "ROLLBACK" | "ABORT" => {
+                let rollback = self.failed || verb == "ROLLBACK" || verb == "ABORT";
+                if !self.db.is_autocommit() {
+                    self.db.execute_batch(if rollback { "ROLLBACK" } else { "COMMIT" })?;
+                }
+                self.failed = false;
+                be::command_complete(&mut self.out, if rollback { "ROLLBACK" } else { "COMMIT" });
+                return Ok(());
+            }
+            _ => {}
+        }
+        if self.failed {
+            return Err(err(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        if matches!(verb.as_str(), "CREATE" | "ALTER" | "DROP") {
+            self.columns = None;
+        }
+        let mut st = self.db.prepare(sql)?;
+        for (i, v) in params.iter().enumerate() {
+            let name = format!("${}", i + 1);
+            match st.parameter_index(&name)? {
+                Some(ix) => st.raw_bind_parameter(ix, v)?,
+                None if st.parameter_count() > i => st.raw_bind_parameter(i + 1, v)?,
+                None => {}
+            }
+        }
+        let ncols = st.column_count();
+        let cols = if ncols > 0 { Self::columns_of(&st, formats) } else { Vec::new() };
+        if ncols > 0 && describe {
+            be::row_description(&mut self.out, &cols);
+        }
+        let mut rows = st.raw_query();
+        let mut count = 0u64;
+        let mut cells: Vec<Option<Vec<u8>>> = Vec::with_capacity(ncols);
+        while let Some(row) = rows.next()? {
+            cells.clear();
+            for (i, c) in cols.iter().enumerate() {
+                let v = row.get_ref(i)?;
+                let cell = if c.format == 1 {
+                    types::to_binary(v, c.type_oid).map_err(|m| err("22P02", m))?
+                } else {
+                    types::to_text(v, c.type_oid)
+                };
+                cells.push(cell);
+            }
+            be::data_row(&mut self.out, cells.iter().map(|c| c.as_deref()));
+            count += 1;
+        }
+        drop(rows);
+        drop(st);
+        let changes = self.db.changes();
+        let tag = match verb.as_str() {
+            "INSERT" => format!("INSERT 0 {}", if ncols > 0 { count } else { changes }),
+            "UPDATE" | "DELETE" => format!("{verb} {}", if ncols > 0 { count } else { changes }),
+            "SELECT" | "VALUES" | "WITH" | "PRAGMA" => format!("SELECT {count}"),
+            "CREATE" | "DROP" | "ALTER" => words.join(" "),
+            _ => verb,
+        };
+        be::command_complete(&mut self.out, &tag);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn frames(c: &mut LiteConn) -> Vec<Frame> {
+        let mut v = Vec::new();
+        while c.has_buffered() {
+            v.push(c.recv().unwrap());
+        }
+        v
+    }
+
+    #[test]
+    fn splits_statements() {
+        assert_eq!(split_statements("select 1; select ';'; ; select $$a;b$$"), vec!["select 1", "select ';'", "select $$a;b$$"]);
+        assert_eq!(split_statements("  ;  "), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn simple_and_extended_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = LiteConn::open(Arc::new(LiteShard::new(dir.path().join("s.db")))).unwrap();
+        let mut out = BytesMut::new();
+        frontend::query(&mut out, "CREATE TABLE t (id bigint primary key, name text); INSERT INTO t VALUES (1, 'a'), (2, 'b')");
+        c.send(&out).unwrap();
+        let tags: Vec<u8> = frames(&mut c).iter().map(|f| f.tag).collect();
+        assert_eq!(tags, b"CCZ");
+        out.clear();
+        frontend::parse(&mut out, "s", "SELECT id, name FROM t WHERE id = $1", &[]);
+        frontend::describe(&mut out, b'S', "s");
+        frontend::bind(&mut out, "", "s", &[1], &[Some(bytes::Bytes::copy_from_slice(&2i64.to_be_bytes()))], &[1, 0]);
+        frontend::execute(&mut out, "", 0);
+        frontend::sync(&mut out);
+        c.send(&out).unwrap();
+        let fs = frames(&mut c);
+        let tags: Vec<u8> = fs.iter().map(|f| f.tag).collect();
+        assert_eq!(tags, b"1tT2DCZ");
+        let row = be::parse_data_row(&fs[4].body).unwrap();
+        assert_eq!(row, vec![Some(&2i64.to_be_bytes()[..]), Some(&b"b"[..])]);
+        // A failed transaction refuses statements until ROLLBACK.
+        out.clear();
+        frontend::query(&mut out, "BEGIN; INSERT INTO t VALUES (1, 'dup')");
+        c.send(&out).unwrap();
+        let fs = frames(&mut c);
+        assert_eq!(fs.last().unwrap().body[0], be::FAILED_TXN);
+        let e = be::parse_error(&fs[1].body).unwrap();
+        assert_eq!(e.code, "23505");
+        out.clear();
+        frontend::query(&mut out, "SELECT 1");
+        c.send(&out).unwrap();
+        assert_eq!(be::parse_error(&frames(&mut c)[0].body).unwrap().code, "25P02");
+        out.clear();
+        frontend::query(&mut out, "COMMIT");
+        c.send(&out).unwrap();
+        let fs = frames(&mut c);
+        assert_eq!(be::parse_command_complete(&fs[0].body).unwrap(), "ROLLBACK");
+        assert_eq!(fs[1].body[0], be::IDLE);
+    }
+}

@@ -1,0 +1,93 @@
+//! The untagged first packet of a connection: startup, SSL/GSS requests and
+//! cancel requests.
+
+use crate::{Reader, WireError};
+use bytes::{BufMut, BytesMut};
+
+/// Protocol version 3.0.
+pub const PROTOCOL_3_0: i32 = 196_608;
+const SSL_REQUEST: i32 = 80_877_103;
+const GSSENC_REQUEST: i32 = 80_877_104;
+const CANCEL_REQUEST: i32 = 80_877_102;
+
+/// The first packet a client sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Startup {
+    /// A normal startup with its parameters (user, database, options...).
+    Start(Vec<(String, String)>),
+    /// The client asks for TLS.
+    SslRequest,
+    /// The client asks for GSSAPI encryption.
+    GssEncRequest,
+    /// Cancel the query running on the connection with this key.
+    Cancel {
+        /// Backend process id we handed out.
+        pid: i32,
+        /// Its secret.
+        secret: i32,
+    },
+}
+
+/// Take one startup packet from `buf`, if it is whole.
+///
+/// # Errors
+/// A bad length, an unsupported protocol version or a malformed body.
+pub fn take(buf: &mut BytesMut) -> Result<Option<Startup>, WireError> {
+    if buf.len() < 8 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if !(8..=10_000).contains(&len) {
+        return Err(WireError::BadLength(len));
+    }
+    if buf.len() < len {
+        return Ok(None);
+    }
+    let pkt = buf.split_to(len);
+    let mut r = Reader::new(&pkt[4..]);
+    let code = r.i32()?;
+    match code {
+        SSL_REQUEST => Ok(Some(Startup::SslRequest)),
+        GSSENC_REQUEST => Ok(Some(Startup::GssEncRequest)),
+        CANCEL_REQUEST => Ok(Some(Startup::Cancel { pid: r.i32()?, secret: r.i32()? })),
+        PROTOCOL_3_0 => {
+            let mut params = Vec::new();
+            loop {
+                let k = r.cstr()?;
+                if k.is_empty() {
+                    break;
+                }
+                let v = r.cstr()?;
+                params.push((k.to_string(), v.to_string()));
+            }
+            Ok(Some(Startup::Start(params)))
+        }
+        other => Err(WireError::Unexpected(format!(
+            "unsupported frontend protocol {}.{}",
+            other >> 16,
+            other & 0xffff
+        ))),
+    }
+}
+
+/// Append a protocol 3.0 startup message with `params`.
+pub fn encode_startup(out: &mut BytesMut, params: &[(&str, &str)]) {
+    let at = out.len();
+    out.put_u32(0);
+    out.put_i32(PROTOCOL_3_0);
+    for (k, v) in params {
+        crate::put_cstr(out, k);
+        crate::put_cstr(out, v);
+    }
+    out.put_u8(0);
+    let len = (out.len() - at) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Append a cancel request.
+pub fn encode_cancel(out: &mut BytesMut, pid: i32, secret: i32) {
+    out.put_u32(16);
+    out.put_i32(CANCEL_REQUEST);
+    out.put_i32(pid);
+    out.put_i32(secret);
+}
