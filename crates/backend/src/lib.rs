@@ -73,6 +73,19 @@ impl ShardConn {
         }
     }
 
+    /// Fingerprint of the session settings last applied to this connection.
+    pub fn settings(&mut self) -> &mut u64 {
+        match self {
+            ShardConn::Pg(c) => &mut c.settings,
+            ShardConn::Lite(c) => &mut c.settings,
+        }
+    }
+
+    /// Is this an embedded (SQLite) shard?
+    pub fn is_embedded(&self) -> bool {
+        matches!(self, ShardConn::Lite(_))
+    }
+
     /// The server's process id and secret, for cancel requests.
     pub fn cancel_key(&self) -> Option<(i32, i32)> {
         match self {
@@ -105,14 +118,21 @@ impl ShardConn {
     ///
     /// # Errors
     /// I/O, protocol and server errors.
-    pub async fn simple_rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, BackendError> {
+    pub async fn simple_rows(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
         let mut out = bytes::BytesMut::new();
         shardgate_wire::frontend::query(&mut out, sql);
         let (frames, _) = self.round_trip(&out).await?;
         let mut rows = Vec::new();
         for f in frames {
             match f.tag {
-                b'E' => return Err(BackendError::Server(shardgate_wire::backend::parse_error(&f.body)?)),
+                b'E' => {
+                    return Err(BackendError::Server(shardgate_wire::backend::parse_error(
+                        &f.body,
+                    )?));
+                }
                 b'D' => rows.push(
                     shardgate_wire::backend::parse_data_row(&f.body)?
                         .into_iter()

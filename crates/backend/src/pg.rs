@@ -31,7 +31,10 @@ fn pct_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(v);
                 i += 3;
                 continue;
@@ -71,14 +74,27 @@ impl PgConfig {
             None => (hostpart, String::new()),
         };
         let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| bad("invalid port"))?),
+            Some((h, p)) => (
+                h.to_string(),
+                p.parse::<u16>().map_err(|_| bad("invalid port"))?,
+            ),
             None => (hostport.to_string(), 5432),
         };
         if host.is_empty() {
             return Err(bad("missing host"));
         }
-        let database = if database.is_empty() { user.clone() } else { database };
-        Ok(PgConfig { host, port, user, password, database })
+        let database = if database.is_empty() {
+            user.clone()
+        } else {
+            database
+        };
+        Ok(PgConfig {
+            host,
+            port,
+            user,
+            password,
+            database,
+        })
     }
 }
 
@@ -92,6 +108,8 @@ pub struct PgConn {
     pub secret: i32,
     /// Names of statements prepared on this connection by shardgate.
     pub prepared: HashSet<String>,
+    /// Fingerprint of the session settings last applied (0 = none).
+    pub settings: u64,
     /// ParameterStatus values the server reported at startup.
     pub server_params: Vec<(String, String)>,
 }
@@ -110,6 +128,7 @@ impl PgConn {
             pid: 0,
             secret: 0,
             prepared: HashSet::new(),
+            settings: 0,
             server_params: Vec::new(),
         };
         let mut out = BytesMut::new();
@@ -132,7 +151,10 @@ impl PgConn {
                     let mut out = BytesMut::new();
                     let password = || {
                         cfg.password.clone().ok_or_else(|| {
-                            BackendError::Auth(format!("shard asks for a password; none is configured for user {}", cfg.user))
+                            BackendError::Auth(format!(
+                                "shard asks for a password; none is configured for user {}",
+                                cfg.user
+                            ))
                         })
                     };
                     match parse_auth(&f.body)? {
@@ -154,7 +176,9 @@ impl PgConn {
                         }
                         AuthRequest::Sasl(mechs) => {
                             if !mechs.iter().any(|m| m == "SCRAM-SHA-256") {
-                                return Err(BackendError::Auth(format!("unsupported SASL mechanisms {mechs:?}")));
+                                return Err(BackendError::Auth(format!(
+                                    "unsupported SASL mechanisms {mechs:?}"
+                                )));
                             }
                             let s = postgres_protocol::authentication::sasl::ScramSha256::new(
                                 password()?.as_bytes(),
@@ -164,17 +188,25 @@ impl PgConn {
                             scram = Some(s);
                         }
                         AuthRequest::SaslContinue(data) => {
-                            let s = scram.as_mut().ok_or_else(|| BackendError::Auth("unexpected SASL continue".into()))?;
-                            s.update(&data).map_err(|e| BackendError::Auth(e.to_string()))?;
+                            let s = scram.as_mut().ok_or_else(|| {
+                                BackendError::Auth("unexpected SASL continue".into())
+                            })?;
+                            s.update(&data)
+                                .map_err(|e| BackendError::Auth(e.to_string()))?;
                             frontend::password_raw(&mut out, s.message());
                         }
                         AuthRequest::SaslFinal(data) => {
-                            let mut s = scram.take().ok_or_else(|| BackendError::Auth("unexpected SASL final".into()))?;
-                            s.finish(&data).map_err(|e| BackendError::Auth(e.to_string()))?;
+                            let mut s = scram.take().ok_or_else(|| {
+                                BackendError::Auth("unexpected SASL final".into())
+                            })?;
+                            s.finish(&data)
+                                .map_err(|e| BackendError::Auth(e.to_string()))?;
                             continue;
                         }
                         AuthRequest::Other(n) => {
-                            return Err(BackendError::Auth(format!("unsupported authentication method {n}")));
+                            return Err(BackendError::Auth(format!(
+                                "unsupported authentication method {n}"
+                            )));
                         }
                     }
                     conn.send(&out).await?;
@@ -230,7 +262,8 @@ impl PgConn {
         if self.rbuf.len() < 5 {
             return false;
         }
-        let len = u32::from_be_bytes([self.rbuf[1], self.rbuf[2], self.rbuf[3], self.rbuf[4]]) as usize;
+        let len =
+            u32::from_be_bytes([self.rbuf[1], self.rbuf[2], self.rbuf[3], self.rbuf[4]]) as usize;
         self.rbuf.len() > len
     }
 }
@@ -258,9 +291,15 @@ mod tests {
         let c = PgConfig::from_url("postgres://app:s%40cret@127.0.0.1:55433/shop").unwrap();
         assert_eq!(c.user, "app");
         assert_eq!(c.password.as_deref(), Some("s@cret"));
-        assert_eq!((c.host.as_str(), c.port, c.database.as_str()), ("127.0.0.1", 55433, "shop"));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.database.as_str()),
+            ("127.0.0.1", 55433, "shop")
+        );
         let d = PgConfig::from_url("postgresql://localhost").unwrap();
-        assert_eq!((d.port, d.user.as_str(), d.database.as_str()), (5432, "postgres", "postgres"));
+        assert_eq!(
+            (d.port, d.user.as_str(), d.database.as_str()),
+            (5432, "postgres", "postgres")
+        );
         assert!(PgConfig::from_url("mysql://x").is_err());
         assert!(PgConfig::from_url("postgres://u@h:notaport/db").is_err());
     }

@@ -5,10 +5,10 @@
 //! semaphore caps the connections a shard gets; a connection is returned
 //! only when it is idle and healthy, otherwise it is dropped (closed).
 
+use crate::ShardConn;
 use crate::error::BackendError;
 use crate::pg::{PgConfig, PgConn};
 use crate::sqlite::{LiteConn, LiteShard};
-use crate::ShardConn;
 use shardgate_core::ShardId;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,16 +81,21 @@ impl Pool {
     /// # Cancel safety
     /// Cancel safe: nothing is taken until it is returned.
     pub async fn checkout(&self) -> Result<PooledConn, BackendError> {
-        let permit = tokio::time::timeout(self.checkout_timeout, self.limit.clone().acquire_owned())
-            .await
-            .map_err(|_| BackendError::PoolTimeout(self.name.clone()))?
-            .map_err(|_| BackendError::Closed)?;
+        let permit =
+            tokio::time::timeout(self.checkout_timeout, self.limit.clone().acquire_owned())
+                .await
+                .map_err(|_| BackendError::PoolTimeout(self.name.clone()))?
+                .map_err(|_| BackendError::Closed)?;
         let idle = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
         let conn = match idle {
             Some(c) => c,
             None => self.connect().await?,
         };
-        Ok(PooledConn { conn, shard: self.shard, _permit: permit })
+        Ok(PooledConn {
+            conn,
+            shard: self.shard,
+            _permit: permit,
+        })
     }
 
     /// Open a new connection (not counted against the pool's limit).

@@ -163,7 +163,10 @@ mod tests {
     fn int_widths_agree() {
         // hashint8extended agrees with hashint4extended on the int4 range.
         for v in [-5i64, -1, 0, 1, 42, i32::MAX as i64, i32::MIN as i64] {
-            assert_eq!(hashint8extended(v, 0), hash_uint32_extended(v as i32 as u32, 0));
+            assert_eq!(
+                hashint8extended(v, 0),
+                hash_uint32_extended(v as i32 as u32, 0)
+            );
         }
     }
 

@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Index of a shard in the configured shard list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct ShardId(pub u32);
 
 impl fmt::Display for ShardId {
@@ -36,7 +38,10 @@ pub struct KeyRange {
 
 impl KeyRange {
     /// The whole keyspace.
-    pub const FULL: KeyRange = KeyRange { start: 0, end: None };
+    pub const FULL: KeyRange = KeyRange {
+        start: 0,
+        end: None,
+    };
 
     /// Does the range contain `id`?
     pub fn contains(&self, id: KeyspaceId) -> bool {
@@ -50,7 +55,11 @@ impl KeyRange {
         (0..n)
             .map(|i| {
                 let start = (space * i / n) as u64;
-                let end = if i + 1 == n { None } else { Some((space * (i + 1) / n) as u64) };
+                let end = if i + 1 == n {
+                    None
+                } else {
+                    Some((space * (i + 1) / n) as u64)
+                };
                 KeyRange { start, end }
             })
             .collect()

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod rule;
 pub mod shard_map;
 pub mod strategy;
+pub mod topology;
 pub mod value;
 
 pub use error::CoreError;
@@ -21,4 +22,5 @@ pub use ids::{KeyRange, KeyspaceId, ShardId};
 pub use rule::{TableKind, TableRule};
 pub use shard_map::ShardMap;
 pub use strategy::{Placement, Strategy, StrategyKind};
+pub use topology::Topology;
 pub use value::{KeyType, KeyValue};

@@ -34,6 +34,10 @@ pub enum TableKind {
         /// Tenant overrides: keys pinned to a shard, checked first.
         #[serde(default)]
         overrides: Vec<(Vec<KeyValue>, ShardId)>,
+        /// All columns of the table in order, when known (for INSERTs
+        /// without a column list).
+        #[serde(default)]
+        all_columns: Vec<String>,
     },
 }
 
@@ -43,13 +47,22 @@ impl TableRule {
         let key_types = vec![None; columns.len()];
         TableRule {
             table: table.to_string(),
-            kind: TableKind::Sharded { columns, key_types, strategy, overrides: Vec::new() },
+            kind: TableKind::Sharded {
+                columns,
+                key_types,
+                strategy,
+                overrides: Vec::new(),
+                all_columns: Vec::new(),
+            },
         }
     }
 
     /// A reference table rule.
     pub fn reference(table: &str) -> TableRule {
-        TableRule { table: table.to_string(), kind: TableKind::Reference }
+        TableRule {
+            table: table.to_string(),
+            kind: TableKind::Reference,
+        }
     }
 
     /// The shard that owns a full key (one value per key column).
@@ -63,9 +76,17 @@ impl TableRule {
                 "{} is a reference table; it has no shard key",
                 self.table
             ))),
-            TableKind::Sharded { columns, strategy, overrides, .. } => {
+            TableKind::Sharded {
+                columns,
+                strategy,
+                overrides,
+                ..
+            } => {
                 if key.len() != columns.len() {
-                    return Err(CoreError::Arity { expected: columns.len(), got: key.len() });
+                    return Err(CoreError::Arity {
+                        expected: columns.len(),
+                        got: key.len(),
+                    });
                 }
                 if let Some((_, s)) = overrides.iter().find(|(k, _)| k.as_slice() == key) {
                     return Ok(*s);

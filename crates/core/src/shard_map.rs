@@ -34,7 +34,10 @@ impl TryFrom<ShardMapRepr> for ShardMap {
 
 impl From<ShardMap> for ShardMapRepr {
     fn from(m: ShardMap) -> Self {
-        ShardMapRepr { version: m.version, ranges: m.ranges().collect() }
+        ShardMapRepr {
+            version: m.version,
+            ranges: m.ranges().collect(),
+        }
     }
 }
 
@@ -53,17 +56,25 @@ impl ShardMap {
         let mut prev: Option<KeyRange> = None;
         for (r, _) in &ranges {
             if r.end.is_some_and(|e| e <= r.start) {
-                return Err(CoreError::BadStrategy(format!("empty or reversed range {r}")));
+                return Err(CoreError::BadStrategy(format!(
+                    "empty or reversed range {r}"
+                )));
             }
             match expected {
                 None => {
-                    return Err(CoreError::Overlap(prev.expect("prev set").to_string(), r.to_string()));
+                    return Err(CoreError::Overlap(
+                        prev.expect("prev set").to_string(),
+                        r.to_string(),
+                    ));
                 }
                 Some(want) if r.start > want => {
                     return Err(CoreError::Gap(format!("[{want:016x}, {:016x})", r.start)));
                 }
                 Some(want) if r.start < want => {
-                    return Err(CoreError::Overlap(prev.expect("prev set").to_string(), r.to_string()));
+                    return Err(CoreError::Overlap(
+                        prev.expect("prev set").to_string(),
+                        r.to_string(),
+                    ));
                 }
                 _ => {}
             }
@@ -83,7 +94,10 @@ impl ShardMap {
     /// `n` shards, each owning an equal contiguous slice of the space.
     pub fn uniform(version: u64, shards: &[ShardId]) -> Result<ShardMap, CoreError> {
         let ranges = KeyRange::split_even(shards.len() as u32);
-        ShardMap::new(version, ranges.into_iter().zip(shards.iter().copied()).collect())
+        ShardMap::new(
+            version,
+            ranges.into_iter().zip(shards.iter().copied()).collect(),
+        )
     }
 
     /// The map's version; it grows with every change.
@@ -128,8 +142,14 @@ mod tests {
     fn refuses_gaps_and_overlaps() {
         let s = ShardId(0);
         assert!(matches!(ShardMap::new(1, vec![]), Err(CoreError::Empty)));
-        assert!(matches!(ShardMap::new(1, vec![(r(1, None), s)]), Err(CoreError::Gap(_))));
-        assert!(matches!(ShardMap::new(1, vec![(r(0, Some(10)), s)]), Err(CoreError::Gap(_))));
+        assert!(matches!(
+            ShardMap::new(1, vec![(r(1, None), s)]),
+            Err(CoreError::Gap(_))
+        ));
+        assert!(matches!(
+            ShardMap::new(1, vec![(r(0, Some(10)), s)]),
+            Err(CoreError::Gap(_))
+        ));
         assert!(matches!(
             ShardMap::new(1, vec![(r(0, Some(10)), s), (r(5, None), s)]),
             Err(CoreError::Overlap(..))

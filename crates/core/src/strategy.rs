@@ -90,7 +90,9 @@ pub type Placement = ShardId;
 impl Strategy {
     /// An even hash map over `shards`.
     pub fn hash(shards: &[ShardId]) -> Result<Strategy, CoreError> {
-        Ok(Strategy::Hash { map: ShardMap::uniform(1, shards)? })
+        Ok(Strategy::Hash {
+            map: ShardMap::uniform(1, shards)?,
+        })
     }
 
     /// A consistent-hash ring: each shard (named, so points are stable when
@@ -98,7 +100,9 @@ impl Strategy {
     /// the first point at or after its keyspace id, wrapping around.
     pub fn consistent(shards: &[(ShardId, &str)], vnodes: u32) -> Result<Strategy, CoreError> {
         if shards.is_empty() || vnodes == 0 {
-            return Err(CoreError::BadStrategy("a ring needs shards and vnodes > 0".into()));
+            return Err(CoreError::BadStrategy(
+                "a ring needs shards and vnodes > 0".into(),
+            ));
         }
         let mut points: Vec<(u64, ShardId)> = Vec::new();
         for (id, name) in shards {
@@ -116,18 +120,30 @@ impl Strategy {
         for (p, owner) in &points {
             match p.checked_add(1) {
                 Some(end) => {
-                    ranges.push((KeyRange { start, end: Some(end) }, *owner));
+                    ranges.push((
+                        KeyRange {
+                            start,
+                            end: Some(end),
+                        },
+                        *owner,
+                    ));
                     start = end;
                 }
                 None => {
                     ranges.push((KeyRange { start, end: None }, *owner));
-                    return Ok(Strategy::Consistent { map: ShardMap::new(1, ranges)?, vnodes });
+                    return Ok(Strategy::Consistent {
+                        map: ShardMap::new(1, ranges)?,
+                        vnodes,
+                    });
                 }
             }
         }
         // The wrap-around range past the last point belongs to the first point.
         ranges.push((KeyRange { start, end: None }, first_owner));
-        Ok(Strategy::Consistent { map: ShardMap::new(1, ranges)?, vnodes })
+        Ok(Strategy::Consistent {
+            map: ShardMap::new(1, ranges)?,
+            vnodes,
+        })
     }
 
     /// Ranges from `(upper bound, shard)` pairs; the last pair's bound must be
@@ -157,7 +173,9 @@ impl Strategy {
                 }
                 (None, true) => {}
                 (Some(b), true) => {
-                    return Err(CoreError::Gap(format!("values from {b} up are owned by no shard")));
+                    return Err(CoreError::Gap(format!(
+                        "values from {b} up are owned by no shard"
+                    )));
                 }
                 (None, false) => {
                     return Err(CoreError::BadStrategy(
@@ -202,11 +220,21 @@ impl Strategy {
                 Ok(map.lookup(Strategy::keyspace_id(key)))
             }
             Strategy::Range { bounds, shards } => {
-                let first = key.first().ok_or(CoreError::Arity { expected: 1, got: 0 })?;
+                let first = key.first().ok_or(CoreError::Arity {
+                    expected: 1,
+                    got: 0,
+                })?;
                 Ok(shards[bounds.partition_point(|b| b <= first)])
             }
-            Strategy::List { values: m, default } | Strategy::Directory { entries: m, default } => {
-                let first = key.first().ok_or(CoreError::Arity { expected: 1, got: 0 })?;
+            Strategy::List { values: m, default }
+            | Strategy::Directory {
+                entries: m,
+                default,
+            } => {
+                let first = key.first().ok_or(CoreError::Arity {
+                    expected: 1,
+                    got: 0,
+                })?;
                 m.get(first)
                     .copied()
                     .or(*default)
@@ -220,13 +248,18 @@ mod pairs {
     use super::*;
     use serde::{Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(m: &HashMap<KeyValue, ShardId>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        m: &HashMap<KeyValue, ShardId>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         let mut v: Vec<(&KeyValue, &ShardId)> = m.iter().collect();
         v.sort();
         v.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<KeyValue, ShardId>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<HashMap<KeyValue, ShardId>, D::Error> {
         let v: Vec<(KeyValue, ShardId)> = Vec::deserialize(d)?;
         Ok(v.into_iter().collect())
     }
@@ -249,28 +282,45 @@ mod tests {
         assert_eq!(s.place(&[KeyValue::Int(199)]).unwrap(), ShardId(1));
         assert_eq!(s.place(&[KeyValue::Int(i64::MAX)]).unwrap(), ShardId(2));
         assert!(Strategy::range(vec![(Some(KeyValue::Int(1)), ShardId(0))]).is_err());
-        assert!(Strategy::range(vec![
-            (Some(KeyValue::Int(5)), ShardId(0)),
-            (Some(KeyValue::Int(5)), ShardId(1)),
-            (None, ShardId(2))
-        ])
-        .is_err());
+        assert!(
+            Strategy::range(vec![
+                (Some(KeyValue::Int(5)), ShardId(0)),
+                (Some(KeyValue::Int(5)), ShardId(1)),
+                (None, ShardId(2))
+            ])
+            .is_err()
+        );
     }
 
     #[test]
     fn list_and_directory_miss() {
         let mut values = HashMap::new();
         values.insert(KeyValue::Text("eu".into()), ShardId(1));
-        let s = Strategy::List { values, default: None };
+        let s = Strategy::List {
+            values,
+            default: None,
+        };
         assert_eq!(s.place(&[KeyValue::Text("eu".into())]).unwrap(), ShardId(1));
-        assert!(matches!(s.place(&[KeyValue::Text("us".into())]), Err(CoreError::NoPlacement(_))));
+        assert!(matches!(
+            s.place(&[KeyValue::Text("us".into())]),
+            Err(CoreError::NoPlacement(_))
+        ));
     }
 
     #[test]
     fn consistent_ring_moves_few_keys_when_a_shard_joins() {
-        let three = Strategy::consistent(&[(ShardId(0), "a"), (ShardId(1), "b"), (ShardId(2), "c")], 64).unwrap();
+        let three = Strategy::consistent(
+            &[(ShardId(0), "a"), (ShardId(1), "b"), (ShardId(2), "c")],
+            64,
+        )
+        .unwrap();
         let four = Strategy::consistent(
-            &[(ShardId(0), "a"), (ShardId(1), "b"), (ShardId(2), "c"), (ShardId(3), "d")],
+            &[
+                (ShardId(0), "a"),
+                (ShardId(1), "b"),
+                (ShardId(2), "c"),
+                (ShardId(3), "d"),
+            ],
             64,
         )
         .unwrap();

@@ -30,8 +30,9 @@ impl KeyType {
         Some(match base {
             "smallint" | "integer" | "int" | "bigint" | "int2" | "int4" | "int8" | "serial"
             | "bigserial" | "smallserial" | "serial4" | "serial8" => KeyType::Int,
-            "text" | "varchar" | "character varying" | "char" | "character" | "bpchar"
-            | "name" | "citext" => KeyType::Text,
+            // char(n) hashes without trailing spaces and citext without case:
+            // not plain text, so not (yet) usable as shard keys.
+            "text" | "varchar" | "character varying" | "name" => KeyType::Text,
             "uuid" => KeyType::Uuid,
             "timestamp" | "timestamp without time zone" => KeyType::Timestamp,
             "date" => KeyType::Date,
@@ -79,9 +80,16 @@ impl KeyValue {
     /// # Errors
     /// [`CoreError::BadValue`] when the text is not a valid value of `ty`.
     pub fn parse(ty: KeyType, s: &str) -> Result<KeyValue, CoreError> {
-        let bad = || CoreError::BadValue { value: s.to_string(), ty: ty.to_string() };
+        let bad = || CoreError::BadValue {
+            value: s.to_string(),
+            ty: ty.to_string(),
+        };
         match ty {
-            KeyType::Int => s.trim().parse::<i64>().map(KeyValue::Int).map_err(|_| bad()),
+            KeyType::Int => s
+                .trim()
+                .parse::<i64>()
+                .map(KeyValue::Int)
+                .map_err(|_| bad()),
             KeyType::Text => Ok(KeyValue::Text(s.to_string())),
             KeyType::Uuid => parse_uuid(s).map(KeyValue::Uuid).ok_or_else(bad),
             KeyType::Timestamp => parse_timestamp(s).map(KeyValue::Timestamp).ok_or_else(bad),
@@ -95,12 +103,19 @@ impl KeyValue {
     /// # Errors
     /// [`CoreError::BadValue`] when the bytes do not fit the type.
     pub fn from_binary(ty: KeyType, oid: u32, b: &[u8]) -> Result<KeyValue, CoreError> {
-        let bad = || CoreError::BadValue { value: format!("{b:?}"), ty: ty.to_string() };
+        let bad = || CoreError::BadValue {
+            value: format!("{b:?}"),
+            ty: ty.to_string(),
+        };
         match ty {
             KeyType::Int => match b.len() {
                 2 => Ok(KeyValue::Int(i16::from_be_bytes([b[0], b[1]]) as i64)),
-                4 => Ok(KeyValue::Int(i32::from_be_bytes(b.try_into().map_err(|_| bad())?) as i64)),
-                8 => Ok(KeyValue::Int(i64::from_be_bytes(b.try_into().map_err(|_| bad())?))),
+                4 => Ok(KeyValue::Int(
+                    i32::from_be_bytes(b.try_into().map_err(|_| bad())?) as i64,
+                )),
+                8 => Ok(KeyValue::Int(i64::from_be_bytes(
+                    b.try_into().map_err(|_| bad())?,
+                ))),
                 _ => Err(bad()),
             },
             KeyType::Text => std::str::from_utf8(b)
@@ -111,10 +126,12 @@ impl KeyValue {
                 let d = i32::from_be_bytes(b.try_into().map_err(|_| bad())?);
                 Ok(KeyValue::Timestamp(d as i64 * 86_400_000_000))
             }
-            KeyType::Timestamp => {
-                Ok(KeyValue::Timestamp(i64::from_be_bytes(b.try_into().map_err(|_| bad())?)))
-            }
-            KeyType::Date => Ok(KeyValue::Date(i32::from_be_bytes(b.try_into().map_err(|_| bad())?))),
+            KeyType::Timestamp => Ok(KeyValue::Timestamp(i64::from_be_bytes(
+                b.try_into().map_err(|_| bad())?,
+            ))),
+            KeyType::Date => Ok(KeyValue::Date(i32::from_be_bytes(
+                b.try_into().map_err(|_| bad())?,
+            ))),
         }
     }
 
@@ -159,7 +176,13 @@ impl fmt::Display for KeyValue {
                 let (y, m, d) = civil_from_days(days + DAYS_1970_TO_2000);
                 let secs = rem / 1_000_000;
                 let micros = rem % 1_000_000;
-                write!(f, "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)?;
+                write!(
+                    f,
+                    "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+                    secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60
+                )?;
                 if micros != 0 {
                     write!(f, ".{micros:06}")?;
                 }
@@ -176,7 +199,12 @@ impl fmt::Display for KeyValue {
 const DAYS_1970_TO_2000: i64 = 10_957;
 
 fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let hex: Vec<u8> = s.trim().trim_matches(['{', '}']).bytes().filter(|c| *c != b'-').collect();
+    let hex: Vec<u8> = s
+        .trim()
+        .trim_matches(['{', '}'])
+        .bytes()
+        .filter(|c| *c != b'-')
+        .collect();
     if hex.len() != 32 {
         return None;
     }
@@ -213,11 +241,22 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// An unsigned decimal date/time field: ASCII digits only. `str::parse`
+/// would also take a sign, but PostgreSQL reads a sign inside a timestamp as
+/// the start of a time zone (`'2000-01-01 -01:00'` is midnight), so accepting
+/// one would give a different value than the server stores.
+fn digits(s: &str) -> Option<i64> {
+    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
 fn parse_date(s: &str) -> Option<i32> {
     let mut it = s.splitn(3, '-');
-    let y: i64 = it.next()?.parse().ok()?;
-    let m: i64 = it.next()?.parse().ok()?;
-    let d: i64 = it.next()?.parse().ok()?;
+    let y = digits(it.next()?)?;
+    let m = digits(it.next()?)?;
+    let d = digits(it.next()?)?;
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
@@ -242,16 +281,20 @@ fn parse_timestamp(s: &str) -> Option<i64> {
             None => (time, ""),
         };
         let mut parts = hms.split(':');
-        let h: i64 = parts.next()?.parse().ok()?;
-        let mi: i64 = parts.next().unwrap_or("0").parse().ok()?;
-        let se: i64 = parts.next().unwrap_or("0").parse().ok()?;
+        let h = digits(parts.next()?)?;
+        let mi = digits(parts.next().unwrap_or("0"))?;
+        let se = digits(parts.next().unwrap_or("0"))?;
         if parts.next().is_some() || h > 24 || mi > 59 || se > 60 {
             return None;
         }
         if !frac.bytes().all(|c| c.is_ascii_digit()) || frac.len() > 6 {
             return None;
         }
-        let f: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<6}").parse().ok()? };
+        let f: i64 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<6}").parse().ok()?
+        };
         micros = ((h * 60 + mi) * 60 + se) * 1_000_000 + f;
     }
     Some(days * 86_400_000_000 + micros)
@@ -275,7 +318,27 @@ mod tests {
         }
         assert!(KeyValue::parse(KeyType::Int, "x").is_err());
         assert!(KeyValue::parse(KeyType::Date, "2023-02-29").is_err());
-        assert_eq!(KeyValue::parse(KeyType::Timestamp, "2000-01-01").unwrap(), KeyValue::Timestamp(0));
+        assert_eq!(
+            KeyValue::parse(KeyType::Timestamp, "2000-01-01").unwrap(),
+            KeyValue::Timestamp(0)
+        );
+    }
+
+    #[test]
+    fn signed_date_time_fields_are_refused() {
+        // PostgreSQL reads these signs as a time zone (ignored by `timestamp`):
+        // '2000-01-01 -01:00'::timestamp is midnight, not 1999-12-31 23:00.
+        for s in [
+            "2000-01-01 -01:00",
+            "2000-01-01 +1:00",
+            "2000-01-01 12:00:-5",
+            "2000-01-01 12:+5:00",
+        ] {
+            assert!(KeyValue::parse(KeyType::Timestamp, s).is_err(), "{s}");
+        }
+        for s in ["+2024-01-01", "2024-+1-01", "2024-01-+1"] {
+            assert!(KeyValue::parse(KeyType::Date, s).is_err(), "{s}");
+        }
     }
 
     #[test]

@@ -1,14 +1,20 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! shardgate-sql: SQL analysis and planning. Pure: no connections, no
+//! globals.
+//!
+//! [`analyze`] reads a statement against a [`shardgate_core::Topology`] and
+//! yields a [`Template`]; [`Template::resolve`] binds parameters and yields a
+//! [`Plan`] for the executor.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#![warn(missing_docs)]
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub mod analyze;
+pub mod error;
+pub mod params;
+pub mod plan;
+pub mod rewrite;
+pub mod split;
+
+pub use analyze::{Analyzed, analyze, analyze_all};
+pub use error::SqlError;
+pub use params::Params;
+pub use plan::{AdminCall, KeyExpr, Local, Plan, ShardSql, StmtKind, Targets, Template};

@@ -312,7 +312,10 @@ mod tests {
         error(&mut out, "0A000", "not supported");
         let f = Frame::take(&mut out).unwrap().unwrap();
         let e = parse_error(&f.body).unwrap();
-        assert_eq!((e.code.as_str(), e.message.as_str()), ("0A000", "not supported"));
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str()),
+            ("0A000", "not supported")
+        );
     }
 
     #[test]

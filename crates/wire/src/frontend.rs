@@ -103,7 +103,11 @@ pub fn parse_parse(body: &[u8]) -> Result<ParseMsg<'_>, WireError> {
     for _ in 0..n {
         param_types.push(r.i32()? as u32);
     }
-    Ok(ParseMsg { name, sql, param_types })
+    Ok(ParseMsg {
+        name,
+        sql,
+        param_types,
+    })
 }
 
 /// A parsed Bind message. Parameter values borrow from the body.
@@ -149,7 +153,13 @@ pub fn parse_bind(body: &[u8]) -> Result<BindMsg<'_>, WireError> {
     for _ in 0..np {
         params.push(r.value()?);
     }
-    Ok(BindMsg { portal, statement, param_formats, params, tail })
+    Ok(BindMsg {
+        portal,
+        statement,
+        param_formats,
+        params,
+        tail,
+    })
 }
 
 /// Append a Bind that reuses a parsed Bind's formats and values but names
@@ -214,7 +224,10 @@ pub fn parse_target(body: &[u8]) -> Result<(u8, &str), WireError> {
     let mut r = Reader::new(body);
     let kind = r.u8()?;
     if kind != b'S' && kind != b'P' {
-        return Err(WireError::Unexpected(format!("describe/close kind {:?}", kind as char)));
+        return Err(WireError::Unexpected(format!(
+            "describe/close kind {:?}",
+            kind as char
+        )));
     }
     Ok((kind, r.cstr()?))
 }
@@ -233,7 +246,14 @@ mod tests {
     #[test]
     fn bind_round_trip_and_rename() {
         let mut out = BytesMut::new();
-        bind(&mut out, "p", "s", &[1], &[Some(Bytes::from_static(&[0, 0, 0, 7])), None], &[0]);
+        bind(
+            &mut out,
+            "p",
+            "s",
+            &[1],
+            &[Some(Bytes::from_static(&[0, 0, 0, 7])), None],
+            &[0],
+        );
         let f = Frame::take(&mut out).unwrap().unwrap();
         let b = parse_bind(&f.body).unwrap();
         assert_eq!((b.portal, b.statement), ("p", "s"));

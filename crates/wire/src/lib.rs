@@ -49,7 +49,10 @@ impl Frame {
         let tag = buf[0];
         let mut whole = buf.split_to(len + 1);
         whole.advance(5);
-        Ok(Some(Frame { tag, body: whole.freeze() }))
+        Ok(Some(Frame {
+            tag,
+            body: whole.freeze(),
+        }))
     }
 
     /// Append this message, tag and length included, to `out`.
@@ -107,7 +110,11 @@ impl<'a> Reader<'a> {
 
     /// A NUL-terminated UTF-8 string.
     pub fn cstr(&mut self) -> Result<&'a str, WireError> {
-        let n = self.buf.iter().position(|b| *b == 0).ok_or(WireError::Truncated)?;
+        let n = self
+            .buf
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or(WireError::Truncated)?;
         let s = std::str::from_utf8(&self.buf[..n]).map_err(|_| WireError::BadUtf8)?;
         self.buf = &self.buf[n + 1..];
         Ok(s)

@@ -49,7 +49,10 @@ pub fn take(buf: &mut BytesMut) -> Result<Option<Startup>, WireError> {
     match code {
         SSL_REQUEST => Ok(Some(Startup::SslRequest)),
         GSSENC_REQUEST => Ok(Some(Startup::GssEncRequest)),
-        CANCEL_REQUEST => Ok(Some(Startup::Cancel { pid: r.i32()?, secret: r.i32()? })),
+        CANCEL_REQUEST => Ok(Some(Startup::Cancel {
+            pid: r.i32()?,
+            secret: r.i32()?,
+        })),
         PROTOCOL_3_0 => {
             let mut params = Vec::new();
             loop {

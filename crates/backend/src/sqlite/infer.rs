@@ -62,13 +62,18 @@ fn tokenize(sql: &str) -> Vec<Tok> {
                     i += 1;
                 } else {
                     let s = i;
-                    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80) {
+                    while i < b.len()
+                        && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80)
+                    {
                         i += 1;
                     }
                     name = sql[s..i].to_ascii_lowercase();
                 }
                 // a.b: keep the last part.
-                if i + 1 < b.len() && b[i] == b'.' && (b[i + 1].is_ascii_alphabetic() || b[i + 1] == b'"' || b[i + 1] == b'_') {
+                if i + 1 < b.len()
+                    && b[i] == b'.'
+                    && (b[i + 1].is_ascii_alphabetic() || b[i + 1] == b'"' || b[i + 1] == b'_')
+                {
                     i += 1;
                     continue;
                 }
@@ -123,7 +128,9 @@ pub fn infer(sql: &str, n: usize, columns: &HashMap<String, String>) -> Vec<u32>
         match t {
             Tok::Ident(k) if k == "into" => {
                 // INTO t ( c1, c2 )
-                if let (Some(Tok::Ident(_)), Some(Tok::Punct(p))) = (toks.get(i + 1), toks.get(i + 2)) {
+                if let (Some(Tok::Ident(_)), Some(Tok::Punct(p))) =
+                    (toks.get(i + 1), toks.get(i + 2))
+                {
                     if p == "(" {
                         let mut j = i + 3;
                         insert_cols.clear();
@@ -144,7 +151,9 @@ pub fn infer(sql: &str, n: usize, columns: &HashMap<String, String>) -> Vec<u32>
                 }
             }
             Tok::Ident(k) if k == "in" => {
-                if let (Some(Tok::Ident(c)), Some(Tok::Punct(p))) = (i.checked_sub(1).and_then(|j| toks.get(j)), toks.get(i + 1)) {
+                if let (Some(Tok::Ident(c)), Some(Tok::Punct(p))) =
+                    (i.checked_sub(1).and_then(|j| toks.get(j)), toks.get(i + 1))
+                {
                     if p == "(" {
                         in_list_col = Some((c.clone(), depth + 1));
                     }
@@ -166,8 +175,10 @@ pub fn infer(sql: &str, n: usize, columns: &HashMap<String, String>) -> Vec<u32>
             Tok::Param(p) => {
                 let p = *p;
                 if in_values && depth == 1 {
-                    let prev_open = matches!(toks.get(i - 1), Some(Tok::Punct(x)) if x == "(" || x == ",");
-                    let next_close = matches!(toks.get(i + 1), Some(Tok::Punct(x)) if x == ")" || x == ",");
+                    let prev_open =
+                        matches!(toks.get(i - 1), Some(Tok::Punct(x)) if x == "(" || x == ",");
+                    let next_close =
+                        matches!(toks.get(i + 1), Some(Tok::Punct(x)) if x == ")" || x == ",");
                     if prev_open && next_close {
                         set(p, insert_cols.get(pos_in_tuple).and_then(|c| col_type(c)));
                     }
@@ -185,7 +196,9 @@ pub fn infer(sql: &str, n: usize, columns: &HashMap<String, String>) -> Vec<u32>
                         set(p, col_type(c));
                     }
                 }
-                if let (Some(Tok::Punct(x)), Some(Tok::Ident(ty))) = (toks.get(i + 1), toks.get(i + 2)) {
+                if let (Some(Tok::Punct(x)), Some(Tok::Ident(ty))) =
+                    (toks.get(i + 1), toks.get(i + 2))
+                {
                     if x == "::" {
                         set(p, Some(super::types::oid_for_decl(ty).0));
                     }
@@ -195,7 +208,10 @@ pub fn infer(sql: &str, n: usize, columns: &HashMap<String, String>) -> Vec<u32>
         }
         i += 1;
     }
-    types.into_iter().map(|t| if t == 0 { oid::TEXT } else { t }).collect()
+    types
+        .into_iter()
+        .map(|t| if t == 0 { oid::TEXT } else { t })
+        .collect()
 }
 
 #[cfg(test)]
@@ -212,14 +228,25 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(
-            infer("SELECT * FROM o WHERE o.customer_id = $1 AND $2 < amount LIMIT $3", 3, &cols),
+            infer(
+                "SELECT * FROM o WHERE o.customer_id = $1 AND $2 < amount LIMIT $3",
+                3,
+                &cols
+            ),
             vec![oid::INT8, oid::NUMERIC, oid::INT8]
         );
         assert_eq!(
-            infer("INSERT INTO o (customer_id, name, amount) VALUES ($1, $2, $3), ($4, 'x', $5)", 5, &cols),
+            infer(
+                "INSERT INTO o (customer_id, name, amount) VALUES ($1, $2, $3), ($4, 'x', $5)",
+                5,
+                &cols
+            ),
             vec![oid::INT8, oid::TEXT, oid::NUMERIC, oid::INT8, oid::NUMERIC]
         );
-        assert_eq!(infer("SELECT 1 WHERE customer_id IN ($1, $2)", 2, &cols), vec![oid::INT8, oid::INT8]);
+        assert_eq!(
+            infer("SELECT 1 WHERE customer_id IN ($1, $2)", 2, &cols),
+            vec![oid::INT8, oid::INT8]
+        );
         assert_eq!(infer("SELECT $1", 1, &cols), vec![oid::TEXT]);
     }
 }

@@ -50,6 +50,8 @@ pub struct LiteConn {
     out: BytesMut,
     /// Names of statements prepared by shardgate (see [`crate::ShardConn::prepared`]).
     pub prepared: HashSet<String>,
+    /// Fingerprint of the session settings last applied (0 = none).
+    pub settings: u64,
     stmts: HashMap<String, Stmt>,
     portals: HashMap<String, Portal>,
     failed: bool,
@@ -85,69 +87,19 @@ impl From<rusqlite::Error> for SqlError {
 }
 
 fn err(code: &'static str, message: impl Into<String>) -> SqlError {
-    SqlError { code, message: message.into() }
+    SqlError {
+        code,
+        message: message.into(),
+    }
 }
 
-/// Split a SQL string on top-level semicolons (outside quotes, comments and
-/// dollar quotes). Empty statements are dropped.
-pub fn split_statements(sql: &str) -> Vec<&str> {
-    let b = sql.as_bytes();
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            q @ (b'\'' | b'"') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    i += 1;
-                }
-            }
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'$' => {
-                let tag_end = sql[i + 1..].find('$').map(|j| i + 1 + j);
-                if let Some(e) = tag_end {
-                    let tag = &sql[i..=e];
-                    if tag[1..tag.len() - 1].bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
-                        && !tag[1..].starts_with(|c: char| c.is_ascii_digit())
-                    {
-                        if let Some(close) = sql[e + 1..].find(tag) {
-                            i = e + 1 + close + tag.len() - 1;
-                        }
-                    }
-                }
-            }
-            b';' => {
-                let s = sql[start..i].trim();
-                if !s.is_empty() {
-                    out.push(s);
-                }
-                start = i + 1;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    let s = sql[start.min(sql.len())..].trim();
-    if !s.is_empty() {
-        out.push(s);
-    }
-    out
-}
+pub use shardgate_sql::split::split_statements;
 
 fn first_words(sql: &str, n: usize) -> Vec<String> {
-    sql.split_whitespace().take(n).map(|w| w.trim_end_matches(';').to_ascii_uppercase()).collect()
+    sql.split_whitespace()
+        .take(n)
+        .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
+        .collect()
 }
 
 impl LiteConn {
@@ -167,6 +119,7 @@ impl LiteConn {
             db,
             out: BytesMut::new(),
             prepared: HashSet::new(),
+            settings: 0,
             stmts: HashMap::new(),
             portals: HashMap::new(),
             failed: false,
@@ -252,7 +205,10 @@ impl LiteConn {
                 let b = frontend::parse_bind(&f.body)?;
                 let result_formats = frontend::bind_result_formats(&f.body)?;
                 let Some(stmt) = self.stmts.get(b.statement) else {
-                    let e = err("26000", format!("prepared statement \"{}\" does not exist", b.statement));
+                    let e = err(
+                        "26000",
+                        format!("prepared statement \"{}\" does not exist", b.statement),
+                    );
                     self.error_in_batch(e);
                     return Ok(());
                 };
@@ -267,7 +223,11 @@ impl LiteConn {
                         }
                     }
                 }
-                let portal = Portal { sql: stmt.sql.clone(), params, result_formats };
+                let portal = Portal {
+                    sql: stmt.sql.clone(),
+                    params,
+                    result_formats,
+                };
                 self.portals.insert(b.portal.to_string(), portal);
                 be::bind_complete(&mut self.out);
             }
@@ -280,7 +240,10 @@ impl LiteConn {
                             be::parameter_description(&mut self.out, &types);
                             self.describe_rows(&sql, &[])
                         }
-                        None => Err(err("26000", format!("prepared statement \"{name}\" does not exist"))),
+                        None => Err(err(
+                            "26000",
+                            format!("prepared statement \"{name}\" does not exist"),
+                        )),
                     }
                 } else {
                     match self.portals.get(name) {
@@ -323,7 +286,11 @@ impl LiteConn {
             }
             b'H' | b'X' => {}
             other => {
-                be::error(&mut self.out, "08P01", &format!("unexpected message type {:?}", other as char));
+                be::error(
+                    &mut self.out,
+                    "08P01",
+                    &format!("unexpected message type {:?}", other as char),
+                );
             }
         }
         Ok(())
@@ -353,7 +320,10 @@ impl LiteConn {
 
     fn describe_params(&mut self, sql: &str, given: &[u32]) -> Result<Vec<u32>, SqlError> {
         if split_statements(sql).len() > 1 {
-            return Err(err("42601", "cannot insert multiple commands into a prepared statement"));
+            return Err(err(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            ));
         }
         let n = if Self::passthrough(sql).is_some() {
             0
@@ -367,7 +337,15 @@ impl LiteConn {
         } else {
             let cols = self.column_types().clone();
             let inferred = infer::infer(sql, n, &cols);
-            (0..n).map(|i| given.get(i).copied().filter(|t| *t != 0).unwrap_or(inferred[i])).collect()
+            (0..n)
+                .map(|i| {
+                    given
+                        .get(i)
+                        .copied()
+                        .filter(|t| *t != 0)
+                        .unwrap_or(inferred[i])
+                })
+                .collect()
         };
         types.truncate(n);
         Ok(types)
@@ -386,7 +364,11 @@ impl LiteConn {
                             Some(p) if p > 0 => lower[..p].trim().to_string(),
                             _ => raw.to_string(),
                         };
-                        let ty = if lower.starts_with("count(") { (oid::INT8, 8) } else { (oid::TEXT, -1) };
+                        let ty = if lower.starts_with("count(") {
+                            (oid::INT8, 8)
+                        } else {
+                            (oid::TEXT, -1)
+                        };
                         (name, ty)
                     }
                 };
@@ -428,7 +410,14 @@ impl LiteConn {
         }
     }
 
-    fn run(&mut self, sql: &str, params: &[Value], formats: &[i16], describe: bool, _max: i32) -> Result<(), SqlError> {
+    fn run(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        formats: &[i16],
+        describe: bool,
+        _max: i32,
+    ) -> Result<(), SqlError> {
         let words = first_words(sql, 2);
         let verb = words.first().cloned().unwrap_or_default();
         if let Some(tag) = Self::passthrough(sql) {
@@ -441,12 +430,16 @@ impl LiteConn {
                     self.db.execute_batch("BEGIN")?;
                     self.failed = false;
                 } else {
-                    be::error_like(&mut self.out, b'N', &be::ErrorFields {
-                        severity: "WARNING".into(),
-                        code: "25001".into(),
-                        message: "there is already a transaction in progress".into(),
-                        ..Default::default()
-                    });
+                    be::error_like(
+                        &mut self.out,
+                        b'N',
+                        &be::ErrorFields {
+                            severity: "WARNING".into(),
+                            code: "25001".into(),
+                            message: "there is already a transaction in progress".into(),
+                            ..Default::default()
+                        },
+                    );
                 }
                 be::command_complete(&mut self.out, "BEGIN");
                 return Ok(());
@@ -454,7 +447,8 @@ impl LiteConn {
             "COMMIT" | "END" | "ROLLBACK" | "ABORT" => {
                 let rollback = self.failed || verb == "ROLLBACK" || verb == "ABORT";
                 if !self.db.is_autocommit() {
-                    self.db.execute_batch(if rollback { "ROLLBACK" } else { "COMMIT" })?;
+                    self.db
+                        .execute_batch(if rollback { "ROLLBACK" } else { "COMMIT" })?;
                 }
                 self.failed = false;
                 be::command_complete(&mut self.out, if rollback { "ROLLBACK" } else { "COMMIT" });
@@ -481,7 +475,11 @@ impl LiteConn {
             }
         }
         let ncols = st.column_count();
-        let cols = if ncols > 0 { Self::columns_of(&st, formats) } else { Vec::new() };
+        let cols = if ncols > 0 {
+            Self::columns_of(&st, formats)
+        } else {
+            Vec::new()
+        };
         if ncols > 0 && describe {
             be::row_description(&mut self.out, &cols);
         }
@@ -531,24 +529,28 @@ mod tests {
     }
 
     #[test]
-    fn splits_statements() {
-        assert_eq!(split_statements("select 1; select ';'; ; select $$a;b$$"), vec!["select 1", "select ';'", "select $$a;b$$"]);
-        assert_eq!(split_statements("  ;  "), Vec::<&str>::new());
-    }
-
-    #[test]
     fn simple_and_extended_protocol() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = LiteConn::open(Arc::new(LiteShard::new(dir.path().join("s.db")))).unwrap();
         let mut out = BytesMut::new();
-        frontend::query(&mut out, "CREATE TABLE t (id bigint primary key, name text); INSERT INTO t VALUES (1, 'a'), (2, 'b')");
+        frontend::query(
+            &mut out,
+            "CREATE TABLE t (id bigint primary key, name text); INSERT INTO t VALUES (1, 'a'), (2, 'b')",
+        );
         c.send(&out).unwrap();
         let tags: Vec<u8> = frames(&mut c).iter().map(|f| f.tag).collect();
         assert_eq!(tags, b"CCZ");
         out.clear();
         frontend::parse(&mut out, "s", "SELECT id, name FROM t WHERE id = $1", &[]);
         frontend::describe(&mut out, b'S', "s");
-        frontend::bind(&mut out, "", "s", &[1], &[Some(bytes::Bytes::copy_from_slice(&2i64.to_be_bytes()))], &[1, 0]);
+        frontend::bind(
+            &mut out,
+            "",
+            "s",
+            &[1],
+            &[Some(bytes::Bytes::copy_from_slice(&2i64.to_be_bytes()))],
+            &[1, 0],
+        );
         frontend::execute(&mut out, "", 0);
         frontend::sync(&mut out);
         c.send(&out).unwrap();
@@ -568,7 +570,10 @@ mod tests {
         out.clear();
         frontend::query(&mut out, "SELECT 1");
         c.send(&out).unwrap();
-        assert_eq!(be::parse_error(&frames(&mut c)[0].body).unwrap().code, "25P02");
+        assert_eq!(
+            be::parse_error(&frames(&mut c)[0].body).unwrap().code,
+            "25P02"
+        );
         out.clear();
         frontend::query(&mut out, "COMMIT");
         c.send(&out).unwrap();

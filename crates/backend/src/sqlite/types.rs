@@ -60,7 +60,13 @@ pub fn oid_for_decl(decl: &str) -> (u32, i16) {
 pub fn to_text(v: ValueRef<'_>, ty: u32) -> Option<Vec<u8>> {
     Some(match v {
         ValueRef::Null => return None,
-        ValueRef::Integer(i) if ty == oid::BOOL => if i != 0 { b"t".to_vec() } else { b"f".to_vec() },
+        ValueRef::Integer(i) if ty == oid::BOOL => {
+            if i != 0 {
+                b"t".to_vec()
+            } else {
+                b"f".to_vec()
+            }
+        }
         ValueRef::Integer(i) => i.to_string().into_bytes(),
         ValueRef::Real(f) => float_text(f).into_bytes(),
         ValueRef::Text(t) => t.to_vec(),
@@ -79,7 +85,11 @@ fn float_text(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+        if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
     } else {
         format!("{f}")
     }
@@ -98,14 +108,20 @@ pub fn to_binary(v: ValueRef<'_>, ty: u32) -> Result<Option<Vec<u8>>, String> {
         match v {
             ValueRef::Integer(i) => Ok(i),
             ValueRef::Real(f) if f.fract() == 0.0 => Ok(f as i64),
-            _ => String::from_utf8_lossy(&text()).trim().parse().map_err(|_| "not an integer".to_string()),
+            _ => String::from_utf8_lossy(&text())
+                .trim()
+                .parse()
+                .map_err(|_| "not an integer".to_string()),
         }
     };
     let as_f64 = || -> Result<f64, String> {
         match v {
             ValueRef::Integer(i) => Ok(i as f64),
             ValueRef::Real(f) => Ok(f),
-            _ => String::from_utf8_lossy(&text()).trim().parse().map_err(|_| "not a number".to_string()),
+            _ => String::from_utf8_lossy(&text())
+                .trim()
+                .parse()
+                .map_err(|_| "not a number".to_string()),
         }
     };
     let key = |kt: KeyType| {
@@ -173,7 +189,12 @@ pub fn numeric_to_binary(s: &str) -> Result<Vec<u8>, String> {
     let mut groups: Vec<i16> = all
         .as_bytes()
         .chunks(4)
-        .map(|c| std::str::from_utf8(c).unwrap_or("0").parse::<i16>().unwrap_or(0))
+        .map(|c| {
+            std::str::from_utf8(c)
+                .unwrap_or("0")
+                .parse::<i16>()
+                .unwrap_or(0)
+        })
         .collect();
     let mut weight = ((ipad + int.len()) / 4) as i16 - 1;
     while groups.first() == Some(&0) {
@@ -189,7 +210,14 @@ pub fn numeric_to_binary(s: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(8 + 2 * groups.len());
     out.extend_from_slice(&(groups.len() as i16).to_be_bytes());
     out.extend_from_slice(&weight.to_be_bytes());
-    out.extend_from_slice(&(if neg && !groups.is_empty() { 0x4000u16 } else { 0 }).to_be_bytes());
+    out.extend_from_slice(
+        &(if neg && !groups.is_empty() {
+            0x4000u16
+        } else {
+            0
+        })
+        .to_be_bytes(),
+    );
     out.extend_from_slice(&dscale.to_be_bytes());
     for g in groups {
         out.extend_from_slice(&g.to_be_bytes());
@@ -200,7 +228,9 @@ pub fn numeric_to_binary(s: &str) -> Result<Vec<u8>, String> {
 /// Decode PostgreSQL's binary numeric into a decimal string.
 pub fn numeric_from_binary(b: &[u8]) -> Result<String, String> {
     let rd = |i: usize| -> Result<i16, String> {
-        b.get(i..i + 2).map(|x| i16::from_be_bytes([x[0], x[1]])).ok_or_else(|| "short numeric".to_string())
+        b.get(i..i + 2)
+            .map(|x| i16::from_be_bytes([x[0], x[1]]))
+            .ok_or_else(|| "short numeric".to_string())
     };
     let n = rd(0)?.max(0) as usize;
     let weight = rd(2)? as i32;
@@ -225,13 +255,21 @@ pub fn numeric_from_binary(b: &[u8]) -> Result<String, String> {
     let mut frac = String::new();
     let mut idx = weight + 1;
     while frac.len() < dscale {
-        let d = if idx >= 0 { digits.get(idx as usize).copied().unwrap_or(0) } else { 0 };
+        let d = if idx >= 0 {
+            digits.get(idx as usize).copied().unwrap_or(0)
+        } else {
+            0
+        };
         frac.push_str(&format!("{d:04}"));
         idx += 1;
     }
     frac.truncate(dscale);
     let sign = if sign == 0x4000 { "-" } else { "" };
-    Ok(if frac.is_empty() { format!("{sign}{int}") } else { format!("{sign}{int}.{frac}") })
+    Ok(if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    })
 }
 
 /// Turn a bound parameter into a SQLite value, given its type OID and
@@ -240,16 +278,22 @@ pub fn numeric_from_binary(b: &[u8]) -> Result<String, String> {
 /// # Errors
 /// A message (SQLSTATE 22P02 territory) for malformed input.
 pub fn param_value(raw: Option<&[u8]>, ty: u32, binary: bool) -> Result<Value, String> {
-    let Some(raw) = raw else { return Ok(Value::Null) };
+    let Some(raw) = raw else {
+        return Ok(Value::Null);
+    };
     if !binary {
         let s = std::str::from_utf8(raw).map_err(|_| "invalid UTF-8 in parameter".to_string())?;
         return Ok(match ty {
             oid::INT2 | oid::INT4 | oid::INT8 => Value::Integer(
-                s.trim().parse().map_err(|_| format!("invalid input syntax for type integer: \"{s}\""))?,
+                s.trim()
+                    .parse()
+                    .map_err(|_| format!("invalid input syntax for type integer: \"{s}\""))?,
             ),
-            oid::FLOAT4 | oid::FLOAT8 => Value::Real(
-                s.trim().parse().map_err(|_| format!("invalid input syntax for type double precision: \"{s}\""))?,
-            ),
+            oid::FLOAT4 | oid::FLOAT8 => {
+                Value::Real(s.trim().parse().map_err(|_| {
+                    format!("invalid input syntax for type double precision: \"{s}\"")
+                })?)
+            }
             oid::BOOL => match s.trim().to_ascii_lowercase().as_str() {
                 "t" | "true" | "yes" | "on" | "1" | "y" => Value::Integer(1),
                 "f" | "false" | "no" | "off" | "0" | "n" => Value::Integer(0),
@@ -259,7 +303,14 @@ pub fn param_value(raw: Option<&[u8]>, ty: u32, binary: bool) -> Result<Value, S
         });
     }
     let fixed = |n: usize| -> Result<&[u8], String> {
-        if raw.len() == n { Ok(raw) } else { Err(format!("binary parameter of type {ty} has {} bytes", raw.len())) }
+        if raw.len() == n {
+            Ok(raw)
+        } else {
+            Err(format!(
+                "binary parameter of type {ty} has {} bytes",
+                raw.len()
+            ))
+        }
     };
     Ok(match ty {
         oid::INT2 => Value::Integer(i16::from_be_bytes(fixed(2)?.try_into().expect("2")) as i64),
@@ -276,9 +327,16 @@ pub fn param_value(raw: Option<&[u8]>, ty: u32, binary: bool) -> Result<Value, S
                 oid::DATE => KeyType::Date,
                 _ => KeyType::Timestamp,
             };
-            Value::Text(KeyValue::from_binary(kt, ty, raw).map_err(|e| e.to_string())?.to_string())
+            Value::Text(
+                KeyValue::from_binary(kt, ty, raw)
+                    .map_err(|e| e.to_string())?
+                    .to_string(),
+            )
         }
-        _ => Value::Text(String::from_utf8(raw.to_vec()).map_err(|_| "invalid UTF-8 in parameter".to_string())?),
+        _ => Value::Text(
+            String::from_utf8(raw.to_vec())
+                .map_err(|_| "invalid UTF-8 in parameter".to_string())?,
+        ),
     })
 }
 
@@ -288,7 +346,16 @@ mod tests {
 
     #[test]
     fn numeric_binary_round_trip() {
-        for s in ["0", "1", "-1", "12.50", "10000", "123456789.000123", "0.0001", "-0.5"] {
+        for s in [
+            "0",
+            "1",
+            "-1",
+            "12.50",
+            "10000",
+            "123456789.000123",
+            "0.0001",
+            "-0.5",
+        ] {
             let b = numeric_to_binary(s).unwrap();
             assert_eq!(numeric_from_binary(&b).unwrap(), s, "{s}");
         }

@@ -1,0 +1,40 @@
+//! The topology a session plans against: the shards, the default shard for
+//! tables with no rule, and the table rules, under one version number.
+
+use crate::ids::ShardId;
+use crate::rule::TableRule;
+use std::collections::HashMap;
+
+/// A consistent snapshot of shards and rules. Sessions hold it in an `Arc`
+/// and re-plan when the version changes.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    /// Grows with every change of shards or rules.
+    pub version: u64,
+    /// Shard names, indexed by [`ShardId`].
+    pub shard_names: Vec<String>,
+    /// Where tables with no rule live, whole.
+    pub default_shard: ShardId,
+    /// Rules by table name.
+    pub rules: HashMap<String, TableRule>,
+}
+
+impl Topology {
+    /// Every shard id.
+    pub fn shards(&self) -> Vec<ShardId> {
+        (0..self.shard_names.len() as u32).map(ShardId).collect()
+    }
+
+    /// The rule of a table, if it has one.
+    pub fn rule(&self, table: &str) -> Option<&TableRule> {
+        self.rules.get(table)
+    }
+
+    /// A shard's name (or its number if unknown).
+    pub fn shard_name(&self, s: ShardId) -> String {
+        self.shard_names
+            .get(s.0 as usize)
+            .cloned()
+            .unwrap_or_else(|| s.to_string())
+    }
+}

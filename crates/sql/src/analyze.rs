@@ -1,0 +1,1118 @@
+//! SQL analysis: from a statement's text to a [`Template`].
+//!
+//! It finds the tables a statement touches and classifies them (sharded,
+//! reference, catalog, or unsharded: tables with no rule live whole on the
+//! default shard), takes shard-key values from WHERE equalities, `IN` lists,
+//! ORs of equalities, bind parameters and INSERT rows, follows key equalities
+//! through joins of co-located tables, and decides where the statement may
+//! run. Anything that would need a cross-shard merge this version does not
+//! do is refused (SQLSTATE 0A000) rather than answered wrongly.
+
+use crate::error::SqlError;
+use crate::plan::{AdminCall, KeyExpr, Local, StmtKind, Targets, Template};
+use shardgate_core::{TableKind, TableRule, Topology};
+use sqlparser::ast::{
+    self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, JoinConstraint,
+    JoinOperator, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableFactor,
+    TableWithJoins, Value, Visit, Visitor,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+
+/// One analyzed statement of a query string.
+#[derive(Debug, Clone)]
+pub struct Analyzed {
+    /// The statement's own text.
+    pub sql: String,
+    /// What to do with it.
+    pub template: Template,
+}
+
+/// Analyze a query string that may hold several statements.
+pub fn analyze_all(sql: &str, topo: &Topology) -> Vec<Analyzed> {
+    crate::split::split_statements(sql)
+        .into_iter()
+        .map(|s| Analyzed {
+            sql: s.to_string(),
+            template: analyze(s, topo),
+        })
+        .collect()
+}
+
+/// Analyze one statement. Errors become [`Template::Refuse`].
+pub fn analyze(sql: &str, topo: &Topology) -> Template {
+    match analyze_inner(sql, topo) {
+        Ok(t) => t,
+        Err(e) => Template::Refuse(e),
+    }
+}
+
+fn route(targets: Targets, kind: StmtKind) -> Template {
+    Template::Route {
+        targets,
+        kind,
+        single_only: None,
+        learns: None,
+    }
+}
+
+fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
+    let upper: String = sql
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_uppercase();
+    if upper.starts_with("PREPARE TRANSACTION")
+        || upper.starts_with("COMMIT PREPARED")
+        || upper.starts_with("ROLLBACK PREPARED")
+    {
+        return Err(SqlError::Unsupported(
+            "two-phase commit commands are managed by shardgate and cannot be sent by clients"
+                .into(),
+        ));
+    }
+    let dialect = PostgreSqlDialect {};
+    let stmts = match Parser::parse_sql(&dialect, sql) {
+        Ok(s) => s,
+        Err(e) => return unparsed(sql, topo, e.to_string()),
+    };
+    let [stmt] = stmts.as_slice() else {
+        return Err(SqlError::Syntax("expected exactly one statement".into()));
+    };
+    analyze_statement(stmt, sql, topo)
+}
+
+/// A statement sqlparser cannot parse is sent to the default shard only when
+/// it names no table that has a rule: it cannot touch sharded data then.
+fn unparsed(sql: &str, topo: &Topology, why: String) -> Result<Template, SqlError> {
+    if let Some(t) = names_ruled_table(sql, topo) {
+        return Err(SqlError::Syntax(format!(
+            "shardgate could not parse this statement, which names table {t}: {why}"
+        )));
+    }
+    Ok(route(Targets::Default, StmtKind::Other))
+}
+
+fn names_ruled_table(sql: &str, topo: &Topology) -> Option<String> {
+    if topo.rules.is_empty() {
+        return None;
+    }
+    let mut word = String::new();
+    let mut in_str = false;
+    for c in sql.chars().chain(std::iter::once(' ')) {
+        if c == '\'' {
+            in_str = !in_str;
+            word.clear();
+            continue;
+        }
+        if in_str {
+            continue;
+        }
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c.to_ascii_lowercase());
+        } else {
+            if topo.rules.contains_key(&word) {
+                return Some(word);
+            }
+            word.clear();
+        }
+    }
+    None
+}
+
+/// Normalize an identifier as PostgreSQL does: unquoted folds to lower case.
+pub fn ident_name(i: &Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+fn object_parts(n: &ObjectName) -> Vec<String> {
+    n.0.iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => ident_name(i),
+            ObjectNamePart::Function(f) => f.name.value.to_lowercase(),
+        })
+        .collect()
+}
+
+/// How a referenced table is placed.
+#[derive(Debug, Clone, PartialEq)]
+enum Class {
+    Sharded(TableRule),
+    Reference,
+    Catalog,
+    Unruled(String),
+}
+
+fn classify(name: &ObjectName, topo: &Topology) -> Class {
+    let parts = object_parts(name);
+    let table = parts.last().cloned().unwrap_or_default();
+    if parts.len() >= 2
+        && matches!(
+            parts[parts.len() - 2].as_str(),
+            "pg_catalog" | "information_schema"
+        )
+    {
+        return Class::Catalog;
+    }
+    match topo.rule(&table) {
+        Some(r) => match r.kind {
+            TableKind::Reference => Class::Reference,
+            TableKind::Sharded { .. } => Class::Sharded(r.clone()),
+        },
+        None if table.starts_with("pg_") => Class::Catalog,
+        None => Class::Unruled(table),
+    }
+}
+
+/// Every table a statement references (CTE names excluded).
+fn relations(v: &impl Visit) -> Vec<ObjectName> {
+    struct Rels {
+        ctes: HashSet<String>,
+        out: Vec<ObjectName>,
+    }
+    impl Visitor for Rels {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            if let Some(w) = &q.with {
+                for c in &w.cte_tables {
+                    self.ctes.insert(ident_name(&c.alias.name));
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_relation(&mut self, r: &ObjectName) -> ControlFlow<()> {
+            let parts = object_parts(r);
+            if !(parts.len() == 1 && self.ctes.contains(&parts[0])) {
+                self.out.push(r.clone());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut r = Rels {
+        ctes: HashSet::new(),
+        out: Vec::new(),
+    };
+    let _ = v.visit(&mut r);
+    r.out
+}
+
+struct Classes {
+    sharded: Vec<TableRule>,
+    unruled: Vec<String>,
+    reference: usize,
+}
+
+fn classes(rels: &[ObjectName], topo: &Topology) -> Classes {
+    let mut c = Classes {
+        sharded: Vec::new(),
+        unruled: Vec::new(),
+        reference: 0,
+    };
+    for r in rels {
+        match classify(r, topo) {
+            Class::Sharded(rule) => c.sharded.push(rule),
+            Class::Unruled(t) => c.unruled.push(t),
+            Class::Reference => c.reference += 1,
+            Class::Catalog => {}
+        }
+    }
+    c
+}
+
+fn mixed_error(c: &Classes) -> SqlError {
+    SqlError::Unsupported(format!(
+        "a statement that uses sharded table {} together with unsharded table {} is not supported (unsharded tables live only on the default shard; declare {} as a reference or sharded table)",
+        c.sharded[0].table, c.unruled[0], c.unruled[0]
+    ))
+}
+
+fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template, SqlError> {
+    use Statement as S;
+    Ok(match stmt {
+        S::Query(q) => analyze_query(q, topo)?,
+        S::Insert(ins) => analyze_insert(ins, stmt, topo)?,
+        S::Update(u) => {
+            let TableFactor::Table { name, alias, .. } = &u.table.relation else {
+                return Err(SqlError::Unsupported(
+                    "UPDATE of this form is not supported".into(),
+                ));
+            };
+            if let Class::Sharded(rule) = classify(name, topo) {
+                for a in &u.assignments {
+                    let cols: Vec<&ObjectName> = match &a.target {
+                        ast::AssignmentTarget::ColumnName(c) => vec![c],
+                        ast::AssignmentTarget::Tuple(cs) => cs.iter().collect(),
+                    };
+                    for c in cols {
+                        let col = object_parts(c).pop().unwrap_or_default();
+                        if rule.key_columns().contains(&col) {
+                            return Err(SqlError::Unsupported(format!(
+                                "UPDATE of shard key column {}.{col} is not supported yet (the row would have to move to another shard)",
+                                rule.table
+                            )));
+                        }
+                    }
+                }
+            }
+            analyze_dml(
+                stmt,
+                name,
+                alias.as_ref().map(|a| ident_name(&a.name)),
+                u.selection.as_ref(),
+                topo,
+            )?
+        }
+        S::Delete(d) => {
+            let from = match &d.from {
+                ast::FromTable::WithFromKeyword(f) | ast::FromTable::WithoutKeyword(f) => f,
+            };
+            let Some(TableWithJoins {
+                relation: TableFactor::Table { name, alias, .. },
+                ..
+            }) = from.first()
+            else {
+                return Err(SqlError::Unsupported(
+                    "DELETE of this form is not supported".into(),
+                ));
+            };
+            analyze_dml(
+                stmt,
+                name,
+                alias.as_ref().map(|a| ident_name(&a.name)),
+                d.selection.as_ref(),
+                topo,
+            )?
+        }
+        S::StartTransaction { .. } => Template::Local(Local::Begin),
+        S::Commit { .. } => Template::Local(Local::Commit),
+        S::Rollback {
+            savepoint: None, ..
+        } => Template::Local(Local::Rollback),
+        S::Rollback {
+            savepoint: Some(_), ..
+        }
+        | S::Savepoint { .. }
+        | S::ReleaseSavepoint { .. } => Template::Local(Local::InTransaction),
+        S::Set(set) => match set {
+            ast::Set::SingleAssignment {
+                scope: Some(ast::ContextModifier::Local),
+                ..
+            } => Template::Local(Local::InTransaction),
+            ast::Set::SingleAssignment { variable, .. } => Template::Local(Local::Set {
+                name: object_parts(variable).join("."),
+                sql: sql.to_string(),
+            }),
+            ast::Set::SetTimeZone { .. } => Template::Local(Local::Set {
+                name: "timezone".into(),
+                sql: sql.to_string(),
+            }),
+            ast::Set::SetTransaction { .. } => Template::Local(Local::InTransaction),
+            _ => Template::Local(Local::Set {
+                name: String::new(),
+                sql: sql.to_string(),
+            }),
+        },
+        S::Discard { .. } => Template::Local(Local::Reset),
+        S::Explain { statement, .. } => Template::Explain(Box::new(
+            analyze_statement(statement, &statement.to_string(), topo)
+                .unwrap_or_else(Template::Refuse),
+        )),
+        S::Copy { .. } => {
+            return Err(SqlError::Unsupported(
+                "COPY through shardgate is not supported yet".into(),
+            ));
+        }
+        S::Prepare { .. } | S::Execute { .. } | S::Deallocate { .. } => {
+            return Err(SqlError::Unsupported(
+                "SQL-level PREPARE/EXECUTE is not supported; use the extended query protocol"
+                    .into(),
+            ));
+        }
+        S::CreateTable(ct) => {
+            if let Some(q) = &ct.query {
+                let c = classes(&relations(q.as_ref()), topo);
+                if !c.sharded.is_empty() || c.reference > 0 {
+                    return Err(SqlError::Unsupported(
+                        "CREATE TABLE AS over sharded or reference tables is not supported yet"
+                            .into(),
+                    ));
+                }
+            }
+            let table = object_parts(&ct.name).pop().unwrap_or_default();
+            let cols = ct
+                .columns
+                .iter()
+                .map(|c| (ident_name(&c.name), c.data_type.to_string()))
+                .collect();
+            Template::Route {
+                targets: Targets::All,
+                kind: StmtKind::Ddl,
+                single_only: None,
+                learns: Some((table, cols)),
+            }
+        }
+        S::CreateView(v) => {
+            let c = classes(&relations(v.query.as_ref()), topo);
+            if !c.sharded.is_empty() {
+                return Err(SqlError::Unsupported(format!(
+                    "a view over sharded table {} is not supported yet (each shard would see only its own rows)",
+                    c.sharded[0].table
+                )));
+            }
+            route(Targets::All, StmtKind::Ddl)
+        }
+        S::CreateIndex(_)
+        | S::AlterTable(_)
+        | S::Drop { .. }
+        | S::Truncate(_)
+        | S::CreateSchema { .. }
+        | S::CreateSequence { .. }
+        | S::Comment { .. }
+        | S::Grant { .. }
+        | S::Revoke { .. }
+        | S::CreateExtension(_)
+        | S::CreateType { .. }
+        | S::CreateFunction(_)
+        | S::AlterIndex { .. }
+        | S::DropFunction(_)
+        | S::CreateRole(_)
+        | S::AlterRole { .. } => route(Targets::All, StmtKind::Ddl),
+        S::ShowVariable { .. } | S::ShowVariables { .. } => {
+            route(Targets::Default, StmtKind::Other)
+        }
+        other => {
+            let c = classes(&relations(other), topo);
+            if !c.sharded.is_empty() || c.reference > 0 {
+                return Err(SqlError::Unsupported(
+                    "this kind of statement is not supported on sharded or reference tables yet"
+                        .into(),
+                ));
+            }
+            route(Targets::Default, StmtKind::Other)
+        }
+    })
+}
+
+fn admin_call(q: &Query) -> Option<Result<AdminCall, SqlError>> {
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return None;
+    };
+    if !sel.from.is_empty() || sel.projection.len() != 1 {
+        return None;
+    }
+    let expr = match &sel.projection[0] {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+        _ => return None,
+    };
+    let Expr::Function(f) = expr else { return None };
+    let parts = object_parts(&f.name);
+    if parts.len() != 2 || parts[0] != "shardgate" {
+        return None;
+    }
+    let mut args = Vec::new();
+    if let FunctionArguments::List(l) = &f.args {
+        for a in &l.args {
+            let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = a else {
+                return Some(Err(SqlError::Unsupported(
+                    "shardgate functions take positional arguments".into(),
+                )));
+            };
+            match literal_of(e) {
+                Some(KeyExpr::Literal(s)) => args.push(Some(s)),
+                _ if matches!(e, Expr::Value(v) if v.value == Value::Null) => args.push(None),
+                _ => {
+                    return Some(Err(SqlError::Unsupported(
+                        "arguments of shardgate functions must be literals".into(),
+                    )));
+                }
+            }
+        }
+    }
+    Some(Ok(AdminCall {
+        function: parts[1].clone(),
+        args,
+    }))
+}
+
+/// Why a multi-shard SELECT would need a merge this version does not do.
+fn merge_needed(q: &Query) -> Option<String> {
+    struct Finder(Option<String>);
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            let why = if q.order_by.is_some() {
+                Some("ORDER BY")
+            } else if q.limit_clause.is_some() || q.fetch.is_some() {
+                Some("LIMIT/OFFSET")
+            } else {
+                match q.body.as_ref() {
+                    SetExpr::SetOperation { .. } => Some("UNION/INTERSECT/EXCEPT"),
+                    SetExpr::Select(s) if s.distinct.is_some() => Some("DISTINCT"),
+                    SetExpr::Select(s) if s.having.is_some() => Some("HAVING"),
+                    SetExpr::Select(s) if !matches!(&s.group_by, ast::GroupByExpr::Expressions(v, _) if v.is_empty()) => {
+                        Some("GROUP BY")
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(w) = why {
+                self.0 = Some(w.to_string());
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e {
+                let name = object_parts(&f.name).pop().unwrap_or_default();
+                if f.over.is_some() {
+                    self.0 = Some(format!("window function {name}()"));
+                    return ControlFlow::Break(());
+                }
+                if is_aggregate(&name) || f.filter.is_some() || !f.within_group.is_empty() {
+                    self.0 = Some(format!("aggregate {name}()"));
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut f = Finder(None);
+    let _ = q.visit(&mut f);
+    f.0
+}
+
+/// Known aggregate functions of PostgreSQL.
+pub fn is_aggregate(name: &str) -> bool {
+    matches!(
+        name,
+        "count"
+            | "sum"
+            | "avg"
+            | "min"
+            | "max"
+            | "array_agg"
+            | "string_agg"
+            | "bool_and"
+            | "bool_or"
+            | "every"
+            | "bit_and"
+            | "bit_or"
+            | "bit_xor"
+            | "json_agg"
+            | "jsonb_agg"
+            | "json_object_agg"
+            | "jsonb_object_agg"
+            | "xmlagg"
+            | "stddev"
+            | "stddev_pop"
+            | "stddev_samp"
+            | "variance"
+            | "var_pop"
+            | "var_samp"
+            | "corr"
+            | "covar_pop"
+            | "covar_samp"
+            | "regr_avgx"
+            | "regr_avgy"
+            | "regr_count"
+            | "regr_intercept"
+            | "regr_r2"
+            | "regr_slope"
+            | "regr_sxx"
+            | "regr_sxy"
+            | "regr_syy"
+            | "mode"
+            | "percentile_cont"
+            | "percentile_disc"
+            | "rank"
+            | "dense_rank"
+            | "percent_rank"
+            | "cume_dist"
+            | "range_agg"
+            | "range_intersect_agg"
+            | "any_value"
+            | "json_agg_strict"
+            | "json_objectagg"
+            | "json_arrayagg"
+    )
+}
+
+/// A key literal or parameter, if the expression is one.
+fn literal_of(e: &Expr) -> Option<KeyExpr> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => Some(KeyExpr::Literal(n.clone())),
+            Value::SingleQuotedString(s)
+            | Value::EscapedStringLiteral(s)
+            | Value::DollarQuotedString(ast::DollarQuotedString { value: s, .. }) => {
+                Some(KeyExpr::Literal(s.clone()))
+            }
+            Value::Placeholder(p) => p
+                .strip_prefix('$')
+                .and_then(|n| n.parse().ok())
+                .map(KeyExpr::Param),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => match literal_of(expr)? {
+            KeyExpr::Literal(s) if !s.starts_with('-') => Some(KeyExpr::Literal(format!("-{s}"))),
+            _ => None,
+        },
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => literal_of(expr),
+        Expr::TypedString(ts) => match &ts.value.value {
+            Value::SingleQuotedString(s) => Some(KeyExpr::Literal(s.clone())),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Does `e` name column `col` of the table known as one of `quals`?
+fn is_column(e: &Expr, col: &str, quals: &[String]) -> bool {
+    match e {
+        Expr::Identifier(i) => ident_name(i) == col,
+        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+            ident_name(&parts[parts.len() - 1]) == col
+                && quals.contains(&ident_name(&parts[parts.len() - 2]))
+        }
+        Expr::Nested(e) => is_column(e, col, quals),
+        _ => false,
+    }
+}
+
+fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::And,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        Expr::Nested(inner) => conjuncts(inner, out),
+        other => out.push(other),
+    }
+}
+
+/// Values that `col` must take for `e` to hold, if `e` pins it.
+fn candidates(e: &Expr, col: &str, quals: &[String]) -> Option<Vec<KeyExpr>> {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::Eq,
+            right,
+        } => {
+            if is_column(left, col, quals) {
+                literal_of(right).map(|v| vec![v])
+            } else if is_column(right, col, quals) {
+                literal_of(left).map(|v| vec![v])
+            } else {
+                None
+            }
+        }
+        Expr::InList {
+            expr,
+            list,
+            negated: false,
+        } if is_column(expr, col, quals) => list.iter().map(literal_of).collect(),
+        Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::Or,
+            right,
+        } => {
+            let mut a = candidates(left, col, quals)?;
+            a.extend(candidates(right, col, quals)?);
+            Some(a)
+        }
+        Expr::Nested(inner) => candidates(inner, col, quals),
+        _ => None,
+    }
+}
+
+const MAX_KEY_TUPLES: usize = 4096;
+
+/// The key tuples a WHERE clause pins for a table, if it pins all columns.
+fn extract_keys(
+    selection: Option<&Expr>,
+    rule: &TableRule,
+    quals: &[String],
+) -> Option<Vec<Vec<KeyExpr>>> {
+    let sel = selection?;
+    let mut cs = Vec::new();
+    conjuncts(sel, &mut cs);
+    let mut tuples: Vec<Vec<KeyExpr>> = vec![Vec::new()];
+    for col in rule.key_columns() {
+        let vals = cs.iter().find_map(|c| candidates(c, col, quals))?;
+        if vals.is_empty() || tuples.len() * vals.len() > MAX_KEY_TUPLES {
+            return None;
+        }
+        tuples = tuples
+            .into_iter()
+            .flat_map(|t| {
+                vals.iter().map(move |v| {
+                    let mut t = t.clone();
+                    t.push(v.clone());
+                    t
+                })
+            })
+            .collect();
+    }
+    Some(tuples)
+}
+
+/// A table in the top-level FROM: its rule (if sharded) and the names that
+/// qualify its columns.
+struct FromTable {
+    rule: Option<TableRule>,
+    quals: Vec<String>,
+}
+
+fn join_constraint(op: &JoinOperator) -> Option<&Expr> {
+    use JoinOperator as J;
+    match op {
+        J::Join(c)
+        | J::Inner(c)
+        | J::Left(c)
+        | J::LeftOuter(c)
+        | J::Right(c)
+        | J::RightOuter(c)
+        | J::FullOuter(c)
+        | J::Semi(c)
+        | J::LeftSemi(c)
+        | J::RightSemi(c)
+        | J::Anti(c)
+        | J::LeftAnti(c)
+        | J::RightAnti(c)
+        | J::StraightJoin(c) => match c {
+            JoinConstraint::On(e) => Some(e),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn from_tables(from: &[TableWithJoins], topo: &Topology, ons: &mut Vec<Expr>) -> Vec<FromTable> {
+    let mut out = Vec::new();
+    let mut add = |f: &TableFactor| {
+        if let TableFactor::Table { name, alias, .. } = f {
+            let rule = match classify(name, topo) {
+                Class::Sharded(r) => Some(r),
+                _ => None,
+            };
+            let mut quals = vec![object_parts(name).pop().unwrap_or_default()];
+            if let Some(a) = alias {
+                quals = vec![ident_name(&a.name)];
+            }
+            out.push(FromTable { rule, quals });
+        }
+    };
+    for twj in from {
+        add(&twj.relation);
+        for j in &twj.joins {
+            add(&j.relation);
+            if let Some(e) = join_constraint(&j.join_operator) {
+                ons.push(e.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Do two co-located tables' key columns appear equal in these conjuncts?
+fn keys_joined(a: &FromTable, b: &FromTable, cs: &[&Expr]) -> bool {
+    let (Some(ra), Some(rb)) = (&a.rule, &b.rule) else {
+        return false;
+    };
+    let (ka, kb) = (ra.key_columns(), rb.key_columns());
+    ka.len() == kb.len()
+        && ka.iter().zip(kb).all(|(ca, cb)| {
+            cs.iter().any(|c| match c {
+                Expr::BinaryOp {
+                    left,
+                    op: ast::BinaryOperator::Eq,
+                    right,
+                } => {
+                    let qa = |e: &Expr| {
+                        matches!(e, Expr::CompoundIdentifier(_)) && is_column(e, ca, &a.quals)
+                    };
+                    let qb = |e: &Expr| {
+                        matches!(e, Expr::CompoundIdentifier(_)) && is_column(e, cb, &b.quals)
+                    };
+                    (qa(left) && qb(right)) || (qb(left) && qa(right))
+                }
+                _ => false,
+            })
+        })
+}
+
+fn co_located(a: &TableRule, b: &TableRule) -> bool {
+    match (&a.kind, &b.kind) {
+        (
+            TableKind::Sharded {
+                strategy: sa,
+                key_types: ta,
+                overrides: oa,
+                ..
+            },
+            TableKind::Sharded {
+                strategy: sb,
+                key_types: tb,
+                overrides: ob,
+                ..
+            },
+        ) => sa == sb && ta == tb && oa == ob,
+        _ => false,
+    }
+}
+
+/// Targets for the sharded tables of a SELECT/UPDATE/DELETE whose top-level
+/// FROM is `tables` and WHERE is `selection`. Returns the targets and
+/// whether the statement may scatter (all sharded tables joined on their keys).
+fn sharded_targets(
+    tables: &[FromTable],
+    selection: Option<&Expr>,
+    ons: &[Expr],
+    sharded_refs: usize,
+) -> (Targets, bool) {
+    let sharded: Vec<&FromTable> = tables.iter().filter(|t| t.rule.is_some()).collect();
+    let mut cs = Vec::new();
+    if let Some(s) = selection {
+        conjuncts(s, &mut cs);
+    }
+    for on in ons {
+        conjuncts(on, &mut cs);
+    }
+    // All sharded references must be top-level tables for key routing.
+    if sharded.len() != sharded_refs || sharded.is_empty() {
+        return (Targets::All, false);
+    }
+    // Group: every sharded table must be co-located with the first and
+    // connected to it through key equalities.
+    let mut connected = vec![false; sharded.len()];
+    connected[0] = true;
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for i in 0..sharded.len() {
+            if connected[i] {
+                continue;
+            }
+            let ok = (0..sharded.len()).any(|j| {
+                connected[j]
+                    && co_located(
+                        sharded[i].rule.as_ref().expect("sharded"),
+                        sharded[j].rule.as_ref().expect("sharded"),
+                    )
+                    && keys_joined(sharded[i], sharded[j], &cs)
+            });
+            if ok {
+                connected[i] = true;
+                changed = true;
+            }
+        }
+    }
+    let all_connected = connected.iter().all(|c| *c);
+    let whole = Expr::Value(Value::Boolean(true).into());
+    let sel = selection.unwrap_or(&whole);
+    if all_connected {
+        // One key determines every table's shard; take it from any table.
+        for t in &sharded {
+            let rule = t.rule.as_ref().expect("sharded");
+            if let Some(keys) = extract_keys(Some(sel), rule, &t.quals) {
+                return (
+                    Targets::Keys {
+                        rule: Box::new(rule.clone()),
+                        keys,
+                    },
+                    true,
+                );
+            }
+        }
+        return (Targets::All, true);
+    }
+    // Not co-located: only a single shard for all of them will do.
+    let mut per_table = Vec::new();
+    for t in &sharded {
+        let rule = t.rule.as_ref().expect("sharded");
+        match extract_keys(Some(sel), rule, &t.quals) {
+            Some(k) => per_table.push((rule.clone(), k)),
+            None => return (Targets::All, false),
+        }
+    }
+    // Route by the first; the executor checks the others agree.
+    let (rule, keys) = per_table.swap_remove(0);
+    let mut keys = keys;
+    for (r, k) in per_table {
+        // Only identical single keys in identical placements are known to
+        // land together without parameters.
+        if !(co_located(&rule, &r) && k.len() == 1 && keys.len() == 1 && k == keys) {
+            return (Targets::All, false);
+        }
+    }
+    keys.truncate(1);
+    (
+        Targets::Keys {
+            rule: Box::new(rule),
+            keys,
+        },
+        false,
+    )
+}
+
+fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlError> {
+    if let Some(call) = admin_call(q) {
+        return Ok(Template::Admin(call?));
+    }
+    let rels = relations(q);
+    let c = classes(&rels, topo);
+    let writes = contains_dml(q);
+    if c.sharded.is_empty() {
+        if writes && c.reference > 0 {
+            return Err(SqlError::Unsupported(
+                "data-modifying WITH over reference tables is not supported yet".into(),
+            ));
+        }
+        let kind = if writes {
+            StmtKind::Write
+        } else {
+            StmtKind::Read
+        };
+        return Ok(route(Targets::Default, kind));
+    }
+    if !c.unruled.is_empty() {
+        return Err(mixed_error(&c));
+    }
+    if writes {
+        return Err(SqlError::Unsupported(
+            "data-modifying WITH over sharded tables is not supported yet".into(),
+        ));
+    }
+    let (tables, selection, ons) = match q.body.as_ref() {
+        SetExpr::Select(s) => {
+            let mut ons = Vec::new();
+            let t = from_tables(&s.from, topo, &mut ons);
+            (t, s.selection.as_ref(), ons)
+        }
+        _ => (Vec::new(), None, Vec::new()),
+    };
+    let (targets, may_scatter) = sharded_targets(&tables, selection, &ons, c.sharded.len());
+    let single_only = if !may_scatter {
+        Some(SqlError::Unsupported(format!(
+            "this query joins or nests sharded tables ({}) in a way that needs a cross-shard join, which is not supported yet; filter every sharded table by the same shard key, or join co-located tables on their shard key",
+            c.sharded
+                .iter()
+                .map(|r| r.table.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    } else {
+        merge_needed(q).map(|why| {
+            SqlError::Unsupported(format!(
+                "a multi-shard SELECT with {why} is not supported yet; add a shard-key filter so it reaches one shard"
+            ))
+        })
+    };
+    Ok(Template::Route {
+        targets,
+        kind: StmtKind::Read,
+        single_only,
+        learns: None,
+    })
+}
+
+fn contains_dml(q: &Query) -> bool {
+    struct D(bool);
+    impl Visitor for D {
+        type Break = ();
+        fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
+            if matches!(
+                s,
+                Statement::Insert(_)
+                    | Statement::Update(_)
+                    | Statement::Delete(_)
+                    | Statement::Merge(_)
+            ) {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut d = D(false);
+    let _ = q.visit(&mut d);
+    d.0
+}
+
+fn analyze_dml(
+    stmt: &Statement,
+    target: &ObjectName,
+    alias: Option<String>,
+    selection: Option<&Expr>,
+    topo: &Topology,
+) -> Result<Template, SqlError> {
+    let rels = relations(stmt);
+    let c = classes(&rels, topo);
+    match classify(target, topo) {
+        Class::Unruled(_) | Class::Catalog => {
+            if !c.sharded.is_empty() {
+                return Err(mixed_error(&c));
+            }
+            Ok(route(Targets::Default, StmtKind::Write))
+        }
+        Class::Reference => {
+            if !c.sharded.is_empty() || !c.unruled.is_empty() {
+                return Err(SqlError::Unsupported(
+                    "a write to a reference table may only read other reference tables".into(),
+                ));
+            }
+            Ok(route(Targets::All, StmtKind::Write))
+        }
+        Class::Sharded(rule) => {
+            if !c.unruled.is_empty() {
+                return Err(mixed_error(&c));
+            }
+            let quals = vec![alias.unwrap_or_else(|| rule.table.clone())];
+            let me = FromTable {
+                rule: Some(rule.clone()),
+                quals,
+            };
+            let mut tables = vec![me];
+            let mut ons = Vec::new();
+            match stmt {
+                Statement::Update(u) => {
+                    if let Some(
+                        ast::UpdateTableFromKind::BeforeSet(f)
+                        | ast::UpdateTableFromKind::AfterSet(f),
+                    ) = &u.from
+                    {
+                        tables.extend(from_tables(f, topo, &mut ons));
+                    }
+                }
+                Statement::Delete(d) => {
+                    if let Some(u) = &d.using {
+                        tables.extend(from_tables(u, topo, &mut ons));
+                    }
+                }
+                _ => {}
+            }
+            let (targets, may_scatter) = sharded_targets(&tables, selection, &ons, c.sharded.len());
+            let single_only = (!may_scatter).then(|| {
+                SqlError::Unsupported(
+                    "this UPDATE/DELETE reads other sharded tables in a way that needs a cross-shard join, which is not supported yet".into(),
+                )
+            });
+            Ok(Template::Route {
+                targets,
+                kind: StmtKind::Write,
+                single_only,
+                learns: None,
+            })
+        }
+    }
+}
+
+fn analyze_insert(
+    ins: &ast::Insert,
+    stmt: &Statement,
+    topo: &Topology,
+) -> Result<Template, SqlError> {
+    let ast::TableObject::TableName(name) = &ins.table else {
+        return Err(SqlError::Unsupported(
+            "INSERT INTO a table function is not supported".into(),
+        ));
+    };
+    let rels = relations(stmt);
+    let c = classes(&rels, topo);
+    match classify(name, topo) {
+        Class::Unruled(_) | Class::Catalog => {
+            if !c.sharded.is_empty() {
+                return Err(mixed_error(&c));
+            }
+            Ok(route(Targets::Default, StmtKind::Write))
+        }
+        Class::Reference => {
+            if !c.sharded.is_empty() || !c.unruled.is_empty() {
+                return Err(SqlError::Unsupported(
+                    "an INSERT into a reference table may only read other reference tables".into(),
+                ));
+            }
+            Ok(route(Targets::All, StmtKind::Write))
+        }
+        Class::Sharded(rule) => {
+            let TableKind::Sharded {
+                columns: keycols,
+                all_columns,
+                ..
+            } = &rule.kind
+            else {
+                unreachable!("sharded")
+            };
+            let Some(SetExpr::Values(values)) = ins.source.as_ref().map(|q| q.body.as_ref()) else {
+                return Err(SqlError::Unsupported(format!(
+                    "INSERT INTO sharded table {} needs a VALUES list (INSERT ... SELECT is not supported yet)",
+                    rule.table
+                )));
+            };
+            if c.sharded.len() > 1 || !c.unruled.is_empty() {
+                return Err(SqlError::Unsupported(
+                    "an INSERT into a sharded table may not read other tables".into(),
+                ));
+            }
+            let cols: Vec<String> = if ins.columns.is_empty() {
+                if all_columns.is_empty() {
+                    return Err(SqlError::Unsupported(format!(
+                        "INSERT INTO sharded table {} needs a column list (its columns are unknown to shardgate)",
+                        rule.table
+                    )));
+                }
+                all_columns.clone()
+            } else {
+                ins.columns
+                    .iter()
+                    .map(|c| object_parts(c).pop().unwrap_or_default())
+                    .collect()
+            };
+            let mut positions = Vec::new();
+            for k in keycols {
+                let p = cols.iter().position(|c| c == k).ok_or_else(|| {
+                    SqlError::Unsupported(format!(
+                        "INSERT INTO sharded table {} must give shard key column {k}",
+                        rule.table
+                    ))
+                })?;
+                positions.push(p);
+            }
+            let mut rows = Vec::with_capacity(values.rows.len());
+            for r in &values.rows {
+                let mut key = Vec::with_capacity(positions.len());
+                for (i, p) in positions.iter().enumerate() {
+                    let e = r.content.get(*p).ok_or_else(|| {
+                        SqlError::Syntax("INSERT has more target columns than expressions".into())
+                    })?;
+                    key.push(literal_of(e).ok_or_else(|| {
+                        SqlError::Unsupported(format!(
+                            "the shard key {}.{} in an INSERT must be a literal or a parameter, not {e}",
+                            rule.table, keycols[i]
+                        ))
+                    })?);
+                }
+                rows.push(key);
+            }
+            Ok(Template::Insert {
+                rule: Box::new(rule),
+                rows,
+                stmt: Box::new(stmt.clone()),
+            })
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Errors of SQL analysis and planning, each with the SQLSTATE a client sees.
+
+use thiserror::Error;
+
+/// Why a statement cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SqlError {
+    /// The SQL does not parse.
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// shardgate cannot run this correctly yet.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A value is invalid for its type (for example a shard key literal).
+    #[error("{0}")]
+    InvalidValue(String),
+    /// A statement names something wrongly.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl SqlError {
+    /// The SQLSTATE for the client.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            SqlError::Syntax(_) => "42601",
+            SqlError::Unsupported(_) => "0A000",
+            SqlError::InvalidValue(_) => "22P02",
+            SqlError::Invalid(_) => "42P01",
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Plans: what the executor does with one statement, as data.
+//!
+//! The analyzer turns a statement into a [`Template`] once (at Parse time for
+//! prepared statements); [`Template::resolve`] fills in bind parameters and
+//! yields a [`Plan`], a small tree of primitives the executor interprets and
+//! `EXPLAIN` prints with [`Plan::describe`].
+
+use crate::error::SqlError;
+use crate::params::Params;
+use shardgate_core::{KeyType, KeyValue, ShardId, TableRule};
+use sqlparser::ast::Statement;
+use std::collections::BTreeMap;
+
+/// A shard-key value as written in the statement: a literal, or a bind
+/// parameter filled in at execution.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyExpr {
+    /// A literal's text (number or string contents).
+    Literal(String),
+    /// `$n` (1-based).
+    Param(usize),
+}
+
+/// Which shards a statement must reach, before parameters are known.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets {
+    /// The default shard (tables with no rule, catalog queries, no table).
+    Default,
+    /// Every shard.
+    All,
+    /// The shards owning these keys (a disjunction of full key tuples).
+    Keys {
+        /// The rule that places the keys.
+        rule: Box<TableRule>,
+        /// Each tuple has one value per key column.
+        keys: Vec<Vec<KeyExpr>>,
+    },
+}
+
+/// Statements shardgate answers itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local {
+    /// BEGIN / START TRANSACTION (its text is replayed on each shard that joins).
+    Begin,
+    /// COMMIT / END.
+    Commit,
+    /// ROLLBACK / ABORT.
+    Rollback,
+    /// SET of a session parameter: name and value as SQL text.
+    Set {
+        /// Parameter name, lower-case.
+        name: String,
+        /// The statement text, replayed on shard connections.
+        sql: String,
+    },
+    /// SET LOCAL, SAVEPOINT, RELEASE, ROLLBACK TO: sent to every shard in
+    /// the transaction, and replayed on shards that join later.
+    InTransaction,
+    /// RESET / DISCARD ALL of session state.
+    Reset,
+}
+
+/// A `shardgate.*` function call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminCall {
+    /// Function name after `shardgate.`.
+    pub function: String,
+    /// Arguments as text (NULL is None).
+    pub args: Vec<Option<String>>,
+}
+
+/// What kind of statement it is, as far as execution cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StmtKind {
+    /// Reads only.
+    Read,
+    /// INSERT/UPDATE/DELETE.
+    Write,
+    /// Schema change.
+    Ddl,
+    /// Anything else (SHOW, utility statements).
+    Other,
+}
+
+/// A statement analyzed but with parameters still open.
+#[derive(Debug, Clone)]
+pub enum Template {
+    /// Answered by the session.
+    Local(Local),
+    /// A shardgate admin function.
+    Admin(AdminCall),
+    /// Refused with an error.
+    Refuse(SqlError),
+    /// Sent to shards as written.
+    Route {
+        /// Where.
+        targets: Targets,
+        /// Kind of statement.
+        kind: StmtKind,
+        /// Why the statement cannot run on more than one shard, if it cannot
+        /// (it needs a merge shardgate does not do yet).
+        single_only: Option<SqlError>,
+        /// Sharded tables whose key types must be learned from this DDL:
+        /// (table, all columns with declared types).
+        learns: Option<(String, Vec<(String, String)>)>,
+    },
+    /// An INSERT into a sharded table; rows may be split across shards.
+    Insert {
+        /// The table's rule.
+        rule: Box<TableRule>,
+        /// Key per row.
+        rows: Vec<Vec<KeyExpr>>,
+        /// The parsed statement, to rewrite per shard.
+        stmt: Box<Statement>,
+    },
+    /// Show the plan of another statement.
+    Explain(Box<Template>),
+}
+
+/// The SQL a route sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardSql {
+    /// The statement as the client wrote it (with its parameters).
+    Original,
+    /// Rewritten per shard (parameters inlined).
+    PerShard(BTreeMap<ShardId, String>),
+}
+
+/// A resolved plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Answered by the session.
+    Local(Local),
+    /// A shardgate admin function.
+    Admin(AdminCall),
+    /// Run on these shards (in parallel) and concatenate rows, adding up
+    /// row counts. One shard means a pass-through.
+    Route {
+        /// Target shards, sorted, at least one.
+        shards: Vec<ShardId>,
+        /// What to send.
+        sql: ShardSql,
+        /// Kind of statement.
+        kind: StmtKind,
+    },
+    /// Describe another plan.
+    Explain(Box<Plan>),
+}
+
+impl Plan {
+    /// The plan as indented lines (what `EXPLAIN` shows).
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.describe_into(&mut out, 0);
+        out
+    }
+
+    fn describe_into(&self, out: &mut Vec<String>, depth: usize) {
+        let pad = "  ".repeat(depth);
+        match self {
+            Plan::Local(l) => out.push(format!("{pad}Local {l:?}")),
+            Plan::Admin(a) => out.push(format!("{pad}Admin shardgate.{}", a.function)),
+            Plan::Route { shards, sql, kind } => {
+                let list: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
+                let how = if shards.len() == 1 {
+                    "Route"
+                } else {
+                    "Scatter (concatenate)"
+                };
+                out.push(format!("{pad}{how} {kind:?} shards=[{}]", list.join(",")));
+                match sql {
+                    ShardSql::Original => out.push(format!("{pad}  sql: as written")),
+                    ShardSql::PerShard(m) => {
+                        for (s, q) in m {
+                            out.push(format!("{pad}  shard {s}: {q}"));
+                        }
+                    }
+                }
+            }
+            Plan::Explain(p) => p.describe_into(out, depth),
+        }
+    }
+}
+
+impl Template {
+    /// Fill in parameters and compute the target shards.
+    ///
+    /// # Errors
+    /// A parameter that is not a valid shard-key value, a key with no
+    /// placement, or a refused statement.
+    pub fn resolve(
+        &self,
+        params: &Params<'_>,
+        all: &[ShardId],
+        default: ShardId,
+    ) -> Result<Plan, SqlError> {
+        match self {
+            Template::Local(l) => Ok(Plan::Local(l.clone())),
+            Template::Admin(a) => Ok(Plan::Admin(a.clone())),
+            Template::Refuse(e) => Err(e.clone()),
+            Template::Explain(t) => Ok(Plan::Explain(Box::new(t.resolve(params, all, default)?))),
+            Template::Route {
+                targets,
+                kind,
+                single_only,
+                ..
+            } => {
+                let shards = match targets {
+                    Targets::Default => vec![default],
+                    Targets::All => all.to_vec(),
+                    Targets::Keys { rule, keys } => {
+                        let mut v = Vec::new();
+                        for k in keys {
+                            match place(rule, k, params) {
+                                Ok(s) => v.push(s),
+                                // A key that cannot be placed (a NULL, a
+                                // literal of another type) is still filtered
+                                // by every shard: reaching all is correct.
+                                Err(_) => {
+                                    v = all.to_vec();
+                                    break;
+                                }
+                            }
+                        }
+                        v.sort();
+                        v.dedup();
+                        v
+                    }
+                };
+                if shards.len() > 1 {
+                    if let Some(e) = single_only {
+                        return Err(e.clone());
+                    }
+                }
+                Ok(Plan::Route {
+                    shards,
+                    sql: ShardSql::Original,
+                    kind: *kind,
+                })
+            }
+            Template::Insert { rule, rows, stmt } => {
+                let mut per_row = Vec::with_capacity(rows.len());
+                for k in rows {
+                    per_row.push(place(rule, k, params)?);
+                }
+                let mut shards = per_row.clone();
+                shards.sort();
+                shards.dedup();
+                if shards.len() == 1 {
+                    return Ok(Plan::Route {
+                        shards,
+                        sql: ShardSql::Original,
+                        kind: StmtKind::Write,
+                    });
+                }
+                let m = crate::rewrite::split_insert(stmt, &per_row, params)?;
+                Ok(Plan::Route {
+                    shards,
+                    sql: ShardSql::PerShard(m),
+                    kind: StmtKind::Write,
+                })
+            }
+        }
+    }
+}
+
+fn key_value(
+    ty: Option<KeyType>,
+    e: &KeyExpr,
+    params: &Params<'_>,
+    table: &str,
+    col: &str,
+) -> Result<KeyValue, SqlError> {
+    let ty = ty.ok_or_else(|| {
+        SqlError::Unsupported(format!(
+            "the type of shard key column {table}.{col} is unknown; create the table through shardgate or set key_type in the configuration"
+        ))
+    })?;
+    let bad = |e: shardgate_core::CoreError| SqlError::InvalidValue(e.to_string());
+    match e {
+        KeyExpr::Literal(s) => KeyValue::parse(ty, s).map_err(bad),
+        KeyExpr::Param(n) => match params.get(*n) {
+            None => Err(SqlError::Invalid(format!("there is no parameter ${n}"))),
+            Some((None, _, _)) => Err(SqlError::InvalidValue(format!(
+                "shard key {table}.{col} is NULL"
+            ))),
+            Some((Some(raw), true, oid)) => KeyValue::from_binary(ty, oid, raw).map_err(bad),
+            Some((Some(raw), false, _)) => {
+                let s = std::str::from_utf8(raw)
+                    .map_err(|_| SqlError::InvalidValue("invalid UTF-8 in parameter".into()))?;
+                KeyValue::parse(ty, s).map_err(bad)
+            }
+        },
+    }
+}
+
+/// The shard of one key tuple.
+pub(crate) fn place(
+    rule: &TableRule,
+    key: &[KeyExpr],
+    params: &Params<'_>,
+) -> Result<ShardId, SqlError> {
+    let shardgate_core::TableKind::Sharded {
+        columns, key_types, ..
+    } = &rule.kind
+    else {
+        return Err(SqlError::Invalid(format!("{} is not sharded", rule.table)));
+    };
+    let mut vals = Vec::with_capacity(key.len());
+    for (i, e) in key.iter().enumerate() {
+        let col = columns.get(i).map(String::as_str).unwrap_or("?");
+        vals.push(key_value(
+            key_types.get(i).copied().flatten(),
+            e,
+            params,
+            &rule.table,
+            col,
+        )?);
+    }
+    rule.place(&vals)
+        .map_err(|e| SqlError::InvalidValue(e.to_string()))
+}
