@@ -1,14 +1,22 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! shardgate-exec: runs plans against shard connections and merges what
+//! comes back into one reply for the client.
+//!
+//! The session decides which shard connections a statement uses (joining
+//! them to its transaction); this crate sends each its request in parallel
+//! (all requests go out before any reply is read) and streams the replies
+//! to the client: one shard is forwarded frame by frame, several are
+//! concatenated with one RowDescription and their row counts added up.
+//! Memory stays bounded: rows are forwarded as they arrive and the client
+//! buffer is flushed whenever it grows past a threshold.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#![warn(missing_docs)]
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub mod error;
+pub mod merge;
+pub mod out;
+pub mod run;
+
+pub use error::ExecError;
+pub use merge::{Merger, Outcome};
+pub use out::ClientOut;
+pub use run::{Conns, Request, internal, run, statement_name, sync_all};

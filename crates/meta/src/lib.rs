@@ -1,14 +1,150 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! shardgate-meta: the metadata store.
+//!
+//! What a deployment must remember: the table rules (which tables are
+//! sharded, how, and which are reference tables) and the shard-map version.
+//! [`MetaStore`] is the interface; [`FileStore`] the embedded, durable
+//! implementation (a JSON document replaced atomically: write a temporary
+//! file, fsync it, rename it over the old one, fsync the directory). An etcd
+//! implementation for several routers plugs in behind the same trait.
+
+#![warn(missing_docs)]
+
+pub mod error;
+
+pub use error::MetaError;
+
+use serde::{Deserialize, Serialize};
+use shardgate_core::TableRule;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Everything the store holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Grows by one with every saved change.
+    pub version: u64,
+    /// The shard names this metadata was written for, in order.
+    #[serde(default)]
+    pub shards: Vec<String>,
+    /// Table rules.
+    #[serde(default)]
+    pub rules: Vec<TableRule>,
+}
+
+/// A durable, versioned store of [`Metadata`].
+pub trait MetaStore: Send + Sync {
+    /// The current metadata (empty, version 0, if nothing was saved).
+    ///
+    /// # Errors
+    /// The store cannot be read or its contents are invalid.
+    fn load(&self) -> Result<Metadata, MetaError>;
+
+    /// Save `next` if the stored version is still `expected`; `next.version`
+    /// becomes `expected + 1`. Returns the saved metadata.
+    ///
+    /// # Errors
+    /// [`MetaError::Conflict`] when another writer saved first; I/O errors.
+    fn save(&self, expected: u64, next: Metadata) -> Result<Metadata, MetaError>;
+}
+
+/// The embedded store: one JSON file.
+pub struct FileStore {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl FileStore {
+    /// A store kept at `path` (created on first save).
+    pub fn new(path: impl AsRef<Path>) -> FileStore {
+        FileStore {
+            path: path.as_ref().to_path_buf(),
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn read(&self) -> Result<Metadata, MetaError> {
+        match std::fs::read(&self.path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| MetaError::Corrupt(self.path.display().to_string(), e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Metadata::default()),
+            Err(e) => Err(MetaError::Io(self.path.display().to_string(), e)),
+        }
+    }
+}
+
+impl MetaStore for FileStore {
+    fn load(&self) -> Result<Metadata, MetaError> {
+        let _g = self.lock.lock().map_err(|_| MetaError::Poisoned)?;
+        self.read()
+    }
+
+    fn save(&self, expected: u64, mut next: Metadata) -> Result<Metadata, MetaError> {
+        let _g = self.lock.lock().map_err(|_| MetaError::Poisoned)?;
+        let cur = self.read()?;
+        if cur.version != expected {
+            return Err(MetaError::Conflict {
+                expected,
+                found: cur.version,
+            });
+        }
+        next.version = expected + 1;
+        let io = |e| MetaError::Io(self.path.display().to_string(), e);
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let tmp = self.path.with_extension("json.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            let body = serde_json::to_vec_pretty(&next)
+                .map_err(|e| MetaError::Corrupt(tmp.display().to_string(), e.to_string()))?;
+            f.write_all(&body).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(next)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shardgate_core::{ShardId, Strategy};
 
     #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+    fn saves_atomically_with_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("meta.json"));
+        assert_eq!(store.load().unwrap(), Metadata::default());
+        let rule = TableRule::sharded(
+            "orders",
+            vec!["customer_id".into()],
+            Strategy::hash(&[ShardId(0), ShardId(1)]).unwrap(),
+        );
+        let m = Metadata {
+            version: 0,
+            shards: vec!["s0".into(), "s1".into()],
+            rules: vec![rule],
+        };
+        let saved = store.save(0, m.clone()).unwrap();
+        assert_eq!(saved.version, 1);
+        // A second store on the same file sees it (durable, not in memory).
+        let again = FileStore::new(dir.path().join("meta.json")).load().unwrap();
+        assert_eq!(again, saved);
+        assert!(matches!(
+            store.save(0, m),
+            Err(MetaError::Conflict {
+                expected: 0,
+                found: 1
+            })
+        ));
+        std::fs::write(dir.path().join("meta.json"), b"{not json").unwrap();
+        assert!(matches!(store.load(), Err(MetaError::Corrupt(..))));
     }
 }

@@ -1,14 +1,17 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! shardgate-server: the listener, client sessions and admin functions.
+//!
+//! The flow of a statement: client bytes → [`session`] (startup, simple
+//! and extended protocol, transaction state) → SQL analysis and plan
+//! (`shardgate-sql`) → executor (`shardgate-exec`) → shards → merged reply
+//! → client. [`router::Router`] is the state sessions share: shard pools,
+//! the current topology, the metadata store.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#![warn(missing_docs)]
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub mod admin;
+pub mod error;
+pub mod router;
+pub mod session;
+
+pub use error::ServerError;
+pub use router::{Router, serve};

@@ -1,3 +1,182 @@
-fn main() {
-    println!("Hello, world!");
+//! The shardgate binary: command line, configuration and wiring.
+
+mod config;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use config::Config;
+use shardgate_backend::pg::{PgConfig, PgConn};
+use shardgate_backend::sqlite::LiteShard;
+use shardgate_backend::{Pool, ShardTarget};
+use shardgate_core::{ShardId, TableKind};
+use shardgate_meta::FileStore;
+use shardgate_server::Router;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// shardgate: one PostgreSQL endpoint in front of many shards.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve PostgreSQL clients. With no --config, serves on 4 embedded
+    /// SQLite shards under --data-dir.
+    Serve {
+        /// A TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on (default 127.0.0.1:6432).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Directory for the metadata store and embedded shards (default ./shardgate-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHARDGATE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.cmd {
+        Cmd::Serve {
+            config,
+            listen,
+            data_dir,
+        } => rt.block_on(serve(config, listen, data_dir)),
+    }
+}
+
+async fn serve(
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+) -> Result<()> {
+    let (cfg, file) = match &config {
+        Some(p) => (Config::load(p)?, p.display().to_string()),
+        None => (
+            Config::embedded(
+                &data_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("shardgate-data")),
+            ),
+            "(embedded default)".into(),
+        ),
+    };
+    let data_dir = data_dir
+        .or(cfg.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("shardgate-data"));
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let listen = listen
+        .or(cfg.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:6432".into());
+    let rules = cfg.rules(&file)?;
+    let pool_size = cfg.pool_size.unwrap_or(64);
+    let mut pools = Vec::new();
+    let mut server_version = "15.0".to_string();
+    for (i, s) in cfg.shards.iter().enumerate() {
+        let target = match (&s.url, &s.sqlite) {
+            (Some(u), None) => ShardTarget::Pg(PgConfig::from_url(u).map_err(|e| {
+                anyhow::anyhow!("config file {file}: shards[{i}] ({}).url: {e}", s.name)
+            })?),
+            (None, Some(p)) => ShardTarget::Lite(Arc::new(LiteShard::new(p.clone()))),
+            _ => bail!(
+                "config file {file}: shards[{i}] ({}): give exactly one of `url` or `sqlite`",
+                s.name
+            ),
+        };
+        if let ShardTarget::Pg(pc) = &target {
+            match PgConn::connect(pc).await {
+                Ok(c) => {
+                    if let Some((_, v)) =
+                        c.server_params.iter().find(|(k, _)| k == "server_version")
+                    {
+                        server_version = v.split_whitespace().next().unwrap_or(v).to_string();
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    "shard {} ({}:{}) is not reachable yet: {e}",
+                    s.name,
+                    pc.host,
+                    pc.port
+                ),
+            }
+        }
+        pools.push(Arc::new(Pool::new(
+            ShardId(i as u32),
+            &s.name,
+            target,
+            pool_size,
+        )));
+    }
+    let meta = Arc::new(FileStore::new(data_dir.join("meta.json")));
+    let router = Arc::new(Router::new(pools, meta, rules, server_version)?);
+    learn_key_types(&router).await;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let kind = if config.is_none() {
+        "4 embedded shards"
+    } else {
+        "configured shards"
+    };
+    println!(
+        "shardgate listening on {addr} with {} ({kind}); data in {}",
+        router.pools.len(),
+        data_dir.display()
+    );
+    println!(
+        "connect with: psql -h {} -p {} -U app app",
+        addr.ip(),
+        addr.port()
+    );
+    tokio::select! {
+        r = shardgate_server::serve(router, listener) => r?,
+        _ = tokio::signal::ctrl_c() => println!("shardgate: shutting down"),
+    }
+    Ok(())
+}
+
+/// Rules declared in the configuration learn their key types from tables
+/// that already exist.
+async fn learn_key_types(router: &Router) {
+    let topo = router.topology();
+    for r in topo.rules.values() {
+        if let TableKind::Sharded {
+            key_types,
+            all_columns,
+            ..
+        } = &r.kind
+        {
+            if key_types.iter().all(Option::is_some) && !all_columns.is_empty() {
+                continue;
+            }
+            if let Ok(cols) = shardgate_server::admin::table_columns(router, &r.table).await {
+                if let Err(e) =
+                    shardgate_server::admin::learn_columns(router, &r.table, &cols).await
+                {
+                    tracing::warn!(
+                        "could not record the key types of {}: {}",
+                        r.table,
+                        e.message
+                    );
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,179 @@
+//! Merging the replies of several shards to one statement: a single
+//! RowDescription, rows concatenated, row counts added up, the first error
+//! reported.
+
+use bytes::BytesMut;
+use shardgate_wire::Frame;
+use shardgate_wire::backend::{self as be, ErrorFields};
+
+/// What a statement's execution ended with.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// The first error a shard reported, if any.
+    pub error: Option<ErrorFields>,
+    /// The number of rows (sum over shards).
+    pub rows: u64,
+    /// PortalSuspended was seen (a row-limited Execute on one shard).
+    pub suspended: bool,
+}
+
+/// Combines the frames of one statement's replies from several shards.
+#[derive(Debug, Default)]
+pub struct Merger {
+    shards: usize,
+    described: bool,
+    verb: Option<String>,
+    count: u64,
+    completes: usize,
+    empty: bool,
+    /// The outcome so far.
+    pub outcome: Outcome,
+}
+
+/// Does this frame end a statement's reply in the extended protocol?
+pub fn is_terminal(tag: u8) -> bool {
+    matches!(tag, b'C' | b'E' | b's' | b'I')
+}
+
+impl Merger {
+    /// A merger for replies from `shards` shards.
+    pub fn new(shards: usize) -> Merger {
+        Merger {
+            shards,
+            ..Default::default()
+        }
+    }
+
+    /// Take one frame (not ReadyForQuery) and append what the client should
+    /// see to `out`.
+    pub fn push(&mut self, f: &Frame, out: &mut BytesMut) {
+        match f.tag {
+            // ParseComplete, BindComplete and CloseComplete are answered by
+            // the session.
+            b'1' | b'2' | b'3' => {}
+            b'E' => {
+                if self.outcome.error.is_none() {
+                    self.outcome.error = be::parse_error(&f.body).ok().or_else(|| {
+                        Some(ErrorFields {
+                            severity: "ERROR".into(),
+                            code: "XX000".into(),
+                            message: "malformed error from shard".into(),
+                            ..Default::default()
+                        })
+                    });
+                    f.encode(out);
+                }
+            }
+            _ if self.outcome.error.is_some() && f.tag != b'N' => {}
+            b'T' | b'n' | b't' => {
+                if !self.described {
+                    self.described = true;
+                    f.encode(out);
+                }
+            }
+            b'D' => {
+                self.outcome.rows += 1;
+                f.encode(out);
+            }
+            b'C' if self.shards == 1 => {
+                self.completes += 1;
+                f.encode(out);
+            }
+            b'C' => {
+                self.completes += 1;
+                if let Ok(tag) = be::parse_command_complete(&f.body) {
+                    let (verb, n) = match tag.rsplit_once(' ') {
+                        Some((v, n)) if n.bytes().all(|c| c.is_ascii_digit()) => {
+                            (v.to_string(), n.parse().unwrap_or(0))
+                        }
+                        _ => (tag.to_string(), 0),
+                    };
+                    self.verb.get_or_insert(verb);
+                    self.count += n;
+                }
+            }
+            b'I' => self.empty = true,
+            b's' => {
+                self.outcome.suspended = true;
+                f.encode(out);
+            }
+            // Notices and anything else pass through.
+            _ => f.encode(out),
+        }
+    }
+
+    /// After every shard has finished: write the merged CommandComplete (or
+    /// EmptyQueryResponse) unless an error was reported.
+    pub fn finish(&mut self, out: &mut BytesMut) {
+        if self.outcome.error.is_some() {
+            return;
+        }
+        if self.shards > 1 {
+            if let Some(verb) = &self.verb {
+                let tag = if verb == "SELECT"
+                    || verb.starts_with("INSERT")
+                    || verb == "UPDATE"
+                    || verb == "DELETE"
+                    || verb == "MERGE"
+                    || verb == "COPY"
+                    || verb == "FETCH"
+                    || verb == "MOVE"
+                {
+                    format!("{verb} {}", self.count)
+                } else {
+                    verb.clone()
+                };
+                be::command_complete(out, &tag);
+            } else if self.empty {
+                be::empty_query(out);
+            }
+        } else if self.empty && self.completes == 0 {
+            be::empty_query(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(build: impl Fn(&mut BytesMut)) -> Frame {
+        let mut b = BytesMut::new();
+        build(&mut b);
+        Frame::take(&mut b).unwrap().unwrap()
+    }
+
+    #[test]
+    fn adds_counts_and_keeps_one_description() {
+        let mut m = Merger::new(2);
+        let mut out = BytesMut::new();
+        let desc = frame(|b| be::row_description(b, &[be::Column::new("a", 20, 8)]));
+        for n in [3, 4] {
+            m.push(&desc, &mut out);
+            m.push(
+                &frame(|b| be::command_complete(b, &format!("UPDATE {n}"))),
+                &mut out,
+            );
+        }
+        m.finish(&mut out);
+        let mut tags = Vec::new();
+        while let Some(f) = Frame::take(&mut out).unwrap() {
+            tags.push((f.tag, f.body));
+        }
+        assert_eq!(tags.len(), 2);
+        assert_eq!(be::parse_command_complete(&tags[1].1).unwrap(), "UPDATE 7");
+    }
+
+    #[test]
+    fn reports_first_error_only() {
+        let mut m = Merger::new(2);
+        let mut out = BytesMut::new();
+        m.push(&frame(|b| be::error(b, "23505", "dup")), &mut out);
+        m.push(&frame(|b| be::error(b, "23505", "dup again")), &mut out);
+        m.finish(&mut out);
+        assert_eq!(m.outcome.error.unwrap().message, "dup");
+        let f = Frame::take(&mut out).unwrap().unwrap();
+        assert_eq!(f.tag, b'E');
+        assert!(Frame::take(&mut out).unwrap().is_none());
+    }
+}

@@ -1,0 +1,303 @@
+//! Sending one statement to its shards and streaming the merged reply.
+
+use crate::error::ExecError;
+use crate::merge::{Merger, Outcome, is_terminal};
+use crate::out::ClientOut;
+use bytes::BytesMut;
+use shardgate_backend::{BackendError, PooledConn};
+use shardgate_core::ShardId;
+use shardgate_wire::{Frame, frontend};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use tokio::io::AsyncWrite;
+
+/// The shard connections a session holds, by shard.
+pub type Conns = BTreeMap<ShardId, PooledConn>;
+
+/// What to send to each shard for one statement.
+pub enum Request<'a> {
+    /// Protocol bytes to send as they are (a client's Query message); the
+    /// reply ends with ReadyForQuery.
+    Raw(&'a [u8]),
+    /// A simple-protocol query; ends with ReadyForQuery.
+    Simple(&'a str),
+    /// A simple-protocol query per shard.
+    SimplePer(&'a BTreeMap<ShardId, String>),
+    /// Extended protocol: prepare (if needed) and execute a statement with
+    /// the client's bind values; ends at the Execute's completion.
+    Extended {
+        /// The statement's SQL.
+        sql: &'a str,
+        /// Its parameter types.
+        param_types: &'a [u32],
+        /// The client's Bind after the statement name (formats, values).
+        bind_tail: &'a [u8],
+        /// Portal name.
+        portal: &'a str,
+        /// Send Describe Portal before Execute.
+        describe: bool,
+        /// Execute's row limit (0 = all).
+        max_rows: i32,
+        /// The portal is already bound on the shard (a later Execute of a
+        /// suspended portal): send only Execute.
+        bound: bool,
+    },
+    /// Extended protocol with SQL rewritten per shard and no parameters.
+    ExtendedPer {
+        /// SQL per shard.
+        per: &'a BTreeMap<ShardId, String>,
+        /// Result formats from the client's Bind.
+        result_formats: &'a [i16],
+        /// Send Describe Portal before Execute.
+        describe: bool,
+    },
+    /// Bind and describe a portal without executing it, then close it
+    /// (for a client's Describe Portal with no Execute in the same batch).
+    DescribePortal {
+        /// The statement's SQL.
+        sql: &'a str,
+        /// Its parameter types.
+        param_types: &'a [u32],
+        /// The client's Bind after the statement name.
+        bind_tail: &'a [u8],
+    },
+    /// Parse and Describe a statement (for a client's Describe Statement).
+    DescribeStatement {
+        /// The statement's SQL.
+        sql: &'a str,
+        /// Its parameter types.
+        param_types: &'a [u32],
+    },
+}
+
+/// The name shardgate gives a statement on a shard connection.
+pub fn statement_name(sql: &str, types: &[u32]) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    sql.hash(&mut h);
+    types.hash(&mut h);
+    format!("sg_{:016x}", h.finish())
+}
+
+fn prepare_if_needed(c: &mut PooledConn, sql: &str, types: &[u32], buf: &mut BytesMut) -> String {
+    let name = statement_name(sql, types);
+    if !c.prepared().contains(&name) {
+        frontend::parse(buf, &name, sql, types);
+        c.prepared().insert(name.clone());
+    }
+    name
+}
+
+fn encode(req: &Request<'_>, shard: ShardId, c: &mut PooledConn, buf: &mut BytesMut) {
+    match req {
+        Request::Raw(b) => buf.extend_from_slice(b),
+        Request::Simple(sql) => frontend::query(buf, sql),
+        Request::SimplePer(per) => {
+            frontend::query(buf, per.get(&shard).map(String::as_str).unwrap_or(""))
+        }
+        Request::Extended {
+            sql,
+            param_types,
+            bind_tail,
+            portal,
+            describe,
+            max_rows,
+            bound,
+        } => {
+            if !bound {
+                let name = prepare_if_needed(c, sql, param_types, buf);
+                frontend::bind_renamed(buf, portal, &name, bind_tail);
+            }
+            if *describe {
+                frontend::describe(buf, b'P', portal);
+            }
+            frontend::execute(buf, portal, *max_rows);
+            frontend::flush(buf);
+        }
+        Request::ExtendedPer {
+            per,
+            result_formats,
+            describe,
+        } => {
+            frontend::parse(
+                buf,
+                "",
+                per.get(&shard).map(String::as_str).unwrap_or(""),
+                &[],
+            );
+            frontend::bind(buf, "", "", &[], &[], result_formats);
+            if *describe {
+                frontend::describe(buf, b'P', "");
+            }
+            frontend::execute(buf, "", 0);
+            frontend::flush(buf);
+        }
+        Request::DescribePortal {
+            sql,
+            param_types,
+            bind_tail,
+        } => {
+            let name = prepare_if_needed(c, sql, param_types, buf);
+            frontend::bind_renamed(buf, "", &name, bind_tail);
+            frontend::describe(buf, b'P', "");
+            frontend::close(buf, b'P', "");
+            frontend::flush(buf);
+        }
+        Request::DescribeStatement { sql, param_types } => {
+            let name = prepare_if_needed(c, sql, param_types, buf);
+            frontend::describe(buf, b'S', &name);
+            frontend::flush(buf);
+        }
+    }
+}
+
+fn ends(req: &Request<'_>, f: &Frame) -> bool {
+    match req {
+        Request::Raw(_) | Request::Simple(_) | Request::SimplePer(_) => f.tag == b'Z',
+        Request::DescribeStatement { .. } => matches!(f.tag, b'T' | b'n' | b'E'),
+        Request::DescribePortal { .. } => matches!(f.tag, b'3' | b'E'),
+        _ => is_terminal(f.tag),
+    }
+}
+
+fn lost(shard: ShardId, source: BackendError) -> ExecError {
+    ExecError::Shard {
+        shard: shard.to_string(),
+        source,
+    }
+}
+
+/// Run `req` on `shards` (each must be in `conns`), streaming the merged
+/// reply to `out`. ReadyForQuery from shards is not forwarded: the session
+/// sends its own.
+///
+/// # Errors
+/// A shard connection failed (discard it) or the client is gone.
+///
+/// # Cancel safety
+/// Not cancel safe: a dropped call leaves shards mid-reply; the session
+/// must discard their connections.
+pub async fn run<W: AsyncWrite + Unpin>(
+    conns: &mut Conns,
+    shards: &[ShardId],
+    req: &Request<'_>,
+    out: &mut ClientOut<W>,
+) -> Result<Outcome, ExecError> {
+    let mut buf = BytesMut::new();
+    for s in shards {
+        let c = conns
+            .get_mut(s)
+            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        buf.clear();
+        encode(req, *s, c, &mut buf);
+        c.send(&buf).await.map_err(|e| lost(*s, e))?;
+    }
+    let mut m = Merger::new(shards.len());
+    for s in shards {
+        let c = conns
+            .get_mut(s)
+            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        let mut parse_pending = !matches!(
+            req,
+            Request::Raw(_) | Request::Simple(_) | Request::SimplePer(_)
+        );
+        loop {
+            let f = c.recv().await.map_err(|e| lost(*s, e))?;
+            if f.tag == b'1' {
+                parse_pending = false;
+            }
+            if f.tag == b'E' && parse_pending {
+                // The Parse itself failed: the statement is not prepared.
+                if let Request::Extended {
+                    sql, param_types, ..
+                }
+                | Request::DescribeStatement { sql, param_types }
+                | Request::DescribePortal {
+                    sql, param_types, ..
+                } = req
+                {
+                    c.prepared().remove(&statement_name(sql, param_types));
+                }
+            }
+            let done = ends(req, &f);
+            if f.tag != b'Z' {
+                m.push(&f, &mut out.buf);
+            }
+            if done {
+                break;
+            }
+            if !c.has_buffered() {
+                out.maybe_flush().await?;
+            }
+        }
+    }
+    m.finish(&mut out.buf);
+    Ok(m.outcome)
+}
+
+/// Send Sync to every connection and read to ReadyForQuery; notices are
+/// forwarded. Returns each shard's transaction status.
+///
+/// # Errors
+/// A shard connection failed.
+pub async fn sync_all<W: AsyncWrite + Unpin>(
+    conns: &mut Conns,
+    out: &mut ClientOut<W>,
+) -> Result<BTreeMap<ShardId, u8>, ExecError> {
+    let mut buf = BytesMut::new();
+    frontend::sync(&mut buf);
+    for (s, c) in conns.iter_mut() {
+        c.send(&buf).await.map_err(|e| lost(*s, e))?;
+    }
+    let mut st = BTreeMap::new();
+    for (s, c) in conns.iter_mut() {
+        loop {
+            let f = c.recv().await.map_err(|e| lost(*s, e))?;
+            match f.tag {
+                b'Z' => {
+                    st.insert(*s, f.body.first().copied().unwrap_or(b'I'));
+                    break;
+                }
+                b'N' => f.encode(&mut out.buf),
+                _ => {}
+            }
+        }
+    }
+    Ok(st)
+}
+
+/// Run an internal simple query on each of `shards` in parallel (for BEGIN,
+/// COMMIT, SET...). Returns the first server error, if any.
+///
+/// # Errors
+/// A shard connection failed.
+pub async fn internal(
+    conns: &mut Conns,
+    shards: &[ShardId],
+    sql: &str,
+) -> Result<Option<shardgate_wire::backend::ErrorFields>, ExecError> {
+    let mut buf = BytesMut::new();
+    frontend::query(&mut buf, sql);
+    for s in shards {
+        let c = conns
+            .get_mut(s)
+            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        c.send(&buf).await.map_err(|e| lost(*s, e))?;
+    }
+    let mut first = None;
+    for s in shards {
+        let c = conns
+            .get_mut(s)
+            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        loop {
+            let f = c.recv().await.map_err(|e| lost(*s, e))?;
+            match f.tag {
+                b'Z' => break,
+                b'E' if first.is_none() => {
+                    first = shardgate_wire::backend::parse_error(&f.body).ok()
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(first)
+}

@@ -1,0 +1,176 @@
+//! The state every session shares, and the accept loop.
+
+use crate::error::ServerError;
+use arc_swap::ArcSwap;
+use shardgate_backend::Pool;
+use shardgate_core::{ShardId, TableRule, Topology};
+use shardgate_meta::{MetaError, MetaStore, Metadata};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+/// Backend connections a session holds right now, for cancel requests.
+pub type CancelSlot = Arc<Mutex<Vec<(ShardId, i32, i32)>>>;
+
+/// Shared router state.
+pub struct Router {
+    /// One pool per shard, indexed by shard id.
+    pub pools: Vec<Arc<Pool>>,
+    topology: ArcSwap<Topology>,
+    meta: Arc<dyn MetaStore>,
+    meta_lock: tokio::sync::Mutex<()>,
+    cancels: Mutex<HashMap<(i32, i32), CancelSlot>>,
+    /// The server_version reported to clients.
+    pub server_version: String,
+}
+
+impl Router {
+    /// Build the router from pools, a metadata store and the rules the
+    /// configuration declares (which win over stored rules of the same
+    /// table). The merged rules are saved back to the store.
+    ///
+    /// # Errors
+    /// Metadata store errors.
+    pub fn new(
+        pools: Vec<Arc<Pool>>,
+        meta: Arc<dyn MetaStore>,
+        configured: Vec<TableRule>,
+        server_version: String,
+    ) -> Result<Router, ServerError> {
+        let names: Vec<String> = pools.iter().map(|p| p.name.clone()).collect();
+        let mut md = meta.load()?;
+        if !md.shards.is_empty() && md.shards != names {
+            tracing::warn!(
+                stored = ?md.shards,
+                configured = ?names,
+                "the shard list differs from the one the stored rules were made for; stored hash rules are rebuilt over the configured shards"
+            );
+        }
+        let mut rules: HashMap<String, TableRule> = md
+            .rules
+            .iter()
+            .cloned()
+            .map(|r| (r.table.clone(), r))
+            .collect();
+        for r in configured {
+            rules.insert(r.table.clone(), r);
+        }
+        let mut list: Vec<TableRule> = rules.into_values().collect();
+        list.sort_by(|a, b| a.table.cmp(&b.table));
+        if list != md.rules || md.shards != names {
+            let expected = md.version;
+            md = meta.save(
+                expected,
+                Metadata {
+                    version: expected,
+                    shards: names.clone(),
+                    rules: list,
+                },
+            )?;
+        }
+        let topo = topology_of(&md, &names);
+        Ok(Router {
+            pools,
+            topology: ArcSwap::from_pointee(topo),
+            meta,
+            meta_lock: tokio::sync::Mutex::new(()),
+            cancels: Mutex::new(HashMap::new()),
+            server_version,
+        })
+    }
+
+    /// The current topology.
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topology.load_full()
+    }
+
+    /// Change the rules atomically: `f` edits the stored rule list; the
+    /// result is saved and published.
+    ///
+    /// # Errors
+    /// `f`'s error, or a metadata store error.
+    pub async fn update_rules<E: From<MetaError>>(
+        &self,
+        f: impl FnOnce(&mut Vec<TableRule>) -> Result<(), E>,
+    ) -> Result<Arc<Topology>, E> {
+        let _g = self.meta_lock.lock().await;
+        let mut md = self.meta.load()?;
+        f(&mut md.rules)?;
+        md.rules.sort_by(|a, b| a.table.cmp(&b.table));
+        let expected = md.version;
+        let names = self.topology().shard_names.clone();
+        md.shards = names.clone();
+        let saved = self.meta.save(expected, md)?;
+        let topo = Arc::new(topology_of(&saved, &names));
+        self.topology.store(topo.clone());
+        Ok(topo)
+    }
+
+    /// Register a session's cancel key.
+    pub fn register_cancel(&self, key: (i32, i32), slot: CancelSlot) {
+        if let Ok(mut m) = self.cancels.lock() {
+            m.insert(key, slot);
+        }
+    }
+
+    /// Forget a session's cancel key.
+    pub fn unregister_cancel(&self, key: (i32, i32)) {
+        if let Ok(mut m) = self.cancels.lock() {
+            m.remove(&key);
+        }
+    }
+
+    /// Cancel whatever the session with this key runs on its shards.
+    pub async fn cancel(&self, key: (i32, i32)) {
+        let targets: Vec<(ShardId, i32, i32)> = {
+            let slot = self.cancels.lock().ok().and_then(|m| m.get(&key).cloned());
+            match slot {
+                Some(s) => s.lock().map(|v| v.clone()).unwrap_or_default(),
+                None => return,
+            }
+        };
+        for (shard, pid, secret) in targets {
+            if let Some(p) = self.pools.get(shard.0 as usize) {
+                p.cancel(pid, secret).await;
+            }
+        }
+    }
+}
+
+fn topology_of(md: &Metadata, names: &[String]) -> Topology {
+    Topology {
+        version: md.version,
+        shard_names: names.to_vec(),
+        default_shard: ShardId(0),
+        rules: md
+            .rules
+            .iter()
+            .cloned()
+            .map(|r| (r.table.clone(), r))
+            .collect(),
+    }
+}
+
+/// Accept clients until the listener fails; each gets its own task.
+///
+/// # Errors
+/// The listener failed.
+pub async fn serve(router: Arc<Router>, listener: TcpListener) -> Result<(), ServerError> {
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        let r = router.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::session::run(r, sock).await {
+                tracing::debug!(%peer, "session ended: {e}");
+            }
+        });
+    }
+}
