@@ -22,6 +22,7 @@ pub struct Outcome {
 pub struct Merger {
     shards: usize,
     described: bool,
+    params_described: bool,
     verb: Option<String>,
     count: u64,
     completes: usize,
@@ -65,7 +66,13 @@ impl Merger {
                 }
             }
             _ if self.outcome.error.is_some() && f.tag != b'N' => {}
-            b'T' | b'n' | b't' => {
+            b't' => {
+                if !self.params_described {
+                    self.params_described = true;
+                    f.encode(out);
+                }
+            }
+            b'T' | b'n' => {
                 if !self.described {
                     self.described = true;
                     f.encode(out);

@@ -67,6 +67,21 @@ struct SqlError {
 impl From<rusqlite::Error> for SqlError {
     fn from(e: rusqlite::Error) -> Self {
         let message = e.to_string();
+        let by_message = |m: &str| {
+            if m.contains("no such table") {
+                "42P01"
+            } else if m.contains("no such column") {
+                "42703"
+            } else if m.contains("syntax error") || m.contains("incomplete input") {
+                "42601"
+            } else if m.contains("already exists") {
+                "42P07"
+            } else if m.contains("no such function") {
+                "42883"
+            } else {
+                "XX000"
+            }
+        };
         let code = match &e {
             rusqlite::Error::SqliteFailure(f, _) => match f.extended_code {
                 1555 | 2067 => "23505",
@@ -74,13 +89,9 @@ impl From<rusqlite::Error> for SqlError {
                 275 => "23514",
                 787 => "23503",
                 _ if f.code == rusqlite::ErrorCode::DatabaseBusy => "40001",
-                _ if message.contains("no such table") => "42P01",
-                _ if message.contains("no such column") => "42703",
-                _ if message.contains("syntax error") => "42601",
-                _ if message.contains("already exists") => "42P07",
-                _ => "XX000",
+                _ => by_message(&message),
             },
-            _ => "XX000",
+            _ => by_message(&message),
         };
         SqlError { code, message }
     }
