@@ -161,3 +161,44 @@ fn golden() {
         failures.join("\n")
     );
 }
+
+/// The placements the golden files' headers list (and their cases rely on)
+/// are what the sharding core computes.
+#[test]
+fn documented_placements() {
+    let topo = topology();
+    for (k, s) in [
+        (1, 3),
+        (2, 0),
+        (3, 2),
+        (5, 2),
+        (6, 3),
+        (7, 3),
+        (8, 1),
+        (9, 0),
+        (-3, 2),
+        (14, 1),
+    ] {
+        assert_eq!(
+            common::hash_shard(&topo, "orders", &[k]),
+            shardgate_core::ShardId(s),
+            "customer_id {k}"
+        );
+    }
+    for ((a, b), s) in [
+        ((1, 1), 0),
+        ((1, 2), 2),
+        ((1, 3), 0),
+        ((1, 4), 3),
+        ((1, 5), 1),
+        ((2, 1), 1),
+        ((2, 2), 2),
+        ((3, 2), 3),
+    ] {
+        assert_eq!(
+            common::hash_shard(&topo, "tenants_users", &[a, b]),
+            shardgate_core::ShardId(s),
+            "({a}, {b})"
+        );
+    }
+}

@@ -47,7 +47,10 @@ fn only_keyword_hides_the_sharded_table() {
     all_or_refused("SELECT * FROM ONLY orders");
     all_or_refused("DELETE FROM ONLY orders");
     all_or_refused("UPDATE ONLY orders SET amount = 0");
-    let p = plan("SELECT * FROM ONLY orders WHERE customer_id = 7", &topology());
+    let p = plan(
+        "SELECT * FROM ONLY orders WHERE customer_id = 7",
+        &topology(),
+    );
     assert!(
         matches!(&p, Ok(p) if common::route_shards(p) == vec![ShardId(3)])
             || matches!(&p, Err(e) if e.sqlstate() == "0A000"),

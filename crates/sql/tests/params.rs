@@ -81,7 +81,11 @@ fn param_resolution_agrees_with_core_placement_for_many_keys() {
         };
         let want = vec![hash_shard(&topo, "orders", &[k])];
         assert_eq!(route_shards(&resolve(&t, &p)), want, "key {k} (param)");
-        let lit = plan(&format!("SELECT * FROM orders WHERE customer_id = {k}"), &topo).unwrap();
+        let lit = plan(
+            &format!("SELECT * FROM orders WHERE customer_id = {k}"),
+            &topo,
+        )
+        .unwrap();
         assert_eq!(route_shards(&lit), want, "key {k} (literal)");
     }
 }
@@ -284,10 +288,7 @@ fn timestamp_and_list_params() {
         route_shards(&resolve(&t, &text(&[b"us"]))),
         vec![ShardId(2)]
     );
-    assert_eq!(
-        route_shards(&resolve(&t, &text(&[b"mars"]))),
-        topo.shards()
-    );
+    assert_eq!(route_shards(&resolve(&t, &text(&[b"mars"]))), topo.shards());
     let t = analyze("INSERT INTO regions (region) VALUES ($1)", &topo);
     let e = t
         .resolve(&text(&[b"mars"]), &topo.shards(), topo.default_shard)
