@@ -219,13 +219,13 @@ async fn put_rule(router: &Router, rule: TableRule) -> Result<(), ErrorFields> {
     let table = rule.table.clone();
     router
         .update_rules(|rules: &mut Vec<TableRule>| -> Result<(), AdminErr> {
-            if let Some(existing) = rules.iter().find(|r| r.table == table) {
-                if *existing != rule {
-                    return Err(AdminErr(err(
-                        "42P07",
-                        format!("table {table} already has a rule; changing it needs resharding"),
-                    )));
-                }
+            if let Some(existing) = rules.iter().find(|r| r.table == table)
+                && *existing != rule
+            {
+                return Err(AdminErr(err(
+                    "42P07",
+                    format!("table {table} already has a rule; changing it needs resharding"),
+                )));
             }
             rules.retain(|r| r.table != table);
             rules.push(rule);

@@ -553,13 +553,12 @@ impl Session {
                     return Ok(Done::Failed);
                 }
                 let shards: Vec<ShardId> = self.conns.keys().copied().collect();
-                if !shards.is_empty() {
-                    if let Some(e) = shardgate_exec::internal(&mut self.conns, &shards, sql).await?
-                    {
-                        self.txn = TxnState::Failed;
-                        self.send_error(&e);
-                        return Ok(Done::Failed);
-                    }
+                if !shards.is_empty()
+                    && let Some(e) = shardgate_exec::internal(&mut self.conns, &shards, sql).await?
+                {
+                    self.txn = TxnState::Failed;
+                    self.send_error(&e);
+                    return Ok(Done::Failed);
                 }
                 if recovering {
                     self.txn = TxnState::Active;
@@ -666,26 +665,26 @@ impl Session {
             .collect();
         // Fast path: every statement goes, as written, to the same one
         // shard: forward the client's message unchanged.
-        if self.txn != TxnState::Failed {
-            if let Some((shard, kind)) = single_target(&plans) {
-                if let Some(e) = self.check_write(&[shard], kind) {
-                    self.fail_statement(&e);
-                } else if let Some(e) = self.ensure(&[shard]).await? {
-                    self.fail_statement(&e);
-                } else {
-                    let raw = f.to_bytes();
-                    let o = shardgate_exec::run(
-                        &mut self.conns,
-                        &[shard],
-                        &Request::Raw(&raw),
-                        &mut self.out,
-                    )
-                    .await?;
-                    self.after_statement(&o);
-                }
-                self.end_simple();
-                return Ok(());
+        if self.txn != TxnState::Failed
+            && let Some((shard, kind)) = single_target(&plans)
+        {
+            if let Some(e) = self.check_write(&[shard], kind) {
+                self.fail_statement(&e);
+            } else if let Some(e) = self.ensure(&[shard]).await? {
+                self.fail_statement(&e);
+            } else {
+                let raw = f.to_bytes();
+                let o = shardgate_exec::run(
+                    &mut self.conns,
+                    &[shard],
+                    &Request::Raw(&raw),
+                    &mut self.out,
+                )
+                .await?;
+                self.after_statement(&o);
             }
+            self.end_simple();
+            return Ok(());
         }
         for (a, plan) in analyzed.iter().zip(plans) {
             let done = match plan {
@@ -838,12 +837,10 @@ impl Session {
             && shards.len() > 1
             && matches!(kind, StmtKind::Write | StmtKind::Ddl)
             && !no_wrap;
-        if wrap {
-            if let Some(e) = shardgate_exec::internal(&mut self.conns, shards, "BEGIN").await? {
-                self.send_error(&e);
-                let _ = shardgate_exec::internal(&mut self.conns, shards, "ROLLBACK").await?;
-                return Ok(Done::Failed);
-            }
+        if wrap && let Some(e) = shardgate_exec::internal(&mut self.conns, shards, "BEGIN").await? {
+            self.send_error(&e);
+            let _ = shardgate_exec::internal(&mut self.conns, shards, "ROLLBACK").await?;
+            return Ok(Done::Failed);
         }
         let r = req(());
         let extended = !matches!(
@@ -1141,10 +1138,10 @@ impl Session {
                                 && sql.to_ascii_lowercase().contains("concurrently"),
                         )
                         .await?;
-                    if shards.len() == 1 {
-                        if let Some(p) = self.portals.get_mut(&name) {
-                            p.bound_on = Some(shards[0]);
-                        }
+                    if shards.len() == 1
+                        && let Some(p) = self.portals.get_mut(&name)
+                    {
+                        p.bound_on = Some(shards[0]);
                     }
                     let stmt_name = self
                         .portals

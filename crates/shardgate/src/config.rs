@@ -271,12 +271,12 @@ impl Config {
                         for v in vals {
                             let kv = KeyValue::parse(ty, &v.text())
                                 .map_err(|e| anyhow!("config file {file}: {at}.values.{s}: {e}"))?;
-                            if let Some(prev) = m.insert(kv.clone(), id) {
-                                if prev != id {
-                                    bail!(
-                                        "config file {file}: {at}.values: value {kv} is listed for two shards"
-                                    );
-                                }
+                            if let Some(prev) = m.insert(kv.clone(), id)
+                                && prev != id
+                            {
+                                bail!(
+                                    "config file {file}: {at}.values: value {kv} is listed for two shards"
+                                );
                             }
                         }
                     }

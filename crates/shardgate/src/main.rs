@@ -166,16 +166,15 @@ async fn learn_key_types(router: &Router) {
             if key_types.iter().all(Option::is_some) && !all_columns.is_empty() {
                 continue;
             }
-            if let Ok(cols) = shardgate_server::admin::table_columns(router, &r.table).await {
-                if let Err(e) =
+            if let Ok(cols) = shardgate_server::admin::table_columns(router, &r.table).await
+                && let Err(e) =
                     shardgate_server::admin::learn_columns(router, &r.table, &cols).await
-                {
-                    tracing::warn!(
-                        "could not record the key types of {}: {}",
-                        r.table,
-                        e.message
-                    );
-                }
+            {
+                tracing::warn!(
+                    "could not record the key types of {}: {}",
+                    r.table,
+                    e.message
+                );
             }
         }
     }

@@ -12,9 +12,12 @@ use std::collections::BTreeSet;
 fn embedded_default_spreads_and_returns_rows() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let sg = Shardgate::spawn(bin(), &["--data-dir", data.to_str().unwrap()]).expect("start shardgate");
+    let sg =
+        Shardgate::spawn(bin(), &["--data-dir", data.to_str().unwrap()]).expect("start shardgate");
     sg.psql("CREATE TABLE orders(customer_id bigint, id bigint, amount numeric, PRIMARY KEY (customer_id, id))").unwrap();
-    let out = sg.psql("SELECT shardgate.shard_table('orders', 'customer_id')").unwrap();
+    let out = sg
+        .psql("SELECT shardgate.shard_table('orders', 'customer_id')")
+        .unwrap();
     assert!(out.contains("orders sharded by customer_id"), "{out}");
     for ins in order_inserts() {
         // One INSERT split over the shards reports the rows of all.
@@ -22,7 +25,9 @@ fn embedded_default_spreads_and_returns_rows() {
     }
     // Every row comes back by its key.
     for c in 1..=100i64 {
-        let got = sg.psql(&format!("SELECT id FROM orders WHERE customer_id = {c}")).unwrap();
+        let got = sg
+            .psql(&format!("SELECT id FROM orders WHERE customer_id = {c}"))
+            .unwrap();
         let mut got: Vec<i64> = got.lines().map(|l| l.parse().unwrap()).collect();
         got.sort();
         let want: Vec<i64> = (0..1000).filter(|id| id % 100 + 1 == c).collect();
@@ -38,10 +43,18 @@ fn embedded_default_spreads_and_returns_rows() {
     for i in 0..4u32 {
         let db = rusqlite::Connection::open(data.join(format!("s{i}.db"))).unwrap();
         let mut st = db.prepare("SELECT customer_id, id FROM orders").unwrap();
-        let rows: Vec<(i64, i64)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+        let rows: Vec<(i64, i64)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         assert!(!rows.is_empty(), "shard s{i} holds no rows");
         for (c, id) in rows {
-            assert_eq!(strategy.place(&[KeyValue::Int(c)]).unwrap(), ShardId(i), "row ({c}, {id}) misrouted to s{i}");
+            assert_eq!(
+                strategy.place(&[KeyValue::Int(c)]).unwrap(),
+                ShardId(i),
+                "row ({c}, {id}) misrouted to s{i}"
+            );
             assert!(seen.insert(id), "row {id} is on two shards");
         }
     }
@@ -49,61 +62,125 @@ fn embedded_default_spreads_and_returns_rows() {
     // Writes with and without the key; counts add up across shards.
     assert_eq!(sg.psql("UPDATE orders SET amount = amount + 1 WHERE customer_id = 7; SELECT count(*) FROM orders WHERE customer_id = 7").unwrap(), "UPDATE 10\n10");
     let out = std::process::Command::new("psql")
-        .args(["-X", "-h", "127.0.0.1", "-p", &sg.port().to_string(), "-U", "app", "-d", "app", "-c", "UPDATE orders SET amount = 0 WHERE amount < 5"])
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &sg.port().to_string(),
+            "-U",
+            "app",
+            "-d",
+            "app",
+            "-c",
+            "UPDATE orders SET amount = 0 WHERE amount < 5",
+        ])
         .output()
         .unwrap();
     let tag = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let direct: usize = (0..4u32)
         .map(|i| {
             let db = rusqlite::Connection::open(data.join(format!("s{i}.db"))).unwrap();
-            db.query_row("SELECT count(*) FROM orders WHERE amount = 0", [], |r| r.get::<_, i64>(0)).unwrap() as usize
+            db.query_row("SELECT count(*) FROM orders WHERE amount = 0", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap() as usize
         })
         .sum();
     assert_eq!(tag, format!("UPDATE {direct}"));
     // A multi-shard aggregate is refused, not answered wrongly.
-    let e = sg.psql("SELECT count(*) FROM orders").unwrap_err().to_string();
+    let e = sg
+        .psql("SELECT count(*) FROM orders")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not supported yet"), "{e}");
     drop(sg);
     // Restarting keeps the rule (durable metadata).
-    let sg = Shardgate::spawn(bin(), &["--data-dir", data.to_str().unwrap()]).expect("restart shardgate");
-    assert_eq!(sg.psql("SELECT count(*) FROM orders WHERE customer_id = 9").unwrap(), "10");
+    let sg = Shardgate::spawn(bin(), &["--data-dir", data.to_str().unwrap()])
+        .expect("restart shardgate");
+    assert_eq!(
+        sg.psql("SELECT count(*) FROM orders WHERE customer_id = 9")
+            .unwrap(),
+        "10"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_extended_protocol_with_tokio_postgres() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let sg = Shardgate::spawn(bin(), &["--data-dir", data.to_str().unwrap()]).expect("start shardgate");
+    let sg =
+        Shardgate::spawn(bin(), &["--data-dir", data.to_str().unwrap()]).expect("start shardgate");
     let c = client(sg.port()).await;
-    c.simple_query("CREATE TABLE accounts (id bigint PRIMARY KEY, owner text, balance bigint)").await.unwrap();
-    c.simple_query("SELECT shardgate.shard_table('accounts', 'id')").await.unwrap();
-    let ins = c.prepare("INSERT INTO accounts (id, owner, balance) VALUES ($1, $2, $3)").await.unwrap();
+    c.simple_query("CREATE TABLE accounts (id bigint PRIMARY KEY, owner text, balance bigint)")
+        .await
+        .unwrap();
+    c.simple_query("SELECT shardgate.shard_table('accounts', 'id')")
+        .await
+        .unwrap();
+    let ins = c
+        .prepare("INSERT INTO accounts (id, owner, balance) VALUES ($1, $2, $3)")
+        .await
+        .unwrap();
     for id in 1..=40i64 {
-        assert_eq!(c.execute(&ins, &[&id, &format!("owner {id}"), &(id * 10)]).await.unwrap(), 1);
+        assert_eq!(
+            c.execute(&ins, &[&id, &format!("owner {id}"), &(id * 10)])
+                .await
+                .unwrap(),
+            1
+        );
     }
-    let sel = c.prepare("SELECT owner, balance FROM accounts WHERE id = $1").await.unwrap();
+    let sel = c
+        .prepare("SELECT owner, balance FROM accounts WHERE id = $1")
+        .await
+        .unwrap();
     for id in 1..=40i64 {
         let row = c.query_one(&sel, &[&id]).await.unwrap();
         assert_eq!(row.get::<_, String>(0), format!("owner {id}"));
         assert_eq!(row.get::<_, i64>(1), id * 10);
     }
     // IN lists spanning shards reach exactly those shards and return every row.
-    let rows = c.query("SELECT id FROM accounts WHERE id IN (1, 2, 3, 4, 5, 6)", &[]).await.unwrap();
+    let rows = c
+        .query(
+            "SELECT id FROM accounts WHERE id IN (1, 2, 3, 4, 5, 6)",
+            &[],
+        )
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 6);
     // A transaction on one shard.
     c.simple_query("BEGIN").await.unwrap();
-    c.execute("UPDATE accounts SET balance = balance - 5 WHERE id = $1", &[&1i64]).await.unwrap();
+    c.execute(
+        "UPDATE accounts SET balance = balance - 5 WHERE id = $1",
+        &[&1i64],
+    )
+    .await
+    .unwrap();
     c.simple_query("COMMIT").await.unwrap();
-    assert_eq!(c.query_one(&sel, &[&1i64]).await.unwrap().get::<_, i64>(1), 5);
+    assert_eq!(
+        c.query_one(&sel, &[&1i64]).await.unwrap().get::<_, i64>(1),
+        5
+    );
     // A rollback undoes.
     c.simple_query("BEGIN").await.unwrap();
-    c.execute("UPDATE accounts SET balance = 0 WHERE id = $1", &[&2i64]).await.unwrap();
+    c.execute("UPDATE accounts SET balance = 0 WHERE id = $1", &[&2i64])
+        .await
+        .unwrap();
     c.simple_query("ROLLBACK").await.unwrap();
-    assert_eq!(c.query_one(&sel, &[&2i64]).await.unwrap().get::<_, i64>(1), 20);
+    assert_eq!(
+        c.query_one(&sel, &[&2i64]).await.unwrap().get::<_, i64>(1),
+        20
+    );
     // Errors carry SQLSTATEs and the session goes on.
     let e = c.simple_query("SELEC 1").await.unwrap_err();
     assert_eq!(e.code().unwrap().code(), "42601");
     let e = c.execute(&ins, &[&3i64, &"dup", &0i64]).await.unwrap_err();
     assert_eq!(e.code().unwrap().code(), "23505");
-    assert_eq!(c.query_one(&sel, &[&3i64]).await.unwrap().get::<_, String>(0), "owner 3");
+    assert_eq!(
+        c.query_one(&sel, &[&3i64])
+            .await
+            .unwrap()
+            .get::<_, String>(0),
+        "owner 3"
+    );
 }

@@ -18,16 +18,29 @@ fn postgres_shards_psql_and_pgbench() {
     let c = PgCluster::start(4, "");
     let sg = &c.sg;
     sg.psql(SCHEMA).unwrap();
-    sg.psql("SELECT shardgate.shard_table('orders', 'customer_id')").unwrap();
+    sg.psql("SELECT shardgate.shard_table('orders', 'customer_id')")
+        .unwrap();
     c.guard("orders", "customer_id");
     // The guard works: a row a shard does not own is refused.
-    let foreign = (1..1000).find(|k| c.sg.psql(&format!("SELECT shardgate.shard_of('orders', '{k}')")).unwrap() != "s0").unwrap();
-    assert!(c.shards[0].psql(&format!("INSERT INTO orders VALUES ({foreign}, 1, 1)")).is_err());
+    let foreign = (1..1000)
+        .find(|k| {
+            c.sg.psql(&format!("SELECT shardgate.shard_of('orders', '{k}')"))
+                .unwrap()
+                != "s0"
+        })
+        .unwrap();
+    assert!(
+        c.shards[0]
+            .psql(&format!("INSERT INTO orders VALUES ({foreign}, 1, 1)"))
+            .is_err()
+    );
     for ins in order_inserts() {
         assert_eq!(sg.psql(&ins).unwrap(), "INSERT 0 50");
     }
     for cust in 1..=100i64 {
-        let got = sg.psql(&format!("SELECT id FROM orders WHERE customer_id = {cust}")).unwrap();
+        let got = sg
+            .psql(&format!("SELECT id FROM orders WHERE customer_id = {cust}"))
+            .unwrap();
         let mut got: Vec<i64> = got.lines().map(|l| l.parse().unwrap()).collect();
         got.sort();
         let want: Vec<i64> = (0..1000).filter(|id| id % 100 + 1 == cust).collect();
@@ -56,13 +69,38 @@ fn postgres_shards_psql_and_pgbench() {
     .unwrap();
     for (mode, secs) in [("simple", "30"), ("extended", "5"), ("prepared", "5")] {
         let out = std::process::Command::new(shardgate_testkit::pg_bin("pgbench"))
-            .args(["-n", "-h", "127.0.0.1", "-p", &sg.port().to_string(), "-U", "app", "-c", "8", "-j", "2", "-T", secs, "-M", mode, "-f"])
+            .args([
+                "-n",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &sg.port().to_string(),
+                "-U",
+                "app",
+                "-c",
+                "8",
+                "-j",
+                "2",
+                "-T",
+                secs,
+                "-M",
+                mode,
+                "-f",
+            ])
             .arg(&script)
             .arg("app")
             .output()
             .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "pgbench -M {mode} failed:\n{text}\n{}", sg.log());
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "pgbench -M {mode} failed:\n{text}\n{}",
+            sg.log()
+        );
         let processed: u64 = text
             .lines()
             .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
@@ -70,65 +108,141 @@ fn postgres_shards_psql_and_pgbench() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no transaction count in:\n{text}"));
         assert!(processed > 0, "{text}");
-        let failed = text.lines().find_map(|l| l.strip_prefix("number of failed transactions: ")).unwrap_or("0 ");
-        assert!(failed.starts_with("0 ") || failed == "0", "pgbench -M {mode}: failed transactions: {failed}\n{text}");
+        let failed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("number of failed transactions: "))
+            .unwrap_or("0 ");
+        assert!(
+            failed.starts_with("0 ") || failed == "0",
+            "pgbench -M {mode}: failed transactions: {failed}\n{text}"
+        );
         println!("pgbench -M {mode}: {processed} transactions");
     }
     // Still no misrouted row (the CHECK constraints held) and nothing lost.
-    let total: i64 = c.shards.iter().map(|s| s.psql("SELECT count(*) FROM orders").unwrap().parse::<i64>().unwrap()).sum();
+    let total: i64 = c
+        .shards
+        .iter()
+        .map(|s| {
+            s.psql("SELECT count(*) FROM orders")
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        })
+        .sum();
     assert!(total > 1000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_shards_tokio_postgres_and_bad_input() {
-    let c = PgCluster::start(4, "[[tables]]\nname = \"orders\"\nshard_key = \"customer_id\"\n[[reference_tables]]\nname = \"products\"\n");
+    let c = PgCluster::start(
+        4,
+        "[[tables]]\nname = \"orders\"\nshard_key = \"customer_id\"\n[[reference_tables]]\nname = \"products\"\n",
+    );
     let port = c.sg.port();
     let cl = client(port).await;
     // A table declared in the configuration learns its key type from DDL.
     cl.simple_query(SCHEMA).await.unwrap();
-    cl.simple_query("CREATE TABLE products (id bigint PRIMARY KEY, name text)").await.unwrap();
+    cl.simple_query("CREATE TABLE products (id bigint PRIMARY KEY, name text)")
+        .await
+        .unwrap();
     c.guard("orders", "customer_id");
-    cl.simple_query("INSERT INTO products VALUES (1, 'tea'), (2, 'coffee')").await.unwrap();
+    cl.simple_query("INSERT INTO products VALUES (1, 'tea'), (2, 'coffee')")
+        .await
+        .unwrap();
     for s in &c.shards {
-        assert_eq!(s.psql("SELECT count(*) FROM products").unwrap(), "2", "reference rows on every shard");
+        assert_eq!(
+            s.psql("SELECT count(*) FROM products").unwrap(),
+            "2",
+            "reference rows on every shard"
+        );
     }
     // Extended protocol, binary parameters and results.
-    let ins = cl.prepare("INSERT INTO orders (customer_id, id, amount) VALUES ($1, $2, $3::text::numeric)").await.unwrap();
+    let ins = cl
+        .prepare("INSERT INTO orders (customer_id, id, amount) VALUES ($1, $2, $3::text::numeric)")
+        .await
+        .unwrap();
     for i in 0..200i64 {
-        cl.execute(&ins, &[&(i % 20), &i, &format!("{}.5", i)]).await.unwrap();
+        cl.execute(&ins, &[&(i % 20), &i, &format!("{}.5", i)])
+            .await
+            .unwrap();
     }
-    let sel = cl.prepare("SELECT id, amount::text FROM orders WHERE customer_id = $1 ORDER BY id").await.unwrap();
+    let sel = cl
+        .prepare("SELECT id, amount::text FROM orders WHERE customer_id = $1 ORDER BY id")
+        .await
+        .unwrap();
     for cust in 0..20i64 {
         let rows = cl.query(&sel, &[&cust]).await.unwrap();
         let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-        assert_eq!(ids, (0..200).filter(|i| i % 20 == cust).collect::<Vec<i64>>());
+        assert_eq!(
+            ids,
+            (0..200).filter(|i| i % 20 == cust).collect::<Vec<i64>>()
+        );
         assert_eq!(rows[0].get::<_, String>(1), format!("{}.5", ids[0]));
     }
     // The same query in text format through the simple protocol.
-    let msgs = cl.simple_query("SELECT id FROM orders WHERE customer_id IN (1, 2, 3)").await.unwrap();
-    let n = msgs.iter().filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))).count();
+    let msgs = cl
+        .simple_query("SELECT id FROM orders WHERE customer_id IN (1, 2, 3)")
+        .await
+        .unwrap();
+    let n = msgs
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count();
     assert_eq!(n, 30);
     // Multi-shard UPDATE/DELETE add up their row counts.
-    assert_eq!(cl.execute("UPDATE orders SET amount = amount + 1 WHERE id < 50", &[]).await.unwrap(), 50);
-    assert_eq!(cl.execute("DELETE FROM orders WHERE id >= 190", &[]).await.unwrap(), 10);
+    assert_eq!(
+        cl.execute("UPDATE orders SET amount = amount + 1 WHERE id < 50", &[])
+            .await
+            .unwrap(),
+        50
+    );
+    assert_eq!(
+        cl.execute("DELETE FROM orders WHERE id >= 190", &[])
+            .await
+            .unwrap(),
+        10
+    );
     // Joins with a reference table on one shard.
     let rows = cl.query("SELECT o.id, p.name FROM orders o JOIN products p ON p.id = 1 WHERE o.customer_id = $1", &[&5i64]).await.unwrap();
     assert_eq!(rows.len(), 10);
     // Transactions: single shard commits; a second shard's write is refused.
     cl.simple_query("BEGIN").await.unwrap();
-    cl.execute("UPDATE orders SET amount = 0 WHERE customer_id = $1", &[&1i64]).await.unwrap();
+    cl.execute(
+        "UPDATE orders SET amount = 0 WHERE customer_id = $1",
+        &[&1i64],
+    )
+    .await
+    .unwrap();
     let other = (2..20i64)
         .find(|k| {
-            let a = c.sg.psql(&format!("SELECT shardgate.shard_of('orders', '{k}')")).unwrap();
-            a != c.sg.psql("SELECT shardgate.shard_of('orders', '1')").unwrap()
+            let a =
+                c.sg.psql(&format!("SELECT shardgate.shard_of('orders', '{k}')"))
+                    .unwrap();
+            a != c
+                .sg
+                .psql("SELECT shardgate.shard_of('orders', '1')")
+                .unwrap()
         })
         .unwrap();
-    let e = cl.execute("UPDATE orders SET amount = 0 WHERE customer_id = $1", &[&other]).await.unwrap_err();
+    let e = cl
+        .execute(
+            "UPDATE orders SET amount = 0 WHERE customer_id = $1",
+            &[&other],
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.code().unwrap().code(), "0A000");
     let e = cl.execute("SELECT 1", &[]).await.unwrap_err();
     assert_eq!(e.code().unwrap().code(), "25P02");
     cl.simple_query("ROLLBACK").await.unwrap();
-    let amt: String = cl.query_one("SELECT min(amount)::text FROM orders WHERE customer_id = 1", &[]).await.unwrap().get(0);
+    let amt: String = cl
+        .query_one(
+            "SELECT min(amount)::text FROM orders WHERE customer_id = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_ne!(amt, "0", "rolled back");
     // Bad input: each a clear error; the session and server go on.
     for (sql, code) in [
@@ -136,14 +250,26 @@ async fn postgres_shards_tokio_postgres_and_bad_input() {
         ("SELECT * FROM no_such_table", "42P01"),
         ("SELECT count(*) FROM orders", "0A000"),
         ("SELECT * FROM orders ORDER BY id LIMIT 3", "0A000"),
-        ("UPDATE orders SET customer_id = 3 WHERE customer_id = 2", "0A000"),
+        (
+            "UPDATE orders SET customer_id = 3 WHERE customer_id = 2",
+            "0A000",
+        ),
         ("INSERT INTO orders (id, amount) VALUES (1, 1)", "0A000"),
-        ("INSERT INTO orders (customer_id, id, amount) VALUES ('abc', 1, 1)", "22P02"),
+        (
+            "INSERT INTO orders (customer_id, id, amount) VALUES ('abc', 1, 1)",
+            "22P02",
+        ),
     ] {
         let e = cl.simple_query(sql).await.unwrap_err();
         assert_eq!(e.code().map(|c| c.code()), Some(code), "{sql}: {e}");
     }
-    assert_eq!(cl.query_one("SELECT 41 + 1", &[]).await.unwrap().get::<_, i32>(0), 42);
+    assert_eq!(
+        cl.query_one("SELECT 41 + 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        42
+    );
     // Garbage bytes on a socket: a clean close, nothing else harmed.
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -171,7 +297,14 @@ async fn postgres_shards_tokio_postgres_and_bad_input() {
     h.await.unwrap().unwrap();
     // Other clients are still served.
     let again = client(port).await;
-    let n: i64 = again.query_one("SELECT count(*) FROM orders WHERE customer_id = $1", &[&4i64]).await.unwrap().get(0);
+    let n: i64 = again
+        .query_one(
+            "SELECT count(*) FROM orders WHERE customer_id = $1",
+            &[&4i64],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 10);
     assert_eq!(c.sg.psql("SELECT 1").unwrap(), "1");
 }

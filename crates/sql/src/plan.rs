@@ -227,10 +227,10 @@ impl Template {
                         v
                     }
                 };
-                if shards.len() > 1 {
-                    if let Some(e) = single_only {
-                        return Err(e.clone());
-                    }
+                if shards.len() > 1
+                    && let Some(e) = single_only
+                {
+                    return Err(e.clone());
                 }
                 Ok(Plan::Route {
                     shards,

@@ -47,15 +47,15 @@ fn literal(params: &Params<'_>, n: usize) -> Result<Value, SqlError> {
 impl VisitorMut for Inline<'_, '_> {
     type Break = ();
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if let Expr::Value(v) = expr {
-            if let Value::Placeholder(p) = &v.value {
-                let n = p.trim_start_matches('$').parse::<usize>().unwrap_or(0);
-                match literal(self.params, n) {
-                    Ok(l) => v.value = l,
-                    Err(e) => {
-                        self.err = Some(e);
-                        return ControlFlow::Break(());
-                    }
+        if let Expr::Value(v) = expr
+            && let Value::Placeholder(p) = &v.value
+        {
+            let n = p.trim_start_matches('$').parse::<usize>().unwrap_or(0);
+            match literal(self.params, n) {
+                Ok(l) => v.value = l,
+                Err(e) => {
+                    self.err = Some(e);
+                    return ControlFlow::Break(());
                 }
             }
         }
@@ -85,18 +85,17 @@ pub fn split_insert(
     shards.dedup();
     for s in shards {
         let mut part = stmt.clone();
-        if let Statement::Insert(pi) = &mut part {
-            if let Some(q) = pi.source.as_mut() {
-                if let SetExpr::Values(v) = q.body.as_mut() {
-                    v.rows = values
-                        .rows
-                        .iter()
-                        .zip(per_row)
-                        .filter(|(_, owner)| **owner == s)
-                        .map(|(r, _)| r.clone())
-                        .collect();
-                }
-            }
+        if let Statement::Insert(pi) = &mut part
+            && let Some(q) = pi.source.as_mut()
+            && let SetExpr::Values(v) = q.body.as_mut()
+        {
+            v.rows = values
+                .rows
+                .iter()
+                .zip(per_row)
+                .filter(|(_, owner)| **owner == s)
+                .map(|(r, _)| r.clone())
+                .collect();
         }
         if !params.is_empty() {
             let mut inl = Inline { params, err: None };

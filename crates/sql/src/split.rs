@@ -36,10 +36,9 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
                         .bytes()
                         .all(|c| c.is_ascii_alphanumeric() || c == b'_')
                         && !tag[1..].starts_with(|c: char| c.is_ascii_digit())
+                        && let Some(close) = sql[e + 1..].find(tag)
                     {
-                        if let Some(close) = sql[e + 1..].find(tag) {
-                            i = e + 1 + close + tag.len() - 1;
-                        }
+                        i = e + 1 + close + tag.len() - 1;
                     }
                 }
             }

@@ -110,10 +110,12 @@ pub fn infer(sql: &str, n: usize, columns: &HashMap<String, String>) -> Vec<u32>
     let mut types = vec![0u32; n];
     let col_type = |name: &str| columns.get(name).map(|d| super::types::oid_for_decl(d).0);
     let mut set = |p: usize, t: Option<u32>| {
-        if let Some(t) = t {
-            if p >= 1 && p <= n && types[p - 1] == 0 {
-                types[p - 1] = t;
-            }
+        if let Some(t) = t
+            && p >= 1
+            && p <= n
+            && types[p - 1] == 0
+        {
+            types[p - 1] = t;
         }
     };
     // INSERT INTO t (cols) VALUES (...), (...)
@@ -130,16 +132,15 @@ pub fn infer(sql: &str, n: usize, columns: &HashMap<String, String>) -> Vec<u32>
                 // INTO t ( c1, c2 )
                 if let (Some(Tok::Ident(_)), Some(Tok::Punct(p))) =
                     (toks.get(i + 1), toks.get(i + 2))
+                    && p == "("
                 {
-                    if p == "(" {
-                        let mut j = i + 3;
-                        insert_cols.clear();
-                        while let Some(Tok::Ident(c)) = toks.get(j) {
-                            insert_cols.push(c.clone());
+                    let mut j = i + 3;
+                    insert_cols.clear();
+                    while let Some(Tok::Ident(c)) = toks.get(j) {
+                        insert_cols.push(c.clone());
+                        j += 1;
+                        if toks.get(j) == Some(&Tok::Punct(",".into())) {
                             j += 1;
-                            if toks.get(j) == Some(&Tok::Punct(",".into())) {
-                                j += 1;
-                            }
                         }
                     }
                 }
@@ -153,10 +154,9 @@ pub fn infer(sql: &str, n: usize, columns: &HashMap<String, String>) -> Vec<u32>
             Tok::Ident(k) if k == "in" => {
                 if let (Some(Tok::Ident(c)), Some(Tok::Punct(p))) =
                     (i.checked_sub(1).and_then(|j| toks.get(j)), toks.get(i + 1))
+                    && p == "("
                 {
-                    if p == "(" {
-                        in_list_col = Some((c.clone(), depth + 1));
-                    }
+                    in_list_col = Some((c.clone(), depth + 1));
                 }
             }
             Tok::Punct(p) if p == "(" => {
@@ -186,22 +186,23 @@ pub fn infer(sql: &str, n: usize, columns: &HashMap<String, String>) -> Vec<u32>
                 if let Some((c, _)) = &in_list_col {
                     set(p, col_type(c));
                 }
-                if i >= 2 && is_cmp(&toks[i - 1]) {
-                    if let Tok::Ident(c) = &toks[i - 2] {
-                        set(p, col_type(c));
-                    }
+                if i >= 2
+                    && is_cmp(&toks[i - 1])
+                    && let Tok::Ident(c) = &toks[i - 2]
+                {
+                    set(p, col_type(c));
                 }
-                if i + 2 < toks.len() && is_cmp(&toks[i + 1]) {
-                    if let Tok::Ident(c) = &toks[i + 2] {
-                        set(p, col_type(c));
-                    }
+                if i + 2 < toks.len()
+                    && is_cmp(&toks[i + 1])
+                    && let Tok::Ident(c) = &toks[i + 2]
+                {
+                    set(p, col_type(c));
                 }
                 if let (Some(Tok::Punct(x)), Some(Tok::Ident(ty))) =
                     (toks.get(i + 1), toks.get(i + 2))
+                    && x == "::"
                 {
-                    if x == "::" {
-                        set(p, Some(super::types::oid_for_decl(ty).0));
-                    }
+                    set(p, Some(super::types::oid_for_decl(ty).0));
                 }
             }
             _ => {}

@@ -317,13 +317,12 @@ impl LiteConn {
             let mut m = HashMap::new();
             if let Ok(mut st) = self.db.prepare(
                 "SELECT p.name, p.type FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table'",
-            ) {
-                if let Ok(rows) = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))) {
+            )
+                && let Ok(rows) = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))) {
                     for (c, t) in rows.flatten() {
                         m.entry(c.to_ascii_lowercase()).or_insert(t);
                     }
                 }
-            }
             self.columns = Some(m);
         }
         self.columns.get_or_insert_with(HashMap::new)

@@ -15,7 +15,9 @@ pub fn bin() -> &'static Path {
 /// The keyspace-id ranges of `n` shards under the default hash strategy.
 pub fn ranges(n: u32) -> Vec<KeyRange> {
     let shards: Vec<ShardId> = (0..n).map(ShardId).collect();
-    let Strategy::Hash { map } = Strategy::hash(&shards).unwrap() else { unreachable!() };
+    let Strategy::Hash { map } = Strategy::hash(&shards).unwrap() else {
+        unreachable!()
+    };
     let m: &ShardMap = &map;
     m.ranges().map(|(r, _)| r).collect()
 }
@@ -30,7 +32,10 @@ pub fn owns_check(table: &str, col: &str, r: KeyRange) -> String {
         Some(e) => format!(" AND {ksid} < {e}"),
         None => String::new(),
     };
-    format!("ALTER TABLE {table} ADD CONSTRAINT {table}_owned_keys CHECK ({ksid} >= {}{upper})", r.start)
+    format!(
+        "ALTER TABLE {table} ADD CONSTRAINT {table}_owned_keys CHECK ({ksid} >= {}{upper})",
+        r.start
+    )
 }
 
 /// Four PostgreSQL shards and shardgate configured over them.
@@ -46,14 +51,25 @@ impl PgCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = String::new();
         for (i, s) in shards.iter().enumerate() {
-            cfg.push_str(&format!("[[shards]]\nname = \"s{i}\"\nurl = \"{}\"\n", s.url()));
+            cfg.push_str(&format!(
+                "[[shards]]\nname = \"s{i}\"\nurl = \"{}\"\n",
+                s.url()
+            ));
         }
         cfg.push_str(extra_config);
         let path = dir.path().join("shardgate.toml");
         std::fs::write(&path, cfg).unwrap();
         let data = dir.path().join("data");
-        let sg = Shardgate::spawn(bin(), &["--config", path.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
-            .expect("start shardgate");
+        let sg = Shardgate::spawn(
+            bin(),
+            &[
+                "--config",
+                path.to_str().unwrap(),
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+        )
+        .expect("start shardgate");
         PgCluster { shards, sg, dir }
     }
 
@@ -61,16 +77,20 @@ impl PgCluster {
     pub fn guard(&self, table: &str, col: &str) {
         let rs = ranges(self.shards.len() as u32);
         for (s, r) in self.shards.iter().zip(rs) {
-            s.psql(&owns_check(table, col, r)).expect("add ownership check");
+            s.psql(&owns_check(table, col, r))
+                .expect("add ownership check");
         }
     }
 }
 
 /// A tokio-postgres client connected to shardgate.
 pub async fn client(port: u16) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(&format!("host=127.0.0.1 port={port} user=app dbname=app"), tokio_postgres::NoTls)
-        .await
-        .expect("connect to shardgate");
+    let (c, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=app dbname=app"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect to shardgate");
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -85,7 +105,10 @@ pub fn order_inserts() -> Vec<String> {
         let cust = id % 100 + 1;
         rows.push(format!("({cust}, {id}, {}.{:02})", id * 3 % 997, id % 100));
         if rows.len() == 50 {
-            out.push(format!("INSERT INTO orders (customer_id, id, amount) VALUES {}", rows.join(", ")));
+            out.push(format!(
+                "INSERT INTO orders (customer_id, id, amount) VALUES {}",
+                rows.join(", ")
+            ));
             rows.clear();
         }
     }
