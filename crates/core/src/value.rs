@@ -104,9 +104,21 @@ impl KeyValue {
     /// [`CoreError::BadValue`] when the bytes do not fit the type.
     pub fn from_binary(ty: KeyType, oid: u32, b: &[u8]) -> Result<KeyValue, CoreError> {
         let bad = || CoreError::BadValue {
-            value: format!("{b:?}"),
+            value: format!("{b:?} (type oid {oid})"),
             ty: ty.to_string(),
         };
+        // A binary value is read by its declared type: another type's bytes
+        // (a float, a numeric) must not be taken for this key's type.
+        let fits = match ty {
+            KeyType::Int => matches!(oid, 0 | 20 | 21 | 23),
+            KeyType::Text => matches!(oid, 0 | 25 | 1043 | 19 | 705),
+            KeyType::Uuid => matches!(oid, 0 | 2950),
+            KeyType::Timestamp => matches!(oid, 0 | 1114 | 1082),
+            KeyType::Date => matches!(oid, 0 | 1082),
+        };
+        if !fits {
+            return Err(bad());
+        }
         match ty {
             KeyType::Int => match b.len() {
                 2 => Ok(KeyValue::Int(i16::from_be_bytes([b[0], b[1]]) as i64)),

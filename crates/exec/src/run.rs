@@ -202,6 +202,14 @@ pub async fn run<W: AsyncWrite + Unpin>(
         );
         loop {
             let f = c.recv().await.map_err(|e| lost(*s, e))?;
+            if matches!(f.tag, b'G' | b'H' | b'W') {
+                // COPY is refused before it reaches a shard; a shard in COPY
+                // mode cannot be used further.
+                return Err(lost(
+                    *s,
+                    BackendError::Config("unexpected COPY from shard".into()),
+                ));
+            }
             if f.tag == b'1' {
                 parse_pending = false;
             }

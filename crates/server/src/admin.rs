@@ -6,6 +6,8 @@
 //!   and `consistent` (ranges and lists are declared in the configuration).
 //! - `SELECT shardgate.reference_table('products')`
 //! - `SELECT shardgate.shard_of('orders', '42')`: which shard owns a key.
+//! - `SELECT shardgate.directory_set('accounts', '42', 's2')`: put a key of a
+//!   directory-sharded table on a shard (only for keys with no rows yet).
 //! - `SELECT shardgate.tables()`, `SELECT shardgate.shards()`
 
 use crate::router::Router;
@@ -73,6 +75,7 @@ pub async fn run(router: &Router, call: &AdminCall) -> Result<Rows, ErrorFields>
                     let named: Vec<(ShardId, &str)> = shards.iter().map(|s| (*s, topo.shard_names[s.0 as usize].as_str())).collect();
                     Strategy::consistent(&named, 64)
                 }
+                StrategyKind::Directory => Ok(Strategy::Directory { entries: Default::default(), default: None }),
                 other => {
                     return Err(err(
                         "0A000",
@@ -157,6 +160,86 @@ pub async fn run(router: &Router, call: &AdminCall) -> Result<Rows, ErrorFields>
             }
             let s = rule.place(&key).map_err(|e| err("22023", e.to_string()))?;
             one("shard_of", topo.shard_name(s))
+        }
+        "directory_set" => {
+            let (Some(table), Some(key), Some(shard)) = (arg(0), arg(1), arg(2)) else {
+                return Err(err(
+                    "42883",
+                    "usage: shardgate.directory_set(table, key, shard)",
+                ));
+            };
+            let table = ident(&table)?;
+            let topo = router.topology();
+            let sid = topo
+                .shard_names
+                .iter()
+                .position(|n| *n == shard)
+                .map(|i| ShardId(i as u32))
+                .ok_or_else(|| err("22023", format!("unknown shard {shard:?}")))?;
+            let Some(TableRule {
+                kind:
+                    TableKind::Sharded {
+                        key_types,
+                        strategy: Strategy::Directory { entries, .. },
+                        columns,
+                        ..
+                    },
+                ..
+            }) = topo.rule(&table)
+            else {
+                return Err(err("22023", format!("{table} is not sharded by directory")));
+            };
+            let ty = key_types[0].ok_or_else(|| {
+                err(
+                    "0A000",
+                    format!("the type of {table}.{} is unknown", columns[0]),
+                )
+            })?;
+            let kv = KeyValue::parse(ty, &key).map_err(|e| err("22P02", e.to_string()))?;
+            if let Some(cur) = entries.get(&kv) {
+                if *cur == sid {
+                    return one("directory_set", format!("{key} already on {shard}"));
+                }
+                let pool = &router.pools[cur.0 as usize];
+                let mut c = pool
+                    .checkout()
+                    .await
+                    .map_err(|e| err("08006", e.to_string()))?;
+                let rows = c
+                    .simple_rows(&format!(
+                        "SELECT 1 FROM {table} WHERE {} = {} LIMIT 1",
+                        columns[0],
+                        kv.to_sql_literal()
+                    ))
+                    .await
+                    .map_err(|e| err("XX000", e.to_string()))?;
+                pool.checkin(c);
+                if !rows.is_empty() {
+                    return Err(err(
+                        "0A000",
+                        format!(
+                            "key {key} already has rows on {}; moving them needs resharding",
+                            pool.name
+                        ),
+                    ));
+                }
+            }
+            router
+                .update_rules(|rules: &mut Vec<TableRule>| -> Result<(), AdminErr> {
+                    for r in rules.iter_mut().filter(|r| r.table == table) {
+                        if let TableKind::Sharded {
+                            strategy: Strategy::Directory { entries, .. },
+                            ..
+                        } = &mut r.kind
+                        {
+                            entries.insert(kv.clone(), sid);
+                        }
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(|AdminErr(e)| e)?;
+            one("directory_set", format!("{key} on {shard}"))
         }
         "tables" => {
             let topo = router.topology();

@@ -3,7 +3,7 @@
 use crate::error::ServerError;
 use arc_swap::ArcSwap;
 use shardgate_backend::Pool;
-use shardgate_core::{ShardId, TableRule, Topology};
+use shardgate_core::{ShardId, Strategy, TableKind, TableRule, Topology};
 use shardgate_meta::{MetaError, MetaStore, Metadata};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,7 +52,31 @@ impl Router {
             .cloned()
             .map(|r| (r.table.clone(), r))
             .collect();
-        for r in configured {
+        for mut r in configured {
+            // Directory entries added through SQL outlive a restart; the
+            // configuration's own entries win.
+            if let (
+                Some(TableRule {
+                    kind:
+                        TableKind::Sharded {
+                            strategy:
+                                Strategy::Directory {
+                                    entries: stored, ..
+                                },
+                            ..
+                        },
+                    ..
+                }),
+                TableKind::Sharded {
+                    strategy: Strategy::Directory { entries, .. },
+                    ..
+                },
+            ) = (rules.get(&r.table), &mut r.kind)
+            {
+                for (k, v) in stored {
+                    entries.entry(k.clone()).or_insert(*v);
+                }
+            }
             rules.insert(r.table.clone(), r);
         }
         let mut list: Vec<TableRule> = rules.into_values().collect();

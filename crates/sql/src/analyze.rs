@@ -233,8 +233,76 @@ fn mixed_error(c: &Classes) -> SqlError {
     ))
 }
 
+/// Shapes sqlparser reads differently from PostgreSQL, or that hide which
+/// table a name means: refused before analysis.
+fn check_names(stmt: &Statement, topo: &Topology) -> Result<(), SqlError> {
+    struct Names<'t> {
+        topo: &'t Topology,
+        err: Option<SqlError>,
+    }
+    impl Visitor for Names<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            if let Some(w) = &q.with {
+                for c in &w.cte_tables {
+                    let n = ident_name(&c.alias.name);
+                    if self.topo.rule(&n).is_some() {
+                        self.err = Some(SqlError::Unsupported(format!(
+                            "a WITH query named like table {n} is not supported; rename the WITH query"
+                        )));
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            if let SetExpr::Select(sel) = q.body.as_ref()
+                && sel.into.is_some()
+            {
+                self.err = Some(SqlError::Unsupported(
+                    "SELECT INTO is not supported through shardgate; use CREATE TABLE and INSERT"
+                        .into(),
+                ));
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_relation(&mut self, r: &ObjectName) -> ControlFlow<()> {
+            if let [ObjectNamePart::Identifier(i)] = r.0.as_slice()
+                && i.quote_style.is_none()
+                && i.value.eq_ignore_ascii_case("only")
+            {
+                self.err = Some(SqlError::Unsupported(
+                    "ONLY is not supported through shardgate yet".into(),
+                ));
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name,
+                alias: Some(a),
+                ..
+            } = t
+                && !a.columns.is_empty()
+                && classify(name, self.topo) != Class::Catalog
+                && !matches!(classify(name, self.topo), Class::Unruled(_))
+            {
+                self.err = Some(SqlError::Unsupported(
+                    "column aliases on a sharded or reference table are not supported yet".into(),
+                ));
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut n = Names { topo, err: None };
+    let _ = stmt.visit(&mut n);
+    n.err.map_or(Ok(()), Err)
+}
+
 fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template, SqlError> {
     use Statement as S;
+    check_names(stmt, topo)?;
     Ok(match stmt {
         S::Query(q) => analyze_query(q, topo)?,
         S::Insert(ins) => analyze_insert(ins, stmt, topo)?,
@@ -488,60 +556,62 @@ fn merge_needed(q: &Query) -> Option<String> {
     f.0
 }
 
-/// Known aggregate functions of PostgreSQL.
+/// Known aggregate functions of PostgreSQL (and anything named like one).
 pub fn is_aggregate(name: &str) -> bool {
-    matches!(
-        name,
-        "count"
-            | "sum"
-            | "avg"
-            | "min"
-            | "max"
-            | "array_agg"
-            | "string_agg"
-            | "bool_and"
-            | "bool_or"
-            | "every"
-            | "bit_and"
-            | "bit_or"
-            | "bit_xor"
-            | "json_agg"
-            | "jsonb_agg"
-            | "json_object_agg"
-            | "jsonb_object_agg"
-            | "xmlagg"
-            | "stddev"
-            | "stddev_pop"
-            | "stddev_samp"
-            | "variance"
-            | "var_pop"
-            | "var_samp"
-            | "corr"
-            | "covar_pop"
-            | "covar_samp"
-            | "regr_avgx"
-            | "regr_avgy"
-            | "regr_count"
-            | "regr_intercept"
-            | "regr_r2"
-            | "regr_slope"
-            | "regr_sxx"
-            | "regr_sxy"
-            | "regr_syy"
-            | "mode"
-            | "percentile_cont"
-            | "percentile_disc"
-            | "rank"
-            | "dense_rank"
-            | "percent_rank"
-            | "cume_dist"
-            | "range_agg"
-            | "range_intersect_agg"
-            | "any_value"
-            | "json_agg_strict"
-            | "json_objectagg"
-            | "json_arrayagg"
-    )
+    name.contains("_agg")
+        || name.ends_with("agg")
+        || matches!(
+            name,
+            "count"
+                | "sum"
+                | "avg"
+                | "min"
+                | "max"
+                | "array_agg"
+                | "string_agg"
+                | "bool_and"
+                | "bool_or"
+                | "every"
+                | "bit_and"
+                | "bit_or"
+                | "bit_xor"
+                | "json_agg"
+                | "jsonb_agg"
+                | "json_object_agg"
+                | "jsonb_object_agg"
+                | "xmlagg"
+                | "stddev"
+                | "stddev_pop"
+                | "stddev_samp"
+                | "variance"
+                | "var_pop"
+                | "var_samp"
+                | "corr"
+                | "covar_pop"
+                | "covar_samp"
+                | "regr_avgx"
+                | "regr_avgy"
+                | "regr_count"
+                | "regr_intercept"
+                | "regr_r2"
+                | "regr_slope"
+                | "regr_sxx"
+                | "regr_sxy"
+                | "regr_syy"
+                | "mode"
+                | "percentile_cont"
+                | "percentile_disc"
+                | "rank"
+                | "dense_rank"
+                | "percent_rank"
+                | "cume_dist"
+                | "range_agg"
+                | "range_intersect_agg"
+                | "any_value"
+                | "json_agg_strict"
+                | "json_objectagg"
+                | "json_arrayagg"
+        )
 }
 
 /// A key literal or parameter, if the expression is one.
@@ -567,13 +637,38 @@ fn literal_of(e: &Expr) -> Option<KeyExpr> {
             KeyExpr::Literal(s) if !s.starts_with('-') => Some(KeyExpr::Literal(format!("-{s}"))),
             _ => None,
         },
-        Expr::Cast { expr, .. } | Expr::Nested(expr) => literal_of(expr),
+        Expr::Cast {
+            expr, data_type, ..
+        } if value_preserving(data_type) => literal_of(expr),
+        Expr::Nested(expr) => literal_of(expr),
         Expr::TypedString(ts) => match &ts.value.value {
             Value::SingleQuotedString(s) => Some(KeyExpr::Literal(s.clone())),
             _ => None,
         },
         _ => None,
     }
+}
+
+/// Casts that do not change a key literal's value (no precision, length or
+/// type change that could round or truncate it).
+fn value_preserving(t: &ast::DataType) -> bool {
+    matches!(
+        t.to_string().to_ascii_lowercase().as_str(),
+        "bigint"
+            | "int8"
+            | "int"
+            | "integer"
+            | "int4"
+            | "smallint"
+            | "int2"
+            | "text"
+            | "varchar"
+            | "character varying"
+            | "uuid"
+            | "timestamp"
+            | "timestamp without time zone"
+            | "date"
+    )
 }
 
 /// Does `e` name column `col` of the table known as one of `quals`?
@@ -701,6 +796,47 @@ fn join_constraint(op: &JoinOperator) -> Option<&Expr> {
     }
 }
 
+fn is_inner(op: &JoinOperator) -> bool {
+    matches!(op, JoinOperator::Join(_) | JoinOperator::Inner(_))
+}
+
+/// The name that qualifies a table factor's columns.
+fn factor_qual(f: &TableFactor) -> Option<String> {
+    match f {
+        TableFactor::Table { name, alias, .. } => Some(
+            alias
+                .as_ref()
+                .map(|a| ident_name(&a.name))
+                .unwrap_or_else(|| object_parts(name).pop().unwrap_or_default()),
+        ),
+        _ => None,
+    }
+}
+
+/// Does a FROM clause have an outer join that preserves a table that is not
+/// sharded (a reference or catalog table)? Scattering it would repeat that
+/// table's unmatched rows once per shard.
+fn non_inner_join_with_unsharded(from: &[TableWithJoins], topo: &Topology) -> bool {
+    let unsharded = |f: &TableFactor| match f {
+        TableFactor::Table { name, .. } => !matches!(classify(name, topo), Class::Sharded(_)),
+        _ => true,
+    };
+    from.iter().any(|twj| {
+        twj.joins.iter().enumerate().any(|(i, j)| {
+            let left_unsharded =
+                unsharded(&twj.relation) || twj.joins[..i].iter().any(|p| unsharded(&p.relation));
+            let right_unsharded = unsharded(&j.relation);
+            use JoinOperator as J;
+            match &j.join_operator {
+                J::Join(_) | J::Inner(_) | J::CrossJoin(_) => false,
+                J::Left(_) | J::LeftOuter(_) => left_unsharded,
+                J::Right(_) | J::RightOuter(_) => right_unsharded,
+                _ => left_unsharded || right_unsharded,
+            }
+        })
+    })
+}
+
 fn from_tables(from: &[TableWithJoins], topo: &Topology, ons: &mut Vec<Expr>) -> Vec<FromTable> {
     let mut out = Vec::new();
     let mut add = |f: &TableFactor| {
@@ -721,7 +857,27 @@ fn from_tables(from: &[TableWithJoins], topo: &Topology, ons: &mut Vec<Expr>) ->
         for j in &twj.joins {
             add(&j.relation);
             if let Some(e) = join_constraint(&j.join_operator) {
-                ons.push(e.clone());
+                if is_inner(&j.join_operator) {
+                    ons.push(e.clone());
+                } else if let Some(q) = factor_qual(&j.relation) {
+                    // An outer join's ON only relates the joined table to the
+                    // tables before it: keep the equalities that name it.
+                    let mut cs = Vec::new();
+                    conjuncts(e, &mut cs);
+                    for c in cs {
+                        if let Expr::BinaryOp {
+                            left,
+                            op: ast::BinaryOperator::Eq,
+                            right,
+                        } = c
+                        {
+                            let names = |x: &Expr| matches!(x, Expr::CompoundIdentifier(p) if p.len() >= 2 && ident_name(&p[p.len() - 2]) == q);
+                            if names(left) || names(right) {
+                                ons.push(c.clone());
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -905,7 +1061,12 @@ fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlError> {
         }
         _ => (Vec::new(), None, Vec::new()),
     };
-    let (targets, may_scatter) = sharded_targets(&tables, selection, &ons, c.sharded.len());
+    let (targets, mut may_scatter) = sharded_targets(&tables, selection, &ons, c.sharded.len());
+    if let SetExpr::Select(s) = q.body.as_ref()
+        && non_inner_join_with_unsharded(&s.from, topo)
+    {
+        may_scatter = false;
+    }
     let single_only = if !may_scatter {
         Some(SqlError::Unsupported(format!(
             "this query joins or nests sharded tables ({}) in a way that needs a cross-shard join, which is not supported yet; filter every sharded table by the same shard key, or join co-located tables on their shard key",
@@ -1091,6 +1252,27 @@ fn analyze_insert(
                     ))
                 })?;
                 positions.push(p);
+            }
+            if let Some(ast::OnInsert::OnConflict(ast::OnConflict {
+                action: ast::OnConflictAction::DoUpdate(du),
+                ..
+            })) = &ins.on
+            {
+                for a in &du.assignments {
+                    let cols: Vec<&ObjectName> = match &a.target {
+                        ast::AssignmentTarget::ColumnName(c) => vec![c],
+                        ast::AssignmentTarget::Tuple(cs) => cs.iter().collect(),
+                    };
+                    if cols
+                        .iter()
+                        .any(|c| keycols.contains(&object_parts(c).pop().unwrap_or_default()))
+                    {
+                        return Err(SqlError::Unsupported(format!(
+                            "ON CONFLICT DO UPDATE of shard key column of {} is not supported yet (the row would have to move)",
+                            rule.table
+                        )));
+                    }
+                }
             }
             let mut rows = Vec::with_capacity(values.rows.len());
             for r in &values.rows {

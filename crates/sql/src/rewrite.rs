@@ -8,35 +8,92 @@ use sqlparser::ast::{Expr, SetExpr, Statement, Value, VisitMut, VisitorMut};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
+/// The SQL name of a type OID, for casts of inlined parameters.
+fn type_name(oid: u32) -> Option<&'static str> {
+    Some(match oid {
+        16 => "boolean",
+        17 => "bytea",
+        20 => "bigint",
+        21 => "smallint",
+        23 => "integer",
+        25 => "text",
+        114 => "json",
+        700 => "real",
+        701 => "double precision",
+        1043 => "varchar",
+        1082 => "date",
+        1114 => "timestamp",
+        1184 => "timestamptz",
+        1700 => "numeric",
+        2950 => "uuid",
+        3802 => "jsonb",
+        _ => return None,
+    })
+}
+
 struct Inline<'p, 'a> {
     params: &'p Params<'a>,
     err: Option<SqlError>,
 }
 
-fn literal(params: &Params<'_>, n: usize) -> Result<Value, SqlError> {
+fn cast(e: Expr, type_name: &str) -> Expr {
+    let dialect = sqlparser::dialect::PostgreSqlDialect {};
+    let data_type = sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(type_name)
+        .and_then(|mut p| p.parse_data_type())
+        .expect("known type names parse");
+    Expr::Cast {
+        kind: sqlparser::ast::CastKind::DoubleColon,
+        expr: Box::new(e),
+        data_type,
+        format: None,
+    }
+}
+
+fn literal(params: &Params<'_>, n: usize) -> Result<Expr, SqlError> {
     let (v, binary, oid) = params
         .get(n)
         .ok_or_else(|| SqlError::Invalid(format!("there is no parameter ${n}")))?;
-    let Some(raw) = v else { return Ok(Value::Null) };
+    let Some(raw) = v else {
+        return Ok(Expr::Value(Value::Null.into()));
+    };
+    let text = |s: &str| Expr::Value(Value::SingleQuotedString(s.to_string()).into());
     if !binary {
         let s = std::str::from_utf8(raw)
             .map_err(|_| SqlError::InvalidValue("invalid UTF-8 in parameter".into()))?;
-        return Ok(Value::SingleQuotedString(s.to_string()));
+        if oid == 0 {
+            return Ok(text(s));
+        }
+        // Keep the parameter's declared type: '7' as numeric is not '7'.
+        let name = type_name(oid).ok_or_else(|| {
+            SqlError::Unsupported(format!(
+                "a multi-row INSERT whose rows go to several shards cannot yet take a parameter of type oid {oid}"
+            ))
+        })?;
+        return Ok(cast(text(s), name));
     }
-    let num = |s: String| Ok(Value::Number(s, false));
+    let typed = |s: String, t: &str| Ok(cast(text(&s), t));
     match (oid, raw.len()) {
-        (21, 2) => num(i16::from_be_bytes([raw[0], raw[1]]).to_string()),
-        (23, 4) => num(i32::from_be_bytes(raw.try_into().expect("4 bytes")).to_string()),
-        (20, 8) => num(i64::from_be_bytes(raw.try_into().expect("8 bytes")).to_string()),
-        (700, 4) => Ok(Value::SingleQuotedString(
+        (21, 2) => typed(i16::from_be_bytes([raw[0], raw[1]]).to_string(), "smallint"),
+        (23, 4) => typed(
+            i32::from_be_bytes(raw.try_into().expect("4 bytes")).to_string(),
+            "integer",
+        ),
+        (20, 8) => typed(
+            i64::from_be_bytes(raw.try_into().expect("8 bytes")).to_string(),
+            "bigint",
+        ),
+        (700, 4) => typed(
             f32::from_be_bytes(raw.try_into().expect("4 bytes")).to_string(),
-        )),
-        (701, 8) => Ok(Value::SingleQuotedString(
+            "real",
+        ),
+        (701, 8) => typed(
             f64::from_be_bytes(raw.try_into().expect("8 bytes")).to_string(),
-        )),
-        (16, 1) => Ok(Value::Boolean(raw[0] != 0)),
-        (25 | 1043 | 19 | 1042, _) => std::str::from_utf8(raw)
-            .map(|s| Value::SingleQuotedString(s.to_string()))
+            "double precision",
+        ),
+        (16, 1) => Ok(Expr::Value(Value::Boolean(raw[0] != 0).into())),
+        (25 | 1043 | 19, _) => std::str::from_utf8(raw)
+            .map(text)
             .map_err(|_| SqlError::InvalidValue("invalid UTF-8 in parameter".into())),
         _ => Err(SqlError::Unsupported(format!(
             "a multi-row INSERT whose rows go to several shards cannot yet take a binary parameter of type {oid}; send it in text format or split the INSERT"
@@ -52,7 +109,7 @@ impl VisitorMut for Inline<'_, '_> {
         {
             let n = p.trim_start_matches('$').parse::<usize>().unwrap_or(0);
             match literal(self.params, n) {
-                Ok(l) => v.value = l,
+                Ok(l) => *expr = l,
                 Err(e) => {
                     self.err = Some(e);
                     return ControlFlow::Break(());

@@ -214,7 +214,7 @@ fn multi_row_insert_with_params_is_split_with_params_inlined() {
             "Scatter (concatenate) Write shards=[1,3]".to_string(),
             "  shard 1: INSERT INTO orders (customer_id, id, amount) VALUES ('8', '2', NULL)"
                 .to_string(),
-            "  shard 3: INSERT INTO orders (customer_id, id, amount) VALUES (7, 1, '10.5'), ('1', '3', 'it''s')"
+            "  shard 3: INSERT INTO orders (customer_id, id, amount) VALUES ('7'::BIGINT, '1'::INTEGER, '10.5'), ('1', '3', 'it''s')"
                 .to_string(),
         ]
     );

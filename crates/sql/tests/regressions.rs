@@ -1,7 +1,5 @@
-//! Plans that would answer differently from one PostgreSQL holding all the
-//! rows. Each test asserts the correct behaviour and is ignored until the
-//! planner (crates/sql/src) is fixed: run them with
-//! `cargo test -p shardgate-sql --test known_bugs -- --ignored`.
+//! Plans that once answered differently from one PostgreSQL holding all the
+//! rows (found in review); each test asserts the correct behaviour.
 //!
 //! "Correct" here means: the plan reaches every shard that may hold a row
 //! the statement reads or writes, a multi-shard plan only concatenates
@@ -42,7 +40,6 @@ fn refused(sql: &str) {
 /// taken for an unsharded one and only the default shard is reached. A
 /// DELETE/UPDATE then changes only the default shard's rows.
 #[test]
-#[ignore = "bug: ONLY <table> is classified as unsharded table \"only\""]
 fn only_keyword_hides_the_sharded_table() {
     all_or_refused("SELECT * FROM ONLY orders");
     all_or_refused("DELETE FROM ONLY orders");
@@ -64,7 +61,7 @@ fn only_keyword_hides_the_sharded_table() {
 /// part of the sharded table, so the concatenation repeats them (and adds
 /// NULL-extended rows for products matched on another shard).
 #[test]
-#[ignore = "bug: outer joins that preserve a reference table are scattered"]
+
 fn outer_join_preserving_a_reference_table() {
     refused("SELECT * FROM orders o RIGHT JOIN products p ON p.id = o.id");
     refused("SELECT * FROM products p LEFT JOIN orders o ON p.id = o.id");
@@ -75,7 +72,7 @@ fn outer_join_preserving_a_reference_table() {
 /// tables on its preserved side: `o CROSS JOIN i` still pairs every order
 /// with every item, across shards.
 #[test]
-#[ignore = "bug: key equalities of outer-join ON clauses are taken as join conditions of preserved tables"]
+
 fn outer_join_on_clause_does_not_co_locate_preserved_tables() {
     refused(
         "SELECT * FROM orders o CROSS JOIN order_items i LEFT JOIN products p ON o.customer_id = i.customer_id",
@@ -90,7 +87,7 @@ fn outer_join_on_clause_does_not_co_locate_preserved_tables() {
 /// key filter on the CTE's column then pins a shard. Here the CTE reads
 /// order_items rows with id = 7, which live on any shard.
 #[test]
-#[ignore = "bug: a CTE shadowing a sharded table name is routed by that table's key"]
+
 fn cte_shadowing_a_sharded_table_is_routed_by_its_key() {
     all_or_refused(
         "WITH orders AS (SELECT id AS customer_id FROM order_items) SELECT * FROM orders WHERE customer_id = 7",
@@ -100,7 +97,7 @@ fn cte_shadowing_a_sharded_table_is_routed_by_its_key() {
 /// CTE names are collected for the whole statement, not per scope: a CTE
 /// inside a subquery hides the real table of the same name elsewhere.
 #[test]
-#[ignore = "bug: CTE names are not scoped"]
+
 fn cte_names_are_not_scoped() {
     all_or_refused("SELECT (WITH orders AS (SELECT 1 AS x) SELECT x FROM orders), * FROM orders");
     all_or_refused(
@@ -111,7 +108,7 @@ fn cte_names_are_not_scoped() {
 /// A column alias list renames the table's columns: in
 /// `orders o(x, customer_id)` the name customer_id is the `id` column.
 #[test]
-#[ignore = "bug: table alias column lists are ignored when matching the key column"]
+
 fn alias_column_list_renames_the_key() {
     all_or_refused("SELECT * FROM orders o(x, customer_id) WHERE customer_id = 7");
 }
@@ -120,7 +117,7 @@ fn alias_column_list_renames_the_key() {
 /// `timestamp(0)` rounds '2025-12-31 23:59:59.7' to 2026-01-01 00:00:00,
 /// which lives on shard 2, not 1.
 #[test]
-#[ignore = "bug: value-changing casts on key literals are ignored"]
+
 fn value_changing_cast_on_a_key_literal() {
     let r = plan(
         "SELECT * FROM events WHERE ts = '2025-12-31 23:59:59.7'::timestamp(0)",
@@ -145,7 +142,7 @@ fn value_changing_cast_on_a_key_literal() {
 /// ON CONFLICT DO UPDATE may change the key of the existing row, which
 /// then stays on the shard of its old key.
 #[test]
-#[ignore = "bug: ON CONFLICT DO UPDATE SET <key column> is not refused"]
+
 fn on_conflict_update_of_the_key() {
     refused(
         "INSERT INTO orders (customer_id, id) VALUES (7, 1) ON CONFLICT (id) DO UPDATE SET customer_id = 8",
@@ -155,7 +152,7 @@ fn on_conflict_update_of_the_key() {
 /// SELECT INTO creates a table from the result: scattered, each shard
 /// creates its own table with its own part of the rows.
 #[test]
-#[ignore = "bug: SELECT INTO over a sharded table is scattered"]
+
 fn select_into_is_scattered() {
     refused("SELECT * INTO archive FROM orders");
 }
@@ -163,7 +160,7 @@ fn select_into_is_scattered() {
 /// Aggregates missing from `is_aggregate` (PostgreSQL 16+): a scatter
 /// returns one row per shard instead of one.
 #[test]
-#[ignore = "bug: some PostgreSQL aggregates are not recognized"]
+
 fn unrecognized_aggregates() {
     for f in [
         "jsonb_agg_strict(amount)",
@@ -183,7 +180,7 @@ fn unrecognized_aggregates() {
 /// read as the i64 with the same bits, 4620693217682128896, placed on
 /// shard 2 instead of 8's shard 1.
 #[test]
-#[ignore = "bug: binary non-integer parameters are decoded as integers by length"]
+
 fn binary_float_param_for_an_int_key() {
     let topo = topology();
     let eight = 8.0f64.to_be_bytes();
@@ -212,7 +209,7 @@ fn binary_float_param_for_an_int_key() {
 /// shortest decimal ('0.1'), which a float8 column reads as 0.1 rather than
 /// the float4 value 0.100000001490116 PostgreSQL would store.
 #[test]
-#[ignore = "bug: float4 parameters lose their type when inlined"]
+
 fn float4_param_inlined_into_a_split_insert() {
     let topo = topology();
     let t = analyze(
@@ -244,7 +241,7 @@ fn float4_param_inlined_into_a_split_insert() {
 /// from the context: with `$1` declared numeric (OID 1700) and sent as '7',
 /// `$1 / 2` is 3.5, but the inlined `'7' / 2` is integer division, 3.
 #[test]
-#[ignore = "bug: declared parameter types are dropped when inlined"]
+
 fn typed_text_param_inlined_into_a_split_insert() {
     let topo = topology();
     let t = analyze(
