@@ -41,6 +41,9 @@ pub enum Request<'a> {
         /// The portal is already bound on the shard (a later Execute of a
         /// suspended portal): send only Execute.
         bound: bool,
+        /// The client's Sync follows at once: send Sync instead of Flush and
+        /// read to ReadyForQuery (one round trip instead of two).
+        sync: bool,
     },
     /// Extended protocol with SQL rewritten per shard and no parameters.
     ExtendedPer {
@@ -102,6 +105,7 @@ fn encode(req: &Request<'_>, shard: ShardId, c: &mut PooledConn, buf: &mut Bytes
             describe,
             max_rows,
             bound,
+            sync,
         } => {
             if !bound {
                 let name = prepare_if_needed(c, sql, param_types, buf);
@@ -111,7 +115,11 @@ fn encode(req: &Request<'_>, shard: ShardId, c: &mut PooledConn, buf: &mut Bytes
                 frontend::describe(buf, b'P', portal);
             }
             frontend::execute(buf, portal, *max_rows);
-            frontend::flush(buf);
+            if *sync {
+                frontend::sync(buf);
+            } else {
+                frontend::flush(buf);
+            }
         }
         Request::ExtendedPer {
             per,
@@ -153,6 +161,7 @@ fn encode(req: &Request<'_>, shard: ShardId, c: &mut PooledConn, buf: &mut Bytes
 fn ends(req: &Request<'_>, f: &Frame) -> bool {
     match req {
         Request::Raw(_) | Request::Simple(_) | Request::SimplePer(_) => f.tag == b'Z',
+        Request::Extended { sync: true, .. } => f.tag == b'Z',
         Request::DescribeStatement { .. } => matches!(f.tag, b'T' | b'n' | b'E'),
         Request::DescribePortal { .. } => matches!(f.tag, b'3' | b'E'),
         _ => is_terminal(f.tag),

@@ -82,6 +82,7 @@ pub async fn run(router: Arc<Router>, sock: TcpStream) -> std::io::Result<()> {
         prelude: Vec::new(),
         written: BTreeSet::new(),
         batch_used: BTreeSet::new(),
+        synced: BTreeSet::new(),
         settings: Vec::new(),
         settings_hash: 0,
         stmts: HashMap::new(),
@@ -107,6 +108,8 @@ struct Session {
     prelude: Vec<String>,
     written: BTreeSet<ShardId>,
     batch_used: BTreeSet<ShardId>,
+    /// Shards whose connection already got this batch's Sync.
+    synced: BTreeSet<ShardId>,
     settings: Vec<(String, String)>,
     settings_hash: u64,
     stmts: HashMap<String, Prepared>,
@@ -1121,6 +1124,9 @@ impl Session {
                     };
                     let bound =
                         bound_on.is_some() && shards.len() == 1 && bound_on == Some(shards[0]);
+                    // A Sync right behind this Execute (the usual pipeline)
+                    // goes to the shard with it.
+                    let sync = shards.len() == 1 && max_rows == 0 && self.next_is_sync();
                     let d = self
                         .route_with(
                             shards,
@@ -1133,12 +1139,15 @@ impl Session {
                                 describe,
                                 max_rows,
                                 bound,
+                                sync,
                             },
                             kind == &StmtKind::Ddl
                                 && sql.to_ascii_lowercase().contains("concurrently"),
                         )
                         .await?;
-                    if shards.len() == 1
+                    if sync {
+                        self.synced.insert(shards[0]);
+                    } else if shards.len() == 1
                         && let Some(p) = self.portals.get_mut(&name)
                     {
                         p.bound_on = Some(shards[0]);
@@ -1193,6 +1202,11 @@ impl Session {
         Ok(())
     }
 
+    /// Is the client's next message (already received) a Sync?
+    fn next_is_sync(&self) -> bool {
+        self.rbuf.len() >= 5 && self.rbuf[..5] == [b'S', 0, 0, 0, 4]
+    }
+
     async fn answer_pending_describes(&mut self) -> Result<(), ExecError> {
         let pending: Vec<String> = self
             .portals
@@ -1226,6 +1240,7 @@ impl Session {
                         self.batch_error(&e);
                         return Ok(());
                     }
+                    self.synced.remove(&shard);
                     let req = Request::DescribePortal {
                         sql: &sql,
                         param_types: &types,
@@ -1259,8 +1274,9 @@ impl Session {
             .batch_used
             .iter()
             .copied()
-            .filter(|s| self.conns.contains_key(s))
+            .filter(|s| self.conns.contains_key(s) && !self.synced.contains(s))
             .collect();
+        self.synced.clear();
         if !used.is_empty() {
             let mut sub: Conns = Conns::new();
             for s in &used {
