@@ -134,11 +134,14 @@ class Endpoint:
     user = "postgres"
 
     def psql(self, sql, db, timeout=600, check=True):
-        r = run(psql_cmd(self.env, self.port, self.user, db, ["-c", sql]),
+        """Runs `sql` (a string, or a list sent as separate -c commands)."""
+        stmts = [sql] if isinstance(sql, str) else list(sql)
+        args = [a for s in stmts for a in ("-c", s)]
+        r = run(psql_cmd(self.env, self.port, self.user, db, args),
                 timeout=timeout, env=psql_env())
         if check and r.returncode != 0:
             raise HarnessError(f"psql on {self.name} (port {self.port}, db {db}) failed "
-                               f"for: {sql[:200]}\n{tail(r.stderr)}")
+                               f"for: {'; '.join(stmts)[:300]}\n{tail(r.stderr)}")
         return r.stdout.strip() if check else r
 
     def psql_file(self, path, db, timeout=3600):

@@ -77,8 +77,11 @@ def run_cell(env, endpoint, db, *, clients, seconds, protocol, script=None, buil
     res["logged_transactions"] = len(lat)
     for path in glob.glob(prefix + ".*"):
         os.unlink(path)  # they can be large; the numbers are kept
-    errors = [l for l in text.splitlines()
-              if "error" in l.lower() or "abort" in l.lower() or "FATAL" in l]
+    errors = []  # distinct error lines, in order
+    for line in text.splitlines():
+        if ("error" in line.lower() or "abort" in line.lower() or "FATAL" in line) \
+                and line not in errors:
+            errors.append(line)
     if (r.returncode != 0 or not res["processed"] or res["tps"] is None
             or (res["failed_transactions"] or 0) > 0):
         res["status"] = "failed"
