@@ -43,6 +43,9 @@ pub fn analyze_all(sql: &str, topo: &Topology) -> Vec<Analyzed> {
 
 /// Analyze one statement. Errors become [`Template::Refuse`].
 pub fn analyze(sql: &str, topo: &Topology) -> Template {
+    if let Some(t) = crate::fast::unsharded_only(sql, topo) {
+        return t;
+    }
     match analyze_inner(sql, topo) {
         Ok(t) => t,
         Err(e) => Template::Refuse(e),

@@ -9,6 +9,7 @@
 
 pub mod analyze;
 pub mod error;
+pub mod fast;
 pub mod params;
 pub mod plan;
 pub mod rewrite;
