@@ -108,8 +108,10 @@ mod tests {
     use shardgate_core::{ShardId, Strategy, TableRule};
 
     fn topo() -> Topology {
-        let mut t = Topology::default();
-        t.shard_names = vec!["s0".into(), "s1".into()];
+        let mut t = Topology {
+            shard_names: vec!["s0".into(), "s1".into()],
+            ..Default::default()
+        };
         t.rules.insert(
             "orders".into(),
             TableRule::sharded(
