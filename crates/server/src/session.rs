@@ -24,6 +24,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+/// Entries in a session's plan cache before it is cleared.
+const PLAN_CACHE_SIZE: usize = 512;
+
 /// Startup parameters that are not session settings.
 const NOT_SETTINGS: &[&str] = &[
     "user",
@@ -87,6 +90,8 @@ pub async fn run(router: Arc<Router>, sock: TcpStream) -> std::io::Result<()> {
         settings_hash: 0,
         stmts: HashMap::new(),
         portals: HashMap::new(),
+        plan_cache: HashMap::new(),
+        plan_cache_version: 0,
         skip_to_sync: false,
         cancel_slot: Arc::new(Mutex::new(Vec::new())),
         key: (0, 0),
@@ -114,6 +119,9 @@ struct Session {
     settings_hash: u64,
     stmts: HashMap<String, Prepared>,
     portals: HashMap<String, Portal>,
+    /// Analyzed normalized statements of the simple protocol.
+    plan_cache: HashMap<String, Arc<Template>>,
+    plan_cache_version: u64,
     skip_to_sync: bool,
     cancel_slot: CancelSlot,
     key: (i32, i32),
@@ -654,6 +662,12 @@ impl Session {
             }
         };
         self.refresh_topology();
+        if self.txn != TxnState::Failed
+            && let Some((shard, kind)) = self.cached_single_shard(&sql)
+        {
+            self.forward_simple(f, shard, kind).await?;
+            return Ok(());
+        }
         let analyzed = shardgate_sql::analyze_all(&sql, &self.topo);
         if analyzed.is_empty() {
             be::empty_query(&mut self.out.buf);
@@ -703,6 +717,82 @@ impl Session {
         }
         self.end_simple();
         Ok(())
+    }
+
+    /// Forward a client's Query message as it is to one shard.
+    async fn forward_simple(
+        &mut self,
+        f: &Frame,
+        shard: ShardId,
+        kind: StmtKind,
+    ) -> Result<(), ExecError> {
+        if let Some(e) = self.check_write(&[shard], kind) {
+            self.fail_statement(&e);
+        } else if let Some(e) = self.ensure(&[shard]).await? {
+            self.fail_statement(&e);
+        } else {
+            let raw = f.to_bytes();
+            let o = shardgate_exec::run(
+                &mut self.conns,
+                &[shard],
+                &Request::Raw(&raw),
+                &mut self.out,
+            )
+            .await?;
+            self.after_statement(&o);
+        }
+        self.end_simple();
+        Ok(())
+    }
+
+    /// The plan cache: a single statement whose normalized text (literals
+    /// as parameters) was analyzed before, and that resolves, with this
+    /// text's literals, to one shard as written.
+    fn cached_single_shard(&mut self, sql: &str) -> Option<(ShardId, StmtKind)> {
+        let (norm, vals) = shardgate_sql::normalize::normalize(sql)?;
+        if self.plan_cache_version != self.topo.version {
+            self.plan_cache.clear();
+            self.plan_cache_version = self.topo.version;
+        }
+        let template = match self.plan_cache.get(&norm) {
+            Some(t) => t.clone(),
+            None => {
+                let first = norm
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if !matches!(
+                    first.as_str(),
+                    "select" | "insert" | "update" | "delete" | "with"
+                ) || norm.contains("shardgate")
+                {
+                    return None;
+                }
+                let t = Arc::new(shardgate_sql::analyze(&norm, &self.topo));
+                if self.plan_cache.len() >= PLAN_CACHE_SIZE {
+                    self.plan_cache.clear();
+                }
+                self.plan_cache.insert(norm, t.clone());
+                t
+            }
+        };
+        if !matches!(*template, Template::Route { .. } | Template::Insert { .. }) {
+            return None;
+        }
+        let params = Params {
+            values: vals.iter().map(|v| Some(v.as_bytes())).collect(),
+            binary: Vec::new(),
+            types: Vec::new(),
+        };
+        match template.resolve(&params, &self.topo.shards(), self.topo.default_shard) {
+            Ok(Plan::Route {
+                shards,
+                sql: ShardSql::Original,
+                kind,
+            }) if shards.len() == 1 && kind != StmtKind::Ddl => Some((shards[0], kind)),
+            _ => None,
+        }
     }
 
     fn end_simple(&mut self) {

@@ -10,6 +10,7 @@
 pub mod analyze;
 pub mod error;
 pub mod fast;
+pub mod normalize;
 pub mod params;
 pub mod plan;
 pub mod rewrite;
