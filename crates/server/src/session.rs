@@ -685,23 +685,7 @@ impl Session {
         if self.txn != TxnState::Failed
             && let Some((shard, kind)) = single_target(&plans)
         {
-            if let Some(e) = self.check_write(&[shard], kind) {
-                self.fail_statement(&e);
-            } else if let Some(e) = self.ensure(&[shard]).await? {
-                self.fail_statement(&e);
-            } else {
-                let raw = f.to_bytes();
-                let o = shardgate_exec::run(
-                    &mut self.conns,
-                    &[shard],
-                    &Request::Raw(&raw),
-                    &mut self.out,
-                )
-                .await?;
-                self.after_statement(&o);
-            }
-            self.end_simple();
-            return Ok(());
+            return self.forward_simple(f, shard, kind).await;
         }
         for (a, plan) in analyzed.iter().zip(plans) {
             let done = match plan {

@@ -1117,6 +1117,24 @@ fn contains_dml(q: &Query) -> bool {
     d.0
 }
 
+/// Where a write to a table that is not sharded goes: an unsharded table's
+/// to the default shard (it may read reference tables, not sharded ones); a
+/// reference table's to every shard (it may read only reference tables).
+fn write_unsharded(target: &Class, c: &Classes) -> Result<Template, SqlError> {
+    if matches!(target, Class::Reference) {
+        if !c.sharded.is_empty() || !c.unruled.is_empty() {
+            return Err(SqlError::Unsupported(
+                "a write to a reference table may only read other reference tables".into(),
+            ));
+        }
+        return Ok(route(Targets::All, StmtKind::Write));
+    }
+    if !c.sharded.is_empty() {
+        return Err(mixed_error(c));
+    }
+    Ok(route(Targets::Default, StmtKind::Write))
+}
+
 fn analyze_dml(
     stmt: &Statement,
     target: &ObjectName,
@@ -1127,19 +1145,8 @@ fn analyze_dml(
     let rels = relations(stmt);
     let c = classes(&rels, topo);
     match classify(target, topo) {
-        Class::Unruled(_) | Class::Catalog => {
-            if !c.sharded.is_empty() {
-                return Err(mixed_error(&c));
-            }
-            Ok(route(Targets::Default, StmtKind::Write))
-        }
-        Class::Reference => {
-            if !c.sharded.is_empty() || !c.unruled.is_empty() {
-                return Err(SqlError::Unsupported(
-                    "a write to a reference table may only read other reference tables".into(),
-                ));
-            }
-            Ok(route(Targets::All, StmtKind::Write))
+        Class::Unruled(_) | Class::Catalog | Class::Reference => {
+            write_unsharded(&classify(target, topo), &c)
         }
         Class::Sharded(rule) => {
             if !c.unruled.is_empty() {
@@ -1198,19 +1205,8 @@ fn analyze_insert(
     let rels = relations(stmt);
     let c = classes(&rels, topo);
     match classify(name, topo) {
-        Class::Unruled(_) | Class::Catalog => {
-            if !c.sharded.is_empty() {
-                return Err(mixed_error(&c));
-            }
-            Ok(route(Targets::Default, StmtKind::Write))
-        }
-        Class::Reference => {
-            if !c.sharded.is_empty() || !c.unruled.is_empty() {
-                return Err(SqlError::Unsupported(
-                    "an INSERT into a reference table may only read other reference tables".into(),
-                ));
-            }
-            Ok(route(Targets::All, StmtKind::Write))
+        Class::Unruled(_) | Class::Catalog | Class::Reference => {
+            write_unsharded(&classify(name, topo), &c)
         }
         Class::Sharded(rule) => {
             let TableKind::Sharded {
