@@ -81,6 +81,30 @@ impl ShardConn {
         }
     }
 
+    /// Forget every statement prepared on this connection by name: later
+    /// uses prepare again under new names. Called after an error, when
+    /// the state of a statement is unknown.
+    pub fn forget_prepared(&mut self) {
+        match self {
+            ShardConn::Pg(c) => {
+                c.epoch = c.epoch.wrapping_add(1);
+                c.prepared.clear();
+            }
+            ShardConn::Lite(c) => {
+                c.epoch = c.epoch.wrapping_add(1);
+                c.prepared.clear();
+            }
+        }
+    }
+
+    /// The generation of statement names (see [`ShardConn::forget_prepared`]).
+    pub fn epoch(&self) -> u32 {
+        match self {
+            ShardConn::Pg(c) => c.epoch,
+            ShardConn::Lite(c) => c.epoch,
+        }
+    }
+
     /// Is this an embedded (SQLite) shard?
     pub fn is_embedded(&self) -> bool {
         matches!(self, ShardConn::Lite(_))

@@ -110,6 +110,10 @@ pub struct PgConn {
     pub prepared: HashSet<String>,
     /// Fingerprint of the session settings last applied (0 = none).
     pub settings: u64,
+    /// Generation of shardgate's statement names on this connection; it
+    /// moves on after an error, so a statement in an unknown state is
+    /// never reused.
+    pub epoch: u32,
     /// ParameterStatus values the server reported at startup.
     pub server_params: Vec<(String, String)>,
 }
@@ -129,6 +133,7 @@ impl PgConn {
             secret: 0,
             prepared: HashSet::new(),
             settings: 0,
+            epoch: 0,
             server_params: Vec::new(),
         };
         let mut out = BytesMut::new();

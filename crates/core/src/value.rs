@@ -85,11 +85,7 @@ impl KeyValue {
             ty: ty.to_string(),
         };
         match ty {
-            KeyType::Int => s
-                .trim()
-                .parse::<i64>()
-                .map(KeyValue::Int)
-                .map_err(|_| bad()),
+            KeyType::Int => parse_int(s.trim()).map(KeyValue::Int).ok_or_else(bad),
             KeyType::Text => Ok(KeyValue::Text(s.to_string())),
             KeyType::Uuid => parse_uuid(s).map(KeyValue::Uuid).ok_or_else(bad),
             KeyType::Timestamp => parse_timestamp(s).map(KeyValue::Timestamp).ok_or_else(bad),
@@ -209,6 +205,31 @@ impl fmt::Display for KeyValue {
 }
 
 const DAYS_1970_TO_2000: i64 = 10_957;
+
+/// An integer, or a decimal rounded half away from zero (as PostgreSQL
+/// casts numeric to bigint).
+fn parse_int(s: &str) -> Option<i64> {
+    if let Ok(v) = s.parse::<i64>() {
+        return Some(v);
+    }
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (int, frac) = body.split_once('.')?;
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().all(|c| c.is_ascii_digit())
+        || !frac.bytes().all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let mut v: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    if frac.as_bytes().first().is_some_and(|d| *d >= b'5') {
+        v += 1;
+    }
+    let v = if neg { -v } else { v };
+    i64::try_from(v).ok()
+}
 
 fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     let hex: Vec<u8> = s

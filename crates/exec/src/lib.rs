@@ -19,4 +19,7 @@ pub mod run;
 pub use error::ExecError;
 pub use merge::{Merger, Outcome};
 pub use out::ClientOut;
-pub use run::{Conns, Request, internal, run, statement_name, sync_all};
+pub use run::{
+    Conns, Request, internal, internal_collect, rollback_batch, run, run_merged, statement_name,
+    sync_all,
+};

@@ -27,6 +27,8 @@ pub struct Merger {
     count: u64,
     completes: usize,
     empty: bool,
+    copies: bool,
+    current: usize,
     /// The outcome so far.
     pub outcome: Outcome,
 }
@@ -45,9 +47,27 @@ impl Merger {
         }
     }
 
+    /// A merger for a write to every copy of a reference table: the first
+    /// shard's reply stands for all; errors from any shard are reported.
+    pub fn copies(shards: usize) -> Merger {
+        Merger {
+            shards,
+            copies: true,
+            ..Default::default()
+        }
+    }
+
+    /// The frames that follow come from the `i`-th shard of the statement.
+    pub fn shard(&mut self, i: usize) {
+        self.current = i;
+    }
+
     /// Take one frame (not ReadyForQuery) and append what the client should
     /// see to `out`.
     pub fn push(&mut self, f: &Frame, out: &mut BytesMut) {
+        if self.copies && self.current > 0 && !matches!(f.tag, b'E' | b'N') {
+            return;
+        }
         match f.tag {
             // ParseComplete, BindComplete and CloseComplete are answered by
             // the session.
@@ -82,7 +102,7 @@ impl Merger {
                 self.outcome.rows += 1;
                 f.encode(out);
             }
-            b'C' if self.shards == 1 => {
+            b'C' if self.shards == 1 || self.copies => {
                 self.completes += 1;
                 f.encode(out);
             }
@@ -115,7 +135,7 @@ impl Merger {
         if self.outcome.error.is_some() {
             return;
         }
-        if self.shards > 1 {
+        if self.shards > 1 && !self.copies {
             if let Some(verb) = &self.verb {
                 let tag = if verb == "SELECT"
                     || verb.starts_with("INSERT")

@@ -73,16 +73,17 @@ pub enum Request<'a> {
     },
 }
 
-/// The name shardgate gives a statement on a shard connection.
-pub fn statement_name(sql: &str, types: &[u32]) -> String {
+/// The name shardgate gives a statement on a shard connection, in a
+/// generation of names (see `ShardConn::forget_prepared`).
+pub fn statement_name(sql: &str, types: &[u32], epoch: u32) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     sql.hash(&mut h);
     types.hash(&mut h);
-    format!("sg_{:016x}", h.finish())
+    format!("sg{epoch}_{:016x}", h.finish())
 }
 
 fn prepare_if_needed(c: &mut PooledConn, sql: &str, types: &[u32], buf: &mut BytesMut) -> String {
-    let name = statement_name(sql, types);
+    let name = statement_name(sql, types, c.epoch());
     if !c.prepared().contains(&name) {
         frontend::parse(buf, &name, sql, types);
         c.prepared().insert(name.clone());
@@ -191,6 +192,20 @@ pub async fn run<W: AsyncWrite + Unpin>(
     req: &Request<'_>,
     out: &mut ClientOut<W>,
 ) -> Result<Outcome, ExecError> {
+    run_merged(conns, shards, req, out, Merger::new(shards.len())).await
+}
+
+/// [`run`] with a given merger (for example [`Merger::copies`]).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_merged<W: AsyncWrite + Unpin>(
+    conns: &mut Conns,
+    shards: &[ShardId],
+    req: &Request<'_>,
+    out: &mut ClientOut<W>,
+    mut m: Merger,
+) -> Result<Outcome, ExecError> {
     let mut buf = BytesMut::new();
     for s in shards {
         let c = conns
@@ -200,12 +215,12 @@ pub async fn run<W: AsyncWrite + Unpin>(
         encode(req, *s, c, &mut buf);
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
     }
-    let mut m = Merger::new(shards.len());
-    for s in shards {
+    for (i, s) in shards.iter().enumerate() {
+        m.shard(i);
         let c = conns
             .get_mut(s)
             .ok_or_else(|| lost(*s, BackendError::Closed))?;
-        let mut parse_pending = !matches!(
+        let named = !matches!(
             req,
             Request::Raw(_) | Request::Simple(_) | Request::SimplePer(_)
         );
@@ -219,21 +234,10 @@ pub async fn run<W: AsyncWrite + Unpin>(
                     BackendError::Config("unexpected COPY from shard".into()),
                 ));
             }
-            if f.tag == b'1' {
-                parse_pending = false;
-            }
-            if f.tag == b'E' && parse_pending {
-                // The Parse itself failed: the statement is not prepared.
-                if let Request::Extended {
-                    sql, param_types, ..
-                }
-                | Request::DescribeStatement { sql, param_types }
-                | Request::DescribePortal {
-                    sql, param_types, ..
-                } = req
-                {
-                    c.prepared().remove(&statement_name(sql, param_types));
-                }
+            if f.tag == b'E' && named {
+                // A statement in an unknown state (a failed Parse, a plan
+                // invalidated by DDL) must not be reused under its name.
+                c.forget_prepared();
             }
             let done = ends(req, &f);
             if f.tag != b'Z' {
@@ -282,6 +286,28 @@ pub async fn sync_all<W: AsyncWrite + Unpin>(
     Ok(st)
 }
 
+/// End an extended-protocol batch that failed: on each connection, a
+/// ROLLBACK (which aborts the implicit transaction of the batch, where a
+/// shard had no error of its own) and Sync, read to ReadyForQuery; replies
+/// are dropped.
+///
+/// # Errors
+/// A shard connection failed.
+pub async fn rollback_batch(conns: &mut Conns) -> Result<(), ExecError> {
+    let mut buf = BytesMut::new();
+    frontend::parse(&mut buf, "", "ROLLBACK", &[]);
+    frontend::bind(&mut buf, "", "", &[], &[], &[]);
+    frontend::execute(&mut buf, "", 0);
+    frontend::sync(&mut buf);
+    for (s, c) in conns.iter_mut() {
+        c.send(&buf).await.map_err(|e| lost(*s, e))?;
+    }
+    for (s, c) in conns.iter_mut() {
+        while c.recv().await.map_err(|e| lost(*s, e))?.tag != b'Z' {}
+    }
+    Ok(())
+}
+
 /// Run an internal simple query on each of `shards` in parallel (for BEGIN,
 /// COMMIT, SET...). Returns the first server error, if any.
 ///
@@ -292,6 +318,19 @@ pub async fn internal(
     shards: &[ShardId],
     sql: &str,
 ) -> Result<Option<shardgate_wire::backend::ErrorFields>, ExecError> {
+    Ok(internal_collect(conns, shards, sql).await?.0)
+}
+
+/// [`internal`], also returning the ParameterStatus messages the shards
+/// sent (a SET of a reported parameter), without repeats.
+///
+/// # Errors
+/// A shard connection failed.
+pub async fn internal_collect(
+    conns: &mut Conns,
+    shards: &[ShardId],
+    sql: &str,
+) -> Result<(Option<shardgate_wire::backend::ErrorFields>, Vec<Frame>), ExecError> {
     let mut buf = BytesMut::new();
     frontend::query(&mut buf, sql);
     for s in shards {
@@ -301,6 +340,7 @@ pub async fn internal(
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
     }
     let mut first = None;
+    let mut statuses: Vec<Frame> = Vec::new();
     for s in shards {
         let c = conns
             .get_mut(s)
@@ -312,9 +352,10 @@ pub async fn internal(
                 b'E' if first.is_none() => {
                     first = shardgate_wire::backend::parse_error(&f.body).ok()
                 }
+                b'S' if !statuses.iter().any(|x| x.body == f.body) => statuses.push(f),
                 _ => {}
             }
         }
     }
-    Ok(first)
+    Ok((first, statuses))
 }

@@ -36,12 +36,25 @@ impl From<MetaError> for AdminErr {
     }
 }
 
+/// A table or column name as SQL writes it: `"Mixed"` keeps its case,
+/// an unquoted name folds to lower case.
 fn ident(s: &str) -> Result<String, ErrorFields> {
     let t = s.trim();
+    if let Some(inner) = t.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        if inner.is_empty() || inner.replace("\"\"", "").contains('"') {
+            return Err(err("42602", format!("invalid name {s:?}")));
+        }
+        return Ok(inner.replace("\"\"", "\""));
+    }
     if t.is_empty() || !t.chars().all(|c| c.is_alphanumeric() || c == '_') {
         return Err(err("42602", format!("invalid name {s:?}")));
     }
     Ok(t.to_lowercase())
+}
+
+/// A name quoted for use in SQL.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Run an admin function.
@@ -207,8 +220,9 @@ pub async fn run(router: &Router, call: &AdminCall) -> Result<Rows, ErrorFields>
                     .map_err(|e| err("08006", e.to_string()))?;
                 let rows = c
                     .simple_rows(&format!(
-                        "SELECT 1 FROM {table} WHERE {} = {} LIMIT 1",
-                        columns[0],
+                        "SELECT 1 FROM {} WHERE {} = {} LIMIT 1",
+                        quoted(&table),
+                        quoted(&columns[0]),
                         kv.to_sql_literal()
                     ))
                     .await
@@ -391,12 +405,13 @@ pub async fn table_columns(
         .await
         .map_err(|e| err("08006", e.to_string()))?;
     let lit = table.replace('\'', "''");
+    let reg = quoted(table).replace('\'', "''");
     let sql = if c.is_embedded() {
         format!("SELECT name, type FROM pragma_table_info('{lit}') ORDER BY cid")
     } else {
         format!(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
-             WHERE a.attrelid = to_regclass('{lit}') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+             WHERE a.attrelid = to_regclass('{reg}') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
         )
     };
     let rows = c
@@ -430,7 +445,7 @@ async fn ensure_empty(router: &Router, table: &str) -> Result<(), ErrorFields> {
             .await
             .map_err(|e| err("08006", e.to_string()))?;
         let rows = c
-            .simple_rows(&format!("SELECT 1 FROM {table} LIMIT 1"))
+            .simple_rows(&format!("SELECT 1 FROM {} LIMIT 1", quoted(table)))
             .await
             .map_err(|e| {
                 err(

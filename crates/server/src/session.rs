@@ -86,8 +86,11 @@ pub async fn run(router: Arc<Router>, sock: TcpStream) -> std::io::Result<()> {
         written: BTreeSet::new(),
         batch_used: BTreeSet::new(),
         synced: BTreeSet::new(),
+        batch_writes: BTreeSet::new(),
+        batch_multi: false,
         settings: Vec::new(),
         settings_hash: 0,
+        settings_at_begin: None,
         stmts: HashMap::new(),
         portals: HashMap::new(),
         plan_cache: HashMap::new(),
@@ -115,8 +118,14 @@ struct Session {
     batch_used: BTreeSet<ShardId>,
     /// Shards whose connection already got this batch's Sync.
     synced: BTreeSet<ShardId>,
+    /// Shards written by this extended-protocol batch (outside transactions).
+    batch_writes: BTreeSet<ShardId>,
+    /// This batch ran a multi-shard write.
+    batch_multi: bool,
     settings: Vec<(String, String)>,
     settings_hash: u64,
+    /// The settings when the transaction began (restored by ROLLBACK).
+    settings_at_begin: Option<(Vec<(String, String)>, u64)>,
     stmts: HashMap<String, Prepared>,
     portals: HashMap<String, Portal>,
     /// Analyzed normalized statements of the simple protocol.
@@ -325,6 +334,9 @@ impl Session {
 
     async fn handle(&mut self, f: Frame) -> Result<bool, ExecError> {
         if self.skip_to_sync && !matches!(f.tag, b'S' | b'X') {
+            if f.tag == b'H' {
+                self.out.flush().await?;
+            }
             return Ok(true);
         }
         match f.tag {
@@ -422,17 +434,14 @@ impl Session {
                     )));
                 }
             };
+            // Settings first, on their own: a RESET ALL sent in one string
+            // with BEGIN would be part of the transaction and undone by
+            // its ROLLBACK.
             let mut setup = String::new();
             if *c.settings() != self.settings_hash {
                 setup.push_str("RESET ALL;");
                 for (_, sql) in &self.settings {
                     setup.push_str(sql);
-                    setup.push(';');
-                }
-            }
-            if self.txn != TxnState::Idle {
-                for p in &self.prelude {
-                    setup.push_str(p);
                     setup.push(';');
                 }
             }
@@ -445,6 +454,14 @@ impl Session {
                 }
                 if let Some(c) = self.conns.get_mut(s) {
                     *c.settings() = hash;
+                }
+            }
+            if self.txn != TxnState::Idle {
+                let prelude = self.prelude.join(";");
+                if let Some(e) = shardgate_exec::internal(&mut self.conns, &[*s], &prelude).await? {
+                    // Not returned to the pool: dropping it closes it.
+                    self.conns.remove(s);
+                    return Ok(Some(e));
                 }
             }
             added = true;
@@ -479,7 +496,7 @@ impl Session {
     /// Refuse a write that would make a transaction write to a second shard
     /// (atomic cross-shard commit is not available yet).
     fn check_write(&mut self, shards: &[ShardId], kind: StmtKind) -> Option<ErrorFields> {
-        if self.txn == TxnState::Idle || kind != StmtKind::Write {
+        if self.txn == TxnState::Idle || !matches!(kind, StmtKind::Write | StmtKind::WriteCopies) {
             return None;
         }
         let mut all = self.written.clone();
@@ -502,6 +519,21 @@ impl Session {
         } else {
             shardgate_exec::internal(&mut self.conns, &shards, sql).await?
         };
+        let snapshot = self.settings_at_begin.take();
+        if !commit || r.is_some() {
+            // SETs inside the transaction are undone with it.
+            if let Some((settings, hash)) = snapshot
+                && hash != self.settings_hash
+            {
+                self.settings = settings;
+                self.settings_hash = hash;
+                // Which settings each connection holds now is unknown
+                // (some were set up after BEGIN): make the next user reset.
+                for c in self.conns.values_mut() {
+                    *c.settings() = u64::MAX;
+                }
+            }
+        }
         self.end_txn();
         Ok(r)
     }
@@ -516,6 +548,7 @@ impl Session {
                 } else {
                     self.txn = TxnState::Active;
                     self.prelude = vec![sql.to_string()];
+                    self.settings_at_begin = Some((self.settings.clone(), self.settings_hash));
                 }
                 be::command_complete(&mut self.out.buf, "BEGIN");
             }
@@ -592,8 +625,12 @@ impl Session {
                     return Ok(Done::Failed);
                 }
                 let shards: Vec<ShardId> = self.conns.keys().copied().collect();
-                if let Some(e) = shardgate_exec::internal(&mut self.conns, &shards, set_sql).await?
-                {
+                let (e, statuses) =
+                    shardgate_exec::internal_collect(&mut self.conns, &shards, set_sql).await?;
+                for st in &statuses {
+                    st.encode(&mut self.out.buf);
+                }
+                if let Some(e) = e {
                     if self.txn == TxnState::Active {
                         self.txn = TxnState::Failed;
                     }
@@ -607,18 +644,61 @@ impl Session {
                 for c in self.conns.values_mut() {
                     *c.settings() = h;
                 }
-                be::command_complete(&mut self.out.buf, "SET");
+                let tag = if set_sql
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("reset")
+                {
+                    "RESET"
+                } else {
+                    "SET"
+                };
+                be::command_complete(&mut self.out.buf, tag);
             }
             Local::Reset => {
+                let shards: Vec<ShardId> = self.conns.keys().copied().collect();
+                if !shards.is_empty()
+                    && let Some(e) =
+                        shardgate_exec::internal(&mut self.conns, &shards, "RESET ALL").await?
+                {
+                    self.fail_statement(&e);
+                    return Ok(Done::Failed);
+                }
                 self.settings.clear();
                 self.rehash_settings();
-                let tag = sql
-                    .split_whitespace()
-                    .take(2)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .to_ascii_uppercase();
-                be::command_complete(&mut self.out.buf, &tag);
+                for c in self.conns.values_mut() {
+                    *c.settings() = 0;
+                }
+                let discard = sql.trim_start().to_ascii_lowercase().starts_with("discard");
+                if discard {
+                    self.stmts.clear();
+                }
+                be::command_complete(
+                    &mut self.out.buf,
+                    if discard { "DISCARD ALL" } else { "RESET" },
+                );
+            }
+            Local::Deallocate(name) => {
+                match name {
+                    None => self.stmts.clear(),
+                    Some(n) => {
+                        if self.stmts.remove(n).is_none() {
+                            self.fail_statement(&err_fields(
+                                "26000",
+                                format!("prepared statement \"{n}\" does not exist"),
+                            ));
+                            return Ok(Done::Failed);
+                        }
+                    }
+                }
+                be::command_complete(
+                    &mut self.out.buf,
+                    if name.is_none() {
+                        "DEALLOCATE ALL"
+                    } else {
+                        "DEALLOCATE"
+                    },
+                );
             }
         }
         Ok(Done::Ok)
@@ -687,6 +767,23 @@ impl Session {
         {
             return self.forward_simple(f, shard, kind).await;
         }
+        // Several statements in one query string form one implicit
+        // transaction, as in PostgreSQL: all of them or none.
+        let implicit = analyzed.len() > 1
+            && self.txn == TxnState::Idle
+            && !analyzed.iter().any(|a| {
+                matches!(
+                    a.template,
+                    Template::Local(
+                        Local::Begin | Local::Commit | Local::Rollback | Local::InTransaction
+                    )
+                )
+            });
+        if implicit {
+            self.txn = TxnState::Active;
+            self.prelude = vec!["BEGIN".to_string()];
+            self.settings_at_begin = Some((self.settings.clone(), self.settings_hash));
+        }
         for (a, plan) in analyzed.iter().zip(plans) {
             let done = match plan {
                 Err(e) => {
@@ -697,6 +794,12 @@ impl Session {
             };
             if matches!(done, Done::Failed) {
                 break;
+            }
+        }
+        if implicit && self.txn != TxnState::Idle {
+            let commit = self.txn == TxnState::Active;
+            if let Some(e) = self.finish_txn(commit).await? {
+                self.send_error(&e);
             }
         }
         self.end_simple();
@@ -912,7 +1015,10 @@ impl Session {
         }
         let wrap = self.txn == TxnState::Idle
             && shards.len() > 1
-            && matches!(kind, StmtKind::Write | StmtKind::Ddl)
+            && matches!(
+                kind,
+                StmtKind::Write | StmtKind::WriteCopies | StmtKind::Ddl
+            )
             && !no_wrap;
         if wrap && let Some(e) = shardgate_exec::internal(&mut self.conns, shards, "BEGIN").await? {
             self.send_error(&e);
@@ -924,7 +1030,13 @@ impl Session {
             r,
             Request::Raw(_) | Request::Simple(_) | Request::SimplePer(_)
         );
-        let o = shardgate_exec::run(&mut self.conns, shards, &r, &mut self.out).await?;
+        let merger = if kind == StmtKind::WriteCopies {
+            shardgate_exec::Merger::copies(shards.len())
+        } else {
+            shardgate_exec::Merger::new(shards.len())
+        };
+        let o =
+            shardgate_exec::run_merged(&mut self.conns, shards, &r, &mut self.out, merger).await?;
         if wrap {
             if extended {
                 let mut sub: Conns = Conns::new();
@@ -1182,13 +1294,41 @@ impl Session {
                 sql: ShardSql::Original,
                 kind,
             } => {
+                let write = matches!(
+                    kind,
+                    StmtKind::Write | StmtKind::WriteCopies | StmtKind::Ddl
+                );
+                // Writes return rows only with RETURNING: a row limit on a
+                // multi-shard write (as JDBC's executeUpdate sends) is moot.
+                let max_rows = if write && shards.len() > 1 {
+                    0
+                } else {
+                    max_rows
+                };
+                let batch_conflict = write
+                    && self.txn == TxnState::Idle
+                    && if shards.len() > 1 {
+                        !self.batch_writes.is_empty() || !self.next_is_sync()
+                    } else {
+                        self.batch_multi || self.batch_writes.iter().any(|s| *s != shards[0])
+                    };
                 if shards.len() > 1 && max_rows > 0 {
                     self.send_error(&err_fields(
                         "0A000",
                         "fetching a multi-shard result in batches (Execute with a row limit) is not supported yet",
                     ));
                     Done::Failed
+                } else if batch_conflict {
+                    self.send_error(&err_fields(
+                        "0A000",
+                        "a batch of statements (up to Sync) that writes to more than one shard needs two-phase commit, which is not supported yet; send a multi-shard write in a batch of its own",
+                    ));
+                    Done::Failed
                 } else {
+                    if write && self.txn == TxnState::Idle {
+                        self.batch_writes.extend(shards.iter().copied());
+                        self.batch_multi |= shards.len() > 1;
+                    }
                     let tail_owned: Vec<u8> = match frontend::parse_bind(&bind) {
                         Ok(b) => b.tail.to_vec(),
                         Err(e) => {
@@ -1257,17 +1397,31 @@ impl Session {
                 sql: ShardSql::PerShard(per),
                 kind,
             } => {
-                self.route_with(
-                    shards,
-                    *kind,
-                    |_| Request::ExtendedPer {
-                        per,
-                        result_formats: &result_formats,
-                        describe,
-                    },
-                    false,
-                )
-                .await?
+                if self.txn == TxnState::Idle
+                    && (!self.batch_writes.is_empty() || !self.next_is_sync())
+                {
+                    self.send_error(&err_fields(
+                        "0A000",
+                        "a batch of statements (up to Sync) that writes to more than one shard needs two-phase commit, which is not supported yet; send a multi-shard write in a batch of its own",
+                    ));
+                    Done::Failed
+                } else {
+                    if self.txn == TxnState::Idle {
+                        self.batch_writes.extend(shards.iter().copied());
+                        self.batch_multi = true;
+                    }
+                    self.route_with(
+                        shards,
+                        *kind,
+                        |_| Request::ExtendedPer {
+                            per,
+                            result_formats: &result_formats,
+                            describe,
+                        },
+                        false,
+                    )
+                    .await?
+                }
             }
         };
         if matches!(done, Done::Failed) {
@@ -1343,7 +1497,12 @@ impl Session {
         if !self.skip_to_sync {
             self.answer_pending_describes().await?;
         }
+        // Outside a transaction, a batch is one implicit transaction: when
+        // it failed, no shard may keep its part.
+        let rollback = self.skip_to_sync && self.txn == TxnState::Idle;
         self.skip_to_sync = false;
+        self.batch_writes.clear();
+        self.batch_multi = false;
         let used: Vec<ShardId> = self
             .batch_used
             .iter()
@@ -1358,7 +1517,13 @@ impl Session {
                     sub.insert(*s, c);
                 }
             }
-            let st = shardgate_exec::sync_all(&mut sub, &mut self.out).await;
+            let st = if rollback {
+                shardgate_exec::rollback_batch(&mut sub)
+                    .await
+                    .map(|_| Default::default())
+            } else {
+                shardgate_exec::sync_all(&mut sub, &mut self.out).await
+            };
             self.conns.append(&mut sub);
             st?;
         }
@@ -1393,7 +1558,7 @@ fn single_target(plans: &[Result<Plan, SqlError>]) -> Option<(ShardId, StmtKind)
                     return None;
                 }
                 target = Some(shards[0]);
-                if *k == StmtKind::Write {
+                if matches!(k, StmtKind::Write | StmtKind::WriteCopies) {
                     kind = StmtKind::Write;
                 }
             }

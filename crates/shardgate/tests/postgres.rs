@@ -254,7 +254,7 @@ async fn postgres_shards_tokio_postgres_and_bad_input() {
             "UPDATE orders SET customer_id = 3 WHERE customer_id = 2",
             "0A000",
         ),
-        ("INSERT INTO orders (id, amount) VALUES (1, 1)", "0A000"),
+        ("INSERT INTO orders (id, amount) VALUES (1, 1)", "23502"),
         (
             "INSERT INTO orders (customer_id, id, amount) VALUES ('abc', 1, 1)",
             "22P02",

@@ -77,9 +77,47 @@ fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
                 .into(),
         ));
     }
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .take(3)
+        .map(|w| w.trim_end_matches(';').to_ascii_lowercase())
+        .collect();
+    match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["reset", "all"] | ["discard", "all"] => return Ok(Template::Local(Local::Reset)),
+        ["reset", name] => {
+            return Ok(Template::Local(Local::Set {
+                name: name.to_string(),
+                sql: sql.to_string(),
+            }));
+        }
+        ["deallocate", "all"] | ["deallocate", "prepare", "all"] => {
+            return Ok(Template::Local(Local::Deallocate(None)));
+        }
+        ["deallocate", name] | ["deallocate", "prepare", name] => {
+            let n = sql
+                .split_whitespace()
+                .last()
+                .unwrap_or(name)
+                .trim_end_matches(';')
+                .trim_matches('"')
+                .to_string();
+            return Ok(Template::Local(Local::Deallocate(Some(n))));
+        }
+        _ => {}
+    }
     let dialect = PostgreSqlDialect {};
     let stmts = match Parser::parse_sql(&dialect, sql) {
         Ok(s) => s,
+        Err(e) if e.to_string().contains("recursion limit") => {
+            return Err(SqlError::TooComplex(
+                "statement is too deeply nested for shardgate's parser".into(),
+            ));
+        }
         Err(e) => return unparsed(sql, topo, e.to_string()),
     };
     let [stmt] = stmts.as_slice() else {
@@ -391,6 +429,7 @@ fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Tem
             }),
         },
         S::Discard { .. } => Template::Local(Local::Reset),
+        S::Deallocate { name, .. } => Template::Local(Local::Deallocate(Some(ident_name(name)))),
         S::Explain { statement, .. } => Template::Explain(Box::new(
             analyze_statement(statement, &statement.to_string(), topo)
                 .unwrap_or_else(Template::Refuse),
@@ -400,7 +439,7 @@ fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Tem
                 "COPY through shardgate is not supported yet".into(),
             ));
         }
-        S::Prepare { .. } | S::Execute { .. } | S::Deallocate { .. } => {
+        S::Prepare { .. } | S::Execute { .. } => {
             return Err(SqlError::Unsupported(
                 "SQL-level PREPARE/EXECUTE is not supported; use the extended query protocol"
                     .into(),
@@ -1127,7 +1166,7 @@ fn write_unsharded(target: &Class, c: &Classes) -> Result<Template, SqlError> {
                 "a write to a reference table may only read other reference tables".into(),
             ));
         }
-        return Ok(route(Targets::All, StmtKind::Write));
+        return Ok(route(Targets::All, StmtKind::WriteCopies));
     }
     if !c.sharded.is_empty() {
         return Err(mixed_error(c));
@@ -1245,8 +1284,8 @@ fn analyze_insert(
             let mut positions = Vec::new();
             for k in keycols {
                 let p = cols.iter().position(|c| c == k).ok_or_else(|| {
-                    SqlError::Unsupported(format!(
-                        "INSERT INTO sharded table {} must give shard key column {k}",
+                    SqlError::NotNull(format!(
+                        "null value in column \"{k}\" of relation \"{}\": a row of a sharded table needs its shard key",
                         rule.table
                     ))
                 })?;
@@ -1280,6 +1319,12 @@ fn analyze_insert(
                     let e = r.content.get(*p).ok_or_else(|| {
                         SqlError::Syntax("INSERT has more target columns than expressions".into())
                     })?;
+                    if matches!(e, Expr::Value(v) if v.value == Value::Null) {
+                        return Err(SqlError::NotNull(format!(
+                            "null value in column \"{}\" of relation \"{}\": a row of a sharded table needs its shard key",
+                            keycols[i], rule.table
+                        )));
+                    }
                     key.push(literal_of(e).ok_or_else(|| {
                         SqlError::Unsupported(format!(
                             "the shard key {}.{} in an INSERT must be a literal or a parameter, not {e}",

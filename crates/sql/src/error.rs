@@ -17,6 +17,12 @@ pub enum SqlError {
     /// A statement names something wrongly.
     #[error("{0}")]
     Invalid(String),
+    /// A shard key is NULL or missing.
+    #[error("{0}")]
+    NotNull(String),
+    /// Too complex for the parser.
+    #[error("{0}")]
+    TooComplex(String),
 }
 
 impl SqlError {
@@ -27,6 +33,8 @@ impl SqlError {
             SqlError::Unsupported(_) => "0A000",
             SqlError::InvalidValue(_) => "22P02",
             SqlError::Invalid(_) => "42P01",
+            SqlError::NotNull(_) => "23502",
+            SqlError::TooComplex(_) => "54001",
         }
     }
 }

@@ -56,8 +56,10 @@ pub enum Local {
     /// SET LOCAL, SAVEPOINT, RELEASE, ROLLBACK TO: sent to every shard in
     /// the transaction, and replayed on shards that join later.
     InTransaction,
-    /// RESET / DISCARD ALL of session state.
+    /// RESET ALL / DISCARD ALL of session state.
     Reset,
+    /// DEALLOCATE of a client's prepared statement (`None`: ALL).
+    Deallocate(Option<String>),
 }
 
 /// A `shardgate.*` function call.
@@ -76,6 +78,9 @@ pub enum StmtKind {
     Read,
     /// INSERT/UPDATE/DELETE.
     Write,
+    /// A write applied to every copy of a reference table: one shard's
+    /// reply stands for all.
+    WriteCopies,
     /// Schema change.
     Ddl,
     /// Anything else (SHOW, utility statements).
@@ -164,6 +169,8 @@ impl Plan {
                 let list: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
                 let how = if shards.len() == 1 {
                     "Route"
+                } else if *kind == StmtKind::WriteCopies {
+                    "Replicate (one reply for all copies)"
                 } else {
                     "Scatter (concatenate)"
                 };
@@ -281,8 +288,8 @@ fn key_value(
         KeyExpr::Literal(s) => KeyValue::parse(ty, s).map_err(bad),
         KeyExpr::Param(n) => match params.get(*n) {
             None => Err(SqlError::Invalid(format!("there is no parameter ${n}"))),
-            Some((None, _, _)) => Err(SqlError::InvalidValue(format!(
-                "shard key {table}.{col} is NULL"
+            Some((None, _, _)) => Err(SqlError::NotNull(format!(
+                "null value in column \"{col}\" of relation \"{table}\": a row of a sharded table needs its shard key"
             ))),
             Some((Some(raw), true, oid)) => KeyValue::from_binary(ty, oid, raw).map_err(bad),
             Some((Some(raw), false, _)) => {

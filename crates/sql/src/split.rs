@@ -4,6 +4,35 @@
 /// Split a SQL string on top-level semicolons (outside quotes, comments and
 /// dollar quotes). Empty statements are dropped.
 pub fn split_statements(sql: &str) -> Vec<&str> {
+    let mut v = split_raw(sql);
+    v.retain(|s| !is_blank(s));
+    v
+}
+
+/// Is a piece only whitespace and comments?
+pub fn is_blank(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_whitespace() {
+            i += 1;
+        } else if b[i] == b'-' && b.get(i + 1) == Some(&b'-') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+            match s[i + 2..].find("*/") {
+                Some(e) => i = i + 2 + e + 2,
+                None => return true,
+            }
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+fn split_raw(sql: &str) -> Vec<&str> {
     let b = sql.as_bytes();
     let mut out = Vec::new();
     let mut start = 0;
@@ -71,6 +100,11 @@ mod tests {
             vec!["select 1", "select ';'", "select $$a;b$$", "select $1"]
         );
         assert_eq!(split_statements("  ;  "), Vec::<&str>::new());
+        assert_eq!(split_statements("/* c */"), Vec::<&str>::new());
+        assert_eq!(
+            split_statements("SELECT 1; /* x */ ; -- y"),
+            vec!["SELECT 1"]
+        );
         assert_eq!(
             split_statements("select 1 -- ; no\n; select 2"),
             vec!["select 1 -- ; no", "select 2"]

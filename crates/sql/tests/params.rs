@@ -239,7 +239,7 @@ fn insert_with_null_key_param_is_refused() {
     let e = t
         .resolve(&p, &topo.shards(), topo.default_shard)
         .unwrap_err();
-    assert_eq!(e.sqlstate(), "22P02", "{e}");
+    assert_eq!(e.sqlstate(), "23502", "{e}");
 }
 
 #[test]

@@ -52,6 +52,10 @@ pub struct LiteConn {
     pub prepared: HashSet<String>,
     /// Fingerprint of the session settings last applied (0 = none).
     pub settings: u64,
+    /// Generation of shardgate's statement names on this connection; it
+    /// moves on after an error, so a statement in an unknown state is
+    /// never reused.
+    pub epoch: u32,
     stmts: HashMap<String, Stmt>,
     portals: HashMap<String, Portal>,
     failed: bool,
@@ -131,6 +135,7 @@ impl LiteConn {
             out: BytesMut::new(),
             prepared: HashSet::new(),
             settings: 0,
+            epoch: 0,
             stmts: HashMap::new(),
             portals: HashMap::new(),
             failed: false,

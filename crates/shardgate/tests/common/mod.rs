@@ -47,9 +47,14 @@ pub struct PgCluster {
 
 impl PgCluster {
     pub fn start(n: usize, extra_config: &str) -> PgCluster {
+        PgCluster::start_with(n, "", extra_config)
+    }
+
+    /// `top` holds top-level keys (before the shards), `extra_config` tables.
+    pub fn start_with(n: usize, top: &str, extra_config: &str) -> PgCluster {
         let shards = PgServer::start_many(n).expect("start postgres shards");
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = String::new();
+        let mut cfg = top.to_string();
         for (i, s) in shards.iter().enumerate() {
             cfg.push_str(&format!(
                 "[[shards]]\nname = \"s{i}\"\nurl = \"{}\"\n",
@@ -113,4 +118,97 @@ pub fn order_inserts() -> Vec<String> {
         }
     }
     out
+}
+
+/// A bare-bones protocol client for tests that need exact message control.
+pub struct Raw {
+    s: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    pub fn connect(port: u16) -> Raw {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let params = b"user\0app\0database\0app\0\0";
+        let mut m = Vec::new();
+        m.extend_from_slice(&((params.len() + 8) as u32).to_be_bytes());
+        m.extend_from_slice(&196608u32.to_be_bytes());
+        m.extend_from_slice(params);
+        s.write_all(&m).unwrap();
+        let mut r = Raw { s, buf: Vec::new() };
+        r.until(b'Z');
+        r
+    }
+
+    pub fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![tag];
+        m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    pub fn parse(sql: &str) -> Vec<u8> {
+        let mut b = b"\0".to_vec();
+        b.extend_from_slice(sql.as_bytes());
+        b.extend_from_slice(b"\0\0\0");
+        Raw::msg(b'P', &b)
+    }
+
+    pub fn bind() -> Vec<u8> {
+        Raw::msg(b'B', b"\0\0\0\0\0\0\0\0")
+    }
+
+    pub fn execute(max_rows: i32) -> Vec<u8> {
+        let mut b = b"\0".to_vec();
+        b.extend_from_slice(&max_rows.to_be_bytes());
+        Raw::msg(b'E', &b)
+    }
+
+    pub fn send(&mut self, parts: &[Vec<u8>]) {
+        use std::io::Write;
+        self.s.write_all(&parts.concat()).unwrap();
+    }
+
+    /// Read messages until one with `tag`; returns (tag, body) of all read.
+    pub fn until(&mut self, tag: u8) -> Vec<(u8, Vec<u8>)> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        loop {
+            while self.buf.len() >= 5 {
+                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
+                    as usize;
+                if self.buf.len() < len + 1 {
+                    break;
+                }
+                let t = self.buf[0];
+                let body = self.buf[5..len + 1].to_vec();
+                self.buf.drain(..len + 1);
+                out.push((t, body));
+                if t == tag {
+                    return out;
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            let n = self.s.read(&mut chunk).expect("read (timed out?)");
+            assert!(n > 0, "connection closed; got {out:?}");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// The SQLSTATE in an ErrorResponse body.
+pub fn sqlstate(body: &[u8]) -> String {
+    let mut i = 0;
+    while i < body.len() && body[i] != 0 {
+        let code = body[i];
+        let end = i + 1 + body[i + 1..].iter().position(|b| *b == 0).unwrap();
+        if code == b'C' {
+            return String::from_utf8_lossy(&body[i + 1..end]).into_owned();
+        }
+        i = end + 1;
+    }
+    String::new()
 }

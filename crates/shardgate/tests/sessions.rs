@@ -1,0 +1,265 @@
+//! Session behaviour over four PostgreSQL shards, compared with what one
+//! PostgreSQL does: settings never leak between clients through pooled
+//! connections, implicit transactions (a multi-statement query, an
+//! extended-protocol batch) are all-or-nothing, prepared statements survive
+//! errors, reference-table writes report one copy, and protocol corners
+//! (Flush after an error, row-limited Execute of a write, comment-only
+//! queries, DEALLOCATE) behave as PostgreSQL's.
+
+mod common;
+
+use common::{PgCluster, Raw, client, sqlstate};
+use tokio_postgres::SimpleQueryMessage;
+
+fn rows(msgs: &[SimpleQueryMessage]) -> Vec<String> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("NULL").to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_behave_like_one_postgres() {
+    // A small pool makes connection reuse between clients certain.
+    let c = PgCluster::start_with(
+        4,
+        "pool_size = 2\n",
+        "[[tables]]\nname = \"orders\"\nshard_key = \"customer_id\"\nkey_type = \"bigint\"\n[[reference_tables]]\nname = \"products\"\n",
+    );
+    let port = c.sg.port();
+    let a = client(port).await;
+    a.batch_execute("CREATE TABLE orders (customer_id bigint, id bigint, v text, PRIMARY KEY (customer_id, id)); CREATE TABLE products (id bigint PRIMARY KEY, name text)").await.unwrap();
+    c.guard("orders", "customer_id");
+    let shard_of = |k: i64| {
+        c.sg.psql(&format!("SELECT shardgate.shard_of('orders', '{k}')"))
+            .unwrap()
+    };
+    let k1 = 1i64;
+    let k2 = (2..100).find(|k| shard_of(*k) != shard_of(k1)).unwrap();
+
+    // 1. Settings do not leak to other clients, also not through a
+    // transaction that rolls back.
+    a.batch_execute("SET search_path = pg_catalog")
+        .await
+        .unwrap();
+    a.batch_execute("SET TimeZone = 'America/New_York'")
+        .await
+        .unwrap();
+    drop(a);
+    let b = client(port).await;
+    b.batch_execute("BEGIN").await.unwrap();
+    b.query("SELECT 1 FROM public.orders WHERE customer_id = 1", &[])
+        .await
+        .unwrap();
+    b.batch_execute("ROLLBACK").await.unwrap();
+    drop(b);
+    for _ in 0..4 {
+        let z = client(port).await;
+        let tz = rows(&z.simple_query("SHOW TimeZone").await.unwrap());
+        assert_ne!(tz, vec!["America/New_York".to_string()]);
+        z.simple_query("SELECT count(*) FROM orders WHERE customer_id = 1")
+            .await
+            .unwrap();
+    }
+    let d = client(port).await;
+    let before = rows(&d.simple_query("SHOW TimeZone").await.unwrap());
+    d.batch_execute(
+        "BEGIN; SET TimeZone = 'America/Denver'; SELECT 1 FROM orders WHERE customer_id = 5",
+    )
+    .await
+    .unwrap();
+    d.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        rows(&d.simple_query("SHOW TimeZone").await.unwrap()),
+        before,
+        "SET rolled back"
+    );
+    d.batch_execute("SET work_mem = '5MB'; RESET work_mem")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&d.simple_query("SHOW work_mem").await.unwrap()),
+        vec!["4MB".to_string()]
+    );
+
+    // 2. Several statements in one query string: all or nothing.
+    let e = d
+        .simple_query(&format!(
+            "INSERT INTO orders VALUES ({k1}, 100, 'a'); INSERT INTO orders VALUES ({k2}, 100, 'b')"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "0A000");
+    d.simple_query(&format!(
+        "INSERT INTO orders VALUES ({k1}, 101, 'a'); SELECT 1/0"
+    ))
+    .await
+    .unwrap_err();
+    let n = rows(
+        &d.simple_query("SELECT count(*) FROM orders WHERE customer_id = 1 AND id IN (100, 101)")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        n,
+        vec!["0".to_string()],
+        "nothing of a failed query string stays"
+    );
+    d.simple_query(&format!(
+        "INSERT INTO orders VALUES ({k1}, 102, 'a'); INSERT INTO orders VALUES ({k1}, 103, 'b')"
+    ))
+    .await
+    .unwrap();
+    let n = rows(
+        &d.simple_query(&format!(
+            "SELECT count(*) FROM orders WHERE customer_id = {k1}"
+        ))
+        .await
+        .unwrap(),
+    );
+    assert_eq!(n, vec!["2".to_string()]);
+
+    // 3. An extended-protocol batch that fails keeps nothing on any shard.
+    let mut r = Raw::connect(port);
+    r.send(&[
+        Raw::parse(&format!("INSERT INTO orders VALUES ({k2}, 200, 'x')")),
+        Raw::bind(),
+        Raw::execute(0),
+        Raw::parse(&format!("INSERT INTO orders VALUES ({k1}, 102, 'dup')")),
+        Raw::bind(),
+        Raw::execute(0),
+        Raw::msg(b'S', b""),
+    ]);
+    let got = r.until(b'Z');
+    assert!(got.iter().any(|(t, _)| *t == b'E'), "{got:?}");
+    let n = rows(
+        &d.simple_query(&format!(
+            "SELECT count(*) FROM orders WHERE customer_id = {k2} AND id = 200"
+        ))
+        .await
+        .unwrap(),
+    );
+    assert_eq!(n, vec!["0".to_string()]);
+    // ... and one that succeeds on one shard keeps everything.
+    r.send(&[
+        Raw::parse(&format!("INSERT INTO orders VALUES ({k2}, 201, 'x')")),
+        Raw::bind(),
+        Raw::execute(0),
+        Raw::parse(&format!("INSERT INTO orders VALUES ({k2}, 202, 'y')")),
+        Raw::bind(),
+        Raw::execute(0),
+        Raw::msg(b'S', b""),
+    ]);
+    let got = r.until(b'Z');
+    assert!(!got.iter().any(|(t, _)| *t == b'E'), "{got:?}");
+    // A row-limited Execute of a multi-shard write (JDBC's executeUpdate).
+    r.send(&[
+        Raw::parse("UPDATE orders SET v = 'z' WHERE id >= 200"),
+        Raw::bind(),
+        Raw::execute(1),
+        Raw::msg(b'S', b""),
+    ]);
+    let got = r.until(b'Z');
+    let tag = got
+        .iter()
+        .find(|(t, _)| *t == b'C')
+        .map(|(_, b)| String::from_utf8_lossy(&b[..b.len() - 1]).into_owned());
+    assert_eq!(tag.as_deref(), Some("UPDATE 2"), "{got:?}");
+    // An error answers a Flush at once (asyncpg waits for it).
+    r.send(&[
+        Raw::parse("SELECT 'a'::int"),
+        Raw::msg(b'D', b"S\0"),
+        Raw::msg(b'H', b""),
+    ]);
+    let got = r.until(b'E');
+    assert_eq!(sqlstate(&got.last().unwrap().1), "22P02");
+    r.send(&[Raw::msg(b'S', b"")]);
+    r.until(b'Z');
+    // A comment-only query is an empty query.
+    r.send(&[Raw::msg(b'Q', b"/* nothing */\0")]);
+    let got = r.until(b'Z');
+    assert_eq!(
+        got.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+        vec![b'I', b'Z']
+    );
+    // SET reports the new value of a reported parameter.
+    r.send(&[Raw::msg(b'Q', b"SET application_name = 'probe'\0")]);
+    let got = r.until(b'Z');
+    assert!(
+        got.iter()
+            .any(|(t, b)| *t == b'S' && b.starts_with(b"application_name\0probe")),
+        "{got:?}"
+    );
+
+    // 4. A prepared statement that fails keeps working, on every connection.
+    let p = client(port).await;
+    let ins = p
+        .prepare("INSERT INTO orders (customer_id, id, v) VALUES ($1, $2, $3)")
+        .await
+        .unwrap();
+    p.execute(&ins, &[&k1, &300i64, &"a"]).await.unwrap();
+    for _ in 0..3 {
+        let e = p.execute(&ins, &[&k1, &300i64, &"dup"]).await.unwrap_err();
+        assert_eq!(e.code().unwrap().code(), "23505");
+    }
+    p.execute(&ins, &[&k1, &301i64, &"b"]).await.unwrap();
+    for _ in 0..3 {
+        let q = client(port).await;
+        let st = q
+            .prepare("INSERT INTO orders (customer_id, id, v) VALUES ($1, $2, $3)")
+            .await
+            .unwrap();
+        q.execute(&st, &[&k1, &(400 + rand::random::<u16>() as i64), &"c"])
+            .await
+            .unwrap();
+    }
+    p.batch_execute("DEALLOCATE ALL").await.unwrap();
+
+    // 5. A write to a reference table reports one copy.
+    let out = p
+        .query(
+            "INSERT INTO products VALUES (1, 'tea'), (2, 'cake') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(
+        p.execute("UPDATE products SET name = upper(name)", &[])
+            .await
+            .unwrap(),
+        2
+    );
+    for s in &c.shards {
+        assert_eq!(
+            s.psql("SELECT string_agg(name, ',' ORDER BY id) FROM products")
+                .unwrap(),
+            "TEA,CAKE"
+        );
+    }
+
+    // 6. Mixed-case tables can be declared.
+    p.batch_execute("CREATE TABLE \"Visits\" (\"UserId\" bigint, at text)")
+        .await
+        .unwrap();
+    p.batch_execute("SELECT shardgate.shard_table('\"Visits\"', '\"UserId\"')")
+        .await
+        .unwrap();
+    p.batch_execute("INSERT INTO \"Visits\" VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')")
+        .await
+        .unwrap();
+    let n: usize = c
+        .shards
+        .iter()
+        .map(|s| {
+            s.psql("SELECT count(*) FROM \"Visits\"")
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .filter(|n| *n > 0)
+        .count();
+    assert!(n >= 2, "rows of \"Visits\" are spread");
+}
