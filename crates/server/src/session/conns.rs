@@ -1,0 +1,158 @@
+//! A session's shard connections and its transaction: taking a connection
+//! when a statement first needs a shard (settings and BEGIN replayed on it),
+//! giving them back, and ending transactions.
+
+use super::*;
+
+impl Session {
+    pub(super) fn update_cancel(&self) {
+        if let Ok(mut v) = self.cancel_slot.lock() {
+            v.clear();
+            for (s, c) in &self.conns {
+                if let Some((pid, secret)) = c.cancel_key() {
+                    v.push((*s, pid, secret));
+                }
+            }
+        }
+    }
+
+    /// Make sure the session holds a connection to each shard, with its
+    /// settings applied and, in a transaction, the transaction begun.
+    pub(super) async fn ensure(
+        &mut self,
+        shards: &[ShardId],
+    ) -> Result<Option<ErrorFields>, ExecError> {
+        let mut added = false;
+        for s in shards {
+            self.batch_used.insert(*s);
+            if self.conns.contains_key(s) {
+                continue;
+            }
+            let Some(pool) = self.router.pools.get(s.0 as usize).cloned() else {
+                return Ok(Some(err_fields("XX000", format!("unknown shard {s}"))));
+            };
+            let mut c = match pool.checkout().await {
+                Ok(c) => c,
+                Err(e) => {
+                    let code = if matches!(e, BackendError::PoolTimeout(_)) {
+                        "53300"
+                    } else {
+                        "08006"
+                    };
+                    return Ok(Some(err_fields(
+                        code,
+                        format!("cannot reach shard {}: {e}", pool.name),
+                    )));
+                }
+            };
+            // Settings first, on their own: a RESET ALL sent in one string
+            // with BEGIN would be part of the transaction and undone by
+            // its ROLLBACK.
+            let mut setup = String::new();
+            if *c.settings() != self.settings_hash {
+                setup.push_str("RESET ALL;");
+                for (_, sql) in &self.settings {
+                    setup.push_str(sql);
+                    setup.push(';');
+                }
+            }
+            let hash = self.settings_hash;
+            self.conns.insert(*s, c);
+            if !setup.is_empty() {
+                if let Some(e) = shardgate_exec::internal(&mut self.conns, &[*s], &setup).await? {
+                    self.conns.remove(s);
+                    return Ok(Some(e));
+                }
+                if let Some(c) = self.conns.get_mut(s) {
+                    *c.settings() = hash;
+                }
+            }
+            if self.txn != TxnState::Idle {
+                let prelude = self.prelude.join(";");
+                if let Some(e) = shardgate_exec::internal(&mut self.conns, &[*s], &prelude).await? {
+                    // Not returned to the pool: dropping it closes it.
+                    self.conns.remove(s);
+                    return Ok(Some(e));
+                }
+            }
+            added = true;
+        }
+        if added {
+            self.update_cancel();
+        }
+        Ok(None)
+    }
+
+    /// Give every connection back to its pool (outside transactions).
+    pub(super) fn release_all(&mut self) {
+        if self.conns.is_empty() {
+            return;
+        }
+        for (s, c) in std::mem::take(&mut self.conns) {
+            if let Some(p) = self.router.pools.get(s.0 as usize) {
+                p.checkin(c);
+            }
+        }
+        self.batch_used.clear();
+        self.update_cancel();
+    }
+
+    pub(super) fn end_txn(&mut self) {
+        self.txn = TxnState::Idle;
+        self.prelude.clear();
+        self.written.clear();
+        self.release_all();
+    }
+
+    /// Refuse a write that would make a transaction write to a second shard
+    /// (atomic cross-shard commit is not available yet).
+    pub(super) fn check_write(
+        &mut self,
+        shards: &[ShardId],
+        kind: StmtKind,
+    ) -> Option<ErrorFields> {
+        if self.txn == TxnState::Idle || !matches!(kind, StmtKind::Write | StmtKind::WriteCopies) {
+            return None;
+        }
+        let mut all = self.written.clone();
+        all.extend(shards.iter().copied());
+        if all.len() > 1 {
+            return Some(err_fields(
+                "0A000",
+                "a transaction that writes to more than one shard needs two-phase commit, which is not supported yet; write each shard's rows in its own transaction",
+            ));
+        }
+        self.written = all;
+        None
+    }
+
+    pub(super) async fn finish_txn(
+        &mut self,
+        commit: bool,
+    ) -> Result<Option<ErrorFields>, ExecError> {
+        let shards: Vec<ShardId> = self.conns.keys().copied().collect();
+        let sql = if commit { "COMMIT" } else { "ROLLBACK" };
+        let r = if shards.is_empty() {
+            None
+        } else {
+            shardgate_exec::internal(&mut self.conns, &shards, sql).await?
+        };
+        let snapshot = self.settings_at_begin.take();
+        if !commit || r.is_some() {
+            // SETs inside the transaction are undone with it.
+            if let Some((settings, hash)) = snapshot
+                && hash != self.settings_hash
+            {
+                self.settings = settings;
+                self.settings_hash = hash;
+                // Which settings each connection holds now is unknown
+                // (some were set up after BEGIN): make the next user reset.
+                for c in self.conns.values_mut() {
+                    *c.settings() = u64::MAX;
+                }
+            }
+        }
+        self.end_txn();
+        Ok(r)
+    }
+}

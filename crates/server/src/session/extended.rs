@@ -1,0 +1,481 @@
+//! The extended query protocol: Parse, Bind, Describe, Execute, Close and
+//! Sync; a batch up to Sync is one implicit transaction outside explicit
+//! ones.
+
+use super::*;
+
+impl Session {
+    pub(super) fn batch_error(&mut self, e: &ErrorFields) {
+        self.fail_statement(e);
+        self.skip_to_sync = true;
+    }
+
+    pub(super) fn parse(&mut self, f: &Frame) {
+        let p = match frontend::parse_parse(&f.body) {
+            Ok(p) => p,
+            Err(e) => return self.batch_error(&err_fields("08P01", e.to_string())),
+        };
+        if !p.name.is_empty() && self.stmts.contains_key(p.name) {
+            return self.batch_error(&err_fields(
+                "42P05",
+                format!("prepared statement \"{}\" already exists", p.name),
+            ));
+        }
+        self.refresh_topology();
+        let pieces = shardgate_sql::split::split_statements(p.sql);
+        if pieces.len() > 1 {
+            return self.batch_error(&err_fields(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let template = if pieces.is_empty() {
+            Template::Local(Local::Reset)
+        } else {
+            shardgate_sql::analyze(p.sql, &self.topo)
+        };
+        if let Template::Refuse(e) = &template {
+            return self.batch_error(&sql_err(e));
+        }
+        let prepared = Prepared {
+            sql: p.sql.to_string(),
+            types: p.param_types,
+            template,
+            version: self.topo.version,
+        };
+        self.stmts.insert(p.name.to_string(), prepared);
+        be::parse_complete(&mut self.out.buf);
+    }
+
+    pub(super) fn bind(&mut self, f: &Frame) {
+        let b = match frontend::parse_bind(&f.body) {
+            Ok(b) => b,
+            Err(e) => return self.batch_error(&err_fields("08P01", e.to_string())),
+        };
+        self.refresh_topology();
+        let topo = self.topo.clone();
+        let Some(st) = self.stmts.get_mut(b.statement) else {
+            let e = err_fields(
+                "26000",
+                format!("prepared statement \"{}\" does not exist", b.statement),
+            );
+            return self.batch_error(&e);
+        };
+        if st.version != topo.version && !st.sql.trim().is_empty() {
+            st.template = shardgate_sql::analyze(&st.sql, &topo);
+            st.version = topo.version;
+        }
+        let params = Params {
+            values: b.params.clone(),
+            binary: (0..b.params.len()).map(|i| b.is_binary(i)).collect(),
+            types: st.types.clone(),
+        };
+        let plan = match st
+            .template
+            .resolve(&params, &topo.shards(), topo.default_shard)
+        {
+            Ok(p) => p,
+            Err(e) => return self.batch_error(&sql_err(&e)),
+        };
+        let result_formats = frontend::bind_result_formats(&f.body).unwrap_or_default();
+        let portal = Portal {
+            stmt: b.statement.to_string(),
+            plan,
+            bind: f.body.clone(),
+            result_formats,
+            describe_pending: false,
+            bound_on: None,
+        };
+        self.portals.insert(b.portal.to_string(), portal);
+        be::bind_complete(&mut self.out.buf);
+    }
+
+    pub(super) async fn describe(&mut self, f: &Frame) -> Result<(), ExecError> {
+        let (kind, name) = match frontend::parse_target(&f.body) {
+            Ok(x) => x,
+            Err(e) => {
+                self.batch_error(&err_fields("08P01", e.to_string()));
+                return Ok(());
+            }
+        };
+        if kind == b'P' {
+            match self.portals.get_mut(name) {
+                Some(p) => p.describe_pending = true,
+                None => self.batch_error(&err_fields(
+                    "34000",
+                    format!("portal \"{name}\" does not exist"),
+                )),
+            }
+            return Ok(());
+        }
+        let Some(st) = self.stmts.get(name) else {
+            self.batch_error(&err_fields(
+                "26000",
+                format!("prepared statement \"{name}\" does not exist"),
+            ));
+            return Ok(());
+        };
+        match &st.template {
+            Template::Route { .. } | Template::Insert { .. } => {
+                let (sql, types) = (st.sql.clone(), st.types.clone());
+                let shard = self
+                    .conns
+                    .keys()
+                    .next()
+                    .copied()
+                    .unwrap_or(self.topo.default_shard);
+                if let Some(e) = self.ensure(&[shard]).await? {
+                    self.batch_error(&e);
+                    return Ok(());
+                }
+                let req = Request::DescribeStatement {
+                    sql: &sql,
+                    param_types: &types,
+                };
+                let o = shardgate_exec::run(&mut self.conns, &[shard], &req, &mut self.out).await?;
+                if o.error.is_some() {
+                    self.skip_to_sync = true;
+                    if self.txn == TxnState::Active {
+                        self.txn = TxnState::Failed;
+                    }
+                }
+            }
+            t => {
+                let n = st.types.len();
+                let types = st.types.clone();
+                be::parameter_description(&mut self.out.buf, &types[..n]);
+                match t {
+                    Template::Admin(_) => {
+                        be::row_description(&mut self.out.buf, &[Column::new("result", 25, -1)]);
+                    }
+                    Template::Explain(_) => {
+                        be::row_description(
+                            &mut self.out.buf,
+                            &[Column::new("QUERY PLAN", 25, -1)],
+                        );
+                    }
+                    _ => be::no_data(&mut self.out.buf),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn execute(&mut self, f: &Frame) -> Result<(), ExecError> {
+        let (name, max_rows) = match frontend::parse_execute(&f.body) {
+            Ok((n, m)) => (n.to_string(), m),
+            Err(e) => {
+                self.batch_error(&err_fields("08P01", e.to_string()));
+                return Ok(());
+            }
+        };
+        let Some(portal) = self.portals.get(&name) else {
+            self.batch_error(&err_fields(
+                "34000",
+                format!("portal \"{name}\" does not exist"),
+            ));
+            return Ok(());
+        };
+        let plan = portal.plan.clone();
+        let describe = portal.describe_pending;
+        let (sql, types) = match self.stmts.get(&portal.stmt) {
+            Some(s) => (s.sql.clone(), s.types.clone()),
+            None => {
+                self.batch_error(&err_fields(
+                    "26000",
+                    format!("prepared statement \"{}\" does not exist", portal.stmt),
+                ));
+                return Ok(());
+            }
+        };
+        let bind = portal.bind.clone();
+        let result_formats = portal.result_formats.clone();
+        let bound_on = portal.bound_on;
+        if let Some(p) = self.portals.get_mut(&name) {
+            p.describe_pending = false;
+        }
+        if self.txn == TxnState::Failed
+            && !matches!(
+                plan,
+                Plan::Local(Local::Commit | Local::Rollback | Local::InTransaction)
+            )
+        {
+            self.aborted();
+            self.skip_to_sync = true;
+            return Ok(());
+        }
+        let done = match &plan {
+            Plan::Local(Local::Reset) if sql.trim().is_empty() => {
+                be::empty_query(&mut self.out.buf);
+                Done::Ok
+            }
+            Plan::Local(l) => self.run_local(l, &sql).await?,
+            Plan::Admin(call) => {
+                let r = crate::admin::run(&self.router, call).await;
+                self.refresh_topology();
+                match r {
+                    Ok((cols, rows)) => {
+                        self.local_rows(&cols, &rows, describe, false);
+                        Done::Ok
+                    }
+                    Err(e) => {
+                        self.send_error(&e);
+                        Done::Failed
+                    }
+                }
+            }
+            Plan::Explain(p) => {
+                let rows: Vec<Vec<Option<String>>> =
+                    p.describe().into_iter().map(|l| vec![Some(l)]).collect();
+                self.local_rows(&["QUERY PLAN".to_string()], &rows, describe, true);
+                Done::Ok
+            }
+            Plan::Route {
+                shards,
+                sql: ShardSql::Original,
+                kind,
+            } => {
+                let write = matches!(
+                    kind,
+                    StmtKind::Write | StmtKind::WriteCopies | StmtKind::Ddl
+                );
+                // Writes return rows only with RETURNING: a row limit on a
+                // multi-shard write (as JDBC's executeUpdate sends) is moot.
+                let max_rows = if write && shards.len() > 1 {
+                    0
+                } else {
+                    max_rows
+                };
+                let batch_conflict = write
+                    && self.txn == TxnState::Idle
+                    && if shards.len() > 1 {
+                        !self.batch_writes.is_empty() || !self.next_is_sync()
+                    } else {
+                        self.batch_multi || self.batch_writes.iter().any(|s| *s != shards[0])
+                    };
+                if shards.len() > 1 && max_rows > 0 {
+                    self.send_error(&err_fields(
+                        "0A000",
+                        "fetching a multi-shard result in batches (Execute with a row limit) is not supported yet",
+                    ));
+                    Done::Failed
+                } else if batch_conflict {
+                    self.send_error(&err_fields(
+                        "0A000",
+                        "a batch of statements (up to Sync) that writes to more than one shard needs two-phase commit, which is not supported yet; send a multi-shard write in a batch of its own",
+                    ));
+                    Done::Failed
+                } else {
+                    if write && self.txn == TxnState::Idle {
+                        self.batch_writes.extend(shards.iter().copied());
+                        self.batch_multi |= shards.len() > 1;
+                    }
+                    let tail_owned: Vec<u8> = match frontend::parse_bind(&bind) {
+                        Ok(b) => b.tail.to_vec(),
+                        Err(e) => {
+                            self.batch_error(&err_fields("08P01", e.to_string()));
+                            return Ok(());
+                        }
+                    };
+                    let bound =
+                        bound_on.is_some() && shards.len() == 1 && bound_on == Some(shards[0]);
+                    // A Sync right behind this Execute (the usual pipeline)
+                    // goes to the shard with it.
+                    let sync = shards.len() == 1 && max_rows == 0 && self.next_is_sync();
+                    let d = self
+                        .route_with(
+                            shards,
+                            *kind,
+                            |_| Request::Extended {
+                                sql: &sql,
+                                param_types: &types,
+                                bind_tail: &tail_owned,
+                                portal: &name,
+                                describe,
+                                max_rows,
+                                bound,
+                                sync,
+                            },
+                            kind == &StmtKind::Ddl
+                                && sql.to_ascii_lowercase().contains("concurrently"),
+                        )
+                        .await?;
+                    if sync {
+                        self.synced.insert(shards[0]);
+                    } else if shards.len() == 1
+                        && let Some(p) = self.portals.get_mut(&name)
+                    {
+                        p.bound_on = Some(shards[0]);
+                    }
+                    let stmt_name = self
+                        .portals
+                        .get(&name)
+                        .map(|p| p.stmt.clone())
+                        .unwrap_or_default();
+                    if let (
+                        Done::Ok,
+                        Some(Prepared {
+                            template:
+                                Template::Route {
+                                    learns: Some((t, cols)),
+                                    ..
+                                },
+                            ..
+                        }),
+                    ) = (&d, self.stmts.get(&stmt_name))
+                    {
+                        let (t, cols) = (t.clone(), cols.clone());
+                        if let Err(e) = crate::admin::learn_columns(&self.router, &t, &cols).await {
+                            tracing::warn!("could not record the columns of {t}: {}", e.message);
+                        }
+                        self.refresh_topology();
+                    }
+                    d
+                }
+            }
+            Plan::Route {
+                shards,
+                sql: ShardSql::PerShard(per),
+                kind,
+            } => {
+                if self.txn == TxnState::Idle
+                    && (!self.batch_writes.is_empty() || !self.next_is_sync())
+                {
+                    self.send_error(&err_fields(
+                        "0A000",
+                        "a batch of statements (up to Sync) that writes to more than one shard needs two-phase commit, which is not supported yet; send a multi-shard write in a batch of its own",
+                    ));
+                    Done::Failed
+                } else {
+                    if self.txn == TxnState::Idle {
+                        self.batch_writes.extend(shards.iter().copied());
+                        self.batch_multi = true;
+                    }
+                    self.route_with(
+                        shards,
+                        *kind,
+                        |_| Request::ExtendedPer {
+                            per,
+                            result_formats: &result_formats,
+                            describe,
+                        },
+                        false,
+                    )
+                    .await?
+                }
+            }
+        };
+        if matches!(done, Done::Failed) {
+            self.skip_to_sync = true;
+        }
+        Ok(())
+    }
+
+    /// Is the client's next message (already received) a Sync?
+    pub(super) fn next_is_sync(&self) -> bool {
+        self.rbuf.len() >= 5 && self.rbuf[..5] == [b'S', 0, 0, 0, 4]
+    }
+
+    pub(super) async fn answer_pending_describes(&mut self) -> Result<(), ExecError> {
+        let pending: Vec<String> = self
+            .portals
+            .iter()
+            .filter(|(_, p)| p.describe_pending)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in pending {
+            let Some(p) = self.portals.get_mut(&name) else {
+                continue;
+            };
+            p.describe_pending = false;
+            let plan = p.plan.clone();
+            let bind = p.bind.clone();
+            let stmt = p.stmt.clone();
+            match &plan {
+                Plan::Route {
+                    shards,
+                    sql: ShardSql::Original,
+                    ..
+                } => {
+                    let Some(st) = self.stmts.get(&stmt) else {
+                        continue;
+                    };
+                    let (sql, types) = (st.sql.clone(), st.types.clone());
+                    let tail = frontend::parse_bind(&bind)
+                        .map(|b| b.tail.to_vec())
+                        .unwrap_or_default();
+                    let shard = shards[0];
+                    if let Some(e) = self.ensure(&[shard]).await? {
+                        self.batch_error(&e);
+                        return Ok(());
+                    }
+                    self.synced.remove(&shard);
+                    let req = Request::DescribePortal {
+                        sql: &sql,
+                        param_types: &types,
+                        bind_tail: &tail,
+                    };
+                    let o =
+                        shardgate_exec::run(&mut self.conns, &[shard], &req, &mut self.out).await?;
+                    if o.error.is_some() {
+                        self.skip_to_sync = true;
+                        return Ok(());
+                    }
+                }
+                Plan::Route { .. } | Plan::Local(_) => be::no_data(&mut self.out.buf),
+                Plan::Admin(_) => {
+                    be::row_description(&mut self.out.buf, &[Column::new("result", 25, -1)])
+                }
+                Plan::Explain(_) => {
+                    be::row_description(&mut self.out.buf, &[Column::new("QUERY PLAN", 25, -1)])
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn sync(&mut self) -> Result<(), ExecError> {
+        if !self.skip_to_sync {
+            self.answer_pending_describes().await?;
+        }
+        // Outside a transaction, a batch is one implicit transaction: when
+        // it failed, no shard may keep its part.
+        let rollback = self.skip_to_sync && self.txn == TxnState::Idle;
+        self.skip_to_sync = false;
+        self.batch_writes.clear();
+        self.batch_multi = false;
+        let used: Vec<ShardId> = self
+            .batch_used
+            .iter()
+            .copied()
+            .filter(|s| self.conns.contains_key(s) && !self.synced.contains(s))
+            .collect();
+        self.synced.clear();
+        if !used.is_empty() {
+            let mut sub: Conns = Conns::new();
+            for s in &used {
+                if let Some(c) = self.conns.remove(s) {
+                    sub.insert(*s, c);
+                }
+            }
+            let st = if rollback {
+                shardgate_exec::rollback_batch(&mut sub)
+                    .await
+                    .map(|_| Default::default())
+            } else {
+                shardgate_exec::sync_all(&mut sub, &mut self.out).await
+            };
+            self.conns.append(&mut sub);
+            st?;
+        }
+        self.batch_used.clear();
+        if self.txn == TxnState::Idle {
+            self.portals.clear();
+            self.release_all();
+        } else {
+            self.portals.remove("");
+        }
+        self.ready();
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! Statements the session answers itself: transaction control, SET and
+//! RESET, DEALLOCATE, and rows it makes (admin functions, EXPLAIN).
+
+use super::*;
+
+impl Session {
+    pub(super) async fn run_local(&mut self, l: &Local, sql: &str) -> Result<Done, ExecError> {
+        match l {
+            Local::Begin => {
+                if self.txn != TxnState::Idle {
+                    self.notice("25001", "there is already a transaction in progress");
+                } else {
+                    self.txn = TxnState::Active;
+                    self.prelude = vec![sql.to_string()];
+                    self.settings_at_begin = Some((self.settings.clone(), self.settings_hash));
+                }
+                be::command_complete(&mut self.out.buf, "BEGIN");
+            }
+            Local::Commit | Local::Rollback => {
+                if self.txn == TxnState::Idle {
+                    self.notice("25P01", "there is no transaction in progress");
+                    be::command_complete(
+                        &mut self.out.buf,
+                        if *l == Local::Commit {
+                            "COMMIT"
+                        } else {
+                            "ROLLBACK"
+                        },
+                    );
+                    return Ok(Done::Ok);
+                }
+                let commit = *l == Local::Commit && self.txn == TxnState::Active;
+                if let Some(e) = self.finish_txn(commit).await? {
+                    self.send_error(&e);
+                    return Ok(Done::Failed);
+                }
+                be::command_complete(
+                    &mut self.out.buf,
+                    if commit { "COMMIT" } else { "ROLLBACK" },
+                );
+            }
+            Local::InTransaction => {
+                let tag = sql
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("SET")
+                    .to_ascii_uppercase();
+                if self.txn == TxnState::Idle {
+                    // PostgreSQL's own warning or error for these outside a
+                    // transaction block.
+                    return self
+                        .route_simple(&[self.topo.default_shard], sql, StmtKind::Other)
+                        .await;
+                }
+                let recovering = tag == "ROLLBACK";
+                if self.txn == TxnState::Failed && !recovering {
+                    self.send_error(&err_fields(
+                        "25P02",
+                        "current transaction is aborted, commands ignored until end of transaction block",
+                    ));
+                    return Ok(Done::Failed);
+                }
+                let shards: Vec<ShardId> = self.conns.keys().copied().collect();
+                if !shards.is_empty()
+                    && let Some(e) = shardgate_exec::internal(&mut self.conns, &shards, sql).await?
+                {
+                    self.txn = TxnState::Failed;
+                    self.send_error(&e);
+                    return Ok(Done::Failed);
+                }
+                if recovering {
+                    self.txn = TxnState::Active;
+                }
+                self.prelude.push(sql.to_string());
+                be::command_complete(&mut self.out.buf, &tag);
+            }
+            Local::Set { name, sql: set_sql } => {
+                if self.txn == TxnState::Failed {
+                    self.send_error(&err_fields(
+                        "25P02",
+                        "current transaction is aborted, commands ignored until end of transaction block",
+                    ));
+                    return Ok(Done::Failed);
+                }
+                // Check it on a shard first, so a bad setting is refused now.
+                let default = self.topo.default_shard;
+                if let Some(e) = self.ensure(&[default]).await? {
+                    self.send_error(&e);
+                    return Ok(Done::Failed);
+                }
+                let shards: Vec<ShardId> = self.conns.keys().copied().collect();
+                let (e, statuses) =
+                    shardgate_exec::internal_collect(&mut self.conns, &shards, set_sql).await?;
+                for st in &statuses {
+                    st.encode(&mut self.out.buf);
+                }
+                if let Some(e) = e {
+                    if self.txn == TxnState::Active {
+                        self.txn = TxnState::Failed;
+                    }
+                    self.send_error(&e);
+                    return Ok(Done::Failed);
+                }
+                self.settings.retain(|(n, _)| n != name || name.is_empty());
+                self.settings.push((name.clone(), set_sql.clone()));
+                self.rehash_settings();
+                let h = self.settings_hash;
+                for c in self.conns.values_mut() {
+                    *c.settings() = h;
+                }
+                let tag = if set_sql
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("reset")
+                {
+                    "RESET"
+                } else {
+                    "SET"
+                };
+                be::command_complete(&mut self.out.buf, tag);
+            }
+            Local::Reset => {
+                let shards: Vec<ShardId> = self.conns.keys().copied().collect();
+                if !shards.is_empty()
+                    && let Some(e) =
+                        shardgate_exec::internal(&mut self.conns, &shards, "RESET ALL").await?
+                {
+                    self.fail_statement(&e);
+                    return Ok(Done::Failed);
+                }
+                self.settings.clear();
+                self.rehash_settings();
+                for c in self.conns.values_mut() {
+                    *c.settings() = 0;
+                }
+                let discard = sql.trim_start().to_ascii_lowercase().starts_with("discard");
+                if discard {
+                    self.stmts.clear();
+                }
+                be::command_complete(
+                    &mut self.out.buf,
+                    if discard { "DISCARD ALL" } else { "RESET" },
+                );
+            }
+            Local::Deallocate(name) => {
+                match name {
+                    None => self.stmts.clear(),
+                    Some(n) => {
+                        if self.stmts.remove(n).is_none() {
+                            self.fail_statement(&err_fields(
+                                "26000",
+                                format!("prepared statement \"{n}\" does not exist"),
+                            ));
+                            return Ok(Done::Failed);
+                        }
+                    }
+                }
+                be::command_complete(
+                    &mut self.out.buf,
+                    if name.is_none() {
+                        "DEALLOCATE ALL"
+                    } else {
+                        "DEALLOCATE"
+                    },
+                );
+            }
+        }
+        Ok(Done::Ok)
+    }
+
+    /// Send rows the session made itself: a one-text-column-per-name result.
+    pub(super) fn local_rows(
+        &mut self,
+        cols: &[String],
+        rows: &[Vec<Option<String>>],
+        describe: bool,
+        explain: bool,
+    ) {
+        if describe {
+            let c: Vec<Column> = cols.iter().map(|n| Column::new(n, 25, -1)).collect();
+            be::row_description(&mut self.out.buf, &c);
+        }
+        for r in rows {
+            be::data_row(
+                &mut self.out.buf,
+                r.iter().map(|v| v.as_deref().map(str::as_bytes)),
+            );
+        }
+        let tag = if explain {
+            "EXPLAIN".to_string()
+        } else {
+            format!("SELECT {}", rows.len())
+        };
+        be::command_complete(&mut self.out.buf, &tag);
+    }
+}

@@ -1,0 +1,402 @@
+//! One client session: startup, the simple and extended query protocols,
+//! and the transaction state that decides which shard connections the
+//! session holds.
+//!
+//! Connections are pooled per transaction: a session takes a shard
+//! connection when a statement first needs that shard and gives it back
+//! when the transaction (or, outside one, the statement or extended-protocol
+//! batch) ends. A transaction's BEGIN (and SET LOCAL / SAVEPOINT) is
+//! replayed on each shard when it joins, so single-shard transactions cost
+//! no extra round trip.
+
+mod conns;
+mod extended;
+mod local;
+mod simple;
+
+use crate::router::{CancelSlot, Router};
+use bytes::{Bytes, BytesMut};
+use shardgate_backend::BackendError;
+use shardgate_core::{ShardId, Topology};
+use shardgate_exec::{ClientOut, Conns, ExecError, Outcome, Request};
+use shardgate_sql::{Local, Params, Plan, ShardSql, SqlError, StmtKind, Template};
+use shardgate_wire::backend::{self as be, Column, ErrorFields};
+use shardgate_wire::{Frame, frontend, startup};
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// Entries in a session's plan cache before it is cleared.
+const PLAN_CACHE_SIZE: usize = 512;
+
+/// Startup parameters that are not session settings.
+const NOT_SETTINGS: &[&str] = &[
+    "user",
+    "database",
+    "client_encoding",
+    "application_name",
+    "fallback_application_name",
+    "replication",
+    "options",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxnState {
+    Idle,
+    Active,
+    Failed,
+}
+
+struct Prepared {
+    sql: String,
+    types: Vec<u32>,
+    template: Template,
+    version: u64,
+}
+
+struct Portal {
+    stmt: String,
+    plan: Plan,
+    bind: Bytes,
+    result_formats: Vec<i16>,
+    describe_pending: bool,
+    bound_on: Option<ShardId>,
+}
+
+/// A statement's result, as far as the session's state is concerned.
+enum Done {
+    Ok,
+    Failed,
+}
+
+/// Run a session on an accepted socket until the client leaves.
+///
+/// # Errors
+/// Socket errors; protocol violations end the session after an error
+/// message.
+pub async fn run(router: Arc<Router>, sock: TcpStream) -> std::io::Result<()> {
+    let (rd, wr) = sock.into_split();
+    let mut s = Session {
+        topo: router.topology(),
+        router,
+        rd,
+        rbuf: BytesMut::with_capacity(8192),
+        out: ClientOut::new(wr),
+        conns: Conns::new(),
+        txn: TxnState::Idle,
+        prelude: Vec::new(),
+        written: BTreeSet::new(),
+        batch_used: BTreeSet::new(),
+        synced: BTreeSet::new(),
+        batch_writes: BTreeSet::new(),
+        batch_multi: false,
+        settings: Vec::new(),
+        settings_hash: 0,
+        settings_at_begin: None,
+        stmts: HashMap::new(),
+        portals: HashMap::new(),
+        plan_cache: HashMap::new(),
+        plan_cache_version: 0,
+        skip_to_sync: false,
+        cancel_slot: Arc::new(Mutex::new(Vec::new())),
+        key: (0, 0),
+    };
+    let r = s.main().await;
+    s.router.unregister_cancel(s.key);
+    r
+}
+
+struct Session {
+    router: Arc<Router>,
+    topo: Arc<Topology>,
+    rd: OwnedReadHalf,
+    rbuf: BytesMut,
+    out: ClientOut<OwnedWriteHalf>,
+    conns: Conns,
+    txn: TxnState,
+    /// BEGIN and in-transaction statements, replayed on joining shards.
+    prelude: Vec<String>,
+    written: BTreeSet<ShardId>,
+    batch_used: BTreeSet<ShardId>,
+    /// Shards whose connection already got this batch's Sync.
+    synced: BTreeSet<ShardId>,
+    /// Shards written by this extended-protocol batch (outside transactions).
+    batch_writes: BTreeSet<ShardId>,
+    /// This batch ran a multi-shard write.
+    batch_multi: bool,
+    settings: Vec<(String, String)>,
+    settings_hash: u64,
+    /// The settings when the transaction began (restored by ROLLBACK).
+    settings_at_begin: Option<(Vec<(String, String)>, u64)>,
+    stmts: HashMap<String, Prepared>,
+    portals: HashMap<String, Portal>,
+    /// Analyzed normalized statements of the simple protocol.
+    plan_cache: HashMap<String, Arc<Template>>,
+    plan_cache_version: u64,
+    skip_to_sync: bool,
+    cancel_slot: CancelSlot,
+    key: (i32, i32),
+}
+
+fn err_fields(code: &str, message: impl Into<String>) -> ErrorFields {
+    ErrorFields {
+        severity: "ERROR".into(),
+        code: code.into(),
+        message: message.into(),
+        ..Default::default()
+    }
+}
+
+fn sql_err(e: &SqlError) -> ErrorFields {
+    err_fields(e.sqlstate(), e.to_string())
+}
+
+impl Session {
+    async fn read_more(&mut self) -> std::io::Result<bool> {
+        if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+            self.rbuf.reserve(8192);
+        }
+        Ok(self.rd.read_buf(&mut self.rbuf).await? > 0)
+    }
+
+    async fn main(&mut self) -> std::io::Result<()> {
+        let params = loop {
+            match startup::take(&mut self.rbuf) {
+                Ok(Some(startup::Startup::Start(p))) => break p,
+                Ok(Some(startup::Startup::SslRequest | startup::Startup::GssEncRequest)) => {
+                    self.out.w.write_all(b"N").await?;
+                }
+                Ok(Some(startup::Startup::Cancel { pid, secret })) => {
+                    self.router.cancel((pid, secret)).await;
+                    return Ok(());
+                }
+                Ok(None) => {
+                    if !self.read_more().await? {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    be::error_like(
+                        &mut self.out.buf,
+                        b'E',
+                        &ErrorFields {
+                            severity: "FATAL".into(),
+                            code: "08P01".into(),
+                            message: format!("invalid startup packet: {e}"),
+                            ..Default::default()
+                        },
+                    );
+                    self.out.flush().await?;
+                    return Ok(());
+                }
+            }
+        };
+        self.startup(&params);
+        self.out.flush().await?;
+        loop {
+            let frame = match Frame::take(&mut self.rbuf) {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    if !self.read_more().await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    be::error_like(
+                        &mut self.out.buf,
+                        b'E',
+                        &ErrorFields {
+                            severity: "FATAL".into(),
+                            code: "08P01".into(),
+                            message: format!("invalid message: {e}"),
+                            ..Default::default()
+                        },
+                    );
+                    self.out.flush().await?;
+                    return Ok(());
+                }
+            };
+            let tag = frame.tag;
+            match self.handle(frame).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(ExecError::Client(e)) => return Err(e),
+                Err(ExecError::Shard { shard, source }) => {
+                    // A broken shard connection: drop every connection of
+                    // the session (they may be mid-reply) and tell the client.
+                    self.conns.clear();
+                    self.update_cancel();
+                    if self.txn != TxnState::Idle {
+                        self.txn = TxnState::Failed;
+                    }
+                    let name = shard
+                        .parse::<u32>()
+                        .map(|s| self.topo.shard_name(ShardId(s)))
+                        .unwrap_or(shard);
+                    self.send_error(&err_fields(
+                        "08006",
+                        format!("lost connection to shard {name}: {source}"),
+                    ));
+                    if matches!(tag, b'Q' | b'S') {
+                        self.skip_to_sync = false;
+                        self.ready();
+                    } else {
+                        self.skip_to_sync = true;
+                    }
+                    self.out.flush().await?;
+                }
+            }
+        }
+    }
+
+    fn startup(&mut self, params: &[(String, String)]) {
+        for (k, v) in params {
+            if !NOT_SETTINGS.contains(&k.as_str()) {
+                let lit = v.replace('\'', "''");
+                self.settings
+                    .push((k.to_ascii_lowercase(), format!("SET {k} = '{lit}'")));
+            }
+        }
+        self.rehash_settings();
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let user = get("user").unwrap_or("shardgate").to_string();
+        let b = &mut self.out.buf;
+        be::auth_ok(b);
+        let app = get("application_name").unwrap_or("");
+        for (k, v) in [
+            ("server_version", self.router.server_version.as_str()),
+            ("server_encoding", "UTF8"),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", get("DateStyle").unwrap_or("ISO, MDY")),
+            ("TimeZone", get("TimeZone").unwrap_or("UTC")),
+            ("integer_datetimes", "on"),
+            ("standard_conforming_strings", "on"),
+            ("IntervalStyle", "postgres"),
+            ("is_superuser", "off"),
+            ("session_authorization", user.as_str()),
+            ("application_name", app),
+        ] {
+            be::parameter_status(b, k, v);
+        }
+        self.key = (rand::random::<i32>().abs(), rand::random::<i32>());
+        be::backend_key_data(b, self.key.0, self.key.1);
+        self.router
+            .register_cancel(self.key, self.cancel_slot.clone());
+        self.ready();
+    }
+
+    fn rehash_settings(&mut self) {
+        if self.settings.is_empty() {
+            self.settings_hash = 0;
+            return;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.settings.hash(&mut h);
+        self.settings_hash = h.finish() | 1;
+    }
+
+    fn status(&self) -> u8 {
+        match self.txn {
+            TxnState::Idle => be::IDLE,
+            TxnState::Active => be::IN_TXN,
+            TxnState::Failed => be::FAILED_TXN,
+        }
+    }
+
+    fn ready(&mut self) {
+        let st = self.status();
+        be::ready_for_query(&mut self.out.buf, st);
+    }
+
+    fn send_error(&mut self, e: &ErrorFields) {
+        be::error_like(&mut self.out.buf, b'E', e);
+    }
+
+    fn notice(&mut self, code: &str, msg: &str) {
+        be::error_like(
+            &mut self.out.buf,
+            b'N',
+            &ErrorFields {
+                severity: "WARNING".into(),
+                code: code.into(),
+                message: msg.into(),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Refresh the topology snapshot if the router has a newer one.
+    fn refresh_topology(&mut self) {
+        let t = self.router.topology();
+        if t.version != self.topo.version {
+            self.topo = t;
+        }
+    }
+
+    async fn handle(&mut self, f: Frame) -> Result<bool, ExecError> {
+        if self.skip_to_sync && !matches!(f.tag, b'S' | b'X') {
+            if f.tag == b'H' {
+                self.out.flush().await?;
+            }
+            return Ok(true);
+        }
+        match f.tag {
+            b'Q' => {
+                self.simple_query(&f).await?;
+                self.out.flush().await?;
+            }
+            b'P' => self.parse(&f),
+            b'B' => self.bind(&f),
+            b'D' => self.describe(&f).await?,
+            b'E' => self.execute(&f).await?,
+            b'C' => {
+                match frontend::parse_target(&f.body) {
+                    Ok((b'S', name)) => {
+                        self.stmts.remove(name);
+                    }
+                    Ok((_, name)) => {
+                        self.portals.remove(name);
+                    }
+                    Err(e) => return self.protocol_violation(&e.to_string()).await,
+                }
+                be::close_complete(&mut self.out.buf);
+            }
+            b'S' => {
+                self.sync().await?;
+                self.out.flush().await?;
+            }
+            b'H' => {
+                self.answer_pending_describes().await?;
+                self.out.flush().await?;
+            }
+            b'X' => return Ok(false),
+            // COPY data outside COPY (COPY is refused): ignore, as PostgreSQL does.
+            b'd' | b'c' | b'f' => {}
+            other => {
+                return self
+                    .protocol_violation(&format!("unexpected message type {:?}", other as char))
+                    .await;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn protocol_violation(&mut self, why: &str) -> Result<bool, ExecError> {
+        be::error_like(
+            &mut self.out.buf,
+            b'E',
+            &ErrorFields {
+                severity: "FATAL".into(),
+                code: "08P01".into(),
+                message: format!("protocol violation: {why}"),
+                ..Default::default()
+            },
+        );
+        self.out.flush().await?;
+        Ok(false)
+    }
+}

@@ -1,0 +1,366 @@
+//! The simple query protocol: the plan cache, forwarding a query as it is
+//! to one shard, implicit transactions of multi-statement queries, and
+//! running a plan on several shards.
+
+use super::*;
+
+impl Session {
+    pub(super) async fn simple_query(&mut self, f: &Frame) -> Result<(), ExecError> {
+        let sql = match frontend::parse_query(&f.body) {
+            Ok(s) => s.to_string(),
+            Err(e) => {
+                self.send_error(&err_fields("08P01", e.to_string()));
+                self.ready();
+                return Ok(());
+            }
+        };
+        self.refresh_topology();
+        if self.txn != TxnState::Failed
+            && let Some((shard, kind)) = self.cached_single_shard(&sql)
+        {
+            self.forward_simple(f, shard, kind).await?;
+            return Ok(());
+        }
+        let analyzed = shardgate_sql::analyze_all(&sql, &self.topo);
+        if analyzed.is_empty() {
+            be::empty_query(&mut self.out.buf);
+            self.ready();
+            return Ok(());
+        }
+        let all = self.topo.shards();
+        let default = self.topo.default_shard;
+        let plans: Vec<Result<Plan, SqlError>> = analyzed
+            .iter()
+            .map(|a| a.template.resolve(&Params::none(), &all, default))
+            .collect();
+        // Fast path: every statement goes, as written, to the same one
+        // shard: forward the client's message unchanged.
+        if self.txn != TxnState::Failed
+            && let Some((shard, kind)) = single_target(&plans)
+        {
+            return self.forward_simple(f, shard, kind).await;
+        }
+        // Several statements in one query string form one implicit
+        // transaction, as in PostgreSQL: all of them or none.
+        let implicit = analyzed.len() > 1
+            && self.txn == TxnState::Idle
+            && !analyzed.iter().any(|a| {
+                matches!(
+                    a.template,
+                    Template::Local(
+                        Local::Begin | Local::Commit | Local::Rollback | Local::InTransaction
+                    )
+                )
+            });
+        if implicit {
+            self.txn = TxnState::Active;
+            self.prelude = vec!["BEGIN".to_string()];
+            self.settings_at_begin = Some((self.settings.clone(), self.settings_hash));
+        }
+        for (a, plan) in analyzed.iter().zip(plans) {
+            let done = match plan {
+                Err(e) => {
+                    self.fail_statement(&sql_err(&e));
+                    Done::Failed
+                }
+                Ok(p) => self.run_plan_simple(&p, &a.template, &a.sql).await?,
+            };
+            if matches!(done, Done::Failed) {
+                break;
+            }
+        }
+        if implicit && self.txn != TxnState::Idle {
+            let commit = self.txn == TxnState::Active;
+            if let Some(e) = self.finish_txn(commit).await? {
+                self.send_error(&e);
+            }
+        }
+        self.end_simple();
+        Ok(())
+    }
+
+    /// Forward a client's Query message as it is to one shard.
+    pub(super) async fn forward_simple(
+        &mut self,
+        f: &Frame,
+        shard: ShardId,
+        kind: StmtKind,
+    ) -> Result<(), ExecError> {
+        if let Some(e) = self.check_write(&[shard], kind) {
+            self.fail_statement(&e);
+        } else if let Some(e) = self.ensure(&[shard]).await? {
+            self.fail_statement(&e);
+        } else {
+            let raw = f.to_bytes();
+            let o = shardgate_exec::run(
+                &mut self.conns,
+                &[shard],
+                &Request::Raw(&raw),
+                &mut self.out,
+            )
+            .await?;
+            self.after_statement(&o);
+        }
+        self.end_simple();
+        Ok(())
+    }
+
+    /// The plan cache: a single statement whose normalized text (literals
+    /// as parameters) was analyzed before, and that resolves, with this
+    /// text's literals, to one shard as written.
+    pub(super) fn cached_single_shard(&mut self, sql: &str) -> Option<(ShardId, StmtKind)> {
+        let (norm, vals) = shardgate_sql::normalize::normalize(sql)?;
+        if self.plan_cache_version != self.topo.version {
+            self.plan_cache.clear();
+            self.plan_cache_version = self.topo.version;
+        }
+        let template = match self.plan_cache.get(&norm) {
+            Some(t) => t.clone(),
+            None => {
+                let first = norm
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if !matches!(
+                    first.as_str(),
+                    "select" | "insert" | "update" | "delete" | "with"
+                ) || norm.contains("shardgate")
+                {
+                    return None;
+                }
+                let t = Arc::new(shardgate_sql::analyze(&norm, &self.topo));
+                if self.plan_cache.len() >= PLAN_CACHE_SIZE {
+                    self.plan_cache.clear();
+                }
+                self.plan_cache.insert(norm, t.clone());
+                t
+            }
+        };
+        if !matches!(*template, Template::Route { .. } | Template::Insert { .. }) {
+            return None;
+        }
+        let params = Params {
+            values: vals.iter().map(|v| Some(v.as_bytes())).collect(),
+            binary: Vec::new(),
+            types: Vec::new(),
+        };
+        match template.resolve(&params, &self.topo.shards(), self.topo.default_shard) {
+            Ok(Plan::Route {
+                shards,
+                sql: ShardSql::Original,
+                kind,
+            }) if shards.len() == 1 && kind != StmtKind::Ddl => Some((shards[0], kind)),
+            _ => None,
+        }
+    }
+
+    pub(super) fn end_simple(&mut self) {
+        if self.txn == TxnState::Idle {
+            self.release_all();
+        }
+        self.ready();
+    }
+
+    pub(super) fn fail_statement(&mut self, e: &ErrorFields) {
+        self.send_error(e);
+        if self.txn == TxnState::Active {
+            self.txn = TxnState::Failed;
+        }
+    }
+
+    pub(super) fn after_statement(&mut self, o: &Outcome) -> Done {
+        if o.error.is_some() {
+            if self.txn == TxnState::Active {
+                self.txn = TxnState::Failed;
+            }
+            Done::Failed
+        } else {
+            Done::Ok
+        }
+    }
+
+    pub(super) fn aborted(&mut self) -> Done {
+        self.send_error(&err_fields(
+            "25P02",
+            "current transaction is aborted, commands ignored until end of transaction block",
+        ));
+        Done::Failed
+    }
+
+    pub(super) async fn run_plan_simple(
+        &mut self,
+        plan: &Plan,
+        template: &Template,
+        sql: &str,
+    ) -> Result<Done, ExecError> {
+        if self.txn == TxnState::Failed
+            && !matches!(
+                plan,
+                Plan::Local(Local::Commit | Local::Rollback | Local::InTransaction)
+            )
+        {
+            return Ok(self.aborted());
+        }
+        match plan {
+            Plan::Local(l) => self.run_local(l, sql).await,
+            Plan::Admin(call) => {
+                let r = crate::admin::run(&self.router, call).await;
+                self.refresh_topology();
+                match r {
+                    Ok((cols, rows)) => {
+                        self.local_rows(&cols, &rows, true, false);
+                        Ok(Done::Ok)
+                    }
+                    Err(e) => {
+                        self.fail_statement(&e);
+                        Ok(Done::Failed)
+                    }
+                }
+            }
+            Plan::Explain(p) => {
+                let rows: Vec<Vec<Option<String>>> =
+                    p.describe().into_iter().map(|l| vec![Some(l)]).collect();
+                self.local_rows(&["QUERY PLAN".to_string()], &rows, true, true);
+                Ok(Done::Ok)
+            }
+            Plan::Route {
+                shards,
+                sql: ShardSql::Original,
+                kind,
+            } => {
+                let d = self.route_simple(shards, sql, *kind).await?;
+                if let (
+                    Done::Ok,
+                    Template::Route {
+                        learns: Some((t, cols)),
+                        ..
+                    },
+                ) = (&d, template)
+                {
+                    if let Err(e) = crate::admin::learn_columns(&self.router, t, cols).await {
+                        tracing::warn!("could not record the columns of {t}: {}", e.message);
+                    }
+                    self.refresh_topology();
+                }
+                Ok(d)
+            }
+            Plan::Route {
+                shards,
+                sql: ShardSql::PerShard(per),
+                kind,
+            } => {
+                self.route_with(shards, *kind, |_| Request::SimplePer(per), false)
+                    .await
+            }
+        }
+    }
+
+    pub(super) async fn route_simple(
+        &mut self,
+        shards: &[ShardId],
+        sql: &str,
+        kind: StmtKind,
+    ) -> Result<Done, ExecError> {
+        let concurrently =
+            kind == StmtKind::Ddl && sql.to_ascii_lowercase().contains("concurrently");
+        self.route_with(shards, kind, |_| Request::Simple(sql), concurrently)
+            .await
+    }
+
+    /// Run a statement on `shards`. Outside a transaction a multi-shard
+    /// write or DDL is wrapped in a transaction on each shard that commits
+    /// only if all succeeded (best effort until two-phase commit).
+    pub(super) async fn route_with<'r>(
+        &mut self,
+        shards: &[ShardId],
+        kind: StmtKind,
+        req: impl Fn(()) -> Request<'r>,
+        no_wrap: bool,
+    ) -> Result<Done, ExecError> {
+        if let Some(e) = self.check_write(shards, kind) {
+            self.fail_statement(&e);
+            return Ok(Done::Failed);
+        }
+        if let Some(e) = self.ensure(shards).await? {
+            self.fail_statement(&e);
+            return Ok(Done::Failed);
+        }
+        let wrap = self.txn == TxnState::Idle
+            && shards.len() > 1
+            && matches!(
+                kind,
+                StmtKind::Write | StmtKind::WriteCopies | StmtKind::Ddl
+            )
+            && !no_wrap;
+        if wrap && let Some(e) = shardgate_exec::internal(&mut self.conns, shards, "BEGIN").await? {
+            self.send_error(&e);
+            let _ = shardgate_exec::internal(&mut self.conns, shards, "ROLLBACK").await?;
+            return Ok(Done::Failed);
+        }
+        let r = req(());
+        let extended = !matches!(
+            r,
+            Request::Raw(_) | Request::Simple(_) | Request::SimplePer(_)
+        );
+        let merger = if kind == StmtKind::WriteCopies {
+            shardgate_exec::Merger::copies(shards.len())
+        } else {
+            shardgate_exec::Merger::new(shards.len())
+        };
+        let o =
+            shardgate_exec::run_merged(&mut self.conns, shards, &r, &mut self.out, merger).await?;
+        if wrap {
+            if extended {
+                let mut sub: Conns = Conns::new();
+                for s in shards {
+                    if let Some(c) = self.conns.remove(s) {
+                        sub.insert(*s, c);
+                    }
+                }
+                let st = shardgate_exec::sync_all(&mut sub, &mut self.out).await;
+                self.conns.append(&mut sub);
+                st?;
+            }
+            let end = if o.error.is_none() {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            };
+            if let Some(e) = shardgate_exec::internal(&mut self.conns, shards, end).await? {
+                self.send_error(&e);
+                return Ok(Done::Failed);
+            }
+        }
+        Ok(self.after_statement(&o))
+    }
+}
+
+/// If every plan routes, as written, to one and the same shard and none
+/// needs the session (transaction control, admin), that shard.
+pub(super) fn single_target(plans: &[Result<Plan, SqlError>]) -> Option<(ShardId, StmtKind)> {
+    let mut target = None;
+    let mut kind = StmtKind::Read;
+    for p in plans {
+        match p {
+            Ok(Plan::Route {
+                shards,
+                sql: ShardSql::Original,
+                kind: k,
+            }) if shards.len() == 1 => {
+                if *k == StmtKind::Ddl {
+                    return None;
+                }
+                if target.is_some_and(|t| t != shards[0]) {
+                    return None;
+                }
+                target = Some(shards[0]);
+                if matches!(k, StmtKind::Write | StmtKind::WriteCopies) {
+                    kind = StmtKind::Write;
+                }
+            }
+            _ => return None,
+        }
+    }
+    target.map(|t| (t, kind))
+}
