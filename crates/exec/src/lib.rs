@@ -13,11 +13,14 @@
 
 pub mod error;
 pub mod merge;
+pub mod merge_sort;
+pub mod order;
 pub mod out;
 pub mod run;
 
 pub use error::ExecError;
 pub use merge::{Merger, Outcome};
+pub use merge_sort::{MergeRequest, bind_params, run_merge};
 pub use out::ClientOut;
 pub use run::{
     Conns, Request, internal, internal_collect, rollback_batch, run, run_merged, statement_name,

@@ -82,7 +82,12 @@ pub fn statement_name(sql: &str, types: &[u32], epoch: u32) -> String {
     format!("sg{epoch}_{:016x}", h.finish())
 }
 
-fn prepare_if_needed(c: &mut PooledConn, sql: &str, types: &[u32], buf: &mut BytesMut) -> String {
+pub(crate) fn prepare_if_needed(
+    c: &mut PooledConn,
+    sql: &str,
+    types: &[u32],
+    buf: &mut BytesMut,
+) -> String {
     let name = statement_name(sql, types, c.epoch());
     if !c.prepared().contains(&name) {
         frontend::parse(buf, &name, sql, types);
@@ -169,7 +174,7 @@ fn ends(req: &Request<'_>, f: &Frame) -> bool {
     }
 }
 
-fn lost(shard: ShardId, source: BackendError) -> ExecError {
+pub(crate) fn lost(shard: ShardId, source: BackendError) -> ExecError {
     ExecError::Shard {
         shard: shard.to_string(),
         source,

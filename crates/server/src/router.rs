@@ -22,6 +22,9 @@ pub struct Router {
     cancels: Mutex<HashMap<(i32, i32), CancelSlot>>,
     /// The server_version reported to clients.
     pub server_version: String,
+    /// Every shard orders text bytewise (C collation), so text sort keys
+    /// can be merged.
+    pub bytewise_text: bool,
 }
 
 impl Router {
@@ -36,6 +39,7 @@ impl Router {
         meta: Arc<dyn MetaStore>,
         configured: Vec<TableRule>,
         server_version: String,
+        bytewise_text: bool,
     ) -> Result<Router, ServerError> {
         let names: Vec<String> = pools.iter().map(|p| p.name.clone()).collect();
         let mut md = meta.load()?;
@@ -100,6 +104,7 @@ impl Router {
             meta_lock: tokio::sync::Mutex::new(()),
             cancels: Mutex::new(HashMap::new()),
             server_version,
+            bytewise_text,
         })
     }
 

@@ -88,6 +88,9 @@ async fn serve(
     let pool_size = cfg.pool_size.unwrap_or(64);
     let mut pools = Vec::new();
     let mut server_version = "15.0".to_string();
+    // Text sort keys merge bytewise: only right where every shard's
+    // database uses the C collation (SQLite compares bytewise).
+    let mut bytewise_text = true;
     for (i, s) in cfg.shards.iter().enumerate() {
         let target = match (&s.url, &s.sqlite) {
             (Some(u), None) => ShardTarget::Pg(PgConfig::from_url(u).map_err(|e| {
@@ -107,13 +110,28 @@ async fn serve(
                     {
                         server_version = v.split_whitespace().next().unwrap_or(v).to_string();
                     }
+                    let mut c = shardgate_backend::ShardConn::Pg(c);
+                    let coll = c
+                        .simple_rows(
+                            "SELECT datcollate FROM pg_database WHERE datname = current_database()",
+                        )
+                        .await
+                        .ok()
+                        .and_then(|r| r.into_iter().next())
+                        .and_then(|r| r.into_iter().next().flatten());
+                    if !matches!(coll.as_deref(), Some("C" | "POSIX")) {
+                        bytewise_text = false;
+                    }
                 }
-                Err(e) => tracing::warn!(
-                    "shard {} ({}:{}) is not reachable yet: {e}",
-                    s.name,
-                    pc.host,
-                    pc.port
-                ),
+                Err(e) => {
+                    bytewise_text = false;
+                    tracing::warn!(
+                        "shard {} ({}:{}) is not reachable yet: {e}",
+                        s.name,
+                        pc.host,
+                        pc.port
+                    )
+                }
             }
         }
         pools.push(Arc::new(Pool::new(
@@ -124,7 +142,13 @@ async fn serve(
         )));
     }
     let meta = Arc::new(FileStore::new(data_dir.join("meta.json")));
-    let router = Arc::new(Router::new(pools, meta, rules, server_version)?);
+    let router = Arc::new(Router::new(
+        pools,
+        meta,
+        rules,
+        server_version,
+        bytewise_text,
+    )?);
     learn_key_types(&router).await;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

@@ -148,6 +148,33 @@ async fn embedded_extended_protocol_with_tokio_postgres() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 6);
+    // ORDER BY and LIMIT across shards are merged.
+    let ids: Vec<i64> = c
+        .query(
+            "SELECT id FROM accounts ORDER BY balance DESC LIMIT 3 OFFSET 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, vec![39, 38, 37]);
+    let msgs = c
+        .simple_query("SELECT owner FROM accounts ORDER BY id LIMIT 2")
+        .await
+        .unwrap();
+    let n = msgs
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count();
+    assert_eq!(n, 2);
+    // An expression key of unknown type on the embedded shards is refused.
+    let e = c
+        .simple_query("SELECT id FROM accounts ORDER BY balance + 1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "0A000");
     // A transaction on one shard.
     c.simple_query("BEGIN").await.unwrap();
     c.execute(

@@ -58,6 +58,7 @@ fn route(targets: Targets, kind: StmtKind) -> Template {
         kind,
         single_only: None,
         learns: None,
+        merge: None,
     }
 }
 
@@ -466,6 +467,7 @@ fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Tem
                 kind: StmtKind::Ddl,
                 single_only: None,
                 learns: Some((table, cols)),
+                merge: None,
             }
         }
         S::CreateView(v) => {
@@ -1109,6 +1111,7 @@ fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlError> {
     {
         may_scatter = false;
     }
+    let mut merge = None;
     let single_only = if !may_scatter {
         Some(SqlError::Unsupported(format!(
             "this query joins or nests sharded tables ({}) in a way that needs a cross-shard join, which is not supported yet; filter every sharded table by the same shard key, or join co-located tables on their shard key",
@@ -1119,17 +1122,22 @@ fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlError> {
                 .join(", ")
         )))
     } else {
-        merge_needed(q).map(|why| {
-            SqlError::Unsupported(format!(
+        match crate::merge::plan_merge(q, merge_needed) {
+            Ok(m) => {
+                merge = m.map(Box::new);
+                None
+            }
+            Err(why) => Some(SqlError::Unsupported(format!(
                 "a multi-shard SELECT with {why} is not supported yet; add a shard-key filter so it reaches one shard"
-            ))
-        })
+            ))),
+        }
     };
     Ok(Template::Route {
         targets,
         kind: StmtKind::Read,
         single_only,
         learns: None,
+        merge,
     })
 }
 
@@ -1226,6 +1234,7 @@ fn analyze_dml(
                 kind: StmtKind::Write,
                 single_only,
                 learns: None,
+                merge: None,
             })
         }
     }

@@ -99,6 +99,7 @@ pub fn unsharded_only(sql: &str, topo: &Topology) -> Option<Template> {
         kind,
         single_only: None,
         learns: None,
+        merge: None,
     })
 }
 

@@ -10,6 +10,7 @@
 pub mod analyze;
 pub mod error;
 pub mod fast;
+pub mod merge;
 pub mod normalize;
 pub mod params;
 pub mod plan;
@@ -18,5 +19,6 @@ pub mod split;
 
 pub use analyze::{Analyzed, analyze, analyze_all};
 pub use error::SqlError;
+pub use merge::{MergeSpec, SortKey};
 pub use params::Params;
 pub use plan::{AdminCall, KeyExpr, Local, Plan, ShardSql, StmtKind, Targets, Template};

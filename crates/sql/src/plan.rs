@@ -108,6 +108,9 @@ pub enum Template {
         /// Sharded tables whose key types must be learned from this DDL:
         /// (table, all columns with declared types).
         learns: Option<(String, Vec<(String, String)>)>,
+        /// How to merge the shards' rows when more than one is reached
+        /// (ORDER BY, LIMIT, OFFSET); `None` means concatenate.
+        merge: Option<Box<crate::merge::MergeSpec>>,
     },
     /// An INSERT into a sharded table; rows may be split across shards.
     Insert {
@@ -148,6 +151,13 @@ pub enum Plan {
         /// Kind of statement.
         kind: StmtKind,
     },
+    /// Run the merge's SQL on these shards and merge their sorted rows.
+    Merge {
+        /// Target shards, sorted, more than one.
+        shards: Vec<ShardId>,
+        /// The merge.
+        spec: Box<crate::merge::MergeSpec>,
+    },
     /// Describe another plan.
     Explain(Box<Plan>),
 }
@@ -184,6 +194,11 @@ impl Plan {
                     }
                 }
             }
+            Plan::Merge { shards, spec } => {
+                for l in spec.describe(shards) {
+                    out.push(format!("{pad}{l}"));
+                }
+            }
             Plan::Explain(p) => p.describe_into(out, depth),
         }
     }
@@ -210,6 +225,7 @@ impl Template {
                 targets,
                 kind,
                 single_only,
+                merge,
                 ..
             } => {
                 let shards = match targets {
@@ -234,10 +250,16 @@ impl Template {
                         v
                     }
                 };
-                if shards.len() > 1
-                    && let Some(e) = single_only
-                {
-                    return Err(e.clone());
+                if shards.len() > 1 {
+                    if let Some(e) = single_only {
+                        return Err(e.clone());
+                    }
+                    if let Some(spec) = merge {
+                        return Ok(Plan::Merge {
+                            shards,
+                            spec: spec.clone(),
+                        });
+                    }
                 }
                 Ok(Plan::Route {
                     shards,

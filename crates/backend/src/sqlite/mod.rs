@@ -381,6 +381,10 @@ impl LiteConn {
                         };
                         let ty = if lower.starts_with("count(") {
                             (oid::INT8, 8)
+                        } else if lower.starts_with("sg_sort_") {
+                            // A merge's hidden sort key of unknown type: say
+                            // so, rather than let it compare as text.
+                            (oid::UNKNOWN, -2)
                         } else {
                             (oid::TEXT, -1)
                         };

@@ -33,6 +33,8 @@ pub mod oid {
     pub const NUMERIC: u32 = 1700;
     /// uuid
     pub const UUID: u32 = 2950;
+    /// unknown
+    pub const UNKNOWN: u32 = 705;
 }
 
 /// The OID and size for a declared SQLite column type.

@@ -230,6 +230,36 @@ impl Session {
                 self.local_rows(&["QUERY PLAN".to_string()], &rows, describe, true);
                 Done::Ok
             }
+            Plan::Merge { shards, spec } => {
+                if max_rows > 0 {
+                    self.send_error(&err_fields(
+                        "0A000",
+                        "fetching a multi-shard result in batches (Execute with a row limit) is not supported yet",
+                    ));
+                    Done::Failed
+                } else if self.txn == TxnState::Idle && !self.batch_writes.is_empty() {
+                    self.send_error(&err_fields(
+                        "0A000",
+                        "a multi-shard ORDER BY/LIMIT after a write in the same batch is not supported yet; Sync between them",
+                    ));
+                    Done::Failed
+                } else {
+                    let tail = frontend::parse_bind(&bind)
+                        .map(|b| b.tail.to_vec())
+                        .unwrap_or_default();
+                    let params = shardgate_exec::bind_params(&tail)
+                        .map(<[u8]>::to_vec)
+                        .unwrap_or_else(|_| vec![0, 0, 0, 0]);
+                    let req = shardgate_exec::MergeRequest {
+                        param_types: &types,
+                        params: &params,
+                        result_formats: &result_formats,
+                        describe,
+                        bytewise_text: self.router.bytewise_text,
+                    };
+                    self.run_merge_plan(shards, spec, &req).await?
+                }
+            }
             Plan::Route {
                 shards,
                 sql: ShardSql::Original,
@@ -396,7 +426,8 @@ impl Session {
                     shards,
                     sql: ShardSql::Original,
                     ..
-                } => {
+                }
+                | Plan::Merge { shards, .. } => {
                     let Some(st) = self.stmts.get(&stmt) else {
                         continue;
                     };

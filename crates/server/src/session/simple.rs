@@ -224,6 +224,16 @@ impl Session {
                 self.local_rows(&["QUERY PLAN".to_string()], &rows, true, true);
                 Ok(Done::Ok)
             }
+            Plan::Merge { shards, spec } => {
+                let req = shardgate_exec::MergeRequest {
+                    param_types: &[],
+                    params: &[0, 0, 0, 0],
+                    result_formats: &[],
+                    describe: true,
+                    bytewise_text: self.router.bytewise_text,
+                };
+                self.run_merge_plan(shards, spec, &req).await
+            }
             Plan::Route {
                 shards,
                 sql: ShardSql::Original,
@@ -254,6 +264,23 @@ impl Session {
                     .await
             }
         }
+    }
+
+    /// Run a merge plan (both protocols): every shard's batch ends synced.
+    pub(super) async fn run_merge_plan(
+        &mut self,
+        shards: &[ShardId],
+        spec: &shardgate_sql::MergeSpec,
+        req: &shardgate_exec::MergeRequest<'_>,
+    ) -> Result<Done, ExecError> {
+        if let Some(e) = self.ensure(shards).await? {
+            self.fail_statement(&e);
+            return Ok(Done::Failed);
+        }
+        let o =
+            shardgate_exec::run_merge(&mut self.conns, shards, spec, req, &mut self.out).await?;
+        self.synced.extend(shards.iter().copied());
+        Ok(self.after_statement(&o))
     }
 
     pub(super) async fn route_simple(

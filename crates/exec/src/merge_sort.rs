@@ -1,0 +1,416 @@
+//! The streaming k-way merge of a multi-shard SELECT with ORDER BY, LIMIT
+//! and OFFSET.
+//!
+//! Each shard gets the merge's SQL (hidden sort columns appended) in two
+//! round trips: Describe (to learn the columns), then Bind with the
+//! client's parameters and result formats for the visible columns and
+//! binary for the hidden ones, Execute and Sync. Rows are merged one at a
+//! time: memory holds one row per shard, whatever the result size.
+
+use crate::error::ExecError;
+use crate::merge::Outcome;
+use crate::order;
+use crate::out::ClientOut;
+use crate::run::{Conns, lost, prepare_if_needed};
+use bytes::{BufMut, Bytes, BytesMut};
+use shardgate_backend::BackendError;
+use shardgate_core::ShardId;
+use shardgate_sql::merge::{MergeSpec, SortKey};
+use shardgate_wire::backend::{self as be, Column, ErrorFields};
+use shardgate_wire::{Frame, Reader, frontend};
+use std::cmp::Ordering;
+use tokio::io::AsyncWrite;
+
+/// What the client sent for this statement.
+pub struct MergeRequest<'a> {
+    /// The statement's parameter types.
+    pub param_types: &'a [u32],
+    /// The client's Bind from its parameter formats up to (not including)
+    /// its result formats; `[0, 0, 0, 0]` for none.
+    pub params: &'a [u8],
+    /// The client's result formats (none, one for all, or one per column).
+    pub result_formats: &'a [i16],
+    /// Send the RowDescription (simple protocol, or a Describe Portal).
+    pub describe: bool,
+    /// Text compares bytewise on these shards (C collation).
+    pub bytewise_text: bool,
+}
+
+/// The part of a Bind message's tail (after the statement name) that holds
+/// the parameter formats and values.
+///
+/// # Errors
+/// A malformed Bind.
+pub fn bind_params(tail: &[u8]) -> Result<&[u8], shardgate_wire::WireError> {
+    let mut r = Reader::new(tail);
+    let nf = r.i16()?.max(0) as usize;
+    r.bytes(nf * 2)?;
+    let np = r.i16()?.max(0) as usize;
+    for _ in 0..np {
+        r.value()?;
+    }
+    Ok(&tail[..tail.len() - r.remaining()])
+}
+
+struct Row {
+    body: Bytes,
+    visible_end: usize,
+    keys: Vec<Option<(usize, usize)>>,
+}
+
+fn split_row(body: Bytes, visible: usize) -> Option<Row> {
+    let n = i16::from_be_bytes([*body.first()?, *body.get(1)?]).max(0) as usize;
+    let mut pos = 2;
+    let mut visible_end = 2;
+    let mut keys = Vec::with_capacity(n.saturating_sub(visible));
+    for i in 0..n {
+        if i == visible {
+            visible_end = pos;
+        }
+        let len = i32::from_be_bytes(body.get(pos..pos + 4)?.try_into().ok()?);
+        pos += 4;
+        let v = if len < 0 {
+            None
+        } else {
+            let r = (pos, pos + len as usize);
+            pos += len as usize;
+            if pos > body.len() {
+                return None;
+            }
+            Some(r)
+        };
+        if i >= visible {
+            keys.push(v);
+        }
+    }
+    if n == visible {
+        visible_end = pos;
+    }
+    Some(Row {
+        body,
+        visible_end,
+        keys,
+    })
+}
+
+fn cmp_rows(a: &Row, b: &Row, keys: &[SortKey], oids: &[u32]) -> Ordering {
+    for (i, k) in keys.iter().enumerate() {
+        let av = a.keys[i].map(|(s, e)| &a.body[s..e]);
+        let bv = b.keys[i].map(|(s, e)| &b.body[s..e]);
+        let c = match (av, bv) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => {
+                if k.nulls_first {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (Some(_), None) => {
+                if k.nulls_first {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            (Some(x), Some(y)) => {
+                let c = order::compare(oids[i], x, y);
+                if k.desc { c.reverse() } else { c }
+            }
+        };
+        if c != Ordering::Equal {
+            return c;
+        }
+    }
+    Ordering::Equal
+}
+
+fn err(code: &str, message: impl Into<String>) -> ErrorFields {
+    ErrorFields {
+        severity: "ERROR".into(),
+        code: code.into(),
+        message: message.into(),
+        ..Default::default()
+    }
+}
+
+/// Read one shard to its ReadyForQuery, keeping notices.
+async fn drain<W: AsyncWrite + Unpin>(
+    conns: &mut Conns,
+    s: ShardId,
+    out: &mut ClientOut<W>,
+) -> Result<(), ExecError> {
+    let c = conns
+        .get_mut(&s)
+        .ok_or_else(|| lost(s, BackendError::Closed))?;
+    loop {
+        let f = c.recv().await.map_err(|e| lost(s, e))?;
+        match f.tag {
+            b'Z' => return Ok(()),
+            b'N' => f.encode(&mut out.buf),
+            b'E' => c.forget_prepared(),
+            _ => {}
+        }
+    }
+}
+
+/// End every shard's batch after a failure before Bind: Sync and drain.
+async fn abort<W: AsyncWrite + Unpin>(
+    conns: &mut Conns,
+    shards: &[ShardId],
+    out: &mut ClientOut<W>,
+    e: ErrorFields,
+) -> Result<Outcome, ExecError> {
+    let mut buf = BytesMut::new();
+    frontend::sync(&mut buf);
+    for s in shards {
+        let c = conns
+            .get_mut(s)
+            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        c.send(&buf).await.map_err(|x| lost(*s, x))?;
+    }
+    for s in shards {
+        drain(conns, *s, out).await?;
+    }
+    be::error_like(&mut out.buf, b'E', &e);
+    Ok(Outcome {
+        error: Some(e),
+        ..Default::default()
+    })
+}
+
+/// Run a merge plan on `shards` and stream the merged rows to `out`.
+/// Every shard ends at ReadyForQuery (its batch is synced).
+///
+/// # Errors
+/// A shard connection failed or the client is gone.
+///
+/// # Cancel safety
+/// Not cancel safe (see [`crate::run`]).
+pub async fn run_merge<W: AsyncWrite + Unpin>(
+    conns: &mut Conns,
+    shards: &[ShardId],
+    spec: &MergeSpec,
+    req: &MergeRequest<'_>,
+    out: &mut ClientOut<W>,
+) -> Result<Outcome, ExecError> {
+    // Round trip 1: the columns.
+    let mut names = Vec::with_capacity(shards.len());
+    let mut buf = BytesMut::new();
+    for s in shards {
+        let c = conns
+            .get_mut(s)
+            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        buf.clear();
+        let name = prepare_if_needed(c, &spec.sql, req.param_types, &mut buf);
+        frontend::describe(&mut buf, b'S', &name);
+        frontend::flush(&mut buf);
+        c.send(&buf).await.map_err(|e| lost(*s, e))?;
+        names.push(name);
+    }
+    let mut columns: Option<Vec<Column>> = None;
+    let mut first_error = None;
+    for s in shards {
+        let c = conns
+            .get_mut(s)
+            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        loop {
+            let f = c.recv().await.map_err(|e| lost(*s, e))?;
+            match f.tag {
+                b'T' => {
+                    if columns.is_none() {
+                        columns = Some(
+                            be::parse_row_description(&f.body)
+                                .map_err(|e| lost(*s, BackendError::Protocol(e)))?,
+                        );
+                    }
+                    break;
+                }
+                b'n' => {
+                    first_error
+                        .get_or_insert_with(|| err("XX000", "a merged query returned no columns"));
+                    break;
+                }
+                b'E' => {
+                    c.forget_prepared();
+                    if first_error.is_none() {
+                        first_error = be::parse_error(&f.body).ok();
+                    }
+                    break;
+                }
+                b'N' => f.encode(&mut out.buf),
+                _ => {}
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return abort(conns, shards, out, e).await;
+    }
+    let cols = columns.unwrap_or_default();
+    let k = spec.keys.len();
+    if cols.len() < k {
+        return abort(
+            conns,
+            shards,
+            out,
+            err("XX000", "a merged query lost its sort columns"),
+        )
+        .await;
+    }
+    let visible = cols.len() - k;
+    let oids: Vec<u32> = cols[visible..].iter().map(|c| c.type_oid).collect();
+    if let Some(o) = oids
+        .iter()
+        .find(|o| !order::supported(**o, req.bytewise_text))
+    {
+        let why = if matches!(o, 19 | 25 | 1042 | 1043) {
+            "ORDER BY text across shards needs the C collation on the shards (their order would differ from PostgreSQL's otherwise); add a shard-key filter".to_string()
+        } else {
+            format!("ORDER BY a value of type oid {o} across shards is not supported yet")
+        };
+        return abort(conns, shards, out, err("0A000", why)).await;
+    }
+    let formats: Vec<i16> = match req.result_formats.len() {
+        0 => vec![0; visible],
+        1 => vec![req.result_formats[0]; visible],
+        n if n == visible => req.result_formats.to_vec(),
+        n => {
+            let e = err(
+                "08P01",
+                format!("bind message has {n} result formats but query has {visible} columns"),
+            );
+            return abort(conns, shards, out, e).await;
+        }
+    };
+    if req.describe {
+        let mut vis: Vec<Column> = cols[..visible].to_vec();
+        for (c, f) in vis.iter_mut().zip(&formats) {
+            c.format = *f;
+        }
+        be::row_description(&mut out.buf, &vis);
+    }
+    // Round trip 2: the rows.
+    let mut all_formats = formats;
+    all_formats.extend(std::iter::repeat_n(1i16, k));
+    for (i, s) in shards.iter().enumerate() {
+        let c = conns
+            .get_mut(s)
+            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        buf.clear();
+        let at = shardgate_wire::begin(&mut buf, b'B');
+        shardgate_wire::put_cstr(&mut buf, "");
+        shardgate_wire::put_cstr(&mut buf, &names[i]);
+        buf.put_slice(req.params);
+        buf.put_i16(all_formats.len() as i16);
+        for f in &all_formats {
+            buf.put_i16(*f);
+        }
+        shardgate_wire::finish(&mut buf, at);
+        frontend::execute(&mut buf, "", 0);
+        frontend::sync(&mut buf);
+        c.send(&buf).await.map_err(|e| lost(*s, e))?;
+    }
+    let mut heads: Vec<Option<Row>> = Vec::with_capacity(shards.len());
+    let mut done = vec![false; shards.len()];
+    let mut error: Option<ErrorFields> = None;
+    for i in 0..shards.len() {
+        let r = next_row(conns, shards[i], visible, &mut done[i], &mut error, out).await?;
+        heads.push(r);
+    }
+    let mut skipped = 0u64;
+    let mut sent = 0u64;
+    while error.is_none() && spec.limit.is_none_or(|l| sent < l) {
+        let mut best: Option<usize> = None;
+        for (i, h) in heads.iter().enumerate() {
+            if let Some(r) = h {
+                let better = match best {
+                    None => true,
+                    Some(b) => {
+                        cmp_rows(
+                            r,
+                            heads[b].as_ref().expect("best is some"),
+                            &spec.keys,
+                            &oids,
+                        ) == Ordering::Less
+                    }
+                };
+                if better {
+                    best = Some(i);
+                }
+            }
+        }
+        let Some(b) = best else { break };
+        let row = heads[b].take().expect("best is some");
+        if skipped < spec.offset {
+            skipped += 1;
+        } else {
+            let payload = &row.body[2..row.visible_end];
+            out.buf.put_u8(b'D');
+            out.buf.put_u32((4 + 2 + payload.len()) as u32);
+            out.buf.put_i16(visible as i16);
+            out.buf.put_slice(payload);
+            sent += 1;
+            out.maybe_flush().await?;
+        }
+        heads[b] = next_row(conns, shards[b], visible, &mut done[b], &mut error, out).await?;
+    }
+    for i in 0..shards.len() {
+        if !done[i] {
+            drain(conns, shards[i], out).await?;
+        }
+    }
+    if let Some(e) = &error {
+        be::error_like(&mut out.buf, b'E', e);
+    } else {
+        be::command_complete(&mut out.buf, &format!("SELECT {sent}"));
+    }
+    Ok(Outcome {
+        error,
+        rows: sent,
+        suspended: false,
+    })
+}
+
+/// The next row of one shard, or `None` when it has finished (read to
+/// ReadyForQuery; `done` is set).
+async fn next_row<W: AsyncWrite + Unpin>(
+    conns: &mut Conns,
+    s: ShardId,
+    visible: usize,
+    done: &mut bool,
+    error: &mut Option<ErrorFields>,
+    out: &mut ClientOut<W>,
+) -> Result<Option<Row>, ExecError> {
+    if *done {
+        return Ok(None);
+    }
+    let c = conns
+        .get_mut(&s)
+        .ok_or_else(|| lost(s, BackendError::Closed))?;
+    loop {
+        let f: Frame = c.recv().await.map_err(|e| lost(s, e))?;
+        match f.tag {
+            b'D' => {
+                return match split_row(f.body, visible) {
+                    Some(r) => Ok(Some(r)),
+                    None => Err(lost(
+                        s,
+                        BackendError::Protocol(shardgate_wire::WireError::Truncated),
+                    )),
+                };
+            }
+            b'E' => {
+                c.forget_prepared();
+                if error.is_none() {
+                    *error = be::parse_error(&f.body).ok();
+                }
+            }
+            b'N' => f.encode(&mut out.buf),
+            b'Z' => {
+                *done = true;
+                return Ok(None);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Planning a multi-shard SELECT with ORDER BY, LIMIT and OFFSET as a
+//! streaming merge.
+//!
+//! Each shard runs the query with its ORDER BY, with one hidden column per
+//! sort key appended to the select list (so keys need not be selected, and
+//! are always compared in one canonical form), and with `LIMIT limit +
+//! offset` and no OFFSET. The executor merges the sorted streams, applies
+//! OFFSET and LIMIT, and strips the hidden columns.
+
+use shardgate_core::ShardId;
+use sqlparser::ast::{
+    Expr, Ident, LimitClause, OrderByKind, OrderBySort, Query, SelectItem, SetExpr, Value,
+};
+
+/// One sort key: its direction and where NULLs go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortKey {
+    /// DESC.
+    pub desc: bool,
+    /// NULLS FIRST (PostgreSQL's default: first for DESC, last for ASC).
+    pub nulls_first: bool,
+}
+
+/// How to merge the shards' sorted streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeSpec {
+    /// The SQL each shard runs (hidden sort columns appended, LIMIT pushed).
+    pub sql: String,
+    /// Sort keys, in order; the last `keys.len()` columns are hidden.
+    pub keys: Vec<SortKey>,
+    /// Rows to return after OFFSET, if limited.
+    pub limit: Option<u64>,
+    /// Rows to skip after the merge.
+    pub offset: u64,
+}
+
+impl MergeSpec {
+    /// One line for EXPLAIN.
+    pub fn describe(&self, shards: &[ShardId]) -> Vec<String> {
+        let keys: Vec<String> = self
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                format!(
+                    "#{}{}{}",
+                    i + 1,
+                    if k.desc { " DESC" } else { "" },
+                    if k.nulls_first == k.desc {
+                        ""
+                    } else if k.nulls_first {
+                        " NULLS FIRST"
+                    } else {
+                        " NULLS LAST"
+                    }
+                )
+            })
+            .collect();
+        let list: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
+        let mut head = format!("MergeSort keys=[{}]", keys.join(", "));
+        if self.offset > 0 {
+            head.push_str(&format!(" offset={}", self.offset));
+        }
+        if let Some(l) = self.limit {
+            head.push_str(&format!(" limit={l}"));
+        }
+        vec![
+            head,
+            format!("  Scatter Read shards=[{}]", list.join(",")),
+            format!("    sql: {}", self.sql),
+        ]
+    }
+}
+
+fn number(e: &Expr) -> Option<u64> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The merge for a multi-shard SELECT, `Ok(None)` when plain concatenation
+/// is right (no ORDER BY, LIMIT or OFFSET), or why it cannot be merged.
+///
+/// `nested` tells whether anything below the top-level ORDER BY/LIMIT
+/// needs a merge (aggregates, DISTINCT, GROUP BY, windows, set operations).
+pub fn plan_merge(
+    q: &Query,
+    nested: impl Fn(&Query) -> Option<String>,
+) -> Result<Option<MergeSpec>, String> {
+    let mut bare = q.clone();
+    bare.order_by = None;
+    bare.limit_clause = None;
+    if let Some(why) = nested(&bare) {
+        return Err(why);
+    }
+    if q.fetch.is_some() {
+        return Err("FETCH FIRST".into());
+    }
+    if q.order_by.is_none() && q.limit_clause.is_none() {
+        return Ok(None);
+    }
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return Err("ORDER BY over a set operation".into());
+    };
+    let mut hidden: Vec<Expr> = Vec::new();
+    let mut keys = Vec::new();
+    if let Some(ob) = &q.order_by {
+        let OrderByKind::Expressions(list) = &ob.kind else {
+            return Err("ORDER BY ALL".into());
+        };
+        for o in list {
+            if o.with_fill.is_some() {
+                return Err("ORDER BY ... WITH FILL".into());
+            }
+            let desc = match o.options.sort {
+                None | Some(OrderBySort::Asc) => false,
+                Some(OrderBySort::Desc) => true,
+                Some(OrderBySort::Using(_)) => return Err("ORDER BY ... USING".into()),
+            };
+            keys.push(SortKey {
+                desc,
+                nulls_first: o.options.nulls_first.unwrap_or(desc),
+            });
+            let item_expr = |i: &SelectItem| match i {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    Some(e.clone())
+                }
+                _ => None,
+            };
+            let e = if let Some(n) = number(&o.expr) {
+                let item = n
+                    .checked_sub(1)
+                    .and_then(|i| sel.projection.get(i as usize));
+                match item.and_then(item_expr) {
+                    Some(e) => e,
+                    None => return Err("ORDER BY a position of * or out of range".into()),
+                }
+            } else if let Expr::Identifier(id) = &o.expr {
+                let name = crate::analyze::ident_name(id);
+                sel.projection
+                    .iter()
+                    .find_map(|i| match i {
+                        SelectItem::ExprWithAlias { expr, alias }
+                            if crate::analyze::ident_name(alias) == name =>
+                        {
+                            Some(expr.clone())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| o.expr.clone())
+            } else {
+                o.expr.clone()
+            };
+            hidden.push(e);
+        }
+    }
+    let (limit, offset) = match &q.limit_clause {
+        None => (None, 0),
+        Some(LimitClause::LimitOffset {
+            limit,
+            offset,
+            limit_by,
+        }) => {
+            if !limit_by.is_empty() {
+                return Err("LIMIT BY".into());
+            }
+            let l = match limit {
+                None => None,
+                Some(Expr::Value(v)) if v.value == Value::Null => None,
+                Some(e) => Some(number(e).ok_or("LIMIT with a non-constant value")?),
+            };
+            let o = match offset {
+                None => 0,
+                Some(o) => number(&o.value).ok_or("OFFSET with a non-constant value")?,
+            };
+            (l, o)
+        }
+        Some(LimitClause::OffsetCommaLimit { .. }) => return Err("LIMIT offset, count".into()),
+    };
+    let mut shard_q = q.clone();
+    if let SetExpr::Select(s) = shard_q.body.as_mut() {
+        for (i, e) in hidden.into_iter().enumerate() {
+            s.projection.push(SelectItem::ExprWithAlias {
+                expr: e,
+                alias: Ident::new(format!("sg_sort_{}", i + 1)),
+            });
+        }
+    }
+    shard_q.limit_clause = limit.map(|l| LimitClause::LimitOffset {
+        limit: Some(Expr::Value(
+            Value::Number(l.saturating_add(offset).to_string(), false).into(),
+        )),
+        offset: None,
+        limit_by: Vec::new(),
+    });
+    Ok(Some(MergeSpec {
+        sql: shard_q.to_string(),
+        keys,
+        limit,
+        offset,
+    }))
+}
