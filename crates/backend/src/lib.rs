@@ -37,6 +37,8 @@ impl ShardConn {
     /// Not cancel safe: a dropped send may leave a partial message on the
     /// socket; the connection must then be discarded (the pool does so).
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        *self.idle_mut() = false;
+        *self.ready_mut() = false;
         match self {
             ShardConn::Pg(c) => c.send(bytes).await,
             ShardConn::Lite(c) => c.send(bytes),
@@ -51,9 +53,48 @@ impl ShardConn {
     /// # Cancel safety
     /// Cancel safe: a message is only consumed when returned.
     pub async fn recv(&mut self) -> Result<Frame, BackendError> {
+        let f = match self {
+            ShardConn::Pg(c) => c.recv().await?,
+            ShardConn::Lite(c) => c.recv()?,
+        };
+        if f.tag == b'Z' {
+            let ready = !self.has_buffered();
+            let idle = ready && f.body.first() == Some(&b'I');
+            *self.idle_mut() = idle;
+            *self.ready_mut() = ready;
+        }
+        Ok(f)
+    }
+
+    fn idle_mut(&mut self) -> &mut bool {
         match self {
-            ShardConn::Pg(c) => c.recv().await,
-            ShardConn::Lite(c) => c.recv(),
+            ShardConn::Pg(c) => &mut c.idle,
+            ShardConn::Lite(c) => &mut c.idle,
+        }
+    }
+
+    fn ready_mut(&mut self) -> &mut bool {
+        match self {
+            ShardConn::Pg(c) => &mut c.ready,
+            ShardConn::Lite(c) => &mut c.ready,
+        }
+    }
+
+    /// Has every reply been read, ending with ReadyForQuery (in or out of a
+    /// transaction)? If not, the connection needs a Sync.
+    pub fn is_ready(&self) -> bool {
+        match self {
+            ShardConn::Pg(c) => c.ready,
+            ShardConn::Lite(c) => c.ready,
+        }
+    }
+
+    /// Has every reply been read, ending with ReadyForQuery outside a
+    /// transaction? Only such a connection may go back to a pool.
+    pub fn is_idle(&self) -> bool {
+        match self {
+            ShardConn::Pg(c) => c.idle,
+            ShardConn::Lite(c) => c.idle,
         }
     }
 

@@ -114,6 +114,10 @@ pub struct PgConn {
     /// moves on after an error, so a statement in an unknown state is
     /// never reused.
     pub epoch: u32,
+    /// Idle: every reply read, the last ReadyForQuery said `I`.
+    pub idle: bool,
+    /// Every reply read up to a ReadyForQuery (no Sync owed).
+    pub ready: bool,
     /// ParameterStatus values the server reported at startup.
     pub server_params: Vec<(String, String)>,
 }
@@ -134,6 +138,8 @@ impl PgConn {
             prepared: HashSet::new(),
             settings: 0,
             epoch: 0,
+            idle: true,
+            ready: true,
             server_params: Vec::new(),
         };
         let mut out = BytesMut::new();

@@ -109,8 +109,14 @@ impl Pool {
         }
     }
 
-    /// Return a connection that is idle (its last ReadyForQuery said `I`).
+    /// Return a connection. One that is not idle (unread replies, an open
+    /// transaction, an extended-protocol batch without Sync) is closed
+    /// instead: it must never reach another session.
     pub fn checkin(&self, c: PooledConn) {
+        if !c.conn.is_idle() {
+            tracing::debug!(shard = %self.name, "closing a shard connection that is not idle");
+            return;
+        }
         if let Ok(mut v) = self.idle.lock() {
             v.push(c.conn);
         }

@@ -23,6 +23,6 @@ pub use merge::{Merger, Outcome};
 pub use merge_sort::{MergeRequest, bind_params, run_merge};
 pub use out::ClientOut;
 pub use run::{
-    Conns, Request, internal, internal_collect, rollback_batch, run, run_merged, statement_name,
-    sync_all,
+    Conns, Internal, Request, internal, internal_collect, rollback_batch, run, run_merged,
+    statement_name, sync_all,
 };

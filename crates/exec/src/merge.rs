@@ -29,6 +29,7 @@ pub struct Merger {
     empty: bool,
     copies: bool,
     current: usize,
+    held: Option<Frame>,
     /// The outcome so far.
     pub outcome: Outcome,
 }
@@ -102,7 +103,13 @@ impl Merger {
                 self.outcome.rows += 1;
                 f.encode(out);
             }
-            b'C' if self.shards == 1 || self.copies => {
+            b'C' if self.copies => {
+                self.completes += 1;
+                if self.held.is_none() {
+                    self.held = Some(f.clone());
+                }
+            }
+            b'C' if self.shards == 1 => {
                 self.completes += 1;
                 f.encode(out);
             }
@@ -133,6 +140,10 @@ impl Merger {
     /// EmptyQueryResponse) unless an error was reported.
     pub fn finish(&mut self, out: &mut BytesMut) {
         if self.outcome.error.is_some() {
+            return;
+        }
+        if let Some(c) = self.held.take() {
+            c.encode(out);
             return;
         }
         if self.shards > 1 && !self.copies {

@@ -58,7 +58,7 @@ struct Row {
     keys: Vec<Option<(usize, usize)>>,
 }
 
-fn split_row(body: Bytes, visible: usize) -> Option<Row> {
+fn split_row(body: Bytes, visible: usize, hidden: usize) -> Option<Row> {
     let n = i16::from_be_bytes([*body.first()?, *body.get(1)?]).max(0) as usize;
     let mut pos = 2;
     let mut visible_end = 2;
@@ -85,6 +85,9 @@ fn split_row(body: Bytes, visible: usize) -> Option<Row> {
     }
     if n == visible {
         visible_end = pos;
+    }
+    if n != visible + hidden {
+        return None;
     }
     Some(Row {
         body,
@@ -154,29 +157,14 @@ async fn drain<W: AsyncWrite + Unpin>(
     }
 }
 
-/// End every shard's batch after a failure before Bind: Sync and drain.
-async fn abort<W: AsyncWrite + Unpin>(
-    conns: &mut Conns,
-    shards: &[ShardId],
-    out: &mut ClientOut<W>,
-    e: ErrorFields,
-) -> Result<Outcome, ExecError> {
-    let mut buf = BytesMut::new();
-    frontend::sync(&mut buf);
-    for s in shards {
-        let c = conns
-            .get_mut(s)
-            .ok_or_else(|| lost(*s, BackendError::Closed))?;
-        c.send(&buf).await.map_err(|x| lost(*s, x))?;
-    }
-    for s in shards {
-        drain(conns, *s, out).await?;
-    }
+/// Report a failure before any row was requested (every shard is at
+/// ReadyForQuery).
+fn abort<W: AsyncWrite + Unpin>(out: &mut ClientOut<W>, e: ErrorFields) -> Outcome {
     be::error_like(&mut out.buf, b'E', &e);
-    Ok(Outcome {
+    Outcome {
         error: Some(e),
         ..Default::default()
-    })
+    }
 }
 
 /// Run a merge plan on `shards` and stream the merged rows to `out`.
@@ -204,7 +192,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
         buf.clear();
         let name = prepare_if_needed(c, &spec.sql, req.param_types, &mut buf);
         frontend::describe(&mut buf, b'S', &name);
-        frontend::flush(&mut buf);
+        frontend::sync(&mut buf);
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
         names.push(name);
     }
@@ -217,45 +205,38 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
         loop {
             let f = c.recv().await.map_err(|e| lost(*s, e))?;
             match f.tag {
-                b'T' => {
-                    if columns.is_none() {
-                        columns = Some(
-                            be::parse_row_description(&f.body)
-                                .map_err(|e| lost(*s, BackendError::Protocol(e)))?,
-                        );
-                    }
-                    break;
+                b'T' if columns.is_none() => {
+                    columns = Some(
+                        be::parse_row_description(&f.body)
+                            .map_err(|e| lost(*s, BackendError::Protocol(e)))?,
+                    );
                 }
                 b'n' => {
                     first_error
                         .get_or_insert_with(|| err("XX000", "a merged query returned no columns"));
-                    break;
                 }
                 b'E' => {
                     c.forget_prepared();
                     if first_error.is_none() {
                         first_error = be::parse_error(&f.body).ok();
                     }
-                    break;
                 }
                 b'N' => f.encode(&mut out.buf),
+                b'Z' => break,
                 _ => {}
             }
         }
     }
     if let Some(e) = first_error {
-        return abort(conns, shards, out, e).await;
+        return Ok(abort(out, e));
     }
     let cols = columns.unwrap_or_default();
     let k = spec.keys.len();
     if cols.len() < k {
-        return abort(
-            conns,
-            shards,
+        return Ok(abort(
             out,
             err("XX000", "a merged query lost its sort columns"),
-        )
-        .await;
+        ));
     }
     let visible = cols.len() - k;
     let oids: Vec<u32> = cols[visible..].iter().map(|c| c.type_oid).collect();
@@ -268,7 +249,46 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
         } else {
             format!("ORDER BY a value of type oid {o} across shards is not supported yet")
         };
-        return abort(conns, shards, out, err("0A000", why)).await;
+        return Ok(abort(out, err("0A000", why)));
+    }
+    // Text merges bytewise: every text key must have the C collation.
+    let text_keys: Vec<&Column> = cols[visible..]
+        .iter()
+        .filter(|c| matches!(c.type_oid, 19 | 25 | 1042 | 1043))
+        .collect();
+    if !text_keys.is_empty() {
+        let c = conns
+            .get_mut(&shards[0])
+            .ok_or_else(|| lost(shards[0], BackendError::Closed))?;
+        if !c.is_embedded() {
+            if text_keys.iter().any(|k| k.table_oid == 0) {
+                let e = err(
+                    "0A000",
+                    "ORDER BY a text expression across shards is not supported yet (its collation cannot be checked); order by a text column",
+                );
+                return Ok(abort(out, e));
+            }
+            let pairs: Vec<String> = text_keys
+                .iter()
+                .map(|k| format!("({}, {})", k.table_oid, k.column_id))
+                .collect();
+            let sql = format!(
+                "SELECT count(*) FROM pg_attribute WHERE (attrelid, attnum) IN ({}) AND attcollation NOT IN (0, 100, 950, 951)",
+                pairs.join(", ")
+            );
+            let rows = c.simple_rows(&sql).await.map_err(|e| lost(shards[0], e))?;
+            let n = rows
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .unwrap_or_default();
+            if n != "0" {
+                let e = err(
+                    "0A000",
+                    "ORDER BY a text column with a non-C collation across shards is not supported yet; add a shard-key filter",
+                );
+                return Ok(abort(out, e));
+            }
+        }
     }
     let formats: Vec<i16> = match req.result_formats.len() {
         0 => vec![0; visible],
@@ -279,7 +299,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
                 "08P01",
                 format!("bind message has {n} result formats but query has {visible} columns"),
             );
-            return abort(conns, shards, out, e).await;
+            return Ok(abort(out, e));
         }
     };
     if req.describe {
@@ -314,7 +334,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
     let mut done = vec![false; shards.len()];
     let mut error: Option<ErrorFields> = None;
     for i in 0..shards.len() {
-        let r = next_row(conns, shards[i], visible, &mut done[i], &mut error, out).await?;
+        let r = next_row(conns, shards[i], visible, k, &mut done[i], &mut error, out).await?;
         heads.push(r);
     }
     let mut skipped = 0u64;
@@ -352,7 +372,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
             sent += 1;
             out.maybe_flush().await?;
         }
-        heads[b] = next_row(conns, shards[b], visible, &mut done[b], &mut error, out).await?;
+        heads[b] = next_row(conns, shards[b], visible, k, &mut done[b], &mut error, out).await?;
     }
     for i in 0..shards.len() {
         if !done[i] {
@@ -373,10 +393,12 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
 
 /// The next row of one shard, or `None` when it has finished (read to
 /// ReadyForQuery; `done` is set).
+#[allow(clippy::too_many_arguments)]
 async fn next_row<W: AsyncWrite + Unpin>(
     conns: &mut Conns,
     s: ShardId,
     visible: usize,
+    hidden: usize,
     done: &mut bool,
     error: &mut Option<ErrorFields>,
     out: &mut ClientOut<W>,
@@ -391,7 +413,7 @@ async fn next_row<W: AsyncWrite + Unpin>(
         let f: Frame = c.recv().await.map_err(|e| lost(s, e))?;
         match f.tag {
             b'D' => {
-                return match split_row(f.body, visible) {
+                return match split_row(f.body, visible, hidden) {
                     Some(r) => Ok(Some(r)),
                     None => Err(lost(
                         s,

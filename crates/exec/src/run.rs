@@ -323,7 +323,7 @@ pub async fn internal(
     shards: &[ShardId],
     sql: &str,
 ) -> Result<Option<shardgate_wire::backend::ErrorFields>, ExecError> {
-    Ok(internal_collect(conns, shards, sql).await?.0)
+    Ok(internal_collect(conns, shards, sql).await?.error)
 }
 
 /// [`internal`], also returning the ParameterStatus messages the shards
@@ -335,7 +335,7 @@ pub async fn internal_collect(
     conns: &mut Conns,
     shards: &[ShardId],
     sql: &str,
-) -> Result<(Option<shardgate_wire::backend::ErrorFields>, Vec<Frame>), ExecError> {
+) -> Result<Internal, ExecError> {
     let mut buf = BytesMut::new();
     frontend::query(&mut buf, sql);
     for s in shards {
@@ -346,6 +346,7 @@ pub async fn internal_collect(
     }
     let mut first = None;
     let mut statuses: Vec<Frame> = Vec::new();
+    let mut rolled_back = false;
     for s in shards {
         let c = conns
             .get_mut(s)
@@ -358,9 +359,24 @@ pub async fn internal_collect(
                     first = shardgate_wire::backend::parse_error(&f.body).ok()
                 }
                 b'S' if !statuses.iter().any(|x| x.body == f.body) => statuses.push(f),
+                b'C' if &f.body[..] == b"ROLLBACK\0" => rolled_back = true,
                 _ => {}
             }
         }
     }
-    Ok((first, statuses))
+    Ok(Internal {
+        error: first,
+        statuses,
+        rolled_back,
+    })
+}
+
+/// What an internal statement returned.
+pub struct Internal {
+    /// The first server error.
+    pub error: Option<shardgate_wire::backend::ErrorFields>,
+    /// ParameterStatus messages, without repeats.
+    pub statuses: Vec<Frame>,
+    /// Some shard answered ROLLBACK (a COMMIT of a failed transaction).
+    pub rolled_back: bool,
 }

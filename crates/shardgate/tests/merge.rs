@@ -88,7 +88,7 @@ const QUERIES: &[&str] = &[
     "SELECT t, id FROM items ORDER BY 2 DESC LIMIT 30",
     "SELECT * FROM items WHERE cust IN (1, 2, 3) ORDER BY id DESC LIMIT 7",
     "SELECT * FROM items WHERE n > 0 ORDER BY n, f, id LIMIT 40 OFFSET 3",
-    "SELECT concat_ws('|', id, t) FROM items ORDER BY lower(t), id",
+    "SELECT concat_ws('|', id, t) FROM items ORDER BY t DESC, id",
     "SELECT * FROM items WHERE cust = 5 ORDER BY id LIMIT 3",
 ];
 

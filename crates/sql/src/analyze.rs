@@ -90,6 +90,32 @@ fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
         .as_slice()
     {
         ["reset", "all"] | ["discard", "all"] => return Ok(Template::Local(Local::Reset)),
+        ["discard", what] => {
+            return Ok(Template::Local(Local::Tag(format!(
+                "DISCARD {}",
+                what.to_ascii_uppercase()
+            ))));
+        }
+        // Transaction control is the session's, whatever sqlparser makes
+        // of it: the text is replayed on the shards, which check it.
+        ["begin", ..] | ["start", "transaction", ..] => return Ok(Template::Local(Local::Begin)),
+        ["commit" | "end" | "rollback" | "abort", .., "chain"] => {
+            return Err(SqlError::Unsupported(
+                "COMMIT/ROLLBACK AND CHAIN is not supported yet".into(),
+            ));
+        }
+        ["commit" | "end"] | ["commit" | "end", "work" | "transaction"] => {
+            return Ok(Template::Local(Local::Commit));
+        }
+        ["rollback" | "abort"] | ["rollback" | "abort", "work" | "transaction"] => {
+            return Ok(Template::Local(Local::Rollback));
+        }
+        ["rollback", "to", ..]
+        | ["rollback", "work" | "transaction", "to"]
+        | ["savepoint", ..]
+        | ["release", ..] => {
+            return Ok(Template::Local(Local::InTransaction));
+        }
         ["reset", name] => {
             return Ok(Template::Local(Local::Set {
                 name: name.to_string(),

@@ -13,6 +13,10 @@ use shardgate_core::Topology;
 /// The default-shard template for `sql`, if the text alone proves it is
 /// one; `None` means: analyze it fully.
 pub fn unsharded_only(sql: &str, topo: &Topology) -> Option<Template> {
+    if sql.contains('\\') {
+        // Backslash escapes (E'...') need the full tokenizer.
+        return None;
+    }
     let b = sql.as_bytes();
     let mut i = 0;
     while i < b.len() && b[i].is_ascii_whitespace() {

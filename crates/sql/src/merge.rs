@@ -190,6 +190,15 @@ pub fn plan_merge(
             });
         }
     }
+    // Spell out where NULLs go: every shard must sort them as PostgreSQL
+    // does (an embedded SQLite shard would put them first).
+    if let Some(ob) = shard_q.order_by.as_mut()
+        && let OrderByKind::Expressions(list) = &mut ob.kind
+    {
+        for (o, k) in list.iter_mut().zip(&keys) {
+            o.options.nulls_first = Some(k.nulls_first);
+        }
+    }
     shard_q.limit_clause = limit.map(|l| LimitClause::LimitOffset {
         limit: Some(Expr::Value(
             Value::Number(l.saturating_add(offset).to_string(), false).into(),

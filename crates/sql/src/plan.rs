@@ -60,6 +60,10 @@ pub enum Local {
     Reset,
     /// DEALLOCATE of a client's prepared statement (`None`: ALL).
     Deallocate(Option<String>),
+    /// An empty statement (only whitespace or comments).
+    Empty,
+    /// Answered with this command tag and nothing else.
+    Tag(String),
 }
 
 /// A `shardgate.*` function call.

@@ -40,8 +40,16 @@ fn split_raw(sql: &str) -> Vec<&str> {
     while i < b.len() {
         match b[i] {
             q @ (b'\'' | b'"') => {
+                // E'...' strings take backslash escapes.
+                let escapes = q == b'\''
+                    && i > 0
+                    && matches!(b[i - 1], b'E' | b'e')
+                    && (i < 2 || !(b[i - 2].is_ascii_alphanumeric() || b[i - 2] == b'_'));
                 i += 1;
                 while i < b.len() && b[i] != q {
+                    if escapes && b[i] == b'\\' {
+                        i += 1;
+                    }
                     i += 1;
                 }
             }
@@ -101,6 +109,10 @@ mod tests {
         );
         assert_eq!(split_statements("  ;  "), Vec::<&str>::new());
         assert_eq!(split_statements("/* c */"), Vec::<&str>::new());
+        assert_eq!(
+            split_statements(r"SELECT E'\''; DELETE FROM t; SELECT 'a\'"),
+            vec![r"SELECT E'\''", "DELETE FROM t", r"SELECT 'a\'"]
+        );
         assert_eq!(
             split_statements("SELECT 1; /* x */ ; -- y"),
             vec!["SELECT 1"]

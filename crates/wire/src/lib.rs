@@ -43,7 +43,8 @@ impl Frame {
             return Err(WireError::BadLength(len));
         }
         if buf.len() < len + 1 {
-            buf.reserve(len + 1 - buf.len());
+            // Grow with what arrives, not with what a header announces.
+            buf.reserve((len + 1 - buf.len()).min(1 << 20));
             return Ok(None);
         }
         let tag = buf[0];

@@ -56,6 +56,12 @@ pub struct LiteConn {
     /// moves on after an error, so a statement in an unknown state is
     /// never reused.
     pub epoch: u32,
+    /// Idle: every reply read, the last ReadyForQuery said `I`.
+    pub idle: bool,
+    /// Every reply read up to a ReadyForQuery (no Sync owed).
+    pub ready: bool,
+    /// A BEGIN made for the current extended-protocol batch.
+    implicit: bool,
     stmts: HashMap<String, Stmt>,
     portals: HashMap<String, Portal>,
     failed: bool,
@@ -110,6 +116,13 @@ fn err(code: &'static str, message: impl Into<String>) -> SqlError {
 
 pub use shardgate_sql::split::split_statements;
 
+fn is_txn_control(sql: &str) -> bool {
+    matches!(
+        first_words(sql, 1).first().map(String::as_str),
+        Some("BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE")
+    )
+}
+
 fn first_words(sql: &str, n: usize) -> Vec<String> {
     sql.split_whitespace()
         .take(n)
@@ -136,6 +149,9 @@ impl LiteConn {
             prepared: HashSet::new(),
             settings: 0,
             epoch: 0,
+            idle: true,
+            ready: true,
+            implicit: false,
             stmts: HashMap::new(),
             portals: HashMap::new(),
             failed: false,
@@ -197,11 +213,26 @@ impl LiteConn {
                 if stmts.is_empty() {
                     be::empty_query(&mut self.out);
                 }
+                // Several statements are one implicit transaction, as in
+                // PostgreSQL (unless they control transactions themselves).
+                let wrap = stmts.len() > 1
+                    && self.db.is_autocommit()
+                    && !stmts.iter().any(|s| is_txn_control(s));
+                if wrap {
+                    self.db.execute_batch("BEGIN")?;
+                }
+                let mut ok = true;
                 for s in stmts {
                     if let Err(e) = self.run(s, &[], &[], true, 0) {
                         self.fail(e);
+                        ok = false;
                         break;
                     }
+                }
+                if wrap && !self.db.is_autocommit() {
+                    self.db
+                        .execute_batch(if ok { "COMMIT" } else { "ROLLBACK" })?;
+                    self.failed = false;
                 }
                 let st = self.status();
                 be::ready_for_query(&mut self.out, st);
@@ -281,6 +312,11 @@ impl LiteConn {
                     return Ok(());
                 };
                 let (sql, params, rf) = (p.sql.clone(), p.params.clone(), p.result_formats.clone());
+                // A batch up to Sync is one implicit transaction.
+                if self.db.is_autocommit() && !is_txn_control(&sql) {
+                    self.db.execute_batch("BEGIN")?;
+                    self.implicit = true;
+                }
                 if let Err(e) = self.run(&sql, &params, &rf, false, 0) {
                     self.error_in_batch(e);
                 }
@@ -295,6 +331,13 @@ impl LiteConn {
                 be::close_complete(&mut self.out);
             }
             b'S' => {
+                if self.implicit && !self.db.is_autocommit() {
+                    let rollback = self.skip_to_sync || self.failed;
+                    self.db
+                        .execute_batch(if rollback { "ROLLBACK" } else { "COMMIT" })?;
+                    self.failed = false;
+                }
+                self.implicit = false;
                 self.skip_to_sync = false;
                 self.portals.retain(|k, _| !k.is_empty());
                 let st = self.status();
@@ -445,7 +488,11 @@ impl LiteConn {
         }
         match verb.as_str() {
             "BEGIN" | "START" => {
-                if self.db.is_autocommit() {
+                if self.implicit {
+                    // BEGIN inside a batch's implicit transaction makes it
+                    // an explicit one.
+                    self.implicit = false;
+                } else if self.db.is_autocommit() {
                     self.db.execute_batch("BEGIN")?;
                     self.failed = false;
                 } else {
@@ -463,7 +510,14 @@ impl LiteConn {
                 be::command_complete(&mut self.out, "BEGIN");
                 return Ok(());
             }
+            "ROLLBACK" if words.get(1).is_some_and(|w| w == "TO") => {
+                self.db.execute_batch(sql)?;
+                self.failed = false;
+                be::command_complete(&mut self.out, "ROLLBACK");
+                return Ok(());
+            }
             "COMMIT" | "END" | "ROLLBACK" | "ABORT" => {
+                self.implicit = false;
                 let rollback = self.failed || verb == "ROLLBACK" || verb == "ABORT";
                 if !self.db.is_autocommit() {
                     self.db

@@ -50,7 +50,8 @@ impl Session {
             // its ROLLBACK.
             let mut setup = String::new();
             if *c.settings() != self.settings_hash {
-                setup.push_str("RESET ALL;");
+                // RESET ALL leaves the role and session authorization.
+                setup.push_str("RESET ALL;RESET ROLE;RESET SESSION AUTHORIZATION;");
                 for (_, sql) in &self.settings {
                     setup.push_str(sql);
                     setup.push(';');
@@ -99,6 +100,8 @@ impl Session {
 
     pub(super) fn end_txn(&mut self) {
         self.txn = TxnState::Idle;
+        self.doomed = false;
+        self.implicit = false;
         self.prelude.clear();
         self.written.clear();
         self.release_all();
@@ -132,10 +135,20 @@ impl Session {
     ) -> Result<Option<ErrorFields>, ExecError> {
         let shards: Vec<ShardId> = self.conns.keys().copied().collect();
         let sql = if commit { "COMMIT" } else { "ROLLBACK" };
-        let r = if shards.is_empty() {
-            None
+        let (r, rolled_back) = if shards.is_empty() {
+            (None, false)
         } else {
-            shardgate_exec::internal(&mut self.conns, &shards, sql).await?
+            let i = shardgate_exec::internal_collect(&mut self.conns, &shards, sql).await?;
+            (i.error, i.rolled_back)
+        };
+        // A shard that answers COMMIT with ROLLBACK had a failed
+        // transaction: the client must not be told it committed.
+        let r = match r {
+            None if commit && rolled_back => Some(err_fields(
+                "40001",
+                "the transaction was rolled back on a shard (it had failed there); nothing was committed there",
+            )),
+            other => other,
         };
         let snapshot = self.settings_at_begin.take();
         if !commit || r.is_some() {

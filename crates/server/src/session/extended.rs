@@ -30,7 +30,7 @@ impl Session {
             ));
         }
         let template = if pieces.is_empty() {
-            Template::Local(Local::Reset)
+            Template::Local(Local::Empty)
         } else {
             shardgate_sql::analyze(p.sql, &self.topo)
         };
@@ -205,11 +205,19 @@ impl Session {
             return Ok(());
         }
         let done = match &plan {
-            Plan::Local(Local::Reset) if sql.trim().is_empty() => {
+            Plan::Local(Local::Empty) => {
+                if describe {
+                    be::no_data(&mut self.out.buf);
+                }
                 be::empty_query(&mut self.out.buf);
                 Done::Ok
             }
-            Plan::Local(l) => self.run_local(l, &sql).await?,
+            Plan::Local(l) => {
+                if describe {
+                    be::no_data(&mut self.out.buf);
+                }
+                self.run_local(l, &sql).await?
+            }
             Plan::Admin(call) => {
                 let r = crate::admin::run(&self.router, call).await;
                 self.refresh_topology();
@@ -330,9 +338,8 @@ impl Session {
                                 && sql.to_ascii_lowercase().contains("concurrently"),
                         )
                         .await?;
-                    if sync {
-                        self.synced.insert(shards[0]);
-                    } else if shards.len() == 1
+                    if !sync
+                        && shards.len() == 1
                         && let Some(p) = self.portals.get_mut(&name)
                     {
                         p.bound_on = Some(shards[0]);
@@ -440,7 +447,6 @@ impl Session {
                         self.batch_error(&e);
                         return Ok(());
                     }
-                    self.synced.remove(&shard);
                     let req = Request::DescribePortal {
                         sql: &sql,
                         param_types: &types,
@@ -450,6 +456,9 @@ impl Session {
                         shardgate_exec::run(&mut self.conns, &[shard], &req, &mut self.out).await?;
                     if o.error.is_some() {
                         self.skip_to_sync = true;
+                        if self.txn == TxnState::Active {
+                            self.txn = TxnState::Failed;
+                        }
                         return Ok(());
                     }
                 }
@@ -472,6 +481,11 @@ impl Session {
         // Outside a transaction, a batch is one implicit transaction: when
         // it failed, no shard may keep its part.
         let rollback = self.skip_to_sync && self.txn == TxnState::Idle;
+        if self.skip_to_sync {
+            for p in self.portals.values_mut() {
+                p.describe_pending = false;
+            }
+        }
         self.skip_to_sync = false;
         self.batch_writes.clear();
         self.batch_multi = false;
@@ -479,9 +493,8 @@ impl Session {
             .batch_used
             .iter()
             .copied()
-            .filter(|s| self.conns.contains_key(s) && !self.synced.contains(s))
+            .filter(|s| self.conns.get(s).is_some_and(|c| !c.is_ready()))
             .collect();
-        self.synced.clear();
         if !used.is_empty() {
             let mut sub: Conns = Conns::new();
             for s in &used {

@@ -10,9 +10,20 @@ impl Session {
                 if self.txn != TxnState::Idle {
                     self.notice("25001", "there is already a transaction in progress");
                 } else {
+                    // Connections already held (earlier in this query
+                    // string or batch) join now; others when first used.
+                    let held: Vec<ShardId> = self.conns.keys().copied().collect();
+                    if !held.is_empty()
+                        && let Some(e) =
+                            shardgate_exec::internal(&mut self.conns, &held, sql).await?
+                    {
+                        self.fail_statement(&e);
+                        return Ok(Done::Failed);
+                    }
                     self.txn = TxnState::Active;
                     self.prelude = vec![sql.to_string()];
                     self.settings_at_begin = Some((self.settings.clone(), self.settings_hash));
+                    self.written = self.batch_writes.clone();
                 }
                 be::command_complete(&mut self.out.buf, "BEGIN");
             }
@@ -53,6 +64,13 @@ impl Session {
                         .await;
                 }
                 let recovering = tag == "ROLLBACK";
+                if self.doomed {
+                    self.send_error(&err_fields(
+                        "25P02",
+                        "the transaction lost a shard connection; only ROLLBACK is possible",
+                    ));
+                    return Ok(Done::Failed);
+                }
                 if self.txn == TxnState::Failed && !recovering {
                     self.send_error(&err_fields(
                         "25P02",
@@ -89,8 +107,9 @@ impl Session {
                     return Ok(Done::Failed);
                 }
                 let shards: Vec<ShardId> = self.conns.keys().copied().collect();
-                let (e, statuses) =
-                    shardgate_exec::internal_collect(&mut self.conns, &shards, set_sql).await?;
+                let shardgate_exec::Internal {
+                    error: e, statuses, ..
+                } = shardgate_exec::internal_collect(&mut self.conns, &shards, set_sql).await?;
                 for st in &statuses {
                     st.encode(&mut self.out.buf);
                 }
@@ -142,6 +161,8 @@ impl Session {
                     if discard { "DISCARD ALL" } else { "RESET" },
                 );
             }
+            Local::Empty => be::empty_query(&mut self.out.buf),
+            Local::Tag(tag) => be::command_complete(&mut self.out.buf, tag),
             Local::Deallocate(name) => {
                 match name {
                     None => self.stmts.clear(),

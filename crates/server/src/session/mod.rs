@@ -90,9 +90,10 @@ pub async fn run(router: Arc<Router>, sock: TcpStream) -> std::io::Result<()> {
         prelude: Vec::new(),
         written: BTreeSet::new(),
         batch_used: BTreeSet::new(),
-        synced: BTreeSet::new(),
         batch_writes: BTreeSet::new(),
         batch_multi: false,
+        doomed: false,
+        implicit: false,
         settings: Vec::new(),
         settings_hash: 0,
         settings_at_begin: None,
@@ -121,12 +122,14 @@ struct Session {
     prelude: Vec<String>,
     written: BTreeSet<ShardId>,
     batch_used: BTreeSet<ShardId>,
-    /// Shards whose connection already got this batch's Sync.
-    synced: BTreeSet<ShardId>,
     /// Shards written by this extended-protocol batch (outside transactions).
     batch_writes: BTreeSet<ShardId>,
     /// This batch ran a multi-shard write.
     batch_multi: bool,
+    /// The transaction lost a shard connection: only ROLLBACK can end it.
+    doomed: bool,
+    /// The transaction is the implicit one of a multi-statement query.
+    implicit: bool,
     settings: Vec<(String, String)>,
     settings_hash: u64,
     /// The settings when the transaction began (restored by ROLLBACK).
@@ -230,8 +233,11 @@ impl Session {
                     // the session (they may be mid-reply) and tell the client.
                     self.conns.clear();
                     self.update_cancel();
-                    if self.txn != TxnState::Idle {
+                    if self.implicit {
+                        self.end_txn();
+                    } else if self.txn != TxnState::Idle {
                         self.txn = TxnState::Failed;
+                        self.doomed = true;
                     }
                     let name = shard
                         .parse::<u32>()
@@ -254,11 +260,33 @@ impl Session {
     }
 
     fn startup(&mut self, params: &[(String, String)]) {
-        for (k, v) in params {
-            if !NOT_SETTINGS.contains(&k.as_str()) {
+        let mut add = |k: &str, v: &str| {
+            // Only plain parameter names: a name is spliced into SQL.
+            if !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            {
                 let lit = v.replace('\'', "''");
                 self.settings
                     .push((k.to_ascii_lowercase(), format!("SET {k} = '{lit}'")));
+            }
+        };
+        for (k, v) in params {
+            if k == "options" {
+                // -c name=value pairs (and --name=value).
+                let mut words = v.split_whitespace();
+                while let Some(w) = words.next() {
+                    let pair = if w == "-c" {
+                        words.next().unwrap_or("")
+                    } else {
+                        w.trim_start_matches("--").trim_start_matches("-c")
+                    };
+                    if let Some((n, val)) = pair.split_once('=') {
+                        add(n, val);
+                    }
+                }
+            } else if !NOT_SETTINGS.contains(&k.as_str()) {
+                add(k, v);
             }
         }
         self.rehash_settings();

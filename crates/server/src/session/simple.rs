@@ -53,6 +53,7 @@ impl Session {
                 )
             });
         if implicit {
+            self.implicit = true;
             self.txn = TxnState::Active;
             self.prelude = vec!["BEGIN".to_string()];
             self.settings_at_begin = Some((self.settings.clone(), self.settings_hash));
@@ -279,7 +280,6 @@ impl Session {
         }
         let o =
             shardgate_exec::run_merge(&mut self.conns, shards, spec, req, &mut self.out).await?;
-        self.synced.extend(shards.iter().copied());
         Ok(self.after_statement(&o))
     }
 
