@@ -240,6 +240,39 @@ async fn sessions_behave_like_one_postgres() {
         );
     }
 
+    // 7. A merged query followed by a failed Parse does not leave a
+    // connection owing a Sync to the next client.
+    p.simple_query("SELECT * FROM orders ORDER BY id LIMIT 2")
+        .await
+        .unwrap();
+    assert!(p.prepare("SELECT nosuchcol FROM orders").await.is_err());
+    for _ in 0..3 {
+        let q = client(port).await;
+        let n = rows(
+            &q.simple_query(&format!(
+                "SELECT count(*) FROM orders WHERE customer_id = {k1}"
+            ))
+            .await
+            .unwrap(),
+        );
+        assert_eq!(n.len(), 1);
+    }
+    // 8. BEGIN that sqlparser cannot parse is still the session's, and a
+    // BEGIN after a SET in the same query string covers what follows.
+    p.batch_execute("CREATE TABLE notes (id bigint)")
+        .await
+        .unwrap();
+    p.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE")
+        .await
+        .unwrap();
+    p.batch_execute("ROLLBACK").await.unwrap();
+    p.batch_execute("SET search_path = public; BEGIN; INSERT INTO notes VALUES (1)")
+        .await
+        .unwrap();
+    p.batch_execute("ROLLBACK").await.unwrap();
+    let n = rows(&p.simple_query("SELECT count(*) FROM notes").await.unwrap());
+    assert_eq!(n, vec!["0".to_string()], "rolled back");
+
     // 6. Mixed-case tables can be declared.
     p.batch_execute("CREATE TABLE \"Visits\" (\"UserId\" bigint, at text)")
         .await
