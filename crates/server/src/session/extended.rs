@@ -408,8 +408,15 @@ impl Session {
         Ok(())
     }
 
-    /// Is the client's next message (already received) a Sync?
-    pub(super) fn next_is_sync(&self) -> bool {
+    /// Is the client's next message a Sync? Looks at what was received,
+    /// and at what the socket already holds, without waiting.
+    pub(super) fn next_is_sync(&mut self) -> bool {
+        if self.rbuf.len() < 5 {
+            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+                self.rbuf.reserve(8192);
+            }
+            let _ = self.rd.try_read_buf(&mut self.rbuf);
+        }
         self.rbuf.len() >= 5 && self.rbuf[..5] == [b'S', 0, 0, 0, 4]
     }
 
