@@ -129,12 +129,7 @@ fn cmp_rows(a: &Row, b: &Row, keys: &[SortKey], oids: &[u32]) -> Ordering {
 }
 
 fn err(code: &str, message: impl Into<String>) -> ErrorFields {
-    ErrorFields {
-        severity: "ERROR".into(),
-        code: code.into(),
-        message: message.into(),
-        ..Default::default()
-    }
+    ErrorFields::new(code, message)
 }
 
 /// Read one shard to its ReadyForQuery, keeping notices.

@@ -20,12 +20,7 @@ use shardgate_wire::backend::ErrorFields;
 pub type Rows = (Vec<String>, Vec<Vec<Option<String>>>);
 
 fn err(code: &str, message: impl Into<String>) -> ErrorFields {
-    ErrorFields {
-        severity: "ERROR".into(),
-        code: code.into(),
-        message: message.into(),
-        ..Default::default()
-    }
+    ErrorFields::new(code, message)
 }
 
 struct AdminErr(ErrorFields);

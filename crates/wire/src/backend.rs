@@ -190,6 +190,26 @@ pub struct ErrorFields {
     pub hint: Option<String>,
 }
 
+impl ErrorFields {
+    /// An ERROR with a SQLSTATE and a message.
+    pub fn new(code: &str, message: impl Into<String>) -> ErrorFields {
+        ErrorFields {
+            severity: "ERROR".into(),
+            code: code.into(),
+            message: message.into(),
+            ..Default::default()
+        }
+    }
+
+    /// A FATAL error (the connection ends after it).
+    pub fn fatal(code: &str, message: impl Into<String>) -> ErrorFields {
+        ErrorFields {
+            severity: "FATAL".into(),
+            ..ErrorFields::new(code, message)
+        }
+    }
+}
+
 /// Append an ErrorResponse (`tag` b'E') or NoticeResponse (b'N').
 pub fn error_like(out: &mut BytesMut, tag: u8, f: &ErrorFields) {
     let at = begin(out, tag);

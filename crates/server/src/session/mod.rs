@@ -145,12 +145,7 @@ struct Session {
 }
 
 fn err_fields(code: &str, message: impl Into<String>) -> ErrorFields {
-    ErrorFields {
-        severity: "ERROR".into(),
-        code: code.into(),
-        message: message.into(),
-        ..Default::default()
-    }
+    ErrorFields::new(code, message)
 }
 
 fn sql_err(e: &SqlError) -> ErrorFields {
@@ -185,12 +180,7 @@ impl Session {
                     be::error_like(
                         &mut self.out.buf,
                         b'E',
-                        &ErrorFields {
-                            severity: "FATAL".into(),
-                            code: "08P01".into(),
-                            message: format!("invalid startup packet: {e}"),
-                            ..Default::default()
-                        },
+                        &ErrorFields::fatal("08P01", format!("invalid startup packet: {e}")),
                     );
                     self.out.flush().await?;
                     return Ok(());
@@ -212,12 +202,7 @@ impl Session {
                     be::error_like(
                         &mut self.out.buf,
                         b'E',
-                        &ErrorFields {
-                            severity: "FATAL".into(),
-                            code: "08P01".into(),
-                            message: format!("invalid message: {e}"),
-                            ..Default::default()
-                        },
+                        &ErrorFields::fatal("08P01", format!("invalid message: {e}")),
                     );
                     self.out.flush().await?;
                     return Ok(());
@@ -417,12 +402,7 @@ impl Session {
         be::error_like(
             &mut self.out.buf,
             b'E',
-            &ErrorFields {
-                severity: "FATAL".into(),
-                code: "08P01".into(),
-                message: format!("protocol violation: {why}"),
-                ..Default::default()
-            },
+            &ErrorFields::fatal("08P01", format!("protocol violation: {why}")),
         );
         self.out.flush().await?;
         Ok(false)
