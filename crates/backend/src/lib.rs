@@ -130,11 +130,23 @@ impl ShardConn {
             ShardConn::Pg(c) => {
                 c.epoch = c.epoch.wrapping_add(1);
                 c.prepared.clear();
+                c.described.clear();
             }
             ShardConn::Lite(c) => {
                 c.epoch = c.epoch.wrapping_add(1);
                 c.prepared.clear();
+                c.described.clear();
             }
+        }
+    }
+
+    /// Result columns of statements prepared on this connection, by name.
+    pub fn described(
+        &mut self,
+    ) -> &mut std::collections::HashMap<String, Vec<shardgate_wire::backend::Column>> {
+        match self {
+            ShardConn::Pg(c) => &mut c.described,
+            ShardConn::Lite(c) => &mut c.described,
         }
     }
 

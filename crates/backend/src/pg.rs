@@ -110,6 +110,8 @@ pub struct PgConn {
     pub prepared: HashSet<String>,
     /// Fingerprint of the session settings last applied (0 = none).
     pub settings: u64,
+    /// Result columns of prepared statements, by name, once described.
+    pub described: std::collections::HashMap<String, Vec<shardgate_wire::backend::Column>>,
     /// Generation of shardgate's statement names on this connection; it
     /// moves on after an error, so a statement in an unknown state is
     /// never reused.
@@ -137,6 +139,7 @@ impl PgConn {
             secret: 0,
             prepared: HashSet::new(),
             settings: 0,
+            described: Default::default(),
             epoch: 0,
             idle: true,
             ready: true,

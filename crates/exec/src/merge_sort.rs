@@ -177,48 +177,69 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
     req: &MergeRequest<'_>,
     out: &mut ClientOut<W>,
 ) -> Result<Outcome, ExecError> {
-    // Round trip 1: the columns.
+    // Round trip 1, unless every shard has described the statement before:
+    // the columns.
     let mut names = Vec::with_capacity(shards.len());
-    let mut buf = BytesMut::new();
+    let mut columns: Option<Vec<Column>> = None;
+    let mut all_described = true;
     for s in shards {
         let c = conns
             .get_mut(s)
             .ok_or_else(|| lost(*s, BackendError::Closed))?;
-        buf.clear();
-        let name = prepare_if_needed(c, &spec.sql, req.param_types, &mut buf);
-        frontend::describe(&mut buf, b'S', &name);
-        frontend::sync(&mut buf);
-        c.send(&buf).await.map_err(|e| lost(*s, e))?;
+        let name = crate::run::statement_name(&spec.sql, req.param_types, c.epoch());
+        let prepared = c.prepared().contains(&name);
+        match c.described().get(&name) {
+            Some(cols) if prepared => {
+                columns.get_or_insert_with(|| cols.clone());
+            }
+            _ => all_described = false,
+        }
         names.push(name);
     }
-    let mut columns: Option<Vec<Column>> = None;
+    let mut buf = BytesMut::new();
     let mut first_error = None;
-    for s in shards {
-        let c = conns
-            .get_mut(s)
-            .ok_or_else(|| lost(*s, BackendError::Closed))?;
-        loop {
-            let f = c.recv().await.map_err(|e| lost(*s, e))?;
-            match f.tag {
-                b'T' if columns.is_none() => {
-                    columns = Some(
-                        be::parse_row_description(&f.body)
-                            .map_err(|e| lost(*s, BackendError::Protocol(e)))?,
-                    );
-                }
-                b'n' => {
-                    first_error
-                        .get_or_insert_with(|| err("XX000", "a merged query returned no columns"));
-                }
-                b'E' => {
-                    c.forget_prepared();
-                    if first_error.is_none() {
-                        first_error = be::parse_error(&f.body).ok();
+    if !all_described {
+        columns = None;
+        names.clear();
+        for s in shards {
+            let c = conns
+                .get_mut(s)
+                .ok_or_else(|| lost(*s, BackendError::Closed))?;
+            buf.clear();
+            let name = prepare_if_needed(c, &spec.sql, req.param_types, &mut buf);
+            frontend::describe(&mut buf, b'S', &name);
+            frontend::sync(&mut buf);
+            c.send(&buf).await.map_err(|e| lost(*s, e))?;
+            names.push(name);
+        }
+        for (i, s) in shards.iter().enumerate() {
+            let c = conns
+                .get_mut(s)
+                .ok_or_else(|| lost(*s, BackendError::Closed))?;
+            loop {
+                let f = c.recv().await.map_err(|e| lost(*s, e))?;
+                match f.tag {
+                    b'T' => {
+                        let cols = be::parse_row_description(&f.body)
+                            .map_err(|e| lost(*s, BackendError::Protocol(e)))?;
+                        c.described().insert(names[i].clone(), cols.clone());
+                        columns.get_or_insert(cols);
                     }
+                    b'n' => {
+                        first_error.get_or_insert_with(|| {
+                            err("XX000", "a merged query returned no columns")
+                        });
+                    }
+                    b'E' => {
+                        c.forget_prepared();
+                        if first_error.is_none() {
+                            first_error = be::parse_error(&f.body).ok();
+                        }
+                    }
+                    b'N' => f.encode(&mut out.buf),
+                    b'Z' => break,
+                    _ => {}
                 }
-                b'N' => f.encode(&mut out.buf),
-                b'Z' => break,
-                _ => {}
             }
         }
     }

@@ -158,6 +158,27 @@ async fn order_by_limit_offset_match_one_postgres() {
         }
         checked += 1;
     }
+    // A schema change under a cached description: PostgreSQL reports the
+    // changed result type once, then the query works again.
+    sg.batch_execute("ALTER TABLE items ADD COLUMN extra int")
+        .await
+        .unwrap();
+    one.batch_execute("ALTER TABLE items ADD COLUMN extra int")
+        .await
+        .unwrap();
+    let q = "SELECT * FROM items ORDER BY id LIMIT 5";
+    let want = text_rows(&one.simple_query(q).await.unwrap());
+    let mut ok = 0;
+    for _ in 0..6 {
+        if let Ok(m) = sg.simple_query(q).await {
+            assert_eq!(text_rows(&m), want);
+            ok += 1;
+        }
+    }
+    assert!(
+        ok >= 1,
+        "the merged query works again after the schema change"
+    );
     // Parameters in a merged query.
     let st = sg
         .prepare("SELECT id FROM items WHERE n > $1 ORDER BY n DESC, id LIMIT 5")
