@@ -158,6 +158,16 @@ impl ShardConn {
         }
     }
 
+    /// Does the connection still look open? (No wait: an idle connection
+    /// that has anything to read, end of stream included, was closed or
+    /// told something by the server.)
+    pub fn is_alive(&self) -> bool {
+        match self {
+            ShardConn::Pg(c) => c.is_alive(),
+            ShardConn::Lite(_) => true,
+        }
+    }
+
     /// Is this an embedded (SQLite) shard?
     pub fn is_embedded(&self) -> bool {
         matches!(self, ShardConn::Lite(_))

@@ -271,6 +271,15 @@ impl PgConn {
         }
     }
 
+    /// See [`crate::ShardConn::is_alive`].
+    pub fn is_alive(&self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        let mut b = [0u8; 1];
+        matches!(self.stream.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
     /// Is a whole frame already buffered?
     pub fn has_buffered(&self) -> bool {
         if self.rbuf.len() < 5 {

@@ -86,10 +86,15 @@ impl Pool {
                 .await
                 .map_err(|_| BackendError::PoolTimeout(self.name.clone()))?
                 .map_err(|_| BackendError::Closed)?;
-        let idle = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
-        let conn = match idle {
-            Some(c) => c,
-            None => self.connect().await?,
+        // An idle connection the shard closed meanwhile (a restart, an
+        // idle timeout) is dropped here, not handed to a statement.
+        let conn = loop {
+            let idle = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
+            match idle {
+                Some(c) if c.is_alive() => break c,
+                Some(_) => tracing::debug!(shard = %self.name, "dropping a closed idle connection"),
+                None => break self.connect().await?,
+            }
         };
         Ok(PooledConn {
             conn,

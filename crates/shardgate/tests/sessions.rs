@@ -273,6 +273,19 @@ async fn sessions_behave_like_one_postgres() {
     let n = rows(&p.simple_query("SELECT count(*) FROM notes").await.unwrap());
     assert_eq!(n, vec!["0".to_string()], "rolled back");
 
+    // 9. Idle pooled connections that a shard closed are replaced, not used.
+    for sh in &c.shards {
+        sh.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'shardgate'").unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let fresh = client(port).await;
+    for k in 1..30i64 {
+        fresh
+            .query("SELECT count(*) FROM orders WHERE customer_id = $1", &[&k])
+            .await
+            .unwrap();
+    }
+
     // 6. Mixed-case tables can be declared.
     p.batch_execute("CREATE TABLE \"Visits\" (\"UserId\" bigint, at text)")
         .await
