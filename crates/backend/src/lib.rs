@@ -19,6 +19,44 @@ pub use pool::{Pool, PooledConn, ShardTarget};
 
 use shardgate_wire::Frame;
 
+/// What shardgate keeps about one shard connection, whatever its kind.
+#[derive(Debug)]
+pub struct ConnState {
+    /// Names of statements prepared on this connection by shardgate.
+    pub prepared: std::collections::HashSet<String>,
+    /// Fingerprint of the session settings last applied (0 = none).
+    pub settings: u64,
+    /// Result columns of prepared statements, by name, once described.
+    pub described: std::collections::HashMap<String, Vec<shardgate_wire::backend::Column>>,
+    /// Generation of statement names; it moves on after an error, so a
+    /// statement in an unknown state is never reused.
+    pub epoch: u32,
+    /// Every reply read, the last ReadyForQuery said `I`.
+    pub idle: bool,
+    /// Every reply read up to a ReadyForQuery (no Sync owed).
+    pub ready: bool,
+}
+
+impl ConnState {
+    /// The state of a fresh connection (at ReadyForQuery, idle).
+    pub fn new() -> ConnState {
+        ConnState {
+            prepared: Default::default(),
+            settings: 0,
+            described: Default::default(),
+            epoch: 0,
+            idle: true,
+            ready: true,
+        }
+    }
+}
+
+impl Default for ConnState {
+    fn default() -> Self {
+        ConnState::new()
+    }
+}
+
 /// One connection to one shard.
 pub enum ShardConn {
     /// A PostgreSQL server.
@@ -67,35 +105,23 @@ impl ShardConn {
     }
 
     fn idle_mut(&mut self) -> &mut bool {
-        match self {
-            ShardConn::Pg(c) => &mut c.idle,
-            ShardConn::Lite(c) => &mut c.idle,
-        }
+        &mut self.state_mut().idle
     }
 
     fn ready_mut(&mut self) -> &mut bool {
-        match self {
-            ShardConn::Pg(c) => &mut c.ready,
-            ShardConn::Lite(c) => &mut c.ready,
-        }
+        &mut self.state_mut().ready
     }
 
     /// Has every reply been read, ending with ReadyForQuery (in or out of a
     /// transaction)? If not, the connection needs a Sync.
     pub fn is_ready(&self) -> bool {
-        match self {
-            ShardConn::Pg(c) => c.ready,
-            ShardConn::Lite(c) => c.ready,
-        }
+        self.state().ready
     }
 
     /// Has every reply been read, ending with ReadyForQuery outside a
     /// transaction? Only such a connection may go back to a pool.
     pub fn is_idle(&self) -> bool {
-        match self {
-            ShardConn::Pg(c) => c.idle,
-            ShardConn::Lite(c) => c.idle,
-        }
+        self.state().idle
     }
 
     /// Is another whole message already buffered (so `recv` won't wait)?
@@ -108,53 +134,47 @@ impl ShardConn {
 
     /// Names of statements already prepared on this connection.
     pub fn prepared(&mut self) -> &mut std::collections::HashSet<String> {
-        match self {
-            ShardConn::Pg(c) => &mut c.prepared,
-            ShardConn::Lite(c) => &mut c.prepared,
-        }
+        &mut self.state_mut().prepared
     }
 
     /// Fingerprint of the session settings last applied to this connection.
     pub fn settings(&mut self) -> &mut u64 {
-        match self {
-            ShardConn::Pg(c) => &mut c.settings,
-            ShardConn::Lite(c) => &mut c.settings,
-        }
+        &mut self.state_mut().settings
     }
 
     /// Forget every statement prepared on this connection by name: later
     /// uses prepare again under new names. Called after an error, when
     /// the state of a statement is unknown.
     pub fn forget_prepared(&mut self) {
-        match self {
-            ShardConn::Pg(c) => {
-                c.epoch = c.epoch.wrapping_add(1);
-                c.prepared.clear();
-                c.described.clear();
-            }
-            ShardConn::Lite(c) => {
-                c.epoch = c.epoch.wrapping_add(1);
-                c.prepared.clear();
-                c.described.clear();
-            }
-        }
+        let st = self.state_mut();
+        st.epoch = st.epoch.wrapping_add(1);
+        st.prepared.clear();
+        st.described.clear();
     }
 
     /// Result columns of statements prepared on this connection, by name.
     pub fn described(
         &mut self,
     ) -> &mut std::collections::HashMap<String, Vec<shardgate_wire::backend::Column>> {
-        match self {
-            ShardConn::Pg(c) => &mut c.described,
-            ShardConn::Lite(c) => &mut c.described,
-        }
+        &mut self.state_mut().described
     }
 
     /// The generation of statement names (see [`ShardConn::forget_prepared`]).
     pub fn epoch(&self) -> u32 {
+        self.state().epoch
+    }
+
+    fn state(&self) -> &ConnState {
         match self {
-            ShardConn::Pg(c) => c.epoch,
-            ShardConn::Lite(c) => c.epoch,
+            ShardConn::Pg(c) => &c.state,
+            ShardConn::Lite(c) => &c.state,
+        }
+    }
+
+    fn state_mut(&mut self) -> &mut ConnState {
+        match self {
+            ShardConn::Pg(c) => &mut c.state,
+            ShardConn::Lite(c) => &mut c.state,
         }
     }
 

@@ -6,7 +6,7 @@ use crate::error::BackendError;
 use bytes::BytesMut;
 use shardgate_wire::backend::{AuthRequest, parse_auth, parse_error};
 use shardgate_wire::{Frame, frontend, startup};
-use std::collections::HashSet;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -106,20 +106,8 @@ pub struct PgConn {
     pub pid: i32,
     /// Cancel secret.
     pub secret: i32,
-    /// Names of statements prepared on this connection by shardgate.
-    pub prepared: HashSet<String>,
-    /// Fingerprint of the session settings last applied (0 = none).
-    pub settings: u64,
-    /// Result columns of prepared statements, by name, once described.
-    pub described: std::collections::HashMap<String, Vec<shardgate_wire::backend::Column>>,
-    /// Generation of shardgate's statement names on this connection; it
-    /// moves on after an error, so a statement in an unknown state is
-    /// never reused.
-    pub epoch: u32,
-    /// Idle: every reply read, the last ReadyForQuery said `I`.
-    pub idle: bool,
-    /// Every reply read up to a ReadyForQuery (no Sync owed).
-    pub ready: bool,
+    /// shardgate's bookkeeping for this connection.
+    pub state: crate::ConnState,
     /// ParameterStatus values the server reported at startup.
     pub server_params: Vec<(String, String)>,
 }
@@ -137,12 +125,7 @@ impl PgConn {
             rbuf: BytesMut::with_capacity(16 * 1024),
             pid: 0,
             secret: 0,
-            prepared: HashSet::new(),
-            settings: 0,
-            described: Default::default(),
-            epoch: 0,
-            idle: true,
-            ready: true,
+            state: crate::ConnState::new(),
             server_params: Vec::new(),
         };
         let mut out = BytesMut::new();

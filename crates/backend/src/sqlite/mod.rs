@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use rusqlite::types::Value;
 use shardgate_wire::backend::{self as be, Column};
 use shardgate_wire::{Frame, frontend};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use types::oid;
@@ -48,20 +48,8 @@ struct Portal {
 pub struct LiteConn {
     db: rusqlite::Connection,
     out: BytesMut,
-    /// Names of statements prepared by shardgate (see [`crate::ShardConn::prepared`]).
-    pub prepared: HashSet<String>,
-    /// Fingerprint of the session settings last applied (0 = none).
-    pub settings: u64,
-    /// Result columns of prepared statements, by name, once described.
-    pub described: std::collections::HashMap<String, Vec<shardgate_wire::backend::Column>>,
-    /// Generation of shardgate's statement names on this connection; it
-    /// moves on after an error, so a statement in an unknown state is
-    /// never reused.
-    pub epoch: u32,
-    /// Idle: every reply read, the last ReadyForQuery said `I`.
-    pub idle: bool,
-    /// Every reply read up to a ReadyForQuery (no Sync owed).
-    pub ready: bool,
+    /// shardgate's bookkeeping for this connection.
+    pub state: crate::ConnState,
     /// A BEGIN made for the current extended-protocol batch.
     implicit: bool,
     stmts: HashMap<String, Stmt>,
@@ -148,12 +136,7 @@ impl LiteConn {
         Ok(LiteConn {
             db,
             out: BytesMut::new(),
-            prepared: HashSet::new(),
-            settings: 0,
-            described: Default::default(),
-            epoch: 0,
-            idle: true,
-            ready: true,
+            state: crate::ConnState::new(),
             implicit: false,
             stmts: HashMap::new(),
             portals: HashMap::new(),
