@@ -16,9 +16,9 @@ pub type Conns = BTreeMap<ShardId, PooledConn>;
 
 /// What to send to each shard for one statement.
 pub enum Request<'a> {
-    /// Protocol bytes to send as they are (a client's Query message); the
-    /// reply ends with ReadyForQuery.
-    Raw(&'a [u8]),
+    /// A client's message to send as it is (a Query); the reply ends
+    /// with ReadyForQuery.
+    Raw(&'a Frame),
     /// A simple-protocol query; ends with ReadyForQuery.
     Simple(&'a str),
     /// A simple-protocol query per shard.
@@ -98,7 +98,7 @@ pub(crate) fn prepare_if_needed(
 
 fn encode(req: &Request<'_>, shard: ShardId, c: &mut PooledConn, buf: &mut BytesMut) {
     match req {
-        Request::Raw(b) => buf.extend_from_slice(b),
+        Request::Raw(f) => f.encode(buf),
         Request::Simple(sql) => frontend::query(buf, sql),
         Request::SimplePer(per) => {
             frontend::query(buf, per.get(&shard).map(String::as_str).unwrap_or(""))

@@ -92,14 +92,8 @@ impl Session {
         } else if let Some(e) = self.ensure(&[shard]).await? {
             self.fail_statement(&e);
         } else {
-            let raw = f.to_bytes();
-            let o = shardgate_exec::run(
-                &mut self.conns,
-                &[shard],
-                &Request::Raw(&raw),
-                &mut self.out,
-            )
-            .await?;
+            let o = shardgate_exec::run(&mut self.conns, &[shard], &Request::Raw(f), &mut self.out)
+                .await?;
             self.after_statement(&o);
         }
         self.end_simple();
