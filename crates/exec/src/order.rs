@@ -169,38 +169,7 @@ mod tests {
     use super::*;
 
     fn num(s: &str) -> Vec<u8> {
-        // Build the binary form the way PostgreSQL sends it.
-        let (neg, body) = match s.strip_prefix('-') {
-            Some(r) => (true, r),
-            None => (false, s),
-        };
-        let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-        let int = int.trim_start_matches('0');
-        let ipad = (4 - int.len() % 4) % 4;
-        let fpad = (4 - frac.len() % 4) % 4;
-        let all = "0".repeat(ipad) + int + frac + &"0".repeat(fpad);
-        let mut groups: Vec<i16> = all
-            .as_bytes()
-            .chunks(4)
-            .map(|c| std::str::from_utf8(c).unwrap().parse().unwrap())
-            .collect();
-        let mut weight = ((ipad + int.len()) / 4) as i16 - 1;
-        while groups.first() == Some(&0) {
-            groups.remove(0);
-            weight -= 1;
-        }
-        while groups.last() == Some(&0) {
-            groups.pop();
-        }
-        let mut out = Vec::new();
-        out.extend_from_slice(&(groups.len() as i16).to_be_bytes());
-        out.extend_from_slice(&weight.to_be_bytes());
-        out.extend_from_slice(&(if neg { 0x4000u16 } else { 0 }).to_be_bytes());
-        out.extend_from_slice(&(frac.len() as i16).to_be_bytes());
-        for g in groups {
-            out.extend_from_slice(&g.to_be_bytes());
-        }
-        out
+        shardgate_backend::sqlite::types::numeric_to_binary(s).unwrap()
     }
 
     #[test]
