@@ -35,6 +35,11 @@ pub struct ConnState {
     pub idle: bool,
     /// Every reply read up to a ReadyForQuery (no Sync owed).
     pub ready: bool,
+    /// Names and types the next statement's result columns report instead
+    /// of the shard's own (used by embedded shards, whose column types come
+    /// from declarations: the router's final aggregation query answers with
+    /// the columns of the client's statement).
+    pub result_columns: Option<Vec<shardgate_wire::backend::Column>>,
 }
 
 impl ConnState {
@@ -47,6 +52,7 @@ impl ConnState {
             epoch: 0,
             idle: true,
             ready: true,
+            result_columns: None,
         }
     }
 }

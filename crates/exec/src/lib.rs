@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod error;
 pub mod merge;
 pub mod merge_sort;
@@ -18,6 +19,7 @@ pub mod order;
 pub mod out;
 pub mod run;
 
+pub use aggregate::{AggRequest, run_aggregate};
 pub use error::ExecError;
 pub use merge::{Merger, Outcome};
 pub use merge_sort::{MergeRequest, bind_params, run_merge};

@@ -15,6 +15,8 @@ pub struct Outcome {
     pub rows: u64,
     /// PortalSuspended was seen (a row-limited Execute on one shard).
     pub suspended: bool,
+    /// The parameter types a ParameterDescription gave, if one passed.
+    pub param_types: Option<Vec<u32>>,
 }
 
 /// Combines the frames of one statement's replies from several shards.
@@ -90,6 +92,15 @@ impl Merger {
             b't' => {
                 if !self.params_described {
                     self.params_described = true;
+                    let body = &f.body;
+                    if body.len() >= 2 {
+                        let n = i16::from_be_bytes([body[0], body[1]]).max(0) as usize;
+                        self.outcome.param_types = body.get(2..2 + 4 * n).map(|b| {
+                            b.chunks(4)
+                                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                                .collect()
+                        });
+                    }
                     f.encode(out);
                 }
             }

@@ -403,7 +403,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
     Ok(Outcome {
         error,
         rows: sent,
-        suspended: false,
+        ..Default::default()
     })
 }
 

@@ -25,7 +25,12 @@ pub struct Router {
     /// Every shard orders text bytewise (C collation), so text sort keys
     /// can be merged.
     pub bytewise_text: bool,
+    /// The most partial rows a cross-shard aggregation may hold.
+    pub max_merge_rows: usize,
 }
+
+/// The default of [`Router::max_merge_rows`].
+pub const DEFAULT_MAX_MERGE_ROWS: usize = 1_000_000;
 
 impl Router {
     /// Build the router from pools, a metadata store and the rules the
@@ -105,6 +110,7 @@ impl Router {
             cancels: Mutex::new(HashMap::new()),
             server_version,
             bytewise_text,
+            max_merge_rows: DEFAULT_MAX_MERGE_ROWS,
         })
     }
 

@@ -30,6 +30,10 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// Connections per shard.
     pub pool_size: Option<usize>,
+    /// The most partial rows (groups per shard, or raw rows) a cross-shard
+    /// GROUP BY / DISTINCT / aggregate may hold in the router before the
+    /// statement fails with SQLSTATE 54000 (default 1,000,000).
+    pub max_merge_rows: Option<usize>,
     /// The shards, in order (their position is their id).
     #[serde(default)]
     pub shards: Vec<ShardConfig>,

@@ -142,13 +142,11 @@ async fn serve(
         )));
     }
     let meta = Arc::new(FileStore::new(data_dir.join("meta.json")));
-    let router = Arc::new(Router::new(
-        pools,
-        meta,
-        rules,
-        server_version,
-        bytewise_text,
-    )?);
+    let mut router = Router::new(pools, meta, rules, server_version, bytewise_text)?;
+    if let Some(n) = cfg.max_merge_rows {
+        router.max_merge_rows = n;
+    }
+    let router = Arc::new(router);
     learn_key_types(&router).await;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

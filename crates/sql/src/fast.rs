@@ -104,6 +104,7 @@ pub fn unsharded_only(sql: &str, topo: &Topology) -> Option<Template> {
         single_only: None,
         learns: None,
         merge: None,
+        aggregate: None,
     })
 }
 

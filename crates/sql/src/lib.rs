@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod analyze;
 pub mod error;
 pub mod fast;
@@ -17,6 +18,7 @@ pub mod plan;
 pub mod rewrite;
 pub mod split;
 
+pub use aggregate::AggSpec;
 pub use analyze::{Analyzed, analyze, analyze_all};
 pub use error::SqlError;
 pub use merge::{MergeSpec, SortKey};

@@ -72,6 +72,16 @@ impl MergeSpec {
     }
 }
 
+/// Does a select list have `*` or `t.*`?
+pub fn has_wildcard(items: &[SelectItem]) -> bool {
+    items.iter().any(|i| {
+        matches!(
+            i,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    })
+}
+
 fn number(e: &Expr) -> Option<u64> {
     match e {
         Expr::Value(v) => match &v.value {
@@ -137,7 +147,10 @@ pub fn plan_merge(
                     .and_then(|i| sel.projection.get(i as usize));
                 match item.and_then(item_expr) {
                     Some(e) => e,
-                    None => return Err("ORDER BY a position of * or out of range".into()),
+                    // Out of range with no * to expand: every shard
+                    // rejects it with PostgreSQL's own error.
+                    None if item.is_none() && !has_wildcard(&sel.projection) => return Ok(None),
+                    None => return Err("ORDER BY a position of *".into()),
                 }
             } else if let Expr::Identifier(id) = &o.expr {
                 let name = crate::analyze::ident_name(id);

@@ -5,6 +5,7 @@
 //! yields a [`Plan`], a small tree of primitives the executor interprets and
 //! `EXPLAIN` prints with [`Plan::describe`].
 
+use crate::aggregate::AggSpec;
 use crate::error::SqlError;
 use crate::params::Params;
 use shardgate_core::{KeyType, KeyValue, ShardId, TableRule};
@@ -115,6 +116,9 @@ pub enum Template {
         /// How to merge the shards' rows when more than one is reached
         /// (ORDER BY, LIMIT, OFFSET); `None` means concatenate.
         merge: Option<Box<crate::merge::MergeSpec>>,
+        /// How to aggregate across shards when more than one is reached
+        /// (aggregates, GROUP BY, HAVING, DISTINCT).
+        aggregate: Option<Box<AggTemplate>>,
     },
     /// An INSERT into a sharded table; rows may be split across shards.
     Insert {
@@ -127,6 +131,30 @@ pub enum Template {
     },
     /// Show the plan of another statement.
     Explain(Box<Template>),
+}
+
+/// A multi-shard aggregation, planned once its parameters are known.
+#[derive(Debug, Clone)]
+pub struct AggTemplate {
+    /// The SELECT (parameters still open).
+    pub query: Box<sqlparser::ast::Query>,
+    /// The plan, when the statement has no parameters.
+    pub planned: Option<AggSpec>,
+}
+
+impl AggTemplate {
+    fn resolve(&self, params: &Params<'_>) -> Result<AggSpec, SqlError> {
+        if let Some(p) = &self.planned {
+            return Ok(p.clone());
+        }
+        let mut q = (*self.query).clone();
+        crate::rewrite::inline_params(&mut q, params)?;
+        crate::aggregate::plan_aggregate(&q).map_err(|why| {
+            SqlError::Unsupported(format!(
+                "a multi-shard SELECT with {why} is not supported yet; add a shard-key filter so it reaches one shard"
+            ))
+        })
+    }
 }
 
 /// The SQL a route sends.
@@ -161,6 +189,14 @@ pub enum Plan {
         shards: Vec<ShardId>,
         /// The merge.
         spec: Box<crate::merge::MergeSpec>,
+    },
+    /// Aggregate across shards: the partial query on these shards, the
+    /// final query on the first.
+    Aggregate {
+        /// Target shards, sorted, more than one.
+        shards: Vec<ShardId>,
+        /// The two queries.
+        spec: Box<AggSpec>,
     },
     /// Describe another plan.
     Explain(Box<Plan>),
@@ -203,6 +239,11 @@ impl Plan {
                     out.push(format!("{pad}{l}"));
                 }
             }
+            Plan::Aggregate { shards, spec } => {
+                for l in spec.describe(shards) {
+                    out.push(format!("{pad}{l}"));
+                }
+            }
             Plan::Explain(p) => p.describe_into(out, depth),
         }
     }
@@ -230,6 +271,7 @@ impl Template {
                 kind,
                 single_only,
                 merge,
+                aggregate,
                 ..
             } => {
                 let shards = match targets {
@@ -257,6 +299,12 @@ impl Template {
                 if shards.len() > 1 {
                     if let Some(e) = single_only {
                         return Err(e.clone());
+                    }
+                    if let Some(a) = aggregate {
+                        return Ok(Plan::Aggregate {
+                            shards,
+                            spec: Box::new(a.resolve(params)?),
+                        });
                     }
                     if let Some(spec) = merge {
                         return Ok(Plan::Merge {

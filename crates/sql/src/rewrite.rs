@@ -67,7 +67,7 @@ fn literal(params: &Params<'_>, n: usize) -> Result<Expr, SqlError> {
         // Keep the parameter's declared type: '7' as numeric is not '7'.
         let name = type_name(oid).ok_or_else(|| {
             SqlError::Unsupported(format!(
-                "a multi-row INSERT whose rows go to several shards cannot yet take a parameter of type oid {oid}"
+                "a statement that shardgate rewrites across shards cannot yet take a parameter of type oid {oid}"
             ))
         })?;
         return Ok(cast(text(s), name));
@@ -96,7 +96,7 @@ fn literal(params: &Params<'_>, n: usize) -> Result<Expr, SqlError> {
             .map(text)
             .map_err(|_| SqlError::InvalidValue("invalid UTF-8 in parameter".into())),
         _ => Err(SqlError::Unsupported(format!(
-            "a multi-row INSERT whose rows go to several shards cannot yet take a binary parameter of type {oid}; send it in text format or split the INSERT"
+            "a statement that shardgate rewrites across shards cannot yet take a binary parameter of type {oid}; send it in text format"
         ))),
     }
 }
@@ -117,6 +117,20 @@ impl VisitorMut for Inline<'_, '_> {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Replace every bind parameter of `q` by its value as a literal (cast to
+/// the parameter's declared type, if it has one).
+///
+/// # Errors
+/// A missing parameter or one that cannot be written as a literal.
+pub fn inline_params(q: &mut sqlparser::ast::Query, params: &Params<'_>) -> Result<(), SqlError> {
+    let mut inl = Inline { params, err: None };
+    let _ = q.visit(&mut inl);
+    match inl.err {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 

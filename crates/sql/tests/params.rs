@@ -126,7 +126,8 @@ fn in_list_of_params() {
         route_shards(&resolve(&t, &text(&[b"2", b"8"]))),
         vec![ShardId(0), ShardId(1)]
     );
-    // A merge is refused only once the parameters show more than one shard.
+    // An aggregate is planned across shards only once the parameters show
+    // more than one shard.
     let t = analyze(
         "SELECT count(*) FROM orders WHERE customer_id IN ($1, $2)",
         &topo,
@@ -135,10 +136,21 @@ fn in_list_of_params() {
         route_shards(&resolve(&t, &text(&[b"1", b"7"]))),
         vec![ShardId(3)]
     );
-    let e = t
+    let p = t
         .resolve(&text(&[b"2", b"8"]), &topo.shards(), topo.default_shard)
-        .unwrap_err();
-    assert_eq!(e.sqlstate(), "0A000");
+        .unwrap();
+    match p {
+        shardgate_sql::Plan::Aggregate { shards, spec } => {
+            assert_eq!(shards, vec![ShardId(0), ShardId(1)]);
+            // The parameters are inlined into the partial query.
+            assert!(
+                spec.partial_sql.contains("IN ('2', '8')"),
+                "{}",
+                spec.partial_sql
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -431,6 +431,17 @@ impl LiteConn {
             .collect()
     }
 
+    fn override_columns(cols: &mut [Column], given: &[Column]) {
+        if given.len() == cols.len() {
+            for (c, g) in cols.iter_mut().zip(given) {
+                c.name = g.name.clone();
+                c.type_oid = g.type_oid;
+                c.type_size = g.type_size;
+                c.type_modifier = g.type_modifier;
+            }
+        }
+    }
+
     fn describe_rows(&mut self, sql: &str, formats: &[i16]) -> Result<(), SqlError> {
         if Self::passthrough(sql).is_some() {
             be::no_data(&mut self.out);
@@ -440,7 +451,10 @@ impl LiteConn {
         if st.column_count() == 0 {
             be::no_data(&mut self.out);
         } else {
-            let cols = Self::columns_of(&st, formats);
+            let mut cols = Self::columns_of(&st, formats);
+            if let Some(given) = &self.state.result_columns {
+                Self::override_columns(&mut cols, given);
+            }
             be::row_description(&mut self.out, &cols);
         }
         Ok(())
@@ -534,11 +548,14 @@ impl LiteConn {
             }
         }
         let ncols = st.column_count();
-        let cols = if ncols > 0 {
+        let mut cols = if ncols > 0 {
             Self::columns_of(&st, formats)
         } else {
             Vec::new()
         };
+        if let Some(given) = self.state.result_columns.take() {
+            Self::override_columns(&mut cols, &given);
+        }
         if ncols > 0 && describe {
             be::row_description(&mut self.out, &cols);
         }

@@ -40,6 +40,7 @@ impl Session {
         let prepared = Prepared {
             sql: p.sql.to_string(),
             types: p.param_types,
+            param_types_described: None,
             template,
             version: self.topo.version,
         };
@@ -68,7 +69,10 @@ impl Session {
         let params = Params {
             values: b.params.clone(),
             binary: (0..b.params.len()).map(|i| b.is_binary(i)).collect(),
-            types: st.types.clone(),
+            types: st
+                .param_types_described
+                .clone()
+                .unwrap_or_else(|| st.types.clone()),
         };
         let plan = match st
             .template
@@ -138,6 +142,13 @@ impl Session {
                     if self.txn == TxnState::Active {
                         self.txn = TxnState::Failed;
                     }
+                } else if let Some(described) = o.param_types
+                    && let Some(st) = self.stmts.get_mut(name)
+                    && described.len() >= st.types.len()
+                {
+                    // Parameters the client left untyped now have the types
+                    // the shard inferred (binary values are read by them).
+                    st.param_types_described = Some(described);
                 }
             }
             t => {
@@ -237,6 +248,29 @@ impl Session {
                     p.describe().into_iter().map(|l| vec![Some(l)]).collect();
                 self.local_rows(&["QUERY PLAN".to_string()], &rows, describe, true);
                 Done::Ok
+            }
+            Plan::Aggregate { shards, spec } => {
+                if max_rows > 0 {
+                    self.send_error(&err_fields(
+                        "0A000",
+                        "fetching a multi-shard result in batches (Execute with a row limit) is not supported yet",
+                    ));
+                    Done::Failed
+                } else if self.txn == TxnState::Idle && !self.batch_writes.is_empty() {
+                    self.send_error(&err_fields(
+                        "0A000",
+                        "a multi-shard aggregate after a write in the same batch is not supported yet; Sync between them",
+                    ));
+                    Done::Failed
+                } else {
+                    let req = shardgate_exec::AggRequest {
+                        extended: true,
+                        result_formats: &result_formats,
+                        describe,
+                        max_rows: self.router.max_merge_rows,
+                    };
+                    self.run_aggregate_plan(shards, spec, &req).await?
+                }
             }
             Plan::Merge { shards, spec } => {
                 if max_rows > 0 {
@@ -441,7 +475,8 @@ impl Session {
                     sql: ShardSql::Original,
                     ..
                 }
-                | Plan::Merge { shards, .. } => {
+                | Plan::Merge { shards, .. }
+                | Plan::Aggregate { shards, .. } => {
                     let Some(st) = self.stmts.get(&stmt) else {
                         continue;
                     };

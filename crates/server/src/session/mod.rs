@@ -53,6 +53,9 @@ enum TxnState {
 struct Prepared {
     sql: String,
     types: Vec<u32>,
+    /// Every parameter's type as a shard described it (`types` may leave
+    /// some unspecified, as 0).
+    param_types_described: Option<Vec<u32>>,
     template: Template,
     version: u64,
 }

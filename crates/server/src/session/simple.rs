@@ -229,6 +229,15 @@ impl Session {
                 };
                 self.run_merge_plan(shards, spec, &req).await
             }
+            Plan::Aggregate { shards, spec } => {
+                let req = shardgate_exec::AggRequest {
+                    extended: false,
+                    result_formats: &[],
+                    describe: true,
+                    max_rows: self.router.max_merge_rows,
+                };
+                self.run_aggregate_plan(shards, spec, &req).await
+            }
             Plan::Route {
                 shards,
                 sql: ShardSql::Original,
@@ -274,6 +283,22 @@ impl Session {
         }
         let o =
             shardgate_exec::run_merge(&mut self.conns, shards, spec, req, &mut self.out).await?;
+        Ok(self.after_statement(&o))
+    }
+
+    /// Run an aggregation plan (both protocols).
+    pub(super) async fn run_aggregate_plan(
+        &mut self,
+        shards: &[ShardId],
+        spec: &shardgate_sql::AggSpec,
+        req: &shardgate_exec::AggRequest<'_>,
+    ) -> Result<Done, ExecError> {
+        if let Some(e) = self.ensure(shards).await? {
+            self.fail_statement(&e);
+            return Ok(Done::Failed);
+        }
+        let o = shardgate_exec::run_aggregate(&mut self.conns, shards, spec, req, &mut self.out)
+            .await?;
         Ok(self.after_statement(&o))
     }
 

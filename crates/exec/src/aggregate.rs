@@ -1,0 +1,417 @@
+//! Running a two-step aggregation (see `shardgate_sql::aggregate`): the
+//! partial query on every shard, then the final query, over the partial
+//! rows, on one shard, whose reply goes to the client.
+//!
+//! The partial rows are held in memory (as the text of the final query),
+//! so their number is limited: past the limit the statement fails with
+//! SQLSTATE 54000 instead of growing the router without bound.
+
+use crate::error::ExecError;
+use crate::merge::Outcome;
+use crate::out::ClientOut;
+use crate::run::{Conns, lost};
+use bytes::BufMut;
+use shardgate_backend::BackendError;
+use shardgate_core::ShardId;
+use shardgate_sql::AggSpec;
+use shardgate_wire::backend::{self as be, ErrorFields};
+use shardgate_wire::frontend;
+use tokio::io::AsyncWrite;
+
+/// What the client asked for.
+pub struct AggRequest<'a> {
+    /// Extended protocol (Parse/Bind/Execute) rather than a simple Query.
+    pub extended: bool,
+    /// The client's result formats (extended protocol).
+    pub result_formats: &'a [i16],
+    /// Send the RowDescription (simple protocol, or a Describe Portal).
+    pub describe: bool,
+    /// The most partial rows held before the statement fails.
+    pub max_rows: usize,
+}
+
+/// The SQL name of a built-in type, for the typed columns of the partial
+/// rows (`None`: look it up).
+fn type_name(oid: u32) -> Option<&'static str> {
+    Some(match oid {
+        16 => "boolean",
+        17 => "bytea",
+        18 => "\"char\"",
+        19 => "name",
+        20 => "bigint",
+        21 => "smallint",
+        23 => "integer",
+        25 => "text",
+        26 => "oid",
+        114 => "json",
+        650 => "cidr",
+        700 => "real",
+        701 => "double precision",
+        790 => "money",
+        829 => "macaddr",
+        869 => "inet",
+        1000 => "boolean[]",
+        1001 => "bytea[]",
+        1005 => "smallint[]",
+        1007 => "integer[]",
+        1009 => "text[]",
+        1015 => "varchar[]",
+        1016 => "bigint[]",
+        1021 => "real[]",
+        1022 => "double precision[]",
+        1042 => "bpchar",
+        1043 => "varchar",
+        1082 => "date",
+        1083 => "time",
+        1114 => "timestamp",
+        1115 => "timestamp[]",
+        1182 => "date[]",
+        1184 => "timestamptz",
+        1185 => "timestamptz[]",
+        1186 => "interval",
+        1231 => "numeric[]",
+        1266 => "timetz",
+        1560 => "bit",
+        1562 => "varbit",
+        1700 => "numeric",
+        2950 => "uuid",
+        2951 => "uuid[]",
+        3802 => "jsonb",
+        3807 => "jsonb[]",
+        _ => return None,
+    })
+}
+
+/// A type name with its modifier (`varchar(40)`, `numeric(12,2)`), so the
+/// final query's columns describe themselves as the shards' do.
+fn with_typmod(name: &str, oid: u32, typmod: i32) -> String {
+    match oid {
+        1042 | 1043 if typmod >= 4 => format!("{name}({})", typmod - 4),
+        1700 if typmod >= 4 => {
+            let t = typmod - 4;
+            let scale = ((t & 0x7ff) ^ 1024) - 1024;
+            format!("numeric({}, {scale})", (t >> 16) & 0xffff)
+        }
+        1083 | 1114 | 1184 | 1266 | 1560 | 1562 if typmod >= 0 => {
+            let base = match oid {
+                1083 => "time",
+                1114 => "timestamp",
+                1184 => "timestamptz",
+                1266 => "timetz",
+                1560 => "bit",
+                _ => "varbit",
+            };
+            format!("{base}({typmod})")
+        }
+        _ => name.to_string(),
+    }
+}
+
+/// Append one value as a literal of the final query.
+fn literal(out: &mut String, v: Option<&[u8]>, embedded: bool) {
+    let Some(v) = v else {
+        out.push_str("NULL");
+        return;
+    };
+    let s = String::from_utf8_lossy(v);
+    if embedded {
+        // SQLite's quote() made it a literal already.
+        out.push_str(&s);
+        return;
+    }
+    // E'' strings read the same whatever standard_conforming_strings is.
+    out.push_str("E'");
+    for ch in s.chars() {
+        match ch {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+}
+
+fn err(code: &str, message: impl Into<String>) -> ErrorFields {
+    ErrorFields::new(code, message)
+}
+
+/// Run an aggregation plan on `shards` (the final query on the first) and
+/// send its reply to `out`. Every shard ends at ReadyForQuery.
+///
+/// # Errors
+/// A shard connection failed or the client is gone.
+///
+/// # Cancel safety
+/// Not cancel safe (see [`crate::run`]).
+pub async fn run_aggregate<W: AsyncWrite + Unpin>(
+    conns: &mut Conns,
+    shards: &[ShardId],
+    spec: &AggSpec,
+    req: &AggRequest<'_>,
+    out: &mut ClientOut<W>,
+) -> Result<Outcome, ExecError> {
+    let final_shard = shards[0];
+    let embedded = conns
+        .get_mut(&final_shard)
+        .ok_or_else(|| lost(final_shard, BackendError::Closed))?
+        .is_embedded();
+    // Step 1: the partial query everywhere, in parallel.
+    let mut buf = bytes::BytesMut::new();
+    frontend::query(
+        &mut buf,
+        if embedded {
+            &spec.partial_lite
+        } else {
+            &spec.partial_sql
+        },
+    );
+    for s in shards {
+        let c = conns
+            .get_mut(s)
+            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        c.send(&buf).await.map_err(|e| lost(*s, e))?;
+    }
+    let mut oids: Option<Vec<(u32, i32)>> = None;
+    let mut first: Vec<String> = Vec::new();
+    let mut values = String::new();
+    let mut rows = 0usize;
+    let mut error: Option<ErrorFields> = None;
+    for s in shards {
+        let c = conns
+            .get_mut(s)
+            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        loop {
+            let f = c.recv().await.map_err(|e| lost(*s, e))?;
+            match f.tag {
+                b'T' if oids.is_none() => {
+                    oids = Some(
+                        be::parse_row_description(&f.body)
+                            .map_err(|e| lost(*s, BackendError::Protocol(e)))?
+                            .iter()
+                            .map(|c| (c.type_oid, c.type_modifier))
+                            .collect(),
+                    );
+                }
+                b'D' if error.is_none() => {
+                    rows += 1;
+                    if rows > req.max_rows {
+                        error = Some(ErrorFields {
+                            hint: Some("add a filter, group by the shard key, or raise max_merge_rows in the configuration".into()),
+                            ..err(
+                                "54000",
+                                format!(
+                                    "a cross-shard aggregation needs more than {} partial rows (max_merge_rows)",
+                                    req.max_rows
+                                ),
+                            )
+                        });
+                        values = String::new();
+                        continue;
+                    }
+                    let vals = be::parse_data_row(&f.body)
+                        .map_err(|e| lost(*s, BackendError::Protocol(e)))?;
+                    if rows == 1 {
+                        // Kept apart: its literals get explicit types, which
+                        // the whole VALUES list then takes.
+                        for v in &vals {
+                            let mut l = String::new();
+                            literal(&mut l, *v, embedded);
+                            first.push(l);
+                        }
+                        continue;
+                    }
+                    values.push_str(", (");
+                    for (i, v) in vals.iter().enumerate() {
+                        if i > 0 {
+                            values.push_str(", ");
+                        }
+                        literal(&mut values, *v, embedded);
+                    }
+                    values.push(')');
+                }
+                b'E' if error.is_none() => error = be::parse_error(&f.body).ok(),
+                b'N' => f.encode(&mut out.buf),
+                b'Z' => break,
+                _ => {}
+            }
+        }
+    }
+    if error.is_none() {
+        let oids = oids.as_deref().unwrap_or_default();
+        if oids.len() != spec.columns {
+            error = Some(err(
+                "XX000",
+                "a partial aggregate query returned unexpected columns",
+            ));
+        } else if spec
+            .no_float4
+            .iter()
+            .any(|i| oids.get(*i).map(|o| o.0) == Some(700))
+        {
+            error = Some(err(
+                "0A000",
+                "avg/stddev/variance of a real (float4) value across shards is not supported yet (its partial sums would lose precision); cast it to double precision",
+            ));
+        }
+    }
+    if let Some(e) = error {
+        be::error_like(&mut out.buf, b'E', &e);
+        return Ok(Outcome {
+            error: Some(e),
+            rows: 0,
+            ..Default::default()
+        });
+    }
+    let oids = oids.unwrap_or_default();
+    // Step 2: the final query on one shard, over the typed partial rows.
+    let c = conns
+        .get_mut(&final_shard)
+        .ok_or_else(|| lost(final_shard, BackendError::Closed))?;
+    // Each column's type, without and with its modifier.
+    let mut names: Vec<(String, String)> = Vec::with_capacity(oids.len());
+    for (o, m) in &oids {
+        let n = match type_name(*o) {
+            Some(n) => (n.to_string(), with_typmod(n, *o, *m)),
+            None if embedded => ("text".to_string(), "text".to_string()),
+            None => {
+                let r = c
+                    .simple_rows(&format!(
+                        "SELECT format_type({o}, NULL), format_type({o}, {m})"
+                    ))
+                    .await
+                    .map_err(|e| lost(final_shard, e))?;
+                let get = |i: usize| {
+                    r.first()
+                        .and_then(|r| r.get(i).cloned().flatten())
+                        .unwrap_or_else(|| "text".to_string())
+                };
+                (get(0), get(1))
+            }
+        };
+        names.push(n);
+    }
+    let mut rows_sql = String::new();
+    if embedded {
+        // SQLite: no declared types (they would give the columns an
+        // affinity that converts values in comparisons); the literals
+        // carry them.
+        rows_sql.push_str("SELECT ");
+        rows_sql.push_str(&vec!["NULL"; names.len()].join(", "));
+        rows_sql.push_str(" WHERE false");
+        if !first.is_empty() {
+            rows_sql.push_str(" UNION ALL VALUES (");
+            rows_sql.push_str(&first.join(", "));
+            rows_sql.push(')');
+            rows_sql.push_str(&values);
+        }
+    } else if first.is_empty() {
+        let casts: Vec<String> = names
+            .iter()
+            .map(|(_, full)| format!("CAST(NULL AS {full})"))
+            .collect();
+        rows_sql = format!("SELECT {} WHERE false", casts.join(", "));
+    } else {
+        // The first row's literals are typed (the VALUES list takes their
+        // types); the outer casts add the modifiers (varchar(40)), which a
+        // VALUES list would drop.
+        let outer: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, (_, full))| format!("CAST(column{} AS {full})", i + 1))
+            .collect();
+        rows_sql = format!("SELECT {} FROM (VALUES (", outer.join(", "));
+        for (i, l) in first.iter().enumerate() {
+            if i > 0 {
+                rows_sql.push_str(", ");
+            }
+            rows_sql.push_str(&format!("CAST({l} AS {})", names[i].0));
+        }
+        rows_sql.push(')');
+        rows_sql.push_str(&values);
+        rows_sql.push_str(") AS sg_values");
+    }
+    drop(values);
+    let sql = spec.final_sql(embedded, &rows_sql, |i, float| {
+        let oid = oids.get(i).map(|o| o.0).unwrap_or(25);
+        if float {
+            if matches!(oid, 700 | 701) {
+                "double precision".to_string()
+            } else {
+                "numeric".to_string()
+            }
+        } else {
+            names
+                .get(i)
+                .map(|n| n.0.clone())
+                .unwrap_or_else(|| "text".to_string())
+        }
+    });
+    drop(rows_sql);
+    buf.clear();
+    if req.extended {
+        frontend::parse(&mut buf, "", &sql, &[]);
+        let at = shardgate_wire::begin(&mut buf, b'B');
+        shardgate_wire::put_cstr(&mut buf, "");
+        shardgate_wire::put_cstr(&mut buf, "");
+        buf.put_i16(0);
+        buf.put_i16(0);
+        buf.put_i16(req.result_formats.len() as i16);
+        for f in req.result_formats {
+            buf.put_i16(*f);
+        }
+        shardgate_wire::finish(&mut buf, at);
+        if req.describe {
+            frontend::describe(&mut buf, b'P', "");
+        }
+        frontend::execute(&mut buf, "", 0);
+        frontend::sync(&mut buf);
+    } else {
+        frontend::query(&mut buf, &sql);
+    }
+    drop(sql);
+    if embedded {
+        // SQLite names and types an expression's column by its text: have
+        // the final query answer with the columns the client's statement
+        // has on one embedded shard.
+        let mut d = bytes::BytesMut::new();
+        frontend::parse(&mut d, "", &spec.original, &[]);
+        frontend::describe(&mut d, b'S', "");
+        frontend::sync(&mut d);
+        c.send(&d).await.map_err(|e| lost(final_shard, e))?;
+        let mut cols = None;
+        loop {
+            let f = c.recv().await.map_err(|e| lost(final_shard, e))?;
+            match f.tag {
+                b'T' => cols = be::parse_row_description(&f.body).ok(),
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        if let shardgate_backend::ShardConn::Lite(l) = &mut **c {
+            l.state.result_columns = cols;
+        }
+    }
+    c.send(&buf).await.map_err(|e| lost(final_shard, e))?;
+    let mut outcome = Outcome::default();
+    loop {
+        let f = c.recv().await.map_err(|e| lost(final_shard, e))?;
+        match f.tag {
+            b'T' if req.describe => f.encode(&mut out.buf),
+            b'D' => {
+                outcome.rows += 1;
+                f.encode(&mut out.buf);
+                out.maybe_flush().await?;
+            }
+            b'C' | b'N' | b'I' => f.encode(&mut out.buf),
+            b'E' => {
+                if outcome.error.is_none() {
+                    outcome.error = be::parse_error(&f.body).ok();
+                }
+                f.encode(&mut out.buf);
+            }
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    Ok(outcome)
+}

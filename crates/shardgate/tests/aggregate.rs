@@ -1,0 +1,153 @@
+//! Cross-shard aggregation beyond the differential suite: bind parameters
+//! in the partial and final queries, the partial-row limit, aggregates in
+//! transactions, errors raised by the final query, and EXPLAIN.
+
+mod common;
+
+use common::{PgCluster, client};
+use shardgate_testkit::PgServer;
+
+const TABLE: &str = "[[tables]]\nname = \"t\"\nshard_key = \"k\"\nkey_type = \"bigint\"\n";
+const SCHEMA: &str =
+    "CREATE TABLE t (k bigint, id int, g text, v numeric(10,2), PRIMARY KEY (k, id))";
+
+fn rows() -> String {
+    (0..600)
+        .map(|i| {
+            let v = if i % 9 == 0 {
+                "NULL".to_string()
+            } else {
+                format!("{}.{:02}", i % 50 - 20, i % 100)
+            };
+            format!("({}, {i}, 'g{}', {v})", i % 41, i % 7)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn plain() -> (PgServer, tokio_postgres::Client) {
+    let one = PgServer::start().unwrap();
+    let (c, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=app",
+            one.port()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    (one, c)
+}
+
+fn text(rows: &[tokio_postgres::Row]) -> Vec<String> {
+    let mut v: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| format!("{:?}", r.get::<_, Option<String>>(i)))
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_with_parameters_limits_and_transactions() {
+    let c = PgCluster::start_with(3, "max_merge_rows = 100\n", TABLE);
+    let (_one, one) = plain().await;
+    let sg = client(c.sg.port()).await;
+    for db in [&sg, &one] {
+        db.batch_execute(SCHEMA).await.unwrap();
+        db.batch_execute(&format!("INSERT INTO t VALUES {}", rows()))
+            .await
+            .unwrap();
+    }
+
+    // Parameters in WHERE, HAVING and LIMIT, typed by the statement.
+    let q = "SELECT g::text, count(*)::text, sum(v)::text, avg(v)::text FROM t WHERE id > $1 GROUP BY g HAVING count(*) > $2 ORDER BY g LIMIT $3";
+    for (a, b, l) in [(10i32, 5i64, 3i64), (300, 60, 10), (0, 0, 1)] {
+        let want = one.query(q, &[&a, &b, &l]).await.unwrap();
+        let got = sg.query(q, &[&a, &b, &l]).await.unwrap();
+        assert_eq!(text(&got), text(&want), "{q} with {a}, {b}, {l}");
+    }
+    // EXPLAIN shows the partial and the final query.
+    let plan: Vec<String> = sg
+        .simple_query("EXPLAIN SELECT g, count(*) FROM t GROUP BY g")
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert!(plan[0].starts_with("Aggregate"), "{plan:?}");
+    assert!(plan.iter().any(|l| l.contains("GROUP BY g")), "{plan:?}");
+
+    // More partial rows than max_merge_rows: a clear error, then the
+    // session works on.
+    let e = sg
+        .simple_query("SELECT DISTINCT id FROM t")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "54000", "{e}");
+    let n: i64 = sg
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 600);
+
+    // Inside a transaction: the aggregate sees the transaction's own
+    // uncommitted row.
+    sg.batch_execute("BEGIN").await.unwrap();
+    sg.batch_execute("INSERT INTO t VALUES (1, 10001, 'new', 1.00)")
+        .await
+        .unwrap();
+    let n: i64 = sg
+        .query_one("SELECT count(*) FROM t WHERE g = 'new'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the transaction's own row is counted");
+    sg.batch_execute("ROLLBACK").await.unwrap();
+    let n: i64 = sg
+        .query_one("SELECT count(*) FROM t WHERE g = 'new'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "rolled back");
+
+    // An error raised by the final query (division by zero in HAVING)
+    // reaches the client with PostgreSQL's SQLSTATE; the session goes on.
+    let e = sg
+        .simple_query("SELECT g FROM t GROUP BY g HAVING sum(v) / 0 > 1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "22012", "{e}");
+    let e = one
+        .simple_query("SELECT g FROM t GROUP BY g HAVING sum(v) / 0 > 1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "22012");
+    // In a transaction, the failure aborts it as PostgreSQL would.
+    sg.batch_execute("BEGIN").await.unwrap();
+    assert!(
+        sg.simple_query("SELECT g FROM t GROUP BY g HAVING sum(v) / 0 > 1")
+            .await
+            .is_err()
+    );
+    let e = sg.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "25P02");
+    sg.batch_execute("ROLLBACK").await.unwrap();
+    let n: i64 = sg
+        .query_one("SELECT count(DISTINCT g) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 7);
+    assert!(c.sg.log().lines().all(|l| !l.contains("panicked")));
+}

@@ -1,0 +1,827 @@
+-- Read queries of the differential suite (tests/differential.rs).
+--
+-- Format: statements end with `;` at the end of a line. Comment lines right
+-- before a statement may carry tags (words starting with @):
+--   @ordered  the query gives a total order: rows are compared in order
+--             (else as multisets). An ORDER BY with ties between rows that
+--             differ is NOT a total order.
+--   @must     shardgate must answer it (a 0A000 refusal fails the test), so
+--             support cannot silently regress. Add it to queries as soon as
+--             shardgate supports them.
+-- Other comment lines are ignored.
+--
+-- Tables: customers (sharded by id), orders and order_items (sharded by
+-- customer_id; co-located with customers), products (reference table).
+
+-- ---------------------------------------------------------------- point lookups
+-- @must
+SELECT * FROM customers WHERE id = 1;
+-- @must
+SELECT * FROM customers WHERE id = 42;
+-- @must
+SELECT * FROM customers WHERE id = 100000;
+-- @must
+SELECT * FROM customers WHERE 13 = id;
+-- @must
+SELECT id, name, email, credit * 2 AS double_credit, upper(name) FROM customers WHERE id = 9;
+-- @must
+SELECT * FROM orders WHERE customer_id = 1;
+-- @must
+SELECT id, status, amount FROM orders WHERE customer_id = 7;
+-- @must @ordered
+SELECT * FROM orders WHERE customer_id = 2 ORDER BY id;
+-- @must
+SELECT * FROM order_items WHERE customer_id = 3 AND order_id > 0;
+-- @must
+SELECT name, email FROM customers WHERE id = 17 AND active;
+-- @must
+SELECT * FROM orders WHERE customer_id = -1;
+-- @must
+SELECT * FROM orders WHERE customer_id = 5 AND amount IS NULL;
+-- @must
+SELECT id, weight, discount FROM orders WHERE customer_id = 11 AND weight > 0;
+-- @must
+SELECT * FROM customers WHERE id = 200;
+-- @must
+SELECT id, last_seen, signup FROM customers WHERE id = 33;
+-- @must
+SELECT o.id, o.note FROM orders o WHERE o.customer_id = 12 AND o.note IS NOT NULL;
+-- @must
+SELECT * FROM order_items WHERE customer_id = 1 AND qty > 8;
+-- @must
+SELECT customer_id, id FROM orders WHERE customer_id = 3 AND (status = 'new' OR status IS NULL);
+
+-- ------------------------------------------------- IN lists, ANY, OR of keys
+-- @must
+SELECT * FROM customers WHERE id IN (1, 2, 3, 4, 5, 6, 7, 8);
+-- @must
+SELECT * FROM orders WHERE customer_id IN (1, 50, 99);
+-- @must
+SELECT * FROM orders WHERE customer_id = ANY('{1,2,3,150}');
+-- @must
+SELECT * FROM orders WHERE customer_id = ANY('{4,5,6}'::bigint[]);
+-- @must
+SELECT * FROM orders WHERE customer_id = ANY(ARRAY[7, 8, 9]);
+-- @must
+SELECT * FROM customers WHERE id = 1 OR id = 2 OR id = 3;
+-- @must
+SELECT * FROM orders WHERE (customer_id = 4 OR customer_id = 8) AND amount > 100;
+-- @must
+SELECT * FROM orders WHERE customer_id IN (10, 20) AND status IN ('new', 'paid');
+-- @must
+SELECT * FROM customers WHERE id IN (1, 1, 2);
+-- @must
+SELECT * FROM customers WHERE id IN (99999, 88888);
+-- @must
+SELECT id, name FROM customers WHERE id IN (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20);
+-- @must
+SELECT * FROM order_items WHERE customer_id IN (2, 3) AND line = 1;
+-- @must
+SELECT id FROM customers WHERE id = 5 OR id = 500;
+-- @must
+SELECT * FROM orders WHERE customer_id IN (1, 2) AND id < 100;
+-- @must @ordered
+SELECT id, amount FROM orders WHERE customer_id IN (4, 5, 6, 7) ORDER BY id;
+-- @must @ordered
+SELECT id, amount FROM orders WHERE customer_id = ANY('{1,2,3}') ORDER BY amount DESC NULLS LAST, id LIMIT 12;
+-- @must @ordered
+SELECT * FROM customers WHERE id IN (3, 1, 2) ORDER BY id DESC;
+-- @must
+SELECT customer_id, count(*) FROM orders WHERE customer_id = 1 OR customer_id = 1 GROUP BY customer_id;
+
+-- ------------------------------------------------ scatter, rows concatenated
+-- @must
+SELECT * FROM customers;
+-- @must
+SELECT * FROM orders;
+-- @must
+SELECT * FROM order_items;
+-- @must
+SELECT * FROM orders WHERE amount > 5000;
+-- @must
+SELECT id, name FROM customers WHERE name LIKE 'A%';
+-- @must
+SELECT id, name FROM customers WHERE name ILIKE '%e%';
+-- @must
+SELECT * FROM order_items WHERE qty > 8;
+-- @must
+SELECT id, status FROM orders WHERE status IS NULL;
+-- @must
+SELECT id FROM customers WHERE id NOT IN (1, 2, 3);
+-- @must
+SELECT id, score FROM customers WHERE score BETWEEN 100 AND 200000;
+-- @must
+SELECT id, region FROM customers WHERE region = '';
+-- @must
+SELECT id, name, length(name) FROM customers WHERE name > 'Z';
+-- @must
+SELECT id, ordered_on FROM orders WHERE ordered_on >= '2023-06-01' AND ordered_on < '2023-07-01';
+-- @must
+SELECT id, created_at FROM orders WHERE created_at < '2019-03-01 00:00:00';
+-- @must
+SELECT id, amount, qty, amount * qty AS total FROM orders WHERE qty < 0;
+-- @must
+SELECT customer_id, order_id, line, price FROM order_items WHERE price < 1;
+-- @must
+SELECT id, active, tier FROM customers WHERE active IS NULL OR tier IS NULL;
+-- @must
+SELECT id, discount FROM orders WHERE discount = 0.125;
+-- @must
+SELECT id, weight FROM orders WHERE weight < -49.5;
+-- @must
+SELECT 'x' AS lit, id FROM customers WHERE id > 190;
+
+-- ------------------------------------------------- ORDER BY, LIMIT, OFFSET
+-- @must @ordered
+SELECT * FROM orders ORDER BY id LIMIT 20;
+-- @must @ordered
+SELECT * FROM orders ORDER BY id DESC LIMIT 20 OFFSET 10;
+-- @must @ordered
+SELECT id, amount FROM orders ORDER BY amount DESC NULLS LAST, id LIMIT 50;
+-- @must @ordered
+SELECT id, amount FROM orders ORDER BY amount NULLS FIRST, id LIMIT 50;
+-- @must @ordered
+SELECT id, amount FROM orders ORDER BY amount ASC NULLS LAST, id DESC LIMIT 30 OFFSET 100;
+-- @must @ordered
+-- @pg-only
+SELECT id FROM orders ORDER BY weight, id LIMIT 40;
+-- @must @ordered
+SELECT id, qty * amount AS total FROM orders ORDER BY total DESC NULLS LAST, id LIMIT 25;
+-- @must @ordered
+SELECT id, qty FROM orders ORDER BY qty * 2 + 1, id LIMIT 25;
+-- @must @ordered
+-- @pg-only
+SELECT name, id FROM customers ORDER BY 1, 2;
+-- @must @ordered
+SELECT name, id FROM customers ORDER BY name DESC NULLS FIRST, id;
+-- @must @ordered
+-- @pg-only
+SELECT * FROM customers ORDER BY signup, id;
+-- @must @ordered
+-- @pg-only
+SELECT * FROM customers ORDER BY last_seen DESC, id LIMIT 10;
+-- @must @ordered
+-- @pg-only
+SELECT * FROM customers ORDER BY active, tier, id;
+-- @must @ordered
+SELECT id, score FROM customers ORDER BY score DESC, id OFFSET 150;
+-- @must @ordered
+-- @pg-only
+SELECT * FROM orders WHERE customer_id IN (1, 2, 3) ORDER BY created_at, id LIMIT 10;
+-- @must @ordered
+-- @pg-only
+SELECT id, note FROM orders ORDER BY note, id LIMIT 100;
+-- @must @ordered
+SELECT id FROM orders ORDER BY id LIMIT 0;
+-- @must @ordered
+SELECT id, status FROM orders ORDER BY status DESC NULLS LAST, id LIMIT 15 OFFSET 5;
+-- @must @ordered
+SELECT * FROM order_items ORDER BY price DESC, order_id, line LIMIT 10;
+-- @ordered
+SELECT id, lower(name) AS ln FROM customers ORDER BY ln, id;
+-- @must @ordered
+-- @pg-only
+SELECT id, discount FROM orders ORDER BY discount, id LIMIT 60;
+-- @must @ordered
+SELECT id, priority FROM orders ORDER BY priority DESC NULLS FIRST, id DESC LIMIT 40;
+-- @must @ordered
+-- @pg-only
+SELECT id FROM orders ORDER BY ordered_on DESC, id LIMIT 5 OFFSET 2000;
+-- @must @ordered
+-- @pg-only
+SELECT id, credit FROM customers ORDER BY credit, id LIMIT 10 OFFSET 10;
+-- @must @ordered
+SELECT id, amount FROM orders ORDER BY -amount, id LIMIT 10;
+-- @must @ordered
+SELECT id, name FROM customers ORDER BY length(name), name, id;
+-- @must @ordered
+SELECT * FROM products ORDER BY id;
+-- @must @ordered
+SELECT * FROM products ORDER BY price DESC, id LIMIT 5;
+-- @must @ordered
+SELECT id, email FROM customers ORDER BY email NULLS FIRST, id LIMIT 30;
+-- @must @ordered
+-- @pg-only
+SELECT id, paid, amount FROM orders ORDER BY paid NULLS FIRST, amount DESC, id LIMIT 70;
+-- @must @ordered
+SELECT id, weight FROM orders ORDER BY weight DESC NULLS LAST, id OFFSET 2400;
+-- @must @ordered
+SELECT customer_id, id FROM orders ORDER BY customer_id DESC, id LIMIT 33;
+-- @must @ordered
+SELECT customer_id AS c, id AS o FROM orders ORDER BY c, o DESC LIMIT 10 OFFSET 390;
+-- @must @ordered
+SELECT id, created_at FROM orders ORDER BY created_at DESC NULLS FIRST, id LIMIT 25;
+-- @must @ordered
+SELECT id, region, tier FROM customers ORDER BY region NULLS FIRST, tier DESC NULLS LAST, id;
+-- @must @ordered
+SELECT id, amount + 1 FROM orders ORDER BY 2, 1 LIMIT 20;
+-- @must @ordered
+SELECT order_id, line, qty * price AS total FROM order_items ORDER BY total DESC, order_id, line LIMIT 15;
+-- @must @ordered
+SELECT id FROM customers ORDER BY id OFFSET 195;
+-- @must @ordered
+SELECT id FROM customers ORDER BY id LIMIT 5 OFFSET 1000;
+-- @must @ordered
+SELECT id, qty FROM orders WHERE qty > 45 ORDER BY qty, id;
+-- @must @ordered
+SELECT id, name FROM customers WHERE active ORDER BY name NULLS FIRST, id LIMIT 20;
+-- @must @ordered
+SELECT id, score FROM customers ORDER BY score NULLS FIRST, id LIMIT 20;
+-- @ordered
+SELECT upper(status) AS s, id FROM orders ORDER BY s, id LIMIT 40;
+-- @must @ordered
+SELECT id, discount FROM orders ORDER BY discount DESC NULLS LAST, id LIMIT 20 OFFSET 20;
+-- @must @ordered
+SELECT * FROM orders WHERE customer_id = 1 ORDER BY amount, id LIMIT 5;
+-- @must @ordered
+-- @pg-only
+SELECT id, qty FROM orders ORDER BY qty DESC, id LIMIT 1;
+-- ORDER BY with ties: not a total order, compared as a multiset.
+-- @must
+SELECT id, status FROM orders ORDER BY status;
+-- @must
+SELECT id, region FROM customers ORDER BY region DESC;
+SELECT id FROM orders ORDER BY id FETCH FIRST 3 ROWS ONLY;
+
+-- ---------------------------------------------- aggregates without GROUP BY
+-- @must
+SELECT count(*) FROM orders;
+-- @must
+SELECT count(*) FROM customers;
+-- @must
+SELECT count(*) FROM order_items;
+-- @must
+SELECT count(amount) FROM orders;
+-- @must
+SELECT count(note), count(qty), count(*) FROM orders;
+-- @must
+SELECT count(1) FROM customers;
+-- @must
+SELECT sum(qty) FROM orders;
+-- @must
+SELECT sum(amount) FROM orders;
+-- @must
+SELECT sum(discount) FROM orders;
+-- @must
+SELECT sum(weight) FROM orders;
+-- @must
+SELECT sum(priority) FROM orders;
+-- @must
+SELECT sum(id) FROM orders;
+-- @must
+SELECT sum(tier) FROM customers;
+-- @must
+SELECT sum(credit), sum(score) FROM customers;
+-- @must
+SELECT min(qty), max(qty) FROM orders;
+-- @must
+SELECT min(amount), max(amount), min(discount), max(discount) FROM orders;
+-- @must
+SELECT min(weight), max(weight) FROM orders;
+-- @must
+SELECT min(name), max(name) FROM customers;
+-- @must
+SELECT min(signup), max(signup), min(last_seen), max(last_seen) FROM customers;
+-- @must
+SELECT min(note), max(status) FROM orders;
+-- @must
+SELECT min(priority), max(priority), min(id), max(id) FROM orders;
+-- @must
+SELECT min(email), max(email) FROM customers;
+-- @must
+SELECT min(weight), max(weight) FROM products;
+-- @must
+SELECT avg(qty) FROM orders;
+-- @must
+SELECT avg(amount) FROM orders;
+-- @must
+SELECT avg(discount) FROM orders;
+-- @must
+SELECT avg(weight) FROM orders;
+-- @must
+SELECT avg(priority) FROM orders;
+-- @must
+SELECT avg(id) FROM orders;
+-- @must
+SELECT avg(score), avg(credit), avg(tier) FROM customers;
+-- @must
+SELECT avg(price) FROM order_items;
+-- @must
+SELECT count(DISTINCT status) FROM orders;
+-- @must
+SELECT count(DISTINCT customer_id) FROM orders;
+-- @must
+SELECT count(DISTINCT qty), count(DISTINCT amount) FROM orders;
+-- @must
+SELECT count(DISTINCT region), count(DISTINCT lower(region)) FROM customers;
+-- @must
+SELECT sum(DISTINCT qty) FROM orders;
+-- @must
+SELECT sum(DISTINCT amount), avg(DISTINCT qty) FROM orders;
+-- @must
+SELECT count(DISTINCT weight), sum(DISTINCT weight) FROM orders;
+-- @must
+SELECT stddev(qty), variance(qty) FROM orders;
+-- @must
+SELECT stddev_samp(amount), stddev_pop(amount) FROM orders;
+-- @must
+SELECT var_pop(weight), var_samp(weight) FROM orders;
+-- @must
+SELECT stddev(weight) FROM orders;
+-- @must
+SELECT variance(discount) FROM orders;
+-- @must
+SELECT stddev_pop(priority), var_samp(priority) FROM orders;
+-- @must
+SELECT stddev(score), variance(credit) FROM customers;
+-- @must
+SELECT stddev(id), var_pop(id) FROM orders;
+-- @must
+SELECT bool_and(paid), bool_or(paid), every(paid) FROM orders;
+-- @must
+SELECT bool_and(active), bool_or(active) FROM customers;
+-- @must
+SELECT bool_and(qty > -10), bool_or(qty > 49) FROM orders;
+-- @must
+SELECT string_agg(status, ',' ORDER BY status) FROM orders WHERE qty = 7;
+-- @must
+SELECT string_agg(name, ',' ORDER BY name) FROM customers;
+-- @must
+SELECT string_agg(DISTINCT status, ',' ORDER BY status) FROM orders;
+-- @must
+SELECT string_agg(note, '' ORDER BY note DESC) FROM orders WHERE qty = 11;
+-- @must
+SELECT array_agg(id ORDER BY id) FROM customers;
+-- @must
+SELECT array_agg(amount ORDER BY amount) FROM orders WHERE qty = 3;
+-- @must
+SELECT array_agg(DISTINCT region ORDER BY region) FROM customers;
+-- @must
+SELECT array_agg(weight ORDER BY weight DESC) FROM orders WHERE priority = 1 AND qty = 5;
+-- @must
+SELECT sum(qty * amount) FROM orders;
+-- @must
+SELECT avg(amount * 2) FROM orders;
+-- @must
+SELECT sum(i.qty * i.price) FROM order_items i;
+-- @must
+SELECT sum(weight * 2), avg(weight + 1) FROM orders;
+-- @must
+SELECT count(*) FILTER (WHERE paid) FROM orders;
+-- @must
+SELECT count(*) FILTER (WHERE status = 'new'), sum(amount) FILTER (WHERE qty > 10) FROM orders;
+-- @must
+SELECT avg(weight) FILTER (WHERE priority = 1) FROM orders;
+-- @must
+SELECT max(amount) - min(amount) FROM orders;
+-- @must
+SELECT sum(amount) / count(*) FROM orders;
+-- @must
+SELECT round(avg(amount), 2) FROM orders;
+-- @must
+SELECT sum(amount) / nullif(count(amount), 0), round(avg(qty), 4) FROM orders;
+-- @must
+SELECT count(*) FROM orders WHERE amount IS NULL;
+-- @must
+SELECT count(*) FROM orders WHERE false;
+-- @must
+SELECT sum(qty), avg(qty), min(qty), count(qty) FROM orders WHERE qty > 1000;
+-- @must
+SELECT count(*), count(DISTINCT status) FROM orders WHERE customer_id IN (1, 2, 3);
+-- @must
+SELECT count(*) AS n, sum(qty) total FROM orders;
+-- @must
+SELECT 1 + count(*) FROM orders;
+-- @must
+SELECT count(*) > 100 AS many FROM orders;
+-- @must
+SELECT max(length(name)) FROM customers;
+-- @must
+SELECT min(lower(name)), max(upper(name)) FROM customers;
+-- @must
+SELECT count(*) FROM orders WHERE status = '';
+-- @must
+SELECT sum(amount), count(*) FROM orders WHERE ordered_on >= '2022-01-01';
+-- @must
+SELECT count(*), min(created_at), max(created_at) FROM orders WHERE paid;
+-- @must
+SELECT bit_and(qty), bit_or(qty) FROM orders;
+-- @must
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY amount) FROM orders;
+-- @must
+SELECT mode() WITHIN GROUP (ORDER BY status) FROM orders;
+-- @must
+SELECT json_agg(id ORDER BY id) FROM customers WHERE id < 10;
+SELECT count(*) FROM (SELECT * FROM orders) s;
+-- @must
+SELECT max(amount), min(amount) FROM orders WHERE customer_id NOT IN (1, 2);
+-- @must
+SELECT count(*), sum(price), max(price) FROM products;
+-- @must
+SELECT coalesce(sum(qty), 0) FROM orders WHERE qty > 1000;
+-- @must
+SELECT sum(amount)::text FROM orders;
+-- @must
+SELECT avg(qty)::numeric(10,3) FROM orders;
+-- @must
+SELECT count(*) * 2, sum(qty) + max(qty) FROM orders;
+
+-- ----------------------------------------------------------------- GROUP BY
+-- @must
+SELECT status, count(*) FROM orders GROUP BY status;
+-- @must
+SELECT status, count(*), sum(amount), avg(qty) FROM orders GROUP BY status;
+-- @must
+SELECT paid, count(*) FROM orders GROUP BY paid;
+-- @must
+SELECT priority, min(amount), max(amount) FROM orders GROUP BY priority;
+-- @must
+SELECT region, count(*) FROM customers GROUP BY region;
+-- @must
+SELECT lower(region), count(*) FROM customers GROUP BY lower(region);
+-- @must
+SELECT lower(region) AS r, count(*) FROM customers GROUP BY r;
+-- @must
+SELECT region, tier, count(*) FROM customers GROUP BY region, tier;
+-- @must
+SELECT region, tier, count(*) FROM customers GROUP BY 1, 2;
+-- @must
+SELECT date_trunc('month', created_at) AS m, count(*), sum(amount) FROM orders GROUP BY 1;
+-- @must
+SELECT date_trunc('year', ordered_on) y, count(*) FROM orders GROUP BY y;
+-- @must
+SELECT extract(year FROM ordered_on) AS y, sum(qty) FROM orders GROUP BY 1;
+-- @must
+SELECT CASE WHEN amount < 0 THEN 'neg' WHEN amount < 1000 THEN 'small' ELSE 'big' END AS bucket, count(*) FROM orders GROUP BY bucket;
+-- @must
+SELECT customer_id, count(*) FROM orders GROUP BY customer_id;
+-- @must
+SELECT customer_id, sum(amount), max(created_at) FROM orders GROUP BY customer_id;
+-- @must
+SELECT customer_id, count(*) FROM order_items GROUP BY customer_id HAVING count(*) > 30;
+-- @must
+SELECT status, count(*) FROM orders GROUP BY status HAVING sum(amount) > 100000;
+-- @must
+SELECT status FROM orders GROUP BY status HAVING count(*) > 400;
+-- @must
+SELECT status, count(*) FROM orders GROUP BY status HAVING avg(qty) > 20;
+-- @must
+SELECT status, count(*) FROM orders GROUP BY status HAVING max(weight) > 40 AND min(qty) < 0;
+-- @ordered
+-- @must
+SELECT customer_id, count(*) AS n FROM orders GROUP BY customer_id ORDER BY n DESC, customer_id LIMIT 5;
+-- @ordered
+-- @must
+SELECT customer_id, sum(amount) FROM orders GROUP BY customer_id ORDER BY sum(amount) DESC NULLS LAST, customer_id LIMIT 10;
+-- @ordered
+-- @must
+SELECT status, count(*) FROM orders GROUP BY status ORDER BY count(*) DESC, status;
+-- @ordered
+-- @must
+SELECT status, count(*) FROM orders GROUP BY status ORDER BY status;
+-- @ordered
+-- @must
+SELECT status, count(*) FROM orders GROUP BY status ORDER BY 1 DESC NULLS LAST;
+-- @ordered
+-- @must
+SELECT priority, sum(qty) s FROM orders GROUP BY priority ORDER BY s, priority;
+-- @ordered
+-- @must
+SELECT region, avg(score) FROM customers GROUP BY region ORDER BY region NULLS FIRST LIMIT 3;
+-- @ordered
+-- @must
+SELECT customer_id, max(amount) FROM orders GROUP BY customer_id ORDER BY customer_id OFFSET 150;
+-- @ordered
+-- @must
+SELECT customer_id FROM orders GROUP BY customer_id ORDER BY avg(weight) DESC NULLS LAST, customer_id LIMIT 7;
+-- @must
+SELECT status, sum(amount) / count(*) AS per FROM orders GROUP BY status;
+-- @must
+SELECT status, round(avg(amount), 2) FROM orders GROUP BY status;
+-- @must
+SELECT status, stddev(amount), variance(qty) FROM orders GROUP BY status;
+-- @must
+SELECT status, stddev_pop(weight), var_samp(weight) FROM orders GROUP BY status;
+-- @must
+SELECT status, bool_and(paid), bool_or(paid) FROM orders GROUP BY status;
+-- @must
+SELECT status, string_agg(DISTINCT note, '|' ORDER BY note) FROM orders GROUP BY status;
+-- @must
+SELECT priority, array_agg(DISTINCT status ORDER BY status) FROM orders GROUP BY priority;
+-- @must
+SELECT status, count(DISTINCT customer_id) FROM orders GROUP BY status;
+-- @must
+SELECT status, count(*) FILTER (WHERE paid), count(*) FILTER (WHERE NOT paid) FROM orders GROUP BY status;
+-- @must
+SELECT note, count(*) FROM orders GROUP BY note;
+-- @must
+SELECT qty % 5, count(*) FROM orders GROUP BY qty % 5;
+-- @must
+SELECT weight > 50, count(*) FROM orders GROUP BY 1;
+-- @must
+SELECT discount, count(*), sum(qty) FROM orders GROUP BY discount;
+-- @must
+SELECT paid, priority, count(*), sum(weight) FROM orders GROUP BY paid, priority;
+-- @must
+SELECT ordered_on, count(*) FROM orders GROUP BY ordered_on;
+-- @must
+SELECT amount, count(*) FROM orders GROUP BY amount HAVING count(*) > 1;
+-- @must
+SELECT product_id, sum(qty), avg(price) FROM order_items GROUP BY product_id;
+-- @must
+SELECT order_id, count(*) FROM order_items GROUP BY order_id HAVING count(*) > 3;
+-- @must
+SELECT customer_id, order_id, sum(qty * price) FROM order_items GROUP BY customer_id, order_id;
+-- @must
+SELECT tier, avg(credit), min(signup) FROM customers GROUP BY tier;
+-- @must
+SELECT active, count(*), avg(score) FROM customers GROUP BY active;
+-- @must
+SELECT name, count(*) FROM customers GROUP BY name;
+-- @must
+SELECT length(name) AS len, count(*) FROM customers GROUP BY len;
+-- @must
+SELECT signup IS NULL, count(*) FROM customers GROUP BY signup IS NULL;
+-- @must
+SELECT extract(month FROM created_at) AS m, extract(year FROM created_at) AS y, count(*) FROM orders GROUP BY y, m;
+-- @must
+SELECT status, max(amount) - min(amount) AS spread FROM orders GROUP BY status;
+-- @must
+SELECT status, sum(qty * amount) FROM orders GROUP BY status;
+-- @must
+SELECT count(*) FROM orders GROUP BY status;
+-- @must
+SELECT status, count(*) + 1 FROM orders WHERE qty > 10 GROUP BY status;
+-- @must
+SELECT status, count(*) FROM orders WHERE customer_id IN (1, 2, 3) GROUP BY status;
+-- @must
+SELECT customer_id, count(*) FROM orders WHERE customer_id IN (1, 2, 3) GROUP BY customer_id;
+-- @must
+SELECT customer_id, status, count(*) FROM orders GROUP BY customer_id, status HAVING count(*) > 20;
+-- @must
+SELECT priority, count(*) FROM orders GROUP BY priority HAVING priority > 2;
+SELECT status, count(*) FROM orders GROUP BY ROLLUP (status);
+SELECT status, paid, count(*) FROM orders GROUP BY GROUPING SETS ((status), (paid));
+-- @must
+SELECT true AS t, count(*) FROM orders GROUP BY 1;
+-- @must
+SELECT status, percentile_disc(0.5) WITHIN GROUP (ORDER BY qty) FROM orders GROUP BY status;
+
+-- ------------------------------------------------------- DISTINCT, DISTINCT ON
+-- @must
+SELECT DISTINCT status FROM orders;
+-- @must
+SELECT DISTINCT region, tier FROM customers;
+-- @must
+SELECT DISTINCT lower(name) FROM customers;
+-- @must
+SELECT DISTINCT customer_id FROM orders;
+-- @must
+SELECT DISTINCT paid FROM orders;
+-- @must
+SELECT DISTINCT date_trunc('year', created_at) FROM orders;
+-- @must
+SELECT DISTINCT qty % 3 AS m FROM orders;
+-- @must
+SELECT DISTINCT discount FROM orders;
+-- @must
+SELECT DISTINCT weight FROM orders WHERE weight > 45;
+-- @must
+SELECT DISTINCT product_id FROM order_items;
+-- @must
+SELECT DISTINCT note, paid FROM orders;
+-- @ordered
+-- @must
+SELECT DISTINCT status FROM orders ORDER BY status;
+-- @ordered
+-- @must
+SELECT DISTINCT status FROM orders ORDER BY status DESC NULLS LAST LIMIT 3;
+-- @ordered
+-- @must
+SELECT DISTINCT qty FROM orders ORDER BY qty LIMIT 10;
+-- @ordered
+-- @must
+SELECT DISTINCT priority FROM orders ORDER BY 1 NULLS FIRST;
+-- @ordered
+-- @must
+SELECT DISTINCT region, tier FROM customers ORDER BY region, tier;
+-- @ordered
+-- @must
+SELECT DISTINCT ON (status) status, id, amount FROM orders ORDER BY status, id;
+-- @ordered
+-- @must
+SELECT DISTINCT ON (customer_id) customer_id, id, amount FROM orders ORDER BY customer_id, amount DESC NULLS LAST, id;
+-- @ordered
+-- @must
+SELECT DISTINCT ON (region) region, id, name FROM customers ORDER BY region, credit DESC NULLS LAST, id;
+-- @ordered
+-- @must
+SELECT DISTINCT ON (priority) priority, created_at, id FROM orders ORDER BY priority NULLS FIRST, created_at DESC NULLS LAST, id;
+-- @ordered
+-- @must
+SELECT DISTINCT ON (paid) paid, weight, id FROM orders ORDER BY paid, weight, id;
+-- @ordered
+-- @must
+SELECT DISTINCT ON (customer_id) customer_id, id FROM orders ORDER BY customer_id DESC, id LIMIT 10;
+-- @ordered
+-- @must
+SELECT DISTINCT ON (order_id) order_id, line, qty FROM order_items ORDER BY order_id, qty DESC, line LIMIT 50;
+SELECT count(*) FROM (SELECT DISTINCT status FROM orders) d;
+-- @must
+SELECT DISTINCT status FROM orders WHERE customer_id = 1;
+-- @must
+SELECT DISTINCT ON (status) status, id FROM orders WHERE customer_id = 2 ORDER BY status, id;
+-- @must
+SELECT DISTINCT c.region FROM customers c JOIN orders o ON o.customer_id = c.id;
+
+-- ------------------------------------------------------ co-located joins
+-- @must
+SELECT c.id, c.name, o.id, o.amount FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id = 5;
+-- @must
+SELECT c.id, o.id FROM customers c JOIN orders o ON o.customer_id = c.id;
+-- @must
+SELECT c.id, o.id, o.status FROM customers c JOIN orders o ON c.id = o.customer_id WHERE c.region = 'EU';
+-- @must
+SELECT o.id, i.line, i.qty FROM orders o JOIN order_items i ON i.customer_id = o.customer_id AND i.order_id = o.id WHERE o.customer_id IN (3, 4);
+-- @must
+SELECT c.id FROM customers c LEFT JOIN orders o ON o.customer_id = c.id WHERE o.id IS NULL;
+-- @must
+SELECT c.name, o.id, i.line FROM customers c JOIN orders o ON o.customer_id = c.id JOIN order_items i ON i.customer_id = o.customer_id AND i.order_id = o.id WHERE i.qty = 10;
+-- @must @ordered
+SELECT c.id, o.id FROM customers c JOIN orders o ON o.customer_id = c.id ORDER BY o.id LIMIT 10;
+-- @must @ordered
+SELECT c.name, o.amount, o.id FROM customers c JOIN orders o ON o.customer_id = c.id ORDER BY o.amount DESC NULLS LAST, o.id LIMIT 10;
+-- @must
+SELECT c.id, o.id FROM customers c, orders o WHERE o.customer_id = c.id AND o.qty > 48;
+-- @must
+SELECT c.name, count(*) FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.name;
+-- @must
+SELECT c.id, count(o.id), sum(o.amount) FROM customers c LEFT JOIN orders o ON o.customer_id = c.id GROUP BY c.id;
+-- @must
+SELECT c.region, sum(i.qty * i.price) FROM customers c JOIN order_items i ON i.customer_id = c.id GROUP BY c.region;
+-- @must
+SELECT o.status, count(*) FROM orders o JOIN order_items i ON i.customer_id = o.customer_id AND i.order_id = o.id GROUP BY o.status;
+-- @must
+SELECT count(*) FROM customers c JOIN orders o ON o.customer_id = c.id;
+-- @must
+SELECT c.tier, avg(o.weight), count(DISTINCT c.id) FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.tier;
+-- @must
+SELECT c.active, sum(o.qty) FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.paid GROUP BY c.active HAVING sum(o.qty) > 10;
+-- @ordered
+-- @must
+SELECT c.id, c.name, count(*) AS n FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.id, c.name ORDER BY n DESC, c.id LIMIT 5;
+-- @must
+SELECT c.id, sum(o.amount) FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id IN (1, 2, 3) GROUP BY c.id;
+-- @must
+SELECT c.id, count(*) FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id = 1 GROUP BY c.id;
+
+-- ---------------------------------------------------- the reference table
+-- @must
+SELECT i.order_id, i.line, p.name FROM order_items i JOIN products p ON p.id = i.product_id WHERE i.customer_id = 9;
+-- @must
+SELECT i.customer_id, i.order_id, i.line, p.name FROM order_items i JOIN products p ON p.id = i.product_id;
+-- @must
+SELECT * FROM products WHERE category = 'Tools';
+-- @must
+SELECT p.name, i.qty FROM products p JOIN order_items i ON i.product_id = p.id WHERE i.customer_id IN (1, 2) AND p.discontinued;
+-- @must
+SELECT i.order_id, p.category FROM order_items i LEFT JOIN products p ON p.id = i.product_id WHERE p.id IS NULL;
+-- @must @ordered
+SELECT i.order_id, i.line, p.price FROM order_items i JOIN products p ON p.id = i.product_id ORDER BY p.price DESC, i.order_id, i.line LIMIT 20;
+-- @must
+SELECT count(*) FROM products;
+-- @must
+SELECT category, count(*) FROM products GROUP BY category;
+-- @must
+SELECT DISTINCT category FROM products;
+-- @must
+SELECT id, name, rank() OVER (ORDER BY price DESC, id) FROM products;
+-- @must
+SELECT * FROM products WHERE id IN (SELECT id FROM products WHERE weight > 2);
+-- @must
+SELECT p.category, sum(i.qty) FROM order_items i JOIN products p ON p.id = i.product_id GROUP BY p.category;
+-- @ordered
+-- @must
+SELECT p.name, count(*) FROM products p JOIN order_items i ON i.product_id = p.id GROUP BY p.id, p.name ORDER BY count(*) DESC, p.id LIMIT 5;
+-- @must
+SELECT sum(i.qty * p.price) FROM order_items i JOIN products p ON p.id = i.product_id;
+-- @must
+SELECT c.region, p.category, count(*) FROM customers c JOIN order_items i ON i.customer_id = c.id JOIN products p ON p.id = i.product_id GROUP BY c.region, p.category;
+
+-- ------------------------------------------------ subqueries, CTEs, set operations
+-- @must
+SELECT * FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.amount > 9000);
+SELECT id FROM customers WHERE id IN (SELECT customer_id FROM orders WHERE qty = 50);
+-- @must
+SELECT id FROM customers c WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id);
+SELECT s.status, s.n FROM (SELECT status, count(*) n FROM orders GROUP BY status) s WHERE s.n > 10;
+SELECT * FROM (SELECT customer_id, sum(amount) s FROM orders GROUP BY customer_id) t WHERE s > 10000;
+SELECT * FROM (SELECT id, amount FROM orders WHERE qty > 45) t;
+SELECT * FROM customers WHERE id = 3 AND EXISTS (SELECT 1 FROM orders WHERE customer_id = 3);
+-- @must
+SELECT (SELECT count(*) FROM orders o WHERE o.customer_id = c.id) FROM customers c WHERE c.id = 4;
+-- @must
+SELECT id, (SELECT count(*) FROM orders o WHERE o.customer_id = c.id) AS n FROM customers c;
+SELECT * FROM orders WHERE customer_id = 6 AND amount > (SELECT avg(amount) FROM orders WHERE customer_id = 6);
+SELECT * FROM orders WHERE amount > (SELECT avg(amount) FROM orders);
+-- @must
+SELECT * FROM orders WHERE customer_id = 2 AND id IN (SELECT order_id FROM order_items WHERE customer_id = 2 AND qty > 8);
+WITH big AS (SELECT * FROM orders WHERE amount > 9000) SELECT id, amount FROM big;
+WITH t AS (SELECT customer_id, count(*) n FROM orders GROUP BY customer_id) SELECT max(n) FROM t;
+WITH t AS (SELECT * FROM orders WHERE customer_id = 8) SELECT count(*) FROM t;
+SELECT id FROM customers WHERE id < 10 UNION SELECT customer_id FROM orders WHERE qty = 50;
+SELECT id FROM customers WHERE id < 10 UNION ALL SELECT id FROM customers WHERE id < 5;
+SELECT customer_id FROM orders INTERSECT SELECT id FROM customers;
+SELECT id FROM customers EXCEPT SELECT customer_id FROM orders;
+SELECT id FROM orders WHERE customer_id = 1 UNION SELECT id FROM orders WHERE customer_id = 1;
+-- @must
+SELECT * FROM customers c WHERE c.id IN (1, 2) AND EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id);
+SELECT * FROM (SELECT DISTINCT customer_id FROM orders) t WHERE customer_id < 10;
+-- @must
+SELECT 1 AS one, 'two' AS two;
+-- @must
+SELECT 1 + 1 AS sum, now() IS NOT NULL AS has_time;
+
+-- --------------------------------------------------------- window functions
+SELECT id, row_number() OVER (ORDER BY id) FROM orders;
+SELECT id, rank() OVER (PARTITION BY customer_id ORDER BY amount) FROM orders;
+SELECT customer_id, id, sum(amount) OVER (PARTITION BY customer_id) FROM orders;
+SELECT id, lag(amount) OVER (ORDER BY id) FROM orders WHERE customer_id IN (1, 2);
+SELECT id, count(*) OVER () FROM customers;
+-- @ordered
+-- @must
+SELECT customer_id, id, sum(amount) OVER (PARTITION BY customer_id ORDER BY id) FROM orders WHERE customer_id = 1 ORDER BY id;
+-- @ordered
+-- @must
+SELECT id, row_number() OVER (ORDER BY amount DESC NULLS LAST, id) FROM orders WHERE customer_id = 2 ORDER BY id;
+-- @must
+SELECT id, dense_rank() OVER (ORDER BY status) FROM orders WHERE customer_id = 3;
+
+-- --------------------------------------------- cross-shard joins not on the key
+SELECT o.id, o2.id FROM orders o JOIN orders o2 ON o.id = o2.id + 1 WHERE o.qty = 3;
+SELECT c.id, o.id FROM customers c JOIN orders o ON o.priority = c.tier WHERE c.id < 5;
+SELECT o.id FROM orders o JOIN customers c ON c.tier = o.priority WHERE o.customer_id = 1;
+SELECT count(*) FROM orders o JOIN order_items i ON i.order_id = o.id;
+SELECT c.id, o.id FROM customers c JOIN orders o ON o.customer_id = c.id + 1 WHERE c.id = 1;
+SELECT c1.id, c2.id FROM customers c1, customers c2 WHERE c1.id = 1 AND c2.id = 2;
+SELECT c.id, o.id FROM customers c JOIN orders o USING (id) WHERE c.id = 1;
+
+-- ------------------------------------------------ queries filtered to one shard
+-- @must
+SELECT count(*) FROM orders WHERE customer_id = 1;
+-- @must
+SELECT sum(amount), avg(weight), max(created_at) FROM orders WHERE customer_id = 1;
+-- @must
+SELECT status, count(*) FROM orders WHERE customer_id = 2 GROUP BY status;
+-- @must
+SELECT DISTINCT status FROM orders WHERE customer_id = 3;
+-- @must
+SELECT stddev(amount), string_agg(status, ',' ORDER BY id) FROM orders WHERE customer_id = 4;
+-- @must @ordered
+SELECT id, amount FROM orders WHERE customer_id = 1 ORDER BY amount DESC NULLS LAST, id LIMIT 10 OFFSET 3;
+-- @must
+SELECT customer_id, count(*), sum(qty) FROM order_items WHERE customer_id = 1 GROUP BY customer_id;
+-- @must
+SELECT count(DISTINCT product_id), array_agg(DISTINCT product_id ORDER BY product_id) FROM order_items WHERE customer_id = 2;
+-- @must
+SELECT c.name, count(*) FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id = 3 GROUP BY c.name;
+-- @must
+SELECT o.status, sum(i.qty) FROM orders o JOIN order_items i ON i.customer_id = o.customer_id AND i.order_id = o.id WHERE o.customer_id = 1 GROUP BY o.status;
+-- @must
+SELECT id, rank() OVER (ORDER BY amount DESC NULLS LAST, id) FROM orders WHERE customer_id = 3;
+-- @must
+SELECT date_trunc('month', created_at), count(*) FROM orders WHERE customer_id = 1 GROUP BY 1 HAVING count(*) > 3;
+-- @must
+SELECT bool_and(paid), bool_or(paid), every(qty > 0) FROM orders WHERE customer_id = 5;
+SELECT * FROM (SELECT status, count(*) AS n FROM orders WHERE customer_id = 1 GROUP BY status) t WHERE n > 10;
+-- @must
+SELECT count(*) FILTER (WHERE paid), percentile_cont(0.5) WITHIN GROUP (ORDER BY amount) FROM orders WHERE customer_id = 1;
+-- @must
+SELECT DISTINCT ON (status) status, id FROM orders WHERE customer_id = 1 ORDER BY status, amount NULLS LAST, id;
+SELECT id FROM orders WHERE customer_id = 1 UNION SELECT order_id FROM order_items WHERE customer_id = 1;
+WITH t AS (SELECT * FROM orders WHERE customer_id = 2) SELECT status, count(*) FROM t GROUP BY status;
+-- @must
+SELECT c.id, (SELECT count(*) FROM orders o WHERE o.customer_id = c.id) FROM customers c WHERE c.id = 2;
+-- @must
+SELECT min(name), max(email) FROM customers WHERE id = 10;
+
+-- -------------------------------------------- errors (same SQLSTATE expected)
+-- @must
+SELECT no_such_column FROM orders;
+-- @must
+SELECT * FROM no_such_table;
+-- @must
+SELECT 1 / (qty - qty) FROM orders WHERE customer_id = 1;
+-- @must
+SELECT 1 / (qty - qty) FROM orders;
+-- @must
+SELECT sum(status) FROM orders;
+-- @pg-only
+-- @must
+SELECT status, count(*) FROM orders GROUP BY priority;
+-- @must
+SELECT id FROM orders WHERE customer_id = 'abc';
+-- @must
+SELECT id FROM orders ORDER BY 9;
+-- @must
+SELECT id FROM orders WHERE customer_id = 1 ORDER BY 9;

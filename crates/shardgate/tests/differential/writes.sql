@@ -1,0 +1,37 @@
+-- Writes of the differential suite (tests/differential.rs), same format as
+-- queries.sql. Each statement runs (autocommit) on a fresh copy of w_orders
+-- (300 rows over customers 1..60, ids 1..300, sharded by customer_id), once
+-- through the simple protocol and once through the extended protocol with
+-- binary results; command tags, RETURNING rows (as multisets) and then the
+-- whole table are compared.
+
+UPDATE w_orders SET qty = qty + 1 WHERE status = 'new';
+UPDATE w_orders SET note = 'x' WHERE amount > 500 RETURNING customer_id, id, note;
+UPDATE w_orders SET amount = amount * 2 WHERE customer_id = 3 RETURNING *;
+UPDATE w_orders SET status = upper(status) WHERE customer_id IN (1, 2, 3, 4, 5) RETURNING id, status;
+UPDATE w_orders SET qty = NULL WHERE qty < 0;
+UPDATE w_orders SET weight = weight / 3 WHERE id % 7 = 0 RETURNING id, weight;
+UPDATE w_orders SET note = NULL, status = '' WHERE note IS NOT NULL AND customer_id = ANY('{7,8,9,10}');
+UPDATE w_orders SET qty = 0 WHERE false;
+UPDATE w_orders SET qty = qty * -1 RETURNING customer_id, qty;
+UPDATE w_orders SET customer_id = customer_id + 1 WHERE id = 5;
+UPDATE w_orders SET amount = amount / 0 WHERE qty = 5;
+UPDATE w_orders SET note = 'big' WHERE amount > (SELECT avg(amount) FROM w_orders);
+DELETE FROM w_orders WHERE qty > 40;
+DELETE FROM w_orders WHERE note IS NULL RETURNING id, customer_id;
+DELETE FROM w_orders WHERE customer_id = 7 RETURNING *;
+DELETE FROM w_orders WHERE customer_id IN (1, 2) AND qty < 10;
+DELETE FROM w_orders WHERE false;
+DELETE FROM w_orders WHERE status = 'cancelled' OR amount < 0 RETURNING id, amount * 2 AS doubled;
+DELETE FROM w_orders WHERE customer_id IN (SELECT customer_id FROM w_orders WHERE qty = 1);
+INSERT INTO w_orders (customer_id, id, status, qty, amount) VALUES (1001, 9001, 'new', 1, 1.00), (1002, 9002, 'paid', 2, 2.50), (1003, 9003, NULL, NULL, NULL), (1004, 9004, 'ß', -4, -4.44), (1005, 9005, '', 5, 5.55) RETURNING *;
+INSERT INTO w_orders VALUES (2001, 9101, 'new', 3, 10.10, 0.1, 'n1'), (2002, 9102, 'new', 4, 20.20, 0.2, NULL) RETURNING id, amount * 2 AS dbl, weight + 1 AS w;
+INSERT INTO w_orders (customer_id, id, qty) VALUES (3001, 9201, 1), (3002, 9202, 2), (3003, 9203, 3), (3004, 9204, 4), (3005, 9205, 5), (3006, 9206, 6), (3007, 9207, 7), (3008, 9208, 8);
+INSERT INTO w_orders (customer_id, id, status) VALUES (1, 1, 'dup'), (4001, 9301, 'fresh'), (2, 2, 'dup') ON CONFLICT DO NOTHING;
+INSERT INTO w_orders (customer_id, id, status) VALUES (1, 1, 'dup'), (4002, 9302, 'fresh'), (3, 3, 'dup') ON CONFLICT (customer_id, id) DO NOTHING RETURNING id, status;
+INSERT INTO w_orders (customer_id, id, qty, note) VALUES (1, 1, 77, 'a'), (4003, 9303, 78, 'b'), (5, 5, 79, 'c') ON CONFLICT (customer_id, id) DO UPDATE SET qty = EXCLUDED.qty, note = 'upd' RETURNING *;
+INSERT INTO w_orders (customer_id, id, amount) VALUES (6, 6, 1.25), (7, 7, 2.50), (4004, 9304, 3.75) ON CONFLICT (customer_id, id) DO UPDATE SET amount = w_orders.amount + EXCLUDED.amount WHERE w_orders.qty > 5;
+INSERT INTO w_orders (customer_id, id, status) VALUES (4005, 9305, 'ok'), (8, 8, 'dup'), (4006, 9306, 'ok');
+INSERT INTO w_orders (customer_id, id) VALUES (NULL, 9401);
+INSERT INTO w_orders (customer_id, id, status) SELECT customer_id + 5000, id + 5000, 'copy' FROM w_orders WHERE qty = 2;
+INSERT INTO w_orders (customer_id, id, status) VALUES (4007, 9307, 'one') RETURNING customer_id, id, status;

@@ -1,0 +1,1018 @@
+//! Planning a multi-shard SELECT with aggregates, GROUP BY, HAVING or
+//! DISTINCT as two queries: a *partial* query every shard runs, and a
+//! *final* query that one shard runs over the shards' partial rows.
+//!
+//! The partial query keeps the statement's FROM and WHERE and computes, per
+//! group, the pieces each aggregate can be rebuilt from: `count(x)` and
+//! `sum(x)` for `avg(x)`, exact numeric sums of `x` and `x*x` for
+//! `stddev(x)`, and so on. Aggregates that cannot be split (`string_agg`,
+//! `array_agg`, `percentile_cont`, ...) make the partial query return the
+//! raw rows instead; DISTINCT aggregates add their arguments to the partial
+//! GROUP BY (duplicates do not matter to them).
+//!
+//! The final query is the statement's own SELECT list, HAVING, ORDER BY,
+//! DISTINCT and LIMIT, with every group expression replaced by a partial
+//! column and every aggregate by its recombination, over a `WITH sg_partial`
+//! of the partial rows. Running it on a real shard means PostgreSQL itself
+//! evaluates expressions, collations, NULL ordering and numeric scales: the
+//! answer is the one a single PostgreSQL gives. The executor fills in the
+//! partial rows and the partial column types (see [`AggSpec::final_sql`]).
+
+use crate::analyze::ident_name;
+use sqlparser::ast::{
+    self, Distinct, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
+    FunctionArguments, GroupByExpr, Ident, OrderByKind, Query, Select, SelectItem, SetExpr, Value,
+    VisitMut, VisitorMut,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use std::ops::ControlFlow;
+
+/// The name of the relation holding the partial rows in the final query.
+pub const PARTIAL: &str = "sg_partial";
+
+/// A planned two-step aggregation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggSpec {
+    /// The client's statement (parameters inlined): what an embedded shard
+    /// describes to name and type the final query's columns.
+    pub original: String,
+    /// What every shard runs (parameters inlined).
+    pub partial_sql: String,
+    /// The same for embedded SQLite shards: every column is returned as
+    /// an SQL literal (`quote()`), so SQLite's value types survive.
+    pub partial_lite: String,
+    /// The final query after `WITH sg_partial(...)`, PostgreSQL dialect,
+    /// with type tokens (see [`AggSpec::final_sql`]).
+    pub final_pg: String,
+    /// The same for an embedded SQLite shard.
+    pub final_lite: String,
+    /// Number of partial columns.
+    pub columns: usize,
+    /// Partial columns whose type must not be `real` (float4 sums lose the
+    /// precision PostgreSQL's own float8 accumulation keeps).
+    pub no_float4: Vec<usize>,
+    /// The partial query returns raw rows (an aggregate that cannot be
+    /// split), not one row per group.
+    pub raw: bool,
+}
+
+/// The column name of partial column `i` (0-based).
+pub fn column_name(i: usize) -> String {
+    format!("sg_c{}", i + 1)
+}
+
+const PTYPE: &str = "sg_ptype_";
+const FTYPE: &str = "sg_ftype_";
+
+impl AggSpec {
+    /// The final query text: `WITH sg_partial(cols) AS (<rows>) <final>`,
+    /// with each type token replaced by `type_of(column, float_or_numeric)`.
+    /// `rows` is a query producing the partial rows (typed).
+    pub fn final_sql(
+        &self,
+        embedded: bool,
+        rows: &str,
+        type_of: impl Fn(usize, bool) -> String,
+    ) -> String {
+        let cols: Vec<String> = (0..self.columns).map(column_name).collect();
+        let body = if embedded {
+            &self.final_lite
+        } else {
+            &self.final_pg
+        };
+        let mut out = format!("WITH {PARTIAL}({}) AS ({rows}) ", cols.join(", "));
+        let mut rest = body.as_str();
+        loop {
+            let p = rest.find(PTYPE);
+            let f = rest.find(FTYPE);
+            let (at, float) = match (p, f) {
+                (None, None) => break,
+                (Some(p), None) => (p, false),
+                (None, Some(f)) => (f, true),
+                (Some(p), Some(f)) => (p.min(f), f < p),
+            };
+            out.push_str(&rest[..at]);
+            let tail = &rest[at + PTYPE.len()..];
+            let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+            let n: usize = tail[..digits].parse().unwrap_or(1);
+            out.push_str(&type_of(n.saturating_sub(1), float));
+            rest = &tail[digits..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// EXPLAIN lines.
+    pub fn describe(&self, shards: &[shardgate_core::ShardId]) -> Vec<String> {
+        let list: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
+        vec![
+            format!(
+                "Aggregate (final query on shard {}){}",
+                shards.first().map(|s| s.to_string()).unwrap_or_default(),
+                if self.raw { " over raw rows" } else { "" }
+            ),
+            format!("  final: {}", self.final_pg),
+            format!("  Scatter Read shards=[{}]", list.join(",")),
+            format!("    sql: {}", self.partial_sql),
+        ]
+    }
+}
+
+fn parse_expr(s: &str) -> Expr {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(s)
+        .and_then(|mut p| p.parse_expr())
+        .unwrap_or_else(|e| panic!("generated expression {s:?} parses: {e}"))
+}
+
+fn col(i: usize) -> Expr {
+    Expr::Identifier(Ident::new(column_name(i)))
+}
+
+fn fname(f: &ast::Function) -> String {
+    f.name
+        .0
+        .last()
+        .map(|p| match p {
+            ast::ObjectNamePart::Identifier(i) => ident_name(i),
+            ast::ObjectNamePart::Function(f) => f.name.value.to_lowercase(),
+        })
+        .unwrap_or_default()
+}
+
+/// Is this call an aggregate (and not a window function)?
+fn is_agg_call(e: &Expr) -> Option<&ast::Function> {
+    match e {
+        Expr::Function(f) if f.over.is_none() && crate::analyze::is_aggregate(&fname(f)) => Some(f),
+        Expr::Function(f)
+            if f.over.is_none() && (f.filter.is_some() || !f.within_group.is_empty()) =>
+        {
+            Some(f)
+        }
+        _ => None,
+    }
+}
+
+/// Aggregates that can be rebuilt from per-shard partial results.
+fn splittable(name: &str) -> bool {
+    matches!(
+        name,
+        "count"
+            | "sum"
+            | "min"
+            | "max"
+            | "avg"
+            | "bool_and"
+            | "bool_or"
+            | "every"
+            | "bit_and"
+            | "bit_or"
+            | "bit_xor"
+            | "stddev"
+            | "stddev_samp"
+            | "stddev_pop"
+            | "variance"
+            | "var_samp"
+            | "var_pop"
+    )
+}
+
+/// A partial column: the expression a shard computes, and whether it is a
+/// partial GROUP BY key.
+#[derive(Debug, Clone, PartialEq)]
+struct PCol {
+    expr: Expr,
+    key: bool,
+}
+
+struct Builder {
+    raw: bool,
+    cols: Vec<PCol>,
+    /// Indices of columns the final query groups by.
+    final_group: Vec<usize>,
+    /// Group expressions (resolved); `group_cols[i]` is their column.
+    group: Vec<Expr>,
+    group_cols: Vec<usize>,
+    /// Replacements: (PostgreSQL, SQLite) expression per placeholder.
+    repl: Vec<(Expr, Expr)>,
+    no_float4: Vec<usize>,
+    err: Option<String>,
+}
+
+const PLACEHOLDER: &str = "sg_placeholder_";
+
+impl Builder {
+    fn add(&mut self, expr: Expr, key: bool) -> usize {
+        let c = PCol { expr, key };
+        if let Some(i) = self.cols.iter().position(|x| *x == c) {
+            return i;
+        }
+        self.cols.push(c);
+        self.cols.len() - 1
+    }
+
+    /// A partial aggregate `name(args) FILTER (...)` as a column.
+    fn partial(&mut self, f: &ast::Function, name: &str, arg: Option<Expr>) -> usize {
+        let args = match arg {
+            None => vec![FunctionArg::Unnamed(FunctionArgExpr::Wildcard)],
+            Some(a) => vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(a))],
+        };
+        let call = ast::Function {
+            name: ast::ObjectName::from(vec![Ident::new(name)]),
+            uses_odbc_syntax: false,
+            parameters: FunctionArguments::None,
+            args: FunctionArguments::List(ast::FunctionArgumentList {
+                duplicate_treatment: None,
+                args,
+                clauses: Vec::new(),
+            }),
+            within_group: Vec::new(),
+            filter: f.filter.clone(),
+            null_treatment: None,
+            over: None,
+        };
+        self.add(Expr::Function(call), false)
+    }
+
+    /// A raw column holding a row-level expression (a partial GROUP BY key
+    /// unless the partial query returns raw rows).
+    fn raw_col(&mut self, e: &Expr) -> Expr {
+        let key = !self.raw;
+        col(self.add(e.clone(), key))
+    }
+
+    /// The replacement of one expression, if it is a group expression, an
+    /// aggregate or a column reference.
+    fn replace(&mut self, e: &Expr) -> Option<(Expr, Expr)> {
+        if let Some(i) = self.group.iter().position(|g| g == e) {
+            let c = col(self.group_cols[i]);
+            return Some((c.clone(), c));
+        }
+        if let Some(f) = is_agg_call(e) {
+            return match self.aggregate(f) {
+                Ok(r) => Some(r),
+                Err(why) => {
+                    self.err.get_or_insert(why);
+                    None
+                }
+            };
+        }
+        if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+            // A column the statement's GROUP BY determines (PostgreSQL
+            // allows other columns of a table grouped by its primary key;
+            // the shard checks that): one more final group column.
+            let i = self.add(e.clone(), false);
+            if !self.final_group.contains(&i) {
+                self.final_group.push(i);
+            }
+            let c = col(i);
+            return Some((c.clone(), c));
+        }
+        None
+    }
+
+    /// Rebuild an aggregate from partial columns.
+    fn aggregate(&mut self, f: &ast::Function) -> Result<(Expr, Expr), String> {
+        let name = fname(f);
+        if !matches!(f.parameters, FunctionArguments::None) {
+            return Err(format!("aggregate {name}() with parameters"));
+        }
+        let list = match &f.args {
+            FunctionArguments::List(l) => Some(l),
+            FunctionArguments::None => None,
+            FunctionArguments::Subquery(_) => return Err(format!("{name}() over a subquery")),
+        };
+        let distinct =
+            list.is_some_and(|l| l.duplicate_treatment == Some(DuplicateTreatment::Distinct));
+        let mut args: Vec<Option<&Expr>> = Vec::new();
+        for a in list.map(|l| l.args.as_slice()).unwrap_or_default() {
+            match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => args.push(Some(e)),
+                FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => args.push(None),
+                _ => return Err(format!("{name}() with named or qualified * arguments")),
+            }
+        }
+        let mut inner_order: Vec<&ast::OrderByExpr> = Vec::new();
+        for c in list.map(|l| l.clauses.as_slice()).unwrap_or_default() {
+            match c {
+                FunctionArgumentClause::OrderBy(v) => inner_order.extend(v.iter()),
+                _ => return Err(format!("{name}() with a {c} clause")),
+            }
+        }
+        if f.null_treatment.is_some() {
+            return Err(format!("{name}() with IGNORE/RESPECT NULLS"));
+        }
+        let whole = !self.raw && !distinct && f.within_group.is_empty() && splittable(&name);
+        if !whole {
+            // Rebuild the same call over raw columns.
+            let mut call = f.clone();
+            let ordered_set = !call.within_group.is_empty();
+            if let FunctionArguments::List(l) = &mut call.args {
+                for a in &mut l.args {
+                    if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = a {
+                        if matches!(e, Expr::Value(_)) {
+                            // A constant (a separator, a fraction) stays.
+                        } else if ordered_set {
+                            // Direct arguments are per group, not per row.
+                            match self.group.iter().position(|g| g == e) {
+                                Some(i) => *e = col(self.group_cols[i]),
+                                None => {
+                                    return Err(format!(
+                                        "{name}() with a direct argument that is not a constant"
+                                    ));
+                                }
+                            }
+                        } else {
+                            *e = self.raw_col(e);
+                        }
+                    }
+                }
+                for c in &mut l.clauses {
+                    if let FunctionArgumentClause::OrderBy(v) = c {
+                        for o in v {
+                            o.expr = self.raw_col(&o.expr);
+                        }
+                    }
+                }
+            }
+            for o in &mut call.within_group {
+                o.expr = self.raw_col(&o.expr);
+            }
+            if let Some(fl) = &mut call.filter {
+                **fl = self.raw_col(fl);
+            }
+            let e = Expr::Function(call);
+            return Ok((e.clone(), e));
+        }
+        let arg = match args.as_slice() {
+            [a] => *a,
+            _ => return Err(format!("{name}() with {} arguments", args.len())),
+        };
+        if arg.is_none() && name != "count" {
+            return Err(format!("{name}(*)"));
+        }
+        let c = |i: usize| column_name(i);
+        Ok(match name.as_str() {
+            "count" => {
+                let p = self.partial(f, "count", arg.cloned());
+                (
+                    parse_expr(&format!("CAST(coalesce(sum({}), 0) AS bigint)", c(p))),
+                    parse_expr(&format!("coalesce(sum({}), 0)", c(p))),
+                )
+            }
+            "sum" => {
+                let p = self.partial(f, "sum", arg.cloned());
+                (
+                    parse_expr(&format!("CAST(sum({}) AS {PTYPE}{})", c(p), p + 1)),
+                    parse_expr(&format!("sum({})", c(p))),
+                )
+            }
+            "min" | "max" | "bool_and" | "bool_or" | "bit_and" | "bit_or" | "bit_xor" | "every" => {
+                let p = self.partial(f, &name, arg.cloned());
+                let fin = if name == "every" { "bool_and" } else { &name };
+                let e = parse_expr(&format!("{fin}({})", c(p)));
+                (e.clone(), e)
+            }
+            "avg" => {
+                let s = self.partial(f, "sum", arg.cloned());
+                let n = self.partial(f, "count", arg.cloned());
+                self.no_float4.push(s);
+                (
+                    parse_expr(&format!("sum({}) / CAST(sum({}) AS numeric)", c(s), c(n))),
+                    parse_expr(&format!("sum({}) * 1.0 / sum({})", c(s), c(n))),
+                )
+            }
+            _ => {
+                // stddev / variance: exact numeric sums of x and x*x, and
+                // PostgreSQL's own formula (numeric_stddev_internal).
+                let x = arg.cloned().expect("checked above");
+                let num = |e: &Expr| format!("CAST(({e}) AS numeric)");
+                let n = self.partial(f, "count", Some(x.clone()));
+                let s = self.partial(f, "sum", Some(parse_expr(&num(&x))));
+                let ss = self.partial(
+                    f,
+                    "sum",
+                    Some(parse_expr(&format!("{} * {}", num(&x), num(&x)))),
+                );
+                let probe = self.partial(f, "min", Some(x));
+                let sample = !name.ends_with("_pop");
+                let (n, s, ss) = (c(n), c(s), c(ss));
+                let numer = format!("(sum({n}) * sum({ss}) - sum({s}) * sum({s}))");
+                let denom = if sample {
+                    format!("(sum({n}) * (sum({n}) - 1))")
+                } else {
+                    format!("(sum({n}) * sum({n}))")
+                };
+                let min_n = if sample { 1 } else { 0 };
+                let var = format!("{numer} / {denom}");
+                // sqrt() of the variance given 20 more digits, rounded
+                // once to the variance's scale as PostgreSQL's sqrt_var does.
+                let value = if name.starts_with("stddev") {
+                    format!("round(sqrt(round({var}, scale({var}) + 20)), scale({var}))")
+                } else {
+                    var
+                };
+                let e = parse_expr(&format!(
+                    "CAST(CASE WHEN coalesce(sum({n}), 0) <= {min_n} THEN NULL WHEN {numer} <= 0 THEN 0 ELSE {value} END AS {FTYPE}{})",
+                    probe + 1
+                ));
+                (e.clone(), e)
+            }
+        })
+    }
+}
+
+struct Rewriter<'b> {
+    b: &'b mut Builder,
+}
+
+impl VisitorMut for Rewriter<'_> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if let Some(r) = self.b.replace(e) {
+            self.b.repl.push(r);
+            *e = Expr::Identifier(Ident::new(format!("{PLACEHOLDER}{}", self.b.repl.len())));
+        }
+        if self.b.err.is_some() {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+struct Fill<'b> {
+    repl: &'b [(Expr, Expr)],
+    lite: bool,
+}
+
+impl VisitorMut for Fill<'_> {
+    type Break = ();
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Identifier(i) = e
+            && let Some(n) = i.value.strip_prefix(PLACEHOLDER)
+            && let Ok(n) = n.parse::<usize>()
+            && let Some((pg, lite)) = self.repl.get(n.wrapping_sub(1))
+        {
+            let r = if self.lite { lite } else { pg };
+            // Parenthesized unless atomic: it replaces one operand.
+            *e = match r {
+                Expr::Identifier(_) | Expr::Function(_) | Expr::Cast { .. } => r.clone(),
+                _ => Expr::Nested(Box::new(r.clone())),
+            };
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The output column name PostgreSQL gives an unaliased select item.
+pub fn output_name(e: &Expr) -> String {
+    let q = "?column?".to_string();
+    match e {
+        Expr::Identifier(i) => ident_name(i),
+        Expr::CompoundIdentifier(v) => v.last().map(ident_name).unwrap_or(q),
+        Expr::Function(f) => fname(f),
+        Expr::Nested(e) | Expr::Collate { expr: e, .. } => output_name(e),
+        Expr::Cast {
+            expr, data_type, ..
+        } => {
+            let inner = output_name(expr);
+            if inner != q {
+                inner
+            } else {
+                type_output_name(data_type).unwrap_or(q)
+            }
+        }
+        Expr::Case { .. } => "case".into(),
+        Expr::Extract { .. } => "extract".into(),
+        Expr::Substring { .. } => "substring".into(),
+        Expr::Position { .. } => "position".into(),
+        Expr::Overlay { .. } => "overlay".into(),
+        Expr::Ceil { .. } => "ceil".into(),
+        Expr::Floor { .. } => "floor".into(),
+        Expr::Trim { trim_where, .. } => match trim_where {
+            Some(ast::TrimWhereField::Leading) => "ltrim".into(),
+            Some(ast::TrimWhereField::Trailing) => "rtrim".into(),
+            _ => "btrim".into(),
+        },
+        Expr::Array(_) => "array".into(),
+        Expr::Exists { .. } => "exists".into(),
+        Expr::Interval(_) => "interval".into(),
+        Expr::TypedString(t) => type_output_name(&t.data_type).unwrap_or(q),
+        Expr::AtTimeZone { .. } => "timezone".into(),
+        _ => q,
+    }
+}
+
+fn type_output_name(t: &ast::DataType) -> Option<String> {
+    use ast::DataType as D;
+    Some(
+        match t {
+            D::Int(_) | D::Integer(_) | D::Int4(_) => "int4",
+            D::BigInt(_) | D::Int8(_) => "int8",
+            D::SmallInt(_) | D::Int2(_) => "int2",
+            D::Text => "text",
+            D::Numeric(_) | D::Decimal(_) | D::Dec(_) => "numeric",
+            D::Real | D::Float4 => "float4",
+            D::DoublePrecision | D::Float8 | D::Double(_) => "float8",
+            D::Bool | D::Boolean => "bool",
+            D::Varchar(_) | D::CharacterVarying(_) => "varchar",
+            D::Char(_) | D::Character(_) => "bpchar",
+            D::Date => "date",
+            D::Timestamp(_, ast::TimezoneInfo::Tz | ast::TimezoneInfo::WithTimeZone) => {
+                "timestamptz"
+            }
+            D::Timestamp(_, _) => "timestamp",
+            D::Uuid => "uuid",
+            D::Bytea => "bytea",
+            D::JSON => "json",
+            D::JSONB => "jsonb",
+            D::Interval { .. } => "interval",
+            _ => return None,
+        }
+        .to_string(),
+    )
+}
+
+fn number(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn item_expr(i: &SelectItem) -> Option<&Expr> {
+    match i {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+        _ => None,
+    }
+}
+
+fn item_name(i: &SelectItem) -> Option<String> {
+    match i {
+        SelectItem::UnnamedExpr(e) => Some(output_name(e)),
+        SelectItem::ExprWithAlias { alias, .. } => Some(ident_name(alias)),
+        _ => None,
+    }
+}
+
+/// Does the top-level SELECT need an aggregation step across shards?
+pub fn needs_aggregation(q: &Query) -> bool {
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return false;
+    };
+    if s.distinct.is_some() && s.distinct != Some(Distinct::All) {
+        return true;
+    }
+    if s.having.is_some() {
+        return true;
+    }
+    if !matches!(&s.group_by, GroupByExpr::Expressions(v, m) if v.is_empty() && m.is_empty()) {
+        return true;
+    }
+    let mut found = false;
+    let mut probe = |e: &Expr| {
+        // Aggregates of subqueries belong to the subqueries: only those at
+        // depth 0 count.
+        struct F<'a>(&'a mut bool, usize);
+        impl ast::Visitor for F<'_> {
+            type Break = ();
+            fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+                if self.1 == 0 && is_agg_call(e).is_some() {
+                    *self.0 = true;
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            }
+            fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+                self.1 += 1;
+                ControlFlow::Continue(())
+            }
+            fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+                self.1 -= 1;
+                ControlFlow::Continue(())
+            }
+        }
+        let _ = ast::Visit::visit(e, &mut F(&mut found, 0));
+    };
+    for i in &s.projection {
+        if let Some(e) = item_expr(i) {
+            probe(e);
+        }
+    }
+    if let Some(ob) = &q.order_by
+        && let OrderByKind::Expressions(list) = &ob.kind
+    {
+        for o in list {
+            probe(&o.expr);
+        }
+    }
+    found
+}
+
+/// The reason [`group_exprs`] gives for a GROUP BY position past the end
+/// of the select list (which PostgreSQL itself rejects).
+pub const OUT_OF_RANGE: &str = "GROUP BY position out of range";
+
+/// The statement's GROUP BY expressions, with positions and output aliases
+/// resolved to the select list's expressions.
+pub fn group_exprs(s: &Select) -> Result<Vec<Expr>, String> {
+    let GroupByExpr::Expressions(list, modifiers) = &s.group_by else {
+        return Err("GROUP BY ALL".into());
+    };
+    if !modifiers.is_empty() {
+        return Err("GROUP BY ... WITH ROLLUP/CUBE".into());
+    }
+    let mut out = Vec::new();
+    for g in list {
+        if matches!(g, Expr::Rollup(_) | Expr::Cube(_) | Expr::GroupingSets(_)) {
+            return Err("GROUPING SETS, ROLLUP or CUBE".into());
+        }
+        let e = if let Some(n) = number(g) {
+            let item = n.checked_sub(1).and_then(|i| s.projection.get(i));
+            if item.is_none() && !crate::merge::has_wildcard(&s.projection) {
+                return Err(OUT_OF_RANGE.into());
+            }
+            item.and_then(item_expr)
+                .ok_or("GROUP BY a position of *")?
+                .clone()
+        } else if let Expr::Identifier(id) = g {
+            let name = ident_name(id);
+            s.projection
+                .iter()
+                .find_map(|i| match i {
+                    SelectItem::ExprWithAlias { expr, alias } if ident_name(alias) == name => {
+                        Some(expr.clone())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_else(|| g.clone())
+        } else {
+            g.clone()
+        };
+        if !out.contains(&e) {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+fn has_subquery_or_window(e: &Expr) -> Option<String> {
+    struct F(Option<String>);
+    impl ast::Visitor for F {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.0 = Some("a subquery in the select list, HAVING or ORDER BY".into());
+            ControlFlow::Break(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e
+                && f.over.is_some()
+            {
+                self.0 = Some(format!("window function {}()", fname(f)));
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut f = F(None);
+    let _ = ast::Visit::visit(e, &mut f);
+    f.0
+}
+
+/// Plan the two-step aggregation of a multi-shard SELECT (parameters must
+/// already be inlined), or say why it cannot be done.
+pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return Err("a set operation".into());
+    };
+    if q.fetch.is_some() {
+        return Err("FETCH FIRST".into());
+    }
+    if !q.locks.is_empty() {
+        return Err("FOR UPDATE/SHARE".into());
+    }
+    if s.top.is_some()
+        || s.into.is_some()
+        || !s.named_window.is_empty()
+        || s.qualify.is_some()
+        || !s.lateral_views.is_empty()
+        || !s.cluster_by.is_empty()
+        || !s.distribute_by.is_empty()
+        || !s.sort_by.is_empty()
+        || s.prewhere.is_some()
+        || !s.connect_by.is_empty()
+    {
+        return Err("this SELECT form".into());
+    }
+    let mut finals: Vec<&Expr> = Vec::new();
+    for i in &s.projection {
+        match item_expr(i) {
+            Some(e) => finals.push(e),
+            None => return Err("* in the select list of an aggregate or DISTINCT".into()),
+        }
+    }
+    if let Some(h) = &s.having {
+        finals.push(h);
+    }
+    let order: Vec<ast::OrderByExpr> = match &q.order_by {
+        None => Vec::new(),
+        Some(ob) => match &ob.kind {
+            OrderByKind::Expressions(l) => l.clone(),
+            OrderByKind::All(_) => return Err("ORDER BY ALL".into()),
+        },
+    };
+    for o in &order {
+        if o.with_fill.is_some() {
+            return Err("ORDER BY ... WITH FILL".into());
+        }
+        finals.push(&o.expr);
+    }
+    let distinct_on: Vec<Expr> = match &s.distinct {
+        Some(Distinct::On(v)) => v.clone(),
+        _ => Vec::new(),
+    };
+    for e in &finals {
+        if let Some(why) = has_subquery_or_window(e) {
+            return Err(why);
+        }
+    }
+    let mut group = group_exprs(s)?;
+    let names: Vec<String> = s.projection.iter().filter_map(item_name).collect();
+    // Output names ORDER BY may use as they are.
+    let is_output_ref = |e: &Expr| match e {
+        Expr::Identifier(i) => names.contains(&ident_name(i)),
+        _ => number(e).is_some(),
+    };
+    let mut any_agg = false;
+    let mut raw = false;
+    for e in &finals {
+        struct F<'a> {
+            any: &'a mut bool,
+            raw: &'a mut bool,
+        }
+        impl ast::Visitor for F<'_> {
+            type Break = ();
+            fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+                if let Some(f) = is_agg_call(e) {
+                    *self.any = true;
+                    let distinct = matches!(&f.args, FunctionArguments::List(l) if l.duplicate_treatment == Some(DuplicateTreatment::Distinct));
+                    if !distinct && (!splittable(&fname(f)) || !f.within_group.is_empty()) {
+                        *self.raw = true;
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        let _ = ast::Visit::visit(
+            *e,
+            &mut F {
+                any: &mut any_agg,
+                raw: &mut raw,
+            },
+        );
+    }
+    let grouped = any_agg || !group.is_empty() || s.having.is_some();
+    if !grouped {
+        // Plain DISTINCT (ON): the partial query groups by everything the
+        // final DISTINCT and ORDER BY look at.
+        for e in s
+            .projection
+            .iter()
+            .filter_map(item_expr)
+            .chain(&distinct_on)
+        {
+            if !group.contains(e) {
+                group.push(e.clone());
+            }
+        }
+        for o in &order {
+            if !is_output_ref(&o.expr) && !group.contains(&o.expr) {
+                group.push(o.expr.clone());
+            }
+        }
+    }
+    let mut b = Builder {
+        raw,
+        cols: Vec::new(),
+        final_group: Vec::new(),
+        group: group.clone(),
+        group_cols: Vec::new(),
+        repl: Vec::new(),
+        no_float4: Vec::new(),
+        err: None,
+    };
+    for g in &group {
+        let i = b.add(g.clone(), !raw);
+        b.group_cols.push(i);
+        b.final_group.push(i);
+    }
+    // The final SELECT.
+    let mut fin = s.as_ref().clone();
+    fin.from = vec![ast::TableWithJoins {
+        relation: ast::TableFactor::Table {
+            name: ast::ObjectName::from(vec![Ident::new(PARTIAL)]),
+            alias: None,
+            args: None,
+            with_hints: Vec::new(),
+            version: None,
+            with_ordinality: false,
+            partitions: Vec::new(),
+            json_path: None,
+            sample: None,
+            index_hints: Vec::new(),
+        },
+        joins: Vec::new(),
+    }];
+    fin.selection = None;
+    let mut projection = Vec::new();
+    for item in &s.projection {
+        let (mut e, alias) = match item {
+            SelectItem::UnnamedExpr(e) => (e.clone(), Ident::with_quote('"', output_name(e))),
+            SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), alias.clone()),
+            _ => unreachable!("checked above"),
+        };
+        let _ = e.visit(&mut Rewriter { b: &mut b });
+        projection.push(SelectItem::ExprWithAlias { expr: e, alias });
+    }
+    fin.projection = projection;
+    if let Some(h) = &mut fin.having {
+        let _ = h.visit(&mut Rewriter { b: &mut b });
+    }
+    if let Some(Distinct::On(v)) = &mut fin.distinct {
+        for e in v {
+            let _ = e.visit(&mut Rewriter { b: &mut b });
+        }
+    }
+    let mut fin_order = order.clone();
+    for o in &mut fin_order {
+        if !is_output_ref(&o.expr) {
+            let _ = o.expr.visit(&mut Rewriter { b: &mut b });
+        }
+    }
+    if let Some(why) = b.err.take() {
+        return Err(why);
+    }
+    fin.group_by = GroupByExpr::Expressions(
+        if grouped {
+            b.final_group.iter().map(|i| col(*i)).collect()
+        } else {
+            Vec::new()
+        },
+        Vec::new(),
+    );
+    let mut final_q = q.clone();
+    final_q.with = None;
+    *final_q.body = SetExpr::Select(Box::new(fin));
+    if let Some(ob) = &mut final_q.order_by {
+        ob.kind = OrderByKind::Expressions(fin_order);
+    }
+    let render = |lite: bool| {
+        let mut f = final_q.clone();
+        let _ = f.visit(&mut Fill {
+            repl: &b.repl,
+            lite,
+        });
+        f.to_string()
+    };
+    let final_pg = render(false);
+    let final_lite = render(true);
+    // The partial query.
+    let mut part = s.as_ref().clone();
+    part.distinct = None;
+    part.having = None;
+    part.projection = b
+        .cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| SelectItem::ExprWithAlias {
+            expr: c.expr.clone(),
+            alias: Ident::new(column_name(i)),
+        })
+        .collect();
+    part.group_by = GroupByExpr::Expressions(
+        if raw {
+            Vec::new()
+        } else {
+            // Constants are no keys (PostgreSQL rejects `GROUP BY true`,
+            // and takes `GROUP BY 1` as a position).
+            b.cols
+                .iter()
+                .filter(|c| c.key && !matches!(c.expr, Expr::Value(_)))
+                .map(|c| c.expr.clone())
+                .collect()
+        },
+        Vec::new(),
+    );
+    if part.projection.is_empty() {
+        // SELECT count(*) ... where nothing is needed: still one column.
+        part.projection.push(SelectItem::ExprWithAlias {
+            expr: Expr::Value(Value::Number("1".into(), false).into()),
+            alias: Ident::new(column_name(0)),
+        });
+    }
+    let columns = part.projection.len();
+    let mut partial_q = q.clone();
+    partial_q.order_by = None;
+    partial_q.limit_clause = None;
+    let mut lite = part.clone();
+    for item in &mut lite.projection {
+        if let SelectItem::ExprWithAlias { expr, .. } = item {
+            *expr = parse_expr(&format!("quote({expr})"));
+        }
+    }
+    *partial_q.body = SetExpr::Select(Box::new(lite));
+    let partial_lite = partial_q.to_string();
+    *partial_q.body = SetExpr::Select(Box::new(part));
+    Ok(AggSpec {
+        partial_sql: partial_q.to_string(),
+        partial_lite,
+        original: q.to_string(),
+        final_pg,
+        final_lite,
+        columns,
+        no_float4: b.no_float4,
+        raw,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(sql: &str) -> Result<AggSpec, String> {
+        let stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
+        let ast::Statement::Query(q) = &stmts[0] else {
+            panic!("not a query")
+        };
+        plan_aggregate(q)
+    }
+
+    #[test]
+    fn count_and_avg_split() {
+        let a = plan("SELECT status, count(*), avg(amount) FROM orders GROUP BY status").unwrap();
+        assert_eq!(
+            a.partial_sql,
+            "SELECT status AS sg_c1, count(*) AS sg_c2, sum(amount) AS sg_c3, count(amount) AS sg_c4 FROM orders GROUP BY status"
+        );
+        assert_eq!(
+            a.final_pg,
+            "SELECT sg_c1 AS \"status\", CAST(coalesce(sum(sg_c2), 0) AS BIGINT) AS \"count\", (sum(sg_c3) / CAST(sum(sg_c4) AS NUMERIC)) AS \"avg\" FROM sg_partial GROUP BY sg_c1"
+        );
+        assert!(!a.raw);
+        assert_eq!(a.no_float4, vec![2]);
+    }
+
+    #[test]
+    fn string_agg_goes_raw() {
+        let a = plan("SELECT string_agg(name, ',' ORDER BY name), count(*) FROM t").unwrap();
+        assert!(a.raw);
+        assert_eq!(a.partial_sql, "SELECT name AS sg_c1 FROM t");
+    }
+
+    #[test]
+    fn distinct_aggregate_adds_keys() {
+        let a = plan("SELECT g, count(DISTINCT x), sum(y) FROM t GROUP BY g").unwrap();
+        assert_eq!(
+            a.partial_sql,
+            "SELECT g AS sg_c1, x AS sg_c2, sum(y) AS sg_c3 FROM t GROUP BY g, x"
+        );
+        assert!(
+            a.final_pg.contains("count(DISTINCT sg_c2)"),
+            "{}",
+            a.final_pg
+        );
+    }
+
+    #[test]
+    fn type_tokens_are_filled() {
+        let a = plan("SELECT sum(x) FROM t").unwrap();
+        let s = a.final_sql(false, "VALUES (1)", |i, f| format!("T{i}{f}"));
+        assert_eq!(
+            s,
+            "WITH sg_partial(sg_c1) AS (VALUES (1)) SELECT CAST(sum(sg_c1) AS T0false) AS \"sum\" FROM sg_partial"
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(plan("SELECT * FROM t GROUP BY id").is_err());
+        assert!(plan("SELECT count(*) OVER () FROM t GROUP BY id").is_err());
+        assert!(plan("SELECT g, count(*) FROM t GROUP BY ROLLUP (g)").is_err());
+        assert!(plan("SELECT g FROM t GROUP BY g HAVING count(*) > (SELECT 1)").is_err());
+    }
+
+    #[test]
+    fn output_names() {
+        let e = |s: &str| parse_expr(s);
+        assert_eq!(output_name(&e("count(*)")), "count");
+        assert_eq!(output_name(&e("o.Amount")), "amount");
+        assert_eq!(output_name(&e("sum(x)::int")), "sum");
+        assert_eq!(output_name(&e("1 + count(*)")), "?column?");
+        assert_eq!(output_name(&e("CASE WHEN true THEN 1 END")), "case");
+        assert_eq!(output_name(&e("'1'::int")), "int4");
+    }
+}
