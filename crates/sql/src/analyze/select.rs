@@ -1,0 +1,384 @@
+//! Planning a SELECT over sharded tables: where it runs (co-located joins
+//! and subqueries), and how a multi-shard result is merged (streaming
+//! merge-sort for ORDER BY/LIMIT, two-step aggregation for aggregates,
+//! GROUP BY, HAVING and DISTINCT, or whole on each shard when groups live
+//! on one shard).
+
+use super::*;
+use crate::merge::MergeSpec;
+use crate::plan::AggTemplate;
+
+pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlError> {
+    if let Some(call) = admin_call(q) {
+        return Ok(Template::Admin(call?));
+    }
+    let rels = relations(q);
+    let c = classes(&rels, topo);
+    let writes = contains_dml(q);
+    if c.sharded.is_empty() {
+        if writes && c.reference > 0 {
+            return Err(SqlError::Unsupported(
+                "data-modifying WITH over reference tables is not supported yet".into(),
+            ));
+        }
+        let kind = if writes {
+            StmtKind::Write
+        } else {
+            StmtKind::Read
+        };
+        return Ok(route(Targets::Default, kind));
+    }
+    if !c.unruled.is_empty() {
+        return Err(mixed_error(&c));
+    }
+    if writes {
+        return Err(SqlError::Unsupported(
+            "data-modifying WITH over sharded tables is not supported yet".into(),
+        ));
+    }
+    let mut local: Vec<Query> = Vec::new();
+    let (tables, selection, ons) = match q.body.as_ref() {
+        SetExpr::Select(s) => {
+            let mut ons = Vec::new();
+            let mut t = from_tables(&s.from, topo, &mut ons);
+            local = local_subqueries(s, topo, &mut t, &mut ons);
+            (t, s.selection.as_ref(), ons)
+        }
+        _ => (Vec::new(), None, Vec::new()),
+    };
+    let (targets, mut may_scatter) = sharded_targets(&tables, selection, &ons, c.sharded.len());
+    if let SetExpr::Select(s) = q.body.as_ref()
+        && non_inner_join_with_unsharded(&s.from, topo)
+    {
+        may_scatter = false;
+    }
+    let mut merge = None;
+    let mut aggregate = None;
+    let single_only = if !may_scatter {
+        Some(SqlError::Unsupported(format!(
+            "this query joins or nests sharded tables ({}) in a way that needs a cross-shard join, which is not supported yet; filter every sharded table by the same shard key, or join co-located tables on their shard key",
+            c.sharded
+                .iter()
+                .map(|r| r.table.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    } else if crate::aggregate::needs_aggregation(q) {
+        match plan_aggregation(q, &tables, &local) {
+            Ok((m, a)) => {
+                merge = m.map(Box::new);
+                aggregate = a.map(Box::new);
+                None
+            }
+            Err(why) => Some(refusal(&why)),
+        }
+    } else {
+        match crate::merge::plan_merge(q, |b| merge_needed(&strip_local(b, &local))) {
+            Ok(m) => {
+                merge = m.map(Box::new);
+                None
+            }
+            Err(why) => Some(refusal(&why)),
+        }
+    };
+    Ok(Template::Route {
+        targets,
+        kind: StmtKind::Read,
+        single_only,
+        learns: None,
+        merge,
+        aggregate,
+    })
+}
+
+/// Subqueries of a SELECT's WHERE and select list (EXISTS, IN, scalar)
+/// whose sharded tables are all in their own FROM: their tables join the
+/// outer query's (for the co-location check), with their WHERE's
+/// equalities, and `x IN (SELECT key ...)` as the equality `x = key`. A
+/// subquery whose tables turn out joined on the shard key to the outer
+/// query's sharded tables sees, on each shard, all the rows it can match
+/// there; the caller's co-location check decides. Returns the subqueries
+/// taken in.
+fn local_subqueries(
+    s: &ast::Select,
+    topo: &Topology,
+    tables: &mut Vec<FromTable>,
+    ons: &mut Vec<Expr>,
+) -> Vec<Query> {
+    // Only next to an outer sharded table: the subqueries must join it.
+    if !tables.iter().any(|t| t.rule.is_some()) {
+        return Vec::new();
+    }
+    struct Collect<'a> {
+        topo: &'a Topology,
+        tables: &'a mut Vec<FromTable>,
+        ons: &'a mut Vec<Expr>,
+        taken: Vec<Query>,
+    }
+    impl Collect<'_> {
+        fn take(&mut self, q: &Query, outer: Option<&Expr>) {
+            let SetExpr::Select(s) = q.body.as_ref() else {
+                return;
+            };
+            if q.with.is_some() {
+                return;
+            }
+            let mut ons = Vec::new();
+            let ts = from_tables(&s.from, self.topo, &mut ons);
+            let own = ts.iter().filter(|t| t.rule.is_some()).count();
+            let all = classes(&relations(q), self.topo).sharded.len();
+            if own == 0 || own != all {
+                return;
+            }
+            // A name that shadows an outer one would make its equalities
+            // look like a join they are not.
+            if ts
+                .iter()
+                .any(|t| self.tables.iter().any(|o| o.quals == t.quals))
+            {
+                return;
+            }
+            if let Some(w) = &s.selection {
+                ons.push(w.clone());
+            }
+            // x IN (SELECT key FROM t ...): the equality x = t.key.
+            if let (
+                Some(x),
+                [
+                    ast::SelectItem::UnnamedExpr(e)
+                    | ast::SelectItem::ExprWithAlias { expr: e, .. },
+                ],
+            ) = (outer, s.projection.as_slice())
+            {
+                let qualified = match e {
+                    Expr::Identifier(i) if ts.len() == 1 => Some(Expr::CompoundIdentifier(vec![
+                        Ident::new(ts[0].quals[0].clone()),
+                        i.clone(),
+                    ])),
+                    Expr::CompoundIdentifier(_) => Some(e.clone()),
+                    _ => None,
+                };
+                if let Some(k) = qualified {
+                    ons.push(Expr::BinaryOp {
+                        left: Box::new(x.clone()),
+                        op: ast::BinaryOperator::Eq,
+                        right: Box::new(k),
+                    });
+                }
+            }
+            self.tables.extend(ts);
+            self.ons.extend(ons);
+            self.taken.push(q.clone());
+        }
+    }
+    impl Visitor for Collect<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            match e {
+                Expr::Exists { subquery, .. } | Expr::Subquery(subquery) => {
+                    self.take(subquery, None)
+                }
+                Expr::InSubquery { expr, subquery, .. } => self.take(subquery, Some(expr)),
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut c = Collect {
+        topo,
+        tables,
+        ons,
+        taken: Vec::new(),
+    };
+    if let Some(w) = &s.selection {
+        let _ = w.visit(&mut c);
+    }
+    for i in &s.projection {
+        if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } = i
+        {
+            let _ = e.visit(&mut c);
+        }
+    }
+    c.taken
+}
+
+/// `q` with the given subqueries replaced by `SELECT 1` (for the checks
+/// that look for merges a subquery would need: these run whole on each
+/// shard).
+fn strip_local(q: &Query, local: &[Query]) -> Query {
+    if local.is_empty() {
+        return q.clone();
+    }
+    struct Strip<'a>(&'a [Query], Query);
+    impl ast::VisitorMut for Strip<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+            if self.0.contains(q) {
+                *q = self.1.clone();
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let one = match Parser::parse_sql(&PostgreSqlDialect {}, "SELECT 1") {
+        Ok(mut v) => match v.pop() {
+            Some(Statement::Query(q)) => *q,
+            _ => return q.clone(),
+        },
+        Err(_) => return q.clone(),
+    };
+    let mut out = q.clone();
+    let _ = ast::VisitMut::visit(&mut out, &mut Strip(local, one));
+    out
+}
+
+fn refusal(why: &str) -> SqlError {
+    SqlError::Unsupported(format!(
+        "a multi-shard SELECT with {why} is not supported yet; add a shard-key filter so it reaches one shard"
+    ))
+}
+
+/// Why a query's FROM, WHERE or WITH (not its top-level aggregation) would
+/// need a merge this version does not do.
+fn nested_merge_needed(q: &Query) -> Option<String> {
+    let mut bare = q.clone();
+    bare.order_by = None;
+    bare.limit_clause = None;
+    if let SetExpr::Select(s) = bare.body.as_mut() {
+        s.projection = vec![ast::SelectItem::UnnamedExpr(Expr::Value(
+            Value::Number("1".into(), false).into(),
+        ))];
+        s.group_by = ast::GroupByExpr::Expressions(Vec::new(), Vec::new());
+        s.having = None;
+        s.distinct = None;
+    }
+    merge_needed(&bare)
+}
+
+/// Do these expressions name every shard-key column of one sharded table
+/// in FROM (so that equal values live on one shard)?
+fn covers_key(exprs: &[Expr], tables: &[FromTable]) -> bool {
+    tables.iter().any(|t| match &t.rule {
+        Some(rule) => match &rule.kind {
+            shardgate_core::TableKind::Sharded { columns, .. } => columns
+                .iter()
+                .all(|c| exprs.iter().any(|e| is_column(e, c, &t.quals))),
+            _ => false,
+        },
+        None => false,
+    })
+}
+
+/// Plan a multi-shard SELECT with aggregates, GROUP BY, HAVING or
+/// DISTINCT: pushed down whole (and merged like any SELECT) when its groups
+/// and distinct rows each live on one shard, else a two-step aggregation.
+#[allow(clippy::type_complexity)]
+fn plan_aggregation(
+    q: &Query,
+    tables: &[FromTable],
+    local: &[Query],
+) -> Result<(Option<MergeSpec>, Option<AggTemplate>), String> {
+    if let Some(why) = nested_merge_needed(&strip_local(q, local)) {
+        return Err(why);
+    }
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return Err("a set operation".into());
+    };
+    let group = match crate::aggregate::group_exprs(s) {
+        // Every shard rejects it with PostgreSQL's own error.
+        Err(why) if why == crate::aggregate::OUT_OF_RANGE => return Ok((None, None)),
+        r => r?,
+    };
+    let grouped = !group.is_empty();
+    let distinct: Option<Vec<Expr>> = match &s.distinct {
+        Some(ast::Distinct::Distinct) => Some(
+            s.projection
+                .iter()
+                .filter_map(|i| match i {
+                    ast::SelectItem::UnnamedExpr(e)
+                    | ast::SelectItem::ExprWithAlias { expr: e, .. } => Some(e.clone()),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Some(ast::Distinct::On(v)) => Some(v.clone()),
+        _ => None,
+    };
+    let pushdown = (grouped || distinct.is_some())
+        && (!grouped || covers_key(&group, tables))
+        && distinct.as_ref().is_none_or(|d| covers_key(d, tables));
+    if pushdown {
+        // Subqueries or window functions over the groups would see one
+        // shard's groups only.
+        let mut exprs: Vec<&Expr> = s
+            .projection
+            .iter()
+            .filter_map(|i| match i {
+                ast::SelectItem::UnnamedExpr(e)
+                | ast::SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+                _ => None,
+            })
+            .collect();
+        exprs.extend(s.having.as_ref());
+        if let Some(ob) = &q.order_by
+            && let ast::OrderByKind::Expressions(l) = &ob.kind
+        {
+            exprs.extend(l.iter().map(|o| &o.expr));
+        }
+        if let Some(why) = exprs.iter().find_map(|e| window_or_subquery(e)) {
+            return Err(why);
+        }
+        return crate::merge::plan_merge(q, |b| nested_merge_needed(&strip_local(b, local)))
+            .map(|m| (m, None));
+    }
+    let spec = crate::aggregate::plan_aggregate(q)?;
+    let planned = (!has_placeholders(q)).then_some(spec);
+    Ok((
+        None,
+        Some(AggTemplate {
+            query: Box::new(q.clone()),
+            planned,
+        }),
+    ))
+}
+
+fn window_or_subquery(e: &Expr) -> Option<String> {
+    struct F(Option<String>);
+    impl Visitor for F {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.0 = Some("a subquery over grouped rows".into());
+            ControlFlow::Break(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e
+                && f.over.is_some()
+            {
+                self.0 = Some("a window function".into());
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut f = F(None);
+    let _ = e.visit(&mut f);
+    f.0
+}
+
+fn has_placeholders(q: &Query) -> bool {
+    struct F(bool);
+    impl Visitor for F {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Value(v) = e
+                && matches!(v.value, Value::Placeholder(_))
+            {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut f = F(false);
+    let _ = q.visit(&mut f);
+    f.0
+}
