@@ -9,7 +9,7 @@
 use crate::error::ExecError;
 use crate::merge::Outcome;
 use crate::out::ClientOut;
-use crate::run::{Conns, lost};
+use crate::run::{Conns, conn, lost};
 use bytes::BufMut;
 use shardgate_backend::BackendError;
 use shardgate_core::ShardId;
@@ -28,58 +28,6 @@ pub struct AggRequest<'a> {
     pub describe: bool,
     /// The most partial rows held before the statement fails.
     pub max_rows: usize,
-}
-
-/// The SQL name of a built-in type, for the typed columns of the partial
-/// rows (`None`: look it up).
-fn type_name(oid: u32) -> Option<&'static str> {
-    Some(match oid {
-        16 => "boolean",
-        17 => "bytea",
-        18 => "\"char\"",
-        19 => "name",
-        20 => "bigint",
-        21 => "smallint",
-        23 => "integer",
-        25 => "text",
-        26 => "oid",
-        114 => "json",
-        650 => "cidr",
-        700 => "real",
-        701 => "double precision",
-        790 => "money",
-        829 => "macaddr",
-        869 => "inet",
-        1000 => "boolean[]",
-        1001 => "bytea[]",
-        1005 => "smallint[]",
-        1007 => "integer[]",
-        1009 => "text[]",
-        1015 => "varchar[]",
-        1016 => "bigint[]",
-        1021 => "real[]",
-        1022 => "double precision[]",
-        1042 => "bpchar",
-        1043 => "varchar",
-        1082 => "date",
-        1083 => "time",
-        1114 => "timestamp",
-        1115 => "timestamp[]",
-        1182 => "date[]",
-        1184 => "timestamptz",
-        1185 => "timestamptz[]",
-        1186 => "interval",
-        1231 => "numeric[]",
-        1266 => "timetz",
-        1560 => "bit",
-        1562 => "varbit",
-        1700 => "numeric",
-        2950 => "uuid",
-        2951 => "uuid[]",
-        3802 => "jsonb",
-        3807 => "jsonb[]",
-        _ => return None,
-    })
 }
 
 /// A type name with its modifier (`varchar(40)`, `numeric(12,2)`), so the
@@ -131,10 +79,6 @@ fn literal(out: &mut String, v: Option<&[u8]>, embedded: bool) {
     out.push('\'');
 }
 
-fn err(code: &str, message: impl Into<String>) -> ErrorFields {
-    ErrorFields::new(code, message)
-}
-
 /// Run an aggregation plan on `shards` (the final query on the first) and
 /// send its reply to `out`. Every shard ends at ReadyForQuery.
 ///
@@ -151,10 +95,7 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
     out: &mut ClientOut<W>,
 ) -> Result<Outcome, ExecError> {
     let final_shard = shards[0];
-    let embedded = conns
-        .get_mut(&final_shard)
-        .ok_or_else(|| lost(final_shard, BackendError::Closed))?
-        .is_embedded();
+    let embedded = conn(conns, final_shard)?.is_embedded();
     // Step 1: the partial query everywhere, in parallel.
     let mut buf = bytes::BytesMut::new();
     frontend::query(
@@ -166,9 +107,7 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
         },
     );
     for s in shards {
-        let c = conns
-            .get_mut(s)
-            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        let c = conn(conns, *s)?;
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
     }
     let mut oids: Option<Vec<(u32, i32)>> = None;
@@ -177,9 +116,7 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
     let mut rows = 0usize;
     let mut error: Option<ErrorFields> = None;
     for s in shards {
-        let c = conns
-            .get_mut(s)
-            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        let c = conn(conns, *s)?;
         loop {
             let f = c.recv().await.map_err(|e| lost(*s, e))?;
             match f.tag {
@@ -197,7 +134,7 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
                     if rows > req.max_rows {
                         error = Some(ErrorFields {
                             hint: Some("add a filter, group by the shard key, or raise max_merge_rows in the configuration".into()),
-                            ..err(
+                            ..ErrorFields::new(
                                 "54000",
                                 format!(
                                     "a cross-shard aggregation needs more than {} partial rows (max_merge_rows)",
@@ -239,7 +176,7 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
     if error.is_none() {
         let oids = oids.as_deref().unwrap_or_default();
         if oids.len() != spec.columns {
-            error = Some(err(
+            error = Some(ErrorFields::new(
                 "XX000",
                 "a partial aggregate query returned unexpected columns",
             ));
@@ -248,29 +185,22 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
             .iter()
             .any(|i| oids.get(*i).map(|o| o.0) == Some(700))
         {
-            error = Some(err(
+            error = Some(ErrorFields::new(
                 "0A000",
                 "avg/stddev/variance of a real (float4) value across shards is not supported yet (its partial sums would lose precision); cast it to double precision",
             ));
         }
     }
     if let Some(e) = error {
-        be::error_like(&mut out.buf, b'E', &e);
-        return Ok(Outcome {
-            error: Some(e),
-            rows: 0,
-            ..Default::default()
-        });
+        return Ok(crate::merge_sort::abort(out, e));
     }
     let oids = oids.unwrap_or_default();
     // Step 2: the final query on one shard, over the typed partial rows.
-    let c = conns
-        .get_mut(&final_shard)
-        .ok_or_else(|| lost(final_shard, BackendError::Closed))?;
+    let c = conn(conns, final_shard)?;
     // Each column's type, without and with its modifier.
     let mut names: Vec<(String, String)> = Vec::with_capacity(oids.len());
     for (o, m) in &oids {
-        let n = match type_name(*o) {
+        let n = match shardgate_sql::rewrite::type_name(*o) {
             Some(n) => (n.to_string(), with_typmod(n, *o, *m)),
             None if embedded => ("text".to_string(), "text".to_string()),
             None => {

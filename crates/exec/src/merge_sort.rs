@@ -11,7 +11,7 @@ use crate::error::ExecError;
 use crate::merge::Outcome;
 use crate::order;
 use crate::out::ClientOut;
-use crate::run::{Conns, lost, prepare_if_needed};
+use crate::run::{Conns, conn, lost, prepare_if_needed};
 use bytes::{BufMut, Bytes, BytesMut};
 use shardgate_backend::BackendError;
 use shardgate_core::ShardId;
@@ -138,9 +138,7 @@ async fn drain<W: AsyncWrite + Unpin>(
     s: ShardId,
     out: &mut ClientOut<W>,
 ) -> Result<(), ExecError> {
-    let c = conns
-        .get_mut(&s)
-        .ok_or_else(|| lost(s, BackendError::Closed))?;
+    let c = conn(conns, s)?;
     loop {
         let f = c.recv().await.map_err(|e| lost(s, e))?;
         match f.tag {
@@ -154,7 +152,7 @@ async fn drain<W: AsyncWrite + Unpin>(
 
 /// Report a failure before any row was requested (every shard is at
 /// ReadyForQuery).
-fn abort<W: AsyncWrite + Unpin>(out: &mut ClientOut<W>, e: ErrorFields) -> Outcome {
+pub(crate) fn abort<W: AsyncWrite + Unpin>(out: &mut ClientOut<W>, e: ErrorFields) -> Outcome {
     be::error_like(&mut out.buf, b'E', &e);
     Outcome {
         error: Some(e),
@@ -183,9 +181,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
     let mut columns: Option<Vec<Column>> = None;
     let mut all_described = true;
     for s in shards {
-        let c = conns
-            .get_mut(s)
-            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        let c = conn(conns, *s)?;
         let name = crate::run::statement_name(&spec.sql, req.param_types, c.epoch());
         let prepared = c.prepared().contains(&name);
         match c.described().get(&name) {
@@ -202,9 +198,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
         columns = None;
         names.clear();
         for s in shards {
-            let c = conns
-                .get_mut(s)
-                .ok_or_else(|| lost(*s, BackendError::Closed))?;
+            let c = conn(conns, *s)?;
             buf.clear();
             let name = prepare_if_needed(c, &spec.sql, req.param_types, &mut buf);
             frontend::describe(&mut buf, b'S', &name);
@@ -213,9 +207,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
             names.push(name);
         }
         for (i, s) in shards.iter().enumerate() {
-            let c = conns
-                .get_mut(s)
-                .ok_or_else(|| lost(*s, BackendError::Closed))?;
+            let c = conn(conns, *s)?;
             loop {
                 let f = c.recv().await.map_err(|e| lost(*s, e))?;
                 match f.tag {
@@ -273,9 +265,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
         .filter(|c| matches!(c.type_oid, 19 | 25 | 1042 | 1043))
         .collect();
     if !text_keys.is_empty() {
-        let c = conns
-            .get_mut(&shards[0])
-            .ok_or_else(|| lost(shards[0], BackendError::Closed))?;
+        let c = conn(conns, shards[0])?;
         if !c.is_embedded() {
             if text_keys.iter().any(|k| k.table_oid == 0) {
                 let e = err(
@@ -329,9 +319,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
     let mut all_formats = formats;
     all_formats.extend(std::iter::repeat_n(1i16, k));
     for (i, s) in shards.iter().enumerate() {
-        let c = conns
-            .get_mut(s)
-            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        let c = conn(conns, *s)?;
         buf.clear();
         let at = shardgate_wire::begin(&mut buf, b'B');
         shardgate_wire::put_cstr(&mut buf, "");
@@ -422,9 +410,7 @@ async fn next_row<W: AsyncWrite + Unpin>(
     if *done {
         return Ok(None);
     }
-    let c = conns
-        .get_mut(&s)
-        .ok_or_else(|| lost(s, BackendError::Closed))?;
+    let c = conn(conns, s)?;
     loop {
         let f: Frame = c.recv().await.map_err(|e| lost(s, e))?;
         match f.tag {

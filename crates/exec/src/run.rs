@@ -174,6 +174,15 @@ fn ends(req: &Request<'_>, f: &Frame) -> bool {
     }
 }
 
+/// The statement's connection to shard `s` (gone: the shard is lost).
+// The same error type every (async) function of this crate returns.
+#[allow(clippy::result_large_err)]
+pub(crate) fn conn(conns: &mut Conns, s: ShardId) -> Result<&mut PooledConn, ExecError> {
+    conns
+        .get_mut(&s)
+        .ok_or_else(|| lost(s, BackendError::Closed))
+}
+
 pub(crate) fn lost(shard: ShardId, source: BackendError) -> ExecError {
     ExecError::Shard {
         shard: shard.to_string(),
@@ -213,18 +222,14 @@ pub async fn run_merged<W: AsyncWrite + Unpin>(
 ) -> Result<Outcome, ExecError> {
     let mut buf = BytesMut::new();
     for s in shards {
-        let c = conns
-            .get_mut(s)
-            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        let c = conn(conns, *s)?;
         buf.clear();
         encode(req, *s, c, &mut buf);
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
     }
     for (i, s) in shards.iter().enumerate() {
         m.shard(i);
-        let c = conns
-            .get_mut(s)
-            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        let c = conn(conns, *s)?;
         let named = !matches!(
             req,
             Request::Raw(_) | Request::Simple(_) | Request::SimplePer(_)
@@ -339,18 +344,14 @@ pub async fn internal_collect(
     let mut buf = BytesMut::new();
     frontend::query(&mut buf, sql);
     for s in shards {
-        let c = conns
-            .get_mut(s)
-            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        let c = conn(conns, *s)?;
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
     }
     let mut first = None;
     let mut statuses: Vec<Frame> = Vec::new();
     let mut rolled_back = false;
     for s in shards {
-        let c = conns
-            .get_mut(s)
-            .ok_or_else(|| lost(*s, BackendError::Closed))?;
+        let c = conn(conns, *s)?;
         loop {
             let f = c.recv().await.map_err(|e| lost(*s, e))?;
             match f.tag {

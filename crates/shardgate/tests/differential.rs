@@ -28,7 +28,7 @@
 
 mod common;
 
-use common::{PgCluster, bin, client};
+use common::{PgCluster, RawValue, bin, client};
 use shardgate_testkit::{PgServer, Shardgate};
 use std::cmp::Ordering;
 use std::fmt::Write as _;
@@ -611,21 +611,6 @@ impl Wire {
                 _ => {}
             }
         }
-    }
-}
-
-/// Any value, as its raw binary bytes.
-struct RawValue(Vec<u8>);
-
-impl<'a> tokio_postgres::types::FromSql<'a> for RawValue {
-    fn from_sql(
-        _: &tokio_postgres::types::Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(RawValue(raw.to_vec()))
-    }
-    fn accepts(_: &tokio_postgres::types::Type) -> bool {
-        true
     }
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{PgCluster, client};
+use common::{PgCluster, RawValue, client};
 use shardgate_testkit::PgServer;
 use tokio_postgres::SimpleQueryMessage;
 
@@ -211,19 +211,4 @@ async fn order_by_limit_offset_match_one_postgres() {
         assert_eq!(e.code().unwrap().code(), "0A000", "{q}");
     }
     assert_eq!(checked, QUERIES.len());
-}
-
-/// Any value, as its raw binary bytes.
-struct RawValue(Vec<u8>);
-
-impl<'a> tokio_postgres::types::FromSql<'a> for RawValue {
-    fn from_sql(
-        _: &tokio_postgres::types::Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(RawValue(raw.to_vec()))
-    }
-    fn accepts(_: &tokio_postgres::types::Type) -> bool {
-        true
-    }
 }

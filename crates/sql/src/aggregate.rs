@@ -893,20 +893,24 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
             alias: Ident::new(column_name(i)),
         })
         .collect();
-    part.group_by = GroupByExpr::Expressions(
-        if raw {
-            Vec::new()
-        } else {
-            // Constants are no keys (PostgreSQL rejects `GROUP BY true`,
-            // and takes `GROUP BY 1` as a position).
-            b.cols
-                .iter()
-                .filter(|c| c.key && !matches!(c.expr, Expr::Value(_)))
-                .map(|c| c.expr.clone())
-                .collect()
-        },
-        Vec::new(),
-    );
+    // Constants are no keys (PostgreSQL rejects `GROUP BY true`, and takes
+    // `GROUP BY 1` as a position).
+    let keys: Vec<Expr> = if raw {
+        Vec::new()
+    } else {
+        b.cols
+            .iter()
+            .filter(|c| c.key && !matches!(c.expr, Expr::Value(_)))
+            .map(|c| c.expr.clone())
+            .collect()
+    };
+    if keys.is_empty() && !raw && !group.is_empty() && grouped {
+        // GROUP BY only constants: the partial query aggregates without
+        // groups, and would answer an empty shard with a row where a
+        // grouped query has none.
+        part.having = Some(parse_expr("count(*) > 0"));
+    }
+    part.group_by = GroupByExpr::Expressions(keys, Vec::new());
     if part.projection.is_empty() {
         // SELECT count(*) ... where nothing is needed: still one column.
         part.projection.push(SelectItem::ExprWithAlias {

@@ -139,21 +139,19 @@ pub struct AggTemplate {
     /// The SELECT (parameters still open).
     pub query: Box<sqlparser::ast::Query>,
     /// The plan, when the statement has no parameters.
-    pub planned: Option<AggSpec>,
+    pub planned: Option<std::sync::Arc<AggSpec>>,
 }
 
 impl AggTemplate {
-    fn resolve(&self, params: &Params<'_>) -> Result<AggSpec, SqlError> {
+    fn resolve(&self, params: &Params<'_>) -> Result<std::sync::Arc<AggSpec>, SqlError> {
         if let Some(p) = &self.planned {
             return Ok(p.clone());
         }
         let mut q = (*self.query).clone();
         crate::rewrite::inline_params(&mut q, params)?;
-        crate::aggregate::plan_aggregate(&q).map_err(|why| {
-            SqlError::Unsupported(format!(
-                "a multi-shard SELECT with {why} is not supported yet; add a shard-key filter so it reaches one shard"
-            ))
-        })
+        crate::aggregate::plan_aggregate(&q)
+            .map(std::sync::Arc::new)
+            .map_err(|why| crate::analyze::select::refusal(&why))
     }
 }
 
@@ -196,7 +194,7 @@ pub enum Plan {
         /// Target shards, sorted, more than one.
         shards: Vec<ShardId>,
         /// The two queries.
-        spec: Box<AggSpec>,
+        spec: std::sync::Arc<AggSpec>,
     },
     /// Describe another plan.
     Explain(Box<Plan>),
@@ -303,7 +301,7 @@ impl Template {
                     if let Some(a) = aggregate {
                         return Ok(Plan::Aggregate {
                             shards,
-                            spec: Box::new(a.resolve(params)?),
+                            spec: a.resolve(params)?,
                         });
                     }
                     if let Some(spec) = merge {

@@ -8,25 +8,54 @@ use sqlparser::ast::{Expr, SetExpr, Statement, Value, VisitMut, VisitorMut};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-/// The SQL name of a type OID, for casts of inlined parameters.
-fn type_name(oid: u32) -> Option<&'static str> {
+/// The SQL name of a built-in type OID (for casts of inlined parameters
+/// and of rows the router writes into a query), `None` for others.
+pub fn type_name(oid: u32) -> Option<&'static str> {
     Some(match oid {
         16 => "boolean",
         17 => "bytea",
+        18 => "\"char\"",
+        19 => "name",
         20 => "bigint",
         21 => "smallint",
         23 => "integer",
         25 => "text",
+        26 => "oid",
         114 => "json",
+        650 => "cidr",
         700 => "real",
         701 => "double precision",
+        790 => "money",
+        829 => "macaddr",
+        869 => "inet",
+        1000 => "boolean[]",
+        1001 => "bytea[]",
+        1005 => "smallint[]",
+        1007 => "integer[]",
+        1009 => "text[]",
+        1015 => "varchar[]",
+        1016 => "bigint[]",
+        1021 => "real[]",
+        1022 => "double precision[]",
+        1042 => "bpchar",
         1043 => "varchar",
         1082 => "date",
+        1083 => "time",
         1114 => "timestamp",
+        1115 => "timestamp[]",
+        1182 => "date[]",
         1184 => "timestamptz",
+        1185 => "timestamptz[]",
+        1186 => "interval",
+        1231 => "numeric[]",
+        1266 => "timetz",
+        1560 => "bit",
+        1562 => "varbit",
         1700 => "numeric",
         2950 => "uuid",
+        2951 => "uuid[]",
         3802 => "jsonb",
+        3807 => "jsonb[]",
         _ => return None,
     })
 }

@@ -250,18 +250,8 @@ impl Session {
                 Done::Ok
             }
             Plan::Aggregate { shards, spec } => {
-                if max_rows > 0 {
-                    self.send_error(&err_fields(
-                        "0A000",
-                        "fetching a multi-shard result in batches (Execute with a row limit) is not supported yet",
-                    ));
-                    Done::Failed
-                } else if self.txn == TxnState::Idle && !self.batch_writes.is_empty() {
-                    self.send_error(&err_fields(
-                        "0A000",
-                        "a multi-shard aggregate after a write in the same batch is not supported yet; Sync between them",
-                    ));
-                    Done::Failed
+                if let Some(d) = self.refuse_merged_read(max_rows, "aggregate") {
+                    d
                 } else {
                     let req = shardgate_exec::AggRequest {
                         extended: true,
@@ -273,18 +263,8 @@ impl Session {
                 }
             }
             Plan::Merge { shards, spec } => {
-                if max_rows > 0 {
-                    self.send_error(&err_fields(
-                        "0A000",
-                        "fetching a multi-shard result in batches (Execute with a row limit) is not supported yet",
-                    ));
-                    Done::Failed
-                } else if self.txn == TxnState::Idle && !self.batch_writes.is_empty() {
-                    self.send_error(&err_fields(
-                        "0A000",
-                        "a multi-shard ORDER BY/LIMIT after a write in the same batch is not supported yet; Sync between them",
-                    ));
-                    Done::Failed
+                if let Some(d) = self.refuse_merged_read(max_rows, "ORDER BY/LIMIT") {
+                    d
                 } else {
                     let tail = frontend::parse_bind(&bind)
                         .map(|b| b.tail.to_vec())
@@ -452,6 +432,23 @@ impl Session {
             let _ = self.rd.try_read_buf(&mut self.rbuf);
         }
         self.rbuf.len() >= 5 && self.rbuf[..5] == [b'S', 0, 0, 0, 4]
+    }
+
+    /// A merged multi-shard read cannot yet be fetched in batches, nor
+    /// follow a write in the same implicit transaction: the refusal, if
+    /// one applies.
+    fn refuse_merged_read(&mut self, max_rows: i32, what: &str) -> Option<Done> {
+        let why = if max_rows > 0 {
+            "fetching a multi-shard result in batches (Execute with a row limit) is not supported yet".to_string()
+        } else if self.txn == TxnState::Idle && !self.batch_writes.is_empty() {
+            format!(
+                "a multi-shard {what} after a write in the same batch is not supported yet; Sync between them"
+            )
+        } else {
+            return None;
+        };
+        self.send_error(&err_fields("0A000", why));
+        Some(Done::Failed)
     }
 
     pub(super) async fn answer_pending_describes(&mut self) -> Result<(), ExecError> {

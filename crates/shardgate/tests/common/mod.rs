@@ -212,3 +212,18 @@ pub fn sqlstate(body: &[u8]) -> String {
     }
     String::new()
 }
+
+/// Any value, as its raw binary bytes.
+pub struct RawValue(pub Vec<u8>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawValue {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawValue(raw.to_vec()))
+    }
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+}

@@ -825,3 +825,14 @@ SELECT id FROM orders WHERE customer_id = 'abc';
 SELECT id FROM orders ORDER BY 9;
 -- @must
 SELECT id FROM orders WHERE customer_id = 1 ORDER BY 9;
+
+-- Groups keyed by the nullable side of an outer join span shards (NULL).
+-- @must
+SELECT o.customer_id, count(*) FROM customers c LEFT JOIN orders o ON o.customer_id = c.id GROUP BY o.customer_id;
+-- @must
+SELECT DISTINCT o.customer_id FROM customers c LEFT JOIN orders o ON o.customer_id = c.id;
+-- GROUP BY constants only: no rows in, no groups out.
+-- @must
+SELECT 1 AS one, count(*) FROM orders WHERE qty > 100000 GROUP BY 1;
+-- @must
+SELECT true AS t, sum(qty) FROM orders GROUP BY 1;

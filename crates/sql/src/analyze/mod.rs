@@ -21,7 +21,7 @@ use sqlparser::parser::Parser;
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
-mod select;
+pub(crate) mod select;
 use select::analyze_query;
 
 /// One analyzed statement of a query string.

@@ -231,7 +231,8 @@ fn strip_local(q: &Query, local: &[Query]) -> Query {
     out
 }
 
-fn refusal(why: &str) -> SqlError {
+/// The refusal of a multi-shard SELECT that needs `why`.
+pub(crate) fn refusal(why: &str) -> SqlError {
     SqlError::Unsupported(format!(
         "a multi-shard SELECT with {why} is not supported yet; add a shard-key filter so it reaches one shard"
     ))
@@ -303,7 +304,14 @@ fn plan_aggregation(
         Some(ast::Distinct::On(v)) => Some(v.clone()),
         _ => None,
     };
-    let pushdown = (grouped || distinct.is_some())
+    // Under an outer join the key of the nullable side is NULL on many
+    // shards at once: such groups are not shard-local.
+    let outer_join = s
+        .from
+        .iter()
+        .any(|t| t.joins.iter().any(|j| !is_inner(&j.join_operator)));
+    let pushdown = !outer_join
+        && (grouped || distinct.is_some())
         && (!grouped || covers_key(&group, tables))
         && distinct.as_ref().is_none_or(|d| covers_key(d, tables));
     if pushdown {
@@ -331,7 +339,7 @@ fn plan_aggregation(
             .map(|m| (m, None));
     }
     let spec = crate::aggregate::plan_aggregate(q)?;
-    let planned = (!has_placeholders(q)).then_some(spec);
+    let planned = (!has_placeholders(q)).then(|| std::sync::Arc::new(spec));
     Ok((
         None,
         Some(AggTemplate {
