@@ -343,5 +343,10 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
             _ => {}
         }
     }
+    // Unused if the final query failed before producing columns: it must
+    // not rename the connection's next statement.
+    if let shardgate_backend::ShardConn::Lite(l) = &mut **c {
+        l.state.result_columns = None;
+    }
     Ok(outcome)
 }
