@@ -40,7 +40,16 @@ pub struct ConnState {
     /// from declarations: the router's final aggregation query answers with
     /// the columns of the client's statement).
     pub result_columns: Option<Vec<shardgate_wire::backend::Column>>,
+    /// Statements forgotten by [`ShardConn::forget_prepared`] that are
+    /// still (or may still be) prepared on the server: closed in the next
+    /// batch that can take Close messages ([`ShardConn::take_to_close`]).
+    pub to_close: Vec<String>,
 }
+
+/// At most this many statements are kept prepared on one connection; past
+/// it, all of them are forgotten and closed (a simple bound that keeps a
+/// long-lived pooled connection from growing without end).
+pub const MAX_PREPARED: usize = 500;
 
 impl ConnState {
     /// The state of a fresh connection (at ReadyForQuery, idle).
@@ -53,6 +62,7 @@ impl ConnState {
             idle: true,
             ready: true,
             result_columns: None,
+            to_close: Vec::new(),
         }
     }
 }
@@ -127,7 +137,10 @@ impl ShardConn {
     /// Has every reply been read, ending with ReadyForQuery outside a
     /// transaction? Only such a connection may go back to a pool.
     pub fn is_idle(&self) -> bool {
-        self.state().idle
+        let st = self.state();
+        // Too many statements waiting to be closed: give the connection up
+        // rather than let the server's memory grow.
+        st.idle && st.to_close.len() <= 4 * MAX_PREPARED
     }
 
     /// Is another whole message already buffered (so `recv` won't wait)?
@@ -154,8 +167,25 @@ impl ShardConn {
     pub fn forget_prepared(&mut self) {
         let st = self.state_mut();
         st.epoch = st.epoch.wrapping_add(1);
-        st.prepared.clear();
+        let old = std::mem::take(&mut st.prepared);
+        st.to_close.extend(old);
         st.described.clear();
+    }
+
+    /// Forget one statement (its Parse may have failed): later uses parse
+    /// it again; it is closed in the next batch that can take Close.
+    pub fn forget_statement(&mut self, name: &str) {
+        let st = self.state_mut();
+        if st.prepared.remove(name) {
+            st.described.remove(name);
+            st.to_close.push(name.to_string());
+        }
+    }
+
+    /// The forgotten statements to close now (see [`ConnState::to_close`]);
+    /// the caller sends a Close for each in its next batch.
+    pub fn take_to_close(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.state_mut().to_close)
     }
 
     /// Result columns of statements prepared on this connection, by name.

@@ -81,11 +81,17 @@ impl Pool {
     /// # Cancel safety
     /// Cancel safe: nothing is taken until it is returned.
     pub async fn checkout(&self) -> Result<PooledConn, BackendError> {
-        let permit =
-            tokio::time::timeout(self.checkout_timeout, self.limit.clone().acquire_owned())
-                .await
-                .map_err(|_| BackendError::PoolTimeout(self.name.clone()))?
-                .map_err(|_| BackendError::Closed)?;
+        // A free slot is taken at once, without arming a timer.
+        let permit = match self.limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(BackendError::Closed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                tokio::time::timeout(self.checkout_timeout, self.limit.clone().acquire_owned())
+                    .await
+                    .map_err(|_| BackendError::PoolTimeout(self.name.clone()))?
+                    .map_err(|_| BackendError::Closed)?
+            }
+        };
         // An idle connection the shard closed meanwhile (a restart, an
         // idle timeout) is dropped here, not handed to a statement.
         let conn = loop {

@@ -17,6 +17,8 @@ pub struct Outcome {
     pub suspended: bool,
     /// The parameter types a ParameterDescription gave, if one passed.
     pub param_types: Option<Vec<u32>>,
+    /// A BindComplete passed (an error after it may have run something).
+    pub bound: bool,
 }
 
 /// Combines the frames of one statement's replies from several shards.
@@ -30,6 +32,7 @@ pub struct Merger {
     completes: usize,
     empty: bool,
     copies: bool,
+    simple_reply: bool,
     current: usize,
     held: Option<Frame>,
     /// The outcome so far.
@@ -60,6 +63,14 @@ impl Merger {
         }
     }
 
+    /// The client asked with the simple protocol, the shard was asked with
+    /// the extended one: NoData (a Describe of a statement without rows)
+    /// is not for the client.
+    pub fn simple_reply(mut self) -> Merger {
+        self.simple_reply = true;
+        self
+    }
+
     /// The frames that follow come from the `i`-th shard of the statement.
     pub fn shard(&mut self, i: usize) {
         self.current = i;
@@ -74,7 +85,9 @@ impl Merger {
         match f.tag {
             // ParseComplete, BindComplete and CloseComplete are answered by
             // the session.
-            b'1' | b'2' | b'3' => {}
+            b'2' => self.outcome.bound = true,
+            b'1' | b'3' => {}
+            b'n' if self.simple_reply => {}
             b'E' => {
                 if self.outcome.error.is_none() {
                     self.outcome.error = be::parse_error(&f.body).ok().or_else(|| {

@@ -12,6 +12,8 @@ pub struct ClientOut<W> {
     pub buf: BytesMut,
     /// The client socket.
     pub w: W,
+    /// Bytes written to the socket so far.
+    pub flushed: u64,
 }
 
 impl<W: AsyncWrite + Unpin> ClientOut<W> {
@@ -20,6 +22,7 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
         ClientOut {
             buf: BytesMut::with_capacity(FLUSH_AT * 2),
             w,
+            flushed: 0,
         }
     }
 
@@ -30,6 +33,7 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
     pub async fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
             self.w.write_all(&self.buf).await?;
+            self.flushed += self.buf.len() as u64;
             self.buf.clear();
         }
         Ok(())

@@ -88,15 +88,34 @@ pub(crate) fn prepare_if_needed(
     types: &[u32],
     buf: &mut BytesMut,
 ) -> String {
-    let name = statement_name(sql, types, c.epoch());
+    prepare(c, sql, types, buf).0
+}
+
+/// The statement's name on `c`, with a Parse added to `buf` if it is not
+/// prepared there yet; the flag says a Parse was added.
+fn prepare(c: &mut PooledConn, sql: &str, types: &[u32], buf: &mut BytesMut) -> (String, bool) {
+    let mut name = statement_name(sql, types, c.epoch());
+    if !c.prepared().contains(&name) && c.prepared().len() >= shardgate_backend::MAX_PREPARED {
+        c.forget_prepared();
+        name = statement_name(sql, types, c.epoch());
+    }
     if !c.prepared().contains(&name) {
         frontend::parse(buf, &name, sql, types);
         c.prepared().insert(name.clone());
+        return (name, true);
     }
-    name
+    (name, false)
 }
 
-fn encode(req: &Request<'_>, shard: ShardId, c: &mut PooledConn, buf: &mut BytesMut) {
+/// Add `req`'s messages for `shard` to `buf`; returns the name of a
+/// statement parsed by them (not known to exist until ParseComplete).
+fn encode(
+    req: &Request<'_>,
+    shard: ShardId,
+    c: &mut PooledConn,
+    buf: &mut BytesMut,
+) -> Option<String> {
+    let mut parsed = None;
     match req {
         Request::Raw(f) => f.encode(buf),
         Request::Simple(sql) => frontend::query(buf, sql),
@@ -113,9 +132,17 @@ fn encode(req: &Request<'_>, shard: ShardId, c: &mut PooledConn, buf: &mut Bytes
             bound,
             sync,
         } => {
+            if *sync {
+                // The reply is read to ReadyForQuery whatever it holds, so
+                // CloseComplete messages are harmless here.
+                for old in c.take_to_close() {
+                    frontend::close(buf, b'S', &old);
+                }
+            }
             if !bound {
-                let name = prepare_if_needed(c, sql, param_types, buf);
+                let (name, new) = prepare(c, sql, param_types, buf);
                 frontend::bind_renamed(buf, portal, &name, bind_tail);
+                parsed = new.then_some(name);
             }
             if *describe {
                 frontend::describe(buf, b'P', portal);
@@ -150,18 +177,21 @@ fn encode(req: &Request<'_>, shard: ShardId, c: &mut PooledConn, buf: &mut Bytes
             param_types,
             bind_tail,
         } => {
-            let name = prepare_if_needed(c, sql, param_types, buf);
+            let (name, new) = prepare(c, sql, param_types, buf);
             frontend::bind_renamed(buf, "", &name, bind_tail);
             frontend::describe(buf, b'P', "");
             frontend::close(buf, b'P', "");
             frontend::flush(buf);
+            parsed = new.then_some(name);
         }
         Request::DescribeStatement { sql, param_types } => {
-            let name = prepare_if_needed(c, sql, param_types, buf);
+            let (name, new) = prepare(c, sql, param_types, buf);
             frontend::describe(buf, b'S', &name);
             frontend::flush(buf);
+            parsed = new.then_some(name);
         }
     }
+    parsed
 }
 
 fn ends(req: &Request<'_>, f: &Frame) -> bool {
@@ -221,10 +251,11 @@ pub async fn run_merged<W: AsyncWrite + Unpin>(
     mut m: Merger,
 ) -> Result<Outcome, ExecError> {
     let mut buf = BytesMut::new();
+    let mut parsed: Vec<Option<String>> = Vec::with_capacity(shards.len());
     for s in shards {
         let c = conn(conns, *s)?;
         buf.clear();
-        encode(req, *s, c, &mut buf);
+        parsed.push(encode(req, *s, c, &mut buf));
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
     }
     for (i, s) in shards.iter().enumerate() {
@@ -245,9 +276,15 @@ pub async fn run_merged<W: AsyncWrite + Unpin>(
                 ));
             }
             if f.tag == b'E' && named {
-                // A statement in an unknown state (a failed Parse, a plan
-                // invalidated by DDL) must not be reused under its name.
-                c.forget_prepared();
+                // A statement in an unknown state must not be reused under
+                // its name: one parsed by this request (its Parse may have
+                // failed) or, after DDL changed a result's type (0A000,
+                // "cached plan must not change result type"), every one.
+                if f.body.windows(7).any(|w| w == b"C0A000\0") {
+                    c.forget_prepared();
+                } else if let Some(name) = &parsed[i] {
+                    c.forget_statement(name);
+                }
             }
             let done = ends(req, &f);
             if f.tag != b'Z' {

@@ -27,6 +27,10 @@ pub struct Router {
     pub bytewise_text: bool,
     /// The most partial rows a cross-shard aggregation may hold.
     pub max_merge_rows: usize,
+    /// Run single-shard simple-protocol statements as prepared statements
+    /// on PostgreSQL shards (literals as typed parameters), outside
+    /// transaction blocks; see the session's `forward_prepared`.
+    pub prepare_simple: bool,
 }
 
 /// The default of [`Router::max_merge_rows`].
@@ -111,6 +115,7 @@ impl Router {
             server_version,
             bytewise_text,
             max_merge_rows: DEFAULT_MAX_MERGE_ROWS,
+            prepare_simple: true,
         })
     }
 

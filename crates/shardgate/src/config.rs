@@ -34,6 +34,11 @@ pub struct Config {
     /// GROUP BY / DISTINCT / aggregate may hold in the router before the
     /// statement fails with SQLSTATE 54000 (default 1,000,000).
     pub max_merge_rows: Option<usize>,
+    /// Run single-shard statements of the simple protocol as prepared
+    /// statements on PostgreSQL shards, outside transaction blocks
+    /// (default true): the shard parses and plans each statement shape
+    /// once per connection instead of once per query.
+    pub prepare_simple: Option<bool>,
     /// The shards, in order (their position is their id).
     #[serde(default)]
     pub shards: Vec<ShardConfig>,

@@ -48,9 +48,7 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = runtime()?;
     match cli.cmd {
         Cmd::Serve {
             config,
@@ -58,6 +56,35 @@ fn main() -> Result<()> {
             data_dir,
         } => rt.block_on(serve(config, listen, data_dir)),
     }
+}
+
+/// The async runtime. `SHARDGATE_WORKERS` sets the number of worker
+/// threads (default: one per CPU); `1` runs every session on one thread,
+/// like pgbouncer, which on small machines saves the cross-thread
+/// wake-ups of a work-stealing scheduler.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    let workers = match std::env::var("SHARDGATE_WORKERS") {
+        Ok(v) => Some(
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .with_context(|| format!("SHARDGATE_WORKERS={v}: expected a positive number"))?,
+        ),
+        Err(_) => None,
+    };
+    let rt = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
+    Ok(rt)
 }
 
 async fn serve(
@@ -145,6 +172,9 @@ async fn serve(
     let mut router = Router::new(pools, meta, rules, server_version, bytewise_text)?;
     if let Some(n) = cfg.max_merge_rows {
         router.max_merge_rows = n;
+    }
+    if let Some(b) = cfg.prepare_simple {
+        router.prepare_simple = b;
     }
     let router = Arc::new(router);
     learn_key_types(&router).await;

@@ -22,7 +22,7 @@ use shardgate_exec::{ClientOut, Conns, ExecError, Outcome, Request};
 use shardgate_sql::{Local, Params, Plan, ShardSql, SqlError, StmtKind, Template};
 use shardgate_wire::backend::{self as be, Column, ErrorFields};
 use shardgate_wire::{Frame, frontend, startup};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,6 +31,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// Entries in a session's plan cache before it is cleared.
 const PLAN_CACHE_SIZE: usize = 512;
+
+/// Statements with more literals than this are forwarded as text, not
+/// prepared (long IN lists would make a statement per list length).
+const MAX_PREPARED_PARAMS: usize = 64;
 
 /// Startup parameters that are not session settings.
 const NOT_SETTINGS: &[&str] = &[
@@ -104,6 +108,7 @@ pub async fn run(router: Arc<Router>, sock: TcpStream) -> std::io::Result<()> {
         portals: HashMap::new(),
         plan_cache: HashMap::new(),
         plan_cache_version: 0,
+        no_prepare: HashSet::new(),
         skip_to_sync: false,
         cancel_slot: Arc::new(Mutex::new(Vec::new())),
         key: (0, 0),
@@ -142,6 +147,8 @@ struct Session {
     /// Analyzed normalized statements of the simple protocol.
     plan_cache: HashMap<String, Arc<Template>>,
     plan_cache_version: u64,
+    /// Normalized texts the shards cannot prepare (see `forward_prepared`).
+    no_prepare: HashSet<String>,
     skip_to_sync: bool,
     cancel_slot: CancelSlot,
     key: (i32, i32),

@@ -3,6 +3,10 @@
 //! running a plan on several shards.
 
 use super::*;
+use bytes::BufMut;
+use shardgate_backend::ShardTarget;
+use shardgate_exec::Merger;
+use shardgate_sql::normalize::Normalized;
 
 impl Session {
     pub(super) async fn simple_query(&mut self, f: &Frame) -> Result<(), ExecError> {
@@ -16,10 +20,12 @@ impl Session {
         };
         self.refresh_topology();
         if self.txn != TxnState::Failed
-            && let Some((shard, kind)) = self.cached_single_shard(&sql)
+            && let Some((shard, kind, norm)) = self.cached_single_shard(&sql)
         {
-            self.forward_simple(f, shard, kind).await?;
-            return Ok(());
+            if self.may_prepare(shard, &norm) {
+                return self.forward_prepared(f, shard, kind, norm).await;
+            }
+            return self.forward_simple(f, shard, kind).await;
         }
         let analyzed = shardgate_sql::analyze_all(&sql, &self.topo);
         if analyzed.is_empty() {
@@ -103,13 +109,17 @@ impl Session {
     /// The plan cache: a single statement whose normalized text (literals
     /// as parameters) was analyzed before, and that resolves, with this
     /// text's literals, to one shard as written.
-    pub(super) fn cached_single_shard(&mut self, sql: &str) -> Option<(ShardId, StmtKind)> {
-        let (norm, vals) = shardgate_sql::normalize::normalize(sql)?;
+    pub(super) fn cached_single_shard(
+        &mut self,
+        sql: &str,
+    ) -> Option<(ShardId, StmtKind, Normalized)> {
+        let normalized = shardgate_sql::normalize::normalize(sql)?;
+        let norm = normalized.text.as_str();
         if self.plan_cache_version != self.topo.version {
             self.plan_cache.clear();
             self.plan_cache_version = self.topo.version;
         }
-        let template = match self.plan_cache.get(&norm) {
+        let template = match self.plan_cache.get(norm) {
             Some(t) => t.clone(),
             None => {
                 let first = norm
@@ -124,11 +134,12 @@ impl Session {
                 {
                     return None;
                 }
-                let t = Arc::new(shardgate_sql::analyze(&norm, &self.topo));
+                let t = Arc::new(shardgate_sql::analyze(norm, &self.topo));
                 if self.plan_cache.len() >= PLAN_CACHE_SIZE {
                     self.plan_cache.clear();
+                    self.no_prepare.clear();
                 }
-                self.plan_cache.insert(norm, t.clone());
+                self.plan_cache.insert(norm.to_string(), t.clone());
                 t
             }
         };
@@ -136,7 +147,11 @@ impl Session {
             return None;
         }
         let params = Params {
-            values: vals.iter().map(|v| Some(v.as_bytes())).collect(),
+            values: normalized
+                .values
+                .iter()
+                .map(|v| Some(v.as_bytes()))
+                .collect(),
             binary: Vec::new(),
             types: Vec::new(),
         };
@@ -145,9 +160,104 @@ impl Session {
                 shards,
                 sql: ShardSql::Original,
                 kind,
-            }) if shards.len() == 1 && kind != StmtKind::Ddl => Some((shards[0], kind)),
+            }) if shards.len() == 1 && kind != StmtKind::Ddl => Some((shards[0], kind, normalized)),
             _ => None,
         }
+    }
+
+    /// May this single-shard statement run as a prepared statement on its
+    /// shard (see [`Session::forward_prepared`])?
+    fn may_prepare(&self, shard: ShardId, norm: &Normalized) -> bool {
+        self.router.prepare_simple
+            && self.txn == TxnState::Idle
+            && norm.values.len() <= MAX_PREPARED_PARAMS
+            && !self.no_prepare.contains(&norm.text)
+            && self
+                .router
+                .pools
+                .get(shard.0 as usize)
+                .is_some_and(|p| matches!(p.target, ShardTarget::Pg(_)))
+    }
+
+    /// Run a simple-protocol statement outside a transaction block as a
+    /// prepared statement on its one shard: the normalized text (literals
+    /// as parameters typed as PostgreSQL types the literals) is parsed and
+    /// planned once per shard connection, then bound with this query's
+    /// literals, described and executed in one round trip. The client sees
+    /// the simple protocol's reply.
+    ///
+    /// If the shard fails the statement before BindComplete, nothing ran
+    /// (and the implicit transaction is over): the client's own text is
+    /// sent instead, so the answer, success or error, is exactly the one
+    /// PostgreSQL gives that text. A shape PostgreSQL cannot analyse as a
+    /// parameterized statement (class 42 errors, e.g. an untyped parameter
+    /// in the select list, or `DATE $1`) is not prepared again in this
+    /// session.
+    async fn forward_prepared(
+        &mut self,
+        f: &Frame,
+        shard: ShardId,
+        kind: StmtKind,
+        norm: Normalized,
+    ) -> Result<(), ExecError> {
+        if let Some(e) = self.check_write(&[shard], kind) {
+            self.fail_statement(&e);
+            self.end_simple();
+            return Ok(());
+        }
+        if let Some(e) = self.ensure(&[shard]).await? {
+            self.fail_statement(&e);
+            self.end_simple();
+            return Ok(());
+        }
+        let mut tail = BytesMut::with_capacity(16 + norm.values.iter().map(|v| v.len() + 4).sum::<usize>());
+        tail.put_i16(0); // every parameter in text format
+        tail.put_i16(norm.values.len() as i16);
+        for v in &norm.values {
+            tail.put_i32(v.len() as i32);
+            tail.put_slice(v.as_bytes());
+        }
+        tail.put_i16(0); // text results
+        let req = Request::Extended {
+            sql: &norm.text,
+            param_types: &norm.types,
+            bind_tail: &tail,
+            portal: "",
+            describe: true,
+            max_rows: 0,
+            bound: false,
+            sync: true,
+        };
+        let start = self.out.buf.len();
+        let flushed = self.out.flushed;
+        let o = shardgate_exec::run_merged(
+            &mut self.conns,
+            &[shard],
+            &req,
+            &mut self.out,
+            Merger::new(1).simple_reply(),
+        )
+        .await?;
+        let Some(e) = &o.error else {
+            self.after_statement(&o);
+            self.end_simple();
+            return Ok(());
+        };
+        if o.bound || self.out.flushed != flushed {
+            self.after_statement(&o);
+            self.end_simple();
+            return Ok(());
+        }
+        // Nothing ran: answer the client's own text instead.
+        if e.code.starts_with("42") {
+            self.no_prepare.insert(norm.text);
+        }
+        self.out.buf.truncate(start);
+        let o = shardgate_exec::run(&mut self.conns, &[shard], &Request::Raw(f), &mut self.out)
+            .await?;
+        self.after_statement(&o);
+        self.end_simple();
+        Ok(())
     }
 
     pub(super) fn end_simple(&mut self) {

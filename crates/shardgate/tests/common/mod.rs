@@ -128,11 +128,17 @@ pub struct Raw {
 
 impl Raw {
     pub fn connect(port: u16) -> Raw {
+        Raw::connect_as(port, "app")
+    }
+
+    /// Connect as `user` to database `app` (trust authentication).
+    pub fn connect_as(port: u16, user: &str) -> Raw {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
-        let params = b"user\0app\0database\0app\0\0";
+        let params = format!("user\0{user}\0database\0app\0\0");
+        let params = params.as_bytes();
         let mut m = Vec::new();
         m.extend_from_slice(&((params.len() + 8) as u32).to_be_bytes());
         m.extend_from_slice(&196608u32.to_be_bytes());
