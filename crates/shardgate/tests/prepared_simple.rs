@@ -147,7 +147,10 @@ fn prepared_statements_per_connection_are_capped() {
     }
     let got = reply(&mut via, "SELECT count(*) FROM pg_prepared_statements");
     let n: usize = datarow_text(&got).parse().unwrap();
-    assert!((1..=510).contains(&n), "prepared statements on the shard: {n}");
+    assert!(
+        (1..=510).contains(&n),
+        "prepared statements on the shard: {n}"
+    );
 }
 
 /// With `prepare_simple = false` statements are forwarded as text.

@@ -105,6 +105,7 @@ pub fn unsharded_only(sql: &str, topo: &Topology) -> Option<Template> {
         learns: None,
         merge: None,
         aggregate: None,
+        split: None,
     })
 }
 

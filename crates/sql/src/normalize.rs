@@ -246,8 +246,7 @@ mod tests {
 
     #[test]
     fn literals_become_parameters() {
-        let (n, v, t) =
-            norm("SELECT abalance FROM t1 WHERE aid = 42 AND name = 'it''s' LIMIT 10");
+        let (n, v, t) = norm("SELECT abalance FROM t1 WHERE aid = 42 AND name = 'it''s' LIMIT 10");
         assert_eq!(
             n,
             "SELECT abalance FROM t1 WHERE aid = $1 AND name = $2 LIMIT $3"

@@ -36,6 +36,16 @@ pub enum Targets {
         /// Each tuple has one value per key column.
         keys: Vec<Vec<KeyExpr>>,
     },
+    /// The shards whose ranges meet a range of keys (a range-sharded
+    /// table with a single key column).
+    Range {
+        /// The rule (its strategy is a range).
+        rule: Box<TableRule>,
+        /// The lower bound and whether it is included.
+        low: Option<(KeyExpr, bool)>,
+        /// The upper bound and whether it is included.
+        high: Option<(KeyExpr, bool)>,
+    },
 }
 
 /// Statements shardgate answers itself.
@@ -119,6 +129,9 @@ pub enum Template {
         /// How to aggregate across shards when more than one is reached
         /// (aggregates, GROUP BY, HAVING, DISTINCT).
         aggregate: Option<Box<AggTemplate>>,
+        /// How to give each shard only its own keys, when the statement
+        /// lists several (see [`crate::keysplit`]).
+        split: Option<Box<crate::keysplit::KeySplit>>,
     },
     /// An INSERT into a sharded table; rows may be split across shards.
     Insert {
@@ -270,8 +283,11 @@ impl Template {
                 single_only,
                 merge,
                 aggregate,
+                split,
                 ..
             } => {
+                // The shard of each key, when every key has one.
+                let mut per_key = Vec::new();
                 let shards = match targets {
                     Targets::Default => vec![default],
                     Targets::All => all.to_vec(),
@@ -289,9 +305,16 @@ impl Template {
                                 }
                             }
                         }
+                        if v.len() == keys.len() {
+                            per_key = v.clone();
+                        }
                         v.sort();
                         v.dedup();
                         v
+                    }
+                    Targets::Range { rule, low, high } => {
+                        range_shards(rule, low.as_ref(), high.as_ref(), params)
+                            .unwrap_or_else(|| all.to_vec())
                     }
                 };
                 if shards.len() > 1 {
@@ -308,6 +331,19 @@ impl Template {
                         return Ok(Plan::Merge {
                             shards,
                             spec: spec.clone(),
+                        });
+                    }
+                    // Each shard gets only its own keys; if the statement
+                    // cannot be split, every shard gets all of them (still
+                    // correct: a shard holds no row of another's keys).
+                    if let Some(split) = split
+                        && !per_key.is_empty()
+                        && let Ok(per) = split.per_shard(&per_key, params)
+                    {
+                        return Ok(Plan::Route {
+                            shards,
+                            sql: ShardSql::PerShard(per),
+                            kind: *kind,
                         });
                     }
                 }
@@ -371,6 +407,60 @@ fn key_value(
             }
         },
     }
+}
+
+/// The shards of a range-sharded table whose ranges meet the keys from
+/// `low` to `high`, or `None` when a bound cannot be read (a NULL, another
+/// type): then every shard.
+fn range_shards(
+    rule: &TableRule,
+    low: Option<&(KeyExpr, bool)>,
+    high: Option<&(KeyExpr, bool)>,
+    params: &Params<'_>,
+) -> Option<Vec<ShardId>> {
+    let shardgate_core::TableKind::Sharded {
+        columns,
+        key_types,
+        strategy: shardgate_core::Strategy::Range { bounds, shards },
+        overrides,
+        ..
+    } = &rule.kind
+    else {
+        return None;
+    };
+    let ty = key_types.first().copied().flatten();
+    let col = columns.first().map(String::as_str).unwrap_or("?");
+    let value = |e: &KeyExpr| key_value(ty, e, params, &rule.table, col).ok();
+    // shards[i] owns [bounds[i-1], bounds[i]).
+    let first = match low {
+        Some((e, _)) => {
+            let v = value(e)?;
+            bounds.partition_point(|b| b <= &v)
+        }
+        None => 0,
+    };
+    let last = match high {
+        Some((e, inclusive)) => {
+            let v = value(e)?;
+            if *inclusive {
+                bounds.partition_point(|b| b <= &v)
+            } else {
+                bounds.partition_point(|b| b < &v)
+            }
+        }
+        None => shards.len() - 1,
+    };
+    let mut v: Vec<ShardId> = if first <= last {
+        shards[first..=last].to_vec()
+    } else {
+        // An empty range: one shard answers (with no rows).
+        vec![shards[first.min(shards.len() - 1)]]
+    };
+    // Keys moved elsewhere by a tenant override may be anywhere.
+    v.extend(overrides.iter().map(|(_, s)| *s));
+    v.sort();
+    v.dedup();
+    Some(v)
 }
 
 /// The shard of one key tuple.

@@ -163,6 +163,19 @@ pub fn inline_params(q: &mut sqlparser::ast::Query, params: &Params<'_>) -> Resu
     }
 }
 
+/// [`inline_params`] for a whole statement.
+///
+/// # Errors
+/// A missing parameter or one that cannot be written as a literal.
+pub(crate) fn inline_statement(stmt: &mut Statement, params: &Params<'_>) -> Result<(), SqlError> {
+    let mut inl = Inline { params, err: None };
+    let _ = stmt.visit(&mut inl);
+    match inl.err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// One INSERT per shard from a multi-row INSERT: `per_row[i]` is the shard
 /// of VALUES row `i`.
 ///

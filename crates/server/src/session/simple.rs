@@ -210,7 +210,8 @@ impl Session {
             self.end_simple();
             return Ok(());
         }
-        let mut tail = BytesMut::with_capacity(16 + norm.values.iter().map(|v| v.len() + 4).sum::<usize>());
+        let mut tail =
+            BytesMut::with_capacity(16 + norm.values.iter().map(|v| v.len() + 4).sum::<usize>());
         tail.put_i16(0); // every parameter in text format
         tail.put_i16(norm.values.len() as i16);
         for v in &norm.values {
@@ -253,8 +254,8 @@ impl Session {
             self.no_prepare.insert(norm.text);
         }
         self.out.buf.truncate(start);
-        let o = shardgate_exec::run(&mut self.conns, &[shard], &Request::Raw(f), &mut self.out)
-            .await?;
+        let o =
+            shardgate_exec::run(&mut self.conns, &[shard], &Request::Raw(f), &mut self.out).await?;
         self.after_statement(&o);
         self.end_simple();
         Ok(())

@@ -9,6 +9,7 @@
 //! do is refused (SQLSTATE 0A000) rather than answered wrongly.
 
 use crate::error::SqlError;
+use crate::keysplit::{KeyAt, KeySplit};
 use crate::plan::{AdminCall, KeyExpr, Local, StmtKind, Targets, Template};
 use shardgate_core::{TableKind, TableRule, Topology};
 use sqlparser::ast::{
@@ -63,6 +64,7 @@ fn route(targets: Targets, kind: StmtKind) -> Template {
         learns: None,
         merge: None,
         aggregate: None,
+        split: None,
     }
 }
 
@@ -499,6 +501,7 @@ fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Tem
                 learns: Some((table, cols)),
                 merge: None,
                 aggregate: None,
+                split: None,
             }
         }
         S::CreateView(v) => {
@@ -775,7 +778,21 @@ fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
 }
 
 /// Values that `col` must take for `e` to hold, if `e` pins it.
-fn candidates(e: &Expr, col: &str, quals: &[String]) -> Option<Vec<KeyExpr>> {
+pub(crate) fn candidates(e: &Expr, col: &str, quals: &[String]) -> Option<Vec<KeyExpr>> {
+    candidate_exprs(e, col, quals)?
+        .iter()
+        .map(|(_, v)| literal_of(v))
+        .collect()
+}
+
+/// The (column, value) expression pairs of a predicate that pins `col` to
+/// a list of values: `col = v`, `col IN (v, ...)`, `col = ANY(ARRAY[v,
+/// ...])`, and ORs of them. Values are returned as written, in order.
+pub(crate) fn candidate_exprs<'e>(
+    e: &'e Expr,
+    col: &str,
+    quals: &[String],
+) -> Option<Vec<(&'e Expr, &'e Expr)>> {
     match e {
         Expr::BinaryOp {
             left,
@@ -783,9 +800,9 @@ fn candidates(e: &Expr, col: &str, quals: &[String]) -> Option<Vec<KeyExpr>> {
             right,
         } => {
             if is_column(left, col, quals) {
-                literal_of(right).map(|v| vec![v])
+                Some(vec![(left.as_ref(), right.as_ref())])
             } else if is_column(right, col, quals) {
-                literal_of(left).map(|v| vec![v])
+                Some(vec![(right.as_ref(), left.as_ref())])
             } else {
                 None
             }
@@ -794,22 +811,122 @@ fn candidates(e: &Expr, col: &str, quals: &[String]) -> Option<Vec<KeyExpr>> {
             expr,
             list,
             negated: false,
-        } if is_column(expr, col, quals) => list.iter().map(literal_of).collect(),
+        } if is_column(expr, col, quals) => Some(list.iter().map(|v| (expr.as_ref(), v)).collect()),
+        Expr::AnyOp {
+            left,
+            compare_op: ast::BinaryOperator::Eq,
+            right,
+            is_some: _,
+        } if is_column(left, col, quals) => match right.as_ref() {
+            Expr::Array(a) => Some(a.elem.iter().map(|v| (left.as_ref(), v)).collect()),
+            Expr::Nested(inner) => match inner.as_ref() {
+                Expr::Array(a) => Some(a.elem.iter().map(|v| (left.as_ref(), v)).collect()),
+                _ => None,
+            },
+            _ => None,
+        },
         Expr::BinaryOp {
             left,
             op: ast::BinaryOperator::Or,
             right,
         } => {
-            let mut a = candidates(left, col, quals)?;
-            a.extend(candidates(right, col, quals)?);
+            let mut a = candidate_exprs(left, col, quals)?;
+            a.extend(candidate_exprs(right, col, quals)?);
             Some(a)
         }
-        Expr::Nested(inner) => candidates(inner, col, quals),
+        Expr::Nested(inner) => candidate_exprs(inner, col, quals),
         _ => None,
     }
 }
 
 const MAX_KEY_TUPLES: usize = 4096;
+
+/// A bound of a key range: the value and whether it is included.
+pub type Bound = Option<(KeyExpr, bool)>;
+
+/// The range a WHERE clause confines a range-sharded table's key to
+/// (`key > a`, `key >= a`, `key < b`, `key <= b`, `key BETWEEN a AND b`,
+/// in top-level conjuncts), if it bounds it on at least one side. Only
+/// keys whose SQL order is the order of their values (integers, dates,
+/// timestamps) qualify: text compares under a collation.
+fn extract_range(sel: &Expr, rule: &TableRule, quals: &[String]) -> Option<(Bound, Bound)> {
+    let TableKind::Sharded {
+        columns,
+        key_types,
+        strategy: shardgate_core::Strategy::Range { .. },
+        ..
+    } = &rule.kind
+    else {
+        return None;
+    };
+    let [col] = columns.as_slice() else {
+        return None;
+    };
+    if !matches!(
+        key_types.first().copied().flatten(),
+        Some(shardgate_core::KeyType::Int | shardgate_core::KeyType::Date)
+            | Some(shardgate_core::KeyType::Timestamp)
+    ) {
+        return None;
+    }
+    let mut cs = Vec::new();
+    conjuncts(sel, &mut cs);
+    let (mut low, mut high): (Bound, Bound) = (None, None);
+    for c in cs {
+        use ast::BinaryOperator as B;
+        match c {
+            Expr::BinaryOp { left, op, right } => {
+                let (op, v) = if is_column(left, col, quals) {
+                    (op.clone(), right)
+                } else if is_column(right, col, quals) {
+                    // `5 < key` is `key > 5`.
+                    let flipped = match op {
+                        B::Lt => B::Gt,
+                        B::LtEq => B::GtEq,
+                        B::Gt => B::Lt,
+                        B::GtEq => B::LtEq,
+                        _ => continue,
+                    };
+                    (flipped, left)
+                } else {
+                    continue;
+                };
+                let Some(v) = range_literal(v) else { continue };
+                match op {
+                    B::Gt => low = Some((v, false)),
+                    B::GtEq => low = Some((v, true)),
+                    B::Lt => high = Some((v, false)),
+                    B::LtEq => high = Some((v, true)),
+                    _ => {}
+                }
+            }
+            Expr::Between {
+                expr,
+                negated: false,
+                low: l,
+                high: h,
+            } if is_column(expr, col, quals) => {
+                if let (Some(l), Some(h)) = (range_literal(l), range_literal(h)) {
+                    low = Some((l, true));
+                    high = Some((h, true));
+                }
+            }
+            _ => {}
+        }
+    }
+    (low.is_some() || high.is_some()).then_some((low, high))
+}
+
+/// A range bound's literal: as [`literal_of`], but not through a cast to
+/// `date`, which truncates a timestamp (`'2025-01-01 05:00'::date` is
+/// midnight: a bound read as 05:00 could skip a shard).
+fn range_literal(e: &Expr) -> Option<KeyExpr> {
+    match e {
+        Expr::Cast { data_type, .. } if data_type.to_string().eq_ignore_ascii_case("date") => None,
+        Expr::Nested(inner) => range_literal(inner),
+        _ => literal_of(e),
+    }
+}
 
 /// The key tuples a WHERE clause pins for a table, if it pins all columns.
 fn extract_keys(
@@ -1008,13 +1125,15 @@ fn co_located(a: &TableRule, b: &TableRule) -> bool {
 
 /// Targets for the sharded tables of a SELECT/UPDATE/DELETE whose top-level
 /// FROM is `tables` and WHERE is `selection`. Returns the targets and
-/// whether the statement may scatter (all sharded tables joined on their keys).
+/// whether the statement may scatter (all sharded tables joined on their
+/// keys), and where a single-column key list was found (for splitting it
+/// per shard).
 fn sharded_targets(
     tables: &[FromTable],
     selection: Option<&Expr>,
     ons: &[Expr],
     sharded_refs: usize,
-) -> (Targets, bool) {
+) -> (Targets, bool, Option<KeyAt>) {
     let sharded: Vec<&FromTable> = tables.iter().filter(|t| t.rule.is_some()).collect();
     let mut cs = Vec::new();
     if let Some(s) = selection {
@@ -1025,7 +1144,7 @@ fn sharded_targets(
     }
     // All sharded references must be top-level tables for key routing.
     if sharded.len() != sharded_refs || sharded.is_empty() {
-        return (Targets::All, false);
+        return (Targets::All, false, None);
     }
     // Group: every sharded table must be co-located with the first and
     // connected to it through key equalities.
@@ -1060,16 +1179,39 @@ fn sharded_targets(
         for t in &sharded {
             let rule = t.rule.as_ref().expect("sharded");
             if let Some(keys) = extract_keys(Some(sel), rule, &t.quals) {
+                let at = match rule.key_columns() {
+                    [column] if keys.len() > 1 => Some(KeyAt {
+                        column: column.clone(),
+                        quals: t.quals.clone(),
+                    }),
+                    _ => None,
+                };
                 return (
                     Targets::Keys {
                         rule: Box::new(rule.clone()),
                         keys,
                     },
                     true,
+                    at,
                 );
             }
         }
-        return (Targets::All, true);
+        // No list of keys: a range of them, on a range-sharded table.
+        for t in &sharded {
+            let rule = t.rule.as_ref().expect("sharded");
+            if let Some((low, high)) = extract_range(sel, rule, &t.quals) {
+                return (
+                    Targets::Range {
+                        rule: Box::new(rule.clone()),
+                        low,
+                        high,
+                    },
+                    true,
+                    None,
+                );
+            }
+        }
+        return (Targets::All, true, None);
     }
     // Not co-located: only a single shard for all of them will do.
     let mut per_table = Vec::new();
@@ -1077,7 +1219,7 @@ fn sharded_targets(
         let rule = t.rule.as_ref().expect("sharded");
         match extract_keys(Some(sel), rule, &t.quals) {
             Some(k) => per_table.push((rule.clone(), k)),
-            None => return (Targets::All, false),
+            None => return (Targets::All, false, None),
         }
     }
     // Route by the first; the executor checks the others agree.
@@ -1087,7 +1229,7 @@ fn sharded_targets(
         // Only identical single keys in identical placements are known to
         // land together without parameters.
         if !(co_located(&rule, &r) && k.len() == 1 && keys.len() == 1 && k == keys) {
-            return (Targets::All, false);
+            return (Targets::All, false, None);
         }
     }
     keys.truncate(1);
@@ -1097,6 +1239,7 @@ fn sharded_targets(
             keys,
         },
         false,
+        None,
     )
 }
 
@@ -1182,7 +1325,12 @@ fn analyze_dml(
                 }
                 _ => {}
             }
-            let (targets, may_scatter) = sharded_targets(&tables, selection, &ons, c.sharded.len());
+            let (targets, may_scatter, at) =
+                sharded_targets(&tables, selection, &ons, c.sharded.len());
+            let split = match at {
+                Some(at) if may_scatter => Some(Box::new(KeySplit::new(stmt.clone(), at))),
+                _ => None,
+            };
             let single_only = (!may_scatter).then(|| {
                 SqlError::Unsupported(
                     "this UPDATE/DELETE reads other sharded tables in a way that needs a cross-shard join, which is not supported yet".into(),
@@ -1195,6 +1343,7 @@ fn analyze_dml(
                 learns: None,
                 merge: None,
                 aggregate: None,
+                split,
             })
         }
     }

@@ -46,7 +46,8 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
         }
         _ => (Vec::new(), None, Vec::new()),
     };
-    let (targets, mut may_scatter) = sharded_targets(&tables, selection, &ons, c.sharded.len());
+    let (targets, mut may_scatter, key_at) =
+        sharded_targets(&tables, selection, &ons, c.sharded.len());
     if let SetExpr::Select(s) = q.body.as_ref()
         && non_inner_join_with_unsharded(&s.from, topo)
     {
@@ -81,6 +82,14 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
             Err(why) => Some(refusal(&why)),
         }
     };
+    // Only a plain scatter takes per-shard SQL; merges and aggregations
+    // send one statement to every shard they reach.
+    let split = match key_at {
+        Some(at) if single_only.is_none() && merge.is_none() && aggregate.is_none() => Some(
+            Box::new(KeySplit::new(Statement::Query(Box::new(q.clone())), at)),
+        ),
+        _ => None,
+    };
     Ok(Template::Route {
         targets,
         kind: StmtKind::Read,
@@ -88,6 +97,7 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
         learns: None,
         merge,
         aggregate,
+        split,
     })
 }
 
