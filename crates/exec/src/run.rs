@@ -279,8 +279,12 @@ pub async fn run_merged<W: AsyncWrite + Unpin>(
                 // A statement in an unknown state must not be reused under
                 // its name: one parsed by this request (its Parse may have
                 // failed) or, after DDL changed a result's type (0A000,
-                // "cached plan must not change result type"), every one.
-                if f.body.windows(7).any(|w| w == b"C0A000\0") {
+                // "cached plan must not change result type") or when the
+                // server lost the statements (26000), every one.
+                if f.body
+                    .windows(7)
+                    .any(|w| w == b"C0A000\0" || w == b"C26000\0")
+                {
                     c.forget_prepared();
                 } else if let Some(name) = &parsed[i] {
                     c.forget_statement(name);

@@ -10,8 +10,10 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod txlog;
 
 pub use error::MetaError;
+pub use txlog::DecisionLog;
 
 use serde::{Deserialize, Serialize};
 use shardgate_core::TableRule;

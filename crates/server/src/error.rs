@@ -17,4 +17,7 @@ pub enum ServerError {
     /// Invalid rules or shards.
     #[error(transparent)]
     Core(#[from] shardgate_core::CoreError),
+    /// An invalid setting.
+    #[error("configuration: {0}")]
+    Config(String),
 }

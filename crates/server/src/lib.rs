@@ -12,6 +12,7 @@ pub mod admin;
 pub mod error;
 pub mod router;
 pub mod session;
+pub mod twopc;
 
 pub use error::ServerError;
 pub use router::{Router, serve};

@@ -4,8 +4,9 @@ use crate::error::ServerError;
 use arc_swap::ArcSwap;
 use shardgate_backend::Pool;
 use shardgate_core::{ShardId, Strategy, TableKind, TableRule, Topology};
-use shardgate_meta::{MetaError, MetaStore, Metadata};
-use std::collections::HashMap;
+use shardgate_meta::{DecisionLog, MetaError, MetaStore, Metadata};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
@@ -31,6 +32,18 @@ pub struct Router {
     /// on PostgreSQL shards (literals as typed parameters), outside
     /// transaction blocks; see the session's `forward_prepared`.
     pub prepare_simple: bool,
+    /// This router's name in the gids of its prepared transactions.
+    pub router_id: String,
+    /// The durable log of commit decisions (two-phase commit needs it).
+    pub txlog: Option<Arc<DecisionLog>>,
+    /// Gids decided (commit) and not yet committed everywhere.
+    pub(crate) decisions: Arc<Mutex<BTreeSet<String>>>,
+    /// Gids this router is committing now.
+    inflight: Mutex<HashSet<String>>,
+    gid_start: u64,
+    gid_seq: AtomicU64,
+    /// A commit left work for recovery: run it soon.
+    pub(crate) recovery_wanted: AtomicBool,
 }
 
 /// The default of [`Router::max_merge_rows`].
@@ -116,7 +129,91 @@ impl Router {
             bytewise_text,
             max_merge_rows: DEFAULT_MAX_MERGE_ROWS,
             prepare_simple: true,
+            router_id: "r".to_string(),
+            txlog: None,
+            decisions: Arc::new(Mutex::new(BTreeSet::new())),
+            inflight: Mutex::new(HashSet::new()),
+            gid_start: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            gid_seq: AtomicU64::new(0),
+            recovery_wanted: AtomicBool::new(false),
         })
+    }
+
+    /// Use `log` for commit decisions, under the name `router_id` (letters,
+    /// digits and `-` only: it is part of every gid). The decisions the log
+    /// holds (from before a restart) are loaded.
+    ///
+    /// # Errors
+    /// The log cannot be read, or the id is not valid.
+    pub fn set_decision_log(
+        &mut self,
+        router_id: &str,
+        log: Arc<DecisionLog>,
+    ) -> Result<(), ServerError> {
+        if router_id.is_empty()
+            || router_id.len() > 64
+            || !router_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(ServerError::Config(format!(
+                "router_id {router_id:?}: use 1 to 64 letters, digits or '-'"
+            )));
+        }
+        let open = log.open_commits()?;
+        self.router_id = router_id.to_string();
+        self.decisions = Arc::new(Mutex::new(open));
+        self.txlog = Some(log);
+        Ok(())
+    }
+
+    /// A new, unique gid for a prepared transaction of this router.
+    pub(crate) fn next_gid(&self) -> String {
+        let n = self.gid_seq.fetch_add(1, Ordering::Relaxed);
+        format!("sg_{}_{}_{n}", self.router_id, self.gid_start)
+    }
+
+    pub(crate) fn inflight_begin(&self, gid: &str) {
+        if let Ok(mut s) = self.inflight.lock() {
+            s.insert(gid.to_string());
+        }
+    }
+
+    pub(crate) fn inflight_end(&self, gid: &str) {
+        if let Ok(mut s) = self.inflight.lock() {
+            s.remove(gid);
+        }
+    }
+
+    pub(crate) fn is_inflight(&self, gid: &str) -> bool {
+        self.inflight
+            .lock()
+            .map(|s| s.contains(gid))
+            .unwrap_or(true)
+    }
+
+    pub(crate) fn is_decided(&self, gid: &str) -> bool {
+        self.decisions
+            .lock()
+            .map(|d| d.contains(gid))
+            .unwrap_or(false)
+    }
+
+    pub(crate) fn decisions_snapshot(&self) -> BTreeSet<String> {
+        self.decisions.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// Every shard committed `gid`: forget its decision.
+    pub(crate) fn forget_decision(&self, gid: &str) {
+        if let Ok(mut d) = self.decisions.lock()
+            && d.remove(gid)
+            && let Some(log) = &self.txlog
+        {
+            let _ = log.done(gid);
+        }
     }
 
     /// The current topology.

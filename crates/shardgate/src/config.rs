@@ -39,6 +39,10 @@ pub struct Config {
     /// (default true): the shard parses and plans each statement shape
     /// once per connection instead of once per query.
     pub prepare_simple: Option<bool>,
+    /// This router's id in the transactions it prepares on shards (letters,
+    /// digits, `-`). Every router sharing shards needs its own; by default
+    /// one is made up and kept in the data directory.
+    pub router_id: Option<String>,
     /// The shards, in order (their position is their id).
     #[serde(default)]
     pub shards: Vec<ShardConfig>,

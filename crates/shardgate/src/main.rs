@@ -149,6 +149,18 @@ async fn serve(
                     if !matches!(coll.as_deref(), Some("C" | "POSIX")) {
                         bytewise_text = false;
                     }
+                    let prepared = c
+                        .simple_rows("SHOW max_prepared_transactions")
+                        .await
+                        .ok()
+                        .and_then(|r| r.into_iter().next())
+                        .and_then(|r| r.into_iter().next().flatten());
+                    if prepared.as_deref() == Some("0") {
+                        tracing::warn!(
+                            "shard {} has max_prepared_transactions = 0: transactions that write to it and another shard will fail to commit; set max_prepared_transactions > 0 (e.g. 100) on every shard",
+                            s.name
+                        );
+                    }
                 }
                 Err(e) => {
                     bytewise_text = false;
@@ -176,7 +188,26 @@ async fn serve(
     if let Some(b) = cfg.prepare_simple {
         router.prepare_simple = b;
     }
+    let router_id = match &cfg.router_id {
+        Some(id) => id.clone(),
+        None => stored_router_id(&data_dir)?,
+    };
+    let log = shardgate_meta::DecisionLog::open(data_dir.join("decisions.log"))?;
+    router.set_decision_log(&router_id, Arc::new(log))?;
     let router = Arc::new(router);
+    // Transactions a crash left prepared are resolved before clients come.
+    match shardgate_server::twopc::recover(&router).await {
+        Ok(r) if r.unreachable > 0 => tracing::warn!(
+            "transaction recovery could not check {} shard(s); it retries every 10 s",
+            r.unreachable
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("transaction recovery failed: {e}"),
+    }
+    tokio::spawn(shardgate_server::twopc::recovery_loop(
+        router.clone(),
+        std::time::Duration::from_secs(10),
+    ));
     learn_key_types(&router).await;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -202,6 +233,30 @@ async fn serve(
         _ = tokio::signal::ctrl_c() => println!("shardgate: shutting down"),
     }
     Ok(())
+}
+
+/// This router's id, kept in the data directory (made up on first start):
+/// the gids of its prepared transactions carry it, so that it recovers its
+/// own and no other router's.
+fn stored_router_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join("router_id");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let id = s.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let id = format!(
+        "{:08x}",
+        (nanos as u64 ^ ((std::process::id() as u64) << 32)) as u32
+    );
+    std::fs::write(&path, format!("{id}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
 }
 
 /// Rules declared in the configuration learn their key types from tables

@@ -355,6 +355,7 @@ pub struct Shardgate {
     child: Option<Child>,
     port: u16,
     log_path: PathBuf,
+    env: Vec<(String, String)>,
     _dir: TempDir,
 }
 
@@ -364,6 +365,11 @@ impl Shardgate {
     ///
     /// Fails early, with the captured output, if the process exits first.
     pub fn spawn(bin: &Path, args: &[&str]) -> Result<Shardgate> {
+        Shardgate::spawn_with_env(bin, args, &[])
+    }
+
+    /// [`Shardgate::spawn`] with extra environment variables for the child.
+    pub fn spawn_with_env(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Shardgate> {
         let dir = tempfile::Builder::new()
             .prefix("shardgate-test-")
             .tempdir()
@@ -373,6 +379,10 @@ impl Shardgate {
             child: None,
             port: 0,
             log_path,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             _dir: dir,
         };
         let mut last_err = None;
@@ -404,6 +414,7 @@ impl Shardgate {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -489,6 +500,22 @@ impl Shardgate {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Wait up to `timeout` for the process to exit on its own; its exit
+    /// status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
         }
     }
 }

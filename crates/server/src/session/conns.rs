@@ -107,8 +107,9 @@ impl Session {
         self.release_all();
     }
 
-    /// Refuse a write that would make a transaction write to a second shard
-    /// (atomic cross-shard commit is not available yet).
+    /// Note the shards a write in a transaction touches: a transaction that
+    /// wrote to several commits with two-phase commit. Embedded shards
+    /// cannot prepare, so a second embedded shard written is refused.
     pub(super) fn check_write(
         &mut self,
         shards: &[ShardId],
@@ -119,10 +120,17 @@ impl Session {
         }
         let mut all = self.written.clone();
         all.extend(shards.iter().copied());
-        if all.len() > 1 {
+        if all.len() > 1
+            && all.iter().any(|s| {
+                self.router
+                    .pools
+                    .get(s.0 as usize)
+                    .is_some_and(|p| !matches!(p.target, shardgate_backend::ShardTarget::Pg(_)))
+            })
+        {
             return Some(err_fields(
                 "0A000",
-                "a transaction that writes to more than one shard needs two-phase commit, which is not supported yet; write each shard's rows in its own transaction",
+                "a transaction that writes to several embedded (SQLite) shards cannot commit atomically; write each shard's rows in its own transaction, or use PostgreSQL shards",
             ));
         }
         self.written = all;
@@ -134,9 +142,21 @@ impl Session {
         commit: bool,
     ) -> Result<Option<ErrorFields>, ExecError> {
         let shards: Vec<ShardId> = self.conns.keys().copied().collect();
+        let writers: Vec<ShardId> = self
+            .written
+            .iter()
+            .copied()
+            .filter(|s| self.conns.contains_key(s))
+            .collect();
         let sql = if commit { "COMMIT" } else { "ROLLBACK" };
         let (r, rolled_back) = if shards.is_empty() {
             (None, false)
+        } else if commit && writers.len() > 1 {
+            // Written on several shards: all commit or none.
+            (
+                crate::twopc::commit(&self.router, &mut self.conns, &writers).await?,
+                false,
+            )
         } else {
             let i = shardgate_exec::internal_collect(&mut self.conns, &shards, sql).await?;
             (i.error, i.rolled_back)

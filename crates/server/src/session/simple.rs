@@ -427,7 +427,9 @@ impl Session {
 
     /// Run a statement on `shards`. Outside a transaction a multi-shard
     /// write or DDL is wrapped in a transaction on each shard that commits
-    /// only if all succeeded (best effort until two-phase commit).
+    /// only if all succeeded: writes on PostgreSQL shards with two-phase
+    /// commit (atomic even if the router dies), DDL and embedded shards
+    /// shard by shard.
     pub(super) async fn route_with<'r>(
         &mut self,
         shards: &[ShardId],
@@ -479,14 +481,38 @@ impl Session {
                 self.conns.append(&mut sub);
                 st?;
             }
-            let end = if o.error.is_none() {
-                "COMMIT"
+            let two_phase = o.error.is_none()
+                && matches!(kind, StmtKind::Write | StmtKind::WriteCopies)
+                && shards.iter().all(|s| {
+                    self.router
+                        .pools
+                        .get(s.0 as usize)
+                        .is_some_and(|p| matches!(p.target, shardgate_backend::ShardTarget::Pg(_)))
+                });
+            if two_phase {
+                // All shards or none, even if the router dies mid-commit.
+                let mut sub: Conns = Conns::new();
+                for s in shards {
+                    if let Some(c) = self.conns.remove(s) {
+                        sub.insert(*s, c);
+                    }
+                }
+                let r = crate::twopc::commit(&self.router, &mut sub, shards).await;
+                self.conns.append(&mut sub);
+                if let Some(e) = r? {
+                    self.send_error(&e);
+                    return Ok(Done::Failed);
+                }
             } else {
-                "ROLLBACK"
-            };
-            if let Some(e) = shardgate_exec::internal(&mut self.conns, shards, end).await? {
-                self.send_error(&e);
-                return Ok(Done::Failed);
+                let end = if o.error.is_none() {
+                    "COMMIT"
+                } else {
+                    "ROLLBACK"
+                };
+                if let Some(e) = shardgate_exec::internal(&mut self.conns, shards, end).await? {
+                    self.send_error(&e);
+                    return Ok(Done::Failed);
+                }
             }
         }
         Ok(self.after_statement(&o))

@@ -78,6 +78,25 @@ impl PgCluster {
         PgCluster { shards, sg, dir }
     }
 
+    /// Stop shardgate (SIGKILL) and start it again on the same
+    /// configuration and data directory, with `env` for the new process.
+    pub fn restart_sg(&mut self, env: &[(&str, &str)]) {
+        self.sg.kill();
+        let path = self.dir.path().join("shardgate.toml");
+        let data = self.dir.path().join("data");
+        self.sg = Shardgate::spawn_with_env(
+            bin(),
+            &[
+                "--config",
+                path.to_str().unwrap(),
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+            env,
+        )
+        .expect("restart shardgate");
+    }
+
     /// Add the misrouting check for a hash-sharded bigint key on every shard.
     pub fn guard(&self, table: &str, col: &str) {
         let rs = ranges(self.shards.len() as u32);

@@ -1,0 +1,356 @@
+//! Two-phase commit of transactions that wrote to several shards, and the
+//! recovery of what a crash leaves prepared.
+//!
+//! Commit (see [`commit`]): every written shard gets `PREPARE TRANSACTION
+//! '<gid>'`; if one fails, those that prepared are rolled back and the
+//! client gets the error. When all prepared, the decision is appended to
+//! the router's [`DecisionLog`] and synced, and only then is `COMMIT
+//! PREPARED` sent. A crash before the decision is durable leaves prepared
+//! transactions that no log names: recovery rolls them back. A crash after
+//! it leaves ones the log names: recovery commits them. Either way every
+//! shard ends the same way.
+//!
+//! Gids name the router (`sg_<router id>_<start ms>_<n>`); a router
+//! resolves only its own, so several routers can share shards. Recovery
+//! ([`recover`]) runs at start-up and periodically ([`recovery_loop`]);
+//! transactions of this router still being committed are left alone.
+
+use crate::router::Router;
+use shardgate_backend::{BackendError, ShardConn, ShardTarget};
+use shardgate_core::ShardId;
+use shardgate_exec::{Conns, ExecError};
+use shardgate_meta::DecisionLog;
+use shardgate_wire::backend::ErrorFields;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Where a test may make the router die (`SHARDGATE_FAULT`), to prove
+/// recovery: right after every shard prepared, or right after the decision
+/// was logged (before any COMMIT PREPARED).
+fn fault(point: &str) {
+    if std::env::var("SHARDGATE_FAULT").is_ok_and(|v| v == point) {
+        tracing::error!("SHARDGATE_FAULT={point}: exiting on purpose");
+        std::process::abort();
+    }
+}
+
+fn err(code: &str, msg: impl Into<String>) -> ErrorFields {
+    ErrorFields {
+        severity: "ERROR".into(),
+        code: code.into(),
+        message: msg.into(),
+        ..Default::default()
+    }
+}
+
+/// Commit a transaction that wrote to `writers` (two or more) and only
+/// read on the other connections in `conns`. Returns the error the client
+/// gets, if it did not commit.
+///
+/// # Errors
+/// A shard connection failed before the decision (the transaction is then
+/// rolled back, by the shards or by recovery).
+pub async fn commit(
+    router: &Router,
+    conns: &mut Conns,
+    writers: &[ShardId],
+) -> Result<Option<ErrorFields>, ExecError> {
+    let Some(log) = router.txlog.clone() else {
+        return Ok(Some(err(
+            "0A000",
+            "this router has no decision log, so it cannot commit a transaction that wrote to several shards",
+        )));
+    };
+    for s in writers {
+        if let Some(p) = router.pools.get(s.0 as usize)
+            && !matches!(p.target, ShardTarget::Pg(_))
+        {
+            return Ok(Some(err(
+                "0A000",
+                format!(
+                    "a transaction that writes to several embedded shards cannot commit atomically (shard {} is embedded SQLite, which has no two-phase commit); write each shard's rows in its own transaction",
+                    p.name
+                ),
+            )));
+        }
+    }
+    // Shards that were only read: a plain COMMIT ends their part.
+    let readers: Vec<ShardId> = conns
+        .keys()
+        .copied()
+        .filter(|s| !writers.contains(s))
+        .collect();
+    if !readers.is_empty() {
+        shardgate_exec::internal(conns, &readers, "COMMIT").await?;
+    }
+    let gid = router.next_gid();
+    router.inflight_begin(&gid);
+    let r = commit_prepared(router, &log, conns, writers, &gid).await;
+    router.inflight_end(&gid);
+    if r.is_err() {
+        // A shard connection broke mid-protocol: what it left prepared is
+        // recovery's to resolve.
+        router.recovery_wanted.store(true, Ordering::Relaxed);
+    }
+    r
+}
+
+async fn commit_prepared(
+    router: &Router,
+    log: &Arc<DecisionLog>,
+    conns: &mut Conns,
+    writers: &[ShardId],
+    gid: &str,
+) -> Result<Option<ErrorFields>, ExecError> {
+    let prepared =
+        shardgate_exec::internal_collect(conns, writers, &format!("PREPARE TRANSACTION '{gid}'"))
+            .await;
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            // A shard is gone mid-PREPARE: roll back where we still can;
+            // recovery rolls back the rest (no decision was logged).
+            let _ = rollback_prepared(conns, writers, gid).await;
+            return Err(e);
+        }
+    };
+    if prepared.error.is_some() || prepared.rolled_back {
+        rollback_prepared(conns, writers, gid).await?;
+        let e = prepared.error.unwrap_or_else(|| {
+            err(
+                "40001",
+                "the transaction was rolled back on a shard (it had failed there); nothing was committed",
+            )
+        });
+        let e = if e.message.contains("prepared transactions are disabled") {
+            err(
+                "55000",
+                format!(
+                    "a shard cannot prepare transactions, so a transaction that writes to several shards cannot commit: set max_prepared_transactions > 0 on every shard ({})",
+                    e.message
+                ),
+            )
+        } else {
+            e
+        };
+        return Ok(Some(e));
+    }
+    fault("after_prepare");
+    let decided = {
+        let log = log.clone();
+        let gid = gid.to_string();
+        let decisions = router.decisions.clone();
+        tokio::task::spawn_blocking(move || {
+            // Logged first, then known in memory: recovery of this router
+            // reads the memory after it saw the transaction is not in flight.
+            let mut d = decisions
+                .lock()
+                .map_err(|_| shardgate_meta::MetaError::Poisoned)?;
+            log.commit(&gid)?;
+            d.insert(gid);
+            Ok::<(), shardgate_meta::MetaError>(())
+        })
+        .await
+    };
+    match decided {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            rollback_prepared(conns, writers, gid).await?;
+            return Ok(Some(err(
+                "58030",
+                format!(
+                    "could not record the commit decision, so the transaction was rolled back: {e}"
+                ),
+            )));
+        }
+        Err(e) => {
+            rollback_prepared(conns, writers, gid).await?;
+            return Ok(Some(err("XX000", format!("decision log task failed: {e}"))));
+        }
+    }
+    fault("after_decision");
+    // Decided: the client is told COMMIT whatever happens next; a shard
+    // that does not take COMMIT PREPARED now is finished by recovery.
+    let mut all = true;
+    let sql = format!("COMMIT PREPARED '{gid}'");
+    for s in writers {
+        match shardgate_exec::internal(conns, &[*s], &sql).await {
+            Ok(None) => {}
+            Ok(Some(e)) => {
+                tracing::warn!(gid, shard = %s, "COMMIT PREPARED failed, left to recovery: {}", e.message);
+                all = false;
+            }
+            Err(e) => {
+                tracing::warn!(gid, shard = %s, "COMMIT PREPARED failed, left to recovery: {e}");
+                // The connection is broken: drop it, it must not be reused.
+                conns.remove(s);
+                all = false;
+            }
+        }
+    }
+    if all {
+        router.forget_decision(gid);
+    } else {
+        router.recovery_wanted.store(true, Ordering::Relaxed);
+    }
+    Ok(None)
+}
+
+/// `ROLLBACK PREPARED` on each of `shards` (an error where it was not
+/// prepared is expected and ignored).
+async fn rollback_prepared(
+    conns: &mut Conns,
+    shards: &[ShardId],
+    gid: &str,
+) -> Result<(), ExecError> {
+    let sql = format!("ROLLBACK PREPARED '{gid}'");
+    for s in shards {
+        if conns.contains_key(s) {
+            shardgate_exec::internal(conns, &[*s], &sql).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What one recovery pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Prepared transactions committed (their decision was logged).
+    pub committed: usize,
+    /// Prepared transactions rolled back (never decided).
+    pub rolled_back: usize,
+    /// Shards that could not be checked (down): their transactions wait.
+    pub unreachable: usize,
+}
+
+/// Resolve every transaction this router left prepared on any shard:
+/// commit it if its commit was decided, roll it back otherwise; a
+/// transaction this router is committing right now is left alone.
+/// Decisions that no shard holds any more are then forgotten.
+///
+/// # Errors
+/// The decision log cannot be rewritten.
+pub async fn recover(router: &Router) -> Result<Recovered, shardgate_meta::MetaError> {
+    let mut out = Recovered::default();
+    let Some(log) = router.txlog.clone() else {
+        return Ok(out);
+    };
+    // Decisions known before the pass: those not in flight and not found
+    // prepared anywhere are finished.
+    let before = router.decisions_snapshot();
+    let prefix = format!("sg_{}_", router.router_id);
+    let mut still_open: BTreeSet<String> = BTreeSet::new();
+    for pool in &router.pools {
+        let ShardTarget::Pg(_) = &pool.target else {
+            continue;
+        };
+        let result = match pool.connect().await {
+            Ok(mut c) => resolve_on(router, &mut c, &prefix, &mut out).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(open) => still_open.extend(open),
+            Err(e) => {
+                tracing::warn!(shard = %pool.name, "transaction recovery cannot check the shard: {e}");
+                out.unreachable += 1;
+            }
+        }
+    }
+    if out.unreachable == 0 {
+        let finished: Vec<&String> = before
+            .iter()
+            .filter(|g| !still_open.contains(*g) && !router.is_inflight(g))
+            .collect();
+        if !finished.is_empty() {
+            for g in &finished {
+                router.forget_decision(g);
+            }
+            let d = router.decisions.clone();
+            let log = log.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let d = d.lock().map_err(|_| shardgate_meta::MetaError::Poisoned)?;
+                log.compact(&d)
+            })
+            .await
+            .map_err(|_| shardgate_meta::MetaError::Poisoned)?;
+        }
+    }
+    if out.committed + out.rolled_back > 0 {
+        tracing::info!(
+            committed = out.committed,
+            rolled_back = out.rolled_back,
+            "recovered prepared transactions"
+        );
+    }
+    Ok(out)
+}
+
+/// Resolve this router's prepared transactions on one shard; returns the
+/// decided gids still prepared there (a COMMIT PREPARED that failed).
+async fn resolve_on(
+    router: &Router,
+    c: &mut ShardConn,
+    prefix: &str,
+    out: &mut Recovered,
+) -> Result<Vec<String>, BackendError> {
+    let like = prefix
+        .replace('\\', "\\\\")
+        .replace('_', "\\_")
+        .replace('%', "\\%")
+        .replace('\'', "''");
+    let rows = c
+        .simple_rows(&format!(
+            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE '{like}%'"
+        ))
+        .await?;
+    let mut open = Vec::new();
+    for row in rows {
+        let Some(Some(gid)) = row.into_iter().next() else {
+            continue;
+        };
+        // In flight: its session decides. Otherwise the session is done,
+        // and a decision it made is already known (it is recorded before
+        // the session leaves the in-flight set).
+        if router.is_inflight(&gid) {
+            continue;
+        }
+        let commit = router.is_decided(&gid);
+        let sql = format!(
+            "{} PREPARED '{}'",
+            if commit { "COMMIT" } else { "ROLLBACK" },
+            gid.replace('\'', "''")
+        );
+        match c.simple_rows(&sql).await {
+            Ok(_) if commit => out.committed += 1,
+            Ok(_) => out.rolled_back += 1,
+            // Resolved meanwhile by its own session.
+            Err(BackendError::Server(e)) if e.code == "42704" => {}
+            Err(e) => {
+                tracing::warn!(gid, "could not resolve a prepared transaction: {e}");
+                if commit {
+                    open.push(gid);
+                }
+            }
+        }
+    }
+    Ok(open)
+}
+
+/// Run [`recover`] every `every`, and soon after a commit left work for it.
+pub async fn recovery_loop(router: std::sync::Arc<Router>, every: Duration) {
+    let mut since = Duration::ZERO;
+    let tick = Duration::from_millis(500);
+    loop {
+        tokio::time::sleep(tick).await;
+        since += tick;
+        let wanted = router.recovery_wanted.swap(false, Ordering::Relaxed);
+        if wanted || since >= every {
+            since = Duration::ZERO;
+            if let Err(e) = recover(&router).await {
+                tracing::warn!("transaction recovery failed: {e}");
+            }
+        }
+    }
+}

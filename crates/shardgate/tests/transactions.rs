@@ -1,0 +1,170 @@
+//! Transactions that write to several PostgreSQL shards commit with
+//! two-phase commit: all shards or none, also when a shard refuses to
+//! prepare and when shardgate dies between PREPARE and COMMIT PREPARED
+//! (its restart finishes the transaction the way its decision log says).
+
+mod common;
+
+use common::{PgCluster, client};
+use std::time::Duration;
+
+const ACCOUNTS: &str = "CREATE TABLE accounts (id bigint PRIMARY KEY, balance bigint NOT NULL)";
+
+/// Accounts 1..=20 with 100 each; two ids on different shards.
+fn setup(c: &PgCluster) -> (i64, i64) {
+    c.sg.psql(ACCOUNTS).unwrap();
+    c.sg.psql("SELECT shardgate.shard_table('accounts', 'id')")
+        .unwrap();
+    let values: Vec<String> = (1..=20).map(|i| format!("({i}, 100)")).collect();
+    c.sg.psql(&format!(
+        "INSERT INTO accounts VALUES {}",
+        values.join(", ")
+    ))
+    .unwrap();
+    let shard = |k: i64| {
+        c.sg.psql(&format!("SELECT shardgate.shard_of('accounts', '{k}')"))
+            .unwrap()
+    };
+    let a = 1;
+    let b = (2..=20).find(|k| shard(*k) != shard(a)).unwrap();
+    (a, b)
+}
+
+fn balance(c: &PgCluster, id: i64) -> i64 {
+    c.sg.psql(&format!("SELECT balance FROM accounts WHERE id = {id}"))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn total(c: &PgCluster) -> i64 {
+    c.sg.psql("SELECT sum(balance) FROM accounts")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Prepared transactions left on the shards.
+fn prepared(c: &PgCluster) -> Vec<i64> {
+    c.shards
+        .iter()
+        .map(|s| {
+            s.psql("SELECT count(*) FROM pg_prepared_xacts")
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn writes_to_several_shards_commit_on_all_or_none() {
+    let c = PgCluster::start(2, "");
+    let (a, b) = setup(&c);
+    let mut cl = client(c.sg.port()).await;
+
+    // A transfer between shards, extended protocol with parameters.
+    let tx = cl.transaction().await.unwrap();
+    tx.execute(
+        "UPDATE accounts SET balance = balance - $1 WHERE id = $2",
+        &[&10i64, &a],
+    )
+    .await
+    .unwrap();
+    tx.execute(
+        "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
+        &[&10i64, &b],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((balance(&c, a), balance(&c, b)), (90, 110));
+    assert_eq!(total(&c), 2000);
+    assert_eq!(prepared(&c), vec![0, 0]);
+
+    // Rolled back: nothing changes on either shard.
+    cl.batch_execute(&format!(
+        "BEGIN; UPDATE accounts SET balance = 0 WHERE id = {a}; UPDATE accounts SET balance = 0 WHERE id = {b}; ROLLBACK"
+    ))
+    .await
+    .unwrap();
+    assert_eq!((balance(&c, a), balance(&c, b)), (90, 110));
+
+    // A multi-shard statement inside a transaction, and one outside.
+    cl.batch_execute(&format!(
+        "BEGIN; UPDATE accounts SET balance = balance + 1 WHERE id IN ({a}, {b}); COMMIT"
+    ))
+    .await
+    .unwrap();
+    assert_eq!((balance(&c, a), balance(&c, b)), (91, 111));
+    cl.execute("UPDATE accounts SET balance = balance + 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(total(&c), 2000 + 2 + 20);
+    assert_eq!(prepared(&c), vec![0, 0]);
+
+    // A shard that fails at PREPARE (a deferred unique check): the other
+    // shard's part is rolled back too, and the client gets the error.
+    c.sg.psql(
+        "CREATE TABLE uq (id bigint PRIMARY KEY, u int UNIQUE DEFERRABLE INITIALLY DEFERRED)",
+    )
+    .unwrap();
+    c.sg.psql("SELECT shardgate.shard_table('uq', 'id')")
+        .unwrap();
+    let shard = |k: i64| {
+        c.sg.psql(&format!("SELECT shardgate.shard_of('uq', '{k}')"))
+            .unwrap()
+    };
+    let b2 = (1..100).find(|k| *k != b && shard(*k) == shard(b)).unwrap();
+    let r = cl
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO uq VALUES ({a}, 1); INSERT INTO uq VALUES ({b}, 5); INSERT INTO uq VALUES ({b2}, 5); COMMIT"
+        ))
+        .await;
+    let e = r.expect_err("the deferred unique violation must fail the commit");
+    assert_eq!(e.code().map(|c| c.code()), Some("23505"), "{e}");
+    assert_eq!(c.sg.psql("SELECT count(*) FROM uq").unwrap(), "0");
+    assert_eq!(prepared(&c), vec![0, 0]);
+    // The session goes on.
+    assert_eq!(
+        cl.query_one("SELECT count(*) FROM accounts", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        20
+    );
+}
+
+#[test]
+fn a_router_killed_mid_commit_finishes_on_restart() {
+    let mut c = PgCluster::start(2, "");
+    let (a, b) = setup(&c);
+    let transfer = format!(
+        "BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = {a}; UPDATE accounts SET balance = balance + 10 WHERE id = {b}; COMMIT"
+    );
+
+    // Killed after the decision was logged, before COMMIT PREPARED: the
+    // restart commits on both shards.
+    c.restart_sg(&[("SHARDGATE_FAULT", "after_decision")]);
+    assert!(c.sg.psql(&transfer).is_err(), "the router should have died");
+    assert!(c.sg.wait_exit(Duration::from_secs(10)).is_some());
+    assert_eq!(prepared(&c), vec![1, 1]);
+    c.restart_sg(&[]);
+    assert_eq!(prepared(&c), vec![0, 0]);
+    assert_eq!((balance(&c, a), balance(&c, b)), (90, 110));
+
+    // Killed after both shards prepared, before the decision: the restart
+    // rolls back on both.
+    c.restart_sg(&[("SHARDGATE_FAULT", "after_prepare")]);
+    assert!(c.sg.psql(&transfer).is_err(), "the router should have died");
+    assert!(c.sg.wait_exit(Duration::from_secs(10)).is_some());
+    assert_eq!(prepared(&c), vec![1, 1]);
+    c.restart_sg(&[]);
+    assert_eq!(prepared(&c), vec![0, 0]);
+    assert_eq!((balance(&c, a), balance(&c, b)), (90, 110));
+    assert_eq!(total(&c), 2000);
+
+    // The decision log forgets finished decisions.
+    let log = std::fs::read_to_string(c.dir.path().join("data").join("decisions.log")).unwrap();
+    assert!(!log.lines().any(|l| l.starts_with("C ")), "{log}");
+}
