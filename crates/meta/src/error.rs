@@ -19,6 +19,9 @@ pub enum MetaError {
         /// The version now stored.
         found: u64,
     },
+    /// Every node number is leased to another router.
+    #[error("no free node number: all {0} are leased")]
+    NoNode(usize),
     /// A lock was poisoned by a panic.
     #[error("metadata store lock poisoned")]
     Poisoned,

@@ -48,6 +48,32 @@ pub trait MetaStore: Send + Sync {
     /// # Errors
     /// [`MetaError::Conflict`] when another writer saved first; I/O errors.
     fn save(&self, expected: u64, next: Metadata) -> Result<Metadata, MetaError>;
+
+    /// Lease a node number (0..`nodes`) to `owner` until `now_ms + ttl_ms`:
+    /// the one `owner` holds already, else the lowest one whose lease has
+    /// expired or was never taken. Calling it again renews the lease.
+    ///
+    /// # Errors
+    /// [`MetaError::NoNode`] when every number is leased to someone else;
+    /// I/O errors.
+    fn lease_node(
+        &self,
+        owner: &str,
+        nodes: usize,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<u16, MetaError>;
+}
+
+/// One leased node number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLease {
+    /// The node number.
+    pub node: u16,
+    /// Who holds it (a router id).
+    pub owner: String,
+    /// Unix milliseconds when the lease ends unless renewed.
+    pub expires_ms: u64,
 }
 
 /// The embedded store: one JSON file.
@@ -112,12 +138,74 @@ impl MetaStore for FileStore {
         }
         Ok(next)
     }
+
+    fn lease_node(
+        &self,
+        owner: &str,
+        nodes: usize,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<u16, MetaError> {
+        let _g = self.lock.lock().map_err(|_| MetaError::Poisoned)?;
+        // Leases live beside the metadata, so that renewing one does not
+        // make a new metadata version (which would flush plan caches).
+        let path = self.path.with_file_name("leases.json");
+        let mut leases: Vec<NodeLease> = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| MetaError::Corrupt(path.display().to_string(), e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(MetaError::Io(path.display().to_string(), e)),
+        };
+        let node = match leases.iter().find(|l| l.owner == owner) {
+            Some(l) => l.node,
+            None => (0..nodes.min(u16::MAX as usize + 1))
+                .map(|n| n as u16)
+                .find(|n| !leases.iter().any(|l| l.node == *n && l.expires_ms > now_ms))
+                .ok_or(MetaError::NoNode(nodes))?,
+        };
+        leases.retain(|l| l.node != node && l.owner != owner);
+        leases.push(NodeLease {
+            node,
+            owner: owner.to_string(),
+            expires_ms: now_ms + ttl_ms,
+        });
+        leases.sort_by_key(|l| l.node);
+        let io = |e| MetaError::Io(path.display().to_string(), e);
+        let tmp = path.with_extension("json.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            let body = serde_json::to_vec_pretty(&leases)
+                .map_err(|e| MetaError::Corrupt(tmp.display().to_string(), e.to_string()))?;
+            f.write_all(&body).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(node)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use shardgate_core::{ShardId, Strategy};
+
+    #[test]
+    fn node_leases_are_exclusive_until_they_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("meta.json"));
+        assert_eq!(store.lease_node("a", 2, 1000, 100).unwrap(), 0);
+        assert_eq!(store.lease_node("b", 2, 1000, 100).unwrap(), 1);
+        // Renewal keeps the number.
+        assert_eq!(store.lease_node("a", 2, 1050, 100).unwrap(), 0);
+        assert!(matches!(
+            store.lease_node("c", 2, 1090, 100),
+            Err(MetaError::NoNode(2))
+        ));
+        // b's lease ran out at 1100: c may take 1.
+        assert_eq!(store.lease_node("c", 2, 1101, 100).unwrap(), 1);
+        // Leases do not touch the metadata version.
+        assert_eq!(store.load().unwrap().version, 0);
+    }
 
     #[test]
     fn saves_atomically_with_versions() {

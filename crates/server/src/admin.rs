@@ -9,6 +9,7 @@
 //! - `SELECT shardgate.directory_set('accounts', '42', 's2')`: put a key of a
 //!   directory-sharded table on a shard (only for keys with no rows yet).
 //! - `SELECT shardgate.tables()`, `SELECT shardgate.shards()`
+//! - `SELECT shardgate.next_id()`: a globally unique, time-ordered bigint.
 
 use crate::router::Router;
 use shardgate_core::{KeyType, KeyValue, ShardId, Strategy, StrategyKind, TableKind, TableRule};
@@ -52,6 +53,15 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The type OIDs of an admin function's `n` result columns (text, but
+/// `next_id` is a bigint).
+pub fn column_types(function: &str, n: usize) -> Vec<u32> {
+    match function {
+        "next_id" => vec![20; n],
+        _ => vec![25; n],
+    }
+}
+
 /// Run an admin function.
 ///
 /// # Errors
@@ -61,6 +71,13 @@ pub async fn run(router: &Router, call: &AdminCall) -> Result<Rows, ErrorFields>
     let arg = |i: usize| call.args.get(i).cloned().flatten();
     let one = |name: &str, v: String| Ok((vec![name.to_string()], vec![vec![Some(v)]]));
     match call.function.as_str() {
+        "next_id" => {
+            if !call.args.is_empty() {
+                return Err(err("42883", "usage: shardgate.next_id()"));
+            }
+            let id = router.next_id().map_err(|e| err("55000", e))?;
+            one("next_id", id.to_string())
+        }
         "shard_table" => {
             let (Some(table), Some(cols)) = (arg(0), arg(1)) else {
                 return Err(err(

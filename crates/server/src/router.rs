@@ -3,7 +3,7 @@
 use crate::error::ServerError;
 use arc_swap::ArcSwap;
 use shardgate_backend::Pool;
-use shardgate_core::{ShardId, Strategy, TableKind, TableRule, Topology};
+use shardgate_core::{ShardId, Snowflake, Strategy, TableKind, TableRule, Topology};
 use shardgate_meta::{DecisionLog, MetaError, MetaStore, Metadata};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,6 +44,20 @@ pub struct Router {
     gid_seq: AtomicU64,
     /// A commit left work for recovery: run it soon.
     pub(crate) recovery_wanted: AtomicBool,
+    /// The generator of `shardgate.next_id()` and when its node lease ends.
+    id_gen: Mutex<Option<(Snowflake, u64)>>,
+}
+
+/// How long a node lease for ids lasts; it is renewed well before.
+pub const NODE_LEASE_MS: u64 = 60_000;
+/// Ids stop this long before the lease ends if it was not renewed.
+const NODE_LEASE_MARGIN_MS: u64 = 10_000;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The default of [`Router::max_merge_rows`].
@@ -139,7 +153,58 @@ impl Router {
                 .unwrap_or(0),
             gid_seq: AtomicU64::new(0),
             recovery_wanted: AtomicBool::new(false),
+            id_gen: Mutex::new(None),
         })
+    }
+
+    /// Take or renew this router's node number for ids (a lease in the
+    /// metadata store, so that no two routers share one). Blocking: call it
+    /// off the async threads.
+    ///
+    /// # Errors
+    /// Every node number is taken, or the store failed.
+    pub fn renew_node_lease(&self) -> Result<u16, MetaError> {
+        let now = now_ms();
+        let node = self.meta.lease_node(
+            &self.router_id,
+            shardgate_core::snowflake::MAX_NODE as usize + 1,
+            now,
+            NODE_LEASE_MS,
+        )?;
+        let mut g = self.id_gen.lock().map_err(|_| MetaError::Poisoned)?;
+        match g.as_mut() {
+            Some((ids, expires)) if ids.node() == node => *expires = now + NODE_LEASE_MS,
+            _ => {
+                let ids = Snowflake::new(node)
+                    .map_err(|e| MetaError::Corrupt("node".into(), e.to_string()))?;
+                *g = Some((ids, now + NODE_LEASE_MS));
+            }
+        }
+        Ok(node)
+    }
+
+    /// A new globally unique, time-ordered id (see
+    /// [`shardgate_core::snowflake`]).
+    ///
+    /// # Errors
+    /// No node lease is held (or it was not renewed in time), or the clock
+    /// is out of the id layout's range.
+    pub fn next_id(&self) -> Result<i64, String> {
+        let now = now_ms();
+        let mut g = self
+            .id_gen
+            .lock()
+            .map_err(|_| "id generator lock poisoned".to_string())?;
+        let Some((ids, expires)) = g.as_mut() else {
+            return Err("this router holds no node number for ids yet".into());
+        };
+        if now + NODE_LEASE_MARGIN_MS >= *expires {
+            return Err(
+                "this router's node lease for ids could not be renewed; ids are paused until it is"
+                    .into(),
+            );
+        }
+        ids.next(now).map_err(|e| e.to_string())
     }
 
     /// Use `log` for commit decisions, under the name `router_id` (letters,

@@ -36,6 +36,15 @@ fn fault(point: &str) {
     }
 }
 
+/// `SHARDGATE_FAULT=pause_<point>`: wait 3 s there (a test stops a shard
+/// meanwhile).
+async fn pause(point: &str) {
+    if std::env::var("SHARDGATE_FAULT").is_ok_and(|v| v.strip_prefix("pause_") == Some(point)) {
+        tracing::warn!("SHARDGATE_FAULT=pause_{point}: waiting 3 s");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
 fn err(code: &str, msg: impl Into<String>) -> ErrorFields {
     ErrorFields {
         severity: "ERROR".into(),
@@ -171,6 +180,7 @@ async fn commit_prepared(
         }
     }
     fault("after_decision");
+    pause("after_decision").await;
     // Decided: the client is told COMMIT whatever happens next; a shard
     // that does not take COMMIT PREPARED now is finished by recovery.
     let mut all = true;
@@ -348,8 +358,11 @@ pub async fn recovery_loop(router: std::sync::Arc<Router>, every: Duration) {
         let wanted = router.recovery_wanted.swap(false, Ordering::Relaxed);
         if wanted || since >= every {
             since = Duration::ZERO;
-            if let Err(e) = recover(&router).await {
-                tracing::warn!("transaction recovery failed: {e}");
+            match recover(&router).await {
+                // A shard was down: try again in 2 s, not at the next period.
+                Ok(r) if r.unreachable > 0 => since = every.saturating_sub(Duration::from_secs(2)),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("transaction recovery failed: {e}"),
             }
         }
     }

@@ -208,6 +208,22 @@ async fn serve(
         router.clone(),
         std::time::Duration::from_secs(10),
     ));
+    // The node number for shardgate.next_id(), leased and kept renewed.
+    if let Err(e) = router.renew_node_lease() {
+        tracing::warn!("no node number for shardgate.next_id(): {e}");
+    }
+    let r = router.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            let r = r.clone();
+            match tokio::task::spawn_blocking(move || r.renew_node_lease()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("could not renew the node lease for ids: {e}"),
+                Err(e) => tracing::warn!("node lease task failed: {e}"),
+            }
+        }
+    });
     learn_key_types(&router).await;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

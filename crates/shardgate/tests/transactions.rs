@@ -125,6 +125,30 @@ async fn writes_to_several_shards_commit_on_all_or_none() {
     assert_eq!(e.code().map(|c| c.code()), Some("23505"), "{e}");
     assert_eq!(c.sg.psql("SELECT count(*) FROM uq").unwrap(), "0");
     assert_eq!(prepared(&c), vec![0, 0]);
+    // Global ids: bigints, strictly increasing, from this router's node.
+    let mut last = 0i64;
+    for i in 0..300 {
+        let id: i64 = if i % 3 == 0 {
+            c.sg.psql("SELECT shardgate.next_id()")
+                .unwrap()
+                .parse()
+                .unwrap()
+        } else {
+            cl.query_one("SELECT shardgate.next_id()", &[])
+                .await
+                .unwrap()
+                .get(0)
+        };
+        assert!(id > last, "{id} after {last}");
+        last = id;
+    }
+    let (ms, node, _) = shardgate_core::snowflake::parts(last);
+    assert_eq!(node, 0, "the first router takes node 0");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(now.abs_diff(ms + shardgate_core::snowflake::EPOCH_MS) < 60_000);
     // The session goes on.
     assert_eq!(
         cl.query_one("SELECT count(*) FROM accounts", &[])
@@ -167,4 +191,51 @@ fn a_router_killed_mid_commit_finishes_on_restart() {
     // The decision log forgets finished decisions.
     let log = std::fs::read_to_string(c.dir.path().join("data").join("decisions.log")).unwrap();
     assert!(!log.lines().any(|l| l.starts_with("C ")), "{log}");
+}
+
+#[test]
+fn a_shard_down_at_commit_prepared_commits_when_it_returns() {
+    let mut c = PgCluster::start(2, "");
+    let (a, b) = setup(&c);
+    let b_shard: usize =
+        c.sg.psql(&format!("SELECT shardgate.shard_of('accounts', '{b}')"))
+            .unwrap()
+            .trim_start_matches('s')
+            .parse()
+            .unwrap();
+    // shardgate waits 3 s between logging its decision and COMMIT PREPARED.
+    c.restart_sg(&[("SHARDGATE_FAULT", "pause_after_decision")]);
+    let port = c.sg.port();
+    let transfer = format!(
+        "BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = {a}; UPDATE accounts SET balance = balance + 10 WHERE id = {b}; COMMIT"
+    );
+    let client = std::thread::spawn(move || {
+        shardgate_testkit::psql_at(port, "app", "app", &transfer).map_err(|e| e.to_string())
+    });
+    // Once b's shard has prepared, it goes down before COMMIT PREPARED.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while prepared(&c)[b_shard] == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the transfer never prepared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.shards[b_shard].kill();
+    // The decision was made: the client is told COMMIT.
+    let r = client.join().unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(balance(&c, a), 90);
+    // The shard returns; recovery commits its part.
+    c.shards[b_shard].restart().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while prepared(&c) != vec![0, 0] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the prepared transaction was not finished; log:\n{}",
+            c.sg.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!((balance(&c, a), balance(&c, b)), (90, 110));
 }

@@ -238,8 +238,27 @@ impl PgServer {
             .collect()
     }
 
+    /// Crash the server (`pg_ctl stop -m immediate`), keeping its data.
+    pub fn kill(&mut self) {
+        self.stop();
+    }
+
+    /// Start a stopped server again on the same port, with its data
+    /// (prepared transactions included).
+    pub fn restart(&mut self) -> Result<()> {
+        let port = self.port;
+        match self.try_start_on(port) {
+            Ok(()) => Ok(()),
+            Err(StartError::PortClash(e) | StartError::Fatal(e)) => Err(e),
+        }
+    }
+
     fn try_start(&mut self) -> std::result::Result<(), StartError> {
         let port = free_port().map_err(StartError::Fatal)?;
+        self.try_start_on(port)
+    }
+
+    fn try_start_on(&mut self, port: u16) -> std::result::Result<(), StartError> {
         let log = self.log_path();
         let _ = fs::remove_file(&log);
         let opts = format!(

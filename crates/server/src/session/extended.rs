@@ -156,6 +156,9 @@ impl Session {
                 let types = st.types.clone();
                 be::parameter_description(&mut self.out.buf, &types[..n]);
                 match t {
+                    Template::Admin(call) if call.function == "next_id" => {
+                        be::row_description(&mut self.out.buf, &[Column::new("next_id", 20, 8)]);
+                    }
                     Template::Admin(_) => {
                         be::row_description(&mut self.out.buf, &[Column::new("result", 25, -1)]);
                     }
@@ -234,7 +237,8 @@ impl Session {
                 self.refresh_topology();
                 match r {
                     Ok((cols, rows)) => {
-                        self.local_rows(&cols, &rows, describe, false);
+                        let types = crate::admin::column_types(&call.function, cols.len());
+                        self.local_rows(&cols, &types, &rows, describe, false, &result_formats);
                         Done::Ok
                     }
                     Err(e) => {
@@ -246,7 +250,14 @@ impl Session {
             Plan::Explain(p) => {
                 let rows: Vec<Vec<Option<String>>> =
                     p.describe().into_iter().map(|l| vec![Some(l)]).collect();
-                self.local_rows(&["QUERY PLAN".to_string()], &rows, describe, true);
+                self.local_rows(
+                    &["QUERY PLAN".to_string()],
+                    &[25],
+                    &rows,
+                    describe,
+                    true,
+                    &result_formats,
+                );
                 Done::Ok
             }
             Plan::Aggregate { shards, spec } => {

@@ -190,22 +190,47 @@ impl Session {
     }
 
     /// Send rows the session made itself: a one-text-column-per-name result.
+    /// Send rows the session made: text columns, or bigint (type 20) ones,
+    /// in the result formats the client asked for.
     pub(super) fn local_rows(
         &mut self,
         cols: &[String],
+        types: &[u32],
         rows: &[Vec<Option<String>>],
         describe: bool,
         explain: bool,
+        formats: &[i16],
     ) {
+        let ty = |i: usize| types.get(i).copied().unwrap_or(25);
+        let binary = |i: usize| match formats {
+            [] => false,
+            [f] => *f == 1,
+            fs => fs.get(i) == Some(&1),
+        };
         if describe {
-            let c: Vec<Column> = cols.iter().map(|n| Column::new(n, 25, -1)).collect();
+            let c: Vec<Column> = cols
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let mut c = Column::new(n, ty(i), if ty(i) == 20 { 8 } else { -1 });
+                    c.format = binary(i) as i16;
+                    c
+                })
+                .collect();
             be::row_description(&mut self.out.buf, &c);
         }
         for r in rows {
-            be::data_row(
-                &mut self.out.buf,
-                r.iter().map(|v| v.as_deref().map(str::as_bytes)),
-            );
+            let vals: Vec<Option<Vec<u8>>> = r
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_deref().map(|s| match (ty(i), binary(i)) {
+                        (20, true) => s.parse::<i64>().unwrap_or(0).to_be_bytes().to_vec(),
+                        _ => s.as_bytes().to_vec(),
+                    })
+                })
+                .collect();
+            be::data_row(&mut self.out.buf, vals.iter().map(|v| v.as_deref()));
         }
         let tag = if explain {
             "EXPLAIN".to_string()

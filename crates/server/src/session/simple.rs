@@ -315,7 +315,8 @@ impl Session {
                 self.refresh_topology();
                 match r {
                     Ok((cols, rows)) => {
-                        self.local_rows(&cols, &rows, true, false);
+                        let types = crate::admin::column_types(&call.function, cols.len());
+                        self.local_rows(&cols, &types, &rows, true, false, &[]);
                         Ok(Done::Ok)
                     }
                     Err(e) => {
@@ -327,7 +328,7 @@ impl Session {
             Plan::Explain(p) => {
                 let rows: Vec<Vec<Option<String>>> =
                     p.describe().into_iter().map(|l| vec![Some(l)]).collect();
-                self.local_rows(&["QUERY PLAN".to_string()], &rows, true, true);
+                self.local_rows(&["QUERY PLAN".to_string()], &[25], &rows, true, true, &[]);
                 Ok(Done::Ok)
             }
             Plan::Merge { shards, spec } => {
