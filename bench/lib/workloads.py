@@ -153,12 +153,16 @@ def proxy_overhead(ctx):
         raise HarnessError(f"through shardgate, pgbench_branches has {got!r} rows, "
                            f"expected {p['proxy_scale']}")
     targets = {"direct": (pg, db), "pgbouncer": (pgb, db), "shardgate": (sg, "app")}
-    cells = [{"protocol": m, "clients": c}
+    cells = [{"script": "select-only", "protocol": m, "clients": c}
              for m in p["proxy_protocols"] for c in p["proxy_clients"]]
+    # Single-shard transactions (BEGIN, 3 UPDATEs, SELECT, INSERT, END).
+    cells += [{"script": "tpcb-like", "protocol": m, "clients": c}
+              for m in p["tpcb_protocols"] for c in p["tpcb_clients"]]
 
     def one(label, name, spec, rnd):
         endpoint, dbname = spec
-        return pgbench_cell(ctx, endpoint, dbname, label, name, rnd, builtin="-S",
+        builtin = "-S" if label["script"] == "select-only" else "-btpcb-like"
+        return pgbench_cell(ctx, endpoint, dbname, label, name, rnd, builtin=builtin,
                             clients=label["clients"], protocol=label["protocol"])
     ctx.log(f"proxy overhead: {len(cells)} cells x {len(targets)} targets x {p['rounds']} rounds")
     out = run_interleaved(ctx, "proxy", cells, targets, one)
@@ -177,8 +181,9 @@ def proxy_overhead(ctx):
     judge(ctx, "proxy overhead", out, tolerated=("pgbouncer",))
     return {
         "id": "proxy",
-        "title": "Proxy overhead: pgbench -S (select-only) on one PostgreSQL",
-        "about": (f"pgbench -S, scale {p['proxy_scale']}, -j 2, {p['seconds']} s per cell, "
+        "title": "Proxy overhead: pgbench select-only and tpcb-like on one PostgreSQL",
+        "about": (f"pgbench -S (select-only) and -b tpcb-like (single-shard write transactions), "
+                  f"scale {p['proxy_scale']}, -j 2, {p['seconds']} s per cell, "
                   f"{p['rounds']} round(s), median. shardgate has the server as its only shard "
                   "(pgbench tables are unsharded). pgbouncer: pool_mode=transaction, "
                   f"default_pool_size={ctx.pool_size}; shardgate pool_size={ctx.pool_size}."),
