@@ -205,7 +205,7 @@ async fn postgres_shards_tokio_postgres_and_bad_input() {
     // Joins with a reference table on one shard.
     let rows = cl.query("SELECT o.id, p.name FROM orders o JOIN products p ON p.id = 1 WHERE o.customer_id = $1", &[&5i64]).await.unwrap();
     assert_eq!(rows.len(), 10);
-    // Transactions: single shard commits; a second shard's write is refused.
+    // Transactions: single shard commits.
     cl.simple_query("BEGIN").await.unwrap();
     cl.execute(
         "UPDATE orders SET amount = 0 WHERE customer_id = $1",
@@ -224,26 +224,30 @@ async fn postgres_shards_tokio_postgres_and_bad_input() {
                 .unwrap()
         })
         .unwrap();
-    let e = cl
-        .execute(
-            "UPDATE orders SET amount = 0 WHERE customer_id = $1",
-            &[&other],
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(e.code().unwrap().code(), "0A000");
+    // A second shard's write joins the transaction (two-phase commit at
+    // COMMIT); ROLLBACK undoes both.
+    cl.execute(
+        "UPDATE orders SET amount = 0 WHERE customer_id = $1",
+        &[&other],
+    )
+    .await
+    .unwrap();
+    let e = cl.execute("SELECT 1/0", &[]).await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "22012");
     let e = cl.execute("SELECT 1", &[]).await.unwrap_err();
     assert_eq!(e.code().unwrap().code(), "25P02");
     cl.simple_query("ROLLBACK").await.unwrap();
-    let amt: String = cl
-        .query_one(
-            "SELECT min(amount)::text FROM orders WHERE customer_id = 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_ne!(amt, "0", "rolled back");
+    for k in [1i64, other] {
+        let amt: String = cl
+            .query_one(
+                "SELECT min(amount)::text FROM orders WHERE customer_id = $1",
+                &[&k],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_ne!(amt, "0", "rolled back on customer {k}'s shard");
+    }
     // Bad input: each a clear error; the session and server go on.
     for (sql, code) in [
         ("SELEC 1", "42601"),

@@ -84,14 +84,26 @@ async fn sessions_behave_like_one_postgres() {
         vec!["4MB".to_string()]
     );
 
-    // 2. Several statements in one query string: all or nothing.
-    let e = d
-        .simple_query(&format!(
-            "INSERT INTO orders VALUES ({k1}, 100, 'a'); INSERT INTO orders VALUES ({k2}, 100, 'b')"
+    // 2. Several statements in one query string: all or nothing, also
+    // across shards (two-phase commit).
+    d.simple_query(&format!(
+        "INSERT INTO orders VALUES ({k1}, 100, 'a'); INSERT INTO orders VALUES ({k2}, 100, 'b')"
+    ))
+    .await
+    .unwrap();
+    let n = rows(
+        &d.simple_query(&format!(
+            "SELECT count(*) FROM orders WHERE id = 100 AND customer_id IN ({k1}, {k2})"
         ))
         .await
-        .unwrap_err();
-    assert_eq!(e.code().unwrap().code(), "0A000");
+        .unwrap(),
+    );
+    assert_eq!(n, vec!["2".to_string()]);
+    d.simple_query(&format!(
+        "DELETE FROM orders WHERE id = 100 AND customer_id IN ({k1}, {k2})"
+    ))
+    .await
+    .unwrap();
     d.simple_query(&format!(
         "INSERT INTO orders VALUES ({k1}, 101, 'a'); SELECT 1/0"
     ))
