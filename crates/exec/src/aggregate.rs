@@ -28,6 +28,9 @@ pub struct AggRequest<'a> {
     pub describe: bool,
     /// The most partial rows held before the statement fails.
     pub max_rows: usize,
+    /// The partial query per shard (PostgreSQL shards), when the key list
+    /// was split.
+    pub per_shard: Option<&'a std::collections::BTreeMap<ShardId, String>>,
 }
 
 /// A type name with its modifier (`varchar(40)`, `numeric(12,2)`), so the
@@ -96,17 +99,17 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
 ) -> Result<Outcome, ExecError> {
     let final_shard = shards[0];
     let embedded = conn(conns, final_shard)?.is_embedded();
-    // Step 1: the partial query everywhere, in parallel.
+    // Step 1: the partial query everywhere, in parallel (on PostgreSQL
+    // shards with only each shard's keys, when the key list was split).
     let mut buf = bytes::BytesMut::new();
-    frontend::query(
-        &mut buf,
-        if embedded {
-            &spec.partial_lite
-        } else {
-            &spec.partial_sql
-        },
-    );
     for s in shards {
+        let sql = match req.per_shard.and_then(|m| m.get(s)) {
+            Some(sql) if !embedded => sql,
+            _ if embedded => &spec.partial_lite,
+            _ => &spec.partial_sql,
+        };
+        buf.clear();
+        frontend::query(&mut buf, sql);
         let c = conn(conns, *s)?;
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
     }

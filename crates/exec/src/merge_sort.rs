@@ -34,6 +34,22 @@ pub struct MergeRequest<'a> {
     pub describe: bool,
     /// Text compares bytewise on these shards (C collation).
     pub bytewise_text: bool,
+    /// The merge's SQL per shard (parameters inlined), instead of the
+    /// spec's one statement with the client's parameters.
+    pub per_shard: Option<&'a std::collections::BTreeMap<ShardId, String>>,
+}
+
+/// A Bind's parameter part with no parameters: no formats, no values.
+const NO_PARAMS: &[u8] = &[0, 0, 0, 0];
+
+impl MergeRequest<'_> {
+    /// The SQL, parameter types and Bind parameter bytes for shard `s`.
+    fn for_shard<'s>(&'s self, spec: &'s MergeSpec, s: ShardId) -> (&'s str, &'s [u32], &'s [u8]) {
+        match self.per_shard.and_then(|m| m.get(&s)) {
+            Some(sql) => (sql.as_str(), &[], NO_PARAMS),
+            None => (&spec.sql, self.param_types, self.params),
+        }
+    }
 }
 
 /// The part of a Bind message's tail (after the statement name) that holds
@@ -182,7 +198,8 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
     let mut all_described = true;
     for s in shards {
         let c = conn(conns, *s)?;
-        let name = crate::run::statement_name(&spec.sql, req.param_types, c.epoch());
+        let (sql, types, _) = req.for_shard(spec, *s);
+        let name = crate::run::statement_name(sql, types, c.epoch());
         let prepared = c.prepared().contains(&name);
         match c.described().get(&name) {
             Some(cols) if prepared => {
@@ -200,7 +217,8 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
         for s in shards {
             let c = conn(conns, *s)?;
             buf.clear();
-            let name = prepare_if_needed(c, &spec.sql, req.param_types, &mut buf);
+            let (sql, types, _) = req.for_shard(spec, *s);
+            let name = prepare_if_needed(c, sql, types, &mut buf);
             frontend::describe(&mut buf, b'S', &name);
             frontend::sync(&mut buf);
             c.send(&buf).await.map_err(|e| lost(*s, e))?;
@@ -324,7 +342,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
         let at = shardgate_wire::begin(&mut buf, b'B');
         shardgate_wire::put_cstr(&mut buf, "");
         shardgate_wire::put_cstr(&mut buf, &names[i]);
-        buf.put_slice(req.params);
+        buf.put_slice(req.for_shard(spec, *s).2);
         buf.put_i16(all_formats.len() as i16);
         for f in &all_formats {
             buf.put_i16(*f);

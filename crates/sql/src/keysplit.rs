@@ -55,12 +55,40 @@ impl KeySplit {
         per_key: &[ShardId],
         params: &Params<'_>,
     ) -> Result<BTreeMap<ShardId, String>, SqlError> {
+        self.split(&self.stmt, per_key, params)
+    }
+
+    /// The same split applied to another statement with the same WHERE
+    /// clause: the SQL a merge or an aggregation sends to every shard.
+    ///
+    /// # Errors
+    /// As [`KeySplit::per_shard`], or `sql` does not parse.
+    pub fn split_sql(
+        &self,
+        sql: &str,
+        per_key: &[ShardId],
+        params: &Params<'_>,
+    ) -> Result<BTreeMap<ShardId, String>, SqlError> {
+        let stmt =
+            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+                .map_err(|e| SqlError::Invalid(e.to_string()))?
+                .pop()
+                .ok_or_else(|| SqlError::Invalid("no statement".into()))?;
+        self.split(&stmt, per_key, params)
+    }
+
+    fn split(
+        &self,
+        original: &Statement,
+        per_key: &[ShardId],
+        params: &Params<'_>,
+    ) -> Result<BTreeMap<ShardId, String>, SqlError> {
         let mut shards = per_key.to_vec();
         shards.sort();
         shards.dedup();
         let mut out = BTreeMap::new();
         for s in shards {
-            let mut stmt = (*self.stmt).clone();
+            let mut stmt = original.clone();
             let selection = match &mut stmt {
                 Statement::Query(q) => match q.body.as_mut() {
                     SetExpr::Select(sel) => sel.selection.as_mut(),

@@ -200,6 +200,9 @@ pub enum Plan {
         shards: Vec<ShardId>,
         /// The merge.
         spec: Box<crate::merge::MergeSpec>,
+        /// The merge's SQL per shard with only that shard's keys (and the
+        /// parameters inlined), when the key list was split.
+        per_shard: Option<BTreeMap<ShardId, String>>,
     },
     /// Aggregate across shards: the partial query on these shards, the
     /// final query on the first.
@@ -208,6 +211,9 @@ pub enum Plan {
         shards: Vec<ShardId>,
         /// The two queries.
         spec: std::sync::Arc<AggSpec>,
+        /// The partial query per shard with only that shard's keys, when
+        /// the key list was split (PostgreSQL shards).
+        per_shard: Option<BTreeMap<ShardId, String>>,
     },
     /// Describe another plan.
     Explain(Box<Plan>),
@@ -245,17 +251,38 @@ impl Plan {
                     }
                 }
             }
-            Plan::Merge { shards, spec } => {
+            Plan::Merge {
+                shards,
+                spec,
+                per_shard,
+            } => {
                 for l in spec.describe(shards) {
                     out.push(format!("{pad}{l}"));
                 }
+                describe_per_shard(out, &pad, per_shard.as_ref());
             }
-            Plan::Aggregate { shards, spec } => {
+            Plan::Aggregate {
+                shards,
+                spec,
+                per_shard,
+            } => {
                 for l in spec.describe(shards) {
                     out.push(format!("{pad}{l}"));
                 }
+                describe_per_shard(out, &pad, per_shard.as_ref());
             }
             Plan::Explain(p) => p.describe_into(out, depth),
+        }
+    }
+}
+
+/// A split key list replaces the one statement every shard would run:
+/// its SQL per shard, under the plan's own lines.
+fn describe_per_shard(out: &mut Vec<String>, pad: &str, per: Option<&BTreeMap<ShardId, String>>) {
+    if let Some(per) = per {
+        out.push(format!("{pad}  keys split per shard:"));
+        for (s, q) in per {
+            out.push(format!("{pad}    shard {s}: {q}"));
         }
     }
 }
@@ -321,21 +348,32 @@ impl Template {
                     if let Some(e) = single_only {
                         return Err(e.clone());
                     }
+                    // Each shard gets only its own keys where the key list
+                    // can be split; otherwise every shard gets all of them
+                    // (still correct: a shard holds no row of another's).
+                    let split_sql = |sql: &str, params: &Params<'_>| {
+                        split
+                            .as_ref()
+                            .filter(|_| !per_key.is_empty())
+                            .and_then(|k| k.split_sql(sql, &per_key, params).ok())
+                    };
                     if let Some(a) = aggregate {
+                        let spec = a.resolve(params)?;
+                        let per_shard = split_sql(&spec.partial_sql, &Params::none());
                         return Ok(Plan::Aggregate {
                             shards,
-                            spec: a.resolve(params)?,
+                            spec,
+                            per_shard,
                         });
                     }
                     if let Some(spec) = merge {
+                        let per_shard = split_sql(&spec.sql, params);
                         return Ok(Plan::Merge {
                             shards,
                             spec: spec.clone(),
+                            per_shard,
                         });
                     }
-                    // Each shard gets only its own keys; if the statement
-                    // cannot be split, every shard gets all of them (still
-                    // correct: a shard holds no row of another's keys).
                     if let Some(split) = split
                         && !per_key.is_empty()
                         && let Ok(per) = split.per_shard(&per_key, params)

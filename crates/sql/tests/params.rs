@@ -140,7 +140,7 @@ fn in_list_of_params() {
         .resolve(&text(&[b"2", b"8"]), &topo.shards(), topo.default_shard)
         .unwrap();
     match p {
-        shardgate_sql::Plan::Aggregate { shards, spec } => {
+        shardgate_sql::Plan::Aggregate { shards, spec, .. } => {
             assert_eq!(shards, vec![ShardId(0), ShardId(1)]);
             // The parameters are inlined into the partial query.
             assert!(

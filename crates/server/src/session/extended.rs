@@ -260,7 +260,11 @@ impl Session {
                 );
                 Done::Ok
             }
-            Plan::Aggregate { shards, spec } => {
+            Plan::Aggregate {
+                shards,
+                spec,
+                per_shard,
+            } => {
                 if let Some(d) = self.refuse_merged_read(max_rows, "aggregate") {
                     d
                 } else {
@@ -269,11 +273,16 @@ impl Session {
                         result_formats: &result_formats,
                         describe,
                         max_rows: self.router.max_merge_rows,
+                        per_shard: per_shard.as_ref(),
                     };
                     self.run_aggregate_plan(shards, spec, &req).await?
                 }
             }
-            Plan::Merge { shards, spec } => {
+            Plan::Merge {
+                shards,
+                spec,
+                per_shard,
+            } => {
                 if let Some(d) = self.refuse_merged_read(max_rows, "ORDER BY/LIMIT") {
                     d
                 } else {
@@ -289,6 +298,7 @@ impl Session {
                         result_formats: &result_formats,
                         describe,
                         bytewise_text: self.router.bytewise_text,
+                        per_shard: per_shard.as_ref(),
                     };
                     self.run_merge_plan(shards, spec, &req).await?
                 }

@@ -331,22 +331,32 @@ impl Session {
                 self.local_rows(&["QUERY PLAN".to_string()], &[25], &rows, true, true, &[]);
                 Ok(Done::Ok)
             }
-            Plan::Merge { shards, spec } => {
+            Plan::Merge {
+                shards,
+                spec,
+                per_shard,
+            } => {
                 let req = shardgate_exec::MergeRequest {
                     param_types: &[],
                     params: &[0, 0, 0, 0],
                     result_formats: &[],
                     describe: true,
                     bytewise_text: self.router.bytewise_text,
+                    per_shard: per_shard.as_ref(),
                 };
                 self.run_merge_plan(shards, spec, &req).await
             }
-            Plan::Aggregate { shards, spec } => {
+            Plan::Aggregate {
+                shards,
+                spec,
+                per_shard,
+            } => {
                 let req = shardgate_exec::AggRequest {
                     extended: false,
                     result_formats: &[],
                     describe: true,
                     max_rows: self.router.max_merge_rows,
+                    per_shard: per_shard.as_ref(),
                 };
                 self.run_aggregate_plan(shards, spec, &req).await
             }

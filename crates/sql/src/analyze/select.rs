@@ -82,12 +82,11 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
             Err(why) => Some(refusal(&why)),
         }
     };
-    // Only a plain scatter takes per-shard SQL; merges and aggregations
-    // send one statement to every shard they reach.
     let split = match key_at {
-        Some(at) if single_only.is_none() && merge.is_none() && aggregate.is_none() => Some(
-            Box::new(KeySplit::new(Statement::Query(Box::new(q.clone())), at)),
-        ),
+        Some(at) if single_only.is_none() => Some(Box::new(KeySplit::new(
+            Statement::Query(Box::new(q.clone())),
+            at,
+        ))),
         _ => None,
     };
     Ok(Template::Route {
