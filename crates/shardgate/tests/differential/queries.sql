@@ -715,7 +715,9 @@ SELECT id FROM customers WHERE id IN (SELECT customer_id FROM orders WHERE qty =
 -- @must
 SELECT id FROM customers c WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id);
 SELECT s.status, s.n FROM (SELECT status, count(*) n FROM orders GROUP BY status) s WHERE s.n > 10;
+-- @must
 SELECT * FROM (SELECT customer_id, sum(amount) s FROM orders GROUP BY customer_id) t WHERE s > 10000;
+-- @must
 SELECT * FROM (SELECT id, amount FROM orders WHERE qty > 45) t;
 SELECT * FROM customers WHERE id = 3 AND EXISTS (SELECT 1 FROM orders WHERE customer_id = 3);
 -- @must
@@ -726,8 +728,11 @@ SELECT * FROM orders WHERE customer_id = 6 AND amount > (SELECT avg(amount) FROM
 SELECT * FROM orders WHERE amount > (SELECT avg(amount) FROM orders);
 -- @must
 SELECT * FROM orders WHERE customer_id = 2 AND id IN (SELECT order_id FROM order_items WHERE customer_id = 2 AND qty > 8);
+-- @must
 WITH big AS (SELECT * FROM orders WHERE amount > 9000) SELECT id, amount FROM big;
+-- @must
 WITH t AS (SELECT customer_id, count(*) n FROM orders GROUP BY customer_id) SELECT max(n) FROM t;
+-- @must
 WITH t AS (SELECT * FROM orders WHERE customer_id = 8) SELECT count(*) FROM t;
 SELECT id FROM customers WHERE id < 10 UNION SELECT customer_id FROM orders WHERE qty = 50;
 SELECT id FROM customers WHERE id < 10 UNION ALL SELECT id FROM customers WHERE id < 5;
@@ -736,7 +741,29 @@ SELECT id FROM customers EXCEPT SELECT customer_id FROM orders;
 SELECT id FROM orders WHERE customer_id = 1 UNION SELECT id FROM orders WHERE customer_id = 1;
 -- @must
 SELECT * FROM customers c WHERE c.id IN (1, 2) AND EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id);
+-- @must
 SELECT * FROM (SELECT DISTINCT customer_id FROM orders) t WHERE customer_id < 10;
+-- subqueries in FROM and WITH whose rows are partitioned across shards
+-- @must
+SELECT status, count(*), sum(amount) FROM (SELECT * FROM orders WHERE qty > 10) s GROUP BY status;
+-- @must @ordered
+SELECT x.c, x.id FROM (SELECT customer_id AS c, id FROM orders WHERE amount IS NULL) x ORDER BY x.c, x.id LIMIT 5;
+-- @must
+SELECT count(*), sum(q) FROM (SELECT o.id, i.qty AS q FROM orders o JOIN order_items i ON i.customer_id = o.customer_id AND i.order_id = o.id WHERE o.paid) j;
+-- @must
+SELECT count(*) FROM (SELECT * FROM orders o WHERE EXISTS (SELECT 1 FROM order_items i WHERE i.customer_id = o.customer_id AND i.qty > 9)) z;
+-- @must
+SELECT avg(n), max(n), min(n) FROM (SELECT customer_id, count(*) AS n FROM orders GROUP BY customer_id HAVING count(*) > 2) g;
+-- @must
+SELECT count(DISTINCT status) FROM (SELECT status FROM orders WHERE customer_id IN (1, 2, 3, 4, 5)) s;
+-- @must @ordered
+WITH recent AS (SELECT customer_id, id, created_at FROM orders WHERE created_at IS NOT NULL) SELECT customer_id, id FROM recent ORDER BY created_at DESC, customer_id, id LIMIT 4;
+-- @must
+SELECT * FROM (SELECT c.id, c.name, (SELECT count(*) FROM orders o WHERE o.customer_id = c.id) AS n FROM customers c) t WHERE n > 3;
+SELECT count(*) FROM (SELECT * FROM orders ORDER BY id LIMIT 5) s;
+SELECT count(*) FROM (SELECT * FROM orders UNION ALL SELECT * FROM orders) u;
+SELECT * FROM (SELECT * FROM orders WHERE qty > 48) o JOIN products p ON p.id = o.qty;
+WITH a AS (SELECT * FROM orders), b AS (SELECT * FROM a WHERE qty > 5) SELECT count(*) FROM b;
 -- @must
 SELECT 1 AS one, 'two' AS two;
 -- @must

@@ -36,6 +36,13 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
             "data-modifying WITH over sharded tables is not supported yet".into(),
         ));
     }
+    // FROM one subquery whose result is partitioned across shards: the
+    // statement runs per shard like one over a sharded table (no key).
+    if let Some((targets, inner)) = partitioned_from(q, topo) {
+        // The subquery was checked on its own: the outer query's checks
+        // skip it.
+        return plan_select(q, targets, true, &[], &[inner], None, &c);
+    }
     let mut local: Vec<Query> = Vec::new();
     let (tables, selection, ons) = match q.body.as_ref() {
         SetExpr::Select(s) => {
@@ -53,9 +60,32 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
     {
         may_scatter = false;
     }
+    plan_select(q, targets, may_scatter, &tables, &local, key_at, &c)
+}
+
+/// The merge or aggregation of a SELECT that reaches `targets`.
+fn plan_select(
+    q: &Query,
+    targets: Targets,
+    may_scatter: bool,
+    tables: &[FromTable],
+    local: &[Query],
+    key_at: Option<KeyAt>,
+    c: &Classes,
+) -> Result<Template, SqlError> {
     let mut merge = None;
     let mut aggregate = None;
-    let single_only = if !may_scatter {
+    let from_subquery = q.with.is_some()
+        || matches!(q.body.as_ref(), SetExpr::Select(s) if s.from.iter().any(|t| {
+            std::iter::once(&t.relation)
+                .chain(t.joins.iter().map(|j| &j.relation))
+                .any(|f| matches!(f, TableFactor::Derived { .. }))
+        }));
+    let single_only = if !may_scatter && from_subquery {
+        Some(SqlError::Unsupported(
+            "a subquery in FROM or WITH over sharded tables is supported when it is the only FROM item and its rows are partitioned across shards (no ORDER BY/LIMIT, no cross-shard aggregate or DISTINCT, no reference or unsharded tables, no joins next to it); this one is not, so it needs one shard: add a shard-key filter".into(),
+        ))
+    } else if !may_scatter {
         Some(SqlError::Unsupported(format!(
             "this query joins or nests sharded tables ({}) in a way that needs a cross-shard join, which is not supported yet; filter every sharded table by the same shard key, or join co-located tables on their shard key",
             c.sharded
@@ -65,7 +95,7 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
                 .join(", ")
         )))
     } else if crate::aggregate::needs_aggregation(q) {
-        match plan_aggregation(q, &tables, &local) {
+        match plan_aggregation(q, tables, local) {
             Ok((m, a)) => {
                 merge = m.map(Box::new);
                 aggregate = a.map(Box::new);
@@ -74,7 +104,7 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
             Err(why) => Some(refusal(&why)),
         }
     } else {
-        match crate::merge::plan_merge(q, |b| merge_needed(&strip_local(b, &local))) {
+        match crate::merge::plan_merge(q, |b| merge_needed(&strip_local(b, local))) {
             Ok(m) => {
                 merge = m.map(Box::new);
                 None
@@ -98,6 +128,70 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
         aggregate,
         split,
     })
+}
+
+/// The targets of a SELECT whose FROM is a single subquery (a derived
+/// table, or the one CTE of a non-recursive WITH) whose result is
+/// partitioned across shards: the subquery alone reads sharded tables, and
+/// on its own it would run whole on each shard and be concatenated (no
+/// merge, no aggregation across shards). Each shard then computes its own
+/// part of the subquery's rows, so the outer query may treat them as a
+/// sharded table's rows: merged or aggregated across shards as usual, but
+/// with no key to route by or push GROUP BY down on.
+fn partitioned_from(q: &Query, topo: &Topology) -> Option<(Targets, Query)> {
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    let [twj] = s.from.as_slice() else {
+        return None;
+    };
+    if !twj.joins.is_empty() {
+        return None;
+    }
+    let inner: &Query = match &twj.relation {
+        TableFactor::Derived {
+            lateral: false,
+            subquery,
+            ..
+        } if q.with.is_none() => subquery,
+        TableFactor::Table {
+            name, args: None, ..
+        } => {
+            let w = q.with.as_ref()?;
+            let [cte] = w.cte_tables.as_slice() else {
+                return None;
+            };
+            let parts = object_parts(name);
+            if w.recursive || parts.len() != 1 || parts[0] != ident_name(&cte.alias.name) {
+                return None;
+            }
+            &cte.query
+        }
+        _ => return None,
+    };
+    // Every sharded table of the statement is in the subquery, and nothing
+    // else is read that lives on one shard or on all of them.
+    let ci = classes(&relations(inner), topo);
+    let co = classes(&relations(q), topo);
+    if ci.sharded.is_empty()
+        || co.sharded.len() != ci.sharded.len()
+        || co.reference > 0
+        || !co.unruled.is_empty()
+        || contains_dml(q)
+    {
+        return None;
+    }
+    match analyze_query(inner, topo).ok()? {
+        Template::Route {
+            targets,
+            kind: StmtKind::Read,
+            single_only: None,
+            merge: None,
+            aggregate: None,
+            ..
+        } => Some((targets, inner.clone())),
+        _ => None,
+    }
 }
 
 /// Subqueries of a SELECT's WHERE and select list (EXISTS, IN, scalar)
