@@ -735,6 +735,7 @@ WITH t AS (SELECT customer_id, count(*) n FROM orders GROUP BY customer_id) SELE
 -- @must
 WITH t AS (SELECT * FROM orders WHERE customer_id = 8) SELECT count(*) FROM t;
 SELECT id FROM customers WHERE id < 10 UNION SELECT customer_id FROM orders WHERE qty = 50;
+-- @must
 SELECT id FROM customers WHERE id < 10 UNION ALL SELECT id FROM customers WHERE id < 5;
 SELECT customer_id FROM orders INTERSECT SELECT id FROM customers;
 SELECT id FROM customers EXCEPT SELECT customer_id FROM orders;
@@ -761,7 +762,14 @@ WITH recent AS (SELECT customer_id, id, created_at FROM orders WHERE created_at 
 -- @must
 SELECT * FROM (SELECT c.id, c.name, (SELECT count(*) FROM orders o WHERE o.customer_id = c.id) AS n FROM customers c) t WHERE n > 3;
 SELECT count(*) FROM (SELECT * FROM orders ORDER BY id LIMIT 5) s;
+-- @must
 SELECT count(*) FROM (SELECT * FROM orders UNION ALL SELECT * FROM orders) u;
+-- @must
+SELECT id, amount FROM orders WHERE qty > 45 UNION ALL SELECT order_id, price FROM order_items WHERE qty = 1 UNION ALL SELECT id, credit FROM customers WHERE tier = 2;
+-- @must
+SELECT status, count(*) FROM (SELECT status FROM orders WHERE paid UNION ALL SELECT status FROM orders WHERE NOT paid) u GROUP BY status;
+SELECT id FROM customers WHERE id < 5 UNION ALL SELECT id FROM products WHERE id < 3;
+SELECT id FROM orders WHERE qty > 48 UNION ALL SELECT id FROM orders WHERE qty < 2 ORDER BY 1 LIMIT 5;
 SELECT * FROM (SELECT * FROM orders WHERE qty > 48) o JOIN products p ON p.id = o.qty;
 WITH a AS (SELECT * FROM orders), b AS (SELECT * FROM a WHERE qty > 5) SELECT count(*) FROM b;
 -- @must

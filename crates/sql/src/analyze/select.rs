@@ -36,6 +36,21 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
             "data-modifying WITH over sharded tables is not supported yet".into(),
         ));
     }
+    // UNION ALL of branches that each read only sharded tables and would
+    // each run whole on every shard: concatenating per-shard results is
+    // the union.
+    if let Some(targets) = partitioned_union_all(q, topo) {
+        // No ORDER BY, LIMIT or aggregate over the union: a plain scatter.
+        return Ok(Template::Route {
+            targets,
+            kind: StmtKind::Read,
+            single_only: None,
+            learns: None,
+            merge: None,
+            aggregate: None,
+            split: None,
+        });
+    }
     // FROM one subquery whose result is partitioned across shards: the
     // statement runs per shard like one over a sharded table (no key).
     if let Some((targets, inner)) = partitioned_from(q, topo) {
@@ -81,7 +96,11 @@ fn plan_select(
                 .chain(t.joins.iter().map(|j| &j.relation))
                 .any(|f| matches!(f, TableFactor::Derived { .. }))
         }));
-    let single_only = if !may_scatter && from_subquery {
+    let single_only = if !may_scatter && matches!(q.body.as_ref(), SetExpr::SetOperation { .. }) {
+        Some(SqlError::Unsupported(
+            "a set operation over sharded tables is supported across shards only as UNION ALL of branches that each read only sharded tables and need no cross-shard merge or aggregate, with no ORDER BY or LIMIT over the union; add a shard-key filter so it reaches one shard".into(),
+        ))
+    } else if !may_scatter && from_subquery {
         Some(SqlError::Unsupported(
             "a subquery in FROM or WITH over sharded tables is supported when it is the only FROM item and its rows are partitioned across shards (no ORDER BY/LIMIT, no cross-shard aggregate or DISTINCT, no reference or unsharded tables, no joins next to it); this one is not, so it needs one shard: add a shard-key filter".into(),
         ))
@@ -192,6 +211,84 @@ fn partitioned_from(q: &Query, topo: &Topology) -> Option<(Targets, Query)> {
         } => Some((targets, inner.clone())),
         _ => None,
     }
+}
+
+/// The targets of a `UNION ALL` whose branches each read only sharded
+/// tables and, on their own, would run whole on each shard (see
+/// [`partitioned_from`]): each shard's result is its part of every
+/// branch, so their concatenation is the union. The statement itself must
+/// have no ORDER BY, LIMIT or WITH (a merge over a set operation is not
+/// done yet).
+fn partitioned_union_all(q: &Query, topo: &Topology) -> Option<Targets> {
+    if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
+        return None;
+    }
+    fn branches<'a>(e: &'a SetExpr, out: &mut Vec<&'a SetExpr>) -> bool {
+        match e {
+            SetExpr::SetOperation {
+                op: ast::SetOperator::Union,
+                set_quantifier: ast::SetQuantifier::All,
+                left,
+                right,
+            } => branches(left, out) && branches(right, out),
+            SetExpr::SetOperation { .. } => false,
+            SetExpr::Query(inner)
+                if inner.order_by.is_none()
+                    && inner.limit_clause.is_none()
+                    && inner.with.is_none()
+                    && inner.fetch.is_none() =>
+            {
+                branches(&inner.body, out)
+            }
+            SetExpr::Select(_) => {
+                out.push(e);
+                true
+            }
+            _ => false,
+        }
+    }
+    let mut list = Vec::new();
+    if !matches!(q.body.as_ref(), SetExpr::SetOperation { .. }) || !branches(&q.body, &mut list) {
+        return None;
+    }
+    let mut targets: Option<Targets> = None;
+    for b in list {
+        let branch = Query {
+            body: Box::new(b.clone()),
+            with: None,
+            order_by: None,
+            limit_clause: None,
+            fetch: None,
+            locks: Vec::new(),
+            for_clause: None,
+            settings: None,
+            format_clause: None,
+            pipe_operators: Vec::new(),
+        };
+        let cb = classes(&relations(&branch), topo);
+        if cb.sharded.is_empty() || cb.reference > 0 || !cb.unruled.is_empty() {
+            return None;
+        }
+        let Template::Route {
+            targets: t,
+            kind: StmtKind::Read,
+            single_only: None,
+            merge: None,
+            aggregate: None,
+            ..
+        } = analyze_query(&branch, topo).ok()?
+        else {
+            return None;
+        };
+        targets = Some(match targets {
+            None => t,
+            Some(prev) if prev == t => prev,
+            // Branches reaching different shards: all of them (each branch
+            // filters its own rows on every shard).
+            Some(_) => Targets::All,
+        });
+    }
+    targets
 }
 
 /// Subqueries of a SELECT's WHERE and select list (EXISTS, IN, scalar)
