@@ -28,6 +28,9 @@ pub struct AggRequest<'a> {
     pub describe: bool,
     /// The most partial rows held before the statement fails.
     pub max_rows: usize,
+    /// The most bytes of partial rows (as SQL literals) held before the
+    /// statement fails.
+    pub max_bytes: usize,
     /// The partial query per shard (PostgreSQL shards), when the key list
     /// was split.
     pub per_shard: Option<&'a std::collections::BTreeMap<ShardId, String>>,
@@ -134,15 +137,27 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
                 }
                 b'D' if error.is_none() => {
                     rows += 1;
-                    if rows > req.max_rows {
+                    // Rows and bytes both count: a few huge values (raw
+                    // rows of string_agg) must not exhaust memory either.
+                    if rows > req.max_rows || values.len() > req.max_bytes {
+                        let (what, limit) = if rows > req.max_rows {
+                            (
+                                format!("more than {} partial rows", req.max_rows),
+                                "max_merge_rows",
+                            )
+                        } else {
+                            (
+                                format!("more than {} MiB of partial rows", req.max_bytes >> 20),
+                                "max_merge_bytes",
+                            )
+                        };
                         error = Some(ErrorFields {
-                            hint: Some("add a filter, group by the shard key, or raise max_merge_rows in the configuration".into()),
+                            hint: Some(format!(
+                                "add a filter, group by the shard key, or raise {limit} in the configuration"
+                            )),
                             ..ErrorFields::new(
                                 "54000",
-                                format!(
-                                    "a cross-shard aggregation needs more than {} partial rows (max_merge_rows)",
-                                    req.max_rows
-                                ),
+                                format!("a cross-shard aggregation needs {what} ({limit})"),
                             )
                         });
                         values = String::new();

@@ -28,6 +28,8 @@ pub struct Router {
     pub bytewise_text: bool,
     /// The most partial rows a cross-shard aggregation may hold.
     pub max_merge_rows: usize,
+    /// The most bytes of partial rows a cross-shard aggregation may hold.
+    pub max_merge_bytes: usize,
     /// Run single-shard simple-protocol statements as prepared statements
     /// on PostgreSQL shards (literals as typed parameters), outside
     /// transaction blocks; see the session's `forward_prepared`.
@@ -62,6 +64,8 @@ fn now_ms() -> u64 {
 
 /// The default of [`Router::max_merge_rows`].
 pub const DEFAULT_MAX_MERGE_ROWS: usize = 1_000_000;
+/// The default of [`Router::max_merge_bytes`] (256 MiB).
+pub const DEFAULT_MAX_MERGE_BYTES: usize = 256 << 20;
 
 impl Router {
     /// Build the router from pools, a metadata store and the rules the
@@ -142,6 +146,7 @@ impl Router {
             server_version,
             bytewise_text,
             max_merge_rows: DEFAULT_MAX_MERGE_ROWS,
+            max_merge_bytes: DEFAULT_MAX_MERGE_BYTES,
             prepare_simple: true,
             router_id: "r".to_string(),
             txlog: None,

@@ -34,6 +34,10 @@ pub struct Config {
     /// GROUP BY / DISTINCT / aggregate may hold in the router before the
     /// statement fails with SQLSTATE 54000 (default 1,000,000).
     pub max_merge_rows: Option<usize>,
+    /// The most bytes of partial rows (as SQL text) a cross-shard
+    /// aggregation may hold before it fails with SQLSTATE 54000 (default
+    /// 268435456, 256 MiB).
+    pub max_merge_bytes: Option<usize>,
     /// Run single-shard statements of the simple protocol as prepared
     /// statements on PostgreSQL shards, outside transaction blocks
     /// (default true): the shard parses and plans each statement shape

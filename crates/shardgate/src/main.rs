@@ -185,6 +185,9 @@ async fn serve(
     if let Some(n) = cfg.max_merge_rows {
         router.max_merge_rows = n;
     }
+    if let Some(n) = cfg.max_merge_bytes {
+        router.max_merge_bytes = n;
+    }
     if let Some(b) = cfg.prepare_simple {
         router.prepare_simple = b;
     }

@@ -56,7 +56,7 @@ fn text(rows: &[tokio_postgres::Row]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregates_with_parameters_limits_and_transactions() {
-    let c = PgCluster::start_with(3, "max_merge_rows = 100\n", TABLE);
+    let c = PgCluster::start_with(3, "max_merge_rows = 100\nmax_merge_bytes = 4000\n", TABLE);
     let (_one, one) = plain().await;
     let sg = client(c.sg.port()).await;
     for db in [&sg, &one] {
@@ -149,6 +149,15 @@ async fn aggregates_with_parameters_limits_and_transactions() {
         .unwrap()
         .get(0);
     assert_eq!(n, 600);
+
+    // Few rows but many bytes: the byte limit stops it.
+    let e = sg
+        .simple_query("SELECT string_agg(repeat(g, 300), ',') FROM t WHERE id < 40")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "54000", "{e}");
+    let msg = e.as_db_error().unwrap().message().to_string();
+    assert!(msg.contains("max_merge_bytes"), "{msg}");
 
     // Inside a transaction: the aggregate sees the transaction's own
     // uncommitted row.

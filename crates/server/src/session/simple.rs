@@ -356,6 +356,7 @@ impl Session {
                     result_formats: &[],
                     describe: true,
                     max_rows: self.router.max_merge_rows,
+                    max_bytes: self.router.max_merge_bytes,
                     per_shard: per_shard.as_ref(),
                 };
                 self.run_aggregate_plan(shards, spec, &req).await
