@@ -172,16 +172,6 @@ impl ShardConn {
         st.described.clear();
     }
 
-    /// Forget one statement (its Parse may have failed): later uses parse
-    /// it again; it is closed in the next batch that can take Close.
-    pub fn forget_statement(&mut self, name: &str) {
-        let st = self.state_mut();
-        if st.prepared.remove(name) {
-            st.described.remove(name);
-            st.to_close.push(name.to_string());
-        }
-    }
-
     /// The forgotten statements to close now (see [`ConnState::to_close`]);
     /// the caller sends a Close for each in its next batch.
     pub fn take_to_close(&mut self) -> Vec<String> {

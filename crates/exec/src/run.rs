@@ -132,9 +132,10 @@ fn encode(
             bound,
             sync,
         } => {
-            if *sync {
+            if *sync && !bound {
                 // The reply is read to ReadyForQuery whatever it holds, so
-                // CloseComplete messages are harmless here.
+                // CloseComplete messages are harmless here (not while a
+                // suspended portal runs: closing its statement closes it).
                 for old in c.take_to_close() {
                     frontend::close(buf, b'S', &old);
                 }
@@ -265,6 +266,7 @@ pub async fn run_merged<W: AsyncWrite + Unpin>(
             req,
             Request::Raw(_) | Request::Simple(_) | Request::SimplePer(_)
         );
+        let mut parse_ok = false;
         loop {
             let f = c.recv().await.map_err(|e| lost(*s, e))?;
             if matches!(f.tag, b'G' | b'H' | b'W') {
@@ -277,8 +279,8 @@ pub async fn run_merged<W: AsyncWrite + Unpin>(
             }
             if f.tag == b'E' && named {
                 // A statement in an unknown state must not be reused under
-                // its name: one parsed by this request (its Parse may have
-                // failed) or, after DDL changed a result's type (0A000,
+                // its name: one whose Parse in this request failed or, after
+                // DDL changed a result's type (0A000,
                 // "cached plan must not change result type") or when the
                 // server lost the statements (26000), every one.
                 if f.body
@@ -286,9 +288,16 @@ pub async fn run_merged<W: AsyncWrite + Unpin>(
                     .any(|w| w == b"C0A000\0" || w == b"C26000\0")
                 {
                     c.forget_prepared();
-                } else if let Some(name) = &parsed[i] {
-                    c.forget_statement(name);
+                } else if let Some(name) = &parsed[i]
+                    && !parse_ok
+                {
+                    // Its Parse failed: it does not exist on the server.
+                    c.prepared().remove(name);
+                    c.described().remove(name);
                 }
+            }
+            if f.tag == b'1' {
+                parse_ok = true;
             }
             let done = ends(req, &f);
             if f.tag != b'Z' {

@@ -50,8 +50,9 @@ pub trait MetaStore: Send + Sync {
     fn save(&self, expected: u64, next: Metadata) -> Result<Metadata, MetaError>;
 
     /// Lease a node number (0..`nodes`) to `owner` until `now_ms + ttl_ms`:
-    /// the one `owner` holds already, else the lowest one whose lease has
-    /// expired or was never taken. Calling it again renews the lease.
+    /// the one `owner` holds already, else the first free one (its lease
+    /// expired or was never taken) counting up from `preferred`. Calling it
+    /// again renews the lease.
     ///
     /// # Errors
     /// [`MetaError::NoNode`] when every number is leased to someone else;
@@ -60,6 +61,7 @@ pub trait MetaStore: Send + Sync {
         &self,
         owner: &str,
         nodes: usize,
+        preferred: u16,
         now_ms: u64,
         ttl_ms: u64,
     ) -> Result<u16, MetaError>;
@@ -143,6 +145,7 @@ impl MetaStore for FileStore {
         &self,
         owner: &str,
         nodes: usize,
+        preferred: u16,
         now_ms: u64,
         ttl_ms: u64,
     ) -> Result<u16, MetaError> {
@@ -159,7 +162,7 @@ impl MetaStore for FileStore {
         let node = match leases.iter().find(|l| l.owner == owner) {
             Some(l) => l.node,
             None => (0..nodes.min(u16::MAX as usize + 1))
-                .map(|n| n as u16)
+                .map(|i| ((preferred as usize + i) % nodes.max(1)) as u16)
                 .find(|n| !leases.iter().any(|l| l.node == *n && l.expires_ms > now_ms))
                 .ok_or(MetaError::NoNode(nodes))?,
         };
@@ -193,16 +196,17 @@ mod tests {
     fn node_leases_are_exclusive_until_they_expire() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path().join("meta.json"));
-        assert_eq!(store.lease_node("a", 2, 1000, 100).unwrap(), 0);
-        assert_eq!(store.lease_node("b", 2, 1000, 100).unwrap(), 1);
+        assert_eq!(store.lease_node("a", 2, 0, 1000, 100).unwrap(), 0);
+        // b prefers 0, which a holds: the next free one.
+        assert_eq!(store.lease_node("b", 2, 0, 1000, 100).unwrap(), 1);
         // Renewal keeps the number.
-        assert_eq!(store.lease_node("a", 2, 1050, 100).unwrap(), 0);
+        assert_eq!(store.lease_node("a", 2, 1, 1050, 100).unwrap(), 0);
         assert!(matches!(
-            store.lease_node("c", 2, 1090, 100),
+            store.lease_node("c", 2, 0, 1090, 100),
             Err(MetaError::NoNode(2))
         ));
         // b's lease ran out at 1100: c may take 1.
-        assert_eq!(store.lease_node("c", 2, 1101, 100).unwrap(), 1);
+        assert_eq!(store.lease_node("c", 2, 0, 1101, 100).unwrap(), 1);
         // Leases do not touch the metadata version.
         assert_eq!(store.load().unwrap().version, 0);
     }

@@ -93,9 +93,17 @@ impl DecisionLog {
     /// Writing or syncing failed: the decision is not made.
     pub fn commit(&self, gid: &str) -> Result<(), MetaError> {
         let mut f = self.file.lock().map_err(|_| MetaError::Poisoned)?;
-        f.write_all(format!("C {gid}\n").as_bytes())
-            .and_then(|_| f.sync_data())
-            .map_err(|e| io(&self.path, e))
+        let before = f.metadata().map_err(|e| io(&self.path, e))?.len();
+        let r = f
+            .write_all(format!("C {gid}\n").as_bytes())
+            .and_then(|_| f.sync_data());
+        if let Err(e) = r {
+            // Leave no part of the record behind: the caller rolls the
+            // transaction back, and a later record must start a line.
+            let _ = f.set_len(before).and_then(|_| f.sync_data());
+            return Err(io(&self.path, e));
+        }
+        Ok(())
     }
 
     /// Record that every shard committed `gid` (not synced).

@@ -48,6 +48,9 @@ pub struct Router {
     pub(crate) recovery_wanted: AtomicBool,
     /// The generator of `shardgate.next_id()` and when its node lease ends.
     id_gen: Mutex<Option<(Snowflake, u64)>>,
+    /// A node number set in the configuration (`id_node`), used instead
+    /// of a lease.
+    pub fixed_node: Option<u16>,
 }
 
 /// How long a node lease for ids lasts; it is renewed well before.
@@ -159,6 +162,7 @@ impl Router {
             gid_seq: AtomicU64::new(0),
             recovery_wanted: AtomicBool::new(false),
             id_gen: Mutex::new(None),
+            fixed_node: None,
         })
     }
 
@@ -170,12 +174,22 @@ impl Router {
     /// Every node number is taken, or the store failed.
     pub fn renew_node_lease(&self) -> Result<u16, MetaError> {
         let now = now_ms();
-        let node = self.meta.lease_node(
-            &self.router_id,
-            shardgate_core::snowflake::MAX_NODE as usize + 1,
-            now,
-            NODE_LEASE_MS,
-        )?;
+        let nodes = shardgate_core::snowflake::MAX_NODE as usize + 1;
+        // Each router starts looking at a number of its own (a hash of its
+        // id), so that routers whose stores are not shared rarely meet.
+        let preferred = (self
+            .router_id
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            })
+            % nodes as u64) as u16;
+        let node = match self.fixed_node {
+            Some(n) => n,
+            None => self
+                .meta
+                .lease_node(&self.router_id, nodes, preferred, now, NODE_LEASE_MS)?,
+        };
         let mut g = self.id_gen.lock().map_err(|_| MetaError::Poisoned)?;
         match g.as_mut() {
             Some((ids, expires)) if ids.node() == node => *expires = now + NODE_LEASE_MS,
@@ -256,6 +270,10 @@ impl Router {
         if let Ok(mut s) = self.inflight.lock() {
             s.remove(gid);
         }
+    }
+
+    pub(crate) fn inflight_snapshot(&self) -> HashSet<String> {
+        self.inflight.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     pub(crate) fn is_inflight(&self, gid: &str) -> bool {

@@ -67,6 +67,7 @@ pub async fn commit(
     writers: &[ShardId],
 ) -> Result<Option<ErrorFields>, ExecError> {
     let Some(log) = router.txlog.clone() else {
+        shardgate_exec::internal(conns, writers, "ROLLBACK").await?;
         return Ok(Some(err(
             "0A000",
             "this router has no decision log, so it cannot commit a transaction that wrote to several shards",
@@ -76,6 +77,7 @@ pub async fn commit(
         if let Some(p) = router.pools.get(s.0 as usize)
             && !matches!(p.target, ShardTarget::Pg(_))
         {
+            shardgate_exec::internal(conns, writers, "ROLLBACK").await?;
             return Ok(Some(err(
                 "0A000",
                 format!(
@@ -92,7 +94,17 @@ pub async fn commit(
         .filter(|s| !writers.contains(s))
         .collect();
     if !readers.is_empty() {
-        shardgate_exec::internal(conns, &readers, "COMMIT").await?;
+        let r = shardgate_exec::internal_collect(conns, &readers, "COMMIT").await?;
+        if r.error.is_some() || r.rolled_back {
+            // A part that only read failed: the transaction fails whole.
+            shardgate_exec::internal(conns, writers, "ROLLBACK").await?;
+            return Ok(Some(r.error.unwrap_or_else(|| {
+                err(
+                    "40001",
+                    "the transaction was rolled back on a shard (it had failed there); nothing was committed",
+                )
+            })));
+        }
     }
     let gid = router.next_gid();
     router.inflight_begin(&gid);
@@ -250,6 +262,9 @@ pub async fn recover(router: &Router) -> Result<Recovered, shardgate_meta::MetaE
     // Decisions known before the pass: those not in flight and not found
     // prepared anywhere are finished.
     let before = router.decisions_snapshot();
+    // Never forget what was in flight at any point of the pass: its
+    // session may yet fail a COMMIT PREPARED and leave it to recovery.
+    let inflight_at_start = router.inflight_snapshot();
     let prefix = format!("sg_{}_", router.router_id);
     let mut still_open: BTreeSet<String> = BTreeSet::new();
     for pool in &router.pools {
@@ -271,7 +286,11 @@ pub async fn recover(router: &Router) -> Result<Recovered, shardgate_meta::MetaE
     if out.unreachable == 0 {
         let finished: Vec<&String> = before
             .iter()
-            .filter(|g| !still_open.contains(*g) && !router.is_inflight(g))
+            .filter(|g| {
+                !still_open.contains(*g)
+                    && !inflight_at_start.contains(*g)
+                    && !router.is_inflight(g)
+            })
             .collect();
         if !finished.is_empty() {
             for g in &finished {
@@ -323,7 +342,12 @@ async fn resolve_on(
         // In flight: its session decides. Otherwise the session is done,
         // and a decision it made is already known (it is recorded before
         // the session leaves the in-flight set).
+        // Another router's gid that matched the LIKE by accident.
+        if !gid.starts_with(prefix) {
+            continue;
+        }
         if router.is_inflight(&gid) {
+            open.push(gid);
             continue;
         }
         let commit = router.is_decided(&gid);

@@ -47,6 +47,10 @@ pub struct Config {
     /// digits, `-`). Every router sharing shards needs its own; by default
     /// one is made up and kept in the data directory.
     pub router_id: Option<String>,
+    /// The node number (0-1023) of this router's `shardgate.next_id()`,
+    /// instead of one leased from the metadata store. Routers that do not
+    /// share a metadata store need distinct ones for ids to be unique.
+    pub id_node: Option<u16>,
     /// The shards, in order (their position is their id).
     #[serde(default)]
     pub shards: Vec<ShardConfig>,

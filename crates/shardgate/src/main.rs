@@ -108,6 +108,21 @@ async fn serve(
         .unwrap_or_else(|| PathBuf::from("shardgate-data"));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    // One router per data directory: its router id, decision log and
+    // leases are its own.
+    let lock_path = data_dir.join("shardgate.lock");
+    let data_lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if data_lock.try_lock().is_err() {
+        bail!(
+            "data directory {} is in use by another shardgate; give each router its own --data-dir",
+            data_dir.display()
+        );
+    }
     let listen = listen
         .or(cfg.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:6432".into());
@@ -195,6 +210,15 @@ async fn serve(
         Some(id) => id.clone(),
         None => stored_router_id(&data_dir)?,
     };
+    if let Some(n) = cfg.id_node {
+        if n > shardgate_core::snowflake::MAX_NODE {
+            bail!(
+                "config file {file}: id_node = {n}: use 0 to {}",
+                shardgate_core::snowflake::MAX_NODE
+            );
+        }
+        router.fixed_node = Some(n);
+    }
     let log = shardgate_meta::DecisionLog::open(data_dir.join("decisions.log"))?;
     router.set_decision_log(&router_id, Arc::new(log))?;
     let router = Arc::new(router);
@@ -251,6 +275,7 @@ async fn serve(
         r = shardgate_server::serve(router, listener) => r?,
         _ = tokio::signal::ctrl_c() => println!("shardgate: shutting down"),
     }
+    drop(data_lock);
     Ok(())
 }
 

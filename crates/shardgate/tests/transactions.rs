@@ -127,6 +127,7 @@ async fn writes_to_several_shards_commit_on_all_or_none() {
     assert_eq!(prepared(&c), vec![0, 0]);
     // Global ids: bigints, strictly increasing, from this router's node.
     let mut last = 0i64;
+    let mut nodes = std::collections::HashSet::new();
     for i in 0..300 {
         let id: i64 = if i % 3 == 0 {
             c.sg.psql("SELECT shardgate.next_id()")
@@ -141,9 +142,10 @@ async fn writes_to_several_shards_commit_on_all_or_none() {
         };
         assert!(id > last, "{id} after {last}");
         last = id;
+        nodes.insert(shardgate_core::snowflake::parts(id).1);
     }
-    let (ms, node, _) = shardgate_core::snowflake::parts(last);
-    assert_eq!(node, 0, "the first router takes node 0");
+    assert_eq!(nodes.len(), 1, "one router, one node: {nodes:?}");
+    let (ms, _, _) = shardgate_core::snowflake::parts(last);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -187,6 +189,25 @@ fn a_router_killed_mid_commit_finishes_on_restart() {
     assert_eq!(prepared(&c), vec![0, 0]);
     assert_eq!((balance(&c, a), balance(&c, b)), (90, 110));
     assert_eq!(total(&c), 2000);
+
+    // A second router on the same data directory (same router id, same
+    // decision log) is refused at start-up.
+    let cfg = c.dir.path().join("shardgate.toml");
+    let data = c.dir.path().join("data");
+    let second = shardgate_testkit::Shardgate::spawn(
+        common::bin(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    let e = second.expect_err("a second router on one data directory must not start");
+    assert!(
+        format!("{e:#}").contains("in use by another shardgate"),
+        "{e:#}"
+    );
 
     // The decision log forgets finished decisions.
     let log = std::fs::read_to_string(c.dir.path().join("data").join("decisions.log")).unwrap();

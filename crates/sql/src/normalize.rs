@@ -88,6 +88,11 @@ pub fn normalize(sql: &str) -> Option<Normalized> {
         }
         let starts_item = item_start;
         item_start = false;
+        if starts_item && position_list == Some(depth) && matches!(c, b'(' | b'-' | b'+') {
+            // `ORDER BY (3)` is still position 3 and `GROUP BY (1, 2)` are
+            // positions too: leave such lists to the full path.
+            return None;
+        }
         let prev_word = word;
         word = Word::Other;
         match c {
@@ -296,6 +301,13 @@ mod tests {
         assert_eq!(v, vec!["5", "1", "2", "3", "4"]);
         let (n, _, _) = norm("SELECT a FROM t GROUP BY 'x' ORDER BY 'y' || a");
         assert_eq!(n, "SELECT a FROM t GROUP BY 'x' ORDER BY 'y' || a");
+        for bad in [
+            "SELECT * FROM t WHERE a = 1 ORDER BY (3) DESC",
+            "SELECT a, b FROM t GROUP BY (1, 2)",
+            "SELECT a FROM t ORDER BY -1",
+        ] {
+            assert!(normalize(bad).is_none(), "{bad}");
+        }
         let (n, _, _) = norm("SELECT DISTINCT ON (1) a, b FROM t ORDER BY 1, 2");
         assert_eq!(n, "SELECT DISTINCT ON (1) a, b FROM t ORDER BY 1, 2");
         // Inside a window or an aggregate, ORDER BY takes expressions, but

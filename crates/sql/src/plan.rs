@@ -320,6 +320,7 @@ impl Template {
                     Targets::All => all.to_vec(),
                     Targets::Keys { rule, keys } => {
                         let mut v = Vec::new();
+                        let mut all_placed = true;
                         for k in keys {
                             match place(rule, k, params) {
                                 Ok(s) => v.push(s),
@@ -328,11 +329,12 @@ impl Template {
                                 // by every shard: reaching all is correct.
                                 Err(_) => {
                                     v = all.to_vec();
+                                    all_placed = false;
                                     break;
                                 }
                             }
                         }
-                        if v.len() == keys.len() {
+                        if all_placed {
                             per_key = v.clone();
                         }
                         v.sort();
@@ -468,7 +470,27 @@ fn range_shards(
     };
     let ty = key_types.first().copied().flatten();
     let col = columns.first().map(String::as_str).unwrap_or("?");
-    let value = |e: &KeyExpr| key_value(ty, e, params, &rule.table, col).ok();
+    let value = |e: &KeyExpr| {
+        // `id < 1000.4` compares as numeric: an integer key's bound must
+        // be an integer, or every shard is reached.
+        if ty == Some(shardgate_core::KeyType::Int) {
+            let text = match e {
+                KeyExpr::Literal(s) => Some(s.as_str()),
+                KeyExpr::Param(n) => match params.get(*n) {
+                    Some((Some(raw), false, _)) => std::str::from_utf8(raw).ok(),
+                    _ => None,
+                },
+            };
+            if let Some(t) = text {
+                let t = t.trim();
+                let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+            }
+        }
+        key_value(ty, e, params, &rule.table, col).ok()
+    };
     // shards[i] owns [bounds[i-1], bounds[i]).
     let first = match low {
         Some((e, _)) => {

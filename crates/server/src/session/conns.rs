@@ -115,7 +115,12 @@ impl Session {
         shards: &[ShardId],
         kind: StmtKind,
     ) -> Option<ErrorFields> {
-        if self.txn == TxnState::Idle || !matches!(kind, StmtKind::Write | StmtKind::WriteCopies) {
+        if self.txn == TxnState::Idle
+            || !matches!(
+                kind,
+                StmtKind::Write | StmtKind::WriteCopies | StmtKind::Ddl
+            )
+        {
             return None;
         }
         let mut all = self.written.clone();

@@ -244,7 +244,14 @@ impl Session {
             self.end_simple();
             return Ok(());
         };
-        if o.bound || self.out.flushed != flushed {
+        // Only errors the text itself would also meet (or not) are worth
+        // a second try; a cancel, a lock or statement timeout, a
+        // serialization failure or a resource error must not run the
+        // statement again.
+        let retry = ["42", "22", "0A", "26"]
+            .iter()
+            .any(|c| e.code.starts_with(c));
+        if o.bound || !retry || self.out.flushed != flushed {
             self.after_statement(&o);
             self.end_simple();
             return Ok(());
