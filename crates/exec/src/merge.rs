@@ -33,6 +33,7 @@ pub struct Merger {
     empty: bool,
     copies: bool,
     simple_reply: bool,
+    retag: Option<String>,
     current: usize,
     held: Option<Frame>,
     /// The outcome so far.
@@ -61,6 +62,13 @@ impl Merger {
             copies: true,
             ..Default::default()
         }
+    }
+
+    /// Report the merged row count under `verb` (`UPDATE n` for rows an
+    /// UPDATE moved with INSERTs), whatever command the shards ran.
+    pub fn retag(mut self, verb: &str) -> Merger {
+        self.retag = Some(verb.to_string());
+        self
     }
 
     /// The client asked with the simple protocol, the shard was asked with
@@ -133,7 +141,7 @@ impl Merger {
                     self.held = Some(f.clone());
                 }
             }
-            b'C' if self.shards == 1 => {
+            b'C' if self.shards == 1 && self.retag.is_none() => {
                 self.completes += 1;
                 f.encode(out);
             }
@@ -168,6 +176,10 @@ impl Merger {
         }
         if let Some(c) = self.held.take() {
             c.encode(out);
+            return;
+        }
+        if let Some(verb) = &self.retag {
+            be::command_complete(out, &format!("{verb} {}", self.count));
             return;
         }
         if self.shards > 1 && !self.copies {

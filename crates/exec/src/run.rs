@@ -315,6 +315,62 @@ pub async fn run_merged<W: AsyncWrite + Unpin>(
     Ok(m.outcome)
 }
 
+/// What [`collect`] read.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// The rows, values as text.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// The first error a shard reported.
+    pub error: Option<shardgate_wire::backend::ErrorFields>,
+    /// More rows than the limit arrived (the rest were dropped).
+    pub over_limit: bool,
+}
+
+/// Run one simple query per shard (in parallel) and collect the rows, at
+/// most `max_rows` of them, instead of sending them to a client. Notices
+/// are dropped.
+///
+/// # Errors
+/// A shard connection failed.
+pub async fn collect(
+    conns: &mut Conns,
+    per: &BTreeMap<ShardId, String>,
+    max_rows: usize,
+) -> Result<Collected, ExecError> {
+    let mut buf = BytesMut::new();
+    for (s, sql) in per {
+        let c = conn(conns, *s)?;
+        buf.clear();
+        frontend::query(&mut buf, sql);
+        c.send(&buf).await.map_err(|e| lost(*s, e))?;
+    }
+    let mut out = Collected::default();
+    for s in per.keys() {
+        let c = conn(conns, *s)?;
+        loop {
+            let f = c.recv().await.map_err(|e| lost(*s, e))?;
+            match f.tag {
+                b'Z' => break,
+                b'E' if out.error.is_none() => {
+                    out.error = shardgate_wire::backend::parse_error(&f.body).ok()
+                }
+                b'D' if out.rows.len() >= max_rows => out.over_limit = true,
+                b'D' => {
+                    let vals = shardgate_wire::backend::parse_data_row(&f.body)
+                        .map_err(|e| lost(*s, BackendError::Protocol(e)))?;
+                    out.rows.push(
+                        vals.into_iter()
+                            .map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned()))
+                            .collect(),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Send Sync to every connection and read to ReadyForQuery; notices are
 /// forwarded. Returns each shard's transaction status.
 ///

@@ -142,6 +142,8 @@ pub enum Template {
         /// The parsed statement, to rewrite per shard.
         stmt: Box<Statement>,
     },
+    /// An UPDATE of a shard key: rows move between shards.
+    Move(Box<crate::keymove::MoveTemplate>),
     /// Show the plan of another statement.
     Explain(Box<Template>),
 }
@@ -215,6 +217,20 @@ pub enum Plan {
         /// the key list was split (PostgreSQL shards).
         per_shard: Option<BTreeMap<ShardId, String>>,
     },
+    /// Move rows to the shards of their new keys: the DELETE on these
+    /// shards, then INSERTs where the returned rows belong.
+    Move {
+        /// The shards the DELETE reaches.
+        shards: Vec<ShardId>,
+        /// The DELETE per shard.
+        delete: BTreeMap<ShardId, String>,
+        /// The rest of the move's SQL (parameters inlined).
+        sql: crate::keymove::MoveSql,
+        /// The table's rule, to place the moved rows.
+        rule: Box<TableRule>,
+        /// Where the key columns are in the DELETE's returned rows.
+        key_positions: Vec<usize>,
+    },
     /// Describe another plan.
     Explain(Box<Plan>),
 }
@@ -271,6 +287,19 @@ impl Plan {
                 }
                 describe_per_shard(out, &pad, per_shard.as_ref());
             }
+            Plan::Move { delete, sql, .. } => {
+                out.push(format!(
+                    "{pad}MoveRows (UPDATE of the shard key: DELETE ... RETURNING, then INSERT on each new key's shard, in one transaction)"
+                ));
+                for (s, q) in delete {
+                    out.push(format!("{pad}  shard {s}: {q}"));
+                }
+                out.push(format!(
+                    "{pad}  then: {}(...){}",
+                    sql.insert_head,
+                    sql.returning.clone().unwrap_or_default()
+                ));
+            }
             Plan::Explain(p) => p.describe_into(out, depth),
         }
     }
@@ -304,6 +333,28 @@ impl Template {
             Template::Admin(a) => Ok(Plan::Admin(a.clone())),
             Template::Refuse(e) => Err(e.clone()),
             Template::Explain(t) => Ok(Plan::Explain(Box::new(t.resolve(params, all, default)?))),
+            Template::Move(m) => {
+                let sql = m.sql(params)?;
+                let Plan::Route {
+                    shards, sql: how, ..
+                } = m.delete.resolve(params, all, default)?
+                else {
+                    return Err(SqlError::Invalid(
+                        "a key move's DELETE is not a route".into(),
+                    ));
+                };
+                let delete = match how {
+                    ShardSql::PerShard(per) => per,
+                    ShardSql::Original => shards.iter().map(|s| (*s, sql.delete.clone())).collect(),
+                };
+                Ok(Plan::Move {
+                    shards,
+                    delete,
+                    sql,
+                    rule: m.rule.clone(),
+                    key_positions: m.key_positions.clone(),
+                })
+            }
             Template::Route {
                 targets,
                 kind,

@@ -260,6 +260,26 @@ impl Session {
                 );
                 Done::Ok
             }
+            Plan::Move { sql, .. } if sql.returning.is_some() => {
+                self.send_error(&err_fields(
+                    "0A000",
+                    "an UPDATE of the shard key with RETURNING is not supported in the extended query protocol yet (it is in the simple protocol)",
+                ));
+                Done::Failed
+            }
+            Plan::Move {
+                shards,
+                delete,
+                sql,
+                rule,
+                key_positions,
+            } => {
+                if describe {
+                    be::no_data(&mut self.out.buf);
+                }
+                self.run_move(shards, delete, sql, rule, key_positions)
+                    .await?
+            }
             Plan::Aggregate {
                 shards,
                 spec,
@@ -523,7 +543,9 @@ impl Session {
                         return Ok(());
                     }
                 }
-                Plan::Route { .. } | Plan::Local(_) => be::no_data(&mut self.out.buf),
+                Plan::Route { .. } | Plan::Local(_) | Plan::Move { .. } => {
+                    be::no_data(&mut self.out.buf)
+                }
                 Plan::Admin(_) => {
                     be::row_description(&mut self.out.buf, &[Column::new("result", 25, -1)])
                 }

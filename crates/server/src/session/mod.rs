@@ -12,6 +12,7 @@
 mod conns;
 mod extended;
 mod local;
+mod moves;
 mod simple;
 
 use crate::router::{CancelSlot, Router};

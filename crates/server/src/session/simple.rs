@@ -338,6 +338,16 @@ impl Session {
                 self.local_rows(&["QUERY PLAN".to_string()], &[25], &rows, true, true, &[]);
                 Ok(Done::Ok)
             }
+            Plan::Move {
+                shards,
+                delete,
+                sql,
+                rule,
+                key_positions,
+            } => {
+                self.run_move(shards, delete, sql, rule, key_positions)
+                    .await
+            }
             Plan::Merge {
                 shards,
                 spec,

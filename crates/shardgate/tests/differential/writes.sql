@@ -14,7 +14,17 @@ UPDATE w_orders SET weight = weight / 3 WHERE id % 7 = 0 RETURNING id, weight;
 UPDATE w_orders SET note = NULL, status = '' WHERE note IS NOT NULL AND customer_id = ANY('{7,8,9,10}');
 UPDATE w_orders SET qty = 0 WHERE false;
 UPDATE w_orders SET qty = qty * -1 RETURNING customer_id, qty;
+-- @must
 UPDATE w_orders SET customer_id = customer_id + 1 WHERE id = 5;
+-- @must
+UPDATE w_orders SET customer_id = 61 - customer_id, qty = qty + 1 WHERE id % 10 = 1;
+-- @must
+UPDATE w_orders SET customer_id = customer_id WHERE id < 20;
+-- @must
+UPDATE w_orders SET customer_id = 7 WHERE customer_id IN (3, 4, 5) AND qty > 20;
+UPDATE w_orders SET customer_id = 59 - customer_id, note = 'moved' WHERE id % 25 = 0 RETURNING id, customer_id, note;
+UPDATE w_orders SET customer_id = 1 WHERE id = 999;
+UPDATE w_orders SET customer_id = NULL WHERE id = 7;
 UPDATE w_orders SET amount = amount / 0 WHERE qty = 5;
 UPDATE w_orders SET note = 'big' WHERE amount > (SELECT avg(amount) FROM w_orders);
 DELETE FROM w_orders WHERE qty > 40;

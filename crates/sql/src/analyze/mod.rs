@@ -206,7 +206,7 @@ pub fn ident_name(i: &Ident) -> String {
     }
 }
 
-fn object_parts(n: &ObjectName) -> Vec<String> {
+pub(crate) fn object_parts(n: &ObjectName) -> Vec<String> {
     n.0.iter()
         .map(|p| match p {
             ObjectNamePart::Identifier(i) => ident_name(i),
@@ -386,22 +386,11 @@ fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Tem
                     "UPDATE of this form is not supported".into(),
                 ));
             };
-            if let Class::Sharded(rule) = classify(name, topo) {
-                for a in &u.assignments {
-                    let cols: Vec<&ObjectName> = match &a.target {
-                        ast::AssignmentTarget::ColumnName(c) => vec![c],
-                        ast::AssignmentTarget::Tuple(cs) => cs.iter().collect(),
-                    };
-                    for c in cols {
-                        let col = object_parts(c).pop().unwrap_or_default();
-                        if rule.key_columns().contains(&col) {
-                            return Err(SqlError::Unsupported(format!(
-                                "UPDATE of shard key column {}.{col} is not supported yet (the row would have to move to another shard)",
-                                rule.table
-                            )));
-                        }
-                    }
-                }
+            if let Class::Sharded(rule) = classify(name, topo)
+                && crate::keymove::assigns_key(u, &rule)
+            {
+                // The rows move to the shards of their new keys.
+                return crate::keymove::plan_move(u, &rule, topo);
             }
             analyze_dml(
                 stmt,

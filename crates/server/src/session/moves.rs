@@ -1,0 +1,210 @@
+//! UPDATEs of a shard key: the rows move to the shards of their new keys
+//! (see `shardgate_sql::keymove`). The DELETE ... RETURNING runs on the
+//! shards that hold the rows, the INSERTs on the shards of the new keys,
+//! all in one transaction: the session's own, or one made for the
+//! statement, which then commits with two-phase commit.
+
+use super::*;
+use shardgate_core::{KeyValue, TableKind, TableRule};
+use shardgate_sql::keymove::MoveSql;
+use std::collections::BTreeMap;
+
+impl Session {
+    /// Run a key move; `describe`: send the RETURNING columns (simple
+    /// protocol, or a Describe Portal).
+    pub(super) async fn run_move(
+        &mut self,
+        shards: &[ShardId],
+        delete: &BTreeMap<ShardId, String>,
+        sql: &MoveSql,
+        rule: &TableRule,
+        key_positions: &[usize],
+    ) -> Result<Done, ExecError> {
+        let own = self.txn == TxnState::Idle;
+        if own {
+            self.txn = TxnState::Active;
+            self.implicit = true;
+            self.prelude = vec!["BEGIN".to_string()];
+            self.settings_at_begin = Some((self.settings.clone(), self.settings_hash));
+        }
+        let done = self
+            .move_rows(shards, delete, sql, rule, key_positions)
+            .await?;
+        if own {
+            let commit = matches!(done, Done::Ok) && self.txn == TxnState::Active;
+            if let Some(e) = self.finish_txn(commit).await? {
+                self.send_error(&e);
+                return Ok(Done::Failed);
+            }
+        }
+        Ok(done)
+    }
+
+    async fn move_rows(
+        &mut self,
+        shards: &[ShardId],
+        delete: &BTreeMap<ShardId, String>,
+        sql: &MoveSql,
+        rule: &TableRule,
+        key_positions: &[usize],
+    ) -> Result<Done, ExecError> {
+        if let Some(e) = self.check_write(shards, StmtKind::Write) {
+            self.fail_statement(&e);
+            return Ok(Done::Failed);
+        }
+        if let Some(e) = self.ensure(shards).await? {
+            self.fail_statement(&e);
+            return Ok(Done::Failed);
+        }
+        // A table other tables reference: an ON DELETE action (or the
+        // check itself) would see the rows deleted, not moved.
+        let table = rule.table.replace('"', "\"\"").replace('\'', "''");
+        let check = format!(
+            "SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = to_regclass('\"{table}\"') LIMIT 1"
+        );
+        let first = shards[0];
+        let referenced = match self.conns.get_mut(&first) {
+            Some(c) if !c.is_embedded() => c.simple_rows(&check).await,
+            _ => Ok(Vec::new()),
+        };
+        match referenced {
+            Ok(rows) if rows.is_empty() => {}
+            Ok(_) => {
+                self.fail_statement(&err_fields(
+                    "0A000",
+                    format!(
+                        "an UPDATE of the shard key of {} is not supported: other tables reference it with foreign keys, and the rows would move as a DELETE and an INSERT",
+                        rule.table
+                    ),
+                ));
+                return Ok(Done::Failed);
+            }
+            Err(shardgate_backend::BackendError::Server(e)) => {
+                self.fail_statement(&e);
+                return Ok(Done::Failed);
+            }
+            Err(e) => {
+                return Err(ExecError::Shard {
+                    shard: first.to_string(),
+                    source: e,
+                });
+            }
+        }
+        // 1. The old rows leave; their new values come back.
+        let got =
+            shardgate_exec::collect(&mut self.conns, delete, self.router.max_merge_rows).await?;
+        if let Some(e) = got.error {
+            self.fail_statement(&e);
+            return Ok(Done::Failed);
+        }
+        if got.over_limit {
+            self.fail_statement(&err_fields(
+                "54000",
+                format!(
+                    "an UPDATE of the shard key moves more than {} rows (max_merge_rows)",
+                    self.router.max_merge_rows
+                ),
+            ));
+            return Ok(Done::Failed);
+        }
+        // 2. Each new row goes to its new key's shard.
+        let TableKind::Sharded { key_types, .. } = &rule.kind else {
+            self.fail_statement(&err_fields("XX000", "not a sharded table"));
+            return Ok(Done::Failed);
+        };
+        let mut per: BTreeMap<ShardId, String> = BTreeMap::new();
+        for row in &got.rows {
+            let mut key = Vec::with_capacity(key_positions.len());
+            for (i, p) in key_positions.iter().enumerate() {
+                let Some(Some(text)) = row.get(*p) else {
+                    self.fail_statement(&err_fields(
+                        "23502",
+                        format!(
+                            "null value in shard key column of relation \"{}\": a row of a sharded table needs its shard key",
+                            rule.table
+                        ),
+                    ));
+                    return Ok(Done::Failed);
+                };
+                let Some(ty) = key_types.get(i).copied().flatten() else {
+                    self.fail_statement(&err_fields("0A000", "the shard key's type is unknown"));
+                    return Ok(Done::Failed);
+                };
+                match KeyValue::parse(ty, text) {
+                    Ok(v) => key.push(v),
+                    Err(e) => {
+                        self.fail_statement(&err_fields("22P02", e.to_string()));
+                        return Ok(Done::Failed);
+                    }
+                }
+            }
+            let shard = match rule.place(&key) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.fail_statement(&err_fields("22023", e.to_string()));
+                    return Ok(Done::Failed);
+                }
+            };
+            let values = per.entry(shard).or_insert_with(|| sql.insert_head.clone());
+            if !values.ends_with("VALUES ") {
+                values.push_str(", ");
+            }
+            values.push('(');
+            for (i, v) in row.iter().enumerate() {
+                if i > 0 {
+                    values.push_str(", ");
+                }
+                match v {
+                    // Untyped literals: each takes its column's type.
+                    Some(t) => {
+                        values.push_str("E'");
+                        for ch in t.chars() {
+                            match ch {
+                                '\'' => values.push_str("''"),
+                                '\\' => values.push_str("\\\\"),
+                                c => values.push(c),
+                            }
+                        }
+                        values.push('\'');
+                    }
+                    None => values.push_str("NULL"),
+                }
+            }
+            values.push(')');
+        }
+        if per.is_empty() {
+            // Nothing matched: the statement's own reply to no rows.
+            let o = shardgate_exec::run(
+                &mut self.conns,
+                &[first],
+                &Request::Simple(&sql.none),
+                &mut self.out,
+            )
+            .await?;
+            return Ok(self.after_statement(&o));
+        }
+        for q in per.values_mut() {
+            if let Some(r) = &sql.returning {
+                q.push_str(r);
+            }
+        }
+        let targets: Vec<ShardId> = per.keys().copied().collect();
+        if let Some(e) = self.check_write(&targets, StmtKind::Write) {
+            self.fail_statement(&e);
+            return Ok(Done::Failed);
+        }
+        if let Some(e) = self.ensure(&targets).await? {
+            self.fail_statement(&e);
+            return Ok(Done::Failed);
+        }
+        let o = shardgate_exec::run_merged(
+            &mut self.conns,
+            &targets,
+            &Request::SimplePer(&per),
+            &mut self.out,
+            shardgate_exec::Merger::new(targets.len()).retag("UPDATE"),
+        )
+        .await?;
+        Ok(self.after_statement(&o))
+    }
+}

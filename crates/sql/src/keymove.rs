@@ -1,0 +1,244 @@
+//! UPDATE of a shard key: the rows move to the shards of their new keys.
+//!
+//! `UPDATE t SET k = k + 100, v = 'x' WHERE ...` becomes, in one
+//! transaction (two-phase when more than one shard is written):
+//!
+//! 1. on the shards the WHERE reaches, `DELETE FROM t WHERE ... RETURNING
+//!    <the new row>`, each column being its SET expression (evaluated on
+//!    the old row, as UPDATE does) or itself;
+//! 2. on the shard of each returned row's new key, `INSERT INTO t (...)
+//!    OVERRIDING SYSTEM VALUE VALUES (...)` with those values (and the
+//!    statement's RETURNING list), the row count reported as `UPDATE n`.
+//!
+//! The difference from an UPDATE in place is visible to triggers (DELETE
+//! and INSERT triggers fire instead of UPDATE ones) and to foreign keys: a
+//! table that other tables reference is refused at run time (an ON DELETE
+//! action would see the delete).
+
+use crate::analyze::object_parts;
+use crate::error::SqlError;
+use crate::plan::Template;
+use shardgate_core::{TableKind, TableRule, Topology};
+use sqlparser::ast::{self, Expr, Statement, TableFactor};
+
+/// The SQL of a key move, parameters inlined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveSql {
+    /// `DELETE ... RETURNING <new row>`.
+    pub delete: String,
+    /// `INSERT INTO t [AS a] (columns) OVERRIDING SYSTEM VALUE VALUES `.
+    pub insert_head: String,
+    /// ` RETURNING ...` of the statement, if it has one.
+    pub returning: Option<String>,
+    /// The statement with `WHERE false`: the reply (RETURNING columns,
+    /// `UPDATE 0`) when no row matched.
+    pub none: String,
+}
+
+/// An UPDATE that changes shard keys, planned as a DELETE and INSERTs.
+#[derive(Debug, Clone)]
+pub struct MoveTemplate {
+    /// The table's rule.
+    pub rule: Box<TableRule>,
+    /// The UPDATE (parameters still open).
+    update: Box<ast::Update>,
+    /// Its SQL when it has no parameters.
+    sql: MoveSql,
+    /// Where the DELETE goes (analysed like any DELETE, with the
+    /// statement's parameters).
+    pub delete: Box<Template>,
+    /// The table's columns, in the order the DELETE returns them.
+    pub columns: Vec<String>,
+    /// The position in `columns` of each shard-key column, in key order.
+    pub key_positions: Vec<usize>,
+}
+
+impl MoveTemplate {
+    /// The SQL with `params` inlined.
+    ///
+    /// # Errors
+    /// A parameter that cannot be written as a literal.
+    pub fn sql(&self, params: &crate::params::Params<'_>) -> Result<MoveSql, SqlError> {
+        if params.is_empty() {
+            return Ok(self.sql.clone());
+        }
+        let mut st = Statement::Update((*self.update).clone());
+        crate::rewrite::inline_statement(&mut st, params)?;
+        let Statement::Update(u) = st else {
+            return Err(SqlError::Invalid("not an UPDATE".into()));
+        };
+        Ok(render(&u, &self.columns))
+    }
+}
+
+fn refuse(why: &str) -> SqlError {
+    SqlError::Unsupported(format!(
+        "an UPDATE of a shard key (the rows move to other shards) {why}"
+    ))
+}
+
+fn quote(c: &str) -> String {
+    format!("\"{}\"", c.replace('"', "\"\""))
+}
+
+/// The move's SQL for `u` over a table with `columns`.
+fn render(u: &ast::Update, columns: &[String]) -> MoveSql {
+    let target = match &u.table.relation {
+        TableFactor::Table {
+            name,
+            alias: Some(a),
+            ..
+        } => format!("{name} AS {}", a.name),
+        TableFactor::Table { name, .. } => name.to_string(),
+        other => other.to_string(),
+    };
+    let set = |c: &str| {
+        u.assignments.iter().rev().find_map(|a| match &a.target {
+            ast::AssignmentTarget::ColumnName(n) if object_parts(n).pop().as_deref() == Some(c) => {
+                Some(&a.value)
+            }
+            _ => None,
+        })
+    };
+    let new_row: Vec<String> = columns
+        .iter()
+        .map(|c| match set(c) {
+            Some(e) => format!("({e})"),
+            None => quote(c),
+        })
+        .collect();
+    let delete = format!(
+        "DELETE FROM {target}{} RETURNING {}",
+        u.selection
+            .as_ref()
+            .map(|w| format!(" WHERE {w}"))
+            .unwrap_or_default(),
+        new_row.join(", ")
+    );
+    let insert_head = format!(
+        "INSERT INTO {target} ({}) OVERRIDING SYSTEM VALUE VALUES ",
+        columns
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let returning = u.returning.as_ref().map(|r| {
+        format!(
+            " RETURNING {}",
+            r.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
+    let mut none = u.clone();
+    none.selection = Some(Expr::Value(ast::Value::Boolean(false).into()));
+    MoveSql {
+        delete,
+        insert_head,
+        returning,
+        none: Statement::Update(none).to_string(),
+    }
+}
+
+/// Plan `u`, an UPDATE of `rule`'s table that assigns a key column.
+///
+/// # Errors
+/// Shapes that cannot move rows safely are refused (FROM, subqueries or
+/// DEFAULT in SET, tuple assignments, unknown column lists).
+pub(crate) fn plan_move(
+    u: &ast::Update,
+    rule: &TableRule,
+    topo: &Topology,
+) -> Result<Template, SqlError> {
+    let TableKind::Sharded {
+        columns: keys,
+        all_columns,
+        ..
+    } = &rule.kind
+    else {
+        return Err(refuse("needs a sharded table"));
+    };
+    if u.from.is_some() {
+        return Err(refuse("with FROM is not supported yet"));
+    }
+    if all_columns.is_empty() {
+        return Err(refuse(
+            "needs the table's columns, which shardgate learns when the table is created through it",
+        ));
+    }
+    if !matches!(&u.table.relation, TableFactor::Table { .. }) || !u.table.joins.is_empty() {
+        return Err(refuse("of this form is not supported"));
+    }
+    for a in &u.assignments {
+        let ast::AssignmentTarget::ColumnName(c) = &a.target else {
+            return Err(refuse("with a tuple assignment is not supported yet"));
+        };
+        let col = object_parts(c).pop().unwrap_or_default();
+        if !all_columns.contains(&col) {
+            return Err(SqlError::Invalid(format!(
+                "column \"{col}\" of relation \"{}\" does not exist",
+                rule.table
+            )));
+        }
+        if a.value.to_string().eq_ignore_ascii_case("default") || has_subquery(&a.value) {
+            return Err(refuse(
+                "with DEFAULT or a subquery in SET is not supported yet",
+            ));
+        }
+    }
+    let key_positions = keys
+        .iter()
+        .map(|k| all_columns.iter().position(|c| c == k))
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(|| refuse("needs every key column in the table's column list"))?;
+    let sql = render(u, all_columns);
+    let delete = crate::analyze::analyze(&sql.delete, topo);
+    if let Template::Refuse(e) = &delete {
+        return Err(e.clone());
+    }
+    Ok(Template::Move(Box::new(MoveTemplate {
+        rule: Box::new(rule.clone()),
+        update: Box::new(u.clone()),
+        sql,
+        delete: Box::new(delete),
+        columns: all_columns.clone(),
+        key_positions,
+    })))
+}
+
+fn has_subquery(e: &Expr) -> bool {
+    use std::ops::ControlFlow;
+    struct F(bool);
+    impl ast::Visitor for F {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if matches!(
+                e,
+                Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }
+            ) {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut f = F(false);
+    let _ = ast::Visit::visit(e, &mut f);
+    f.0
+}
+
+/// Is `name` (an UPDATE's column) one of `rule`'s key columns?
+pub(crate) fn assigns_key(u: &ast::Update, rule: &TableRule) -> bool {
+    u.assignments.iter().any(|a| {
+        let cols: Vec<&ast::ObjectName> = match &a.target {
+            ast::AssignmentTarget::ColumnName(c) => vec![c],
+            ast::AssignmentTarget::Tuple(cs) => cs.iter().collect(),
+        };
+        cols.iter().any(|c| {
+            let col = object_parts(c).pop().unwrap_or_default();
+            rule.key_columns().contains(&col)
+        })
+    })
+}
