@@ -254,7 +254,7 @@ async fn postgres_shards_tokio_postgres_and_bad_input() {
         ("SELECT * FROM no_such_table", "42P01"),
         ("SELECT rank() OVER (ORDER BY amount) FROM orders", "0A000"),
         (
-            "UPDATE orders SET customer_id = 3 WHERE customer_id = 2",
+            "UPDATE orders SET (customer_id, amount) = (3, 1) WHERE customer_id = 2",
             "0A000",
         ),
         ("INSERT INTO orders (id, amount) VALUES (1, 1)", "23502"),
