@@ -125,6 +125,71 @@ async fn writes_to_several_shards_commit_on_all_or_none() {
     assert_eq!(e.code().map(|c| c.code()), Some("23505"), "{e}");
     assert_eq!(c.sg.psql("SELECT count(*) FROM uq").unwrap(), "0");
     assert_eq!(prepared(&c), vec![0, 0]);
+    // An UPDATE of the shard key moves the row (extended protocol, binary
+    // results, RETURNING), atomically with the rest of its transaction.
+    let shard_of = |k: i64| {
+        c.sg.psql(&format!("SELECT shardgate.shard_of('accounts', '{k}')"))
+            .unwrap()
+    };
+    let to = (1000..1100i64)
+        .find(|k| shard_of(*k) != shard_of(a))
+        .unwrap();
+    let before = balance(&c, a);
+    let rows = cl
+        .query(
+            "UPDATE accounts SET id = $1, balance = balance + 0 WHERE id = $2 RETURNING id, balance",
+            &[&to, &a],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].get::<_, i64>(0), rows[0].get::<_, i64>(1)),
+        (to, before)
+    );
+    let on_shards: Vec<String> = c
+        .shards
+        .iter()
+        .map(|s| {
+            s.psql(&format!(
+                "SELECT count(*) FROM accounts WHERE id IN ({a}, {to})"
+            ))
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        on_shards.iter().filter(|n| *n == "1").count(),
+        1,
+        "{on_shards:?}"
+    );
+    assert_eq!(balance(&c, to), before);
+    // Moved back inside a transaction that rolls back: still at `to`.
+    cl.batch_execute(&format!(
+        "BEGIN; UPDATE accounts SET id = {a} WHERE id = {to}; ROLLBACK"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(balance(&c, to), before);
+    // And back for good (simple protocol, no RETURNING); no row matched
+    // answers UPDATE 0.
+    assert_eq!(
+        cl.execute(
+            &format!("UPDATE accounts SET id = {a} WHERE id = {to}"),
+            &[]
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    assert_eq!(
+        cl.execute("UPDATE accounts SET id = id + 1 WHERE id = 999999", &[])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(balance(&c, a), before);
+    assert_eq!(prepared(&c), vec![0, 0]);
+
     // Global ids: bigints, strictly increasing, from this router's node.
     let mut last = 0i64;
     let mut nodes = std::collections::HashSet::new();

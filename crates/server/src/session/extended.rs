@@ -120,7 +120,7 @@ impl Session {
             return Ok(());
         };
         match &st.template {
-            Template::Route { .. } | Template::Insert { .. } => {
+            Template::Route { .. } | Template::Insert { .. } | Template::Move(_) => {
                 let (sql, types) = (st.sql.clone(), st.types.clone());
                 let shard = self
                     .conns
@@ -260,13 +260,6 @@ impl Session {
                 );
                 Done::Ok
             }
-            Plan::Move { sql, .. } if sql.returning.is_some() => {
-                self.send_error(&err_fields(
-                    "0A000",
-                    "an UPDATE of the shard key with RETURNING is not supported in the extended query protocol yet (it is in the simple protocol)",
-                ));
-                Done::Failed
-            }
             Plan::Move {
                 shards,
                 delete,
@@ -274,10 +267,11 @@ impl Session {
                 rule,
                 key_positions,
             } => {
-                if describe {
-                    be::no_data(&mut self.out.buf);
-                }
-                self.run_move(shards, delete, sql, rule, key_positions)
+                let reply = super::moves::Reply::Extended {
+                    result_formats: &result_formats,
+                    describe,
+                };
+                self.run_move(shards, delete, sql, rule, key_positions, reply)
                     .await?
             }
             Plan::Aggregate {
@@ -515,7 +509,8 @@ impl Session {
                     ..
                 }
                 | Plan::Merge { shards, .. }
-                | Plan::Aggregate { shards, .. } => {
+                | Plan::Aggregate { shards, .. }
+                | Plan::Move { shards, .. } => {
                     let Some(st) = self.stmts.get(&stmt) else {
                         continue;
                     };
@@ -543,9 +538,7 @@ impl Session {
                         return Ok(());
                     }
                 }
-                Plan::Route { .. } | Plan::Local(_) | Plan::Move { .. } => {
-                    be::no_data(&mut self.out.buf)
-                }
+                Plan::Route { .. } | Plan::Local(_) => be::no_data(&mut self.out.buf),
                 Plan::Admin(_) => {
                     be::row_description(&mut self.out.buf, &[Column::new("result", 25, -1)])
                 }

@@ -9,9 +9,23 @@ use shardgate_core::{KeyValue, TableKind, TableRule};
 use shardgate_sql::keymove::MoveSql;
 use std::collections::BTreeMap;
 
+/// How the client asked: the simple protocol, or the extended one with
+/// its result formats and whether it wants the row description.
+#[derive(Clone, Copy)]
+pub(super) enum Reply<'a> {
+    /// Simple protocol: text rows, always described.
+    Simple,
+    /// Extended protocol.
+    Extended {
+        /// The client's result formats.
+        result_formats: &'a [i16],
+        /// Send the RowDescription (a Describe Portal came first).
+        describe: bool,
+    },
+}
+
 impl Session {
-    /// Run a key move; `describe`: send the RETURNING columns (simple
-    /// protocol, or a Describe Portal).
+    /// Run a key move and answer as `reply` asks.
     pub(super) async fn run_move(
         &mut self,
         shards: &[ShardId],
@@ -19,6 +33,7 @@ impl Session {
         sql: &MoveSql,
         rule: &TableRule,
         key_positions: &[usize],
+        reply: Reply<'_>,
     ) -> Result<Done, ExecError> {
         let own = self.txn == TxnState::Idle;
         if own {
@@ -28,7 +43,7 @@ impl Session {
             self.settings_at_begin = Some((self.settings.clone(), self.settings_hash));
         }
         let done = self
-            .move_rows(shards, delete, sql, rule, key_positions)
+            .move_rows(shards, delete, sql, rule, key_positions, reply)
             .await?;
         if own {
             let commit = matches!(done, Done::Ok) && self.txn == TxnState::Active;
@@ -47,6 +62,7 @@ impl Session {
         sql: &MoveSql,
         rule: &TableRule,
         key_positions: &[usize],
+        reply: Reply<'_>,
     ) -> Result<Done, ExecError> {
         if let Some(e) = self.check_write(shards, StmtKind::Write) {
             self.fail_statement(&e);
@@ -174,13 +190,10 @@ impl Session {
         }
         if per.is_empty() {
             // Nothing matched: the statement's own reply to no rows.
-            let o = shardgate_exec::run(
-                &mut self.conns,
-                &[first],
-                &Request::Simple(&sql.none),
-                &mut self.out,
-            )
-            .await?;
+            let none: BTreeMap<ShardId, String> = BTreeMap::from([(first, sql.none.clone())]);
+            let o = self
+                .answer(&[first], &none, reply, shardgate_exec::Merger::new(1))
+                .await?;
             return Ok(self.after_statement(&o));
         }
         for q in per.values_mut() {
@@ -197,14 +210,60 @@ impl Session {
             self.fail_statement(&e);
             return Ok(Done::Failed);
         }
-        let o = shardgate_exec::run_merged(
-            &mut self.conns,
-            &targets,
-            &Request::SimplePer(&per),
-            &mut self.out,
-            shardgate_exec::Merger::new(targets.len()).retag("UPDATE"),
-        )
-        .await?;
+        let merger = shardgate_exec::Merger::new(targets.len()).retag("UPDATE");
+        let o = self.answer(&targets, &per, reply, merger).await?;
         Ok(self.after_statement(&o))
+    }
+
+    /// Run one statement per shard (in the session's transaction) and
+    /// send the merged reply the way the client asked for it.
+    async fn answer(
+        &mut self,
+        shards: &[ShardId],
+        per: &BTreeMap<ShardId, String>,
+        reply: Reply<'_>,
+        merger: shardgate_exec::Merger,
+    ) -> Result<shardgate_exec::Outcome, ExecError> {
+        match reply {
+            Reply::Simple => {
+                shardgate_exec::run_merged(
+                    &mut self.conns,
+                    shards,
+                    &Request::SimplePer(per),
+                    &mut self.out,
+                    merger,
+                )
+                .await
+            }
+            Reply::Extended {
+                result_formats,
+                describe,
+            } => {
+                let o = shardgate_exec::run_merged(
+                    &mut self.conns,
+                    shards,
+                    &Request::ExtendedPer {
+                        per,
+                        result_formats,
+                        describe,
+                    },
+                    &mut self.out,
+                    merger,
+                )
+                .await?;
+                // End the shards' extended batches (inside the transaction,
+                // Sync commits nothing).
+                let mut sub: Conns = Conns::new();
+                for s in shards {
+                    if let Some(c) = self.conns.remove(s) {
+                        sub.insert(*s, c);
+                    }
+                }
+                let st = shardgate_exec::sync_all(&mut sub, &mut self.out).await;
+                self.conns.append(&mut sub);
+                st?;
+                Ok(o)
+            }
+        }
     }
 }

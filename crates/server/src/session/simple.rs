@@ -345,8 +345,15 @@ impl Session {
                 rule,
                 key_positions,
             } => {
-                self.run_move(shards, delete, sql, rule, key_positions)
-                    .await
+                self.run_move(
+                    shards,
+                    delete,
+                    sql,
+                    rule,
+                    key_positions,
+                    super::moves::Reply::Simple,
+                )
+                .await
             }
             Plan::Merge {
                 shards,
