@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod deadlock;
 pub mod error;
 pub mod router;
 pub mod session;

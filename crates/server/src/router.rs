@@ -13,6 +13,10 @@ use tokio::net::TcpListener;
 /// Backend connections a session holds right now, for cancel requests.
 pub type CancelSlot = Arc<Mutex<Vec<(ShardId, i32, i32)>>>;
 
+/// A session's cancel key and the shard backends (shard, pid, secret) it
+/// holds.
+pub type SessionBackends = ((i32, i32), Vec<(ShardId, i32, i32)>);
+
 /// Shared router state.
 pub struct Router {
     /// One pool per shard, indexed by shard id.
@@ -336,6 +340,19 @@ impl Router {
         if let Ok(mut m) = self.cancels.lock() {
             m.insert(key, slot);
         }
+    }
+
+    /// The shard backends (shard, pid, secret) each session holds now.
+    pub fn session_backends(&self) -> Vec<SessionBackends> {
+        let slots: Vec<((i32, i32), CancelSlot)> = match self.cancels.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            Err(_) => return Vec::new(),
+        };
+        slots
+            .into_iter()
+            .map(|(k, slot)| (k, slot.lock().map(|v| v.clone()).unwrap_or_default()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect()
     }
 
     /// Forget a session's cancel key.

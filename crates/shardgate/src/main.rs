@@ -235,6 +235,11 @@ async fn serve(
         router.clone(),
         std::time::Duration::from_secs(10),
     ));
+    // Deadlocks across shards, which no shard sees alone.
+    tokio::spawn(shardgate_server::deadlock::detector_loop(
+        router.clone(),
+        std::time::Duration::from_secs(1),
+    ));
     // The node number for shardgate.next_id(), leased and kept renewed.
     if let Err(e) = router.renew_node_lease() {
         tracing::warn!("no node number for shardgate.next_id(): {e}");

@@ -325,3 +325,57 @@ fn a_shard_down_at_commit_prepared_commits_when_it_returns() {
     }
     assert_eq!((balance(&c, a), balance(&c, b)), (90, 110));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_across_shards_is_broken() {
+    let c = PgCluster::start(2, "");
+    let (a, b) = setup(&c);
+    let c1 = client(c.sg.port()).await;
+    let c2 = client(c.sg.port()).await;
+    let bump = |k: i64| format!("UPDATE accounts SET balance = balance + 1 WHERE id = {k}");
+    c1.batch_execute(&format!("BEGIN; {}", bump(a)))
+        .await
+        .unwrap();
+    c2.batch_execute(&format!("BEGIN; {}", bump(b)))
+        .await
+        .unwrap();
+    // Each now waits for the other, on the other shard: no shard sees it.
+    let (q1, q2) = (bump(b), bump(a));
+    let f1 = c1.batch_execute(&q1);
+    let f2 = c2.batch_execute(&q2);
+    tokio::pin!(f1, f2);
+    // One of them gives way (57014); once it rolls back, the other goes on.
+    let first = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::select! {
+            r = &mut f1 => (1, r),
+            r = &mut f2 => (2, r),
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the deadlock across shards was not broken; log:\n{}",
+            c.sg.log()
+        )
+    });
+    let (loser, e) = match first {
+        (n, Err(e)) => (n, e),
+        (n, Ok(())) => panic!("client {n} went on while the other still waits"),
+    };
+    assert_eq!(e.code().map(|c| c.code()), Some("57014"), "{e}");
+    let (lc, wc) = if loser == 1 { (&c1, &c2) } else { (&c2, &c1) };
+    lc.batch_execute("ROLLBACK").await.unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(30), async {
+        if loser == 1 {
+            (&mut f2).await
+        } else {
+            (&mut f1).await
+        }
+    })
+    .await
+    .expect("the other transaction goes on");
+    rest.unwrap();
+    wc.batch_execute("COMMIT").await.unwrap();
+    assert_eq!((balance(&c, a), balance(&c, b)), (101, 101));
+    assert_eq!(prepared(&c), vec![0, 0]);
+}
