@@ -93,6 +93,37 @@ async fn aggregates_with_parameters_limits_and_transactions() {
             assert_eq!(got, want, "{q} with {keys:?}");
         }
     }
+    // An array parameter of keys (binary int8[] and text[] forms).
+    for q in [
+        "SELECT k::text, id::text FROM t WHERE k = ANY($1) AND id > $2",
+        "SELECT count(*)::text, sum(v)::text FROM t WHERE k = ANY($1) AND id > $2",
+        "SELECT k::text, id::text FROM t WHERE k = ANY($1) AND id > $2 ORDER BY id DESC LIMIT 4",
+    ] {
+        for keys in [vec![1i64, 2, 3, 40], vec![5], vec![], vec![7, 7, 8]] {
+            let args: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&keys, &100i32];
+            let mut want = text(&one.query(q, &args).await.unwrap());
+            let mut got = text(&sg.query(q, &args).await.unwrap());
+            if !q.contains("ORDER BY") {
+                want.sort();
+                got.sort();
+            }
+            assert_eq!(got, want, "{q} with {keys:?}");
+        }
+    }
+    let plan: Vec<String> = sg
+        .simple_query("EXPLAIN SELECT id FROM t WHERE k = ANY('{5}')")
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        plan[0].starts_with("Route"),
+        "one shard for one key: {plan:?}"
+    );
     let plan: Vec<String> = sg
         .simple_query("EXPLAIN SELECT id FROM t WHERE k IN (1, 2, 3, 40) ORDER BY id")
         .await

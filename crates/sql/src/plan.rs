@@ -36,6 +36,14 @@ pub enum Targets {
         /// Each tuple has one value per key column.
         keys: Vec<Vec<KeyExpr>>,
     },
+    /// The shards owning the elements of an array of keys: `key =
+    /// ANY($1)` or `key = ANY('{1,2,3}')` (a single key column).
+    KeyArray {
+        /// The rule that places the keys.
+        rule: Box<TableRule>,
+        /// The array: a parameter, or a literal's text.
+        array: KeyExpr,
+    },
     /// The shards whose ranges meet a range of keys (a range-sharded
     /// table with a single key column).
     Range {
@@ -392,6 +400,9 @@ impl Template {
                         v.dedup();
                         v
                     }
+                    Targets::KeyArray { rule, array } => {
+                        array_shards(rule, array, params, default).unwrap_or_else(|| all.to_vec())
+                    }
                     Targets::Range { rule, low, high } => {
                         range_shards(rule, low.as_ref(), high.as_ref(), params)
                             .unwrap_or_else(|| all.to_vec())
@@ -500,6 +511,138 @@ fn key_value(
     }
 }
 
+/// The shards owning the elements of an array of keys, or `None` when the
+/// array cannot be read (then every shard). An empty array (or one of
+/// NULLs only) matches no row: one shard answers.
+fn array_shards(
+    rule: &TableRule,
+    array: &KeyExpr,
+    params: &Params<'_>,
+    default: ShardId,
+) -> Option<Vec<ShardId>> {
+    let shardgate_core::TableKind::Sharded { key_types, .. } = &rule.kind else {
+        return None;
+    };
+    let ty = key_types.first().copied().flatten()?;
+    let values: Vec<shardgate_core::KeyValue> = match array {
+        KeyExpr::Literal(text) => parse_text_array(text)?
+            .into_iter()
+            .flatten()
+            .map(|e| shardgate_core::KeyValue::parse(ty, &e).ok())
+            .collect::<Option<_>>()?,
+        KeyExpr::Param(n) => match params.get(*n)? {
+            (None, _, _) => Vec::new(),
+            (Some(raw), false, _) => parse_text_array(std::str::from_utf8(raw).ok()?)?
+                .into_iter()
+                .flatten()
+                .map(|e| shardgate_core::KeyValue::parse(ty, &e).ok())
+                .collect::<Option<_>>()?,
+            (Some(raw), true, _) => {
+                // Elements are read by the array's own element type.
+                let (elem, vals) = parse_binary_array(raw)?;
+                vals.into_iter()
+                    .flatten()
+                    .map(|e| shardgate_core::KeyValue::from_binary(ty, elem, e).ok())
+                    .collect::<Option<_>>()?
+            }
+        },
+    };
+    let mut v = Vec::new();
+    for k in values {
+        v.push(rule.place(&[k]).ok()?);
+    }
+    if v.is_empty() {
+        v.push(default);
+    }
+    v.sort();
+    v.dedup();
+    Some(v)
+}
+
+/// The elements of a one-dimensional array in PostgreSQL's text form
+/// (`{1,"a b",NULL}`), or `None` for anything else.
+fn parse_text_array(s: &str) -> Option<Vec<Option<String>>> {
+    let inner = s.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut out = Vec::new();
+    if inner.trim().is_empty() {
+        return Some(out);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut e = String::new();
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '\\' => e.push(chars.next()?),
+                    '"' => break,
+                    c => e.push(c),
+                }
+            }
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if matches!(c, '{' | '}' | '"' | '\\') {
+                    return None;
+                }
+                e.push(c);
+                chars.next();
+            }
+            e = e.trim().to_string();
+        }
+        out.push(if !quoted && e.eq_ignore_ascii_case("null") {
+            None
+        } else {
+            Some(e)
+        });
+        match chars.next() {
+            None => return Some(out),
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+}
+
+/// The element type and elements of a one-dimensional array in
+/// PostgreSQL's binary form, or `None` for anything else.
+pub(crate) fn parse_binary_array(b: &[u8]) -> Option<(u32, Vec<Option<&[u8]>>)> {
+    let int = |at: usize| -> Option<i32> {
+        Some(i32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    let ndim = int(0)?;
+    let elem = int(8)? as u32;
+    if ndim == 0 {
+        return Some((elem, Vec::new()));
+    }
+    if ndim != 1 {
+        return None;
+    }
+    let n = int(12)?;
+    let mut at = 20;
+    let mut out = Vec::with_capacity(n.max(0) as usize);
+    for _ in 0..n.max(0) {
+        let len = int(at)?;
+        at += 4;
+        if len < 0 {
+            out.push(None);
+        } else {
+            let end = at.checked_add(len as usize)?;
+            out.push(Some(b.get(at..end)?));
+            at = end;
+        }
+    }
+    Some((elem, out))
+}
+
 /// The shards of a range-sharded table whose ranges meet the keys from
 /// `low` to `high`, or `None` when a bound cannot be read (a NULL, another
 /// type): then every shard.
@@ -599,4 +742,41 @@ pub(crate) fn place(
     }
     rule.place(&vals)
         .map_err(|e| SqlError::InvalidValue(e.to_string()))
+}
+
+#[cfg(test)]
+mod array_tests {
+    use super::*;
+
+    #[test]
+    fn text_arrays() {
+        assert_eq!(
+            parse_text_array("{1, 2,NULL,\"a b\",\"x\\\"y\"}").unwrap(),
+            vec![
+                Some("1".into()),
+                Some("2".into()),
+                None,
+                Some("a b".into()),
+                Some("x\"y".into())
+            ]
+        );
+        assert_eq!(parse_text_array("{}").unwrap(), vec![]);
+        assert!(parse_text_array("{{1,2},{3,4}}").is_none());
+        assert!(parse_text_array("1,2").is_none());
+    }
+
+    #[test]
+    fn binary_arrays() {
+        let mut b = Vec::new();
+        for v in [1i32, 0, 20, 2, 1] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        b.extend_from_slice(&8i32.to_be_bytes());
+        b.extend_from_slice(&7i64.to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        let (elem, vals) = parse_binary_array(&b).unwrap();
+        assert_eq!(elem, 20);
+        assert_eq!(vals, vec![Some(&7i64.to_be_bytes()[..]), None]);
+        assert!(parse_binary_array(&b[..10]).is_none());
+    }
 }

@@ -124,6 +124,32 @@ fn literal(params: &Params<'_>, n: usize) -> Result<Expr, SqlError> {
         (25 | 1043 | 19, _) => std::str::from_utf8(raw)
             .map(text)
             .map_err(|_| SqlError::InvalidValue("invalid UTF-8 in parameter".into())),
+        // One-dimensional arrays of integers and text: an array literal of
+        // the same type.
+        (1005 | 1007 | 1016 | 1009 | 1015, _) => {
+            let bad = || SqlError::InvalidValue(format!("malformed binary array of type {oid}"));
+            let (elem, vals) = crate::plan::parse_binary_array(raw).ok_or_else(bad)?;
+            let mut items = Vec::with_capacity(vals.len());
+            for v in vals {
+                items.push(match (elem, v) {
+                    (_, None) => "NULL".to_string(),
+                    (21, Some(b)) if b.len() == 2 => i16::from_be_bytes([b[0], b[1]]).to_string(),
+                    (23, Some(b)) if b.len() == 4 => {
+                        i32::from_be_bytes(b.try_into().expect("4 bytes")).to_string()
+                    }
+                    (20, Some(b)) if b.len() == 8 => {
+                        i64::from_be_bytes(b.try_into().expect("8 bytes")).to_string()
+                    }
+                    (25 | 1043, Some(b)) => {
+                        let s = std::str::from_utf8(b).map_err(|_| bad())?;
+                        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+                    }
+                    _ => return Err(bad()),
+                });
+            }
+            let name = type_name(oid).ok_or_else(bad)?;
+            Ok(cast(text(&format!("{{{}}}", items.join(","))), name))
+        }
         _ => Err(SqlError::Unsupported(format!(
             "a statement that shardgate rewrites across shards cannot yet take a binary parameter of type {oid}; send it in text format"
         ))),
@@ -220,4 +246,50 @@ pub fn split_insert(
         out.insert(s, part.to_string());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+
+    fn binary_array(elem: u32, items: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for v in [1i32, 0, elem as i32, items.len() as i32, 1] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        for it in items {
+            match it {
+                Some(x) => {
+                    b.extend_from_slice(&(x.len() as i32).to_be_bytes());
+                    b.extend_from_slice(x);
+                }
+                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn binary_arrays_inline_as_typed_literals() {
+        let ints = binary_array(20, &[Some(&7i64.to_be_bytes()), None]);
+        let texts = binary_array(25, &[Some(b"it's \"q\""), Some(b"a\\b")]);
+        let params = Params {
+            values: vec![Some(&ints), Some(&texts)],
+            binary: vec![true, true],
+            types: vec![1016, 1009],
+        };
+        let Statement::Query(mut q) = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT $1, $2")
+            .unwrap()
+            .remove(0)
+        else {
+            panic!("a query")
+        };
+        inline_params(&mut q, &params).unwrap();
+        assert_eq!(
+            q.to_string(),
+            r#"SELECT '{7,NULL}'::BIGINT[], '{"it''s \"q\"","a\\b"}'::TEXT[]"#
+        );
+    }
 }

@@ -830,6 +830,41 @@ pub(crate) fn candidate_exprs<'e>(
 
 const MAX_KEY_TUPLES: usize = 4096;
 
+/// The array a top-level conjunct `key = ANY(<parameter or string
+/// literal>)` compares a single-column key with.
+fn extract_key_array(sel: &Expr, rule: &TableRule, quals: &[String]) -> Option<KeyExpr> {
+    let [col] = rule.key_columns() else {
+        return None;
+    };
+    let mut cs = Vec::new();
+    conjuncts(sel, &mut cs);
+    cs.into_iter().find_map(|c| match c {
+        Expr::AnyOp {
+            left,
+            compare_op: ast::BinaryOperator::Eq,
+            right,
+            ..
+        } if is_column(left, col, quals) => {
+            let mut r = right.as_ref();
+            while let Expr::Nested(inner) = r {
+                r = inner;
+            }
+            match r {
+                Expr::Value(v) => match &v.value {
+                    Value::Placeholder(p) => p
+                        .strip_prefix('$')
+                        .and_then(|n| n.parse().ok())
+                        .map(KeyExpr::Param),
+                    Value::SingleQuotedString(s) => Some(KeyExpr::Literal(s.clone())),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+        _ => None,
+    })
+}
+
 /// A bound of a key range: the value and whether it is included.
 pub type Bound = Option<(KeyExpr, bool)>;
 
@@ -1182,6 +1217,20 @@ fn sharded_targets(
                     },
                     true,
                     at,
+                );
+            }
+        }
+        // An array of keys: `key = ANY($1)`, `key = ANY('{...}')`.
+        for t in &sharded {
+            let rule = t.rule.as_ref().expect("sharded");
+            if let Some(array) = extract_key_array(sel, rule, &t.quals) {
+                return (
+                    Targets::KeyArray {
+                        rule: Box::new(rule.clone()),
+                        array,
+                    },
+                    true,
+                    None,
                 );
             }
         }
