@@ -161,7 +161,19 @@ impl Session {
                     return Ok(Done::Failed);
                 }
             };
-            let values = per.entry(shard).or_insert_with(|| sql.insert_head.clone());
+            let embedded = self
+                .router
+                .pools
+                .get(shard.0 as usize)
+                .is_some_and(|p| !matches!(p.target, shardgate_backend::ShardTarget::Pg(_)));
+            let values = per.entry(shard).or_insert_with(|| {
+                if embedded {
+                    // SQLite has no identity columns to override.
+                    sql.insert_head.replace(" OVERRIDING SYSTEM VALUE", "")
+                } else {
+                    sql.insert_head.clone()
+                }
+            });
             if !values.ends_with("VALUES ") {
                 values.push_str(", ");
             }
@@ -172,6 +184,13 @@ impl Session {
                 }
                 match v {
                     // Untyped literals: each takes its column's type.
+                    // (E'' on PostgreSQL reads the same whatever
+                    // standard_conforming_strings is; SQLite has no E'').
+                    Some(t) if embedded => {
+                        values.push('\'');
+                        values.push_str(&t.replace('\'', "''"));
+                        values.push('\'');
+                    }
                     Some(t) => {
                         values.push_str("E'");
                         for ch in t.chars() {
