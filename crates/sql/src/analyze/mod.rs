@@ -8,8 +8,8 @@
 //! run. Anything that would need a cross-shard merge this version does not
 //! do is refused (SQLSTATE 0A000) rather than answered wrongly.
 //!
-//! [`keys`] reads shard keys (lists, arrays, ranges) out of a WHERE clause;
-//! [`select`] plans SELECTs (merges, aggregation, subqueries, UNION ALL).
+//! `keys` reads shard keys (lists, arrays, ranges) out of a WHERE clause;
+//! `select` plans SELECTs (merges, aggregation, subqueries, UNION ALL).
 //! UPDATEs of a shard key are planned in `crate::keymove`.
 
 use crate::error::SqlError;
