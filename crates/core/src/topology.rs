@@ -17,6 +17,9 @@ pub struct Topology {
     pub default_shard: ShardId,
     /// Rules by table name.
     pub rules: HashMap<String, TableRule>,
+    /// Columns whose default shardgate fills in itself (`DEFAULT
+    /// shardgate.next_id()`), by table name; any table, ruled or not.
+    pub id_defaults: HashMap<String, Vec<String>>,
 }
 
 impl Topology {
@@ -28,6 +31,11 @@ impl Topology {
     /// The rule of a table, if it has one.
     pub fn rule(&self, table: &str) -> Option<&TableRule> {
         self.rules.get(table)
+    }
+
+    /// The columns of `table` that default to `shardgate.next_id()`.
+    pub fn id_columns(&self, table: &str) -> &[String] {
+        self.id_defaults.get(table).map_or(&[], Vec::as_slice)
     }
 
     /// A shard's name (or its number if unknown).

@@ -36,6 +36,10 @@ pub struct Merger {
     retag: Option<String>,
     current: usize,
     held: Option<Frame>,
+    /// Rows come out in this order of shard indexes (see
+    /// [`Merger::in_order`]); each shard's rows are held until the end.
+    order: Option<Vec<usize>>,
+    held_rows: Vec<Vec<Frame>>,
     /// The outcome so far.
     pub outcome: Outcome,
 }
@@ -76,6 +80,18 @@ impl Merger {
     /// is not for the client.
     pub fn simple_reply(mut self) -> Merger {
         self.simple_reply = true;
+        self
+    }
+
+    /// Rows in the order of a split multi-row INSERT ... RETURNING: the
+    /// `k`-th row comes from shard index `order[k]`, as the client's VALUES
+    /// rows were placed. Rows are held to the end (an INSERT's rows, which
+    /// the client sent) and interleaved back when every shard returned as
+    /// many rows as it was given; otherwise (ON CONFLICT DO NOTHING skipped
+    /// some) they come shard after shard.
+    pub fn in_order(mut self, order: Vec<usize>) -> Merger {
+        self.held_rows = vec![Vec::new(); self.shards];
+        self.order = Some(order);
         self
     }
 
@@ -133,7 +149,10 @@ impl Merger {
             }
             b'D' => {
                 self.outcome.rows += 1;
-                f.encode(out);
+                match self.held_rows.get_mut(self.current) {
+                    Some(h) if self.order.is_some() => h.push(f.clone()),
+                    _ => f.encode(out),
+                }
             }
             b'C' if self.copies => {
                 self.completes += 1;
@@ -174,6 +193,7 @@ impl Merger {
         if self.outcome.error.is_some() {
             return;
         }
+        self.release_rows(out);
         if let Some(c) = self.held.take() {
             c.encode(out);
             return;
@@ -207,6 +227,31 @@ impl Merger {
     }
 }
 
+impl Merger {
+    /// Write the rows held for [`Merger::in_order`].
+    fn release_rows(&mut self, out: &mut BytesMut) {
+        let Some(order) = self.order.take() else {
+            return;
+        };
+        let held = std::mem::take(&mut self.held_rows);
+        let fits = held
+            .iter()
+            .enumerate()
+            .all(|(i, rows)| order.iter().filter(|o| **o == i).count() == rows.len());
+        if fits {
+            let mut next = vec![0usize; held.len()];
+            for i in order {
+                held[i][next[i]].encode(out);
+                next[i] += 1;
+            }
+        } else {
+            for f in held.iter().flatten() {
+                f.encode(out);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +281,38 @@ mod tests {
         }
         assert_eq!(tags.len(), 2);
         assert_eq!(be::parse_command_complete(&tags[1].1).unwrap(), "UPDATE 7");
+    }
+
+    #[test]
+    fn insert_rows_come_back_in_values_order() {
+        let row = |v: &str| frame(|b| be::data_row(b, [Some(v.as_bytes())].into_iter()));
+        let tag = frame(|b| be::command_complete(b, "INSERT 0 2"));
+        let run = |second: &[&str]| {
+            let mut m = Merger::new(2).in_order(vec![1, 0, 1, 0]);
+            let mut out = BytesMut::new();
+            m.shard(0);
+            for v in ["b", "d"] {
+                m.push(&row(v), &mut out);
+            }
+            m.push(&tag, &mut out);
+            m.shard(1);
+            for v in second {
+                m.push(&row(v), &mut out);
+            }
+            m.push(&tag, &mut out);
+            m.finish(&mut out);
+            let mut got = Vec::new();
+            while let Some(f) = Frame::take(&mut out).unwrap() {
+                if f.tag == b'D' {
+                    let v = be::parse_data_row(&f.body).unwrap();
+                    got.push(String::from_utf8(v[0].unwrap().to_vec()).unwrap());
+                }
+            }
+            got
+        };
+        assert_eq!(run(&["a", "c"]), ["a", "b", "c", "d"]);
+        // A shard returned fewer rows than it was given: shard order.
+        assert_eq!(run(&["a"]), ["b", "d", "a"]);
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub struct ClientOut<W> {
     pub w: W,
     /// Bytes written to the socket so far.
     pub flushed: u64,
+    /// Set when shardgate's cross-shard deadlock detector cancels this
+    /// session's statement: the shard's "canceling statement" error then
+    /// reaches the client as the deadlock it is (40P01).
+    pub deadlock_victim: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<W: AsyncWrite + Unpin> ClientOut<W> {
@@ -23,6 +27,7 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
             buf: BytesMut::with_capacity(FLUSH_AT * 2),
             w,
             flushed: 0,
+            deadlock_victim: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@ use shardgate_core::ShardId;
 use shardgate_wire::{Frame, frontend};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
 use tokio::io::AsyncWrite;
 
 /// The shard connections a session holds, by shard.
@@ -251,6 +252,8 @@ pub async fn run_merged<W: AsyncWrite + Unpin>(
     out: &mut ClientOut<W>,
     mut m: Merger,
 ) -> Result<Outcome, ExecError> {
+    // A cancel from the deadlock detector is for the statement it saw wait.
+    out.deadlock_victim.store(false, Ordering::Relaxed);
     let mut buf = BytesMut::new();
     let mut parsed: Vec<Option<String>> = Vec::with_capacity(shards.len());
     for s in shards {
@@ -299,9 +302,19 @@ pub async fn run_merged<W: AsyncWrite + Unpin>(
             if f.tag == b'1' {
                 parse_ok = true;
             }
-            let done = ends(req, &f);
+            let deadlock;
+            let f = if f.tag == b'E'
+                && f.body.windows(7).any(|w| w == b"C57014\0")
+                && out.deadlock_victim.swap(false, Ordering::Relaxed)
+            {
+                deadlock = deadlock_error();
+                &deadlock
+            } else {
+                &f
+            };
+            let done = ends(req, f);
             if f.tag != b'Z' {
-                m.push(&f, &mut out.buf);
+                m.push(f, &mut out.buf);
             }
             if done {
                 break;
@@ -313,6 +326,30 @@ pub async fn run_merged<W: AsyncWrite + Unpin>(
     }
     m.finish(&mut out.buf);
     Ok(m.outcome)
+}
+
+/// The error a statement cancelled by the cross-shard deadlock detector
+/// reports, as PostgreSQL's own detector would.
+fn deadlock_error() -> Frame {
+    let mut b = BytesMut::new();
+    shardgate_wire::backend::error_like(
+        &mut b,
+        b'E',
+        &shardgate_wire::backend::ErrorFields {
+            severity: "ERROR".into(),
+            code: "40P01".into(),
+            message: "deadlock detected".into(),
+            detail: Some(
+                "The transaction waited for a lock on one shard while holding one that another transaction waited for on another shard; shardgate cancelled this statement to break the cycle."
+                    .into(),
+            ),
+            hint: Some("Retry the transaction.".into()),
+        },
+    );
+    Frame::take(&mut b)
+        .ok()
+        .flatten()
+        .expect("a whole error frame")
 }
 
 /// What [`collect`] read.

@@ -17,6 +17,7 @@ pub use txlog::DecisionLog;
 
 use serde::{Deserialize, Serialize};
 use shardgate_core::TableRule;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -32,6 +33,10 @@ pub struct Metadata {
     /// Table rules.
     #[serde(default)]
     pub rules: Vec<TableRule>,
+    /// Columns that default to `shardgate.next_id()` (filled in by the
+    /// router), by table name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub id_defaults: BTreeMap<String, Vec<String>>,
 }
 
 /// A durable, versioned store of [`Metadata`].
@@ -225,6 +230,7 @@ mod tests {
             version: 0,
             shards: vec!["s0".into(), "s1".into()],
             rules: vec![rule],
+            id_defaults: [("orders".to_string(), vec!["id".to_string()])].into(),
         };
         let saved = store.save(0, m.clone()).unwrap();
         assert_eq!(saved.version, 1);

@@ -15,6 +15,7 @@ use crate::router::Router;
 use shardgate_core::{KeyType, KeyValue, ShardId, Strategy, StrategyKind, TableKind, TableRule};
 use shardgate_meta::MetaError;
 use shardgate_sql::AdminCall;
+use shardgate_sql::ids::IdChange;
 use shardgate_wire::backend::ErrorFields;
 
 /// Rows an admin function returns: column names and text rows.
@@ -397,6 +398,24 @@ pub async fn learn_columns(
             }
             Ok(())
         })
+        .await
+        .map(|_| ())
+        .map_err(|AdminErr(e)| e)
+}
+
+/// Record how a DDL statement changed the columns that default to
+/// `shardgate.next_id()`.
+///
+/// # Errors
+/// A store failure.
+pub async fn learn_ids(router: &Router, change: &IdChange) -> Result<(), ErrorFields> {
+    router
+        .update_metadata(
+            |md: &mut shardgate_meta::Metadata| -> Result<(), AdminErr> {
+                change.apply(&mut md.id_defaults);
+                Ok(())
+            },
+        )
         .await
         .map(|_| ())
         .map_err(|AdminErr(e)| e)

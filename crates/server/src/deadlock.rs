@@ -9,7 +9,8 @@
 //! that spans more than one shard. A cycle seen on two passes in a row is
 //! broken by cancelling the waiting statement of one of its sessions (the
 //! one that came last in the cycle's order), which then gets SQLSTATE
-//! `57014`; the others go on.
+//! `40P01` (deadlock detected) as from PostgreSQL's own detector; the
+//! others go on.
 //!
 //! [`find_cycle`] is the pure part; [`detector_loop`] gathers the waits.
 
@@ -181,6 +182,7 @@ async fn cancel_wait(router: &Router, w: Wait) {
         if key != w.waiter {
             continue;
         }
+        router.mark_deadlock_victim(key);
         for (shard, pid, secret) in backends {
             if shard == w.shard
                 && let Some(p) = router.pools.get(shard.0 as usize)

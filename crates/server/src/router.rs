@@ -25,6 +25,9 @@ pub struct Router {
     meta: Arc<dyn MetaStore>,
     meta_lock: tokio::sync::Mutex<()>,
     cancels: Mutex<HashMap<(i32, i32), CancelSlot>>,
+    /// Each session's flag that its statement was cancelled to break a
+    /// deadlock (by cancel key).
+    victims: Mutex<HashMap<(i32, i32), Arc<AtomicBool>>>,
     /// The server_version reported to clients.
     pub server_version: String,
     /// Every shard orders text bytewise (C collation), so text sort keys
@@ -140,6 +143,7 @@ impl Router {
                     version: expected,
                     shards: names.clone(),
                     rules: list,
+                    id_defaults: md.id_defaults.clone(),
                 },
             )?;
         }
@@ -150,6 +154,7 @@ impl Router {
             meta,
             meta_lock: tokio::sync::Mutex::new(()),
             cancels: Mutex::new(HashMap::new()),
+            victims: Mutex::new(HashMap::new()),
             server_version,
             bytewise_text,
             max_merge_rows: DEFAULT_MAX_MERGE_ROWS,
@@ -322,9 +327,21 @@ impl Router {
         &self,
         f: impl FnOnce(&mut Vec<TableRule>) -> Result<(), E>,
     ) -> Result<Arc<Topology>, E> {
+        self.update_metadata(|md| f(&mut md.rules)).await
+    }
+
+    /// Change the metadata atomically: `f` edits what is stored; the result
+    /// is saved and published.
+    ///
+    /// # Errors
+    /// `f`'s error, or a metadata store error.
+    pub async fn update_metadata<E: From<MetaError>>(
+        &self,
+        f: impl FnOnce(&mut Metadata) -> Result<(), E>,
+    ) -> Result<Arc<Topology>, E> {
         let _g = self.meta_lock.lock().await;
         let mut md = self.meta.load()?;
-        f(&mut md.rules)?;
+        f(&mut md)?;
         md.rules.sort_by(|a, b| a.table.cmp(&b.table));
         let expected = md.version;
         let names = self.topology().shard_names.clone();
@@ -335,10 +352,21 @@ impl Router {
         Ok(topo)
     }
 
-    /// Register a session's cancel key.
-    pub fn register_cancel(&self, key: (i32, i32), slot: CancelSlot) {
+    /// Register a session's cancel key, the shard backends it holds and
+    /// its deadlock-victim flag.
+    pub fn register_cancel(&self, key: (i32, i32), slot: CancelSlot, victim: Arc<AtomicBool>) {
         if let Ok(mut m) = self.cancels.lock() {
             m.insert(key, slot);
+        }
+        if let Ok(mut m) = self.victims.lock() {
+            m.insert(key, victim);
+        }
+    }
+
+    /// Mark the session with this key as cancelled to break a deadlock.
+    pub fn mark_deadlock_victim(&self, key: (i32, i32)) {
+        if let Some(f) = self.victims.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            f.store(true, Ordering::Relaxed);
         }
     }
 
@@ -358,6 +386,9 @@ impl Router {
     /// Forget a session's cancel key.
     pub fn unregister_cancel(&self, key: (i32, i32)) {
         if let Ok(mut m) = self.cancels.lock() {
+            m.remove(&key);
+        }
+        if let Ok(mut m) = self.victims.lock() {
             m.remove(&key);
         }
     }
@@ -389,6 +420,11 @@ fn topology_of(md: &Metadata, names: &[String]) -> Topology {
             .iter()
             .cloned()
             .map(|r| (r.table.clone(), r))
+            .collect(),
+        id_defaults: md
+            .id_defaults
+            .iter()
+            .map(|(t, c)| (t.clone(), c.clone()))
             .collect(),
     }
 }

@@ -344,7 +344,7 @@ async fn a_deadlock_across_shards_is_broken() {
     let f1 = c1.batch_execute(&q1);
     let f2 = c2.batch_execute(&q2);
     tokio::pin!(f1, f2);
-    // One of them gives way (57014); once it rolls back, the other goes on.
+    // One of them gives way (40P01, deadlock detected); once it rolls back, the other goes on.
     let first = tokio::time::timeout(Duration::from_secs(30), async {
         tokio::select! {
             r = &mut f1 => (1, r),
@@ -362,7 +362,7 @@ async fn a_deadlock_across_shards_is_broken() {
         (n, Err(e)) => (n, e),
         (n, Ok(())) => panic!("client {n} went on while the other still waits"),
     };
-    assert_eq!(e.code().map(|c| c.code()), Some("57014"), "{e}");
+    assert_eq!(e.code().map(|c| c.code()), Some("40P01"), "{e}");
     let (lc, wc) = if loser == 1 { (&c1, &c2) } else { (&c2, &c1) };
     lc.batch_execute("ROLLBACK").await.unwrap();
     let rest = tokio::time::timeout(Duration::from_secs(30), async {
@@ -377,5 +377,190 @@ async fn a_deadlock_across_shards_is_broken() {
     rest.unwrap();
     wc.batch_execute("COMMIT").await.unwrap();
     assert_eq!((balance(&c, a), balance(&c, b)), (101, 101));
+    assert_eq!(prepared(&c), vec![0, 0]);
+}
+
+/// The SQLSTATE of a failed statement.
+fn code(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+#[tokio::test]
+async fn next_id_is_a_column_default_filled_in_by_the_router() {
+    let mut c = PgCluster::start(2, "");
+    let cl = client(c.sg.port()).await;
+    cl.batch_execute(
+        "CREATE TABLE orders (id bigint PRIMARY KEY DEFAULT shardgate.next_id(), customer text, amount int)",
+    )
+    .await
+    .unwrap();
+    cl.batch_execute("SELECT shardgate.shard_table('orders', 'id')")
+        .await
+        .unwrap();
+    // The shards' column has no default: only the router can draw ids.
+    for s in &c.shards {
+        assert_eq!(
+            s.psql("SELECT coalesce(column_default, 'none') FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'id'")
+                .unwrap(),
+            "none"
+        );
+    }
+
+    // Simple protocol, many rows, RETURNING the ids.
+    let values: Vec<String> = (0..40).map(|i| format!("('c{i}', {i})")).collect();
+    let rows = cl
+        .simple_query(&format!(
+            "INSERT INTO orders (customer, amount) VALUES {} RETURNING id",
+            values.join(", ")
+        ))
+        .await
+        .unwrap();
+    let mut ids: Vec<i64> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v.parse().unwrap()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 40);
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in VALUES order: {ids:?}"
+    );
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let (ms, _, _) = shardgate_core::snowflake::parts(sorted[39]);
+    assert!(now.abs_diff(ms + shardgate_core::snowflake::EPOCH_MS) < 60_000);
+
+    // Extended protocol: a prepared INSERT draws new ids per execution.
+    let st = cl
+        .prepare("INSERT INTO orders (customer, amount) VALUES ($1, $2) RETURNING id")
+        .await
+        .unwrap();
+    for i in 0..10 {
+        let r = cl.query_one(&st, &[&format!("p{i}"), &i]).await.unwrap();
+        ids.push(r.get(0));
+    }
+    // DEFAULT, an explicit call and a given id, in one statement.
+    let r = cl
+        .query(
+            "INSERT INTO orders (id, customer, amount) VALUES (DEFAULT, 'x', 1), (shardgate.next_id(), 'y', 2), (42, 'z', $1) RETURNING id",
+            &[&3i32],
+        )
+        .await
+        .unwrap();
+    let got: Vec<i64> = r.iter().map(|r| r.get(0)).collect();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[2], 42);
+    ids.extend(got);
+    let distinct: std::collections::HashSet<i64> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), ids.len(), "unique ids");
+
+    // Every row is on the shard that owns its id.
+    let mut seen = 0;
+    for (i, s) in c.shards.iter().enumerate() {
+        let here = s.psql("SELECT id FROM orders ORDER BY id").unwrap();
+        for id in here.lines().filter(|l| !l.is_empty()) {
+            seen += 1;
+            let owner =
+                c.sg.psql(&format!("SELECT shardgate.shard_of('orders', '{id}')"))
+                    .unwrap();
+            assert_eq!(owner, format!("s{i}"), "id {id}");
+        }
+    }
+    assert_eq!(seen, ids.len());
+    assert!(
+        c.shards
+            .iter()
+            .all(|s| s.psql("SELECT count(*) FROM orders").unwrap() != "0"),
+        "ids spread over both shards"
+    );
+
+    // Where no id can be drawn per row: refused, not NULL.
+    let e = cl
+        .execute("INSERT INTO orders (customer) SELECT 'q'", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "0A000", "{e}");
+    let e = cl
+        .execute("UPDATE orders SET id = DEFAULT WHERE id = 42", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "0A000", "{e}");
+    let e = cl
+        .batch_execute("CREATE TABLE bad (id int DEFAULT shardgate.next_id())")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42804", "{e}");
+
+    // A reference table gets the default later: every copy, one id.
+    cl.batch_execute("CREATE TABLE products (id bigint PRIMARY KEY, name text)")
+        .await
+        .unwrap();
+    cl.batch_execute("SELECT shardgate.reference_table('products')")
+        .await
+        .unwrap();
+    cl.batch_execute(
+        "ALTER TABLE products ALTER COLUMN id SET DEFAULT shardgate.next_id();
+         INSERT INTO products (name) VALUES ('p1'), ('p2')",
+    )
+    .await
+    .unwrap();
+    let copies: Vec<String> = c
+        .shards
+        .iter()
+        .map(|s| {
+            s.psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM products")
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(copies[0], copies[1]);
+    assert_eq!(copies[0].split(',').count(), 2);
+
+    // An unsharded table; the record survives a restart and follows
+    // renames; DROP DEFAULT ends it (then PostgreSQL's NULL).
+    cl.batch_execute(
+        "CREATE TABLE notes (id bigint DEFAULT shardgate.next_id(), body text);
+         ALTER TABLE notes RENAME COLUMN id TO note_id",
+    )
+    .await
+    .unwrap();
+    drop(cl);
+    c.restart_sg(&[]);
+    let cl = client(c.sg.port()).await;
+    cl.batch_execute("INSERT INTO notes (body) VALUES ('a'); INSERT INTO notes DEFAULT VALUES")
+        .await
+        .unwrap();
+    let n: i64 = cl
+        .query_one("SELECT count(note_id) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    cl.batch_execute(
+        "ALTER TABLE notes ALTER COLUMN note_id DROP DEFAULT; INSERT INTO notes (body) VALUES ('b')",
+    )
+    .await
+    .unwrap();
+    let n: i64 = cl
+        .query_one("SELECT count(*) FROM notes WHERE note_id IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    let r = cl
+        .query_one(
+            "INSERT INTO orders (customer, amount) VALUES ('after', 1) RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(r.get::<_, i64>(0) > *ids.iter().filter(|i| **i != 42).max().unwrap());
     assert_eq!(prepared(&c), vec![0, 0]);
 }

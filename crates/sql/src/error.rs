@@ -20,6 +20,15 @@ pub enum SqlError {
     /// A shard key is NULL or missing.
     #[error("{0}")]
     NotNull(String),
+    /// A value's type does not fit where it goes.
+    #[error("{0}")]
+    DatatypeMismatch(String),
+    /// Something is not in the state the statement needs.
+    #[error("{0}")]
+    ObjectState(String),
+    /// A protocol violation by the client.
+    #[error("{0}")]
+    Protocol(String),
     /// Too complex for the parser.
     #[error("{0}")]
     TooComplex(String),
@@ -34,6 +43,9 @@ impl SqlError {
             SqlError::InvalidValue(_) => "22P02",
             SqlError::Invalid(_) => "42P01",
             SqlError::NotNull(_) => "23502",
+            SqlError::DatatypeMismatch(_) => "42804",
+            SqlError::Protocol(_) => "08P01",
+            SqlError::ObjectState(_) => "55000",
             SqlError::TooComplex(_) => "54001",
         }
     }

@@ -51,6 +51,7 @@ pub fn unsharded_only(sql: &str, topo: &Topology) -> Option<Template> {
             *kind = StmtKind::Write;
         }
         !(topo.rules.contains_key(word.as_str())
+            || topo.id_defaults.contains_key(word.as_str())
             || word == "shardgate"
             || word == "into" && first.eq_ignore_ascii_case("select"))
     };
@@ -70,7 +71,10 @@ pub fn unsharded_only(sql: &str, topo: &Topology) -> Option<Template> {
                 i += 1;
             }
             let name = &sql[s..i.min(b.len())];
-            if topo.rules.contains_key(name) || name == "shardgate" {
+            if topo.rules.contains_key(name)
+                || topo.id_defaults.contains_key(name)
+                || name == "shardgate"
+            {
                 return None;
             }
             i += 1;

@@ -128,9 +128,8 @@ pub enum Template {
         /// Why the statement cannot run on more than one shard, if it cannot
         /// (it needs a merge shardgate does not do yet).
         single_only: Option<SqlError>,
-        /// Sharded tables whose key types must be learned from this DDL:
-        /// (table, all columns with declared types).
-        learns: Option<(String, Vec<(String, String)>)>,
+        /// What shardgate records once this DDL ran on the shards.
+        learns: Option<Box<Learn>>,
         /// How to merge the shards' rows when more than one is reached
         /// (ORDER BY, LIMIT, OFFSET); `None` means concatenate.
         merge: Option<Box<crate::merge::MergeSpec>>,
@@ -152,8 +151,32 @@ pub enum Template {
     },
     /// An UPDATE of a shard key: rows move between shards.
     Move(Box<crate::keymove::MoveTemplate>),
+    /// An INSERT that needs ids drawn by shardgate (see [`crate::ids`]):
+    /// `inner` is the analysis of `stmt`, whose placeholders `$first ..
+    /// $first + count - 1` stand for the ids.
+    WithIds {
+        /// The INSERT with id placeholders.
+        stmt: Box<Statement>,
+        /// The first id placeholder.
+        first: usize,
+        /// How many ids one execution takes.
+        count: usize,
+        /// How `stmt` is routed.
+        inner: Box<Template>,
+    },
     /// Show the plan of another statement.
     Explain(Box<Template>),
+}
+
+/// What a DDL statement teaches shardgate, recorded after the shards ran it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Learn {
+    /// A created table and all its columns with their declared types (the
+    /// key types of a sharded table are learned from them).
+    pub columns: Option<(String, Vec<(String, String)>)>,
+    /// Columns that default to `shardgate.next_id()`, and the statement
+    /// to send instead of the client's (without those defaults).
+    pub ids: Option<crate::ids::DdlIds>,
 }
 
 /// A multi-shard aggregation, planned once its parameters are known.
@@ -185,6 +208,30 @@ pub enum ShardSql {
     Original,
     /// Rewritten per shard (parameters inlined).
     PerShard(BTreeMap<ShardId, String>),
+    /// A multi-row INSERT ... RETURNING split per shard (parameters
+    /// inlined), whose returned rows go back in the order of its VALUES.
+    Rows {
+        /// The INSERT per shard.
+        per: BTreeMap<ShardId, String>,
+        /// The shard of each VALUES row, in order.
+        order: Vec<ShardId>,
+    },
+}
+
+/// Rewritten SQL per shard, and for [`ShardSql::Rows`] the shard of each
+/// returned row in order.
+pub type PerShardSql<'a> = (&'a BTreeMap<ShardId, String>, Option<&'a [ShardId]>);
+
+impl ShardSql {
+    /// The SQL per shard and the shard of each returned row in order, for
+    /// rewritten SQL.
+    pub fn per_shard(&self) -> Option<PerShardSql<'_>> {
+        match self {
+            ShardSql::Original => None,
+            ShardSql::PerShard(per) => Some((per, None)),
+            ShardSql::Rows { per, order } => Some((per, Some(order))),
+        }
+    }
 }
 
 /// A resolved plan.
@@ -260,15 +307,17 @@ impl Plan {
                 let list: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
                 let how = if shards.len() == 1 {
                     "Route"
+                } else if matches!(sql, ShardSql::Rows { .. }) {
+                    "Scatter (returned rows in VALUES order)"
                 } else if *kind == StmtKind::WriteCopies {
                     "Replicate (one reply for all copies)"
                 } else {
                     "Scatter (concatenate)"
                 };
                 out.push(format!("{pad}{how} {kind:?} shards=[{}]", list.join(",")));
-                match sql {
-                    ShardSql::Original => out.push(format!("{pad}  sql: as written")),
-                    ShardSql::PerShard(m) => {
+                match sql.per_shard() {
+                    None => out.push(format!("{pad}  sql: as written")),
+                    Some((m, _)) => {
                         for (s, q) in m {
                             out.push(format!("{pad}  shard {s}: {q}"));
                         }
@@ -336,11 +385,123 @@ impl Template {
         all: &[ShardId],
         default: ShardId,
     ) -> Result<Plan, SqlError> {
+        self.resolve_with_ids(params, &[], all, default)
+    }
+
+    /// How many ids shardgate must draw for one execution (see
+    /// [`crate::ids`]).
+    pub fn ids_needed(&self) -> usize {
+        match self {
+            Template::WithIds { count, .. } => *count,
+            Template::Explain(t) => t.ids_needed(),
+            _ => 0,
+        }
+    }
+
+    /// For an INSERT with ids drawn by shardgate: its text with every id
+    /// written as 0 and the client's parameters kept, which a shard can
+    /// describe (the client's own text may call `shardgate.next_id()`).
+    pub fn describe_text(&self) -> Option<String> {
+        match self {
+            Template::WithIds {
+                stmt, first, count, ..
+            } => {
+                let mut s = (**stmt).clone();
+                crate::ids::write_ids(&mut s, *first, &vec![0; *count]);
+                Some(s.to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// [`Template::resolve`] with the ids drawn for this execution
+    /// ([`Template::ids_needed`] of them).
+    ///
+    /// # Errors
+    /// As [`Template::resolve`]; also too few ids.
+    pub fn resolve_with_ids(
+        &self,
+        params: &Params<'_>,
+        ids: &[i64],
+        all: &[ShardId],
+        default: ShardId,
+    ) -> Result<Plan, SqlError> {
         match self {
             Template::Local(l) => Ok(Plan::Local(l.clone())),
             Template::Admin(a) => Ok(Plan::Admin(a.clone())),
             Template::Refuse(e) => Err(e.clone()),
-            Template::Explain(t) => Ok(Plan::Explain(Box::new(t.resolve(params, all, default)?))),
+            Template::Explain(t) => Ok(Plan::Explain(Box::new(
+                t.resolve_with_ids(params, ids, all, default)?,
+            ))),
+            Template::WithIds {
+                stmt,
+                first,
+                count,
+                inner,
+            } => {
+                if ids.len() < *count {
+                    return Err(SqlError::Invalid(format!(
+                        "this INSERT needs {count} ids from shardgate.next_id(), {} were drawn",
+                        ids.len()
+                    )));
+                }
+                if params.len() + 1 < *first {
+                    return Err(SqlError::Protocol(format!(
+                        "the statement uses ${} but {} parameters were bound",
+                        first - 1,
+                        params.len()
+                    )));
+                }
+                let mut filled = (**stmt).clone();
+                crate::ids::write_ids(&mut filled, *first, ids);
+                let plan = match inner.as_ref() {
+                    Template::Insert { rule, rows, .. } => {
+                        let rows = rows
+                            .iter()
+                            .map(|k| {
+                                k.iter()
+                                    .map(|e| match e {
+                                        KeyExpr::Param(n) if *n >= *first => KeyExpr::Literal(
+                                            ids.get(n - first).copied().unwrap_or(0).to_string(),
+                                        ),
+                                        e => e.clone(),
+                                    })
+                                    .collect()
+                            })
+                            .collect();
+                        Template::Insert {
+                            rule: rule.clone(),
+                            rows,
+                            stmt: Box::new(filled.clone()),
+                        }
+                        .resolve(params, all, default)?
+                    }
+                    other => other.resolve(params, all, default)?,
+                };
+                // The client's text lacks the ids: always send the filled
+                // statement, parameters inlined.
+                match plan {
+                    Plan::Route {
+                        shards,
+                        sql: ShardSql::Original,
+                        kind,
+                    } => {
+                        crate::rewrite::inline_statement(&mut filled, params)?;
+                        let text = filled.to_string();
+                        Ok(Plan::Route {
+                            sql: ShardSql::PerShard(
+                                shards.iter().map(|s| (*s, text.clone())).collect(),
+                            ),
+                            shards,
+                            kind,
+                        })
+                    }
+                    p @ Plan::Route { .. } => Ok(p),
+                    _ => Err(SqlError::Invalid(
+                        "an INSERT with ids is not a route".into(),
+                    )),
+                }
+            }
             Template::Move(m) => {
                 let sql = m.sql(params)?;
                 let Plan::Route {
@@ -352,7 +513,7 @@ impl Template {
                     ));
                 };
                 let delete = match how {
-                    ShardSql::PerShard(per) => per,
+                    ShardSql::PerShard(per) | ShardSql::Rows { per, .. } => per,
                     ShardSql::Original => shards.iter().map(|s| (*s, sql.delete.clone())).collect(),
                 };
                 Ok(Plan::Move {
@@ -370,7 +531,7 @@ impl Template {
                 merge,
                 aggregate,
                 split,
-                ..
+                learns,
             } => {
                 // The shard of each key, when every key has one.
                 let mut per_key = Vec::new();
@@ -449,6 +610,20 @@ impl Template {
                         });
                     }
                 }
+                // DDL rewritten for shardgate's own defaults.
+                if let Some(text) = learns
+                    .as_ref()
+                    .and_then(|l| l.ids.as_ref())
+                    .and_then(|i| i.rewritten.as_ref())
+                {
+                    return Ok(Plan::Route {
+                        sql: ShardSql::PerShard(
+                            shards.iter().map(|s| (*s, text.clone())).collect(),
+                        ),
+                        shards,
+                        kind: *kind,
+                    });
+                }
                 Ok(Plan::Route {
                     shards,
                     sql: ShardSql::Original,
@@ -471,9 +646,18 @@ impl Template {
                     });
                 }
                 let m = crate::rewrite::split_insert(stmt, &per_row, params)?;
+                let returning =
+                    matches!(stmt.as_ref(), Statement::Insert(i) if i.returning.is_some());
                 Ok(Plan::Route {
                     shards,
-                    sql: ShardSql::PerShard(m),
+                    sql: if returning {
+                        ShardSql::Rows {
+                            per: m,
+                            order: per_row,
+                        }
+                    } else {
+                        ShardSql::PerShard(m)
+                    },
                     kind: StmtKind::Write,
                 })
             }

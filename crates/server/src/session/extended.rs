@@ -74,10 +74,7 @@ impl Session {
                 .clone()
                 .unwrap_or_else(|| st.types.clone()),
         };
-        let plan = match st
-            .template
-            .resolve(&params, &topo.shards(), topo.default_shard)
-        {
+        let plan = match resolve_plan(&self.router, &topo, &st.template, &params) {
             Ok(p) => p,
             Err(e) => return self.batch_error(&sql_err(&e)),
         };
@@ -120,8 +117,15 @@ impl Session {
             return Ok(());
         };
         match &st.template {
-            Template::Route { .. } | Template::Insert { .. } | Template::Move(_) => {
-                let (sql, types) = (st.sql.clone(), st.types.clone());
+            Template::Route { .. }
+            | Template::Insert { .. }
+            | Template::Move(_)
+            | Template::WithIds { .. } => {
+                let sql = st
+                    .template
+                    .describe_text()
+                    .unwrap_or_else(|| st.sql.clone());
+                let types = st.types.clone();
                 let shard = self
                     .conns
                     .keys()
@@ -386,6 +390,7 @@ impl Session {
                             },
                             kind == &StmtKind::Ddl
                                 && sql.to_ascii_lowercase().contains("concurrently"),
+                            None,
                         )
                         .await?;
                     if !sync
@@ -399,35 +404,23 @@ impl Session {
                         .get(&name)
                         .map(|p| p.stmt.clone())
                         .unwrap_or_default();
-                    if let (
-                        Done::Ok,
-                        Some(Prepared {
-                            template:
-                                Template::Route {
-                                    learns: Some((t, cols)),
-                                    ..
-                                },
-                            ..
-                        }),
-                    ) = (&d, self.stmts.get(&stmt_name))
-                    {
-                        let (t, cols) = (t.clone(), cols.clone());
-                        if let Err(e) = crate::admin::learn_columns(&self.router, &t, &cols).await {
-                            tracing::warn!("could not record the columns of {t}: {}", e.message);
-                        }
-                        self.refresh_topology();
-                    }
+                    self.learn_from(&d, &stmt_name).await;
                     d
                 }
             }
-            Plan::Route {
-                shards,
-                sql: ShardSql::PerShard(per),
-                kind,
-            } => {
-                if self.txn == TxnState::Idle
-                    && (!self.batch_writes.is_empty() || !self.next_is_sync())
-                {
+            Plan::Route { shards, sql, kind } => {
+                let Some((per, order)) = sql.per_shard() else {
+                    unreachable!("ShardSql::Original is matched above")
+                };
+                // One shard (an INSERT with ids drawn here, rewritten DDL)
+                // joins the batch like a statement sent as written.
+                let conflict = self.txn == TxnState::Idle
+                    && if shards.len() > 1 {
+                        !self.batch_writes.is_empty() || !self.next_is_sync()
+                    } else {
+                        self.batch_multi || self.batch_writes.iter().any(|s| *s != shards[0])
+                    };
+                if conflict {
                     self.send_error(&err_fields(
                         "0A000",
                         "a batch of statements (up to Sync) that writes to more than one shard needs two-phase commit, which is not supported yet; send a multi-shard write in a batch of its own",
@@ -436,19 +429,28 @@ impl Session {
                 } else {
                     if self.txn == TxnState::Idle {
                         self.batch_writes.extend(shards.iter().copied());
-                        self.batch_multi = true;
+                        self.batch_multi |= shards.len() > 1;
                     }
-                    self.route_with(
-                        shards,
-                        *kind,
-                        |_| Request::ExtendedPer {
-                            per,
-                            result_formats: &result_formats,
-                            describe,
-                        },
-                        false,
-                    )
-                    .await?
+                    let d = self
+                        .route_with(
+                            shards,
+                            *kind,
+                            |_| Request::ExtendedPer {
+                                per,
+                                result_formats: &result_formats,
+                                describe,
+                            },
+                            false,
+                            order,
+                        )
+                        .await?;
+                    let stmt_name = self
+                        .portals
+                        .get(&name)
+                        .map(|p| p.stmt.clone())
+                        .unwrap_or_default();
+                    self.learn_from(&d, &stmt_name).await;
+                    d
                 }
             }
         };
@@ -456,6 +458,25 @@ impl Session {
             self.skip_to_sync = true;
         }
         Ok(())
+    }
+
+    /// After a statement of the client's prepared statement `stmt` ran:
+    /// record what its DDL teaches.
+    async fn learn_from(&mut self, d: &Done, stmt: &str) {
+        if let (
+            Done::Ok,
+            Some(Prepared {
+                template:
+                    Template::Route {
+                        learns: Some(l), ..
+                    },
+                ..
+            }),
+        ) = (d, self.stmts.get(stmt))
+        {
+            let l = l.clone();
+            self.learn(&l).await;
+        }
     }
 
     /// Is the client's next message a Sync? Looks at what was received,
@@ -510,11 +531,20 @@ impl Session {
                 }
                 | Plan::Merge { shards, .. }
                 | Plan::Aggregate { shards, .. }
-                | Plan::Move { shards, .. } => {
+                | Plan::Move { shards, .. }
+                | Plan::Route {
+                    shards,
+                    sql: ShardSql::PerShard(_) | ShardSql::Rows { .. },
+                    kind: StmtKind::Write | StmtKind::WriteCopies,
+                } => {
                     let Some(st) = self.stmts.get(&stmt) else {
                         continue;
                     };
-                    let (sql, types) = (st.sql.clone(), st.types.clone());
+                    let sql = st
+                        .template
+                        .describe_text()
+                        .unwrap_or_else(|| st.sql.clone());
+                    let types = st.types.clone();
                     let tail = frontend::parse_bind(&bind)
                         .map(|b| b.tail.to_vec())
                         .unwrap_or_default();

@@ -309,7 +309,11 @@ impl Session {
         self.key = (rand::random::<i32>().abs(), rand::random::<i32>());
         be::backend_key_data(b, self.key.0, self.key.1);
         self.router
-            .register_cancel(self.key, self.cancel_slot.clone());
+            .register_cancel(
+                self.key,
+                self.cancel_slot.clone(),
+                self.out.deadlock_victim.clone(),
+            );
         self.ready();
     }
 
@@ -354,6 +358,30 @@ impl Session {
     }
 
     /// Refresh the topology snapshot if the router has a newer one.
+    /// Resolve a template, drawing the ids it needs (see
+    /// `shardgate_sql::ids`) from the router.
+    fn resolve_plan(&self, t: &Template, params: &Params<'_>) -> Result<Plan, SqlError> {
+        resolve_plan(&self.router, &self.topo, t, params)
+    }
+
+    /// Record what a DDL statement that the shards ran teaches shardgate.
+    async fn learn(&mut self, l: &shardgate_sql::plan::Learn) {
+        if let Some((t, cols)) = &l.columns
+            && let Err(e) = crate::admin::learn_columns(&self.router, t, cols).await
+        {
+            tracing::warn!("could not record the columns of {t}: {}", e.message);
+        }
+        if let Some(ids) = &l.ids
+            && let Err(e) = crate::admin::learn_ids(&self.router, &ids.change).await
+        {
+            tracing::warn!(
+                "could not record columns that default to shardgate.next_id(): {}",
+                e.message
+            );
+        }
+        self.refresh_topology();
+    }
+
     fn refresh_topology(&mut self) {
         let t = self.router.topology();
         if t.version != self.topo.version {
@@ -418,4 +446,20 @@ impl Session {
         self.out.flush().await?;
         Ok(false)
     }
+}
+
+/// Resolve a template against `topo`, drawing the ids it needs from the
+/// router.
+fn resolve_plan(
+    router: &Router,
+    topo: &Topology,
+    t: &Template,
+    params: &Params<'_>,
+) -> Result<Plan, SqlError> {
+    let n = t.ids_needed();
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(router.next_id().map_err(SqlError::ObjectState)?);
+    }
+    t.resolve_with_ids(params, &ids, &topo.shards(), topo.default_shard)
 }

@@ -33,11 +33,9 @@ impl Session {
             self.ready();
             return Ok(());
         }
-        let all = self.topo.shards();
-        let default = self.topo.default_shard;
         let plans: Vec<Result<Plan, SqlError>> = analyzed
             .iter()
-            .map(|a| a.template.resolve(&Params::none(), &all, default))
+            .map(|a| self.resolve_plan(&a.template, &Params::none()))
             .collect();
         // Fast path: every statement goes, as written, to the same one
         // shard: forward the client's message unchanged.
@@ -64,13 +62,26 @@ impl Session {
             self.prelude = vec!["BEGIN".to_string()];
             self.settings_at_begin = Some((self.settings.clone(), self.settings_hash));
         }
+        let planned_at = self.topo.version;
         for (a, plan) in analyzed.iter().zip(plans) {
+            // A statement before this one changed the rules (DDL, a
+            // shardgate.* call): plan this one again under the new ones.
+            self.refresh_topology();
+            let again = (self.topo.version != planned_at).then(|| {
+                let t = shardgate_sql::analyze(&a.sql, &self.topo);
+                let p = self.resolve_plan(&t, &Params::none());
+                (t, p)
+            });
+            let (template, plan) = match again {
+                Some((t, p)) => (std::borrow::Cow::Owned(t), p),
+                None => (std::borrow::Cow::Borrowed(&a.template), plan),
+            };
             let done = match plan {
                 Err(e) => {
                     self.fail_statement(&sql_err(&e));
                     Done::Failed
                 }
-                Ok(p) => self.run_plan_simple(&p, &a.template, &a.sql).await?,
+                Ok(p) => self.run_plan_simple(&p, &template, &a.sql).await?,
             };
             if matches!(done, Done::Failed) {
                 break;
@@ -394,25 +405,31 @@ impl Session {
                 if let (
                     Done::Ok,
                     Template::Route {
-                        learns: Some((t, cols)),
-                        ..
+                        learns: Some(l), ..
                     },
                 ) = (&d, template)
                 {
-                    if let Err(e) = crate::admin::learn_columns(&self.router, t, cols).await {
-                        tracing::warn!("could not record the columns of {t}: {}", e.message);
-                    }
-                    self.refresh_topology();
+                    self.learn(l).await;
                 }
                 Ok(d)
             }
-            Plan::Route {
-                shards,
-                sql: ShardSql::PerShard(per),
-                kind,
-            } => {
-                self.route_with(shards, *kind, |_| Request::SimplePer(per), false)
-                    .await
+            Plan::Route { shards, sql, kind } => {
+                let Some((per, order)) = sql.per_shard() else {
+                    unreachable!("ShardSql::Original is matched above")
+                };
+                let d = self
+                    .route_with(shards, *kind, |_| Request::SimplePer(per), false, order)
+                    .await?;
+                if let (
+                    Done::Ok,
+                    Template::Route {
+                        learns: Some(l), ..
+                    },
+                ) = (&d, template)
+                {
+                    self.learn(l).await;
+                }
+                Ok(d)
             }
         }
     }
@@ -457,7 +474,7 @@ impl Session {
     ) -> Result<Done, ExecError> {
         let concurrently =
             kind == StmtKind::Ddl && sql.to_ascii_lowercase().contains("concurrently");
-        self.route_with(shards, kind, |_| Request::Simple(sql), concurrently)
+        self.route_with(shards, kind, |_| Request::Simple(sql), concurrently, None)
             .await
     }
 
@@ -472,6 +489,7 @@ impl Session {
         kind: StmtKind,
         req: impl Fn(()) -> Request<'r>,
         no_wrap: bool,
+        row_order: Option<&[ShardId]>,
     ) -> Result<Done, ExecError> {
         if let Some(e) = self.check_write(shards, kind) {
             self.fail_statement(&e);
@@ -498,11 +516,21 @@ impl Session {
             r,
             Request::Raw(_) | Request::Simple(_) | Request::SimplePer(_)
         );
-        let merger = if kind == StmtKind::WriteCopies {
+        let mut merger = if kind == StmtKind::WriteCopies {
             shardgate_exec::Merger::copies(shards.len())
         } else {
             shardgate_exec::Merger::new(shards.len())
         };
+        if let Some(order) = row_order
+            && shards.len() > 1
+        {
+            merger = merger.in_order(
+                order
+                    .iter()
+                    .map(|s| shards.iter().position(|x| x == s).unwrap_or(0))
+                    .collect(),
+            );
+        }
         let o =
             shardgate_exec::run_merged(&mut self.conns, shards, &r, &mut self.out, merger).await?;
         if wrap {

@@ -385,15 +385,46 @@ fn check_names(stmt: &Statement, topo: &Topology) -> Result<(), SqlError> {
 fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template, SqlError> {
     use Statement as S;
     check_names(stmt, topo)?;
+    if matches!(stmt, S::AlterTable(_) | S::Drop { .. })
+        && let Some(ids) = crate::ids::ddl(stmt, topo)?
+    {
+        let mut t = route(Targets::All, StmtKind::Ddl);
+        if let Template::Route { learns, .. } = &mut t {
+            *learns = Some(Box::new(crate::plan::Learn {
+                columns: None,
+                ids: Some(ids),
+            }));
+        }
+        return Ok(t);
+    }
     Ok(match stmt {
         S::Query(q) => analyze_query(q, topo)?,
-        S::Insert(ins) => analyze_insert(ins, stmt, topo)?,
+        S::Insert(ins) => match crate::ids::fill_insert(stmt, topo)? {
+            Some(f) => {
+                let S::Insert(filled) = &f.stmt else {
+                    unreachable!("an INSERT stays an INSERT")
+                };
+                let inner = analyze_insert(filled, &f.stmt, topo)?;
+                Template::WithIds {
+                    stmt: Box::new(f.stmt),
+                    first: f.first,
+                    count: f.count,
+                    inner: Box::new(inner),
+                }
+            }
+            None => analyze_insert(ins, stmt, topo)?,
+        },
         S::Update(u) => {
             let TableFactor::Table { name, alias, .. } = &u.table.relation else {
                 return Err(SqlError::Unsupported(
                     "UPDATE of this form is not supported".into(),
                 ));
             };
+            crate::ids::check_assignments(
+                &object_parts(name).pop().unwrap_or_default(),
+                &u.assignments,
+                topo,
+            )?;
             if let Class::Sharded(rule) = classify(name, topo)
                 && crate::keymove::assigns_key(u, &rule)
             {
@@ -495,7 +526,10 @@ fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Tem
                 targets: Targets::All,
                 kind: StmtKind::Ddl,
                 single_only: None,
-                learns: Some((table, cols)),
+                learns: Some(Box::new(crate::plan::Learn {
+                    columns: Some((table, cols)),
+                    ids: crate::ids::ddl(stmt, topo)?,
+                })),
                 merge: None,
                 aggregate: None,
                 split: None,
@@ -1160,6 +1194,7 @@ fn analyze_insert(
                 ..
             })) = &ins.on
             {
+                crate::ids::check_assignments(&rule.table, &du.assignments, topo)?;
                 for a in &du.assignments {
                     let cols: Vec<&ObjectName> = match &a.target {
                         ast::AssignmentTarget::ColumnName(c) => vec![c],

@@ -62,6 +62,13 @@ pub fn topology() -> Topology {
             &["customer_id", "order_id", "product_id", "qty"],
         ),
         sharded(
+            "tickets",
+            &["id"],
+            &[KeyType::Int],
+            hash(),
+            &["id", "subject"],
+        ),
+        sharded(
             "customers",
             &["id"],
             &[KeyType::Int],
@@ -107,6 +114,11 @@ pub fn topology() -> Topology {
         shard_names: (0..4).map(|i| format!("s{i}")).collect(),
         default_shard: ShardId(0),
         rules: rules.into_iter().map(|r| (r.table.clone(), r)).collect(),
+        id_defaults: [
+            ("tickets".to_string(), vec!["id".to_string()]),
+            ("notes".to_string(), vec!["id".to_string()]),
+        ]
+        .into(),
     }
 }
 
@@ -125,8 +137,11 @@ pub fn render(r: &Result<Plan, SqlError>) -> Vec<String> {
 }
 
 /// Analyze and resolve with no parameters.
+/// Ids a statement needs are drawn as 1001, 1002, ...
 pub fn plan(sql: &str, topo: &Topology) -> Result<Plan, SqlError> {
-    analyze(sql, topo).resolve(&Params::none(), &topo.shards(), topo.default_shard)
+    let t = analyze(sql, topo);
+    let ids: Vec<i64> = (1001..).take(t.ids_needed()).collect();
+    t.resolve_with_ids(&Params::none(), &ids, &topo.shards(), topo.default_shard)
 }
 
 /// The shards of a plan (panics unless it is a route).
