@@ -308,12 +308,11 @@ impl Session {
         }
         self.key = (rand::random::<i32>().abs(), rand::random::<i32>());
         be::backend_key_data(b, self.key.0, self.key.1);
-        self.router
-            .register_cancel(
-                self.key,
-                self.cancel_slot.clone(),
-                self.out.deadlock_victim.clone(),
-            );
+        self.router.register_cancel(
+            self.key,
+            self.cancel_slot.clone(),
+            self.out.deadlock_victim.clone(),
+        );
         self.ready();
     }
 
