@@ -392,7 +392,7 @@ async fn next_id_is_a_column_default_filled_in_by_the_router() {
     let mut c = PgCluster::start(2, "");
     let cl = client(c.sg.port()).await;
     cl.batch_execute(
-        "CREATE TABLE orders (id bigint PRIMARY KEY DEFAULT shardgate.next_id(), customer text, amount int)",
+        "CREATE TABLE orders (id bigint PRIMARY KEY DEFAULT shardgate.next_id(), customer text, amount int, blob bytea)",
     )
     .await
     .unwrap();
@@ -438,13 +438,21 @@ async fn next_id_is_a_column_default_filled_in_by_the_router() {
     let (ms, _, _) = shardgate_core::snowflake::parts(sorted[39]);
     assert!(now.abs_diff(ms + shardgate_core::snowflake::EPOCH_MS) < 60_000);
 
-    // Extended protocol: a prepared INSERT draws new ids per execution.
+    // Extended protocol: a prepared INSERT draws new ids per execution;
+    // its parameters (binary bytea too) reach the shard as parameters.
     let st = cl
-        .prepare("INSERT INTO orders (customer, amount) VALUES ($1, $2) RETURNING id")
+        .prepare(
+            "INSERT INTO orders (customer, amount, blob) VALUES ($1, $2, $3) RETURNING id, blob",
+        )
         .await
         .unwrap();
     for i in 0..10 {
-        let r = cl.query_one(&st, &[&format!("p{i}"), &i]).await.unwrap();
+        let blob = vec![i as u8, 0, 255];
+        let r = cl
+            .query_one(&st, &[&format!("p{i}"), &i, &blob])
+            .await
+            .unwrap();
+        assert_eq!(r.get::<_, Vec<u8>>(1), blob);
         ids.push(r.get(0));
     }
     // DEFAULT, an explicit call and a given id, in one statement.

@@ -208,6 +208,17 @@ pub enum ShardSql {
     Original,
     /// Rewritten per shard (parameters inlined).
     PerShard(BTreeMap<ShardId, String>),
+    /// An INSERT with ids drawn by shardgate, to one shard with the
+    /// client's parameters (extended protocol): `sql` keeps them as `$1`
+    /// .. and takes the ids as parameters `$first` .. (bigints, in text).
+    Params {
+        /// The statement.
+        sql: String,
+        /// The first id parameter.
+        first: usize,
+        /// The ids.
+        ids: Vec<i64>,
+    },
     /// A multi-row INSERT ... RETURNING split per shard (parameters
     /// inlined), whose returned rows go back in the order of its VALUES.
     Rows {
@@ -227,7 +238,7 @@ impl ShardSql {
     /// rewritten SQL.
     pub fn per_shard(&self) -> Option<PerShardSql<'_>> {
         match self {
-            ShardSql::Original => None,
+            ShardSql::Original | ShardSql::Params { .. } => None,
             ShardSql::PerShard(per) => Some((per, None)),
             ShardSql::Rows { per, order } => Some((per, Some(order))),
         }
@@ -316,7 +327,20 @@ impl Plan {
                 };
                 out.push(format!("{pad}{how} {kind:?} shards=[{}]", list.join(",")));
                 match sql.per_shard() {
-                    None => out.push(format!("{pad}  sql: as written")),
+                    None if matches!(sql, ShardSql::Original) => {
+                        out.push(format!("{pad}  sql: as written"))
+                    }
+                    None => {
+                        if let ShardSql::Params { sql, first, ids } = sql {
+                            out.push(format!("{pad}  sql: {sql}"));
+                            let ids: Vec<String> = ids
+                                .iter()
+                                .enumerate()
+                                .map(|(i, id)| format!("${}={id}", first + i))
+                                .collect();
+                            out.push(format!("{pad}  ids: {}", ids.join(", ")));
+                        }
+                    }
                     Some((m, _)) => {
                         for (s, q) in m {
                             out.push(format!("{pad}  shard {s}: {q}"));
@@ -479,8 +503,22 @@ impl Template {
                     other => other.resolve(params, all, default)?,
                 };
                 // The client's text lacks the ids: always send the filled
-                // statement, parameters inlined.
+                // statement; to one shard with the client's parameters, as
+                // parameters (any type, any format), else inlined.
                 match plan {
+                    Plan::Route {
+                        shards,
+                        sql: ShardSql::Original,
+                        kind,
+                    } if *first > 1 && shards.len() == 1 => Ok(Plan::Route {
+                        shards,
+                        sql: ShardSql::Params {
+                            sql: stmt.to_string(),
+                            first: *first,
+                            ids: ids[..*count].to_vec(),
+                        },
+                        kind,
+                    }),
                     Plan::Route {
                         shards,
                         sql: ShardSql::Original,
@@ -514,7 +552,9 @@ impl Template {
                 };
                 let delete = match how {
                     ShardSql::PerShard(per) | ShardSql::Rows { per, .. } => per,
-                    ShardSql::Original => shards.iter().map(|s| (*s, sql.delete.clone())).collect(),
+                    ShardSql::Original | ShardSql::Params { .. } => {
+                        shards.iter().map(|s| (*s, sql.delete.clone())).collect()
+                    }
                 };
                 Ok(Plan::Move {
                     shards,

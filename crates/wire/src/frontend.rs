@@ -137,7 +137,50 @@ impl BindMsg<'_> {
     }
 }
 
-/// Parse a Bind body.
+/// A Bind's tail (what follows the statement name) with the first `keep`
+/// of `b`'s parameters, then `extra` parameters in text format, then
+/// `result_formats`.
+pub fn bind_tail_appended(
+    b: &BindMsg<'_>,
+    keep: usize,
+    extra: &[String],
+    result_formats: &[i16],
+) -> Vec<u8> {
+    let n = keep.min(b.params.len());
+    let mut out = BytesMut::new();
+    if b.param_formats.is_empty() {
+        out.put_i16(0);
+    } else {
+        out.put_i16((n + extra.len()) as i16);
+        for i in 0..n {
+            out.put_i16(i16::from(b.is_binary(i)));
+        }
+        for _ in extra {
+            out.put_i16(0);
+        }
+    }
+    out.put_i16((n + extra.len()) as i16);
+    for p in &b.params[..n] {
+        match p {
+            None => out.put_i32(-1),
+            Some(v) => {
+                out.put_i32(v.len() as i32);
+                out.put_slice(v);
+            }
+        }
+    }
+    for e in extra {
+        out.put_i32(e.len() as i32);
+        out.put_slice(e.as_bytes());
+    }
+    out.put_i16(result_formats.len() as i16);
+    for f in result_formats {
+        out.put_i16(*f);
+    }
+    out.to_vec()
+}
+
+/// Parse a Bind message.
 pub fn parse_bind(body: &[u8]) -> Result<BindMsg<'_>, WireError> {
     let mut r = Reader::new(body);
     let portal = r.cstr()?;

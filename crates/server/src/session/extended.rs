@@ -324,7 +324,7 @@ impl Session {
             }
             Plan::Route {
                 shards,
-                sql: ShardSql::Original,
+                sql: how @ (ShardSql::Original | ShardSql::Params { .. }),
                 kind,
             } => {
                 let write = matches!(
@@ -362,15 +362,36 @@ impl Session {
                         self.batch_writes.extend(shards.iter().copied());
                         self.batch_multi |= shards.len() > 1;
                     }
-                    let tail_owned: Vec<u8> = match frontend::parse_bind(&bind) {
-                        Ok(b) => b.tail.to_vec(),
+                    let b = match frontend::parse_bind(&bind) {
+                        Ok(b) => b,
                         Err(e) => {
                             self.batch_error(&err_fields("08P01", e.to_string()));
                             return Ok(());
                         }
                     };
-                    let bound =
-                        bound_on.is_some() && shards.len() == 1 && bound_on == Some(shards[0]);
+                    // An INSERT with ids drawn here: its rewritten text, the
+                    // ids bound as parameters after the client's own.
+                    let (sql, types, tail_owned) = match how {
+                        ShardSql::Params {
+                            sql: text,
+                            first,
+                            ids,
+                        } => {
+                            let keep = first - 1;
+                            let mut t: Vec<u32> = types.iter().copied().take(keep).collect();
+                            t.resize(keep, 0);
+                            t.extend(std::iter::repeat_n(20, ids.len()));
+                            let extra: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                            let tail =
+                                frontend::bind_tail_appended(&b, keep, &extra, &result_formats);
+                            (text.clone(), t, tail)
+                        }
+                        _ => (sql, types, b.tail.to_vec()),
+                    };
+                    let bound = bound_on.is_some()
+                        && shards.len() == 1
+                        && bound_on == Some(shards[0])
+                        && matches!(how, ShardSql::Original);
                     // A Sync right behind this Execute (the usual pipeline)
                     // goes to the shard with it.
                     let sync = shards.len() == 1 && max_rows == 0 && self.next_is_sync();
@@ -410,7 +431,7 @@ impl Session {
             }
             Plan::Route { shards, sql, kind } => {
                 let Some((per, order)) = sql.per_shard() else {
-                    unreachable!("ShardSql::Original is matched above")
+                    unreachable!("ShardSql::Original and Params are matched above")
                 };
                 // One shard (an INSERT with ids drawn here, rewritten DDL)
                 // joins the batch like a statement sent as written.
@@ -534,7 +555,7 @@ impl Session {
                 | Plan::Move { shards, .. }
                 | Plan::Route {
                     shards,
-                    sql: ShardSql::PerShard(_) | ShardSql::Rows { .. },
+                    sql: ShardSql::PerShard(_) | ShardSql::Rows { .. } | ShardSql::Params { .. },
                     kind: StmtKind::Write | StmtKind::WriteCopies,
                 } => {
                     let Some(st) = self.stmts.get(&stmt) else {

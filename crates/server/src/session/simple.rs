@@ -415,7 +415,12 @@ impl Session {
             }
             Plan::Route { shards, sql, kind } => {
                 let Some((per, order)) = sql.per_shard() else {
-                    unreachable!("ShardSql::Original is matched above")
+                    // Parameters the simple protocol has none of.
+                    self.fail_statement(&err_fields(
+                        "08P01",
+                        "the statement needs bind parameters, which a simple query cannot give",
+                    ));
+                    return Ok(Done::Failed);
                 };
                 let d = self
                     .route_with(shards, *kind, |_| Request::SimplePer(per), false, order)

@@ -734,11 +734,8 @@ WITH big AS (SELECT * FROM orders WHERE amount > 9000) SELECT id, amount FROM bi
 WITH t AS (SELECT customer_id, count(*) n FROM orders GROUP BY customer_id) SELECT max(n) FROM t;
 -- @must
 WITH t AS (SELECT * FROM orders WHERE customer_id = 8) SELECT count(*) FROM t;
-SELECT id FROM customers WHERE id < 10 UNION SELECT customer_id FROM orders WHERE qty = 50;
 -- @must
 SELECT id FROM customers WHERE id < 10 UNION ALL SELECT id FROM customers WHERE id < 5;
-SELECT customer_id FROM orders INTERSECT SELECT id FROM customers;
-SELECT id FROM customers EXCEPT SELECT customer_id FROM orders;
 SELECT id FROM orders WHERE customer_id = 1 UNION SELECT id FROM orders WHERE customer_id = 1;
 -- @must
 SELECT * FROM customers c WHERE c.id IN (1, 2) AND EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id);
@@ -769,7 +766,6 @@ SELECT id, amount FROM orders WHERE qty > 45 UNION ALL SELECT order_id, price FR
 -- @must
 SELECT status, count(*) FROM (SELECT status FROM orders WHERE paid UNION ALL SELECT status FROM orders WHERE NOT paid) u GROUP BY status;
 SELECT id FROM customers WHERE id < 5 UNION ALL SELECT id FROM products WHERE id < 3;
-SELECT id FROM orders WHERE qty > 48 UNION ALL SELECT id FROM orders WHERE qty < 2 ORDER BY 1 LIMIT 5;
 SELECT * FROM (SELECT * FROM orders WHERE qty > 48) o JOIN products p ON p.id = o.qty;
 WITH a AS (SELECT * FROM orders), b AS (SELECT * FROM a WHERE qty > 5) SELECT count(*) FROM b;
 -- @must
@@ -871,3 +867,38 @@ SELECT DISTINCT o.customer_id FROM customers c LEFT JOIN orders o ON o.customer_
 SELECT 1 AS one, count(*) FROM orders WHERE qty > 100000 GROUP BY 1;
 -- @must
 SELECT true AS t, sum(qty) FROM orders GROUP BY 1;
+-- ---------------------------------------------------------------- set operations across shards
+-- @must
+SELECT id FROM customers WHERE id < 10 UNION SELECT customer_id FROM orders WHERE qty = 50;
+-- @must
+SELECT customer_id FROM orders INTERSECT SELECT id FROM customers;
+-- @must
+SELECT id FROM customers EXCEPT SELECT customer_id FROM orders;
+-- @must @ordered
+SELECT id FROM orders WHERE qty > 48 UNION ALL SELECT id FROM orders WHERE qty < 2 ORDER BY 1 LIMIT 5;
+-- @must
+SELECT status FROM orders UNION SELECT status FROM orders WHERE paid;
+-- @must
+SELECT status, priority FROM orders WHERE qty = 7 UNION ALL SELECT region, tier FROM customers UNION SELECT region, tier FROM customers WHERE active;
+SELECT region, tier FROM customers UNION SELECT region, tier FROM customers WHERE active UNION ALL SELECT status, priority FROM orders WHERE qty = 7;
+-- @must @ordered
+SELECT customer_id, amount AS a FROM orders WHERE qty > 45 UNION ALL SELECT customer_id, price FROM order_items WHERE qty = 1 ORDER BY a DESC NULLS LAST, customer_id LIMIT 12;
+-- @must @ordered
+SELECT name, upper(name) FROM customers WHERE tier = 1 UNION SELECT name, upper(name) FROM customers WHERE tier = 2 ORDER BY 2 DESC NULLS FIRST, 1 LIMIT 7 OFFSET 3;
+-- @must
+SELECT region FROM customers INTERSECT SELECT region FROM customers WHERE NOT active;
+-- @must
+SELECT tier, region FROM customers EXCEPT SELECT priority, status FROM orders;
+-- @must
+SELECT signup FROM customers WHERE signup IS NOT NULL EXCEPT SELECT ordered_on FROM orders ORDER BY 1 DESC LIMIT 4;
+-- @must
+SELECT credit * 2 FROM customers WHERE id < 30 UNION SELECT amount FROM orders WHERE customer_id < 5;
+-- @must @ordered
+SELECT id, name FROM customers ORDER BY id OFFSET 5 ROWS FETCH FIRST 4 ROWS ONLY;
+-- @must @ordered
+SELECT id FROM orders ORDER BY id, customer_id FETCH NEXT ROW ONLY;
+SELECT a FROM (SELECT id AS a FROM orders) s UNION SELECT id FROM customers LIMIT ALL;
+SELECT id FROM customers EXCEPT ALL SELECT customer_id FROM orders;
+SELECT id FROM customers INTERSECT SELECT customer_id FROM orders INTERSECT SELECT customer_id FROM order_items;
+SELECT id FROM orders ORDER BY qty FETCH FIRST 3 ROWS WITH TIES;
+SELECT * FROM customers WHERE id < 5 UNION SELECT * FROM customers WHERE id > 99990;

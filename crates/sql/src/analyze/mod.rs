@@ -9,7 +9,8 @@
 //! do is refused (SQLSTATE 0A000) rather than answered wrongly.
 //!
 //! `keys` reads shard keys (lists, arrays, ranges) out of a WHERE clause;
-//! `select` plans SELECTs (merges, aggregation, subqueries, UNION ALL).
+//! `select` plans SELECTs (merges, aggregation, subqueries, UNION ALL);
+//! `setops` rewrites other set operations into forms `select` plans.
 //! UPDATEs of a shard key are planned in `crate::keymove`.
 
 use crate::error::SqlError;
@@ -28,6 +29,8 @@ use std::ops::ControlFlow;
 
 pub(crate) mod select;
 use select::analyze_query;
+
+mod setops;
 
 mod keys;
 use keys::*;

@@ -12,6 +12,9 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
     if let Some(call) = admin_call(q) {
         return Ok(Template::Admin(call?));
     }
+    if let Some(r) = super::setops::fetch_as_limit(q) {
+        return analyze_query(&r, topo);
+    }
     let rels = relations(q);
     let c = classes(&rels, topo);
     let writes = contains_dml(q);
@@ -50,6 +53,18 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
             aggregate: None,
             split: None,
         });
+    }
+    // Other set operations, as a query over the UNION ALL of their
+    // branches (when that can be merged across shards).
+    if matches!(q.body.as_ref(), SetExpr::SetOperation { .. })
+        && let Some(r) = super::setops::rewrite(q)
+        && let Ok(
+            t @ Template::Route {
+                single_only: None, ..
+            },
+        ) = analyze_query(&r, topo)
+    {
+        return Ok(t);
     }
     // FROM one subquery whose result is partitioned across shards: the
     // statement runs per shard like one over a sharded table (no key).
@@ -98,7 +113,7 @@ fn plan_select(
         }));
     let single_only = if !may_scatter && matches!(q.body.as_ref(), SetExpr::SetOperation { .. }) {
         Some(SqlError::Unsupported(
-            "a set operation over sharded tables is supported across shards only as UNION ALL of branches that each read only sharded tables and need no cross-shard merge or aggregate, with no ORDER BY or LIMIT over the union; add a shard-key filter so it reaches one shard".into(),
+            "a set operation over sharded tables is supported across shards when its branches are plain SELECTs with named columns (no *) that each read only sharded tables and need no cross-shard merge or aggregate, as UNION ALL, UNION, or INTERSECT/EXCEPT of two branches (not ALL); add a shard-key filter so it reaches one shard".into(),
         ))
     } else if !may_scatter && from_subquery {
         Some(SqlError::Unsupported(
