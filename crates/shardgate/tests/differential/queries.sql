@@ -902,3 +902,17 @@ SELECT id FROM customers EXCEPT ALL SELECT customer_id FROM orders;
 SELECT id FROM customers INTERSECT SELECT customer_id FROM orders INTERSECT SELECT customer_id FROM order_items;
 SELECT id FROM orders ORDER BY qty FETCH FIRST 3 ROWS WITH TIES;
 SELECT * FROM customers WHERE id < 5 UNION SELECT * FROM customers WHERE id > 99990;
+-- ---------------------------------------------------------------- windows partitioned by the shard key
+-- @must
+SELECT customer_id, id, sum(amount) OVER (PARTITION BY customer_id) FROM orders;
+-- @must @ordered
+SELECT customer_id, id, row_number() OVER (PARTITION BY customer_id ORDER BY amount DESC NULLS LAST, id) AS rn FROM orders ORDER BY customer_id, rn LIMIT 30;
+-- @must
+SELECT c.id, o.id, rank() OVER (PARTITION BY c.id ORDER BY o.amount) FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.tier = 1;
+-- @must
+SELECT customer_id, count(*), sum(count(*)) OVER (PARTITION BY customer_id) FROM orders GROUP BY customer_id;
+-- @must @ordered
+SELECT customer_id, id, lag(id) OVER w, first_value(amount) OVER w FROM orders WHERE customer_id IN (3, 4, 5, 6) WINDOW w AS (PARTITION BY customer_id ORDER BY id) ORDER BY customer_id, id;
+-- @must
+SELECT customer_id, order_id, line, sum(qty) OVER (PARTITION BY customer_id, order_id ORDER BY line) FROM order_items WHERE qty > 3;
+SELECT c.id, count(o.id) OVER (PARTITION BY o.customer_id) FROM customers c LEFT JOIN orders o ON o.customer_id = c.id;

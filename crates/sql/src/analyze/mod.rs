@@ -623,10 +623,26 @@ fn admin_call(q: &Query) -> Option<Result<AdminCall, SqlError>> {
 
 /// Why a multi-shard SELECT would need a merge this version does not do.
 fn merge_needed(q: &Query) -> Option<String> {
-    struct Finder(Option<String>);
-    impl Visitor for Finder {
+    merge_needed_with(q, &|_| false)
+}
+
+/// [`merge_needed`], where `window_ok` tells which window functions of the
+/// top-level query run whole on each shard (their partitions each live on
+/// one shard).
+fn merge_needed_with(q: &Query, window_ok: &dyn Fn(&ast::Function) -> bool) -> Option<String> {
+    struct Finder<'a> {
+        why: Option<String>,
+        depth: usize,
+        window_ok: &'a dyn Fn(&ast::Function) -> bool,
+    }
+    impl Visitor for Finder<'_> {
         type Break = ();
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
         fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            self.depth += 1;
             let why = if q.order_by.is_some() {
                 Some("ORDER BY")
             } else if q.limit_clause.is_some() || q.fetch.is_some() {
@@ -643,7 +659,7 @@ fn merge_needed(q: &Query) -> Option<String> {
                 }
             };
             if let Some(w) = why {
-                self.0 = Some(w.to_string());
+                self.why = Some(w.to_string());
                 return ControlFlow::Break(());
             }
             ControlFlow::Continue(())
@@ -652,20 +668,27 @@ fn merge_needed(q: &Query) -> Option<String> {
             if let Expr::Function(f) = e {
                 let name = object_parts(&f.name).pop().unwrap_or_default();
                 if f.over.is_some() {
-                    self.0 = Some(format!("window function {name}()"));
+                    if self.depth == 1 && (self.window_ok)(f) {
+                        return ControlFlow::Continue(());
+                    }
+                    self.why = Some(format!("window function {name}()"));
                     return ControlFlow::Break(());
                 }
                 if is_aggregate(&name) || f.filter.is_some() || !f.within_group.is_empty() {
-                    self.0 = Some(format!("aggregate {name}()"));
+                    self.why = Some(format!("aggregate {name}()"));
                     return ControlFlow::Break(());
                 }
             }
             ControlFlow::Continue(())
         }
     }
-    let mut f = Finder(None);
+    let mut f = Finder {
+        why: None,
+        depth: 0,
+        window_ok,
+    };
     let _ = q.visit(&mut f);
-    f.0
+    f.why
 }
 
 /// Known aggregate functions of PostgreSQL (and anything named like one).

@@ -138,7 +138,9 @@ fn plan_select(
             Err(why) => Some(refusal(&why)),
         }
     } else {
-        match crate::merge::plan_merge(q, |b| merge_needed(&strip_local(b, local))) {
+        let window_ok = local_window(q, tables);
+        match crate::merge::plan_merge(q, |b| merge_needed_with(&strip_local(b, local), &window_ok))
+        {
             Ok(m) => {
                 merge = m.map(Box::new);
                 None
@@ -547,7 +549,8 @@ fn plan_aggregation(
         {
             exprs.extend(l.iter().map(|o| &o.expr));
         }
-        if let Some(why) = exprs.iter().find_map(|e| window_or_subquery(e)) {
+        let window_ok = local_window(q, tables);
+        if let Some(why) = exprs.iter().find_map(|e| window_or_subquery(e, &window_ok)) {
             return Err(why);
         }
         return crate::merge::plan_merge(q, |b| nested_merge_needed(&strip_local(b, local)))
@@ -564,9 +567,9 @@ fn plan_aggregation(
     ))
 }
 
-fn window_or_subquery(e: &Expr) -> Option<String> {
-    struct F(Option<String>);
-    impl Visitor for F {
+fn window_or_subquery(e: &Expr, window_ok: &dyn Fn(&ast::Function) -> bool) -> Option<String> {
+    struct F<'a>(Option<String>, &'a dyn Fn(&ast::Function) -> bool);
+    impl Visitor for F<'_> {
         type Break = ();
         fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
             self.0 = Some("a subquery over grouped rows".into());
@@ -575,6 +578,7 @@ fn window_or_subquery(e: &Expr) -> Option<String> {
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
             if let Expr::Function(f) = e
                 && f.over.is_some()
+                && !(self.1)(f)
             {
                 self.0 = Some("a window function".into());
                 return ControlFlow::Break(());
@@ -582,9 +586,46 @@ fn window_or_subquery(e: &Expr) -> Option<String> {
             ControlFlow::Continue(())
         }
     }
-    let mut f = F(None);
+    let mut f = F(None, window_ok);
     let _ = e.visit(&mut f);
     f.0
+}
+
+/// Which window functions of `q`'s SELECT run whole on each shard: those
+/// partitioned by (at least) the shard key of a sharded table in FROM,
+/// with no outer join (whose NULL-extended rows share a NULL key across
+/// shards). Each partition's rows then live on one shard.
+fn local_window<'a>(q: &'a Query, tables: &'a [FromTable]) -> impl Fn(&ast::Function) -> bool + 'a {
+    move |f| {
+        let SetExpr::Select(s) = q.body.as_ref() else {
+            return false;
+        };
+        if s.from
+            .iter()
+            .any(|t| t.joins.iter().any(|j| !is_inner(&j.join_operator)))
+        {
+            return false;
+        }
+        let named = |name: &Ident| {
+            s.named_window.iter().find_map(|d| match &d.1 {
+                ast::NamedWindowExpr::WindowSpec(spec)
+                    if ident_name(&d.0) == ident_name(name) && spec.window_name.is_none() =>
+                {
+                    Some(spec)
+                }
+                _ => None,
+            })
+        };
+        let partition = match &f.over {
+            Some(ast::WindowType::WindowSpec(spec)) => match &spec.window_name {
+                None => Some(&spec.partition_by),
+                Some(base) => named(base).map(|b| &b.partition_by),
+            },
+            Some(ast::WindowType::NamedWindow(name)) => named(name).map(|b| &b.partition_by),
+            None => None,
+        };
+        partition.is_some_and(|p| covers_key(p, tables))
+    }
 }
 
 fn has_placeholders(q: &Query) -> bool {
