@@ -103,6 +103,29 @@ impl AggSpec {
         out
     }
 
+    /// This aggregation inside `outer`, a query that reads its result in
+    /// place of the marker subquery (`crate::analyze::nested`): the final
+    /// query becomes `outer` with the marker replaced by this final query.
+    pub fn nest(&self, outer: &Query) -> AggSpec {
+        let marker = crate::analyze::nested::MARKER;
+        let text = outer.to_string();
+        let with = outer.with.is_some();
+        let wrap = |fin: &str| {
+            let t = text.replace(marker, fin);
+            match t.strip_prefix("WITH ") {
+                // After the final query's own `WITH sg_partial(...) AS (...)`.
+                Some(rest) if with => format!(", {rest}"),
+                _ => t,
+            }
+        };
+        AggSpec {
+            original: text.replace(marker, &self.original),
+            final_pg: wrap(&self.final_pg),
+            final_lite: wrap(&self.final_lite),
+            ..self.clone()
+        }
+    }
+
     /// EXPLAIN lines.
     pub fn describe(&self, shards: &[shardgate_core::ShardId]) -> Vec<String> {
         let list: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
@@ -112,7 +135,11 @@ impl AggSpec {
                 shards.first().map(|s| s.to_string()).unwrap_or_default(),
                 if self.raw { " over raw rows" } else { "" }
             ),
-            format!("  final: {}", self.final_pg),
+            match self.final_pg.strip_prefix(", ") {
+                // Nested in a WITH (see `AggSpec::nest`).
+                Some(rest) => format!("  final: WITH sg_partial AS (...), {rest}"),
+                None => format!("  final: {}", self.final_pg),
+            },
             format!("  Scatter Read shards=[{}]", list.join(",")),
             format!("    sql: {}", self.partial_sql),
         ]

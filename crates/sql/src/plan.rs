@@ -186,6 +186,9 @@ pub struct AggTemplate {
     pub query: Box<sqlparser::ast::Query>,
     /// The plan, when the statement has no parameters.
     pub planned: Option<std::sync::Arc<AggSpec>>,
+    /// A query over this aggregation's result, whose final query becomes
+    /// this one's (see `crate::analyze::nested`).
+    pub outer: Option<Box<sqlparser::ast::Query>>,
 }
 
 impl AggTemplate {
@@ -195,9 +198,16 @@ impl AggTemplate {
         }
         let mut q = (*self.query).clone();
         crate::rewrite::inline_params(&mut q, params)?;
-        crate::aggregate::plan_aggregate(&q)
-            .map(std::sync::Arc::new)
-            .map_err(|why| crate::analyze::select::refusal(&why))
+        let spec = crate::aggregate::plan_aggregate(&q)
+            .map_err(|why| crate::analyze::select::refusal(&why))?;
+        Ok(std::sync::Arc::new(match &self.outer {
+            Some(o) => {
+                let mut o = (**o).clone();
+                crate::rewrite::inline_params(&mut o, params)?;
+                spec.nest(&o)
+            }
+            None => spec,
+        }))
     }
 }
 

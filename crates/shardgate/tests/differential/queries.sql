@@ -626,6 +626,7 @@ SELECT DISTINCT ON (customer_id) customer_id, id FROM orders ORDER BY customer_i
 -- @ordered
 -- @must
 SELECT DISTINCT ON (order_id) order_id, line, qty FROM order_items ORDER BY order_id, qty DESC, line LIMIT 50;
+-- @must
 SELECT count(*) FROM (SELECT DISTINCT status FROM orders) d;
 -- @must
 SELECT DISTINCT status FROM orders WHERE customer_id = 1;
@@ -714,6 +715,7 @@ SELECT * FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_
 SELECT id FROM customers WHERE id IN (SELECT customer_id FROM orders WHERE qty = 50);
 -- @must
 SELECT id FROM customers c WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id);
+-- @must
 SELECT s.status, s.n FROM (SELECT status, count(*) n FROM orders GROUP BY status) s WHERE s.n > 10;
 -- @must
 SELECT * FROM (SELECT customer_id, sum(amount) s FROM orders GROUP BY customer_id) t WHERE s > 10000;
@@ -916,3 +918,16 @@ SELECT customer_id, id, lag(id) OVER w, first_value(amount) OVER w FROM orders W
 -- @must
 SELECT customer_id, order_id, line, sum(qty) OVER (PARTITION BY customer_id, order_id ORDER BY line) FROM order_items WHERE qty > 3;
 SELECT c.id, count(o.id) OVER (PARTITION BY o.customer_id) FROM customers c LEFT JOIN orders o ON o.customer_id = c.id;
+-- ---------------------------------------------------------------- queries over a cross-shard aggregate
+-- @must @ordered
+WITH t AS (SELECT status, sum(amount) AS total, count(*) AS n FROM orders GROUP BY status) SELECT status, total, n, rank() OVER (ORDER BY n DESC, status) FROM t ORDER BY n DESC, status;
+-- @must
+WITH t AS (SELECT qty, count(*) AS n FROM orders GROUP BY qty) SELECT qty FROM t WHERE n = (SELECT max(n) FROM t);
+-- @must
+SELECT avg(c), max(c), count(*) FROM (SELECT region, count(DISTINCT tier) AS c FROM customers GROUP BY region) r;
+-- @must @ordered
+SELECT d.p, d.total FROM (SELECT priority AS p, sum(qty) AS total FROM orders WHERE paid GROUP BY priority HAVING count(*) > 3) d ORDER BY d.total DESC NULLS LAST, d.p LIMIT 3;
+-- @must
+SELECT count(*), sum(x) FROM (SELECT DISTINCT customer_id % 7 AS x FROM order_items) s;
+SELECT * FROM generate_series(1, 3) g JOIN (SELECT priority, count(*) AS n FROM orders GROUP BY priority) p ON p.priority = g;
+SELECT * FROM (SELECT qty, count(*) n FROM orders GROUP BY qty) s WHERE n > (SELECT count(*) FROM customers WHERE tier = 1);

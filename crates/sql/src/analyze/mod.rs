@@ -10,7 +10,8 @@
 //!
 //! `keys` reads shard keys (lists, arrays, ranges) out of a WHERE clause;
 //! `select` plans SELECTs (merges, aggregation, subqueries, UNION ALL);
-//! `setops` rewrites other set operations into forms `select` plans.
+//! `setops` rewrites other set operations into forms `select` plans;
+//! `nested` plans queries over a cross-shard aggregate.
 //! UPDATEs of a shard key are planned in `crate::keymove`.
 
 use crate::error::SqlError;
@@ -30,6 +31,7 @@ use std::ops::ControlFlow;
 pub(crate) mod select;
 use select::analyze_query;
 
+pub(crate) mod nested;
 mod setops;
 
 mod keys;

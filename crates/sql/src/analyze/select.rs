@@ -73,6 +73,10 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
         // skip it.
         return plan_select(q, targets, true, &[], &[inner], None, &c);
     }
+    // A query over one cross-shard aggregate: one final query does both.
+    if let Some(t) = super::nested::nested_aggregate(q, topo) {
+        return Ok(t);
+    }
     let mut local: Vec<Query> = Vec::new();
     let (tables, selection, ons) = match q.body.as_ref() {
         SetExpr::Select(s) => {
@@ -563,6 +567,7 @@ fn plan_aggregation(
         Some(AggTemplate {
             query: Box::new(q.clone()),
             planned,
+            outer: None,
         }),
     ))
 }
