@@ -655,36 +655,58 @@ pub fn group_exprs(s: &Select) -> Result<Vec<Expr>, String> {
     }
     let mut out = Vec::new();
     for g in list {
-        if matches!(g, Expr::Rollup(_) | Expr::Cube(_) | Expr::GroupingSets(_)) {
-            return Err("GROUPING SETS, ROLLUP or CUBE".into());
-        }
-        let e = if let Some(n) = number(g) {
-            let item = n.checked_sub(1).and_then(|i| s.projection.get(i));
-            if item.is_none() && !crate::merge::has_wildcard(&s.projection) {
-                return Err(OUT_OF_RANGE.into());
+        // GROUPING SETS, ROLLUP and CUBE: the partial query groups by every
+        // expression in them; the final query regroups by the sets.
+        let leaves: Vec<&Expr> = match g {
+            Expr::Rollup(sets) | Expr::Cube(sets) | Expr::GroupingSets(sets) => {
+                sets.iter().flatten().collect()
             }
-            item.and_then(item_expr)
-                .ok_or("GROUP BY a position of *")?
-                .clone()
-        } else if let Expr::Identifier(id) = g {
-            let name = ident_name(id);
-            s.projection
-                .iter()
-                .find_map(|i| match i {
-                    SelectItem::ExprWithAlias { expr, alias } if ident_name(alias) == name => {
-                        Some(expr.clone())
-                    }
-                    _ => None,
-                })
-                .unwrap_or_else(|| g.clone())
-        } else {
-            g.clone()
+            g => vec![g],
         };
-        if !out.contains(&e) {
-            out.push(e);
+        for g in leaves {
+            if matches!(g, Expr::Rollup(_) | Expr::Cube(_) | Expr::GroupingSets(_)) {
+                return Err("nested GROUPING SETS, ROLLUP or CUBE".into());
+            }
+            let e = group_expr(s, g)?;
+            if !out.contains(&e) {
+                out.push(e);
+            }
         }
     }
     Ok(out)
+}
+
+/// Does the SELECT group by GROUPING SETS, ROLLUP or CUBE?
+pub fn has_grouping_sets(s: &Select) -> bool {
+    matches!(&s.group_by, GroupByExpr::Expressions(list, _)
+        if list.iter().any(|g| matches!(g, Expr::Rollup(_) | Expr::Cube(_) | Expr::GroupingSets(_))))
+}
+
+/// One GROUP BY item as the expression it stands for (a position or an
+/// output name of the select list, or itself).
+fn group_expr(s: &Select, g: &Expr) -> Result<Expr, String> {
+    Ok(if let Some(n) = number(g) {
+        let item = n.checked_sub(1).and_then(|i| s.projection.get(i));
+        if item.is_none() && !crate::merge::has_wildcard(&s.projection) {
+            return Err(OUT_OF_RANGE.into());
+        }
+        item.and_then(item_expr)
+            .ok_or("GROUP BY a position of *")?
+            .clone()
+    } else if let Expr::Identifier(id) = g {
+        let name = ident_name(id);
+        s.projection
+            .iter()
+            .find_map(|i| match i {
+                SelectItem::ExprWithAlias { expr, alias } if ident_name(alias) == name => {
+                    Some(expr.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| g.clone())
+    } else {
+        g.clone()
+    })
 }
 
 fn has_subquery_or_window(e: &Expr) -> Option<String> {
@@ -884,10 +906,35 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
         return Err(why);
     }
     fin.group_by = GroupByExpr::Expressions(
-        if grouped {
-            b.final_group.iter().map(|i| col(*i)).collect()
-        } else {
+        if !grouped {
             Vec::new()
+        } else if has_grouping_sets(s) {
+            // The statement's own sets, over the partial columns.
+            let GroupByExpr::Expressions(list, _) = &s.group_by else {
+                unreachable!("checked by group_exprs")
+            };
+            let column = |g: &Expr| -> Result<Expr, String> {
+                let e = group_expr(s, g)?;
+                let i = group.iter().position(|x| *x == e).ok_or("a grouping set")?;
+                Ok(col(b.final_group[i]))
+            };
+            let sets = |v: &Vec<Vec<Expr>>| -> Result<Vec<Vec<Expr>>, String> {
+                v.iter()
+                    .map(|set| set.iter().map(column).collect())
+                    .collect()
+            };
+            list.iter()
+                .map(|g| {
+                    Ok(match g {
+                        Expr::Rollup(v) => Expr::Rollup(sets(v)?),
+                        Expr::Cube(v) => Expr::Cube(sets(v)?),
+                        Expr::GroupingSets(v) => Expr::GroupingSets(sets(v)?),
+                        g => column(g)?,
+                    })
+                })
+                .collect::<Result<Vec<Expr>, String>>()?
+        } else {
+            b.final_group.iter().map(|i| col(*i)).collect()
         },
         Vec::new(),
     );

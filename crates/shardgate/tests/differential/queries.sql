@@ -560,7 +560,9 @@ SELECT customer_id, count(*) FROM orders WHERE customer_id IN (1, 2, 3) GROUP BY
 SELECT customer_id, status, count(*) FROM orders GROUP BY customer_id, status HAVING count(*) > 20;
 -- @must
 SELECT priority, count(*) FROM orders GROUP BY priority HAVING priority > 2;
+-- @must
 SELECT status, count(*) FROM orders GROUP BY ROLLUP (status);
+-- @must
 SELECT status, paid, count(*) FROM orders GROUP BY GROUPING SETS ((status), (paid));
 -- @must
 SELECT true AS t, count(*) FROM orders GROUP BY 1;
@@ -931,3 +933,12 @@ SELECT d.p, d.total FROM (SELECT priority AS p, sum(qty) AS total FROM orders WH
 SELECT count(*), sum(x) FROM (SELECT DISTINCT customer_id % 7 AS x FROM order_items) s;
 SELECT * FROM generate_series(1, 3) g JOIN (SELECT priority, count(*) AS n FROM orders GROUP BY priority) p ON p.priority = g;
 SELECT * FROM (SELECT qty, count(*) n FROM orders GROUP BY qty) s WHERE n > (SELECT count(*) FROM customers WHERE tier = 1);
+-- ---------------------------------------------------------------- grouping sets across shards
+-- @must
+SELECT region, tier, count(*), sum(credit), grouping(region, tier) FROM customers GROUP BY CUBE (region, tier);
+-- @must @ordered
+SELECT status, priority, avg(qty), count(DISTINCT customer_id) FROM orders GROUP BY ROLLUP (status, priority) ORDER BY status NULLS FIRST, priority NULLS FIRST;
+-- @must
+SELECT customer_id % 3 AS m, paid, string_agg(id::text, ',' ORDER BY id) FROM orders WHERE customer_id < 9 GROUP BY GROUPING SETS ((m), (paid), ()) HAVING count(*) > 1;
+-- @must
+SELECT customer_id, count(*) FROM orders GROUP BY ROLLUP (customer_id);

@@ -531,7 +531,9 @@ fn plan_aggregation(
         .from
         .iter()
         .any(|t| t.joins.iter().any(|j| !is_inner(&j.join_operator)));
+    // Grouping sets regroup across the groups: never shard-local.
     let pushdown = !outer_join
+        && !crate::aggregate::has_grouping_sets(s)
         && (grouped || distinct.is_some())
         && (!grouped || covers_key(&group, tables))
         && distinct.as_ref().is_none_or(|d| covers_key(d, tables));
