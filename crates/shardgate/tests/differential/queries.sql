@@ -942,3 +942,5 @@ SELECT status, priority, avg(qty), count(DISTINCT customer_id) FROM orders GROUP
 SELECT customer_id % 3 AS m, paid, string_agg(id::text, ',' ORDER BY id) FROM orders WHERE customer_id < 9 GROUP BY GROUPING SETS ((m), (paid), ()) HAVING count(*) > 1;
 -- @must
 SELECT customer_id, count(*) FROM orders GROUP BY ROLLUP (customer_id);
+-- @must
+SELECT qty::text, 'x'::varchar, count(*) FILTER (WHERE true) FROM orders WHERE qty > 48 GROUP BY qty UNION SELECT region, 'y', 1 FROM customers WHERE tier = 1;

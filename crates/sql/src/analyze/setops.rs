@@ -201,29 +201,16 @@ fn union_leaves(e: &SetExpr, all_only: bool, out: &mut Vec<ast::Select>) -> bool
     }
 }
 
-/// The column names PostgreSQL gives a SELECT's output, where this module
-/// can tell them (as PostgreSQL's FigureColname does for these forms).
+/// The column names PostgreSQL gives a SELECT's output.
 fn output_names(s: &ast::Select) -> Option<Vec<String>> {
     s.projection
         .iter()
         .map(|i| match i {
             SelectItem::ExprWithAlias { alias, .. } => Some(ident_name(alias)),
-            SelectItem::UnnamedExpr(e) => expr_name(e),
+            SelectItem::UnnamedExpr(e) => Some(crate::aggregate::output_name(e)),
             _ => None,
         })
         .collect()
-}
-
-fn expr_name(e: &Expr) -> Option<String> {
-    match e {
-        Expr::Identifier(i) => Some(ident_name(i)),
-        Expr::CompoundIdentifier(parts) => parts.last().map(ident_name),
-        Expr::Nested(inner) => expr_name(inner),
-        Expr::Function(f) if f.over.is_none() => object_parts(&f.name).pop(),
-        Expr::Case { .. } => Some("case".into()),
-        Expr::Value(_) | Expr::BinaryOp { .. } | Expr::UnaryOp { .. } => Some("?column?".into()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
