@@ -943,4 +943,6 @@ SELECT customer_id % 3 AS m, paid, string_agg(id::text, ',' ORDER BY id) FROM or
 -- @must
 SELECT customer_id, count(*) FROM orders GROUP BY ROLLUP (customer_id);
 -- @must
-SELECT qty::text, 'x'::varchar, count(*) FILTER (WHERE true) FROM orders WHERE qty > 48 GROUP BY qty UNION SELECT region, 'y', 1 FROM customers WHERE tier = 1;
+SELECT qty::text, 'x'::varchar FROM orders WHERE qty > 48 UNION SELECT region, 'y' FROM customers WHERE tier = 1;
+-- @must
+SELECT customer_id, count(*) FROM orders GROUP BY customer_id UNION SELECT id, tier FROM customers WHERE tier = 1;
