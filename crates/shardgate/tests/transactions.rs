@@ -514,12 +514,31 @@ async fn next_id_is_a_column_default_filled_in_by_the_router() {
     cl.batch_execute("SELECT shardgate.reference_table('products')")
         .await
         .unwrap();
-    cl.batch_execute(
-        "ALTER TABLE products ALTER COLUMN id SET DEFAULT shardgate.next_id();
-         INSERT INTO products (name) VALUES ('p1'), ('p2')",
-    )
-    .await
-    .unwrap();
+    // Not inside a transaction block (a ROLLBACK would undo it on the
+    // shards, not in shardgate).
+    let e = cl
+        .batch_execute(
+            "BEGIN; ALTER TABLE products ALTER COLUMN id SET DEFAULT shardgate.next_id(); COMMIT",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "25001", "{e}");
+    cl.batch_execute("ROLLBACK").await.unwrap();
+    cl.batch_execute("ALTER TABLE products ALTER COLUMN id SET DEFAULT shardgate.next_id()")
+        .await
+        .unwrap();
+    cl.batch_execute("INSERT INTO products (name) VALUES ('p1'), ('p2')")
+        .await
+        .unwrap();
+    // Writes shardgate cannot fill ids for are refused.
+    for sql in [
+        "WITH x AS (INSERT INTO products (name) VALUES ('p3') RETURNING id) SELECT * FROM x",
+        "INSERT INTO products (id, name) VALUES (1, 'p4') ON CONFLICT (id) DO UPDATE SET id = DEFAULT",
+        "INSERT INTO products VALUES (DEFAULT, 'p5')",
+    ] {
+        let e = cl.batch_execute(sql).await.unwrap_err();
+        assert_eq!(code(&e), "0A000", "{sql}: {e}");
+    }
     let copies: Vec<String> = c
         .shards
         .iter()
@@ -533,12 +552,12 @@ async fn next_id_is_a_column_default_filled_in_by_the_router() {
 
     // An unsharded table; the record survives a restart and follows
     // renames; DROP DEFAULT ends it (then PostgreSQL's NULL).
-    cl.batch_execute(
-        "CREATE TABLE notes (id bigint DEFAULT shardgate.next_id(), body text);
-         ALTER TABLE notes RENAME COLUMN id TO note_id",
-    )
-    .await
-    .unwrap();
+    cl.batch_execute("CREATE TABLE notes (id bigint DEFAULT shardgate.next_id(), body text)")
+        .await
+        .unwrap();
+    cl.batch_execute("ALTER TABLE notes RENAME COLUMN id TO note_id")
+        .await
+        .unwrap();
     drop(cl);
     c.restart_sg(&[]);
     let cl = client(c.sg.port()).await;
@@ -551,11 +570,30 @@ async fn next_id_is_a_column_default_filled_in_by_the_router() {
         .unwrap()
         .get(0);
     assert_eq!(n, 2);
-    cl.batch_execute(
-        "ALTER TABLE notes ALTER COLUMN note_id DROP DEFAULT; INSERT INTO notes (body) VALUES ('b')",
-    )
-    .await
-    .unwrap();
+    // A portal read in parts (row limit) inserts its rows once.
+    let mut cl = cl;
+    let tx = cl.transaction().await.unwrap();
+    let st = tx
+        .prepare("INSERT INTO notes (body) VALUES ($1), ($2), ($3) RETURNING note_id")
+        .await
+        .unwrap();
+    let portal = tx.bind(&st, &[&"x", &"y", &"z"]).await.unwrap();
+    let first = tx.query_portal(&portal, 2).await.unwrap();
+    let rest = tx.query_portal(&portal, 2).await.unwrap();
+    assert_eq!((first.len(), rest.len()), (2, 1));
+    tx.commit().await.unwrap();
+    let n: i64 = cl
+        .query_one("SELECT count(DISTINCT note_id) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 5);
+    cl.batch_execute("ALTER TABLE notes ALTER COLUMN note_id DROP DEFAULT")
+        .await
+        .unwrap();
+    cl.batch_execute("INSERT INTO notes (body) VALUES ('b')")
+        .await
+        .unwrap();
     let n: i64 = cl
         .query_one("SELECT count(*) FROM notes WHERE note_id IS NULL", &[])
         .await

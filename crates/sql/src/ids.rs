@@ -7,16 +7,19 @@
 //! `DEFAULT` for it, or calls `shardgate.next_id()` in its VALUES gets
 //! placeholders in those places ([`fill_insert`]); the session draws one id
 //! per placeholder and [`crate::plan::Template::resolve_with_ids`] writes
-//! them in as literals, so an id may also be the shard key. Where no id can
-//! be drawn per row (INSERT ... SELECT leaving the column out, `UPDATE ...
-//! SET id = DEFAULT`) the statement is refused rather than given NULLs.
+//! them in as literals (or, to one shard with the client's parameters,
+//! binds them as more parameters), so an id may also be the shard key.
+//! Where no id can be drawn per row (INSERT ... SELECT leaving the column
+//! out, `UPDATE ... SET id = DEFAULT`, an INSERT inside a WITH, MERGE) the
+//! statement is refused rather than given NULLs ([`check_nested`],
+//! [`check_assignments`]).
 
 use crate::analyze::{ident_name, object_parts};
 use crate::error::SqlError;
-use shardgate_core::{TableKind, Topology};
+use shardgate_core::Topology;
 use sqlparser::ast::{
     self, AlterColumnOperation, AlterTableOperation, ColumnOption, Expr, FunctionArguments,
-    ObjectName, ObjectType, SetExpr, Statement, Value, VisitMut, VisitorMut,
+    ObjectName, ObjectType, SetExpr, Statement, Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -352,7 +355,7 @@ pub fn fill_insert(stmt: &Statement, topo: &Topology) -> Result<Option<InsertIds
         return Ok(None);
     };
     let mut next = first;
-    let mut cols: Vec<String> = oi
+    let cols: Vec<String> = oi
         .columns
         .iter()
         .map(|c| object_parts(c).pop().unwrap_or_default())
@@ -392,29 +395,12 @@ pub fn fill_insert(stmt: &Statement, topo: &Topology) -> Result<Option<InsertIds
         return Ok(None);
     };
     if cols.is_empty() && !ids.is_empty() {
-        // No column list: name the columns the rows give, in table order.
-        let all = match topo.rule(&table).map(|r| &r.kind) {
-            Some(TableKind::Sharded { all_columns, .. }) if !all_columns.is_empty() => {
-                all_columns.clone()
-            }
-            _ => {
-                return Err(SqlError::Unsupported(format!(
-                    "INSERT INTO {table} needs a column list (its columns are unknown to shardgate, and {} defaults to shardgate.next_id())",
-                    ids[0]
-                )));
-            }
-        };
-        let n = values.rows.first().map_or(0, |r| r.content.len());
-        if n > all.len() {
-            return Err(SqlError::Syntax(
-                "INSERT has more expressions than target columns".into(),
-            ));
-        }
-        cols = all[..n].to_vec();
-        oi.columns = cols
-            .iter()
-            .map(|c| ObjectName::from(vec![ast::Ident::with_quote('"', c)]))
-            .collect();
+        // Without a column list the values' columns would come from the
+        // columns shardgate recorded, which ALTER TABLE may have changed.
+        return Err(SqlError::Unsupported(format!(
+            "INSERT INTO {table} needs a column list ({} defaults to shardgate.next_id(), which shardgate fills in)",
+            ids[0]
+        )));
     }
     // Explicit calls and DEFAULT in an id column become placeholders.
     for row in &mut values.rows {
@@ -486,7 +472,11 @@ pub fn check_assignments(
                 .map(|c| object_parts(c).pop().unwrap_or_default())
                 .collect(),
         };
-        if names.iter().any(|n| ids.contains(n)) && is_default(&a.value) {
+        let defaults = match &a.value {
+            Expr::Tuple(items) => items.iter().any(is_default),
+            v => is_default(v),
+        };
+        if names.iter().any(|n| ids.contains(n)) && defaults {
             return Err(SqlError::Unsupported(format!(
                 "SET {} = DEFAULT is not supported: its default, shardgate.next_id(), is drawn by shardgate for INSERTs only",
                 names.join(", ")
@@ -499,6 +489,61 @@ pub fn check_assignments(
         }
     }
     Ok(())
+}
+
+/// Refuse writes into tables with id columns that [`fill_insert`] does not
+/// see: an INSERT inside a WITH (or any INSERT but the statement itself),
+/// and MERGE. They would leave the columns NULL.
+///
+/// # Errors
+/// Such a write.
+pub fn check_nested(stmt: &Statement, topo: &Topology) -> Result<(), SqlError> {
+    if topo.id_defaults.is_empty() {
+        return Ok(());
+    }
+    struct V<'a> {
+        topo: &'a Topology,
+        depth: usize,
+        err: Option<SqlError>,
+    }
+    impl Visitor for V<'_> {
+        type Break = ();
+        fn pre_visit_statement(&mut self, st: &Statement) -> ControlFlow<()> {
+            self.depth += 1;
+            let target = match st {
+                Statement::Insert(i) if self.depth > 1 => match &i.table {
+                    ast::TableObject::TableName(n) => Some(table_name(n)),
+                    _ => None,
+                },
+                Statement::Merge(m) => match &m.table {
+                    ast::TableFactor::Table { name, .. } => Some(table_name(name)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(t) = target
+                && !self.topo.id_columns(&t).is_empty()
+            {
+                self.err = Some(SqlError::Unsupported(format!(
+                    "this write into {t} is not supported: its column {} defaults to shardgate.next_id(), which shardgate fills in only for a plain INSERT ... VALUES",
+                    self.topo.id_columns(&t)[0]
+                )));
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+        fn post_visit_statement(&mut self, _: &Statement) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = V {
+        topo,
+        depth: 0,
+        err: None,
+    };
+    let _ = stmt.visit(&mut v);
+    v.err.map_or(Ok(()), Err)
 }
 
 /// Replace the id placeholders `$first..` of `stmt` by the ids, as
@@ -525,10 +570,37 @@ pub(crate) fn write_ids(stmt: &mut Statement, first: usize, ids: &[i64]) {
     let _ = stmt.visit(&mut W { first, ids });
 }
 
+/// Replace the id placeholders by `0::bigint` (to describe the statement).
+pub(crate) fn write_typed_zeros(stmt: &mut Statement, first: usize, count: usize) {
+    struct W {
+        first: usize,
+        count: usize,
+    }
+    impl VisitorMut for W {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Value(v) = e
+                && let Value::Placeholder(p) = &v.value
+                && let Ok(n) = p.trim_start_matches('$').parse::<usize>()
+                && (self.first..self.first + self.count).contains(&n)
+            {
+                *e = Expr::Cast {
+                    kind: ast::CastKind::DoubleColon,
+                    expr: Box::new(Expr::Value(Value::Number("0".into(), false).into())),
+                    data_type: ast::DataType::BigInt(None),
+                    format: None,
+                };
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut W { first, count });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shardgate_core::{ShardId, Strategy, TableRule};
+    use shardgate_core::{ShardId, Strategy, TableKind, TableRule};
     use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::parser::Parser;
 
@@ -668,11 +740,8 @@ mod tests {
                 1
             ))
         );
-        // Without a column list, the sharded table's known columns.
-        assert_eq!(
-            filled("INSERT INTO o VALUES (DEFAULT, 1)"),
-            Some(("INSERT INTO o (\"id\", \"a\") VALUES ($1, 1)".into(), 1, 1))
-        );
+        // Without a column list: refused (the recorded columns may be stale).
+        assert!(fill_insert(&parse("INSERT INTO o VALUES (DEFAULT, 1)"), &topo()).is_err());
         assert_eq!(
             filled("INSERT INTO o (a) VALUES (1)"),
             Some(("INSERT INTO o (a, \"id\") VALUES (1, $1)".into(), 1, 1))
@@ -712,6 +781,24 @@ mod tests {
             unreachable!()
         };
         assert!(check_assignments("t", &u.assignments, &topo()).is_err());
+        let Statement::Update(u) = parse("UPDATE t SET (v, id) = (1, DEFAULT)") else {
+            unreachable!()
+        };
+        assert!(check_assignments("t", &u.assignments, &topo()).is_err());
+        for sql in [
+            "WITH x AS (INSERT INTO t (v) VALUES (1) RETURNING id) SELECT * FROM x",
+            "MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT (v) VALUES (s.v)",
+        ] {
+            assert!(check_nested(&parse(sql), &topo()).is_err(), "{sql}");
+        }
+        assert!(check_nested(&parse("INSERT INTO t (v) VALUES (1)"), &topo()).is_ok());
+        assert!(
+            check_nested(
+                &parse("WITH x AS (INSERT INTO z (v) VALUES (1) RETURNING v) SELECT * FROM x"),
+                &topo()
+            )
+            .is_ok()
+        );
         let Statement::Update(u) = parse("UPDATE t SET v = DEFAULT") else {
             unreachable!()
         };

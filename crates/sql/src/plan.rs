@@ -441,7 +441,7 @@ impl Template {
                 stmt, first, count, ..
             } => {
                 let mut s = (**stmt).clone();
-                crate::ids::write_ids(&mut s, *first, &vec![0; *count]);
+                crate::ids::write_typed_zeros(&mut s, *first, *count);
                 Some(s.to_string())
             }
             _ => None,
@@ -520,15 +520,17 @@ impl Template {
                         shards,
                         sql: ShardSql::Original,
                         kind,
-                    } if *first > 1 && shards.len() == 1 => Ok(Plan::Route {
-                        shards,
-                        sql: ShardSql::Params {
-                            sql: stmt.to_string(),
-                            first: *first,
-                            ids: ids[..*count].to_vec(),
-                        },
-                        kind,
-                    }),
+                    } if *first > 1 && shards.len() == 1 && first - 1 + count <= 65535 => {
+                        Ok(Plan::Route {
+                            shards,
+                            sql: ShardSql::Params {
+                                sql: stmt.to_string(),
+                                first: *first,
+                                ids: ids[..*count].to_vec(),
+                            },
+                            kind,
+                        })
+                    }
                     Plan::Route {
                         shards,
                         sql: ShardSql::Original,

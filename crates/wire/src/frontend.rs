@@ -148,10 +148,12 @@ pub fn bind_tail_appended(
 ) -> Vec<u8> {
     let n = keep.min(b.params.len());
     let mut out = BytesMut::new();
+    // Counts are unsigned 16-bit on the wire (at most 65535 parameters;
+    // the caller checks).
     if b.param_formats.is_empty() {
-        out.put_i16(0);
+        out.put_u16(0);
     } else {
-        out.put_i16((n + extra.len()) as i16);
+        out.put_u16((n + extra.len()) as u16);
         for i in 0..n {
             out.put_i16(i16::from(b.is_binary(i)));
         }
@@ -159,7 +161,7 @@ pub fn bind_tail_appended(
             out.put_i16(0);
         }
     }
-    out.put_i16((n + extra.len()) as i16);
+    out.put_u16((n + extra.len()) as u16);
     for p in &b.params[..n] {
         match p {
             None => out.put_i32(-1),
@@ -186,12 +188,12 @@ pub fn parse_bind(body: &[u8]) -> Result<BindMsg<'_>, WireError> {
     let portal = r.cstr()?;
     let statement = r.cstr()?;
     let tail = &body[body.len() - r.remaining()..];
-    let nf = r.i16()?.max(0) as usize;
+    let nf = r.i16()? as u16 as usize;
     let mut param_formats = Vec::with_capacity(nf);
     for _ in 0..nf {
         param_formats.push(r.i16()?);
     }
-    let np = r.i16()?.max(0) as usize;
+    let np = r.i16()? as u16 as usize;
     let mut params = Vec::with_capacity(np);
     for _ in 0..np {
         params.push(r.value()?);
@@ -252,9 +254,9 @@ pub fn bind(
 pub fn bind_result_formats(body: &[u8]) -> Result<Vec<i16>, WireError> {
     let b = parse_bind(body)?;
     let mut r = Reader::new(b.tail);
-    let nf = r.i16()?.max(0) as usize;
+    let nf = r.i16()? as u16 as usize;
     r.bytes(nf * 2)?;
-    let np = r.i16()?.max(0) as usize;
+    let np = r.i16()? as u16 as usize;
     for _ in 0..np {
         r.value()?;
     }

@@ -206,6 +206,14 @@ impl Session {
                 return Ok(());
             }
         };
+        if let Some(e) = self
+            .stmts
+            .get(&portal.stmt)
+            .and_then(|st| self.id_ddl_in_transaction(&st.template))
+        {
+            self.batch_error(&e);
+            return Ok(());
+        }
         let bind = portal.bind.clone();
         let result_formats = portal.result_formats.clone();
         let bound_on = portal.bound_on;
@@ -388,10 +396,8 @@ impl Session {
                         }
                         _ => (sql, types, b.tail.to_vec()),
                     };
-                    let bound = bound_on.is_some()
-                        && shards.len() == 1
-                        && bound_on == Some(shards[0])
-                        && matches!(how, ShardSql::Original);
+                    let bound =
+                        bound_on.is_some() && shards.len() == 1 && bound_on == Some(shards[0]);
                     // A Sync right behind this Execute (the usual pipeline)
                     // goes to the shard with it.
                     let sync = shards.len() == 1 && max_rows == 0 && self.next_is_sync();

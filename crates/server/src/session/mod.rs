@@ -356,11 +356,25 @@ impl Session {
         );
     }
 
-    /// Refresh the topology snapshot if the router has a newer one.
     /// Resolve a template, drawing the ids it needs (see
     /// `shardgate_sql::ids`) from the router.
     fn resolve_plan(&self, t: &Template, params: &Params<'_>) -> Result<Plan, SqlError> {
         resolve_plan(&self.router, &self.topo, t, params)
+    }
+
+    /// DDL that changes which columns default to `shardgate.next_id()`
+    /// takes effect in shardgate when it succeeds, so it may not run where
+    /// a ROLLBACK could undo it on the shards: in a transaction block.
+    fn id_ddl_in_transaction(&self, t: &Template) -> Option<ErrorFields> {
+        match t {
+            Template::Route {
+                learns: Some(l), ..
+            } if l.ids.is_some() && self.txn != TxnState::Idle => Some(err_fields(
+                "25001",
+                "DDL that adds, changes or drops a shardgate.next_id() default cannot run inside a transaction block (shardgate records it when it succeeds); run it on its own",
+            )),
+            _ => None,
+        }
     }
 
     /// Record what a DDL statement that the shards ran teaches shardgate.
@@ -373,14 +387,24 @@ impl Session {
         if let Some(ids) = &l.ids
             && let Err(e) = crate::admin::learn_ids(&self.router, &ids.change).await
         {
+            // The shards ran the DDL: the client must know that shardgate
+            // did not record what it means for ids.
             tracing::warn!(
                 "could not record columns that default to shardgate.next_id(): {}",
                 e.message
             );
+            self.send_error(&err_fields(
+                "58030",
+                format!(
+                    "the statement ran on the shards, but shardgate could not record its shardgate.next_id() defaults: {}",
+                    e.message
+                ),
+            ));
         }
         self.refresh_topology();
     }
 
+    /// Refresh the topology snapshot if the router has a newer one.
     fn refresh_topology(&mut self) {
         let t = self.router.topology();
         if t.version != self.topo.version {

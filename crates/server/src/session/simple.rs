@@ -154,6 +154,8 @@ impl Session {
                 t
             }
         };
+        // (An INSERT with ids drawn here is a `Template::WithIds`: never
+        // sent as written.)
         if !matches!(*template, Template::Route { .. } | Template::Insert { .. }) {
             return None;
         }
@@ -325,6 +327,10 @@ impl Session {
             )
         {
             return Ok(self.aborted());
+        }
+        if let Some(e) = self.id_ddl_in_transaction(template) {
+            self.fail_statement(&e);
+            return Ok(Done::Failed);
         }
         match plan {
             Plan::Local(l) => self.run_local(l, sql).await,

@@ -946,3 +946,5 @@ SELECT customer_id, count(*) FROM orders GROUP BY ROLLUP (customer_id);
 SELECT qty::text, 'x'::varchar FROM orders WHERE qty > 48 UNION SELECT region, 'y' FROM customers WHERE tier = 1;
 -- @must
 SELECT customer_id, count(*) FROM orders GROUP BY customer_id UNION SELECT id, tier FROM customers WHERE tier = 1;
+WITH orders AS (SELECT 'a'::text AS status), t AS (SELECT status, count(*) FROM orders GROUP BY status) SELECT * FROM t;
+WITH c AS (SELECT * FROM customers WHERE tier = 2), t AS (SELECT region, count(*) AS n FROM c GROUP BY region) SELECT * FROM t;

@@ -390,6 +390,23 @@ fn check_names(stmt: &Statement, topo: &Topology) -> Result<(), SqlError> {
 fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template, SqlError> {
     use Statement as S;
     check_names(stmt, topo)?;
+    crate::ids::check_nested(stmt, topo)?;
+    if let S::Insert(ast::Insert {
+        table: ast::TableObject::TableName(name),
+        on:
+            Some(ast::OnInsert::OnConflict(ast::OnConflict {
+                action: ast::OnConflictAction::DoUpdate(du),
+                ..
+            })),
+        ..
+    }) = stmt
+    {
+        crate::ids::check_assignments(
+            &object_parts(name).pop().unwrap_or_default(),
+            &du.assignments,
+            topo,
+        )?;
+    }
     if matches!(stmt, S::AlterTable(_) | S::Drop { .. })
         && let Some(ids) = crate::ids::ddl(stmt, topo)?
     {
@@ -1222,7 +1239,6 @@ fn analyze_insert(
                 ..
             })) = &ins.on
             {
-                crate::ids::check_assignments(&rule.table, &du.assignments, topo)?;
                 for a in &du.assignments {
                     let cols: Vec<&ObjectName> = match &a.target {
                         ast::AssignmentTarget::ColumnName(c) => vec![c],

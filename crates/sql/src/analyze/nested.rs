@@ -30,7 +30,14 @@ fn marker() -> Query {
 
 /// The template of `q` when it is a query over one cross-shard aggregate.
 pub(super) fn nested_aggregate(q: &Query, topo: &Topology) -> Option<Template> {
-    if contains_dml(q) {
+    // Cheap test first (this runs for every SELECT over sharded tables
+    // that gets this far): a WITH, or a subquery in FROM.
+    let derived = matches!(q.body.as_ref(), SetExpr::Select(s) if s.from.iter().any(|t| {
+        std::iter::once(&t.relation)
+            .chain(t.joins.iter().map(|j| &j.relation))
+            .any(|f| matches!(f, TableFactor::Derived { .. }))
+    }));
+    if (q.with.is_none() && !derived) || contains_dml(q) {
         return None;
     }
     let mut shell = q.clone();
@@ -39,10 +46,21 @@ pub(super) fn nested_aggregate(q: &Query, topo: &Topology) -> Option<Template> {
             if w.recursive {
                 return None;
             }
+            let names: Vec<String> = w
+                .cte_tables
+                .iter()
+                .map(|c| ident_name(&c.alias.name))
+                .collect();
             let mut found = None;
             for c in &mut w.cte_tables {
-                if !relations(c.query.as_ref()).is_empty() {
-                    if found.is_some() {
+                let rels = relations(c.query.as_ref());
+                if !rels.is_empty() {
+                    // Alone, it would read a table a CTE's name shadows.
+                    if found.is_some()
+                        || rels
+                            .iter()
+                            .any(|r| matches!(object_parts(r).as_slice(), [n] if names.contains(n)))
+                    {
                         return None;
                     }
                     found = Some(std::mem::replace(c.query.as_mut(), marker()));
@@ -94,6 +112,10 @@ pub(super) fn nested_aggregate(q: &Query, topo: &Topology) -> Option<Template> {
     else {
         return None;
     };
+    if a.outer.is_some() {
+        // The subquery is itself a query over an aggregate: one level only.
+        return None;
+    }
     Some(Template::Route {
         targets,
         kind: StmtKind::Read,

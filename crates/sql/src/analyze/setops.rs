@@ -207,10 +207,24 @@ fn output_names(s: &ast::Select) -> Option<Vec<String>> {
         .iter()
         .map(|i| match i {
             SelectItem::ExprWithAlias { alias, .. } => Some(ident_name(alias)),
-            SelectItem::UnnamedExpr(e) => Some(crate::aggregate::output_name(e)),
+            SelectItem::UnnamedExpr(e) if certain(e) => Some(crate::aggregate::output_name(e)),
             _ => None,
         })
         .collect()
+}
+
+/// Forms whose PostgreSQL output name `output_name` gives for sure (not,
+/// for example, `true` ("bool"), `a[1]` ("a") or a scalar subquery).
+fn certain(e: &Expr) -> bool {
+    match e {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Case { .. } => true,
+        Expr::BinaryOp { .. } | Expr::UnaryOp { .. } => true,
+        Expr::Value(v) => !matches!(v.value, Value::Boolean(_)),
+        Expr::Nested(inner) => certain(inner),
+        Expr::Cast { expr, .. } => certain(expr),
+        Expr::Function(f) => f.over.is_none(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
