@@ -204,7 +204,7 @@ async fn order_by_limit_offset_match_one_postgres() {
     assert_eq!(got, want);
     // What cannot be merged yet is still refused.
     for q in [
-        "SELECT * FROM items ORDER BY id FETCH FIRST 3 ROWS ONLY",
+        "SELECT * FROM items ORDER BY n FETCH FIRST 3 ROWS WITH TIES",
         "SELECT id, rank() OVER (ORDER BY n) FROM items",
     ] {
         let e = sg.simple_query(q).await.unwrap_err();

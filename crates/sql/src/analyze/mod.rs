@@ -1210,6 +1210,18 @@ fn analyze_insert(
                     "an INSERT into a sharded table may not read other tables".into(),
                 ));
             }
+            if let Some(q) = &ins.source
+                && (q.with.is_some()
+                    || q.order_by.is_some()
+                    || q.limit_clause.is_some()
+                    || q.fetch.is_some())
+            {
+                // Split per shard, each part would be limited on its own.
+                return Err(SqlError::Unsupported(format!(
+                    "INSERT INTO sharded table {} with VALUES ... ORDER BY/LIMIT/OFFSET or WITH is not supported",
+                    rule.table
+                )));
+            }
             let cols: Vec<String> = if ins.columns.is_empty() {
                 if all_columns.is_empty() {
                     return Err(SqlError::Unsupported(format!(
