@@ -931,6 +931,7 @@ SELECT avg(c), max(c), count(*) FROM (SELECT region, count(DISTINCT tier) AS c F
 SELECT d.p, d.total FROM (SELECT priority AS p, sum(qty) AS total FROM orders WHERE paid GROUP BY priority HAVING count(*) > 3) d ORDER BY d.total DESC NULLS LAST, d.p LIMIT 3;
 -- @must
 SELECT count(*), sum(x) FROM (SELECT DISTINCT customer_id % 7 AS x FROM order_items) s;
+-- @must
 SELECT * FROM generate_series(1, 3) g JOIN (SELECT priority, count(*) AS n FROM orders GROUP BY priority) p ON p.priority = g;
 SELECT * FROM (SELECT qty, count(*) n FROM orders GROUP BY qty) s WHERE n > (SELECT count(*) FROM customers WHERE tier = 1);
 -- ---------------------------------------------------------------- grouping sets across shards
@@ -948,3 +949,13 @@ SELECT qty::text, 'x'::varchar FROM orders WHERE qty > 48 UNION SELECT region, '
 SELECT customer_id, count(*) FROM orders GROUP BY customer_id UNION SELECT id, tier FROM customers WHERE tier = 1;
 WITH orders AS (SELECT 'a'::text AS status), t AS (SELECT status, count(*) FROM orders GROUP BY status) SELECT * FROM t;
 WITH c AS (SELECT * FROM customers WHERE tier = 2), t AS (SELECT region, count(*) AS n FROM c GROUP BY region) SELECT * FROM t;
+-- ---------------------------------------------------------------- built-in set-returning functions next to sharded tables
+-- @must
+SELECT o.id, g FROM orders o JOIN generate_series(1, 5) g ON o.qty = g;
+-- @must
+SELECT g, count(*), sum(o.amount) FROM orders o JOIN generate_series(1, 5) g ON o.qty = g GROUP BY g;
+-- @must
+SELECT o.id, e FROM orders o, jsonb_array_elements_text('["a","b"]') e WHERE o.customer_id = 3;
+-- @must
+SELECT c.id, g FROM customers c LEFT JOIN generate_series(1, 2) g ON g = c.tier WHERE c.id < 20;
+SELECT g, count(o.id) FROM generate_series(1, 3) g LEFT JOIN orders o ON o.qty = g GROUP BY g;

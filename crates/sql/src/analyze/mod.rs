@@ -263,9 +263,23 @@ fn relations(v: &impl Visit) -> Vec<ObjectName> {
     struct Rels {
         ctes: HashSet<String>,
         out: Vec<ObjectName>,
+        /// A pure set-returning function in FROM (its name comes next).
+        function: Option<ObjectName>,
     }
     impl Visitor for Rels {
         type Break = ();
+        fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            } = f
+                && is_pure_table_function(name)
+            {
+                self.function = Some(name.clone());
+            }
+            ControlFlow::Continue(())
+        }
         fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
             if let Some(w) = &q.with {
                 for c in &w.cte_tables {
@@ -275,6 +289,11 @@ fn relations(v: &impl Visit) -> Vec<ObjectName> {
             ControlFlow::Continue(())
         }
         fn pre_visit_relation(&mut self, r: &ObjectName) -> ControlFlow<()> {
+            if self.function.as_ref() == Some(r) {
+                // Not a table: the same rows on every shard.
+                self.function = None;
+                return ControlFlow::Continue(());
+            }
             let parts = object_parts(r);
             if !(parts.len() == 1 && self.ctes.contains(&parts[0])) {
                 self.out.push(r.clone());
@@ -285,9 +304,43 @@ fn relations(v: &impl Visit) -> Vec<ObjectName> {
     let mut r = Rels {
         ctes: HashSet::new(),
         out: Vec::new(),
+        function: None,
     };
     let _ = v.visit(&mut r);
     r.out
+}
+
+/// Built-in set-returning functions that read no table and give the same
+/// rows for the same arguments on every shard: in FROM they are no table
+/// (like a reference table's copy, each shard has them).
+fn is_pure_table_function(name: &ObjectName) -> bool {
+    let parts = object_parts(name);
+    let (schema_ok, f) = match parts.as_slice() {
+        [f] => (true, f.as_str()),
+        [s, f] => (s == "pg_catalog", f.as_str()),
+        _ => (false, ""),
+    };
+    schema_ok
+        && matches!(
+            f,
+            "generate_series"
+                | "generate_subscripts"
+                | "unnest"
+                | "regexp_split_to_table"
+                | "string_to_table"
+                | "json_each"
+                | "json_each_text"
+                | "jsonb_each"
+                | "jsonb_each_text"
+                | "json_array_elements"
+                | "json_array_elements_text"
+                | "jsonb_array_elements"
+                | "jsonb_array_elements_text"
+                | "json_object_keys"
+                | "jsonb_object_keys"
+                | "json_to_recordset"
+                | "jsonb_to_recordset"
+        )
 }
 
 struct Classes {
