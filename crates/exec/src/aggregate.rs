@@ -100,6 +100,8 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
     req: &AggRequest<'_>,
     out: &mut ClientOut<W>,
 ) -> Result<Outcome, ExecError> {
+    out.deadlock_victim
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     let final_shard = shards[0];
     let embedded = conn(conns, final_shard)?.is_embedded();
     // Step 1: the partial query everywhere, in parallel (on PostgreSQL
@@ -184,7 +186,7 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
                     }
                     values.push(')');
                 }
-                b'E' if error.is_none() => error = be::parse_error(&f.body).ok(),
+                b'E' if error.is_none() => error = crate::run::shard_error(out, &f.body),
                 b'N' => f.encode(&mut out.buf),
                 b'Z' => break,
                 _ => {}
@@ -351,12 +353,18 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
                 out.maybe_flush().await?;
             }
             b'C' | b'N' | b'I' => f.encode(&mut out.buf),
-            b'E' => {
-                if outcome.error.is_none() {
-                    outcome.error = be::parse_error(&f.body).ok();
+            b'E' => match crate::run::victim_error(out, &f.body) {
+                Some(e) => {
+                    be::error_like(&mut out.buf, b'E', &e);
+                    outcome.error.get_or_insert(e);
                 }
-                f.encode(&mut out.buf);
-            }
+                None => {
+                    if outcome.error.is_none() {
+                        outcome.error = be::parse_error(&f.body).ok();
+                    }
+                    f.encode(&mut out.buf);
+                }
+            },
             b'Z' => break,
             _ => {}
         }

@@ -191,6 +191,8 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
     req: &MergeRequest<'_>,
     out: &mut ClientOut<W>,
 ) -> Result<Outcome, ExecError> {
+    out.deadlock_victim
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     // Round trip 1, unless every shard has described the statement before:
     // the columns.
     let mut names = Vec::with_capacity(shards.len());
@@ -243,7 +245,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
                     b'E' => {
                         c.forget_prepared();
                         if first_error.is_none() {
-                            first_error = be::parse_error(&f.body).ok();
+                            first_error = crate::run::shard_error(out, &f.body);
                         }
                     }
                     b'N' => f.encode(&mut out.buf),
@@ -444,7 +446,7 @@ async fn next_row<W: AsyncWrite + Unpin>(
             b'E' => {
                 c.forget_prepared();
                 if error.is_none() {
-                    *error = be::parse_error(&f.body).ok();
+                    *error = crate::run::shard_error(out, &f.body);
                 }
             }
             b'N' => f.encode(&mut out.buf),

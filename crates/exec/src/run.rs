@@ -303,14 +303,15 @@ pub async fn run_merged<W: AsyncWrite + Unpin>(
                 parse_ok = true;
             }
             let deadlock;
-            let f = if f.tag == b'E'
-                && f.body.windows(7).any(|w| w == b"C57014\0")
-                && out.deadlock_victim.swap(false, Ordering::Relaxed)
+            let f = match (f.tag == b'E')
+                .then(|| victim_error(out, &f.body))
+                .flatten()
             {
-                deadlock = deadlock_error();
-                &deadlock
-            } else {
-                &f
+                Some(e) => {
+                    deadlock = error_frame(&e);
+                    &deadlock
+                }
+                None => &f,
             };
             let done = ends(req, f);
             if f.tag != b'Z' {
@@ -330,22 +331,42 @@ pub async fn run_merged<W: AsyncWrite + Unpin>(
 
 /// The error a statement cancelled by the cross-shard deadlock detector
 /// reports, as PostgreSQL's own detector would.
-fn deadlock_error() -> Frame {
+fn deadlock_fields() -> shardgate_wire::backend::ErrorFields {
+    shardgate_wire::backend::ErrorFields {
+        severity: "ERROR".into(),
+        code: "40P01".into(),
+        message: "deadlock detected".into(),
+        detail: Some(
+            "The transaction waited for a lock on one shard while holding one that another transaction waited for on another shard; shardgate cancelled this statement to break the cycle."
+                .into(),
+        ),
+        hint: Some("Retry the transaction.".into()),
+    }
+}
+
+/// A shard's ErrorResponse body as the client should see it: a cancel by
+/// the deadlock detector (see `ClientOut::deadlock_victim`) is 40P01.
+pub(crate) fn shard_error<W>(
+    out: &ClientOut<W>,
+    body: &[u8],
+) -> Option<shardgate_wire::backend::ErrorFields> {
+    victim_error(out, body).or_else(|| shardgate_wire::backend::parse_error(body).ok())
+}
+
+/// The 40P01 error to send instead of this shard error, when it is the
+/// cancel of a deadlock victim.
+pub(crate) fn victim_error<W>(
+    out: &ClientOut<W>,
+    body: &[u8],
+) -> Option<shardgate_wire::backend::ErrorFields> {
+    (body.windows(7).any(|w| w == b"C57014\0")
+        && out.deadlock_victim.swap(false, Ordering::Relaxed))
+    .then(deadlock_fields)
+}
+
+fn error_frame(e: &shardgate_wire::backend::ErrorFields) -> Frame {
     let mut b = BytesMut::new();
-    shardgate_wire::backend::error_like(
-        &mut b,
-        b'E',
-        &shardgate_wire::backend::ErrorFields {
-            severity: "ERROR".into(),
-            code: "40P01".into(),
-            message: "deadlock detected".into(),
-            detail: Some(
-                "The transaction waited for a lock on one shard while holding one that another transaction waited for on another shard; shardgate cancelled this statement to break the cycle."
-                    .into(),
-            ),
-            hint: Some("Retry the transaction.".into()),
-        },
-    );
+    shardgate_wire::backend::error_like(&mut b, b'E', e);
     Frame::take(&mut b)
         .ok()
         .flatten()
