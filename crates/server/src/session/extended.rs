@@ -346,30 +346,15 @@ impl Session {
                 } else {
                     max_rows
                 };
-                let batch_conflict = write
-                    && self.txn == TxnState::Idle
-                    && if shards.len() > 1 {
-                        !self.batch_writes.is_empty() || !self.next_is_sync()
-                    } else {
-                        self.batch_multi || self.batch_writes.iter().any(|s| *s != shards[0])
-                    };
                 if shards.len() > 1 && max_rows > 0 {
                     self.send_error(&err_fields(
                         "0A000",
                         "fetching a multi-shard result in batches (Execute with a row limit) is not supported yet",
                     ));
                     Done::Failed
-                } else if batch_conflict {
-                    self.send_error(&err_fields(
-                        "0A000",
-                        "a batch of statements (up to Sync) that writes to more than one shard needs two-phase commit, which is not supported yet; send a multi-shard write in a batch of its own",
-                    ));
-                    Done::Failed
+                } else if let Some(d) = self.join_batch(shards, write) {
+                    d
                 } else {
-                    if write && self.txn == TxnState::Idle {
-                        self.batch_writes.extend(shards.iter().copied());
-                        self.batch_multi |= shards.len() > 1;
-                    }
                     let b = match frontend::parse_bind(&bind) {
                         Ok(b) => b,
                         Err(e) => {
@@ -426,12 +411,9 @@ impl Session {
                     {
                         p.bound_on = Some(shards[0]);
                     }
-                    let stmt_name = self
-                        .portals
-                        .get(&name)
-                        .map(|p| p.stmt.clone())
-                        .unwrap_or_default();
-                    self.learn_from(&d, &stmt_name).await;
+                    if *kind == StmtKind::Ddl {
+                        self.learn_from(&d, &name).await;
+                    }
                     d
                 }
             }
@@ -439,25 +421,13 @@ impl Session {
                 let Some((per, order)) = sql.per_shard() else {
                     unreachable!("ShardSql::Original and Params are matched above")
                 };
-                // One shard (an INSERT with ids drawn here, rewritten DDL)
-                // joins the batch like a statement sent as written.
-                let conflict = self.txn == TxnState::Idle
-                    && if shards.len() > 1 {
-                        !self.batch_writes.is_empty() || !self.next_is_sync()
-                    } else {
-                        self.batch_multi || self.batch_writes.iter().any(|s| *s != shards[0])
-                    };
-                if conflict {
-                    self.send_error(&err_fields(
-                        "0A000",
-                        "a batch of statements (up to Sync) that writes to more than one shard needs two-phase commit, which is not supported yet; send a multi-shard write in a batch of its own",
-                    ));
-                    Done::Failed
+                let write = matches!(
+                    kind,
+                    StmtKind::Write | StmtKind::WriteCopies | StmtKind::Ddl
+                );
+                if let Some(d) = self.join_batch(shards, write) {
+                    d
                 } else {
-                    if self.txn == TxnState::Idle {
-                        self.batch_writes.extend(shards.iter().copied());
-                        self.batch_multi |= shards.len() > 1;
-                    }
                     let d = self
                         .route_with(
                             shards,
@@ -471,12 +441,9 @@ impl Session {
                             order,
                         )
                         .await?;
-                    let stmt_name = self
-                        .portals
-                        .get(&name)
-                        .map(|p| p.stmt.clone())
-                        .unwrap_or_default();
-                    self.learn_from(&d, &stmt_name).await;
+                    if *kind == StmtKind::Ddl {
+                        self.learn_from(&d, &name).await;
+                    }
                     d
                 }
             }
@@ -487,23 +454,46 @@ impl Session {
         Ok(())
     }
 
-    /// After a statement of the client's prepared statement `stmt` ran:
-    /// record what its DDL teaches.
-    async fn learn_from(&mut self, d: &Done, stmt: &str) {
-        if let (
-            Done::Ok,
-            Some(Prepared {
-                template:
-                    Template::Route {
-                        learns: Some(l), ..
-                    },
-                ..
-            }),
-        ) = (d, self.stmts.get(stmt))
-        {
-            let l = l.clone();
+    /// After portal `portal` ran DDL: record what the DDL teaches.
+    async fn learn_from(&mut self, d: &Done, portal: &str) {
+        let learn = self
+            .portals
+            .get(portal)
+            .and_then(|p| self.stmts.get(&p.stmt))
+            .and_then(|st| match &st.template {
+                Template::Route {
+                    learns: Some(l), ..
+                } => Some(l.clone()),
+                _ => None,
+            });
+        if let (Done::Ok, Some(l)) = (d, learn) {
             self.learn(&l).await;
         }
+    }
+
+    /// A write outside a transaction block joins the batch's implicit
+    /// transaction (up to Sync), which may span one shard only for now:
+    /// `Some` (after sending the error) when this write would make it span
+    /// more, else the write is recorded.
+    fn join_batch(&mut self, shards: &[ShardId], write: bool) -> Option<Done> {
+        if !write || self.txn != TxnState::Idle {
+            return None;
+        }
+        let conflict = if shards.len() > 1 {
+            !self.batch_writes.is_empty() || !self.next_is_sync()
+        } else {
+            self.batch_multi || self.batch_writes.iter().any(|s| *s != shards[0])
+        };
+        if conflict {
+            self.send_error(&err_fields(
+                "0A000",
+                "a batch of statements (up to Sync) that writes to more than one shard needs two-phase commit, which is not supported yet; send a multi-shard write in a batch of its own",
+            ));
+            return Some(Done::Failed);
+        }
+        self.batch_writes.extend(shards.iter().copied());
+        self.batch_multi |= shards.len() > 1;
+        None
     }
 
     /// Is the client's next message a Sync? Looks at what was received,

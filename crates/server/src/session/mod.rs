@@ -377,6 +377,19 @@ impl Session {
         }
     }
 
+    /// After `t` ran: record what its DDL teaches, if it succeeded.
+    async fn learn_after(&mut self, d: &Done, t: &Template) {
+        if let (
+            Done::Ok,
+            Template::Route {
+                learns: Some(l), ..
+            },
+        ) = (d, t)
+        {
+            self.learn(l).await;
+        }
+    }
+
     /// Record what a DDL statement that the shards ran teaches shardgate.
     async fn learn(&mut self, l: &shardgate_sql::plan::Learn) {
         if let Some((t, cols)) = &l.columns

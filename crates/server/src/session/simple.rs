@@ -408,15 +408,7 @@ impl Session {
                 kind,
             } => {
                 let d = self.route_simple(shards, sql, *kind).await?;
-                if let (
-                    Done::Ok,
-                    Template::Route {
-                        learns: Some(l), ..
-                    },
-                ) = (&d, template)
-                {
-                    self.learn(l).await;
-                }
+                self.learn_after(&d, template).await;
                 Ok(d)
             }
             Plan::Route { shards, sql, kind } => {
@@ -431,15 +423,7 @@ impl Session {
                 let d = self
                     .route_with(shards, *kind, |_| Request::SimplePer(per), false, order)
                     .await?;
-                if let (
-                    Done::Ok,
-                    Template::Route {
-                        learns: Some(l), ..
-                    },
-                ) = (&d, template)
-                {
-                    self.learn(l).await;
-                }
+                self.learn_after(&d, template).await;
                 Ok(d)
             }
         }

@@ -150,20 +150,21 @@ pub(super) fn rewrite(q: &Query) -> Option<Query> {
     }
 }
 
+/// Does a parenthesized branch add nothing of its own around its body?
+fn bare(q: &Query) -> bool {
+    q.with.is_none()
+        && q.order_by.is_none()
+        && q.limit_clause.is_none()
+        && q.fetch.is_none()
+        && q.locks.is_empty()
+}
+
 /// A branch that is a plain SELECT (possibly parenthesized, with nothing
 /// of its own around it).
 fn leaf(e: &SetExpr) -> Option<&ast::Select> {
     match e {
         SetExpr::Select(s) => Some(s),
-        SetExpr::Query(q)
-            if q.with.is_none()
-                && q.order_by.is_none()
-                && q.limit_clause.is_none()
-                && q.fetch.is_none()
-                && q.locks.is_empty() =>
-        {
-            leaf(&q.body)
-        }
+        SetExpr::Query(q) if bare(q) => leaf(&q.body),
         _ => None,
     }
 }
@@ -184,15 +185,7 @@ fn union_leaves(e: &SetExpr, all_only: bool, out: &mut Vec<ast::Select>) -> bool
             ) && union_leaves(left, all_only, out)
                 && union_leaves(right, all_only, out)
         }
-        SetExpr::Query(q)
-            if q.with.is_none()
-                && q.order_by.is_none()
-                && q.limit_clause.is_none()
-                && q.fetch.is_none()
-                && q.locks.is_empty() =>
-        {
-            union_leaves(&q.body, all_only, out)
-        }
+        SetExpr::Query(q) if bare(q) => union_leaves(&q.body, all_only, out),
         SetExpr::Select(s) => {
             out.push((**s).clone());
             true
