@@ -15,6 +15,7 @@ pub mod pool;
 pub mod sqlite;
 
 pub use error::BackendError;
+pub use pg::collation_is_bytewise;
 pub use pool::{Pool, PooledConn, ShardTarget};
 
 use shardgate_wire::Frame;

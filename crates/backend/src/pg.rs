@@ -288,9 +288,43 @@ pub async fn cancel(cfg: &PgConfig, pid: i32, secret: i32) -> Result<(), Backend
     Ok(())
 }
 
+/// Does a PostgreSQL collation order text bytewise (as the C collation
+/// does)? `provider` is `pg_collation.collprovider` or
+/// `pg_database.datlocprovider` (`c` libc, `i` ICU, `b` builtin; empty
+/// before PostgreSQL 15: libc), `collate` the libc locale, `locale` the
+/// ICU or builtin one, `utf8` whether the database's encoding is UTF8.
+/// libc's and the builtin provider's `C.UTF-8` order by code point, which
+/// is byte order in UTF-8.
+pub fn collation_is_bytewise(provider: &str, collate: &str, locale: &str, utf8: bool) -> bool {
+    let c_utf8 = |l: &str| l.eq_ignore_ascii_case("C.UTF-8") || l.eq_ignore_ascii_case("C.utf8");
+    match provider {
+        "" | "c" => matches!(collate, "C" | "POSIX") || (utf8 && c_utf8(collate)),
+        "b" => locale == "C" || (utf8 && c_utf8(locale)),
+        _ => false,
+    }
+}
+
+/// The query telling [`collation_is_bytewise`]'s arguments (as text) for
+/// the connection's database: provider, collate, locale, encoding.
+pub const DATABASE_COLLATION_SQL: &str = "SELECT coalesce(to_jsonb(d) ->> 'datlocprovider', ''), d.datcollate, coalesce(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale', ''), pg_encoding_to_char(d.encoding) FROM pg_database d WHERE d.datname = current_database()";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytewise_collations() {
+        assert!(collation_is_bytewise("c", "C", "", false));
+        assert!(collation_is_bytewise("", "POSIX", "", true));
+        assert!(collation_is_bytewise("c", "C.UTF-8", "", true));
+        assert!(collation_is_bytewise("c", "C.utf8", "", true));
+        assert!(!collation_is_bytewise("c", "C.UTF-8", "", false));
+        assert!(!collation_is_bytewise("c", "en_US.UTF-8", "", true));
+        // ICU orders linguistically whatever the libc setting says.
+        assert!(!collation_is_bytewise("i", "C", "en-US", true));
+        assert!(collation_is_bytewise("b", "en_US.UTF-8", "C.UTF-8", true));
+        assert!(!collation_is_bytewise("b", "C", "PG_UNICODE_FAST", true));
+    }
 
     #[test]
     fn parses_urls() {

@@ -118,83 +118,15 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
         let c = conn(conns, *s)?;
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
     }
-    let mut oids: Option<Vec<(u32, i32)>> = None;
-    let mut first: Vec<String> = Vec::new();
-    let mut values = String::new();
-    let mut rows = 0usize;
-    let mut error: Option<ErrorFields> = None;
-    for s in shards {
-        let c = conn(conns, *s)?;
-        loop {
-            let f = c.recv().await.map_err(|e| lost(*s, e))?;
-            match f.tag {
-                b'T' if oids.is_none() => {
-                    oids = Some(
-                        be::parse_row_description(&f.body)
-                            .map_err(|e| lost(*s, BackendError::Protocol(e)))?
-                            .iter()
-                            .map(|c| (c.type_oid, c.type_modifier))
-                            .collect(),
-                    );
-                }
-                b'D' if error.is_none() => {
-                    rows += 1;
-                    // Rows and bytes both count: a few huge values (raw
-                    // rows of string_agg) must not exhaust memory either.
-                    if rows > req.max_rows || values.len() > req.max_bytes {
-                        let (what, limit) = if rows > req.max_rows {
-                            (
-                                format!("more than {} partial rows", req.max_rows),
-                                "max_merge_rows",
-                            )
-                        } else {
-                            (
-                                format!("more than {} MiB of partial rows", req.max_bytes >> 20),
-                                "max_merge_bytes",
-                            )
-                        };
-                        error = Some(ErrorFields {
-                            hint: Some(format!(
-                                "add a filter, group by the shard key, or raise {limit} in the configuration"
-                            )),
-                            ..ErrorFields::new(
-                                "54000",
-                                format!("a cross-shard aggregation needs {what} ({limit})"),
-                            )
-                        });
-                        values = String::new();
-                        continue;
-                    }
-                    let vals = be::parse_data_row(&f.body)
-                        .map_err(|e| lost(*s, BackendError::Protocol(e)))?;
-                    if rows == 1 {
-                        // Kept apart: its literals get explicit types, which
-                        // the whole VALUES list then takes.
-                        for v in &vals {
-                            let mut l = String::new();
-                            literal(&mut l, *v, embedded);
-                            first.push(l);
-                        }
-                        continue;
-                    }
-                    values.push_str(", (");
-                    for (i, v) in vals.iter().enumerate() {
-                        if i > 0 {
-                            values.push_str(", ");
-                        }
-                        literal(&mut values, *v, embedded);
-                    }
-                    values.push(')');
-                }
-                b'E' if error.is_none() => error = crate::run::shard_error(out, &f.body),
-                b'N' => f.encode(&mut out.buf),
-                b'Z' => break,
-                _ => {}
-            }
-        }
-    }
+    let limits = Limits {
+        rows: req.max_rows,
+        bytes: req.max_bytes,
+        what: "a cross-shard aggregation",
+        advice: "add a filter, group by the shard key",
+    };
+    let (p, mut error) = gather(conns, shards, embedded, &limits, None, out).await?;
     if error.is_none() {
-        let oids = oids.as_deref().unwrap_or_default();
+        let oids = p.oids.as_deref().unwrap_or_default();
         if oids.len() != spec.columns {
             error = Some(ErrorFields::new(
                 "XX000",
@@ -214,19 +146,81 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
     if let Some(e) = error {
         return Ok(crate::merge_sort::abort(out, e));
     }
-    let oids = oids.unwrap_or_default();
     // Step 2: the final query on one shard, over the typed partial rows.
+    let partial = match req.per_shard.and_then(|m| m.get(&final_shard)) {
+        Some(sql) => sql,
+        None => &spec.partial_sql,
+    };
+    let how = FinalRequest {
+        extended: req.extended,
+        result_formats: req.result_formats,
+        describe: req.describe,
+        collate: Collate::Probe(partial),
+    };
+    finish(conns, final_shard, embedded, spec, p, &how, out).await
+}
+
+/// How the client asked for the final query's reply.
+pub(crate) struct FinalRequest<'a> {
+    /// Extended protocol (Parse/Bind/Execute) rather than a simple Query.
+    pub(crate) extended: bool,
+    /// The client's result formats (extended protocol).
+    pub(crate) result_formats: &'a [i16],
+    /// Send the RowDescription.
+    pub(crate) describe: bool,
+    /// The collations of the rows' columns.
+    pub(crate) collate: Collate<'a>,
+}
+
+/// Where the collations of the final query's columns come from.
+pub(crate) enum Collate<'a> {
+    /// Known: one per column (`None`: the database's default), as a
+    /// quoted, qualified name.
+    Given(&'a [Option<String>]),
+    /// Asked of the final shard, from this partial query's columns.
+    Probe(&'a str),
+}
+
+/// Run `spec`'s final query over the rows `p` on `final_shard` and send
+/// its reply to `out`.
+pub(crate) async fn finish<W: AsyncWrite + Unpin>(
+    conns: &mut Conns,
+    final_shard: ShardId,
+    embedded: bool,
+    spec: &AggSpec,
+    p: Partial,
+    req: &FinalRequest<'_>,
+    out: &mut ClientOut<W>,
+) -> Result<Outcome, ExecError> {
+    let Partial {
+        oids,
+        first,
+        values,
+    } = p;
+    let oids = oids.unwrap_or_default();
+    let mut buf = bytes::BytesMut::new();
     let c = conn(conns, final_shard)?;
-    // Each column's type, without and with its modifier.
+    // Each column's type, without and with its modifier, and whether it
+    // has a collation.
     let mut names: Vec<(String, String)> = Vec::with_capacity(oids.len());
+    let mut collatable: Vec<bool> = Vec::with_capacity(oids.len());
     for (o, m) in &oids {
         let n = match shardgate_sql::rewrite::type_name(*o) {
-            Some(n) => (n.to_string(), with_typmod(n, *o, *m)),
-            None if embedded => ("text".to_string(), "text".to_string()),
+            Some(n) => {
+                collatable.push(matches!(
+                    o,
+                    19 | 25 | 1042 | 1043 | 1003 | 1009 | 1014 | 1015
+                ));
+                (n.to_string(), with_typmod(n, *o, *m))
+            }
+            None if embedded => {
+                collatable.push(false);
+                ("text".to_string(), "text".to_string())
+            }
             None => {
                 let r = c
                     .simple_rows(&format!(
-                        "SELECT format_type({o}, NULL), format_type({o}, {m})"
+                        "SELECT format_type({o}, NULL), format_type({o}, {m}), (SELECT typcollation <> 0 FROM pg_type WHERE oid = {o})"
                     ))
                     .await
                     .map_err(|e| lost(final_shard, e))?;
@@ -235,11 +229,52 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
                         .and_then(|r| r.get(i).cloned().flatten())
                         .unwrap_or_else(|| "text".to_string())
                 };
+                collatable.push(get(2) == "t");
                 (get(0), get(1))
             }
         };
         names.push(n);
     }
+    // The final query orders and compares text under each column's own
+    // collation (its rows' columns would have the database's default).
+    let collate: Vec<Option<String>> = match req.collate {
+        _ if embedded => Vec::new(),
+        Collate::Given(v) => v.to_vec(),
+        Collate::Probe(_) if !collatable.contains(&true) => Vec::new(),
+        Collate::Probe(partial) => {
+            let list: Vec<String> = (0..oids.len())
+                .filter(|i| collatable[*i])
+                .map(|i| format!("pg_collation_for(sg_s.sg_p{})", i + 1))
+                .collect();
+            let aliases: Vec<String> = (1..=oids.len()).map(|i| format!("sg_p{i}")).collect();
+            let probe = format!(
+                "SELECT {} FROM (VALUES (1)) AS sg_v LEFT JOIN ({partial}) AS sg_s({}) ON false",
+                list.join(", "),
+                aliases.join(", ")
+            );
+            let row = match c.simple_rows(&probe).await {
+                Ok(r) => r.into_iter().next().unwrap_or_default(),
+                Err(BackendError::Server(e)) => {
+                    return Ok(crate::merge_sort::abort(out, e));
+                }
+                Err(e) => return Err(lost(final_shard, e)),
+            };
+            let mut found = row.into_iter();
+            (0..oids.len())
+                .map(|i| {
+                    if collatable[i] {
+                        found.next().flatten()
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        }
+    };
+    let collate_of = |i: usize| match collate.get(i) {
+        Some(Some(c)) if c != "\"default\"" && c != "default" => format!(" COLLATE {c}"),
+        _ => String::new(),
+    };
     let mut rows_sql = String::new();
     if embedded {
         // SQLite: no declared types (they would give the columns an
@@ -257,7 +292,8 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
     } else if first.is_empty() {
         let casts: Vec<String> = names
             .iter()
-            .map(|(_, full)| format!("CAST(NULL AS {full})"))
+            .enumerate()
+            .map(|(i, (_, full))| format!("CAST(NULL AS {full}){}", collate_of(i)))
             .collect();
         rows_sql = format!("SELECT {} WHERE false", casts.join(", "));
     } else {
@@ -267,7 +303,7 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
         let outer: Vec<String> = names
             .iter()
             .enumerate()
-            .map(|(i, (_, full))| format!("CAST(column{} AS {full})", i + 1))
+            .map(|(i, (_, full))| format!("CAST(column{} AS {full}){}", i + 1, collate_of(i)))
             .collect();
         rows_sql = format!("SELECT {} FROM (VALUES (", outer.join(", "));
         for (i, l) in first.iter().enumerate() {
@@ -375,4 +411,123 @@ pub async fn run_aggregate<W: AsyncWrite + Unpin>(
         l.state.result_columns = None;
     }
     Ok(outcome)
+}
+
+/// How many partial rows may be held, and what to say past that.
+pub(crate) struct Limits {
+    /// The most rows.
+    pub(crate) rows: usize,
+    /// The most bytes of literals.
+    pub(crate) bytes: usize,
+    /// What holds them, for the error.
+    pub(crate) what: &'static str,
+    /// How to need fewer, for the error's hint.
+    pub(crate) advice: &'static str,
+}
+
+/// Partial rows held as the literals of a final query.
+pub(crate) struct Partial {
+    /// Each column's type OID and modifier, once known.
+    pub(crate) oids: Option<Vec<(u32, i32)>>,
+    /// The first row's literals (typed apart, see [`finish`]).
+    pub(crate) first: Vec<String>,
+    /// The other rows, as `, (lit, ...)` each.
+    pub(crate) values: String,
+}
+
+/// Read every shard's reply to its ReadyForQuery, keeping the rows as
+/// literals, at most `limits` of them; `oids` are the
+/// columns' types when no RowDescription comes. Returns the rows and the
+/// first error (a shard's, or the limit's).
+pub(crate) async fn gather<W: AsyncWrite + Unpin>(
+    conns: &mut Conns,
+    shards: &[ShardId],
+    embedded: bool,
+    limits: &Limits,
+    mut oids: Option<Vec<(u32, i32)>>,
+    out: &mut ClientOut<W>,
+) -> Result<(Partial, Option<ErrorFields>), ExecError> {
+    let mut first: Vec<String> = Vec::new();
+    let mut values = String::new();
+    let mut rows = 0usize;
+    let mut error: Option<ErrorFields> = None;
+    for s in shards {
+        let c = conn(conns, *s)?;
+        loop {
+            let f = c.recv().await.map_err(|e| lost(*s, e))?;
+            match f.tag {
+                b'T' if oids.is_none() => {
+                    oids = Some(
+                        be::parse_row_description(&f.body)
+                            .map_err(|e| lost(*s, BackendError::Protocol(e)))?
+                            .iter()
+                            .map(|c| (c.type_oid, c.type_modifier))
+                            .collect(),
+                    );
+                }
+                b'D' if error.is_none() => {
+                    rows += 1;
+                    // Rows and bytes both count: a few huge values (raw
+                    // rows of string_agg) must not exhaust memory either.
+                    if rows > limits.rows || values.len() > limits.bytes {
+                        let (what, limit) = if rows > limits.rows {
+                            (
+                                format!("more than {} partial rows", limits.rows),
+                                "max_merge_rows",
+                            )
+                        } else {
+                            (
+                                format!("more than {} MiB of partial rows", limits.bytes >> 20),
+                                "max_merge_bytes",
+                            )
+                        };
+                        error = Some(ErrorFields {
+                            hint: Some(format!(
+                                "{}, or raise {limit} in the configuration",
+                                limits.advice
+                            )),
+                            ..ErrorFields::new(
+                                "54000",
+                                format!("{} needs {what} ({limit})", limits.what),
+                            )
+                        });
+                        values = String::new();
+                        continue;
+                    }
+                    let vals = be::parse_data_row(&f.body)
+                        .map_err(|e| lost(*s, BackendError::Protocol(e)))?;
+                    if rows == 1 {
+                        // Kept apart: its literals get explicit types, which
+                        // the whole VALUES list then takes.
+                        for v in &vals {
+                            let mut l = String::new();
+                            literal(&mut l, *v, embedded);
+                            first.push(l);
+                        }
+                        continue;
+                    }
+                    values.push_str(", (");
+                    for (i, v) in vals.iter().enumerate() {
+                        if i > 0 {
+                            values.push_str(", ");
+                        }
+                        literal(&mut values, *v, embedded);
+                    }
+                    values.push(')');
+                }
+                b'E' if error.is_none() => error = crate::run::shard_error(out, &f.body),
+                b'N' => f.encode(&mut out.buf),
+                b'Z' => break,
+                _ => {}
+            }
+        }
+    }
+    Ok((
+        Partial {
+            oids,
+            first,
+            values,
+        },
+        error,
+    ))
 }

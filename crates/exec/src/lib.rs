@@ -25,6 +25,6 @@ pub use merge::{Merger, Outcome};
 pub use merge_sort::{MergeRequest, bind_params, run_merge};
 pub use out::ClientOut;
 pub use run::{
-    Collected, Conns, Internal, Request, collect, internal, internal_collect, rollback_batch, run,
-    run_merged, statement_name, sync_all,
+    Collected, Conns, Internal, Request, collect, internal, internal_collect, internal_collect_per,
+    rollback_batch, run, run_merged, statement_name, sync_all,
 };

@@ -32,8 +32,14 @@ pub struct MergeRequest<'a> {
     pub result_formats: &'a [i16],
     /// Send the RowDescription (simple protocol, or a Describe Portal).
     pub describe: bool,
-    /// Text compares bytewise on these shards (C collation).
+    /// The shards' databases order text bytewise by default (C
+    /// collation).
     pub bytewise_text: bool,
+    /// The most rows held when the merge is done by a shard.
+    pub max_rows: usize,
+    /// The most bytes (as SQL literals) held when the merge is done by a
+    /// shard.
+    pub max_bytes: usize,
     /// The merge's SQL per shard (parameters inlined), instead of the
     /// spec's one statement with the client's parameters.
     pub per_shard: Option<&'a std::collections::BTreeMap<ShardId, String>>,
@@ -268,53 +274,21 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
     }
     let visible = cols.len() - k;
     let oids: Vec<u32> = cols[visible..].iter().map(|c| c.type_oid).collect();
-    if let Some(o) = oids
-        .iter()
-        .find(|o| !order::supported(**o, req.bytewise_text))
-    {
-        let why = if matches!(o, 19 | 25 | 1042 | 1043) {
-            "ORDER BY text across shards needs the C collation on the shards (their order would differ from PostgreSQL's otherwise); add a shard-key filter".to_string()
-        } else {
-            format!("ORDER BY a value of type oid {o} across shards is not supported yet")
-        };
-        return Ok(abort(out, err("0A000", why)));
+    if let Some(o) = oids.iter().find(|o| !order::supported(**o)) {
+        let e = err(
+            "0A000",
+            format!("ORDER BY a value of type oid {o} across shards is not supported yet"),
+        );
+        return Ok(abort(out, e));
     }
-    // Text merges bytewise: every text key must have the C collation.
-    let text_keys: Vec<&Column> = cols[visible..]
-        .iter()
-        .filter(|c| matches!(c.type_oid, 19 | 25 | 1042 | 1043))
-        .collect();
-    if !text_keys.is_empty() {
-        let c = conn(conns, shards[0])?;
-        if !c.is_embedded() {
-            if text_keys.iter().any(|k| k.table_oid == 0) {
-                let e = err(
-                    "0A000",
-                    "ORDER BY a text expression across shards is not supported yet (its collation cannot be checked); order by a text column",
-                );
-                return Ok(abort(out, e));
-            }
-            let pairs: Vec<String> = text_keys
-                .iter()
-                .map(|k| format!("({}, {})", k.table_oid, k.column_id))
-                .collect();
-            let sql = format!(
-                "SELECT count(*) FROM pg_attribute WHERE (attrelid, attnum) IN ({}) AND attcollation NOT IN (0, 100, 950, 951)",
-                pairs.join(", ")
-            );
-            let rows = c.simple_rows(&sql).await.map_err(|e| lost(shards[0], e))?;
-            let n = rows
-                .first()
-                .and_then(|r| r.first().cloned().flatten())
-                .unwrap_or_default();
-            if n != "0" {
-                let e = err(
-                    "0A000",
-                    "ORDER BY a text column with a non-C collation across shards is not supported yet; add a shard-key filter",
-                );
-                return Ok(abort(out, e));
-            }
-        }
+    // Text merges bytewise, which is right under the C collation only;
+    // under any other, one shard sorts the shards' rows instead.
+    let collate = match text_collations(conns, shards[0], &cols[visible..], req).await? {
+        Ok(c) => c,
+        Err(e) => return Ok(abort(out, e)),
+    };
+    if let Some(collate) = collate {
+        return sort_on_shard(conns, shards, &names, spec, req, &cols, &collate, out).await;
     }
     let formats: Vec<i16> = match req.result_formats.len() {
         0 => vec![0; visible],
@@ -413,6 +387,130 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
         rows: sent,
         ..Default::default()
     })
+}
+
+/// How the text sort keys `keys` (described columns) are ordered:
+/// `Ok(None)` when every one compares bytewise (C collation), else the
+/// collation to sort each key by on a shard (`None` for non-text keys and
+/// the database's default collation); `Err` to refuse.
+async fn text_collations(
+    conns: &mut Conns,
+    shard: ShardId,
+    keys: &[Column],
+    req: &MergeRequest<'_>,
+) -> Result<Result<Option<Vec<Option<String>>>, ErrorFields>, ExecError> {
+    let text = |c: &Column| matches!(c.type_oid, 19 | 25 | 1042 | 1043);
+    let c = conn(conns, shard)?;
+    // SQLite compares text bytewise.
+    if c.is_embedded() || !keys.iter().any(text) {
+        return Ok(Ok(None));
+    }
+    if keys.iter().any(|k| text(k) && k.table_oid == 0) {
+        return Ok(Err(err(
+            "0A000",
+            "ORDER BY a text expression across shards is not supported yet (its collation cannot be checked); order by a text column",
+        )));
+    }
+    let pairs: Vec<String> = keys
+        .iter()
+        .filter(|k| text(k))
+        .map(|k| format!("({}, {})", k.table_oid, k.column_id))
+        .collect();
+    // to_jsonb reads the columns that differ between versions (the
+    // locale of ICU and builtin collations).
+    let sql = format!(
+        "SELECT a.attrelid, a.attnum, a.attcollation, quote_ident(n.nspname) || '.' || quote_ident(c.collname), c.collprovider, coalesce(j ->> 'collcollate', ''), coalesce(j ->> 'colllocale', j ->> 'colliculocale', '') \
+         FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation JOIN pg_namespace n ON n.oid = c.collnamespace CROSS JOIN LATERAL to_jsonb(c) AS j \
+         WHERE (a.attrelid, a.attnum) IN ({})",
+        pairs.join(", ")
+    );
+    let rows = c.simple_rows(&sql).await.map_err(|e| lost(shard, e))?;
+    let mut bytewise = true;
+    let mut collate = Vec::with_capacity(keys.len());
+    for k in keys {
+        if !text(k) {
+            collate.push(None);
+            continue;
+        }
+        let (rel, att) = (k.table_oid.to_string(), k.column_id.to_string());
+        let get =
+            |r: &Vec<Option<String>>, i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+        let Some(r) = rows.iter().find(|r| get(r, 0) == rel && get(r, 1) == att) else {
+            return Ok(Err(err(
+                "0A000",
+                "ORDER BY a text column across shards whose collation cannot be found is not supported",
+            )));
+        };
+        if get(r, 2) == "100" {
+            // The database's default collation, on the sorting shard too.
+            bytewise &= req.bytewise_text;
+            collate.push(None);
+        } else {
+            bytewise &=
+                shardgate_backend::collation_is_bytewise(&get(r, 4), &get(r, 5), &get(r, 6), true);
+            collate.push(Some(get(r, 3)));
+        }
+    }
+    Ok(Ok((!bytewise).then_some(collate)))
+}
+
+/// A merge whose sort keys only a shard can compare: every shard's rows
+/// (already sorted and limited by the merge's SQL, under statement
+/// `names[i]`) are gathered, then one shard sorts, offsets and limits them
+/// in a final query (see [`MergeSpec::final_sort`]). The rows are held,
+/// so the merge's row limit applies.
+#[allow(clippy::too_many_arguments)]
+async fn sort_on_shard<W: AsyncWrite + Unpin>(
+    conns: &mut Conns,
+    shards: &[ShardId],
+    names: &[String],
+    spec: &MergeSpec,
+    req: &MergeRequest<'_>,
+    cols: &[Column],
+    collate: &[Option<String>],
+    out: &mut ClientOut<W>,
+) -> Result<Outcome, ExecError> {
+    let mut buf = BytesMut::new();
+    for (i, s) in shards.iter().enumerate() {
+        let c = conn(conns, *s)?;
+        buf.clear();
+        let at = shardgate_wire::begin(&mut buf, b'B');
+        shardgate_wire::put_cstr(&mut buf, "");
+        shardgate_wire::put_cstr(&mut buf, &names[i]);
+        buf.put_slice(req.for_shard(spec, *s).2);
+        // Every column in text: the rows become literals.
+        buf.put_i16(0);
+        shardgate_wire::finish(&mut buf, at);
+        frontend::execute(&mut buf, "", 0);
+        frontend::sync(&mut buf);
+        c.send(&buf).await.map_err(|e| lost(*s, e))?;
+    }
+    let oids: Vec<(u32, i32)> = cols.iter().map(|c| (c.type_oid, c.type_modifier)).collect();
+    let limits = crate::aggregate::Limits {
+        rows: req.max_rows,
+        bytes: req.max_bytes,
+        what: "ORDER BY text under a linguistic collation across shards (sorted by one shard)",
+        advice: "add a filter or a LIMIT",
+    };
+    let (p, error) =
+        crate::aggregate::gather(conns, shards, false, &limits, Some(oids), out).await?;
+    if let Some(e) = error {
+        return Ok(abort(out, e));
+    }
+    let visible: Vec<String> = cols[..cols.len() - spec.keys.len()]
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let fin = spec.final_sort(&visible);
+    let mut all = vec![None; visible.len()];
+    all.extend(collate.iter().cloned());
+    let how = crate::aggregate::FinalRequest {
+        extended: true,
+        result_formats: req.result_formats,
+        describe: req.describe,
+        collate: crate::aggregate::Collate::Given(&all),
+    };
+    crate::aggregate::finish(conns, shards[0], false, &fin, p, &how, out).await
 }
 
 /// The next row of one shard, or `None` when it has finished (read to

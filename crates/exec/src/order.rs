@@ -2,20 +2,34 @@
 //!
 //! Merge plans fetch every sort key as a hidden column in binary format;
 //! this compares two such values of one type. Text compares bytewise, which
-//! is PostgreSQL's order only under the C collation: the caller must refuse
-//! text keys otherwise.
+//! is PostgreSQL's order only under the C collation: the caller must not
+//! merge text keys here otherwise.
 
 use std::cmp::Ordering;
 
 /// Can values of this type OID be compared here?
-pub fn supported(oid: u32, bytewise_text: bool) -> bool {
-    match oid {
-        16 | 17 | 18 | 20 | 21 | 23 | 26 | 700 | 701 | 1082 | 1083 | 1114 | 1184 | 1700 | 2950 => {
-            true
-        }
-        19 | 25 | 1042 | 1043 => bytewise_text,
-        _ => false,
-    }
+pub fn supported(oid: u32) -> bool {
+    matches!(
+        oid,
+        16 | 17
+            | 18
+            | 19
+            | 20
+            | 21
+            | 23
+            | 25
+            | 26
+            | 700
+            | 701
+            | 1042
+            | 1043
+            | 1082
+            | 1083
+            | 1114
+            | 1184
+            | 1700
+            | 2950
+    )
 }
 
 fn be_i64(b: &[u8]) -> i64 {

@@ -505,9 +505,22 @@ pub async fn internal_collect(
     shards: &[ShardId],
     sql: &str,
 ) -> Result<Internal, ExecError> {
+    internal_collect_per(conns, shards, |_| sql.to_string()).await
+}
+
+/// [`internal_collect`] with each shard's own SQL.
+///
+/// # Errors
+/// A shard connection failed.
+pub async fn internal_collect_per(
+    conns: &mut Conns,
+    shards: &[ShardId],
+    sql: impl Fn(ShardId) -> String,
+) -> Result<Internal, ExecError> {
     let mut buf = BytesMut::new();
-    frontend::query(&mut buf, sql);
     for s in shards {
+        buf.clear();
+        frontend::query(&mut buf, &sql(*s));
         let c = conn(conns, *s)?;
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
     }

@@ -125,9 +125,10 @@ async fn commit_prepared(
     writers: &[ShardId],
     gid: &str,
 ) -> Result<Option<ErrorFields>, ExecError> {
-    let prepared =
-        shardgate_exec::internal_collect(conns, writers, &format!("PREPARE TRANSACTION '{gid}'"))
-            .await;
+    let prepared = shardgate_exec::internal_collect_per(conns, writers, |s| {
+        format!("PREPARE TRANSACTION '{}'", shard_gid(gid, s))
+    })
+    .await;
     let prepared = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -196,8 +197,8 @@ async fn commit_prepared(
     // Decided: the client is told COMMIT whatever happens next; a shard
     // that does not take COMMIT PREPARED now is finished by recovery.
     let mut all = true;
-    let sql = format!("COMMIT PREPARED '{gid}'");
     for s in writers {
+        let sql = format!("COMMIT PREPARED '{}'", shard_gid(gid, *s));
         match shardgate_exec::internal(conns, &[*s], &sql).await {
             Ok(None) => {}
             Ok(Some(e)) => {
@@ -220,6 +221,24 @@ async fn commit_prepared(
     Ok(None)
 }
 
+/// The name a transaction is prepared under on shard `s`: prepared
+/// transactions are named per PostgreSQL server, and two shards may be two
+/// databases of one server.
+fn shard_gid(gid: &str, s: ShardId) -> String {
+    format!("{gid}-s{}", s.0)
+}
+
+/// The transaction of a prepared name (see [`shard_gid`]; names without a
+/// shard are whole transactions).
+fn base_gid(name: &str) -> &str {
+    match name.rsplit_once("-s") {
+        Some((base, shard)) if !shard.is_empty() && shard.bytes().all(|b| b.is_ascii_digit()) => {
+            base
+        }
+        _ => name,
+    }
+}
+
 /// `ROLLBACK PREPARED` on each of `shards` (an error where it was not
 /// prepared is expected and ignored).
 async fn rollback_prepared(
@@ -227,9 +246,9 @@ async fn rollback_prepared(
     shards: &[ShardId],
     gid: &str,
 ) -> Result<(), ExecError> {
-    let sql = format!("ROLLBACK PREPARED '{gid}'");
     for s in shards {
         if conns.contains_key(s) {
+            let sql = format!("ROLLBACK PREPARED '{}'", shard_gid(gid, *s));
             shardgate_exec::internal(conns, &[*s], &sql).await?;
         }
     }
@@ -346,11 +365,12 @@ async fn resolve_on(
         if !gid.starts_with(prefix) {
             continue;
         }
-        if router.is_inflight(&gid) {
-            open.push(gid);
+        let base = base_gid(&gid).to_string();
+        if router.is_inflight(&base) {
+            open.push(base);
             continue;
         }
-        let commit = router.is_decided(&gid);
+        let commit = router.is_decided(&base);
         let sql = format!(
             "{} PREPARED '{}'",
             if commit { "COMMIT" } else { "ROLLBACK" },
@@ -364,7 +384,7 @@ async fn resolve_on(
             Err(e) => {
                 tracing::warn!(gid, "could not resolve a prepared transaction: {e}");
                 if commit {
-                    open.push(gid);
+                    open.push(base);
                 }
             }
         }
@@ -389,5 +409,24 @@ pub async fn recovery_loop(router: std::sync::Arc<Router>, every: Duration) {
                 Err(e) => tracing::warn!("transaction recovery failed: {e}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_names_are_per_shard_and_lead_back_to_their_transaction() {
+        let gid = "sg_d81af4d4_1795415252408_12";
+        let a = shard_gid(gid, ShardId(0));
+        let b = shard_gid(gid, ShardId(13));
+        assert_ne!(a, b);
+        assert_eq!(base_gid(&a), gid);
+        assert_eq!(base_gid(&b), gid);
+        // Names from before the shard suffix are whole transactions.
+        assert_eq!(base_gid(gid), gid);
+        assert_eq!(base_gid("sg_x_1_2-s"), "sg_x_1_2-s");
+        assert_eq!(base_gid("sg_x_1_2-sx"), "sg_x_1_2-sx");
     }
 }

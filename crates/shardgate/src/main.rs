@@ -130,8 +130,9 @@ async fn serve(
     let pool_size = cfg.pool_size.unwrap_or(64);
     let mut pools = Vec::new();
     let mut server_version = "15.0".to_string();
-    // Text sort keys merge bytewise: only right where every shard's
-    // database uses the C collation (SQLite compares bytewise).
+    // Text sort keys merge bytewise where every shard's database orders
+    // text bytewise by default (C collation; SQLite compares bytewise);
+    // otherwise a shard sorts them.
     let mut bytewise_text = true;
     for (i, s) in cfg.shards.iter().enumerate() {
         let target = match (&s.url, &s.sqlite) {
@@ -154,14 +155,21 @@ async fn serve(
                     }
                     let mut c = shardgate_backend::ShardConn::Pg(c);
                     let coll = c
-                        .simple_rows(
-                            "SELECT datcollate FROM pg_database WHERE datname = current_database()",
-                        )
+                        .simple_rows(shardgate_backend::pg::DATABASE_COLLATION_SQL)
                         .await
                         .ok()
-                        .and_then(|r| r.into_iter().next())
-                        .and_then(|r| r.into_iter().next().flatten());
-                    if !matches!(coll.as_deref(), Some("C" | "POSIX")) {
+                        .and_then(|r| r.into_iter().next());
+                    let get = |i: usize| {
+                        coll.as_ref()
+                            .and_then(|r| r.get(i).cloned().flatten())
+                            .unwrap_or_default()
+                    };
+                    if !shardgate_backend::collation_is_bytewise(
+                        &get(0),
+                        &get(1),
+                        &get(2),
+                        get(3) == "UTF8",
+                    ) {
                         bytewise_text = false;
                     }
                     let prepared = c

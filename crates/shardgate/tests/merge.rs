@@ -138,7 +138,7 @@ async fn order_by_limit_offset_match_one_postgres() {
         let got = text_rows(
             &sg.simple_query(q)
                 .await
-                .unwrap_or_else(|e| panic!("{q}: {e}")),
+                .unwrap_or_else(|e| panic!("{q}: {e:?}")),
         );
         assert_eq!(got, want, "simple protocol: {q}");
         // Extended protocol, binary results, compared byte for byte.
@@ -146,7 +146,7 @@ async fn order_by_limit_offset_match_one_postgres() {
         let got = sg
             .query(*q, &[])
             .await
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
+            .unwrap_or_else(|e| panic!("{q}: {e:?}"));
         assert_eq!(got.len(), want.len(), "extended protocol: {q}");
         for (g, w) in got.iter().zip(&want) {
             assert_eq!(g.len(), w.len(), "{q}");
@@ -211,4 +211,168 @@ async fn order_by_limit_offset_match_one_postgres() {
         assert_eq!(e.code().unwrap().code(), "0A000", "{q}");
     }
     assert_eq!(checked, QUERIES.len());
+}
+
+/// Text ordered under linguistic collations: an ICU default collation
+/// (`en-US`, whose libc setting says `C`), a column with another ICU
+/// collation (Swedish: `ä` after `z`) and one with `C`. Four shards (two
+/// databases on each of two servers) against one database with the same
+/// collations; `max_merge_rows = 60` tells a merge done by a shard (which
+/// holds the rows) from a streamed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_by_text_under_linguistic_collations_matches_one_postgres() {
+    let servers = PgServer::start_many(2).unwrap();
+    let create = "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'";
+    for s in &servers {
+        for db in ["icu0", "icu1"] {
+            s.psql(&format!("CREATE DATABASE {db} {create}")).unwrap();
+        }
+    }
+    servers[0]
+        .psql(&format!("CREATE DATABASE single {create}"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = "max_merge_rows = 60\n".to_string();
+    for (i, (s, db)) in [(0, "icu0"), (0, "icu1"), (1, "icu0"), (1, "icu1")]
+        .iter()
+        .enumerate()
+    {
+        cfg.push_str(&format!(
+            "[[shards]]\nname = \"s{i}\"\nurl = \"{}\"\n",
+            servers[*s].url_db(db)
+        ));
+    }
+    cfg.push_str("[[tables]]\nname = \"people\"\nshard_key = \"cust\"\nkey_type = \"bigint\"\n");
+    let path = dir.path().join("shardgate.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let data = dir.path().join("data");
+    let sg_proc = shardgate_testkit::Shardgate::spawn(
+        common::bin(),
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let sg = client(sg_proc.port()).await;
+    let (one, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=single",
+            servers[0].port()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let texts = [
+        "apple", "Apple", "äpfel", "Zebra", "zebra", "", "émile", "Emile", "a b", "ab", "a-b",
+        "日本", "10", "9", "_x", "Öl", "ol",
+    ];
+    let rows: Vec<String> = (0..200i64)
+        .map(|i| {
+            let t = |k: i64| {
+                if (i + k) % 19 == 0 {
+                    "NULL".to_string()
+                } else {
+                    format!("'{}'", texts[((i * 7 + k) % texts.len() as i64) as usize])
+                }
+            };
+            format!(
+                "({i}, {}, {}, {}, {}, {}, {})",
+                i % 40 + 1,
+                t(0),
+                t(3),
+                t(5),
+                t(11),
+                (i * 37) % 23 - 11
+            )
+        })
+        .collect();
+    for db in [&sg, &one] {
+        db.batch_execute(
+            "CREATE TABLE people (id bigint PRIMARY KEY, cust bigint, name text, nick varchar(20), code text COLLATE \"C\", label text COLLATE \"sv-x-icu\", n int)",
+        )
+        .await
+        .unwrap();
+        for chunk in rows.chunks(50) {
+            db.batch_execute(&format!("INSERT INTO people VALUES {}", chunk.join(", ")))
+                .await
+                .unwrap();
+        }
+    }
+    let queries = [
+        "SELECT * FROM people ORDER BY name, id LIMIT 12",
+        "SELECT id, name FROM people ORDER BY name DESC NULLS LAST, id LIMIT 10 OFFSET 3",
+        "SELECT id FROM people ORDER BY nick NULLS FIRST, id DESC LIMIT 10",
+        "SELECT name, n FROM people ORDER BY n, name, id LIMIT 12",
+        "SELECT * FROM people WHERE cust IN (1, 2, 3) ORDER BY name, id",
+        // Swedish puts ä and ö after z.
+        "SELECT id, label FROM people WHERE label <> '日本' ORDER BY label DESC NULLS LAST, id LIMIT 14",
+        "SELECT id, label, name FROM people WHERE cust IN (1, 2, 3, 4, 5) ORDER BY label, name DESC, id",
+        // The C column merges streamed: more rows than max_merge_rows.
+        "SELECT id, code FROM people ORDER BY code, id",
+        "SELECT id, code FROM people ORDER BY code DESC, n, id OFFSET 7",
+    ];
+    for q in queries.iter().chain(&[
+        "SELECT min(label), max(label), min(name) FROM people WHERE label <> '日本'",
+        "SELECT label, count(*) FROM people WHERE cust <= 8 GROUP BY label ORDER BY label",
+        "SELECT DISTINCT label FROM people WHERE cust <= 8 ORDER BY label",
+        "SELECT string_agg(label, ',' ORDER BY label, id) FROM people WHERE n > 5",
+    ]) {
+        let q = *q;
+        let want = text_rows(&one.simple_query(q).await.unwrap());
+        let got = text_rows(
+            &sg.simple_query(q)
+                .await
+                .unwrap_or_else(|e| panic!("{q}: {e:?}")),
+        );
+        assert!(!want.is_empty(), "{q}");
+        assert_eq!(got, want, "simple protocol: {q}");
+        let want = one.query(q, &[]).await.unwrap();
+        let got = sg
+            .query(q, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e:?}"));
+        assert_eq!(got.len(), want.len(), "extended protocol: {q}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.columns().len(), w.columns().len(), "{q}");
+            for (gc, wc) in g.columns().iter().zip(w.columns()) {
+                assert_eq!((gc.name(), gc.type_()), (wc.name(), wc.type_()), "{q}");
+            }
+            for i in 0..g.len() {
+                let gv: Option<Vec<u8>> = g.get::<_, Option<RawValue>>(i).map(|v| v.0);
+                let wv: Option<Vec<u8>> = w.get::<_, Option<RawValue>>(i).map(|v| v.0);
+                assert_eq!(gv, wv, "extended protocol, column {i}: {q}");
+            }
+        }
+    }
+    // With parameters.
+    let q = "SELECT id, name FROM people WHERE n > $1 ORDER BY name DESC, id LIMIT 6";
+    let got: Vec<(i64, Option<String>)> = sg
+        .query(q, &[&2i32])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let want: Vec<(i64, Option<String>)> = one
+        .query(q, &[&2i32])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(got, want);
+    // Sorted by a shard, the rows are held: past max_merge_rows the
+    // statement fails cleanly (and the session goes on).
+    let e = sg
+        .simple_query("SELECT id, name FROM people ORDER BY name, id")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "54000", "{e}");
+    let n = sg.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(text_rows(&n).len(), 1);
 }

@@ -72,6 +72,68 @@ impl MergeSpec {
     }
 }
 
+impl MergeSpec {
+    /// The same merge done by one shard instead of the router: a final
+    /// query over the shards' rows (`sg_partial`, as in
+    /// [`crate::AggSpec`]), for sort keys the router cannot compare (text
+    /// under a linguistic collation, which the rows' columns carry).
+    /// `names` are the visible columns' names as the shards describe them.
+    pub fn final_sort(&self, names: &[String]) -> crate::AggSpec {
+        let visible = names.len();
+        let cols: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                format!(
+                    "{} AS \"{}\"",
+                    crate::aggregate::column_name(i),
+                    n.replace('"', "\"\"")
+                )
+            })
+            .collect();
+        let order: Vec<String> = self
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let mut o = crate::aggregate::column_name(visible + i);
+                o.push_str(if k.desc { " DESC" } else { " ASC" });
+                o.push_str(if k.nulls_first {
+                    " NULLS FIRST"
+                } else {
+                    " NULLS LAST"
+                });
+                o
+            })
+            .collect();
+        let mut fin = format!(
+            "SELECT {} FROM {}",
+            cols.join(", "),
+            crate::aggregate::PARTIAL
+        );
+        if !order.is_empty() {
+            fin.push_str(" ORDER BY ");
+            fin.push_str(&order.join(", "));
+        }
+        if let Some(l) = self.limit {
+            fin.push_str(&format!(" LIMIT {l}"));
+        }
+        if self.offset > 0 {
+            fin.push_str(&format!(" OFFSET {}", self.offset));
+        }
+        crate::AggSpec {
+            original: String::new(),
+            partial_sql: self.sql.clone(),
+            partial_lite: self.sql.clone(),
+            final_lite: fin.clone(),
+            final_pg: fin,
+            columns: visible + self.keys.len(),
+            no_float4: Vec::new(),
+            raw: true,
+        }
+    }
+}
+
 /// Does a select list have `*` or `t.*`?
 pub fn has_wildcard(items: &[SelectItem]) -> bool {
     items.iter().any(|i| {
@@ -225,4 +287,38 @@ pub fn plan_merge(
         limit,
         offset,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_sort_orders_by_the_hidden_keys() {
+        let spec = MergeSpec {
+            sql:
+                "SELECT name, id, name AS sg_k1, id AS sg_k2 FROM t ORDER BY name DESC, id LIMIT 7"
+                    .into(),
+            keys: vec![
+                SortKey {
+                    desc: true,
+                    nulls_first: false,
+                },
+                SortKey {
+                    desc: false,
+                    nulls_first: true,
+                },
+            ],
+            limit: Some(5),
+            offset: 2,
+        };
+        let agg = spec.final_sort(&["na\"me".to_string(), "id".to_string()]);
+        assert_eq!(agg.columns, 4);
+        assert!(agg.raw);
+        assert_eq!(agg.partial_sql, spec.sql);
+        assert_eq!(
+            agg.final_pg,
+            "SELECT sg_c1 AS \"na\"\"me\", sg_c2 AS \"id\" FROM sg_partial ORDER BY sg_c3 DESC NULLS LAST, sg_c4 ASC NULLS FIRST LIMIT 5 OFFSET 2"
+        );
+    }
 }

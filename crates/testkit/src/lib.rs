@@ -161,6 +161,21 @@ pub struct PgServer {
     dir: TempDir,
 }
 
+/// initdb's locale options: `--locale=C` unless `SHARDGATE_TEST_LOCALE`
+/// names another (`en_US.UTF-8`, or `icu:en-US` for an ICU default
+/// collation), to run a suite under a linguistic collation.
+fn locale_args() -> Vec<String> {
+    match std::env::var("SHARDGATE_TEST_LOCALE") {
+        Ok(l) if l.starts_with("icu:") => vec![
+            "--locale=C".into(),
+            "--locale-provider=icu".into(),
+            format!("--icu-locale={}", &l[4..]),
+        ],
+        Ok(l) if !l.is_empty() => vec![format!("--locale={l}")],
+        _ => vec!["--locale=C".into()],
+    }
+}
+
 impl PgServer {
     /// Initializes and starts a new PostgreSQL server and creates database `app`.
     pub fn start() -> Result<PgServer> {
@@ -172,7 +187,8 @@ impl PgServer {
         let mut initdb = server_cmd(as_root, &bin.join("initdb"), dir.path());
         initdb
             .args(["-A", "trust", "-U", "postgres", "-E", "UTF8"])
-            .args(["--locale=C", "--no-sync", "-D"])
+            .args(locale_args())
+            .args(["--no-sync", "-D"])
             .arg(&data);
         let out = run_with_timeout(&mut initdb, ADMIN_TIMEOUT).context("running initdb")?;
         if !out.status.success() {

@@ -383,6 +383,8 @@ impl Session {
                     result_formats: &[],
                     describe: true,
                     bytewise_text: self.router.bytewise_text,
+                    max_rows: self.router.max_merge_rows,
+                    max_bytes: self.router.max_merge_bytes,
                     per_shard: per_shard.as_ref(),
                 };
                 self.run_merge_plan(shards, spec, &req).await
