@@ -242,24 +242,16 @@ pub(crate) async fn finish<W: AsyncWrite + Unpin>(
         Collate::Given(v) => v.to_vec(),
         Collate::Probe(_) if !collatable.contains(&true) => Vec::new(),
         Collate::Probe(partial) => {
-            let list: Vec<String> = (0..oids.len())
-                .filter(|i| collatable[*i])
-                .map(|i| format!("pg_collation_for(sg_s.sg_p{})", i + 1))
-                .collect();
-            let aliases: Vec<String> = (1..=oids.len()).map(|i| format!("sg_p{i}")).collect();
-            let probe = format!(
-                "SELECT {} FROM (VALUES (1)) AS sg_v LEFT JOIN ({partial}) AS sg_s({}) ON false",
-                list.join(", "),
-                aliases.join(", ")
-            );
-            let row = match c.simple_rows(&probe).await {
-                Ok(r) => r.into_iter().next().unwrap_or_default(),
+            let which: Vec<usize> = (0..oids.len()).filter(|i| collatable[*i]).collect();
+            let probe = crate::merge_sort::collation_probe(partial, oids.len(), &which);
+            let rows = match c.simple_rows(&probe).await {
+                Ok(r) => r,
                 Err(BackendError::Server(e)) => {
                     return Ok(crate::merge_sort::abort(out, e));
                 }
                 Err(e) => return Err(lost(final_shard, e)),
             };
-            let mut found = row.into_iter();
+            let mut found = rows.into_iter().map(|r| r.into_iter().next().flatten());
             (0..oids.len())
                 .map(|i| {
                     if collatable[i] {

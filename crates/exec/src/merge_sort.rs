@@ -283,7 +283,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
     }
     // Text merges bytewise, which is right under the C collation only;
     // under any other, one shard sorts the shards' rows instead.
-    let collate = match text_collations(conns, shards[0], &cols[visible..], req).await? {
+    let collate = match text_collations(conns, shards[0], &cols, spec, req, out).await? {
         Ok(c) => c,
         Err(e) => return Ok(abort(out, e)),
     };
@@ -389,66 +389,111 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
     })
 }
 
-/// How the text sort keys `keys` (described columns) are ordered:
-/// `Ok(None)` when every one compares bytewise (C collation), else the
-/// collation to sort each key by on a shard (`None` for non-text keys and
-/// the database's default collation); `Err` to refuse.
-async fn text_collations(
+/// A query that tells the collations of columns `which` (0-based) of
+/// `sql`, a query with `columns` result columns, without running it: one
+/// row per column of `which`, in order, with the collation's name as
+/// `pg_collation_for` gives it (quoted; NULL: none), its provider, its
+/// libc locale and its ICU or builtin locale (see
+/// [`shardgate_backend::collation_is_bytewise`]).
+pub(crate) fn collation_probe(sql: &str, columns: usize, which: &[usize]) -> String {
+    let aliases: Vec<String> = (1..=columns).map(|i| format!("sg_p{i}")).collect();
+    let fors: Vec<String> = which
+        .iter()
+        .map(|i| format!("pg_collation_for(sg_s.sg_p{})", i + 1))
+        .collect();
+    // A CTE (not inlined when it locks rows) joined on false: its columns
+    // keep their collations, and it is never run.
+    format!(
+        "WITH sg_s({}) AS ({sql}) \
+         SELECT p.coll, c.collprovider, coalesce(j ->> 'collcollate', ''), coalesce(j ->> 'colllocale', j ->> 'colliculocale', '') \
+         FROM (VALUES (1)) AS sg_v LEFT JOIN sg_s ON false \
+         CROSS JOIN LATERAL unnest(ARRAY[{}]::text[]) WITH ORDINALITY AS p(coll, i) \
+         LEFT JOIN pg_collation c ON c.oid = to_regcollation(p.coll) \
+         LEFT JOIN LATERAL to_jsonb(c) AS j ON true ORDER BY p.i",
+        aliases.join(", "),
+        fors.join(", ")
+    )
+}
+
+/// How the text sort keys of a merge whose shards describe their columns
+/// as `cols` are ordered: `Ok(None)` when every one compares bytewise (C
+/// collation), else the collation to sort each key by on a shard (`None`
+/// for non-text keys and the database's default collation); `Err` to
+/// refuse. Asks `shard` (once per execution) with [`collation_probe`].
+async fn text_collations<W: AsyncWrite + Unpin>(
     conns: &mut Conns,
     shard: ShardId,
-    keys: &[Column],
+    cols: &[Column],
+    spec: &MergeSpec,
     req: &MergeRequest<'_>,
+    out: &mut ClientOut<W>,
 ) -> Result<Result<Option<Vec<Option<String>>>, ErrorFields>, ExecError> {
-    let text = |c: &Column| matches!(c.type_oid, 19 | 25 | 1042 | 1043);
+    let visible = cols.len() - spec.keys.len();
+    let text: Vec<usize> = (visible..cols.len())
+        .filter(|i| matches!(cols[*i].type_oid, 19 | 25 | 1042 | 1043))
+        .collect();
     let c = conn(conns, shard)?;
     // SQLite compares text bytewise.
-    if c.is_embedded() || !keys.iter().any(text) {
+    if c.is_embedded() || text.is_empty() {
         return Ok(Ok(None));
     }
-    if keys.iter().any(|k| text(k) && k.table_oid == 0) {
-        return Ok(Err(err(
-            "0A000",
-            "ORDER BY a text expression across shards is not supported yet (its collation cannot be checked); order by a text column",
-        )));
-    }
-    let pairs: Vec<String> = keys
-        .iter()
-        .filter(|k| text(k))
-        .map(|k| format!("({}, {})", k.table_oid, k.column_id))
-        .collect();
-    // to_jsonb reads the columns that differ between versions (the
-    // locale of ICU and builtin collations).
-    let sql = format!(
-        "SELECT a.attrelid, a.attnum, a.attcollation, quote_ident(n.nspname) || '.' || quote_ident(c.collname), c.collprovider, coalesce(j ->> 'collcollate', ''), coalesce(j ->> 'colllocale', j ->> 'colliculocale', '') \
-         FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation JOIN pg_namespace n ON n.oid = c.collnamespace CROSS JOIN LATERAL to_jsonb(c) AS j \
-         WHERE (a.attrelid, a.attnum) IN ({})",
-        pairs.join(", ")
-    );
-    let rows = c.simple_rows(&sql).await.map_err(|e| lost(shard, e))?;
-    let mut bytewise = true;
-    let mut collate = Vec::with_capacity(keys.len());
-    for k in keys {
-        if !text(k) {
-            collate.push(None);
-            continue;
+    let (sql, types, params) = req.for_shard(spec, shard);
+    let probe = collation_probe(sql, cols.len(), &text);
+    let mut buf = BytesMut::new();
+    frontend::parse(&mut buf, "", &probe, types);
+    let at = shardgate_wire::begin(&mut buf, b'B');
+    shardgate_wire::put_cstr(&mut buf, "");
+    shardgate_wire::put_cstr(&mut buf, "");
+    buf.put_slice(params);
+    buf.put_i16(0);
+    shardgate_wire::finish(&mut buf, at);
+    frontend::execute(&mut buf, "", 0);
+    frontend::sync(&mut buf);
+    c.send(&buf).await.map_err(|e| lost(shard, e))?;
+    let mut rows: Vec<Vec<String>> = Vec::with_capacity(text.len());
+    let mut error = None;
+    loop {
+        let f = c.recv().await.map_err(|e| lost(shard, e))?;
+        match f.tag {
+            b'D' => {
+                let vals = be::parse_data_row(&f.body)
+                    .map_err(|e| lost(shard, BackendError::Protocol(e)))?;
+                rows.push(
+                    vals.iter()
+                        .map(|v| String::from_utf8_lossy(v.unwrap_or_default()).into_owned())
+                        .collect(),
+                );
+            }
+            b'E' if error.is_none() => error = crate::run::shard_error(out, &f.body),
+            b'Z' => break,
+            _ => {}
         }
-        let (rel, att) = (k.table_oid.to_string(), k.column_id.to_string());
-        let get =
-            |r: &Vec<Option<String>>, i: usize| r.get(i).cloned().flatten().unwrap_or_default();
-        let Some(r) = rows.iter().find(|r| get(r, 0) == rel && get(r, 1) == att) else {
-            return Ok(Err(err(
-                "0A000",
-                "ORDER BY a text column across shards whose collation cannot be found is not supported",
-            )));
+    }
+    if let Some(e) = error {
+        return Ok(Err(e));
+    }
+    let mut bytewise = true;
+    let mut collate = vec![None; spec.keys.len()];
+    for (n, i) in text.iter().enumerate() {
+        let get = |j: usize| {
+            rows.get(n)
+                .and_then(|r| r.get(j))
+                .map_or("", String::as_str)
         };
-        if get(r, 2) == "100" {
+        match (get(0), get(1)) {
+            ("", _) => {
+                return Ok(Err(err(
+                    "0A000",
+                    "ORDER BY a text value without a collation across shards is not supported",
+                )));
+            }
             // The database's default collation, on the sorting shard too.
-            bytewise &= req.bytewise_text;
-            collate.push(None);
-        } else {
-            bytewise &=
-                shardgate_backend::collation_is_bytewise(&get(r, 4), &get(r, 5), &get(r, 6), true);
-            collate.push(Some(get(r, 3)));
+            (_, "d") => bytewise &= req.bytewise_text,
+            (name, provider) => {
+                bytewise &=
+                    shardgate_backend::collation_is_bytewise(provider, get(2), get(3), true);
+                collate[i - visible] = Some(name.to_string());
+            }
         }
     }
     Ok(Ok((!bytewise).then_some(collate)))

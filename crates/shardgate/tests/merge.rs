@@ -315,6 +315,12 @@ async fn order_by_text_under_linguistic_collations_matches_one_postgres() {
         // The C column merges streamed: more rows than max_merge_rows.
         "SELECT id, code FROM people ORDER BY code, id",
         "SELECT id, code FROM people ORDER BY code DESC, n, id OFFSET 7",
+        // Text expressions take their operands' collations.
+        "SELECT id, lower(name) AS ln FROM people ORDER BY ln, id LIMIT 10",
+        "SELECT id FROM people ORDER BY upper(label) DESC NULLS LAST, id LIMIT 10",
+        "SELECT id, name FROM people ORDER BY name COLLATE \"C\", id",
+        "SELECT id, code || 'x' FROM people ORDER BY code || 'x' DESC, id",
+        "SELECT id, name FROM people WHERE n > 0 ORDER BY name COLLATE \"sv-x-icu\", id LIMIT 9",
     ];
     for q in queries.iter().chain(&[
         "SELECT min(label), max(label), min(name) FROM people WHERE label <> '日本'",
