@@ -19,7 +19,7 @@ use shardgate_wire::frontend;
 use tokio::io::AsyncWrite;
 
 /// What the client asked for.
-pub struct AggRequest<'a> {
+pub(crate) struct AggRequest<'a> {
     /// Extended protocol (Parse/Bind/Execute) rather than a simple Query.
     pub extended: bool,
     /// The client's result formats (extended protocol).
@@ -93,7 +93,7 @@ fn literal(out: &mut String, v: Option<&[u8]>, embedded: bool) {
 ///
 /// # Cancel safety
 /// Not cancel safe (see [`crate::run`]).
-pub async fn run_aggregate<W: AsyncWrite + Unpin>(
+pub(crate) async fn run_aggregate<W: AsyncWrite + Unpin>(
     conns: &mut Conns,
     shards: &[ShardId],
     spec: &AggSpec,

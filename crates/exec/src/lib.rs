@@ -17,13 +17,14 @@ pub mod merge;
 pub mod merge_sort;
 pub mod order;
 pub mod out;
+pub mod read;
 pub mod run;
 
-pub use aggregate::{AggRequest, run_aggregate};
 pub use error::ExecError;
 pub use merge::{Merger, Outcome};
-pub use merge_sort::{MergeRequest, bind_params, run_merge};
+pub use merge_sort::bind_params;
 pub use out::ClientOut;
+pub use read::{ReadRequest, run_read};
 pub use run::{
     Collected, Conns, Internal, Request, collect, internal, internal_collect, internal_collect_per,
     rollback_batch, run, run_merged, statement_name, sync_all,

@@ -11,49 +11,48 @@ use crate::error::ExecError;
 use crate::merge::Outcome;
 use crate::order;
 use crate::out::ClientOut;
+use crate::read::ReadRequest;
 use crate::run::{Conns, conn, lost, prepare_if_needed};
 use bytes::{BufMut, Bytes, BytesMut};
 use shardgate_backend::BackendError;
 use shardgate_core::ShardId;
-use shardgate_sql::merge::{MergeSpec, SortKey};
+use shardgate_sql::merge::SortKey;
 use shardgate_wire::backend::{self as be, Column, ErrorFields};
 use shardgate_wire::{Frame, Reader, frontend};
 use std::cmp::Ordering;
 use tokio::io::AsyncWrite;
 
-/// What the client sent for this statement.
-pub struct MergeRequest<'a> {
-    /// The statement's parameter types.
-    pub param_types: &'a [u32],
-    /// The client's Bind from its parameter formats up to (not including)
-    /// its result formats; `[0, 0, 0, 0]` for none.
-    pub params: &'a [u8],
-    /// The client's result formats (none, one for all, or one per column).
-    pub result_formats: &'a [i16],
-    /// Send the RowDescription (simple protocol, or a Describe Portal).
-    pub describe: bool,
-    /// The shards' databases order text bytewise by default (C
-    /// collation).
-    pub bytewise_text: bool,
-    /// The most rows held when the merge is done by a shard.
-    pub max_rows: usize,
-    /// The most bytes (as SQL literals) held when the merge is done by a
-    /// shard.
-    pub max_bytes: usize,
-    /// The merge's SQL per shard (parameters inlined), instead of the
-    /// spec's one statement with the client's parameters.
+/// One merge, as the read plan gives it: `Project(Limit?(MergeSort(
+/// Scatter)))` (see `shardgate_sql::Node`).
+pub struct Merge<'a> {
+    /// The shards, in order.
+    pub shards: &'a [ShardId],
+    /// What every shard runs (with the client's parameters).
+    pub sql: &'a str,
+    /// Each shard's own SQL (parameters inlined), when the key list was
+    /// split.
     pub per_shard: Option<&'a std::collections::BTreeMap<ShardId, String>>,
+    /// The sort keys: the last `keys.len()` columns, dropped after.
+    pub keys: &'a [SortKey],
+    /// Rows to return after `offset`, if limited.
+    pub limit: Option<u64>,
+    /// Rows to skip after the merge.
+    pub offset: u64,
 }
 
 /// A Bind's parameter part with no parameters: no formats, no values.
 const NO_PARAMS: &[u8] = &[0, 0, 0, 0];
 
-impl MergeRequest<'_> {
+impl Merge<'_> {
     /// The SQL, parameter types and Bind parameter bytes for shard `s`.
-    fn for_shard<'s>(&'s self, spec: &'s MergeSpec, s: ShardId) -> (&'s str, &'s [u32], &'s [u8]) {
+    fn for_shard<'s>(
+        &'s self,
+        req: &'s ReadRequest<'_>,
+        s: ShardId,
+    ) -> (&'s str, &'s [u32], &'s [u8]) {
         match self.per_shard.and_then(|m| m.get(&s)) {
             Some(sql) => (sql.as_str(), &[], NO_PARAMS),
-            None => (&spec.sql, self.param_types, self.params),
+            None => (self.sql, req.param_types, req.params),
         }
     }
 }
@@ -182,7 +181,7 @@ pub(crate) fn abort<W: AsyncWrite + Unpin>(out: &mut ClientOut<W>, e: ErrorField
     }
 }
 
-/// Run a merge plan on `shards` and stream the merged rows to `out`.
+/// Run a merge on its shards and stream the merged rows to `out`.
 /// Every shard ends at ReadyForQuery (its batch is synced).
 ///
 /// # Errors
@@ -190,13 +189,13 @@ pub(crate) fn abort<W: AsyncWrite + Unpin>(out: &mut ClientOut<W>, e: ErrorField
 ///
 /// # Cancel safety
 /// Not cancel safe (see [`crate::run`]).
-pub async fn run_merge<W: AsyncWrite + Unpin>(
+pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
     conns: &mut Conns,
-    shards: &[ShardId],
-    spec: &MergeSpec,
-    req: &MergeRequest<'_>,
+    spec: &Merge<'_>,
+    req: &ReadRequest<'_>,
     out: &mut ClientOut<W>,
 ) -> Result<Outcome, ExecError> {
+    let shards = spec.shards;
     out.deadlock_victim
         .store(false, std::sync::atomic::Ordering::Relaxed);
     // Round trip 1, unless every shard has described the statement before:
@@ -206,7 +205,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
     let mut all_described = true;
     for s in shards {
         let c = conn(conns, *s)?;
-        let (sql, types, _) = req.for_shard(spec, *s);
+        let (sql, types, _) = spec.for_shard(req, *s);
         let name = crate::run::statement_name(sql, types, c.epoch());
         let prepared = c.prepared().contains(&name);
         match c.described().get(&name) {
@@ -225,7 +224,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
         for s in shards {
             let c = conn(conns, *s)?;
             buf.clear();
-            let (sql, types, _) = req.for_shard(spec, *s);
+            let (sql, types, _) = spec.for_shard(req, *s);
             let name = prepare_if_needed(c, sql, types, &mut buf);
             frontend::describe(&mut buf, b'S', &name);
             frontend::sync(&mut buf);
@@ -318,7 +317,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
         let at = shardgate_wire::begin(&mut buf, b'B');
         shardgate_wire::put_cstr(&mut buf, "");
         shardgate_wire::put_cstr(&mut buf, &names[i]);
-        buf.put_slice(req.for_shard(spec, *s).2);
+        buf.put_slice(spec.for_shard(req, *s).2);
         buf.put_i16(all_formats.len() as i16);
         for f in &all_formats {
             buf.put_i16(*f);
@@ -347,7 +346,7 @@ pub async fn run_merge<W: AsyncWrite + Unpin>(
                         cmp_rows(
                             r,
                             heads[b].as_ref().expect("best is some"),
-                            &spec.keys,
+                            spec.keys,
                             &oids,
                         ) == Ordering::Less
                     }
@@ -424,8 +423,8 @@ async fn text_collations<W: AsyncWrite + Unpin>(
     conns: &mut Conns,
     shard: ShardId,
     cols: &[Column],
-    spec: &MergeSpec,
-    req: &MergeRequest<'_>,
+    spec: &Merge<'_>,
+    req: &ReadRequest<'_>,
     out: &mut ClientOut<W>,
 ) -> Result<Result<Option<Vec<Option<String>>>, ErrorFields>, ExecError> {
     let visible = cols.len() - spec.keys.len();
@@ -437,7 +436,7 @@ async fn text_collations<W: AsyncWrite + Unpin>(
     if c.is_embedded() || text.is_empty() {
         return Ok(Ok(None));
     }
-    let (sql, types, params) = req.for_shard(spec, shard);
+    let (sql, types, params) = spec.for_shard(req, shard);
     let probe = collation_probe(sql, cols.len(), &text);
     let mut buf = BytesMut::new();
     frontend::parse(&mut buf, "", &probe, types);
@@ -502,15 +501,15 @@ async fn text_collations<W: AsyncWrite + Unpin>(
 /// A merge whose sort keys only a shard can compare: every shard's rows
 /// (already sorted and limited by the merge's SQL, under statement
 /// `names[i]`) are gathered, then one shard sorts, offsets and limits them
-/// in a final query (see [`MergeSpec::final_sort`]). The rows are held,
+/// in a final query (see `shardgate_sql::merge::final_sort`). The rows are held,
 /// so the merge's row limit applies.
 #[allow(clippy::too_many_arguments)]
 async fn sort_on_shard<W: AsyncWrite + Unpin>(
     conns: &mut Conns,
     shards: &[ShardId],
     names: &[String],
-    spec: &MergeSpec,
-    req: &MergeRequest<'_>,
+    spec: &Merge<'_>,
+    req: &ReadRequest<'_>,
     cols: &[Column],
     collate: &[Option<String>],
     out: &mut ClientOut<W>,
@@ -522,7 +521,7 @@ async fn sort_on_shard<W: AsyncWrite + Unpin>(
         let at = shardgate_wire::begin(&mut buf, b'B');
         shardgate_wire::put_cstr(&mut buf, "");
         shardgate_wire::put_cstr(&mut buf, &names[i]);
-        buf.put_slice(req.for_shard(spec, *s).2);
+        buf.put_slice(spec.for_shard(req, *s).2);
         // Every column in text: the rows become literals.
         buf.put_i16(0);
         shardgate_wire::finish(&mut buf, at);
@@ -546,7 +545,7 @@ async fn sort_on_shard<W: AsyncWrite + Unpin>(
         .iter()
         .map(|c| c.name.clone())
         .collect();
-    let fin = spec.final_sort(&visible);
+    let fin = shardgate_sql::merge::final_sort(spec.keys, spec.limit, spec.offset, &visible);
     let mut all = vec![None; visible.len()];
     all.extend(collate.iter().cloned());
     let how = crate::aggregate::FinalRequest {

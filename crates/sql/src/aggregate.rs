@@ -125,25 +125,6 @@ impl AggSpec {
             ..self.clone()
         }
     }
-
-    /// EXPLAIN lines.
-    pub fn describe(&self, shards: &[shardgate_core::ShardId]) -> Vec<String> {
-        let list: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
-        vec![
-            format!(
-                "Aggregate (final query on shard {}){}",
-                shards.first().map(|s| s.to_string()).unwrap_or_default(),
-                if self.raw { " over raw rows" } else { "" }
-            ),
-            match self.final_pg.strip_prefix(", ") {
-                // Nested in a WITH (see `AggSpec::nest`).
-                Some(rest) => format!("  final: WITH sg_partial AS (...), {rest}"),
-                None => format!("  final: {}", self.final_pg),
-            },
-            format!("  Scatter Read shards=[{}]", list.join(",")),
-            format!("    sql: {}", self.partial_sql),
-        ]
-    }
 }
 
 fn parse_expr(s: &str) -> Expr {

@@ -26,4 +26,4 @@ pub use analyze::{Analyzed, analyze, analyze_all};
 pub use error::SqlError;
 pub use merge::{MergeSpec, SortKey};
 pub use params::Params;
-pub use plan::{AdminCall, KeyExpr, Local, Plan, ShardSql, StmtKind, Targets, Template};
+pub use plan::{AdminCall, KeyExpr, Local, Node, Plan, ShardSql, StmtKind, Targets, Template};

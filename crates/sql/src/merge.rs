@@ -35,40 +35,43 @@ pub struct MergeSpec {
 }
 
 impl MergeSpec {
-    /// One line for EXPLAIN.
-    pub fn describe(&self, shards: &[ShardId]) -> Vec<String> {
-        let keys: Vec<String> = self
-            .keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                format!(
-                    "#{}{}{}",
-                    i + 1,
-                    if k.desc { " DESC" } else { "" },
-                    if k.nulls_first == k.desc {
-                        ""
-                    } else if k.nulls_first {
-                        " NULLS FIRST"
-                    } else {
-                        " NULLS LAST"
-                    }
-                )
-            })
-            .collect();
-        let list: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
-        let mut head = format!("MergeSort keys=[{}]", keys.join(", "));
-        if self.offset > 0 {
-            head.push_str(&format!(" offset={}", self.offset));
+    /// The read plan on `shards`: `Project(Limit?(MergeSort(Scatter)))`,
+    /// or `Limit(Concat(Scatter))` without sort keys (see
+    /// [`crate::plan::Node`]); `per_shard` is each shard's own SQL when the
+    /// key list was split.
+    pub fn tree(
+        &self,
+        shards: Vec<ShardId>,
+        per_shard: Option<std::collections::BTreeMap<ShardId, String>>,
+    ) -> crate::plan::Node {
+        use crate::plan::Node;
+        let scatter = Box::new(Node::Scatter {
+            shards,
+            sql: self.sql.clone(),
+            per_shard,
+        });
+        let mut node = if self.keys.is_empty() {
+            Node::Concat { input: scatter }
+        } else {
+            Node::MergeSort {
+                keys: self.keys.clone(),
+                input: scatter,
+            }
+        };
+        if self.limit.is_some() || self.offset > 0 {
+            node = Node::Limit {
+                limit: self.limit,
+                offset: self.offset,
+                input: Box::new(node),
+            };
         }
-        if let Some(l) = self.limit {
-            head.push_str(&format!(" limit={l}"));
+        if self.keys.is_empty() {
+            return node;
         }
-        vec![
-            head,
-            format!("  Scatter Read shards=[{}]", list.join(",")),
-            format!("    sql: {}", self.sql),
-        ]
+        Node::Project {
+            hidden: self.keys.len(),
+            input: Box::new(node),
+        }
     }
 }
 
@@ -79,58 +82,70 @@ impl MergeSpec {
     /// under a linguistic collation, which the rows' columns carry).
     /// `names` are the visible columns' names as the shards describe them.
     pub fn final_sort(&self, names: &[String]) -> crate::AggSpec {
-        let visible = names.len();
-        let cols: Vec<String> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                format!(
-                    "{} AS \"{}\"",
-                    crate::aggregate::column_name(i),
-                    n.replace('"', "\"\"")
-                )
-            })
-            .collect();
-        let order: Vec<String> = self
-            .keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let mut o = crate::aggregate::column_name(visible + i);
-                o.push_str(if k.desc { " DESC" } else { " ASC" });
-                o.push_str(if k.nulls_first {
-                    " NULLS FIRST"
-                } else {
-                    " NULLS LAST"
-                });
-                o
-            })
-            .collect();
-        let mut fin = format!(
-            "SELECT {} FROM {}",
-            cols.join(", "),
-            crate::aggregate::PARTIAL
-        );
-        if !order.is_empty() {
-            fin.push_str(" ORDER BY ");
-            fin.push_str(&order.join(", "));
-        }
-        if let Some(l) = self.limit {
-            fin.push_str(&format!(" LIMIT {l}"));
-        }
-        if self.offset > 0 {
-            fin.push_str(&format!(" OFFSET {}", self.offset));
-        }
-        crate::AggSpec {
-            original: String::new(),
-            partial_sql: self.sql.clone(),
-            partial_lite: self.sql.clone(),
-            final_lite: fin.clone(),
-            final_pg: fin,
-            columns: visible + self.keys.len(),
-            no_float4: Vec::new(),
-            raw: true,
-        }
+        final_sort(&self.keys, self.limit, self.offset, names)
+    }
+}
+
+/// [`MergeSpec::final_sort`] of a merge by `keys` with `limit` and
+/// `offset`.
+pub fn final_sort(
+    keys: &[SortKey],
+    limit: Option<u64>,
+    offset: u64,
+    names: &[String],
+) -> crate::AggSpec {
+    let visible = names.len();
+    let cols: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            format!(
+                "{} AS \"{}\"",
+                crate::aggregate::column_name(i),
+                n.replace('"', "\"\"")
+            )
+        })
+        .collect();
+    let order: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let mut o = crate::aggregate::column_name(visible + i);
+            o.push_str(if k.desc { " DESC" } else { " ASC" });
+            o.push_str(if k.nulls_first {
+                " NULLS FIRST"
+            } else {
+                " NULLS LAST"
+            });
+            o
+        })
+        .collect();
+    let mut fin = format!(
+        "SELECT {} FROM {}",
+        cols.join(", "),
+        crate::aggregate::PARTIAL
+    );
+    if !order.is_empty() {
+        fin.push_str(" ORDER BY ");
+        fin.push_str(&order.join(", "));
+    }
+    if let Some(l) = limit {
+        fin.push_str(&format!(" LIMIT {l}"));
+    }
+    if offset > 0 {
+        fin.push_str(&format!(" OFFSET {offset}"));
+    }
+    // Only the final query is used: the rows come from the merge's own
+    // statements.
+    crate::AggSpec {
+        original: String::new(),
+        partial_sql: String::new(),
+        partial_lite: String::new(),
+        final_lite: fin.clone(),
+        final_pg: fin,
+        columns: visible + keys.len(),
+        no_float4: Vec::new(),
+        raw: true,
     }
 }
 
@@ -315,7 +330,6 @@ mod tests {
         let agg = spec.final_sort(&["na\"me".to_string(), "id".to_string()]);
         assert_eq!(agg.columns, 4);
         assert!(agg.raw);
-        assert_eq!(agg.partial_sql, spec.sql);
         assert_eq!(
             agg.final_pg,
             "SELECT sg_c1 AS \"na\"\"me\", sg_c2 AS \"id\" FROM sg_partial ORDER BY sg_c3 DESC NULLS LAST, sg_c4 ASC NULLS FIRST LIMIT 5 OFFSET 2"

@@ -272,27 +272,8 @@ pub enum Plan {
         /// Kind of statement.
         kind: StmtKind,
     },
-    /// Run the merge's SQL on these shards and merge their sorted rows.
-    Merge {
-        /// Target shards, sorted, more than one.
-        shards: Vec<ShardId>,
-        /// The merge.
-        spec: Box<crate::merge::MergeSpec>,
-        /// The merge's SQL per shard with only that shard's keys (and the
-        /// parameters inlined), when the key list was split.
-        per_shard: Option<BTreeMap<ShardId, String>>,
-    },
-    /// Aggregate across shards: the partial query on these shards, the
-    /// final query on the first.
-    Aggregate {
-        /// Target shards, sorted, more than one.
-        shards: Vec<ShardId>,
-        /// The two queries.
-        spec: std::sync::Arc<AggSpec>,
-        /// The partial query per shard with only that shard's keys, when
-        /// the key list was split (PostgreSQL shards).
-        per_shard: Option<BTreeMap<ShardId, String>>,
-    },
+    /// A read across shards whose rows are merged: a tree of primitives.
+    Read(Node),
     /// Move rows to the shards of their new keys: the DELETE on these
     /// shards, then INSERTs where the returned rows belong.
     Move {
@@ -309,6 +290,167 @@ pub enum Plan {
     },
     /// Describe another plan.
     Explain(Box<Plan>),
+}
+
+/// A cross-shard read as a tree of primitives, each doing one thing to
+/// streams of rows. The executor (`shardgate_exec::read`) interprets it,
+/// `EXPLAIN` prints it. The planner builds these shapes:
+///
+/// * `Project(Limit?(MergeSort(Scatter)))`: ORDER BY, LIMIT and OFFSET
+///   (see [`crate::merge`]), streamed; `Limit(Concat(Scatter))`: LIMIT or
+///   OFFSET without ORDER BY;
+/// * `Aggregate(Scatter)`: aggregates, GROUP BY, HAVING, DISTINCT and
+///   queries over them (see [`crate::aggregate`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    /// Run SQL on shards in parallel: one stream of rows per shard.
+    Scatter {
+        /// Target shards, sorted, more than one.
+        shards: Vec<ShardId>,
+        /// What every shard runs (in the extended protocol, with the
+        /// client's parameters).
+        sql: String,
+        /// Each shard's own SQL with only its keys (parameters inlined),
+        /// when the key list was split.
+        per_shard: Option<BTreeMap<ShardId, String>>,
+    },
+    /// Merge the input's streams, each sorted by its last `keys.len()`
+    /// columns, into one sorted stream.
+    MergeSort {
+        /// The sort keys, in order.
+        keys: Vec<crate::merge::SortKey>,
+        /// The sorted streams.
+        input: Box<Node>,
+    },
+    /// Pass the input's streams' rows as they come, in any order.
+    Concat {
+        /// The streams.
+        input: Box<Node>,
+    },
+    /// Skip `offset` rows, then pass at most `limit`.
+    Limit {
+        /// Rows to pass, if limited.
+        limit: Option<u64>,
+        /// Rows to skip first.
+        offset: u64,
+        /// The rows.
+        input: Box<Node>,
+    },
+    /// Drop the last `hidden` columns (the sort keys a merge fetched).
+    Project {
+        /// How many trailing columns to drop.
+        hidden: usize,
+        /// The rows.
+        input: Box<Node>,
+    },
+    /// Hand the input's rows (partial aggregates, or raw rows) to the
+    /// first shard as `sg_partial` and return the rows of the final query
+    /// it runs over them.
+    Aggregate {
+        /// The partial and final queries.
+        spec: std::sync::Arc<AggSpec>,
+        /// The partial rows.
+        input: Box<Node>,
+    },
+}
+
+impl Node {
+    /// The shards the tree reads (those of its scatter).
+    pub fn shards(&self) -> &[ShardId] {
+        match self {
+            Node::Scatter { shards, .. } => shards,
+            Node::MergeSort { input, .. }
+            | Node::Concat { input }
+            | Node::Limit { input, .. }
+            | Node::Project { input, .. }
+            | Node::Aggregate { input, .. } => input.shards(),
+        }
+    }
+
+    fn describe_into(&self, out: &mut Vec<String>, depth: usize) {
+        let pad = "  ".repeat(depth);
+        let next = match self {
+            Node::Scatter {
+                shards,
+                sql,
+                per_shard,
+            } => {
+                let list: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
+                out.push(format!("{pad}Scatter Read shards=[{}]", list.join(",")));
+                out.push(format!("{pad}  sql: {sql}"));
+                describe_per_shard(out, &pad, per_shard.as_ref());
+                None
+            }
+            Node::MergeSort { keys, input } => {
+                let keys: Vec<String> = keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| {
+                        format!(
+                            "#{}{}{}",
+                            i + 1,
+                            if k.desc { " DESC" } else { "" },
+                            if k.nulls_first == k.desc {
+                                ""
+                            } else if k.nulls_first {
+                                " NULLS FIRST"
+                            } else {
+                                " NULLS LAST"
+                            }
+                        )
+                    })
+                    .collect();
+                out.push(format!("{pad}MergeSort keys=[{}]", keys.join(", ")));
+                Some(input)
+            }
+            Node::Concat { input } => {
+                out.push(format!("{pad}Concat"));
+                Some(input)
+            }
+            Node::Limit {
+                limit,
+                offset,
+                input,
+            } => {
+                let mut head = format!("{pad}Limit");
+                if *offset > 0 {
+                    head.push_str(&format!(" offset={offset}"));
+                }
+                if let Some(l) = limit {
+                    head.push_str(&format!(" limit={l}"));
+                }
+                out.push(head);
+                Some(input)
+            }
+            Node::Project { hidden, input } => {
+                out.push(format!(
+                    "{pad}Project (drop {hidden} hidden sort column{})",
+                    if *hidden == 1 { "" } else { "s" }
+                ));
+                Some(input)
+            }
+            Node::Aggregate { spec, input } => {
+                out.push(format!(
+                    "{pad}Aggregate (final query on shard {}){}",
+                    input
+                        .shards()
+                        .first()
+                        .map(|s| s.to_string())
+                        .unwrap_or_default(),
+                    if spec.raw { " over raw rows" } else { "" }
+                ));
+                out.push(match spec.final_pg.strip_prefix(", ") {
+                    // Nested in a WITH (see `AggSpec::nest`).
+                    Some(rest) => format!("{pad}  final: WITH sg_partial AS (...), {rest}"),
+                    None => format!("{pad}  final: {}", spec.final_pg),
+                });
+                Some(input)
+            }
+        };
+        if let Some(n) = next {
+            n.describe_into(out, depth + 1);
+        }
+    }
 }
 
 impl Plan {
@@ -358,26 +500,7 @@ impl Plan {
                     }
                 }
             }
-            Plan::Merge {
-                shards,
-                spec,
-                per_shard,
-            } => {
-                for l in spec.describe(shards) {
-                    out.push(format!("{pad}{l}"));
-                }
-                describe_per_shard(out, &pad, per_shard.as_ref());
-            }
-            Plan::Aggregate {
-                shards,
-                spec,
-                per_shard,
-            } => {
-                for l in spec.describe(shards) {
-                    out.push(format!("{pad}{l}"));
-                }
-                describe_per_shard(out, &pad, per_shard.as_ref());
-            }
+            Plan::Read(n) => n.describe_into(out, depth),
             Plan::Move { delete, sql, .. } => {
                 out.push(format!(
                     "{pad}MoveRows (UPDATE of the shard key: DELETE ... RETURNING, then INSERT on each new key's shard, in one transaction)"
@@ -637,19 +760,18 @@ impl Template {
                     if let Some(a) = aggregate {
                         let spec = a.resolve(params)?;
                         let per_shard = split_sql(&spec.partial_sql, &Params::none());
-                        return Ok(Plan::Aggregate {
-                            shards,
+                        return Ok(Plan::Read(Node::Aggregate {
+                            input: Box::new(Node::Scatter {
+                                shards,
+                                sql: spec.partial_sql.clone(),
+                                per_shard,
+                            }),
                             spec,
-                            per_shard,
-                        });
+                        }));
                     }
                     if let Some(spec) = merge {
                         let per_shard = split_sql(&spec.sql, params);
-                        return Ok(Plan::Merge {
-                            shards,
-                            spec: spec.clone(),
-                            per_shard,
-                        });
+                        return Ok(Plan::Read(spec.tree(shards, per_shard)));
                     }
                     if let Some(split) = split
                         && !per_key.is_empty()

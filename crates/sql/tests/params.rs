@@ -140,8 +140,8 @@ fn in_list_of_params() {
         .resolve(&text(&[b"2", b"8"]), &topo.shards(), topo.default_shard)
         .unwrap();
     match p {
-        shardgate_sql::Plan::Aggregate { shards, spec, .. } => {
-            assert_eq!(shards, vec![ShardId(0), ShardId(1)]);
+        shardgate_sql::Plan::Read(ref n @ shardgate_sql::Node::Aggregate { ref spec, .. }) => {
+            assert_eq!(n.shards(), [ShardId(0), ShardId(1)]);
             // The parameters are inlined into the partial query.
             assert!(
                 spec.partial_sql.contains("IN ('2', '8')"),

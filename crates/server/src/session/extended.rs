@@ -286,31 +286,12 @@ impl Session {
                 self.run_move(shards, delete, sql, rule, key_positions, reply)
                     .await?
             }
-            Plan::Aggregate {
-                shards,
-                spec,
-                per_shard,
-            } => {
-                if let Some(d) = self.refuse_merged_read(max_rows, "aggregate") {
-                    d
-                } else {
-                    let req = shardgate_exec::AggRequest {
-                        extended: true,
-                        result_formats: &result_formats,
-                        describe,
-                        max_rows: self.router.max_merge_rows,
-                        max_bytes: self.router.max_merge_bytes,
-                        per_shard: per_shard.as_ref(),
-                    };
-                    self.run_aggregate_plan(shards, spec, &req).await?
-                }
-            }
-            Plan::Merge {
-                shards,
-                spec,
-                per_shard,
-            } => {
-                if let Some(d) = self.refuse_merged_read(max_rows, "ORDER BY/LIMIT") {
+            Plan::Read(node) => {
+                let what = match node {
+                    shardgate_sql::Node::Aggregate { .. } => "aggregate",
+                    _ => "ORDER BY/LIMIT",
+                };
+                if let Some(d) = self.refuse_merged_read(max_rows, what) {
                     d
                 } else {
                     let tail = frontend::parse_bind(&bind)
@@ -319,7 +300,8 @@ impl Session {
                     let params = shardgate_exec::bind_params(&tail)
                         .map(<[u8]>::to_vec)
                         .unwrap_or_else(|_| vec![0, 0, 0, 0]);
-                    let req = shardgate_exec::MergeRequest {
+                    let req = shardgate_exec::ReadRequest {
+                        extended: true,
                         param_types: &types,
                         params: &params,
                         result_formats: &result_formats,
@@ -327,9 +309,8 @@ impl Session {
                         bytewise_text: self.router.bytewise_text,
                         max_rows: self.router.max_merge_rows,
                         max_bytes: self.router.max_merge_bytes,
-                        per_shard: per_shard.as_ref(),
                     };
-                    self.run_merge_plan(shards, spec, &req).await?
+                    self.run_read_plan(node, &req).await?
                 }
             }
             Plan::Route {
@@ -542,57 +523,62 @@ impl Session {
             let plan = p.plan.clone();
             let bind = p.bind.clone();
             let stmt = p.stmt.clone();
-            match &plan {
+            // The shards whose answer to the client's own statement
+            // describes the portal.
+            let described_by = match &plan {
                 Plan::Route {
                     shards,
                     sql: ShardSql::Original,
                     ..
                 }
-                | Plan::Merge { shards, .. }
-                | Plan::Aggregate { shards, .. }
                 | Plan::Move { shards, .. }
                 | Plan::Route {
                     shards,
                     sql: ShardSql::PerShard(_) | ShardSql::Rows { .. } | ShardSql::Params { .. },
                     kind: StmtKind::Write | StmtKind::WriteCopies,
-                } => {
-                    let Some(st) = self.stmts.get(&stmt) else {
-                        continue;
-                    };
-                    let sql = st
-                        .template
-                        .describe_text()
-                        .unwrap_or_else(|| st.sql.clone());
-                    let types = st.types.clone();
-                    let tail = frontend::parse_bind(&bind)
-                        .map(|b| b.tail.to_vec())
-                        .unwrap_or_default();
-                    let shard = shards[0];
-                    if let Some(e) = self.ensure(&[shard]).await? {
-                        self.batch_error(&e);
-                        return Ok(());
-                    }
-                    let req = Request::DescribePortal {
-                        sql: &sql,
-                        param_types: &types,
-                        bind_tail: &tail,
-                    };
-                    let o =
-                        shardgate_exec::run(&mut self.conns, &[shard], &req, &mut self.out).await?;
-                    if o.error.is_some() {
-                        self.skip_to_sync = true;
-                        if self.txn == TxnState::Active {
-                            self.txn = TxnState::Failed;
-                        }
-                        return Ok(());
-                    }
+                } => Some(shards.as_slice()),
+                Plan::Read(node) => Some(node.shards()),
+                _ => None,
+            };
+            if let Some(shards) = described_by {
+                let Some(st) = self.stmts.get(&stmt) else {
+                    continue;
+                };
+                let sql = st
+                    .template
+                    .describe_text()
+                    .unwrap_or_else(|| st.sql.clone());
+                let types = st.types.clone();
+                let tail = frontend::parse_bind(&bind)
+                    .map(|b| b.tail.to_vec())
+                    .unwrap_or_default();
+                let shard = shards[0];
+                if let Some(e) = self.ensure(&[shard]).await? {
+                    self.batch_error(&e);
+                    return Ok(());
                 }
-                Plan::Route { .. } | Plan::Local(_) => be::no_data(&mut self.out.buf),
-                Plan::Admin(_) => {
-                    be::row_description(&mut self.out.buf, &[Column::new("result", 25, -1)])
+                let req = Request::DescribePortal {
+                    sql: &sql,
+                    param_types: &types,
+                    bind_tail: &tail,
+                };
+                let o = shardgate_exec::run(&mut self.conns, &[shard], &req, &mut self.out).await?;
+                if o.error.is_some() {
+                    self.skip_to_sync = true;
+                    if self.txn == TxnState::Active {
+                        self.txn = TxnState::Failed;
+                    }
+                    return Ok(());
                 }
-                Plan::Explain(_) => {
-                    be::row_description(&mut self.out.buf, &[Column::new("QUERY PLAN", 25, -1)])
+            } else {
+                match &plan {
+                    Plan::Admin(_) => {
+                        be::row_description(&mut self.out.buf, &[Column::new("result", 25, -1)])
+                    }
+                    Plan::Explain(_) => {
+                        be::row_description(&mut self.out.buf, &[Column::new("QUERY PLAN", 25, -1)])
+                    }
+                    _ => be::no_data(&mut self.out.buf),
                 }
             }
         }

@@ -372,12 +372,9 @@ impl Session {
                 )
                 .await
             }
-            Plan::Merge {
-                shards,
-                spec,
-                per_shard,
-            } => {
-                let req = shardgate_exec::MergeRequest {
+            Plan::Read(node) => {
+                let req = shardgate_exec::ReadRequest {
+                    extended: false,
                     param_types: &[],
                     params: &[0, 0, 0, 0],
                     result_formats: &[],
@@ -385,24 +382,8 @@ impl Session {
                     bytewise_text: self.router.bytewise_text,
                     max_rows: self.router.max_merge_rows,
                     max_bytes: self.router.max_merge_bytes,
-                    per_shard: per_shard.as_ref(),
                 };
-                self.run_merge_plan(shards, spec, &req).await
-            }
-            Plan::Aggregate {
-                shards,
-                spec,
-                per_shard,
-            } => {
-                let req = shardgate_exec::AggRequest {
-                    extended: false,
-                    result_formats: &[],
-                    describe: true,
-                    max_rows: self.router.max_merge_rows,
-                    max_bytes: self.router.max_merge_bytes,
-                    per_shard: per_shard.as_ref(),
-                };
-                self.run_aggregate_plan(shards, spec, &req).await
+                self.run_read_plan(node, &req).await
             }
             Plan::Route {
                 shards,
@@ -432,34 +413,17 @@ impl Session {
     }
 
     /// Run a merge plan (both protocols): every shard's batch ends synced.
-    pub(super) async fn run_merge_plan(
+    /// Run a read plan (both protocols).
+    pub(super) async fn run_read_plan(
         &mut self,
-        shards: &[ShardId],
-        spec: &shardgate_sql::MergeSpec,
-        req: &shardgate_exec::MergeRequest<'_>,
+        node: &shardgate_sql::Node,
+        req: &shardgate_exec::ReadRequest<'_>,
     ) -> Result<Done, ExecError> {
-        if let Some(e) = self.ensure(shards).await? {
+        if let Some(e) = self.ensure(node.shards()).await? {
             self.fail_statement(&e);
             return Ok(Done::Failed);
         }
-        let o =
-            shardgate_exec::run_merge(&mut self.conns, shards, spec, req, &mut self.out).await?;
-        Ok(self.after_statement(&o))
-    }
-
-    /// Run an aggregation plan (both protocols).
-    pub(super) async fn run_aggregate_plan(
-        &mut self,
-        shards: &[ShardId],
-        spec: &shardgate_sql::AggSpec,
-        req: &shardgate_exec::AggRequest<'_>,
-    ) -> Result<Done, ExecError> {
-        if let Some(e) = self.ensure(shards).await? {
-            self.fail_statement(&e);
-            return Ok(Done::Failed);
-        }
-        let o = shardgate_exec::run_aggregate(&mut self.conns, shards, spec, req, &mut self.out)
-            .await?;
+        let o = shardgate_exec::run_read(&mut self.conns, node, req, &mut self.out).await?;
         Ok(self.after_statement(&o))
     }
 
