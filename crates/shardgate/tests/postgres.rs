@@ -252,7 +252,10 @@ async fn postgres_shards_tokio_postgres_and_bad_input() {
     for (sql, code) in [
         ("SELEC 1", "42601"),
         ("SELECT * FROM no_such_table", "42P01"),
-        ("SELECT rank() OVER (ORDER BY amount) FROM orders", "0A000"),
+        (
+            "SELECT * FROM orders ORDER BY amount FETCH FIRST 3 ROWS WITH TIES",
+            "0A000",
+        ),
         (
             "UPDATE orders SET (customer_id, amount) = (3, 1) WHERE customer_id = 2",
             "0A000",

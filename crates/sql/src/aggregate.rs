@@ -690,7 +690,7 @@ fn group_expr(s: &Select, g: &Expr) -> Result<Expr, String> {
     })
 }
 
-fn has_subquery_or_window(e: &Expr) -> Option<String> {
+fn has_subquery(e: &Expr) -> Option<String> {
     struct F(Option<String>);
     impl ast::Visitor for F {
         type Break = ();
@@ -698,17 +698,28 @@ fn has_subquery_or_window(e: &Expr) -> Option<String> {
             self.0 = Some("a subquery in the select list, HAVING or ORDER BY".into());
             ControlFlow::Break(())
         }
+    }
+    let mut f = F(None);
+    let _ = ast::Visit::visit(e, &mut f);
+    f.0
+}
+
+/// Does `e` call a window function?
+pub fn has_window(e: &Expr) -> bool {
+    struct F(bool);
+    impl ast::Visitor for F {
+        type Break = ();
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
             if let Expr::Function(f) = e
                 && f.over.is_some()
             {
-                self.0 = Some(format!("window function {}()", fname(f)));
+                self.0 = true;
                 return ControlFlow::Break(());
             }
             ControlFlow::Continue(())
         }
     }
-    let mut f = F(None);
+    let mut f = F(false);
     let _ = ast::Visit::visit(e, &mut f);
     f.0
 }
@@ -766,10 +777,13 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
         _ => Vec::new(),
     };
     for e in &finals {
-        if let Some(why) = has_subquery_or_window(e) {
+        if let Some(why) = has_subquery(e) {
             return Err(why);
         }
     }
+    // Window functions run in the final query, after its GROUP BY (over
+    // the merged groups) or, without one, over the shards' raw rows.
+    let windowed = finals.iter().any(|e| has_window(e));
     let mut group = group_exprs(s)?;
     let names: Vec<String> = s.projection.iter().filter_map(item_name).collect();
     // Output names ORDER BY may use as they are.
@@ -806,7 +820,9 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
         );
     }
     let grouped = any_agg || !group.is_empty() || s.having.is_some();
-    if !grouped {
+    if !grouped && windowed {
+        raw = true;
+    } else if !grouped {
         // Plain DISTINCT (ON): the partial query groups by everything the
         // final DISTINCT and ORDER BY look at.
         for e in s

@@ -959,3 +959,26 @@ SELECT o.id, e FROM orders o, jsonb_array_elements_text('["a","b"]') e WHERE o.c
 -- @must
 SELECT c.id, g FROM customers c LEFT JOIN generate_series(1, 2) g ON g = c.tier WHERE c.id < 20;
 SELECT g, count(o.id) FROM generate_series(1, 3) g LEFT JOIN orders o ON o.qty = g GROUP BY g;
+-- ---------------------------------------------------------------- window functions across shards (computed by one shard over raw rows)
+-- @must
+SELECT id, row_number() OVER (ORDER BY id) FROM orders WHERE qty > 40;
+-- @must @ordered
+SELECT id, amount, rank() OVER (ORDER BY amount DESC NULLS LAST) AS r FROM orders WHERE qty < 5 ORDER BY r, id;
+-- @must
+SELECT id, lag(amount) OVER (ORDER BY id), lead(amount, 2, -1) OVER (ORDER BY id) FROM orders WHERE customer_id IN (1, 2, 3);
+-- @must
+SELECT id, count(*) OVER (), sum(credit) OVER (PARTITION BY region ORDER BY id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM customers WHERE tier < 3;
+-- @must
+SELECT status, count(*) AS n, rank() OVER (ORDER BY count(*) DESC, status) FROM orders GROUP BY status;
+-- @must @ordered
+SELECT customer_id, sum(amount) AS total, dense_rank() OVER (ORDER BY sum(amount) DESC NULLS LAST, customer_id) AS d FROM orders GROUP BY customer_id ORDER BY d LIMIT 10;
+-- @must
+SELECT DISTINCT status, count(*) OVER (PARTITION BY status) FROM orders;
+-- @must
+SELECT region, ntile(3) OVER (ORDER BY credit NULLS FIRST, id), first_value(name) OVER (PARTITION BY region ORDER BY id) FROM customers WHERE id < 60;
+-- @must @ordered
+SELECT id, percent_rank() OVER (ORDER BY qty, id) AS p FROM orders WHERE customer_id < 20 ORDER BY p DESC, id LIMIT 7;
+-- @must
+SELECT c.id, count(o.id) OVER (PARTITION BY o.customer_id) FROM customers c LEFT JOIN orders o ON o.customer_id = c.id WHERE c.id < 30;
+-- @must
+SELECT o.id, sum(i.qty) OVER (ORDER BY o.id, i.line) FROM orders o JOIN order_items i ON i.customer_id = o.customer_id AND i.order_id = o.id WHERE o.qty > 45;

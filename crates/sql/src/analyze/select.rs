@@ -141,6 +141,17 @@ fn plan_select(
             }
             Err(why) => Some(refusal(&why)),
         }
+    } else if cross_shard_window(q, tables) {
+        // Window functions over rows of several shards: computed by one
+        // shard over the shards' raw rows (see `crate::aggregate`).
+        match plan_aggregation(q, tables, local) {
+            Ok((m, a)) => {
+                merge = m.map(Box::new);
+                aggregate = a.map(Box::new);
+                None
+            }
+            Err(why) => Some(refusal(&why)),
+        }
     } else {
         let window_ok = local_window(q, tables);
         match crate::merge::plan_merge(q, |b| merge_needed_with(&strip_local(b, local), &window_ok))
@@ -556,11 +567,18 @@ fn plan_aggregation(
             exprs.extend(l.iter().map(|o| &o.expr));
         }
         let window_ok = local_window(q, tables);
-        if let Some(why) = exprs.iter().find_map(|e| window_or_subquery(e, &window_ok)) {
-            return Err(why);
+        match exprs.iter().find_map(|e| window_or_subquery(e, &window_ok)) {
+            // Windows across the groups: two steps after all, the
+            // windows in the final query.
+            Some(why) if why == WINDOW => {}
+            Some(why) => return Err(why),
+            None => {
+                return crate::merge::plan_merge(q, |b| {
+                    nested_merge_needed(&strip_local(b, local))
+                })
+                .map(|m| (m, None));
+            }
         }
-        return crate::merge::plan_merge(q, |b| nested_merge_needed(&strip_local(b, local)))
-            .map(|m| (m, None));
     }
     let spec = crate::aggregate::plan_aggregate(q)?;
     let planned = (!has_placeholders(q)).then(|| std::sync::Arc::new(spec));
@@ -573,6 +591,8 @@ fn plan_aggregation(
         }),
     ))
 }
+
+const WINDOW: &str = "a window function";
 
 fn window_or_subquery(e: &Expr, window_ok: &dyn Fn(&ast::Function) -> bool) -> Option<String> {
     struct F<'a>(Option<String>, &'a dyn Fn(&ast::Function) -> bool);
@@ -587,7 +607,7 @@ fn window_or_subquery(e: &Expr, window_ok: &dyn Fn(&ast::Function) -> bool) -> O
                 && f.over.is_some()
                 && !(self.1)(f)
             {
-                self.0 = Some("a window function".into());
+                self.0 = Some(WINDOW.into());
                 return ControlFlow::Break(());
             }
             ControlFlow::Continue(())
@@ -596,6 +616,52 @@ fn window_or_subquery(e: &Expr, window_ok: &dyn Fn(&ast::Function) -> bool) -> O
     let mut f = F(None, window_ok);
     let _ = e.visit(&mut f);
     f.0
+}
+
+/// Does `q`'s own SELECT (select list or ORDER BY) call a window function
+/// that does not run whole on each shard (see [`local_window`])?
+fn cross_shard_window(q: &Query, tables: &[FromTable]) -> bool {
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return false;
+    };
+    let window_ok = local_window(q, tables);
+    let mut exprs: Vec<&Expr> =
+        s.projection
+            .iter()
+            .filter_map(|i| match i {
+                ast::SelectItem::UnnamedExpr(e)
+                | ast::SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+                _ => None,
+            })
+            .collect();
+    if let Some(ob) = &q.order_by
+        && let ast::OrderByKind::Expressions(l) = &ob.kind
+    {
+        exprs.extend(l.iter().map(|o| &o.expr));
+    }
+    struct F<'a>(bool, &'a dyn Fn(&ast::Function) -> bool);
+    impl Visitor for F<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            // A subquery's windows are its own.
+            ControlFlow::Break(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e
+                && f.over.is_some()
+                && !(self.1)(f)
+            {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    exprs.iter().any(|e| {
+        let mut f = F(false, &window_ok);
+        let _ = e.visit(&mut f);
+        f.0
+    })
 }
 
 /// Which window functions of `q`'s SELECT run whole on each shard: those
