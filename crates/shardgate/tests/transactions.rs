@@ -524,6 +524,31 @@ async fn next_id_is_a_column_default_filled_in_by_the_router() {
         .unwrap_err();
     assert_eq!(code(&e), "25001", "{e}");
     cl.batch_execute("ROLLBACK").await.unwrap();
+    // Nor in an extended-protocol batch with more before its Sync (the
+    // batch is one implicit transaction): refused, nothing recorded.
+    let port = c.sg.port();
+    let got = tokio::task::spawn_blocking(move || {
+        let mut raw = common::Raw::connect(port);
+        raw.send(&[
+            common::Raw::parse(
+                "ALTER TABLE products ALTER COLUMN id SET DEFAULT shardgate.next_id()",
+            ),
+            common::Raw::bind(),
+            common::Raw::execute(0),
+            common::Raw::parse("SELECT 1"),
+            common::Raw::bind(),
+            common::Raw::execute(0),
+            common::Raw::msg(b'S', &[]),
+        ]);
+        raw.until(b'Z')
+    })
+    .await
+    .unwrap();
+    let e = got
+        .iter()
+        .find(|(t, _)| *t == b'E')
+        .expect("an error in the batch");
+    assert_eq!(common::sqlstate(&e.1), "25001");
     cl.batch_execute("ALTER TABLE products ALTER COLUMN id SET DEFAULT shardgate.next_id()")
         .await
         .unwrap();

@@ -206,17 +206,31 @@ impl Session {
                 return Ok(());
             }
         };
-        if let Some(e) = self
-            .stmts
-            .get(&portal.stmt)
-            .and_then(|st| self.id_ddl_in_transaction(&st.template))
+        let id_ddl = self.stmts.get(&portal.stmt).and_then(|st| {
+            self.id_ddl_in_transaction(&st.template)
+                .map(|e| (e, true))
+                .or_else(|| match &st.template {
+                    Template::Route {
+                        learns: Some(l), ..
+                    } if l.ids.is_some() => Some((
+                        err_fields(
+                            "25001",
+                            "DDL that adds, changes or drops a shardgate.next_id() default must be alone in its batch (Sync right after its Execute): shardgate records it when it succeeds",
+                        ),
+                        false,
+                    )),
+                    _ => None,
+                })
+        });
+        let bind = portal.bind.clone();
+        let result_formats = portal.result_formats.clone();
+        let bound_on = portal.bound_on;
+        if let Some((e, always)) = id_ddl
+            && (always || !self.batch_used.is_empty() || !self.next_is_sync())
         {
             self.batch_error(&e);
             return Ok(());
         }
-        let bind = portal.bind.clone();
-        let result_formats = portal.result_formats.clone();
-        let bound_on = portal.bound_on;
         if let Some(p) = self.portals.get_mut(&name) {
             p.describe_pending = false;
         }
