@@ -18,6 +18,11 @@ pub struct ClientOut<W> {
     /// session's statement: the shard's "canceling statement" error then
     /// reaches the client as the deadlock it is (40P01).
     pub deadlock_victim: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// While set, `(mark, cap)`: what follows `mark` in `buf` is held back
+    /// (a reply the session reads itself), at most `cap` bytes of it.
+    pub hold: Option<(usize, usize)>,
+    /// A held reply grew past its cap and was dropped.
+    pub held_over: bool,
 }
 
 impl<W: AsyncWrite + Unpin> ClientOut<W> {
@@ -28,6 +33,8 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
             w,
             flushed: 0,
             deadlock_victim: Default::default(),
+            hold: None,
+            held_over: false,
         }
     }
 
@@ -36,10 +43,17 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
     /// # Errors
     /// The client socket failed.
     pub async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.buf.is_empty() {
-            self.w.write_all(&self.buf).await?;
-            self.flushed += self.buf.len() as u64;
-            self.buf.clear();
+        let end = match self.hold {
+            Some((mark, _)) => mark,
+            None => self.buf.len(),
+        };
+        if end > 0 {
+            self.w.write_all(&self.buf[..end]).await?;
+            self.flushed += end as u64;
+            let _ = self.buf.split_to(end);
+            if let Some((mark, _)) = &mut self.hold {
+                *mark = 0;
+            }
         }
         Ok(())
     }
@@ -49,6 +63,13 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
     /// # Errors
     /// The client socket failed.
     pub async fn maybe_flush(&mut self) -> std::io::Result<()> {
+        if let Some((mark, cap)) = self.hold {
+            if self.buf.len() > mark + cap {
+                self.buf.truncate(mark);
+                self.held_over = true;
+            }
+            return Ok(());
+        }
         if self.buf.len() >= FLUSH_AT {
             self.flush().await?;
         }

@@ -164,6 +164,17 @@ pub enum Template {
         /// How `stmt` is routed.
         inner: Box<Template>,
     },
+    /// A statement whose uncorrelated subqueries over sharded tables run
+    /// first (see [`crate::analyze::subquery`]), for when `original` is
+    /// refused.
+    PreEvaluate {
+        /// The statement as it stands.
+        original: Box<Template>,
+        /// The subqueries, in the order of their markers.
+        subs: Vec<crate::analyze::subquery::Sub>,
+        /// The statement with markers in place of the subqueries.
+        outer: String,
+    },
     /// Show the plan of another statement.
     Explain(Box<Template>),
 }
@@ -287,6 +298,17 @@ pub enum Plan {
         rule: Box<TableRule>,
         /// Where the key columns are in the DELETE's returned rows.
         key_positions: Vec<usize>,
+    },
+    /// Run these subqueries first, write their results into the outer
+    /// statement and run that (see [`crate::analyze::subquery`]).
+    PreEvaluate {
+        /// The subqueries.
+        subs: Vec<crate::analyze::subquery::Sub>,
+        /// The statement with markers in place of the subqueries.
+        outer: String,
+        /// Why the statement as it stands was refused (the answer when a
+        /// subquery turns out to refer to the outer query).
+        refused: SqlError,
     },
     /// Describe another plan.
     Explain(Box<Plan>),
@@ -515,6 +537,20 @@ impl Plan {
                 ));
             }
             Plan::Explain(p) => p.describe_into(out, depth),
+            Plan::PreEvaluate { subs, outer, .. } => {
+                out.push(format!(
+                    "{pad}PreEvaluate (uncorrelated subqueries run first, their results written into the statement)"
+                ));
+                for (i, s) in subs.iter().enumerate() {
+                    out.push(format!(
+                        "{pad}  subquery {} ({:?}): {}",
+                        i + 1,
+                        s.kind,
+                        s.sql
+                    ));
+                }
+                out.push(format!("{pad}  then: {outer}"));
+            }
         }
     }
 }
@@ -587,6 +623,20 @@ impl Template {
             Template::Local(l) => Ok(Plan::Local(l.clone())),
             Template::Admin(a) => Ok(Plan::Admin(a.clone())),
             Template::Refuse(e) => Err(e.clone()),
+            Template::PreEvaluate {
+                original,
+                subs,
+                outer,
+            } => match original.resolve_with_ids(params, ids, all, default) {
+                Ok(p) => Ok(p),
+                // Subqueries with parameters would need them inlined.
+                Err(e) if !params.is_empty() => Err(e),
+                Err(refused) => Ok(Plan::PreEvaluate {
+                    subs: subs.clone(),
+                    outer: outer.clone(),
+                    refused,
+                }),
+            },
             Template::Explain(t) => Ok(Plan::Explain(Box::new(
                 t.resolve_with_ids(params, ids, all, default)?,
             ))),

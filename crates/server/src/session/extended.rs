@@ -120,7 +120,8 @@ impl Session {
             Template::Route { .. }
             | Template::Insert { .. }
             | Template::Move(_)
-            | Template::WithIds { .. } => {
+            | Template::WithIds { .. }
+            | Template::PreEvaluate { .. } => {
                 let sql = st
                     .template
                     .describe_text()
@@ -299,6 +300,12 @@ impl Session {
                 };
                 self.run_move(shards, delete, sql, rule, key_positions, reply)
                     .await?
+            }
+            // Subqueries run first in the simple protocol only (they
+            // would need the parameters inlined, the reply its formats).
+            Plan::PreEvaluate { refused, .. } => {
+                self.send_error(&sql_err(refused));
+                Done::Failed
             }
             Plan::Read(node) => {
                 let what = match node {

@@ -14,6 +14,7 @@ mod extended;
 mod local;
 mod moves;
 mod simple;
+mod subquery;
 
 use crate::router::{CancelSlot, Router};
 use bytes::{Bytes, BytesMut};

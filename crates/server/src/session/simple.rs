@@ -372,6 +372,11 @@ impl Session {
                 )
                 .await
             }
+            Plan::PreEvaluate {
+                subs,
+                outer,
+                refused,
+            } => self.run_pre_evaluated(subs, outer, refused).await,
             Plan::Read(node) => {
                 let req = shardgate_exec::ReadRequest {
                     extended: false,

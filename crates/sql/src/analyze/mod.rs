@@ -33,6 +33,7 @@ use select::analyze_query;
 
 pub(crate) mod nested;
 mod setops;
+pub mod subquery;
 
 mod keys;
 use keys::*;
@@ -473,7 +474,27 @@ fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Tem
         return Ok(t);
     }
     Ok(match stmt {
-        S::Query(q) => analyze_query(q, topo)?,
+        S::Query(q) => {
+            let t = analyze_query(q, topo);
+            // Refused as it stands (or unless it reaches one shard): its
+            // uncorrelated subqueries over sharded tables may run first.
+            let refused = match &t {
+                Err(_) => true,
+                Ok(Template::Route { single_only, .. }) => single_only.is_some(),
+                Ok(_) => false,
+            };
+            match refused
+                .then(|| subquery::pre_evaluate(q, sql, topo))
+                .flatten()
+            {
+                Some((subs, outer)) => Template::PreEvaluate {
+                    original: Box::new(t.unwrap_or_else(Template::Refuse)),
+                    subs,
+                    outer,
+                },
+                None => t?,
+            }
+        }
         S::Insert(ins) => match crate::ids::fill_insert(stmt, topo)? {
             Some(f) => {
                 let S::Insert(filled) = &f.stmt else {
