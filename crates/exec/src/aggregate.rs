@@ -34,6 +34,38 @@ pub(crate) struct AggRequest<'a> {
     /// The partial query per shard (PostgreSQL shards), when the key list
     /// was split.
     pub per_shard: Option<&'a std::collections::BTreeMap<ShardId, String>>,
+    /// When the session's output settings would not print values exactly
+    /// (see [`CANONICAL_OUTPUT`]): the SQL that restores them.
+    pub restore_output: Option<&'a str>,
+}
+
+/// Output settings under which every value prints exactly and reads back
+/// the same in any session: ISO dates and times (numeric zone offsets, not
+/// ambiguous abbreviations), floats with all their digits. Partial rows
+/// that become literals are fetched under them when the session's own
+/// settings differ.
+pub(crate) const CANONICAL_OUTPUT: &str =
+    "SET DateStyle TO 'ISO, MDY'; SET extra_float_digits TO 3";
+
+/// Put the session's output settings back on `shards` (PostgreSQL ones)
+/// after rows were fetched under [`CANONICAL_OUTPUT`]. In a failed
+/// transaction this fails, harmlessly: its rollback restores them.
+pub(crate) async fn restore_output(
+    conns: &mut Conns,
+    shards: &[ShardId],
+    restore: Option<&str>,
+) -> Result<(), ExecError> {
+    let Some(sql) = restore else {
+        return Ok(());
+    };
+    let mut pg = Vec::with_capacity(shards.len());
+    for s in shards {
+        if !conn(conns, *s)?.is_embedded() {
+            pg.push(*s);
+        }
+    }
+    crate::run::internal(conns, &pg, sql).await?;
+    Ok(())
 }
 
 /// A type name with its modifier (`varchar(40)`, `numeric(12,2)`), so the
@@ -114,8 +146,15 @@ pub(crate) async fn run_aggregate<W: AsyncWrite + Unpin>(
             _ => &spec.partial_sql,
         };
         buf.clear();
-        frontend::query(&mut buf, sql);
         let c = conn(conns, *s)?;
+        match req.restore_output {
+            // One query string: if the partial query fails, its implicit
+            // transaction undoes the settings too.
+            Some(_) if !c.is_embedded() => {
+                frontend::query(&mut buf, &format!("{CANONICAL_OUTPUT}; {sql}"))
+            }
+            _ => frontend::query(&mut buf, sql),
+        }
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
     }
     let limits = Limits {
@@ -124,7 +163,8 @@ pub(crate) async fn run_aggregate<W: AsyncWrite + Unpin>(
         what: "a cross-shard aggregation",
         advice: "add a filter, group by the shard key",
     };
-    let (p, mut error) = gather(conns, shards, embedded, &limits, None, out).await?;
+    let (p, mut error) = gather(conns, shards, embedded, &limits, None, false, out).await?;
+    restore_output(conns, shards, req.restore_output).await?;
     if error.is_none() {
         let oids = p.oids.as_deref().unwrap_or_default();
         if oids.len() != spec.columns {
@@ -263,8 +303,9 @@ pub(crate) async fn finish<W: AsyncWrite + Unpin>(
                 .collect()
         }
     };
+    // Also "default": a cast to `name` would take name's own C collation.
     let collate_of = |i: usize| match collate.get(i) {
-        Some(Some(c)) if c != "\"default\"" && c != "default" => format!(" COLLATE {c}"),
+        Some(Some(c)) => format!(" COLLATE {c}"),
         _ => String::new(),
     };
     let mut rows_sql = String::new();
@@ -429,7 +470,8 @@ pub(crate) struct Partial {
 
 /// Read every shard's reply to its ReadyForQuery, keeping the rows as
 /// literals, at most `limits` of them; `oids` are the
-/// columns' types when no RowDescription comes. Returns the rows and the
+/// columns' types when no RowDescription comes; `ready_first`: PostgreSQL
+/// shards send one ReadyForQuery before the rows' (a query before them). Returns the rows and the
 /// first error (a shard's, or the limit's).
 pub(crate) async fn gather<W: AsyncWrite + Unpin>(
     conns: &mut Conns,
@@ -437,6 +479,7 @@ pub(crate) async fn gather<W: AsyncWrite + Unpin>(
     embedded: bool,
     limits: &Limits,
     mut oids: Option<Vec<(u32, i32)>>,
+    ready_first: bool,
     out: &mut ClientOut<W>,
 ) -> Result<(Partial, Option<ErrorFields>), ExecError> {
     let mut first: Vec<String> = Vec::new();
@@ -445,6 +488,7 @@ pub(crate) async fn gather<W: AsyncWrite + Unpin>(
     let mut error: Option<ErrorFields> = None;
     for s in shards {
         let c = conn(conns, *s)?;
+        let mut skip_ready = ready_first && !c.is_embedded();
         loop {
             let f = c.recv().await.map_err(|e| lost(*s, e))?;
             match f.tag {
@@ -507,8 +551,16 @@ pub(crate) async fn gather<W: AsyncWrite + Unpin>(
                     }
                     values.push(')');
                 }
-                b'E' if error.is_none() => error = crate::run::shard_error(out, &f.body),
+                b'E' => {
+                    // A named statement (a merge's) in an unknown state
+                    // must not be reused.
+                    c.forget_prepared();
+                    if error.is_none() {
+                        error = crate::run::shard_error(out, &f.body);
+                    }
+                }
                 b'N' => f.encode(&mut out.buf),
+                b'Z' if skip_ready => skip_ready = false,
                 b'Z' => break,
                 _ => {}
             }

@@ -282,7 +282,7 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
     }
     // Text merges bytewise, which is right under the C collation only;
     // under any other, one shard sorts the shards' rows instead.
-    let collate = match text_collations(conns, shards[0], &cols, spec, req, out).await? {
+    let collate = match text_collations(conns, &cols, spec, req, out).await? {
         Ok(c) => c,
         Err(e) => return Ok(abort(out, e)),
     };
@@ -417,11 +417,10 @@ pub(crate) fn collation_probe(sql: &str, columns: usize, which: &[usize]) -> Str
 /// How the text sort keys of a merge whose shards describe their columns
 /// as `cols` are ordered: `Ok(None)` when every one compares bytewise (C
 /// collation), else the collation to sort each key by on a shard (`None`
-/// for non-text keys and the database's default collation); `Err` to
-/// refuse. Asks `shard` (once per execution) with [`collation_probe`].
+/// for non-text keys); `Err` to refuse. Asks the first PostgreSQL shard (once per execution) with
+/// [`collation_probe`].
 async fn text_collations<W: AsyncWrite + Unpin>(
     conns: &mut Conns,
-    shard: ShardId,
     cols: &[Column],
     spec: &Merge<'_>,
     req: &ReadRequest<'_>,
@@ -431,12 +430,22 @@ async fn text_collations<W: AsyncWrite + Unpin>(
     let text: Vec<usize> = (visible..cols.len())
         .filter(|i| matches!(cols[*i].type_oid, 19 | 25 | 1042 | 1043))
         .collect();
-    let c = conn(conns, shard)?;
-    // SQLite compares text bytewise.
-    if c.is_embedded() || text.is_empty() {
+    if text.is_empty() {
         return Ok(Ok(None));
     }
+    // SQLite compares text bytewise; a PostgreSQL shard tells.
+    let mut pg = None;
+    for s in spec.shards {
+        if !conn(conns, *s)?.is_embedded() {
+            pg = Some(*s);
+            break;
+        }
+    }
+    let Some(shard) = pg else {
+        return Ok(Ok(None));
+    };
     let (sql, types, params) = spec.for_shard(req, shard);
+    let c = conn(conns, shard)?;
     let probe = collation_probe(sql, cols.len(), &text);
     let mut buf = BytesMut::new();
     frontend::parse(&mut buf, "", &probe, types);
@@ -486,14 +495,25 @@ async fn text_collations<W: AsyncWrite + Unpin>(
                     "ORDER BY a text value without a collation across shards is not supported",
                 )));
             }
-            // The database's default collation, on the sorting shard too.
-            (_, "d") => bytewise &= req.bytewise_text,
+            // The database's default collation, on the sorting shard too
+            // (named: a cast to `name` would take name's own C collation).
+            (name, "d") => {
+                bytewise &= req.bytewise_text;
+                collate[i - visible] = Some(name.to_string());
+            }
             (name, provider) => {
                 bytewise &=
                     shardgate_backend::collation_is_bytewise(provider, get(2), get(3), true);
                 collate[i - visible] = Some(name.to_string());
             }
         }
+    }
+    if !bytewise && conn(conns, spec.shards[0])?.is_embedded() {
+        // The sort would run on an embedded shard, which has no collations.
+        return Ok(Err(err(
+            "0A000",
+            "ORDER BY text across embedded and PostgreSQL shards whose collation is not C is not supported",
+        )));
     }
     Ok(Ok((!bytewise).then_some(collate)))
 }
@@ -515,9 +535,13 @@ async fn sort_on_shard<W: AsyncWrite + Unpin>(
     out: &mut ClientOut<W>,
 ) -> Result<Outcome, ExecError> {
     let mut buf = BytesMut::new();
+    let canonical = req.restore_output.is_some();
     for (i, s) in shards.iter().enumerate() {
         let c = conn(conns, *s)?;
         buf.clear();
+        if canonical && !c.is_embedded() {
+            frontend::query(&mut buf, crate::aggregate::CANONICAL_OUTPUT);
+        }
         let at = shardgate_wire::begin(&mut buf, b'B');
         shardgate_wire::put_cstr(&mut buf, "");
         shardgate_wire::put_cstr(&mut buf, &names[i]);
@@ -537,7 +561,8 @@ async fn sort_on_shard<W: AsyncWrite + Unpin>(
         advice: "add a filter or a LIMIT",
     };
     let (p, error) =
-        crate::aggregate::gather(conns, shards, false, &limits, Some(oids), out).await?;
+        crate::aggregate::gather(conns, shards, false, &limits, Some(oids), canonical, out).await?;
+    crate::aggregate::restore_output(conns, shards, req.restore_output).await?;
     if let Some(e) = error {
         return Ok(abort(out, e));
     }

@@ -196,6 +196,10 @@ struct PCol {
 
 struct Builder {
     raw: bool,
+    /// Raw rows for window functions, with no grouping: every expression
+    /// without a window function is computed by the shards (where its
+    /// functions see the shard's own data), not by the final query.
+    rows: bool,
     cols: Vec<PCol>,
     /// Indices of columns the final query groups by.
     final_group: Vec<usize>,
@@ -253,6 +257,10 @@ impl Builder {
     /// The replacement of one expression, if it is a group expression, an
     /// aggregate or a column reference.
     fn replace(&mut self, e: &Expr) -> Option<(Expr, Expr)> {
+        if self.rows && !matches!(e, Expr::Value(_)) && !has_window(e) {
+            let c = col(self.add(e.clone(), false));
+            return Some((c.clone(), c));
+        }
         if let Some(i) = self.group.iter().position(|g| g == e) {
             let c = col(self.group_cols[i]);
             return Some((c.clone(), c));
@@ -843,6 +851,7 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
     }
     let mut b = Builder {
         raw,
+        rows: raw && !grouped && windowed,
         cols: Vec::new(),
         final_group: Vec::new(),
         group: group.clone(),

@@ -49,7 +49,8 @@ pub fn type_name(oid: u32) -> Option<&'static str> {
         1186 => "interval",
         1231 => "numeric[]",
         1266 => "timetz",
-        1560 => "bit",
+        // Quoted: unquoted `bit` means bit(1) in a cast.
+        1560 => "\"bit\"",
         1562 => "varbit",
         1700 => "numeric",
         2950 => "uuid",

@@ -378,6 +378,7 @@ impl Session {
                 refused,
             } => self.run_pre_evaluated(subs, outer, refused).await,
             Plan::Read(node) => {
+                let restore = self.output_restore();
                 let req = shardgate_exec::ReadRequest {
                     extended: false,
                     param_types: &[],
@@ -387,6 +388,7 @@ impl Session {
                     bytewise_text: self.router.bytewise_text,
                     max_rows: self.router.max_merge_rows,
                     max_bytes: self.router.max_merge_bytes,
+                    restore_output: restore.as_deref(),
                 };
                 self.run_read_plan(node, &req).await
             }

@@ -87,6 +87,13 @@ impl Session {
         outer: &str,
         refused: &SqlError,
     ) -> Result<Done, ExecError> {
+        if self.output_restore().is_some() {
+            self.fail_statement(&err_fields(
+                "0A000",
+                "a subquery over sharded tables that runs before its statement needs DateStyle ISO and extra_float_digits >= 1 in the session (its values are written into the statement as text)",
+            ));
+            return Ok(Done::Failed);
+        }
         let mut results = Vec::with_capacity(subs.len());
         for sub in subs {
             let t = shardgate_sql::analyze(&sub.sql, &self.topo);
