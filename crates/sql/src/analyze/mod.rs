@@ -442,6 +442,28 @@ fn check_names(stmt: &Statement, topo: &Topology) -> Result<(), SqlError> {
 }
 
 fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template, SqlError> {
+    let t = analyze_one(stmt, sql, topo);
+    // Refused as it stands (or unless it reaches one shard): its
+    // uncorrelated subqueries over sharded tables may run first.
+    let refused = match &t {
+        Err(_) => true,
+        Ok(Template::Route { single_only, .. }) => single_only.is_some(),
+        Ok(_) => false,
+    };
+    match refused
+        .then(|| subquery::pre_evaluate(stmt, sql, topo))
+        .flatten()
+    {
+        Some((subs, outer)) => Ok(Template::PreEvaluate {
+            original: Box::new(t.unwrap_or_else(Template::Refuse)),
+            subs,
+            outer,
+        }),
+        None => t,
+    }
+}
+
+fn analyze_one(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template, SqlError> {
     use Statement as S;
     check_names(stmt, topo)?;
     crate::ids::check_nested(stmt, topo)?;
@@ -474,27 +496,7 @@ fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Tem
         return Ok(t);
     }
     Ok(match stmt {
-        S::Query(q) => {
-            let t = analyze_query(q, topo);
-            // Refused as it stands (or unless it reaches one shard): its
-            // uncorrelated subqueries over sharded tables may run first.
-            let refused = match &t {
-                Err(_) => true,
-                Ok(Template::Route { single_only, .. }) => single_only.is_some(),
-                Ok(_) => false,
-            };
-            match refused
-                .then(|| subquery::pre_evaluate(q, sql, topo))
-                .flatten()
-            {
-                Some((subs, outer)) => Template::PreEvaluate {
-                    original: Box::new(t.unwrap_or_else(Template::Refuse)),
-                    subs,
-                    outer,
-                },
-                None => t?,
-            }
-        }
+        S::Query(q) => analyze_query(q, topo)?,
         S::Insert(ins) => match crate::ids::fill_insert(stmt, topo)? {
             Some(f) => {
                 let S::Insert(filled) = &f.stmt else {

@@ -1,6 +1,7 @@
 //! Uncorrelated subqueries over sharded tables, run first.
 //!
-//! A SELECT whose select list, WHERE or HAVING holds a subquery over
+//! A SELECT whose select list, WHERE or HAVING (an UPDATE's or DELETE's
+//! WHERE) holds a subquery over
 //! sharded tables that cannot run next to the outer query on each shard
 //! (`WHERE amount > (SELECT avg(amount) FROM orders)`, `WHERE id IN (SELECT
 //! customer_id FROM orders WHERE ...)`) is refused as it stands. When the
@@ -61,33 +62,56 @@ pub fn substitute(outer: &str, results: &[String]) -> String {
     out
 }
 
-/// The subqueries of `q`'s select list, WHERE and HAVING that read sharded
-/// tables, with the outer query's text where markers replace them; `None`
-/// when there are none (or the statement already names a marker).
-pub(crate) fn pre_evaluate(q: &Query, sql: &str, topo: &Topology) -> Option<(Vec<Sub>, String)> {
-    if sql.contains(MARKER) || q.with.is_some() {
+/// The subqueries that read sharded tables in a SELECT's select list,
+/// WHERE and HAVING, or an UPDATE's or DELETE's WHERE, with the statement's
+/// text where markers replace them; `None` when there are none (or the
+/// statement has a WITH, or already names a marker).
+pub(crate) fn pre_evaluate(
+    stmt: &Statement,
+    sql: &str,
+    topo: &Topology,
+) -> Option<(Vec<Sub>, String)> {
+    if sql.contains(MARKER) {
         return None;
     }
-    let mut outer = q.clone();
-    let SetExpr::Select(os) = outer.body.as_mut() else {
-        return None;
-    };
+    let mut outer = stmt.clone();
     let mut r = Replacer {
         topo,
         subs: Vec::new(),
     };
-    for item in &mut os.projection {
-        if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } =
-            item
-        {
-            let _ = e.visit(&mut r);
+    match &mut outer {
+        Statement::Query(q) => {
+            if q.with.is_some() {
+                return None;
+            }
+            let SetExpr::Select(os) = q.body.as_mut() else {
+                return None;
+            };
+            for item in &mut os.projection {
+                if let ast::SelectItem::UnnamedExpr(e)
+                | ast::SelectItem::ExprWithAlias { expr: e, .. } = item
+                {
+                    let _ = e.visit(&mut r);
+                }
+            }
+            if let Some(w) = &mut os.selection {
+                let _ = w.visit(&mut r);
+            }
+            if let Some(h) = &mut os.having {
+                let _ = h.visit(&mut r);
+            }
         }
-    }
-    if let Some(w) = &mut os.selection {
-        let _ = w.visit(&mut r);
-    }
-    if let Some(h) = &mut os.having {
-        let _ = h.visit(&mut r);
+        Statement::Update(u) if u.from.is_none() && u.returning.is_none() => {
+            if let Some(w) = &mut u.selection {
+                let _ = w.visit(&mut r);
+            }
+        }
+        Statement::Delete(d) if d.using.is_none() && d.returning.is_none() => {
+            if let Some(w) = &mut d.selection {
+                let _ = w.visit(&mut r);
+            }
+        }
+        _ => return None,
     }
     if r.subs.is_empty() {
         return None;
