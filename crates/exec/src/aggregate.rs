@@ -34,38 +34,30 @@ pub(crate) struct AggRequest<'a> {
     /// The partial query per shard (PostgreSQL shards), when the key list
     /// was split.
     pub per_shard: Option<&'a std::collections::BTreeMap<ShardId, String>>,
-    /// When the session's output settings would not print values exactly
-    /// (see [`CANONICAL_OUTPUT`]): the SQL that restores them.
-    pub restore_output: Option<&'a str>,
 }
 
-/// Output settings under which every value prints exactly and reads back
-/// the same in any session: ISO dates and times (numeric zone offsets, not
-/// ambiguous abbreviations), floats with all their digits. Partial rows
-/// that become literals are fetched under them when the session's own
-/// settings differ.
-pub(crate) const CANONICAL_OUTPUT: &str =
-    "SET DateStyle TO 'ISO, MDY'; SET extra_float_digits TO 3";
+/// Is the text of a value of type `oid` read back exactly whatever the
+/// session's output settings (the same settings read it)? Not floats
+/// (extra_float_digits below 1 rounds them) nor timestamptz (a non-ISO
+/// DateStyle prints zone abbreviations, some ambiguous), nor types this
+/// does not know (they may hold either).
+fn settings_free(oid: u32) -> bool {
+    shardgate_sql::rewrite::type_name(oid).is_some()
+        && !matches!(oid, 700 | 701 | 1021 | 1022 | 1184 | 1185)
+}
 
-/// Put the session's output settings back on `shards` (PostgreSQL ones)
-/// after rows were fetched under [`CANONICAL_OUTPUT`]. In a failed
-/// transaction this fails, harmlessly: its rollback restores them.
-pub(crate) async fn restore_output(
-    conns: &mut Conns,
-    shards: &[ShardId],
-    restore: Option<&str>,
-) -> Result<(), ExecError> {
-    let Some(sql) = restore else {
-        return Ok(());
-    };
-    let mut pg = Vec::with_capacity(shards.len());
-    for s in shards {
-        if !conn(conns, *s)?.is_embedded() {
-            pg.push(*s);
-        }
-    }
-    crate::run::internal(conns, &pg, sql).await?;
-    Ok(())
+/// Does the connection print every value exactly (DateStyle ISO,
+/// extra_float_digits at least 1)?
+async fn exact_output(c: &mut shardgate_backend::PooledConn) -> Result<bool, BackendError> {
+    let r = c
+        .simple_rows(
+            "SELECT current_setting('DateStyle') LIKE 'ISO%' AND current_setting('extra_float_digits')::int >= 1",
+        )
+        .await?;
+    Ok(r.first()
+        .and_then(|r| r.first().cloned().flatten())
+        .as_deref()
+        == Some("t"))
 }
 
 /// A type name with its modifier (`varchar(40)`, `numeric(12,2)`), so the
@@ -146,15 +138,8 @@ pub(crate) async fn run_aggregate<W: AsyncWrite + Unpin>(
             _ => &spec.partial_sql,
         };
         buf.clear();
+        frontend::query(&mut buf, sql);
         let c = conn(conns, *s)?;
-        match req.restore_output {
-            // One query string: if the partial query fails, its implicit
-            // transaction undoes the settings too.
-            Some(_) if !c.is_embedded() => {
-                frontend::query(&mut buf, &format!("{CANONICAL_OUTPUT}; {sql}"))
-            }
-            _ => frontend::query(&mut buf, sql),
-        }
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
     }
     let limits = Limits {
@@ -163,8 +148,7 @@ pub(crate) async fn run_aggregate<W: AsyncWrite + Unpin>(
         what: "a cross-shard aggregation",
         advice: "add a filter, group by the shard key",
     };
-    let (p, mut error) = gather(conns, shards, embedded, &limits, None, false, out).await?;
-    restore_output(conns, shards, req.restore_output).await?;
+    let (p, mut error) = gather(conns, shards, embedded, &limits, None, out).await?;
     if error.is_none() {
         let oids = p.oids.as_deref().unwrap_or_default();
         if oids.len() != spec.columns {
@@ -240,6 +224,20 @@ pub(crate) async fn finish<W: AsyncWrite + Unpin>(
     let oids = oids.unwrap_or_default();
     let mut buf = bytes::BytesMut::new();
     let c = conn(conns, final_shard)?;
+    // The rows' text is read back as literals: exact only where the
+    // session's output settings print it exactly.
+    if !embedded
+        && oids.iter().any(|(o, _)| !settings_free(*o))
+        && !exact_output(c).await.map_err(|e| lost(final_shard, e))?
+    {
+        return Ok(crate::merge_sort::abort(
+            out,
+            ErrorFields::new(
+                "0A000",
+                "combining float or timestamptz values across shards needs DateStyle ISO and extra_float_digits >= 1 in the session (the values travel as text, which other settings round or print with ambiguous zone abbreviations)",
+            ),
+        ));
+    }
     // Each column's type, without and with its modifier, and whether it
     // has a collation.
     let mut names: Vec<(String, String)> = Vec::with_capacity(oids.len());
@@ -470,8 +468,7 @@ pub(crate) struct Partial {
 
 /// Read every shard's reply to its ReadyForQuery, keeping the rows as
 /// literals, at most `limits` of them; `oids` are the
-/// columns' types when no RowDescription comes; `ready_first`: PostgreSQL
-/// shards send one ReadyForQuery before the rows' (a query before them). Returns the rows and the
+/// columns' types when no RowDescription comes. Returns the rows and the
 /// first error (a shard's, or the limit's).
 pub(crate) async fn gather<W: AsyncWrite + Unpin>(
     conns: &mut Conns,
@@ -479,7 +476,6 @@ pub(crate) async fn gather<W: AsyncWrite + Unpin>(
     embedded: bool,
     limits: &Limits,
     mut oids: Option<Vec<(u32, i32)>>,
-    ready_first: bool,
     out: &mut ClientOut<W>,
 ) -> Result<(Partial, Option<ErrorFields>), ExecError> {
     let mut first: Vec<String> = Vec::new();
@@ -488,7 +484,6 @@ pub(crate) async fn gather<W: AsyncWrite + Unpin>(
     let mut error: Option<ErrorFields> = None;
     for s in shards {
         let c = conn(conns, *s)?;
-        let mut skip_ready = ready_first && !c.is_embedded();
         loop {
             let f = c.recv().await.map_err(|e| lost(*s, e))?;
             match f.tag {
@@ -560,7 +555,6 @@ pub(crate) async fn gather<W: AsyncWrite + Unpin>(
                     }
                 }
                 b'N' => f.encode(&mut out.buf),
-                b'Z' if skip_ready => skip_ready = false,
                 b'Z' => break,
                 _ => {}
             }

@@ -22,7 +22,7 @@ pub mod run;
 
 pub use error::ExecError;
 pub use merge::{Merger, Outcome};
-pub use merge_sort::bind_params;
+pub use merge_sort::{bind_params, collation_probe};
 pub use out::ClientOut;
 pub use read::{ReadRequest, run_read};
 pub use run::{

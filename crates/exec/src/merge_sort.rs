@@ -394,7 +394,7 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
 /// `pg_collation_for` gives it (quoted; NULL: none), its provider, its
 /// libc locale and its ICU or builtin locale (see
 /// [`shardgate_backend::collation_is_bytewise`]).
-pub(crate) fn collation_probe(sql: &str, columns: usize, which: &[usize]) -> String {
+pub fn collation_probe(sql: &str, columns: usize, which: &[usize]) -> String {
     let aliases: Vec<String> = (1..=columns).map(|i| format!("sg_p{i}")).collect();
     let fors: Vec<String> = which
         .iter()
@@ -535,13 +535,9 @@ async fn sort_on_shard<W: AsyncWrite + Unpin>(
     out: &mut ClientOut<W>,
 ) -> Result<Outcome, ExecError> {
     let mut buf = BytesMut::new();
-    let canonical = req.restore_output.is_some();
     for (i, s) in shards.iter().enumerate() {
         let c = conn(conns, *s)?;
         buf.clear();
-        if canonical && !c.is_embedded() {
-            frontend::query(&mut buf, crate::aggregate::CANONICAL_OUTPUT);
-        }
         let at = shardgate_wire::begin(&mut buf, b'B');
         shardgate_wire::put_cstr(&mut buf, "");
         shardgate_wire::put_cstr(&mut buf, &names[i]);
@@ -561,8 +557,7 @@ async fn sort_on_shard<W: AsyncWrite + Unpin>(
         advice: "add a filter or a LIMIT",
     };
     let (p, error) =
-        crate::aggregate::gather(conns, shards, false, &limits, Some(oids), canonical, out).await?;
-    crate::aggregate::restore_output(conns, shards, req.restore_output).await?;
+        crate::aggregate::gather(conns, shards, false, &limits, Some(oids), out).await?;
     if let Some(e) = error {
         return Ok(abort(out, e));
     }

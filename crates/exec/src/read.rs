@@ -39,10 +39,6 @@ pub struct ReadRequest<'a> {
     pub max_rows: usize,
     /// The most bytes (as SQL literals) of rows held.
     pub max_bytes: usize,
-    /// When the session's output settings would not print values exactly
-    /// (DateStyle, extra_float_digits): the SQL that restores them after
-    /// rows that become literals were fetched under exact ones.
-    pub restore_output: Option<&'a str>,
 }
 
 /// Run a read plan and stream its rows to `out`. Every shard ends at
@@ -71,7 +67,6 @@ pub async fn run_read<W: AsyncWrite + Unpin>(
             max_rows: req.max_rows,
             max_bytes: req.max_bytes,
             per_shard: per_shard.as_ref(),
-            restore_output: req.restore_output,
         };
         return run_aggregate(conns, shards, spec, &a, out).await;
     }

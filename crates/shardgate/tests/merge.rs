@@ -218,6 +218,62 @@ async fn order_by_limit_offset_match_one_postgres() {
         assert_eq!(e.code().unwrap().code(), "0A000", "{q}");
     }
     assert_eq!(checked, QUERIES.len());
+
+    // Uncorrelated subqueries run first, their results written in as
+    // literals; a value that looks like the router's marker, or like SQL,
+    // stays a value.
+    for db in [&sg, &one] {
+        db.batch_execute(
+            "INSERT INTO items (id, cust, n, t) VALUES (1000, 3, 7, 'sg_subquery_result_1'), (1001, 4, 8, 'x'' || current_user || ''')",
+        )
+        .await
+        .unwrap();
+    }
+    for q in [
+        "SELECT id FROM items WHERE n > (SELECT avg(n) FROM items) ORDER BY id",
+        "SELECT (SELECT t FROM items WHERE id = 1001) AS a, (SELECT t FROM items WHERE id = 1000) AS b",
+        "SELECT (SELECT max(n) FROM items), EXISTS (SELECT 1 FROM items WHERE n > 3), (SELECT t FROM items WHERE id = 1000)",
+        "SELECT count(*) FROM items WHERE cust IN (SELECT cust FROM items WHERE n = 7)",
+        "SELECT count(*) FROM items WHERE cust NOT IN (SELECT cust FROM items WHERE n > 1000)",
+        "SELECT count(*) FROM items WHERE n NOT IN (SELECT n FROM items WHERE id < 30)",
+        "SELECT count(*) FROM items WHERE NOT EXISTS (SELECT 1 FROM items WHERE n > 1000)",
+        // PostgreSQL ignores an EXISTS subquery's select list.
+        "SELECT count(*) FROM items WHERE EXISTS (SELECT 1 / (n - n) FROM items WHERE n = 3)",
+    ] {
+        let want = one.simple_query(q).await.unwrap();
+        let got = sg
+            .simple_query(q)
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e:?}"));
+        assert_eq!(text_rows(&got), text_rows(&want), "{q}");
+        let names = |m: &[SimpleQueryMessage]| -> Vec<String> {
+            m.iter()
+                .find_map(|m| match m {
+                    SimpleQueryMessage::Row(r) => {
+                        Some(r.columns().iter().map(|c| c.name().to_string()).collect())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(names(&got), names(&want), "{q}");
+    }
+    // What a literal could get wrong is refused: more than one row for a
+    // scalar (PostgreSQL might not have evaluated it), ANY (subquery), a
+    // subquery inside one run first, a correlated one.
+    for q in [
+        "SELECT id FROM items WHERE n > (SELECT n FROM items WHERE n > 5)",
+        "SELECT id FROM items WHERE cust = ANY (SELECT cust FROM items WHERE n > 5)",
+        "SELECT id FROM items WHERE cust IN (SELECT cust FROM items WHERE n > (SELECT avg(n) FROM items))",
+        "SELECT id FROM items i WHERE EXISTS (SELECT 1 FROM items j WHERE j.n = i.n + 100)",
+    ] {
+        let e = sg
+            .simple_query(q)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{q}: answered"));
+        assert_eq!(e.code().unwrap().code(), "0A000", "{q}: {e}");
+    }
 }
 
 /// Text ordered under linguistic collations: an ICU default collation
@@ -394,9 +450,8 @@ async fn order_by_text_under_linguistic_collations_matches_one_postgres() {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     assert_eq!(got, want);
-    // Rows that become literals are fetched under exact output settings,
-    // whatever the session's (zone abbreviations, rounded floats), and
-    // the answer is in the session's.
+    // Rows that become literals travel as text under the session's output
+    // settings.
     let settings =
         "SET datestyle = 'SQL, DMY'; SET timezone = 'Asia/Kolkata'; SET extra_float_digits = 0";
     for db in [&sg, &one] {
@@ -425,11 +480,28 @@ async fn order_by_text_under_linguistic_collations_matches_one_postgres() {
         .await
         .unwrap();
     }
+    // Values whose text the settings round or make ambiguous cannot travel
+    // as literals: refused; others are answered as one PostgreSQL would
+    // (the shards compute under the session's settings).
     for q in [
         "SELECT id, ts, f FROM events ORDER BY name, id LIMIT 12",
         "SELECT max(ts), min(f), sum(f) FROM events",
-        "SELECT id, ts, f = 0.1 + 0.2 * id AS same, row_number() OVER (ORDER BY ts DESC) FROM events ORDER BY id",
+        "SELECT id, ts, row_number() OVER (ORDER BY ts DESC) FROM events ORDER BY id",
         "SELECT name, max(ts) FROM events GROUP BY name ORDER BY name",
+    ] {
+        let e = sg
+            .simple_query(q)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{q}: answered under {settings}"));
+        assert_eq!(e.code().unwrap().code(), "0A000", "{q}: {e}");
+    }
+    for q in [
+        "SELECT id, name FROM events ORDER BY name, id LIMIT 9",
+        "SELECT name, count(*), max(id) FROM events GROUP BY name ORDER BY name",
+        "SELECT count(*) FROM events WHERE ts > '02/03/2024'",
+        "SELECT ts::text AS t, count(*) FROM events GROUP BY 1 ORDER BY 1",
+        "SELECT id, ts::date, row_number() OVER (ORDER BY name, id) FROM events ORDER BY id",
     ] {
         let want = text_rows(&one.simple_query(q).await.unwrap());
         let got = text_rows(
@@ -440,6 +512,20 @@ async fn order_by_text_under_linguistic_collations_matches_one_postgres() {
         assert!(!want.is_empty(), "{q}");
         assert_eq!(got, want, "under {settings}: {q}");
     }
+    // Settings the router does not track are seen too.
+    sg.batch_execute("RESET datestyle; RESET extra_float_digits")
+        .await
+        .unwrap();
+    let q = "SELECT sum(f) FROM events";
+    assert!(sg.simple_query(q).await.is_ok());
+    let e = sg
+        .batch_execute(&format!("BEGIN; SET LOCAL extra_float_digits = 0; {q}"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "0A000", "{e}");
+    sg.batch_execute("ROLLBACK; SET datestyle = 'SQL, DMY'")
+        .await
+        .unwrap();
     // The session keeps its own settings.
     let ds = text_rows(&sg.simple_query("SHOW datestyle").await.unwrap());
     assert_eq!(ds[0][0].as_deref(), Some("SQL, DMY"));

@@ -257,7 +257,9 @@ impl Builder {
     /// The replacement of one expression, if it is a group expression, an
     /// aggregate or a column reference.
     fn replace(&mut self, e: &Expr) -> Option<(Expr, Expr)> {
-        if self.rows && !matches!(e, Expr::Value(_)) && !has_window(e) {
+        // (Expressions without columns stay: a window frame's offsets
+        // must be constants in the final query.)
+        if self.rows && !has_window(e) && has_column(e) {
             let c = col(self.add(e.clone(), false));
             return Some((c.clone(), c));
         }
@@ -708,6 +710,24 @@ fn has_subquery(e: &Expr) -> Option<String> {
         }
     }
     let mut f = F(None);
+    let _ = ast::Visit::visit(e, &mut f);
+    f.0
+}
+
+/// Does `e` name a column?
+fn has_column(e: &Expr) -> bool {
+    struct F(bool);
+    impl ast::Visitor for F {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut f = F(false);
     let _ = ast::Visit::visit(e, &mut f);
     f.0
 }

@@ -27,3 +27,5 @@ pub use error::SqlError;
 pub use merge::{MergeSpec, SortKey};
 pub use params::Params;
 pub use plan::{AdminCall, KeyExpr, Local, Node, Plan, ShardSql, StmtKind, Targets, Template};
+/// The SQL parser whose syntax trees plans carry.
+pub use sqlparser;

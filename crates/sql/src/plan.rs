@@ -173,7 +173,7 @@ pub enum Template {
         /// The subqueries, in the order of their markers.
         subs: Vec<crate::analyze::subquery::Sub>,
         /// The statement with markers in place of the subqueries.
-        outer: String,
+        outer: Box<Statement>,
     },
     /// Show the plan of another statement.
     Explain(Box<Template>),
@@ -305,7 +305,7 @@ pub enum Plan {
         /// The subqueries.
         subs: Vec<crate::analyze::subquery::Sub>,
         /// The statement with markers in place of the subqueries.
-        outer: String,
+        outer: Box<Statement>,
         /// Why the statement as it stands was refused (the answer when a
         /// subquery turns out to refer to the outer query).
         refused: SqlError,

@@ -321,7 +321,6 @@ impl Session {
                     let params = shardgate_exec::bind_params(&tail)
                         .map(<[u8]>::to_vec)
                         .unwrap_or_else(|_| vec![0, 0, 0, 0]);
-                    let restore = self.output_restore();
                     let req = shardgate_exec::ReadRequest {
                         extended: true,
                         param_types: &types,
@@ -331,7 +330,6 @@ impl Session {
                         bytewise_text: self.router.bytewise_text,
                         max_rows: self.router.max_merge_rows,
                         max_bytes: self.router.max_merge_bytes,
-                        restore_output: restore.as_deref(),
                     };
                     self.run_read_plan(node, &req).await?
                 }

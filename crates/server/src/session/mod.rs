@@ -317,40 +317,6 @@ impl Session {
         self.ready();
     }
 
-    /// When the session's output settings would print values inexactly
-    /// (a DateStyle other than ISO prints zone abbreviations, some
-    /// ambiguous; extra_float_digits below 1 rounds floats): the SQL that
-    /// restores them, for rows the router turns into literals, which are
-    /// fetched under exact ones. Settings the client left alone are the
-    /// server's defaults, taken to be PostgreSQL's (exact).
-    pub(super) fn output_restore(&self) -> Option<String> {
-        let value = |name: &str| {
-            let (_, sql) = self.settings.iter().rev().find(|(k, _)| k == name)?;
-            let l = sql.to_ascii_lowercase();
-            let rest = l.split_once(name)?.1.trim_start();
-            let rest = rest
-                .strip_prefix('=')
-                .or_else(|| rest.strip_prefix("to "))?
-                .trim();
-            (rest != "default").then(|| rest.replace('\'', ""))
-        };
-        let datestyle = value("datestyle").is_some_and(|v| !v.contains("iso"));
-        let digits = value("extra_float_digits")
-            .and_then(|v| v.trim().parse::<i32>().ok())
-            .is_some_and(|d| d < 1);
-        if !datestyle && !digits {
-            return None;
-        }
-        let restore: Vec<String> = ["datestyle", "extra_float_digits"]
-            .iter()
-            .map(|n| match self.settings.iter().rev().find(|(k, _)| k == n) {
-                Some((_, sql)) => sql.clone(),
-                None => format!("RESET {n}"),
-            })
-            .collect();
-        Some(restore.join("; "))
-    }
-
     fn rehash_settings(&mut self) {
         if self.settings.is_empty() {
             self.settings_hash = 0;

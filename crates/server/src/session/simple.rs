@@ -378,7 +378,6 @@ impl Session {
                 refused,
             } => self.run_pre_evaluated(subs, outer, refused).await,
             Plan::Read(node) => {
-                let restore = self.output_restore();
                 let req = shardgate_exec::ReadRequest {
                     extended: false,
                     param_types: &[],
@@ -388,7 +387,6 @@ impl Session {
                     bytewise_text: self.router.bytewise_text,
                     max_rows: self.router.max_merge_rows,
                     max_bytes: self.router.max_merge_bytes,
-                    restore_output: restore.as_deref(),
                 };
                 self.run_read_plan(node, &req).await
             }

@@ -4,7 +4,8 @@
 //! statement, which then runs as any statement.
 
 use super::*;
-use shardgate_sql::analyze::subquery::{Sub, SubKind, substitute};
+use shardgate_sql::analyze::subquery::{Filled, Sub, SubKind, fill};
+use shardgate_sql::sqlparser::ast::Statement;
 
 /// A subquery's reply, read back from the held output.
 struct Reply {
@@ -54,135 +55,51 @@ fn read_reply(bytes: &[u8]) -> Reply {
     r
 }
 
-/// `v` as a literal of type `ty`.
-fn literal(v: Option<&str>, ty: &str) -> String {
-    match v {
-        None => format!("CAST(NULL AS {ty})"),
-        Some(v) => {
-            let mut s = String::with_capacity(v.len() + ty.len() + 16);
-            // E'' reads the same whatever standard_conforming_strings is.
-            s.push_str("CAST(E'");
-            for ch in v.chars() {
-                match ch {
-                    '\'' => s.push_str("''"),
-                    '\\' => s.push_str("\\\\"),
-                    c => s.push(c),
-                }
-            }
-            s.push_str("' AS ");
-            s.push_str(ty);
-            s.push(')');
-            s
-        }
-    }
-}
-
 impl Session {
-    /// Run `subs`, write their results into `outer` and run that. A
-    /// subquery that refers to the outer statement (it fails alone) gets
-    /// `refused`, the statement's own refusal.
+    /// Run `subs`, write their results into `outer` and run that. Whatever
+    /// could make the result differ from PostgreSQL's (a subquery that
+    /// fails, which PostgreSQL may never have evaluated; more than one row
+    /// for a scalar; values whose text depends on the session's settings or
+    /// whose collation a literal would lose) gets `refused`, the
+    /// statement's own refusal.
     pub(super) async fn run_pre_evaluated(
         &mut self,
         subs: &[Sub],
-        outer: &str,
+        outer: &Statement,
         refused: &SqlError,
     ) -> Result<Done, ExecError> {
-        if self.output_restore().is_some() {
-            self.fail_statement(&err_fields(
-                "0A000",
-                "a subquery over sharded tables that runs before its statement needs DateStyle ISO and extra_float_digits >= 1 in the session (its values are written into the statement as text)",
-            ));
+        let embedded = self
+            .router
+            .pools
+            .iter()
+            .any(|p| matches!(p.target, shardgate_backend::ShardTarget::Lite(_)));
+        // Not inside another subquery run first (one held reply at a
+        // time), nor over embedded shards (no typed literals there).
+        if self.out.hold.is_some() || embedded {
+            self.fail_statement(&sql_err(refused));
             return Ok(Done::Failed);
         }
         let mut results = Vec::with_capacity(subs.len());
         for sub in subs {
-            let t = shardgate_sql::analyze(&sub.sql, &self.topo);
-            let plan = match self.resolve_plan(&t, &Params::none()) {
-                Ok(p) => p,
-                Err(e) => {
-                    self.fail_statement(&sql_err(&e));
+            match self.pre_evaluate_one(sub).await? {
+                Ok(f) => results.push(f),
+                Err(None) => {
+                    self.fail_statement(&sql_err(refused));
                     return Ok(Done::Failed);
                 }
-            };
-            // Its reply is held back, and read here.
-            let cap = self.router.max_merge_bytes;
-            self.out.hold = Some((self.out.buf.len(), cap));
-            let done = Box::pin(self.run_plan_simple(&plan, &t, &sub.sql)).await;
-            let (mark, _) = self.out.hold.take().unwrap_or_default();
-            let over = std::mem::take(&mut self.out.held_over);
-            let held = self.out.buf.split_off(mark);
-            done?;
-            let reply = read_reply(&held);
-            drop(held);
-            let too_many = over || reply.rows.len() > self.router.max_merge_rows;
-            let error = if too_many {
-                Some(ErrorFields {
-                    hint: Some(
-                        "add a filter to the subquery, or raise max_merge_rows / max_merge_bytes in the configuration".into(),
-                    ),
-                    ..err_fields(
-                        "54000",
-                        "a subquery run before its statement returned more rows than the router holds (max_merge_rows, max_merge_bytes)",
-                    )
-                })
-            } else {
-                match reply.error {
-                    // It refers to the outer statement: correlated.
-                    Some(e) if matches!(e.code.as_str(), "42703" | "42P01") => {
-                        Some(sql_err(refused))
-                    }
-                    e => e,
+                Err(Some(e)) => {
+                    self.fail_statement(&e);
+                    return Ok(Done::Failed);
                 }
-            };
-            if let Some(e) = error {
-                self.fail_statement(&e);
+            }
+        }
+        let sql = match fill(outer, &results) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail_statement(&sql_err(&e));
                 return Ok(Done::Failed);
             }
-            let result = match &sub.kind {
-                SubKind::Exists { negated } => (reply.rows.is_empty() == *negated).to_string(),
-                kind => {
-                    if reply.types.len() != 1 {
-                        let msg = if *kind == SubKind::Scalar {
-                            "subquery must return only one column"
-                        } else {
-                            "subquery has too many columns"
-                        };
-                        self.fail_statement(&err_fields("42601", msg));
-                        return Ok(Done::Failed);
-                    }
-                    let ty = match self.type_sql(reply.types[0]).await? {
-                        Ok(t) => t,
-                        Err(e) => {
-                            self.fail_statement(&e);
-                            return Ok(Done::Failed);
-                        }
-                    };
-                    let value = |r: &Vec<Option<String>>| literal(r[0].as_deref(), &ty);
-                    match kind {
-                        SubKind::Scalar if reply.rows.len() > 1 => {
-                            self.fail_statement(&err_fields(
-                                "21000",
-                                "more than one row returned by a subquery used as an expression",
-                            ));
-                            return Ok(Done::Failed);
-                        }
-                        SubKind::Scalar => reply
-                            .rows
-                            .first()
-                            .map(value)
-                            .unwrap_or_else(|| literal(None, &ty)),
-                        // No rows: a subquery that has none (IN is false,
-                        // NOT IN true, whatever the left side).
-                        _ if reply.rows.is_empty() => {
-                            format!("SELECT CAST(NULL AS {ty}) WHERE false")
-                        }
-                        _ => reply.rows.iter().map(value).collect::<Vec<_>>().join(", "),
-                    }
-                }
-            };
-            results.push(result);
-        }
-        let sql = substitute(outer, &results);
+        };
         drop(results);
         let t = shardgate_sql::analyze(&sql, &self.topo);
         match self.resolve_plan(&t, &Params::none()) {
@@ -194,41 +111,113 @@ impl Session {
         }
     }
 
-    /// The SQL name of type `oid` (asked of a shard when it is not a
-    /// built-in one shardgate knows).
-    async fn type_sql(&mut self, oid: u32) -> Result<Result<String, ErrorFields>, ExecError> {
-        if let Some(n) = shardgate_sql::rewrite::type_name(oid) {
-            return Ok(Ok(n.to_string()));
+    /// Run one subquery with its reply held back: its result, or
+    /// `Err(None)` to refuse the statement, `Err(Some(e))` for an error.
+    async fn pre_evaluate_one(
+        &mut self,
+        sub: &Sub,
+    ) -> Result<Result<Filled, Option<ErrorFields>>, ExecError> {
+        let t = shardgate_sql::analyze(&sub.sql, &self.topo);
+        let Ok(plan) = self.resolve_plan(&t, &Params::none()) else {
+            return Ok(Err(None));
+        };
+        let cap = self.router.max_merge_bytes;
+        self.out.hold = Some((self.out.buf.len(), cap));
+        let done = Box::pin(self.run_plan_simple(&plan, &t, &sub.sql)).await;
+        let (mark, _) = self.out.hold.take().unwrap_or((self.out.buf.len(), 0));
+        let over = std::mem::take(&mut self.out.held_over);
+        let held = self.out.buf.split_off(mark);
+        done?;
+        let reply = read_reply(&held);
+        drop(held);
+        if over || reply.rows.len() > self.router.max_merge_rows {
+            return Ok(Err(Some(ErrorFields {
+                hint: Some(
+                    "add a filter to the subquery, or raise max_merge_rows / max_merge_bytes in the configuration".into(),
+                ),
+                ..err_fields(
+                    "54000",
+                    "a subquery run before its statement returned more rows than the router holds (max_merge_rows, max_merge_bytes)",
+                )
+            })));
+        }
+        // A failure here (a reference to the outer query, or an error
+        // PostgreSQL might never have run into): refused.
+        if reply.error.is_some() {
+            return Ok(Err(None));
+        }
+        if sub.kind == SubKind::Exists {
+            return Ok(Ok(Filled::Exists(!reply.rows.is_empty())));
+        }
+        if reply.types.len() != 1 {
+            let msg = if sub.kind == SubKind::Scalar {
+                "subquery must return only one column"
+            } else {
+                "subquery has too many columns"
+            };
+            return Ok(Err(Some(err_fields("42601", msg))));
+        }
+        if sub.kind == SubKind::Scalar && reply.rows.len() > 1 {
+            return Ok(Err(None));
+        }
+        let oid = reply.types[0];
+        let Some(ty) = shardgate_sql::rewrite::type_name(oid) else {
+            // Other types' OIDs may differ between shards.
+            return Ok(Err(None));
+        };
+        if !self.literal_keeps_meaning(sub, oid).await? {
+            return Ok(Err(None));
+        }
+        let values = reply.rows.into_iter().map(|mut r| r.remove(0)).collect();
+        Ok(Ok(Filled::Values {
+            ty: ty.to_string(),
+            values,
+        }))
+    }
+
+    /// Does a literal of type `oid` mean what subquery `sub`'s value did?
+    /// Not when the value's text depends on output settings the session
+    /// has (a non-ISO DateStyle prints zone abbreviations; extra_float_digits
+    /// below 1 rounds floats), nor when its collation is not the one the
+    /// literal would get.
+    async fn literal_keeps_meaning(&mut self, sub: &Sub, oid: u32) -> Result<bool, ExecError> {
+        let settings = matches!(oid, 700 | 701 | 1021 | 1022 | 1184 | 1185);
+        let own_collation = match oid {
+            25 | 1042 | 1043 | 1009 | 1014 | 1015 => Some("\"default\""),
+            19 | 1003 => Some("\"C\""),
+            _ => None,
+        };
+        if !settings && own_collation.is_none() {
+            return Ok(true);
         }
         let shard = self.topo.default_shard;
-        if let Some(e) = self.ensure(&[shard]).await? {
-            return Ok(Err(e));
+        if self.ensure(&[shard]).await?.is_some() {
+            return Ok(false);
         }
-        let per = std::iter::once((shard, format!("SELECT format_type({oid}, NULL)"))).collect();
+        let sql = match own_collation {
+            Some(_) => shardgate_exec::collation_probe(&sub.sql, 1, &[0]),
+            None => "SELECT current_setting('DateStyle') LIKE 'ISO%' AND current_setting('extra_float_digits')::int >= 1".to_string(),
+        };
+        let per = std::iter::once((shard, sql)).collect();
         let c = shardgate_exec::collect(&mut self.conns, &per, 1).await?;
-        if let Some(e) = c.error {
-            return Ok(Err(e));
+        if c.error.is_some() {
+            return Ok(false);
         }
-        Ok(c.rows
+        let first = c
+            .rows
             .into_iter()
             .next()
-            .and_then(|r| r.into_iter().next().flatten())
-            .ok_or_else(|| err_fields("XX000", format!("type {oid} has no name"))))
+            .and_then(|r| r.into_iter().next().flatten());
+        Ok(match own_collation {
+            Some(own) => first.as_deref() == Some(own),
+            None => first.as_deref() == Some("t"),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn literals_are_typed_and_escaped() {
-        assert_eq!(literal(None, "bigint"), "CAST(NULL AS bigint)");
-        assert_eq!(
-            literal(Some("it's a \\ test"), "text"),
-            "CAST(E'it''s a \\\\ test' AS text)"
-        );
-    }
 
     #[test]
     fn replies_are_read_back() {

@@ -457,7 +457,7 @@ fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Tem
         Some((subs, outer)) => Ok(Template::PreEvaluate {
             original: Box::new(t.unwrap_or_else(Template::Refuse)),
             subs,
-            outer,
+            outer: Box::new(outer),
         }),
         None => t,
     }

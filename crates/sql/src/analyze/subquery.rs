@@ -1,41 +1,36 @@
 //! Uncorrelated subqueries over sharded tables, run first.
 //!
 //! A SELECT whose select list, WHERE or HAVING (an UPDATE's or DELETE's
-//! WHERE) holds a subquery over
-//! sharded tables that cannot run next to the outer query on each shard
-//! (`WHERE amount > (SELECT avg(amount) FROM orders)`, `WHERE id IN (SELECT
-//! customer_id FROM orders WHERE ...)`) is refused as it stands. When the
-//! subquery does not refer to the outer query, its value does not depend on
-//! the outer row: the router runs it on its own first (as any statement,
-//! merged or aggregated across shards) and writes its result into the outer
-//! query as literals (a scalar, an `IN (...)` list, `true`/`false` for
-//! `EXISTS`), which is then planned like any statement; an `IN` list of
-//! shard keys then reaches only the shards that own them. This is how Citus
-//! plans such subqueries ("recursive planning").
+//! WHERE) holds a subquery over sharded tables that cannot run next to the
+//! outer query on each shard (`WHERE amount > (SELECT avg(amount) FROM
+//! orders)`, `WHERE id IN (SELECT customer_id FROM orders WHERE ...)`) is
+//! refused as it stands. When the subquery does not refer to the outer
+//! query, its value does not depend on the outer row: the router runs it on
+//! its own first (as any statement, merged or aggregated across shards) and
+//! writes its result into the outer statement's syntax tree as literals (a
+//! scalar, an `IN (...)` list, `true`/`false`), which is then planned like
+//! any statement; an `IN` list of shard keys then reaches only the shards
+//! that own them. This is how Citus plans such subqueries ("recursive
+//! planning").
 //!
 //! Correlation is found by running the subquery alone: a reference to the
-//! outer query fails there (an unknown column or FROM entry), and the
-//! statement is refused as before. Columns resolve to the innermost query
-//! that has them, so a subquery that runs alone means the same inside.
+//! outer query fails there, and the statement is refused as before.
+//! Columns resolve to the innermost query that has them, so a subquery that
+//! runs alone means the same inside. Forms whose meaning a literal would
+//! change are not taken: `ANY`/`ALL (subquery)` and row comparisons.
 
 use super::*;
-use sqlparser::ast::{VisitMut, VisitorMut};
+use sqlparser::ast::{DataType, VisitMut, VisitorMut};
 
-/// What the outer query needs of one subquery's result.
+/// What the outer statement needs of one subquery's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubKind {
     /// `(SELECT ...)`: one value (NULL for no row; more rows are an error).
     Scalar,
     /// `expr [NOT] IN (SELECT ...)`: the list of values.
-    In {
-        /// `NOT IN`.
-        negated: bool,
-    },
+    In,
     /// `[NOT] EXISTS (SELECT ...)`: whether it has a row.
-    Exists {
-        /// `NOT EXISTS`.
-        negated: bool,
-    },
+    Exists,
 }
 
 /// One subquery to run first.
@@ -43,42 +38,42 @@ pub enum SubKind {
 pub struct Sub {
     /// The subquery's own statement.
     pub sql: String,
-    /// How its result goes into the outer query.
+    /// How its result goes into the outer statement.
     pub kind: SubKind,
 }
 
-/// The prefix of the markers standing for the subqueries' results in the
-/// outer query's text (followed by the subquery's number, from 1).
-pub const MARKER: &str = "sg_subquery_result_";
-
-/// The outer statement's text with subquery `i`'s result (as SQL) in
-/// place of its marker, for each `i`.
-pub fn substitute(outer: &str, results: &[String]) -> String {
-    let mut out = outer.to_string();
-    // From the last: marker 1 is a prefix of marker 10.
-    for (i, r) in results.iter().enumerate().rev() {
-        out = out.replace(&format!("{MARKER}{}", i + 1), r);
-    }
-    out
+/// A subquery's result, to write into the outer statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filled {
+    /// Values of one SQL type (a scalar's: none or one).
+    Values {
+        /// The type, as SQL.
+        ty: String,
+        /// The values as text (`None`: NULL).
+        values: Vec<Option<String>>,
+    },
+    /// Whether an EXISTS subquery has a row.
+    Exists(bool),
 }
 
+/// The prefix of the identifiers standing for the subqueries' results in
+/// the outer statement (followed by the subquery's number, from 1).
+pub const MARKER: &str = "sg_subquery_result_";
+
 /// The subqueries that read sharded tables in a SELECT's select list,
-/// WHERE and HAVING, or an UPDATE's or DELETE's WHERE, with the statement's
-/// text where markers replace them; `None` when there are none (or the
-/// statement has a WITH, or already names a marker).
+/// WHERE and HAVING, or an UPDATE's or DELETE's WHERE, and the statement
+/// with markers in their place; `None` when there are none, or when the
+/// statement has a form whose meaning a literal would change.
 pub(crate) fn pre_evaluate(
     stmt: &Statement,
     sql: &str,
     topo: &Topology,
-) -> Option<(Vec<Sub>, String)> {
-    if sql.contains(MARKER) {
+) -> Option<(Vec<Sub>, Statement)> {
+    if sql.contains(MARKER) || names_marker(stmt) {
         return None;
     }
     let mut outer = stmt.clone();
-    let mut r = Replacer {
-        topo,
-        subs: Vec::new(),
-    };
+    let mut exprs: Vec<&mut Expr> = Vec::new();
     match &mut outer {
         Statement::Query(q) => {
             if q.with.is_some() {
@@ -88,35 +83,121 @@ pub(crate) fn pre_evaluate(
                 return None;
             };
             for item in &mut os.projection {
+                // PostgreSQL names a scalar subquery's column after the
+                // subquery's own, an EXISTS "exists": a literal would not.
+                if let ast::SelectItem::UnnamedExpr(e) = item
+                    && let Some(name) = subquery_name(e)
+                {
+                    *item = ast::SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias: Ident::with_quote('"', name),
+                    };
+                }
+            }
+            for item in &mut os.projection {
                 if let ast::SelectItem::UnnamedExpr(e)
                 | ast::SelectItem::ExprWithAlias { expr: e, .. } = item
                 {
-                    let _ = e.visit(&mut r);
+                    exprs.push(e);
                 }
             }
-            if let Some(w) = &mut os.selection {
-                let _ = w.visit(&mut r);
-            }
-            if let Some(h) = &mut os.having {
-                let _ = h.visit(&mut r);
-            }
+            exprs.extend(os.selection.as_mut());
+            exprs.extend(os.having.as_mut());
         }
         Statement::Update(u) if u.from.is_none() && u.returning.is_none() => {
-            if let Some(w) = &mut u.selection {
-                let _ = w.visit(&mut r);
-            }
+            exprs.extend(u.selection.as_mut());
         }
         Statement::Delete(d) if d.using.is_none() && d.returning.is_none() => {
-            if let Some(w) = &mut d.selection {
-                let _ = w.visit(&mut r);
-            }
+            exprs.extend(d.selection.as_mut());
         }
         _ => return None,
+    }
+    if exprs.iter().any(|e| changed_by_literal(e)) {
+        return None;
+    }
+    let mut r = Replacer {
+        topo,
+        subs: Vec::new(),
+    };
+    for e in exprs {
+        let _ = VisitMut::visit(e, &mut r);
     }
     if r.subs.is_empty() {
         return None;
     }
-    Some((r.subs, outer.to_string()))
+    Some((r.subs, outer))
+}
+
+/// Does the statement name an identifier like a marker (however written)?
+fn names_marker(stmt: &Statement) -> bool {
+    struct F(bool);
+    impl Visitor for F {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            let hit = match e {
+                Expr::Identifier(i) => i.value.starts_with(MARKER),
+                Expr::CompoundIdentifier(v) => v.iter().any(|i| i.value.starts_with(MARKER)),
+                _ => false,
+            };
+            if hit {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut f = F(false);
+    let _ = ast::Visit::visit(stmt, &mut f);
+    f.0
+}
+
+/// The column name PostgreSQL gives a select item that is a scalar
+/// subquery (its own column's) or an EXISTS.
+fn subquery_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Exists { negated: false, .. } => Some("exists".into()),
+        Expr::Subquery(q) => match q.body.as_ref() {
+            SetExpr::Select(s) => match s.projection.as_slice() {
+                [ast::SelectItem::ExprWithAlias { alias, .. }] => Some(ident_name(alias)),
+                [ast::SelectItem::UnnamedExpr(e)] => Some(crate::aggregate::output_name(e)),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Does `e` hold a subquery whose result as literals would mean something
+/// else: `x op ANY/ALL (subquery)` (a literal array would be compared
+/// element-wise), a row compared with a subquery?
+fn changed_by_literal(e: &Expr) -> bool {
+    struct F(bool);
+    impl Visitor for F {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            let bad = match e {
+                Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } => {
+                    matches!(right.as_ref(), Expr::Subquery(_))
+                }
+                Expr::InSubquery { expr, .. } => matches!(expr.as_ref(), Expr::Tuple(_)),
+                Expr::BinaryOp { left, right, .. } => {
+                    let row = |e: &Expr| matches!(e, Expr::Tuple(_));
+                    let sub = |e: &Expr| matches!(e, Expr::Subquery(_));
+                    (row(left) && sub(right)) || (sub(left) && row(right))
+                }
+                _ => false,
+            };
+            if bad {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut f = F(false);
+    let _ = ast::Visit::visit(e, &mut f);
+    f.0
 }
 
 struct Replacer<'a> {
@@ -132,13 +213,23 @@ impl Replacer<'_> {
 
     fn marker(&mut self, q: &Query, kind: SubKind) -> Expr {
         let mut q = q.clone();
-        if matches!(kind, SubKind::Exists { .. }) && q.limit_clause.is_none() && q.fetch.is_none() {
-            // One row tells.
-            q.limit_clause = Some(ast::LimitClause::LimitOffset {
-                limit: Some(Expr::Value(Value::Number("1".into(), false).into())),
-                offset: None,
-                limit_by: Vec::new(),
-            });
+        if kind == SubKind::Exists {
+            // PostgreSQL ignores an EXISTS subquery's select list (and so
+            // never fails on it); one row tells.
+            if let SetExpr::Select(s) = q.body.as_mut()
+                && s.distinct.is_none()
+            {
+                s.projection = vec![ast::SelectItem::UnnamedExpr(Expr::Value(
+                    Value::Number("1".into(), false).into(),
+                ))];
+            }
+            if q.limit_clause.is_none() && q.fetch.is_none() {
+                q.limit_clause = Some(ast::LimitClause::LimitOffset {
+                    limit: Some(Expr::Value(Value::Number("1".into(), false).into())),
+                    offset: None,
+                    limit_by: Vec::new(),
+                });
+            }
         }
         self.subs.push(Sub {
             sql: q.to_string(),
@@ -158,9 +249,7 @@ impl VisitorMut for Replacer<'_> {
                 subquery,
                 negated,
             } if self.sharded(subquery) => {
-                let m = self.marker(subquery, SubKind::In { negated: *negated });
-                // `expr IN (list)`: the marker becomes the list with its
-                // parentheses.
+                let m = self.marker(subquery, SubKind::In);
                 Expr::InList {
                     expr: expr.clone(),
                     list: vec![m],
@@ -168,9 +257,128 @@ impl VisitorMut for Replacer<'_> {
                 }
             }
             Expr::Exists { subquery, negated } if self.sharded(subquery) => {
-                self.marker(subquery, SubKind::Exists { negated: *negated })
+                let m = self.marker(subquery, SubKind::Exists);
+                if *negated {
+                    Expr::UnaryOp {
+                        op: ast::UnaryOperator::Not,
+                        expr: Box::new(m),
+                    }
+                } else {
+                    m
+                }
             }
             _ => return ControlFlow::Continue(()),
+        };
+        *e = new;
+        ControlFlow::Continue(())
+    }
+}
+
+/// The marker's number in `e`, if `e` is one.
+fn marker_of(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Identifier(i) => i.value.strip_prefix(MARKER)?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// `outer` with each marker replaced by its subquery's result, as SQL.
+///
+/// # Errors
+/// A type name that does not parse.
+pub fn fill(outer: &Statement, results: &[Filled]) -> Result<String, SqlError> {
+    let mut s = outer.clone();
+    let mut f = Filler { results, err: None };
+    let _ = VisitMut::visit(&mut s, &mut f);
+    match f.err {
+        Some(e) => Err(e),
+        None => Ok(s.to_string()),
+    }
+}
+
+struct Filler<'a> {
+    results: &'a [Filled],
+    err: Option<SqlError>,
+}
+
+impl Filler<'_> {
+    fn result(&self, n: usize) -> Option<&Filled> {
+        self.results.get(n.checked_sub(1)?)
+    }
+}
+
+/// `v` as a literal of type `ty`.
+fn literal(v: Option<&str>, ty: &DataType) -> Expr {
+    let value = match v {
+        Some(v) => Value::EscapedStringLiteral(v.to_string()),
+        None => Value::Null,
+    };
+    Expr::Cast {
+        kind: ast::CastKind::Cast,
+        expr: Box::new(Expr::Value(value.into())),
+        data_type: ty.clone(),
+        format: None,
+    }
+}
+
+fn data_type(ty: &str) -> Result<DataType, SqlError> {
+    sqlparser::parser::Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(ty)
+        .and_then(|mut p| p.parse_data_type())
+        .map_err(|e| SqlError::Invalid(format!("type {ty}: {e}")))
+}
+
+impl VisitorMut for Filler<'_> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        let new = match &*e {
+            Expr::InList {
+                list,
+                negated,
+                expr,
+            } if list.len() == 1 => {
+                let Some(Filled::Values { ty, values }) =
+                    marker_of(&list[0]).and_then(|n| self.result(n))
+                else {
+                    return ControlFlow::Continue(());
+                };
+                if values.is_empty() {
+                    // IN of no rows is false, NOT IN true, whatever the
+                    // left side (NULL too).
+                    Expr::Value(Value::Boolean(*negated).into())
+                } else {
+                    let ty = match data_type(ty) {
+                        Ok(t) => t,
+                        Err(err) => {
+                            self.err = Some(err);
+                            return ControlFlow::Break(());
+                        }
+                    };
+                    Expr::InList {
+                        expr: expr.clone(),
+                        list: values.iter().map(|v| literal(v.as_deref(), &ty)).collect(),
+                        negated: *negated,
+                    }
+                }
+            }
+            other => match marker_of(other).and_then(|n| self.result(n)) {
+                Some(Filled::Exists(b)) => Expr::Value(Value::Boolean(*b).into()),
+                Some(Filled::Values { ty, values }) => {
+                    let ty = match data_type(ty) {
+                        Ok(t) => t,
+                        Err(err) => {
+                            self.err = Some(err);
+                            return ControlFlow::Break(());
+                        }
+                    };
+                    // Parenthesized: an operator may follow (`[1]`).
+                    Expr::Nested(Box::new(literal(
+                        values.first().and_then(|v| v.as_deref()),
+                        &ty,
+                    )))
+                }
+                None => return ControlFlow::Continue(()),
+            },
         };
         *e = new;
         ControlFlow::Continue(())
@@ -181,14 +389,38 @@ impl VisitorMut for Replacer<'_> {
 mod tests {
     use super::*;
 
+    fn parse(sql: &str) -> Statement {
+        sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0)
+    }
+
     #[test]
-    fn markers_are_replaced_from_the_last() {
-        let outer = format!("SELECT 1 WHERE a = {MARKER}1 AND b IN ({MARKER}10)");
-        let mut results: Vec<String> = (1..=10).map(|i| format!("v{i}")).collect();
-        results[0] = "x".into();
+    fn results_are_written_into_the_tree() {
+        let outer = parse(&format!(
+            "SELECT 'sg_subquery_result_1' AS s, {MARKER}1 AS v, ({MARKER}1)[1] FROM t WHERE a IN ({MARKER}2) AND b NOT IN ({MARKER}3) AND {MARKER}4"
+        ));
+        let results = vec![
+            Filled::Values {
+                ty: "text".into(),
+                values: vec![Some(format!("it's {MARKER}2 \\ x"))],
+            },
+            Filled::Values {
+                ty: "bigint".into(),
+                values: vec![Some("1".into()), None],
+            },
+            Filled::Values {
+                ty: "integer".into(),
+                values: vec![],
+            },
+            Filled::Exists(false),
+        ];
+        let got = fill(&outer, &results).unwrap();
         assert_eq!(
-            substitute(&outer, &results),
-            "SELECT 1 WHERE a = x AND b IN (v10)"
+            got,
+            format!(
+                "SELECT 'sg_subquery_result_1' AS s, (CAST(E'it\\'s {MARKER}2 \\\\ x' AS TEXT)) AS v, ((CAST(E'it\\'s {MARKER}2 \\\\ x' AS TEXT)))[1] FROM t WHERE a IN (CAST(E'1' AS BIGINT), CAST(NULL AS BIGINT)) AND true AND false"
+            )
         );
     }
 }
