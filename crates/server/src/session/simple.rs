@@ -156,7 +156,12 @@ impl Session {
         };
         // (An INSERT with ids drawn here is a `Template::WithIds`: never
         // sent as written.)
-        if !matches!(*template, Template::Route { .. } | Template::Insert { .. }) {
+        // (A statement whose subqueries may run first still goes to one
+        // shard as written when it resolves to one.)
+        if !matches!(
+            *template,
+            Template::Route { .. } | Template::Insert { .. } | Template::PreEvaluate { .. }
+        ) {
             return None;
         }
         let params = Params {
