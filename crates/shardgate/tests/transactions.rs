@@ -490,7 +490,22 @@ async fn next_id_is_a_column_default_filled_in_by_the_router() {
         "ids spread over both shards"
     );
 
-    // Where no id can be drawn per row: refused, not NULL.
+    // INSERT ... SELECT in the simple protocol: the SELECT runs first and
+    // its rows become a VALUES list, which gets ids like any.
+    let rows = cl
+        .simple_query("INSERT INTO orders (customer, amount) SELECT 'q' || g, g FROM generate_series(1, 3) g RETURNING id")
+        .await
+        .unwrap();
+    let got: Vec<i64> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    // Where no id can be drawn per row: refused, not NULL (the extended
+    // protocol does not run the SELECT first).
     let e = cl
         .execute("INSERT INTO orders (customer) SELECT 'q'", &[])
         .await

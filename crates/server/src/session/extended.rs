@@ -304,7 +304,12 @@ impl Session {
             // Subqueries run first in the simple protocol only (they
             // would need the parameters inlined, the reply its formats).
             Plan::PreEvaluate { refused, .. } => {
-                self.send_error(&sql_err(refused));
+                self.send_error(&ErrorFields {
+                    hint: Some(
+                        "its subqueries (or INSERT's SELECT) over sharded tables can run first in the simple query protocol only, for now".into(),
+                    ),
+                    ..sql_err(refused)
+                });
                 Done::Failed
             }
             Plan::Read(node) => {

@@ -55,7 +55,32 @@ fn read_reply(bytes: &[u8]) -> Reply {
     r
 }
 
+/// Does the text of a value of type `oid` depend on output settings
+/// (extra_float_digits rounds floats, a non-ISO DateStyle prints zone
+/// abbreviations)?
+fn settings_bound(oid: u32) -> bool {
+    matches!(oid, 700 | 701 | 1021 | 1022 | 1184 | 1185)
+}
+
 impl Session {
+    /// Does the session print every value exactly (DateStyle ISO,
+    /// extra_float_digits at least 1), as its default shard says?
+    async fn exact_output(&mut self) -> Result<bool, ExecError> {
+        let shard = self.topo.default_shard;
+        if self.ensure(&[shard]).await?.is_some() {
+            return Ok(false);
+        }
+        let sql = "SELECT current_setting('DateStyle') LIKE 'ISO%' AND current_setting('extra_float_digits')::int >= 1";
+        let per = std::iter::once((shard, sql.to_string())).collect();
+        let c = shardgate_exec::collect(&mut self.conns, &per, 1).await?;
+        Ok(c.error.is_none()
+            && c.rows
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .as_deref()
+                == Some("t"))
+    }
+
     /// Run `subs`, write their results into `outer` and run that. Whatever
     /// could make the result differ from PostgreSQL's (a subquery that
     /// fails, which PostgreSQL may never have evaluated; more than one row
@@ -100,7 +125,21 @@ impl Session {
                 return Ok(Done::Failed);
             }
         };
+        let no_rows = results
+            .iter()
+            .any(|r| matches!(r, Filled::Rows { rows, .. } if rows.is_empty()));
         drop(results);
+        if no_rows {
+            // An INSERT of no rows inserts nothing anywhere: one shard
+            // answers it (its RETURNING columns too).
+            let plan = Plan::Route {
+                shards: vec![self.topo.default_shard],
+                sql: ShardSql::Original,
+                kind: StmtKind::Write,
+            };
+            let t = Template::Local(Local::Empty);
+            return Box::pin(self.run_plan_simple(&plan, &t, &sql)).await;
+        }
         let t = shardgate_sql::analyze(&sql, &self.topo);
         match self.resolve_plan(&t, &Params::none()) {
             Ok(p) => Box::pin(self.run_plan_simple(&p, &t, &sql)).await,
@@ -149,6 +188,24 @@ impl Session {
         if sub.kind == SubKind::Exists {
             return Ok(Ok(Filled::Exists(!reply.rows.is_empty())));
         }
+        if sub.kind == SubKind::Rows {
+            // Types whose OIDs may differ between shards cannot be named.
+            let Some(types) = reply
+                .types
+                .iter()
+                .map(|o| shardgate_sql::rewrite::type_name(*o).map(str::to_string))
+                .collect::<Option<Vec<String>>>()
+            else {
+                return Ok(Err(None));
+            };
+            if reply.types.iter().any(|o| settings_bound(*o)) && !self.exact_output().await? {
+                return Ok(Err(None));
+            }
+            return Ok(Ok(Filled::Rows {
+                types,
+                rows: reply.rows,
+            }));
+        }
         if reply.types.len() != 1 {
             let msg = if sub.kind == SubKind::Scalar {
                 "subquery must return only one column"
@@ -181,7 +238,7 @@ impl Session {
     /// below 1 rounds floats), nor when its collation is not the one the
     /// literal would get.
     async fn literal_keeps_meaning(&mut self, sub: &Sub, oid: u32) -> Result<bool, ExecError> {
-        let settings = matches!(oid, 700 | 701 | 1021 | 1022 | 1184 | 1185);
+        let settings = settings_bound(oid);
         let own_collation = match oid {
             25 | 1042 | 1043 | 1009 | 1014 | 1015 => Some("\"default\""),
             19 | 1003 => Some("\"C\""),
@@ -194,10 +251,10 @@ impl Session {
         if self.ensure(&[shard]).await?.is_some() {
             return Ok(false);
         }
-        let sql = match own_collation {
-            Some(_) => shardgate_exec::collation_probe(&sub.sql, 1, &[0]),
-            None => "SELECT current_setting('DateStyle') LIKE 'ISO%' AND current_setting('extra_float_digits')::int >= 1".to_string(),
+        let Some(own) = own_collation else {
+            return self.exact_output().await;
         };
+        let sql = shardgate_exec::collation_probe(&sub.sql, 1, &[0]);
         let per = std::iter::once((shard, sql)).collect();
         let c = shardgate_exec::collect(&mut self.conns, &per, 1).await?;
         if c.error.is_some() {
@@ -208,10 +265,7 @@ impl Session {
             .into_iter()
             .next()
             .and_then(|r| r.into_iter().next().flatten());
-        Ok(match own_collation {
-            Some(own) => first.as_deref() == Some(own),
-            None => first.as_deref() == Some("t"),
-        })
+        Ok(first.as_deref() == Some(own))
     }
 }
 

@@ -45,3 +45,7 @@ INSERT INTO w_orders (customer_id, id, status) VALUES (4005, 9305, 'ok'), (8, 8,
 INSERT INTO w_orders (customer_id, id) VALUES (NULL, 9401);
 INSERT INTO w_orders (customer_id, id, status) SELECT customer_id + 5000, id + 5000, 'copy' FROM w_orders WHERE qty = 2;
 INSERT INTO w_orders (customer_id, id, status) VALUES (4007, 9307, 'one') RETURNING customer_id, id, status;
+INSERT INTO w_orders (customer_id, id, status, amount) SELECT customer_id + 7000, id + 7000, upper(status), amount * 2 FROM w_orders WHERE qty > 40 ORDER BY id LIMIT 20 RETURNING customer_id, id, status, amount;
+INSERT INTO w_orders SELECT customer_id + 8000, id, status, qty, amount, weight, note FROM w_orders WHERE customer_id < 4;
+INSERT INTO w_orders (customer_id, id) SELECT customer_id, id FROM w_orders WHERE qty > 1000 RETURNING id;
+INSERT INTO w_orders (customer_id, id, status) SELECT customer_id, id, 'again' FROM w_orders WHERE id < 30 ON CONFLICT (customer_id, id) DO UPDATE SET status = EXCLUDED.status;

@@ -31,6 +31,8 @@ pub enum SubKind {
     In,
     /// `[NOT] EXISTS (SELECT ...)`: whether it has a row.
     Exists,
+    /// `INSERT ... SELECT ...`: the rows, which become a VALUES list.
+    Rows,
 }
 
 /// One subquery to run first.
@@ -54,6 +56,13 @@ pub enum Filled {
     },
     /// Whether an EXISTS subquery has a row.
     Exists(bool),
+    /// An INSERT's rows.
+    Rows {
+        /// Each column's type, as SQL.
+        types: Vec<String>,
+        /// The rows, values as text (`None`: NULL).
+        rows: Vec<Vec<Option<String>>>,
+    },
 }
 
 /// The prefix of the identifiers standing for the subqueries' results in
@@ -110,6 +119,24 @@ pub(crate) fn pre_evaluate(
         Statement::Delete(d) if d.using.is_none() && d.returning.is_none() => {
             exprs.extend(d.selection.as_mut());
         }
+        // INSERT ... SELECT: the rows are read first, then inserted as a
+        // VALUES list (split by key like any).
+        Statement::Insert(ins)
+            if ins
+                .source
+                .as_ref()
+                .is_some_and(|q| !matches!(q.body.as_ref(), SetExpr::Values(_))) =>
+        {
+            let src = ins.source.as_ref()?.to_string();
+            ins.source = Some(values_marker(1)?);
+            return Some((
+                vec![Sub {
+                    sql: src,
+                    kind: SubKind::Rows,
+                }],
+                outer,
+            ));
+        }
         _ => return None,
     }
     if exprs.iter().any(|e| changed_by_literal(e)) {
@@ -149,6 +176,20 @@ fn names_marker(stmt: &Statement) -> bool {
     let mut f = F(false);
     let _ = ast::Visit::visit(stmt, &mut f);
     f.0
+}
+
+/// `VALUES (marker n)`, as an INSERT's source.
+fn values_marker(n: usize) -> Option<Box<Query>> {
+    let stmt = sqlparser::parser::Parser::parse_sql(
+        &PostgreSqlDialect {},
+        &format!("INSERT INTO t VALUES ({MARKER}{n})"),
+    )
+    .ok()?
+    .pop()?;
+    match stmt {
+        Statement::Insert(i) => i.source,
+        _ => None,
+    }
 }
 
 /// The column name PostgreSQL gives a select item that is a scalar
@@ -330,6 +371,59 @@ fn data_type(ty: &str) -> Result<DataType, SqlError> {
 
 impl VisitorMut for Filler<'_> {
     type Break = ();
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        let SetExpr::Values(v) = q.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let marker = match v.rows.as_slice() {
+            [row] => match row.content.as_slice() {
+                [e] => marker_of(e),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(Filled::Rows { types, rows }) = marker.and_then(|n| self.result(n)) else {
+            return ControlFlow::Continue(());
+        };
+        let types: Result<Vec<DataType>, SqlError> = types.iter().map(|t| data_type(t)).collect();
+        let types = match types {
+            Ok(t) => t,
+            Err(e) => {
+                self.err = Some(e);
+                return ControlFlow::Break(());
+            }
+        };
+        if rows.is_empty() {
+            // No rows: `SELECT <typed NULLs> WHERE false` (a VALUES list
+            // cannot be empty), which the session sends to one shard.
+            let nulls: Vec<String> = types.iter().map(|t| literal(None, t).to_string()).collect();
+            let parsed = sqlparser::parser::Parser::parse_sql(
+                &PostgreSqlDialect {},
+                &format!("SELECT {} WHERE false", nulls.join(", ")),
+            );
+            match parsed.ok().and_then(|mut v| v.pop()) {
+                Some(Statement::Query(nq)) => q.body = nq.body,
+                _ => {
+                    self.err = Some(SqlError::Invalid("an empty row source".into()));
+                    return ControlFlow::Break(());
+                }
+            }
+            return ControlFlow::Continue(());
+        }
+        v.rows = rows
+            .iter()
+            .map(|r| {
+                ast::Parens::with_empty_span(
+                    r.iter()
+                        .zip(&types)
+                        .map(|(v, ty)| literal(v.as_deref(), ty))
+                        .collect(),
+                )
+            })
+            .collect();
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
         let new = match &*e {
             Expr::InList {
@@ -363,6 +457,8 @@ impl VisitorMut for Filler<'_> {
             }
             other => match marker_of(other).and_then(|n| self.result(n)) {
                 Some(Filled::Exists(b)) => Expr::Value(Value::Boolean(*b).into()),
+                // Written by `pre_visit_query`.
+                Some(Filled::Rows { .. }) => return ControlFlow::Continue(()),
                 Some(Filled::Values { ty, values }) => {
                     let ty = match data_type(ty) {
                         Ok(t) => t,
