@@ -142,6 +142,16 @@ impl Session {
         None
     }
 
+    /// Start an implicit transaction (a multi-statement query, a key move,
+    /// a statement whose subqueries run first): BEGIN goes with each
+    /// shard's first statement, [`Session::finish_txn`] ends it.
+    pub(super) fn begin_implicit(&mut self) {
+        self.implicit = true;
+        self.txn = TxnState::Active;
+        self.prelude = vec!["BEGIN".to_string()];
+        self.settings_at_begin = Some((self.settings.clone(), self.settings_hash));
+    }
+
     pub(super) async fn finish_txn(
         &mut self,
         commit: bool,

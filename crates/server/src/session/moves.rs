@@ -37,10 +37,7 @@ impl Session {
     ) -> Result<Done, ExecError> {
         let own = self.txn == TxnState::Idle;
         if own {
-            self.txn = TxnState::Active;
-            self.implicit = true;
-            self.prelude = vec!["BEGIN".to_string()];
-            self.settings_at_begin = Some((self.settings.clone(), self.settings_hash));
+            self.begin_implicit();
         }
         let done = self
             .move_rows(shards, delete, sql, rule, key_positions, reply)

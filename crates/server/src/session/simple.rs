@@ -57,10 +57,7 @@ impl Session {
                 )
             });
         if implicit {
-            self.implicit = true;
-            self.txn = TxnState::Active;
-            self.prelude = vec!["BEGIN".to_string()];
-            self.settings_at_begin = Some((self.settings.clone(), self.settings_hash));
+            self.begin_implicit();
         }
         let planned_at = self.topo.version;
         for (a, plan) in analyzed.iter().zip(plans) {

@@ -104,6 +104,31 @@ impl Session {
             self.fail_statement(&sql_err(refused));
             return Ok(Done::Failed);
         }
+        // Outside a transaction block the subqueries and the statement are
+        // one implicit transaction, as one statement is in PostgreSQL: all
+        // of its writes or none (two-phase commit across shards).
+        let implicit = self.txn == TxnState::Idle;
+        if implicit {
+            self.begin_implicit();
+        }
+        let done = self.run_pre_evaluated_in(subs, outer, refused).await?;
+        if implicit && self.txn != TxnState::Idle {
+            let commit = self.txn == TxnState::Active;
+            if let Some(e) = self.finish_txn(commit).await? {
+                self.send_error(&e);
+                return Ok(Done::Failed);
+            }
+        }
+        Ok(done)
+    }
+
+    /// [`Session::run_pre_evaluated`] inside its transaction.
+    async fn run_pre_evaluated_in(
+        &mut self,
+        subs: &[Sub],
+        outer: &Statement,
+        refused: &SqlError,
+    ) -> Result<Done, ExecError> {
         let mut results = Vec::with_capacity(subs.len());
         for sub in subs {
             match self.pre_evaluate_one(sub).await? {
@@ -160,7 +185,9 @@ impl Session {
         let Ok(plan) = self.resolve_plan(&t, &Params::none()) else {
             return Ok(Err(None));
         };
-        let cap = self.router.max_merge_bytes;
+        // The rows are copied a few times over on their way into the
+        // statement's text: a tighter cap than the merges'.
+        let cap = self.router.max_merge_bytes / 8;
         self.out.hold = Some((self.out.buf.len(), cap));
         let done = Box::pin(self.run_plan_simple(&plan, &t, &sub.sql)).await;
         let (mark, _) = self.out.hold.take().unwrap_or((self.out.buf.len(), 0));
@@ -188,7 +215,11 @@ impl Session {
         if sub.kind == SubKind::Exists {
             return Ok(Ok(Filled::Exists(!reply.rows.is_empty())));
         }
-        if sub.kind == SubKind::Rows {
+        if let SubKind::Rows { untyped } = &sub.kind {
+            if reply.types.is_empty() {
+                // `INSERT ... SELECT FROM t`: no VALUES list has no column.
+                return Ok(Err(None));
+            }
             // Types whose OIDs may differ between shards cannot be named.
             let Some(types) = reply
                 .types
@@ -203,6 +234,7 @@ impl Session {
             }
             return Ok(Ok(Filled::Rows {
                 types,
+                untyped: untyped.clone(),
                 rows: reply.rows,
             }));
         }

@@ -49,3 +49,5 @@ INSERT INTO w_orders (customer_id, id, status, amount) SELECT customer_id + 7000
 INSERT INTO w_orders SELECT customer_id + 8000, id, status, qty, amount, weight, note FROM w_orders WHERE customer_id < 4;
 INSERT INTO w_orders (customer_id, id) SELECT customer_id, id FROM w_orders WHERE qty > 1000 RETURNING id;
 INSERT INTO w_orders (customer_id, id, status) SELECT customer_id, id, 'again' FROM w_orders WHERE id < 30 ON CONFLICT (customer_id, id) DO UPDATE SET status = EXCLUDED.status;
+INSERT INTO w_orders (customer_id, id, qty, amount, note) SELECT customer_id + 9000, id, NULL, '1.5', 'n' FROM w_orders WHERE qty < 3;
+INSERT INTO w_orders (customer_id, id, qty, amount) SELECT 1, 2, NULL, NULL WHERE false RETURNING id, amount;

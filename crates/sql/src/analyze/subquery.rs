@@ -32,7 +32,12 @@ pub enum SubKind {
     /// `[NOT] EXISTS (SELECT ...)`: whether it has a row.
     Exists,
     /// `INSERT ... SELECT ...`: the rows, which become a VALUES list.
-    Rows,
+    Rows {
+        /// Columns the SELECT writes as a bare string or NULL: PostgreSQL
+        /// converts those to the target column's type, so they go into
+        /// the VALUES list untyped.
+        untyped: Vec<bool>,
+    },
 }
 
 /// One subquery to run first.
@@ -60,6 +65,8 @@ pub enum Filled {
     Rows {
         /// Each column's type, as SQL.
         types: Vec<String>,
+        /// Columns written untyped (see [`SubKind::Rows`]).
+        untyped: Vec<bool>,
         /// The rows, values as text (`None`: NULL).
         rows: Vec<Vec<Option<String>>>,
     },
@@ -127,12 +134,38 @@ pub(crate) fn pre_evaluate(
                 .as_ref()
                 .is_some_and(|q| !matches!(q.body.as_ref(), SetExpr::Values(_))) =>
         {
-            let src = ins.source.as_ref()?.to_string();
+            let src = ins.source.as_ref()?;
+            // What the SELECT writes runs apart from the INSERT: only
+            // reads.
+            if contains_dml(src) {
+                return None;
+            }
+            let untyped = match src.body.as_ref() {
+                SetExpr::Select(sel) => sel
+                    .projection
+                    .iter()
+                    .map(|i| match i {
+                        ast::SelectItem::UnnamedExpr(e)
+                        | ast::SelectItem::ExprWithAlias { expr: e, .. } => matches!(
+                            e,
+                            Expr::Value(v) if matches!(
+                                v.value,
+                                Value::SingleQuotedString(_)
+                                    | Value::EscapedStringLiteral(_)
+                                    | Value::Null
+                            )
+                        ),
+                        _ => false,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let sql = src.to_string();
             ins.source = Some(values_marker(1)?);
             return Some((
                 vec![Sub {
-                    sql: src,
-                    kind: SubKind::Rows,
+                    sql,
+                    kind: SubKind::Rows { untyped },
                 }],
                 outer,
             ));
@@ -140,6 +173,9 @@ pub(crate) fn pre_evaluate(
         _ => return None,
     }
     if exprs.iter().any(|e| changed_by_literal(e)) {
+        return None;
+    }
+    if exprs.iter().any(|e| has_dml(e)) {
         return None;
     }
     let mut r = Replacer {
@@ -175,6 +211,25 @@ fn names_marker(stmt: &Statement) -> bool {
     }
     let mut f = F(false);
     let _ = ast::Visit::visit(stmt, &mut f);
+    f.0
+}
+
+/// Does a subquery of `e` write (a data-modifying WITH)? It would run
+/// apart from its statement.
+fn has_dml(e: &Expr) -> bool {
+    struct F(bool);
+    impl Visitor for F {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            if contains_dml(q) {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut f = F(false);
+    let _ = ast::Visit::visit(e, &mut f);
     f.0
 }
 
@@ -382,9 +437,15 @@ impl VisitorMut for Filler<'_> {
             },
             _ => None,
         };
-        let Some(Filled::Rows { types, rows }) = marker.and_then(|n| self.result(n)) else {
+        let Some(Filled::Rows {
+            types,
+            untyped,
+            rows,
+        }) = marker.and_then(|n| self.result(n))
+        else {
             return ControlFlow::Continue(());
         };
+        let bare = |i: usize| untyped.get(i).copied().unwrap_or(false);
         let types: Result<Vec<DataType>, SqlError> = types.iter().map(|t| data_type(t)).collect();
         let types = match types {
             Ok(t) => t,
@@ -394,9 +455,10 @@ impl VisitorMut for Filler<'_> {
             }
         };
         if rows.is_empty() {
-            // No rows: `SELECT <typed NULLs> WHERE false` (a VALUES list
-            // cannot be empty), which the session sends to one shard.
-            let nulls: Vec<String> = types.iter().map(|t| literal(None, t).to_string()).collect();
+            // No rows: `SELECT NULL, ... WHERE false` (a VALUES list cannot
+            // be empty; untyped NULLs convert to the target columns), which
+            // the session sends to one shard.
+            let nulls = vec!["NULL"; types.len()];
             let parsed = sqlparser::parser::Parser::parse_sql(
                 &PostgreSqlDialect {},
                 &format!("SELECT {} WHERE false", nulls.join(", ")),
@@ -416,7 +478,12 @@ impl VisitorMut for Filler<'_> {
                 ast::Parens::with_empty_span(
                     r.iter()
                         .zip(&types)
-                        .map(|(v, ty)| literal(v.as_deref(), ty))
+                        .enumerate()
+                        .map(|(i, (v, ty))| match v {
+                            _ if !bare(i) => literal(v.as_deref(), ty),
+                            Some(v) => Expr::Value(Value::EscapedStringLiteral(v.clone()).into()),
+                            None => Expr::Value(Value::Null.into()),
+                        })
                         .collect(),
                 )
             })
