@@ -542,12 +542,14 @@ impl Plan {
                     "{pad}PreEvaluate (uncorrelated subqueries run first, their results written into the statement)"
                 ));
                 for (i, s) in subs.iter().enumerate() {
-                    out.push(format!(
-                        "{pad}  subquery {} ({:?}): {}",
-                        i + 1,
-                        s.kind,
-                        s.sql
-                    ));
+                    use crate::analyze::subquery::SubKind;
+                    let kind = match s.kind {
+                        SubKind::Scalar => "a value",
+                        SubKind::In => "an IN list",
+                        SubKind::Exists => "EXISTS",
+                        SubKind::Rows { .. } => "rows to insert",
+                    };
+                    out.push(format!("{pad}  subquery {} ({kind}): {}", i + 1, s.sql));
                 }
                 out.push(format!("{pad}  then: {outer}"));
             }
