@@ -57,6 +57,20 @@ impl Merge<'_> {
     }
 }
 
+/// Bind the unnamed portal to statement `name` with `params` (a Bind's
+/// parameter part) and result `formats`.
+fn bind_unnamed(buf: &mut BytesMut, name: &str, params: &[u8], formats: &[i16]) {
+    let at = shardgate_wire::begin(buf, b'B');
+    shardgate_wire::put_cstr(buf, "");
+    shardgate_wire::put_cstr(buf, name);
+    buf.put_slice(params);
+    buf.put_i16(formats.len() as i16);
+    for f in formats {
+        buf.put_i16(*f);
+    }
+    shardgate_wire::finish(buf, at);
+}
+
 /// The part of a Bind message's tail (after the statement name) that holds
 /// the parameter formats and values.
 ///
@@ -314,15 +328,7 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
     for (i, s) in shards.iter().enumerate() {
         let c = conn(conns, *s)?;
         buf.clear();
-        let at = shardgate_wire::begin(&mut buf, b'B');
-        shardgate_wire::put_cstr(&mut buf, "");
-        shardgate_wire::put_cstr(&mut buf, &names[i]);
-        buf.put_slice(spec.for_shard(req, *s).2);
-        buf.put_i16(all_formats.len() as i16);
-        for f in &all_formats {
-            buf.put_i16(*f);
-        }
-        shardgate_wire::finish(&mut buf, at);
+        bind_unnamed(&mut buf, &names[i], spec.for_shard(req, *s).2, &all_formats);
         frontend::execute(&mut buf, "", 0);
         frontend::sync(&mut buf);
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
@@ -538,13 +544,8 @@ async fn sort_on_shard<W: AsyncWrite + Unpin>(
     for (i, s) in shards.iter().enumerate() {
         let c = conn(conns, *s)?;
         buf.clear();
-        let at = shardgate_wire::begin(&mut buf, b'B');
-        shardgate_wire::put_cstr(&mut buf, "");
-        shardgate_wire::put_cstr(&mut buf, &names[i]);
-        buf.put_slice(spec.for_shard(req, *s).2);
         // Every column in text: the rows become literals.
-        buf.put_i16(0);
-        shardgate_wire::finish(&mut buf, at);
+        bind_unnamed(&mut buf, &names[i], spec.for_shard(req, *s).2, &[]);
         frontend::execute(&mut buf, "", 0);
         frontend::sync(&mut buf);
         c.send(&buf).await.map_err(|e| lost(*s, e))?;

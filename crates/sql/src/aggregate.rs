@@ -701,55 +701,20 @@ fn group_expr(s: &Select, g: &Expr) -> Result<Expr, String> {
 }
 
 fn has_subquery(e: &Expr) -> Option<String> {
-    struct F(Option<String>);
-    impl ast::Visitor for F {
-        type Break = ();
-        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
-            self.0 = Some("a subquery in the select list, HAVING or ORDER BY".into());
-            ControlFlow::Break(())
-        }
-    }
-    let mut f = F(None);
-    let _ = ast::Visit::visit(e, &mut f);
-    f.0
+    crate::find::any_query(e, |_| true)
+        .then(|| "a subquery in the select list, HAVING or ORDER BY".into())
 }
 
 /// Does `e` name a column?
 fn has_column(e: &Expr) -> bool {
-    struct F(bool);
-    impl ast::Visitor for F {
-        type Break = ();
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
-                self.0 = true;
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut f = F(false);
-    let _ = ast::Visit::visit(e, &mut f);
-    f.0
+    crate::find::any_expr(e, |e| {
+        matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+    })
 }
 
 /// Does `e` call a window function?
 pub fn has_window(e: &Expr) -> bool {
-    struct F(bool);
-    impl ast::Visitor for F {
-        type Break = ();
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            if let Expr::Function(f) = e
-                && f.over.is_some()
-            {
-                self.0 = true;
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut f = F(false);
-    let _ = ast::Visit::visit(e, &mut f);
-    f.0
+    crate::find::any_expr(e, |e| matches!(e, Expr::Function(f) if f.over.is_some()))
 }
 
 /// Plan the two-step aggregation of a multi-shard SELECT (parameters must

@@ -209,24 +209,12 @@ pub(crate) fn plan_move(
 }
 
 fn has_subquery(e: &Expr) -> bool {
-    use std::ops::ControlFlow;
-    struct F(bool);
-    impl ast::Visitor for F {
-        type Break = ();
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            if matches!(
-                e,
-                Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }
-            ) {
-                self.0 = true;
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut f = F(false);
-    let _ = ast::Visit::visit(e, &mut f);
-    f.0
+    crate::find::any_expr(e, |e| {
+        matches!(
+            e,
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }
+        )
+    })
 }
 
 /// Is `name` (an UPDATE's column) one of `rule`'s key columns?

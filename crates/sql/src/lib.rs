@@ -11,6 +11,7 @@ pub mod aggregate;
 pub mod analyze;
 pub mod error;
 pub mod fast;
+pub mod find;
 pub mod ids;
 pub mod keymove;
 pub mod keysplit;

@@ -132,18 +132,9 @@ fn plan_select(
                 .collect::<Vec<_>>()
                 .join(", ")
         )))
-    } else if crate::aggregate::needs_aggregation(q) {
-        match plan_aggregation(q, tables, local) {
-            Ok((m, a)) => {
-                merge = m.map(Box::new);
-                aggregate = a.map(Box::new);
-                None
-            }
-            Err(why) => Some(refusal(&why)),
-        }
-    } else if cross_shard_window(q, tables) {
-        // Window functions over rows of several shards: computed by one
-        // shard over the shards' raw rows (see `crate::aggregate`).
+    } else if crate::aggregate::needs_aggregation(q) || cross_shard_window(q, tables) {
+        // (Window functions over rows of several shards: computed by one
+        // shard over the merged groups or the shards' raw rows.)
         match plan_aggregation(q, tables, local) {
             Ok((m, a)) => {
                 merge = m.map(Box::new);
@@ -702,20 +693,8 @@ fn local_window<'a>(q: &'a Query, tables: &'a [FromTable]) -> impl Fn(&ast::Func
 }
 
 fn has_placeholders(q: &Query) -> bool {
-    struct F(bool);
-    impl Visitor for F {
-        type Break = ();
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            if let Expr::Value(v) = e
-                && matches!(v.value, Value::Placeholder(_))
-            {
-                self.0 = true;
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut f = F(false);
-    let _ = q.visit(&mut f);
-    f.0
+    crate::find::any_expr(
+        q,
+        |e| matches!(e, Expr::Value(v) if matches!(v.value, Value::Placeholder(_))),
+    )
 }

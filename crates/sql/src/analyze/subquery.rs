@@ -193,44 +193,17 @@ pub(crate) fn pre_evaluate(
 
 /// Does the statement name an identifier like a marker (however written)?
 fn names_marker(stmt: &Statement) -> bool {
-    struct F(bool);
-    impl Visitor for F {
-        type Break = ();
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            let hit = match e {
-                Expr::Identifier(i) => i.value.starts_with(MARKER),
-                Expr::CompoundIdentifier(v) => v.iter().any(|i| i.value.starts_with(MARKER)),
-                _ => false,
-            };
-            if hit {
-                self.0 = true;
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut f = F(false);
-    let _ = ast::Visit::visit(stmt, &mut f);
-    f.0
+    crate::find::any_expr(stmt, |e| match e {
+        Expr::Identifier(i) => i.value.starts_with(MARKER),
+        Expr::CompoundIdentifier(v) => v.iter().any(|i| i.value.starts_with(MARKER)),
+        _ => false,
+    })
 }
 
 /// Does a subquery of `e` write (a data-modifying WITH)? It would run
 /// apart from its statement.
 fn has_dml(e: &Expr) -> bool {
-    struct F(bool);
-    impl Visitor for F {
-        type Break = ();
-        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-            if contains_dml(q) {
-                self.0 = true;
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut f = F(false);
-    let _ = ast::Visit::visit(e, &mut f);
-    f.0
+    crate::find::any_query(e, contains_dml)
 }
 
 /// `VALUES (marker n)`, as an INSERT's source.
@@ -268,32 +241,16 @@ fn subquery_name(e: &Expr) -> Option<String> {
 /// else: `x op ANY/ALL (subquery)` (a literal array would be compared
 /// element-wise), a row compared with a subquery?
 fn changed_by_literal(e: &Expr) -> bool {
-    struct F(bool);
-    impl Visitor for F {
-        type Break = ();
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            let bad = match e {
-                Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } => {
-                    matches!(right.as_ref(), Expr::Subquery(_))
-                }
-                Expr::InSubquery { expr, .. } => matches!(expr.as_ref(), Expr::Tuple(_)),
-                Expr::BinaryOp { left, right, .. } => {
-                    let row = |e: &Expr| matches!(e, Expr::Tuple(_));
-                    let sub = |e: &Expr| matches!(e, Expr::Subquery(_));
-                    (row(left) && sub(right)) || (sub(left) && row(right))
-                }
-                _ => false,
-            };
-            if bad {
-                self.0 = true;
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
+    let row = |e: &Expr| matches!(e, Expr::Tuple(_));
+    let sub = |e: &Expr| matches!(e, Expr::Subquery(_));
+    crate::find::any_expr(e, |e| match e {
+        Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } => sub(right),
+        Expr::InSubquery { expr, .. } => row(expr),
+        Expr::BinaryOp { left, right, .. } => {
+            (row(left) && sub(right)) || (sub(left) && row(right))
         }
-    }
-    let mut f = F(false);
-    let _ = ast::Visit::visit(e, &mut f);
-    f.0
+        _ => false,
+    })
 }
 
 struct Replacer<'a> {
