@@ -1,6 +1,9 @@
 //! A protocol-level connection to a PostgreSQL shard: startup and
 //! authentication (trust, password, md5, SCRAM-SHA-256), then raw frames in
-//! both directions, so rows are forwarded without decoding.
+//! both directions, so rows are forwarded without decoding. A shard is
+//! reached over TCP, or over a Unix-domain socket when its host is a
+//! directory (as in libpq: `host=/var/run/postgresql`), which costs the
+//! kernel much less per message when shardgate runs beside its server.
 
 use crate::error::BackendError;
 use bytes::BytesMut;
@@ -8,14 +11,16 @@ use shardgate_wire::backend::{AuthRequest, parse_auth, parse_error};
 use shardgate_wire::{Frame, frontend, startup};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 /// Where and as whom to connect to a PostgreSQL shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgConfig {
-    /// Host name or address.
+    /// Host name or address; a path starting with `/` is the directory of
+    /// the server's Unix-domain socket (`<host>/.s.PGSQL.<port>`), as in
+    /// libpq.
     pub host: String,
-    /// TCP port.
+    /// TCP port, or the number in the Unix-domain socket's file name.
     pub port: u16,
     /// User name.
     pub user: String,
@@ -47,7 +52,11 @@ fn pct_decode(s: &str) -> String {
 }
 
 impl PgConfig {
-    /// Parse `postgres://user[:password]@host[:port]/database`.
+    /// Parse `postgres://user[:password]@host[:port]/database[?host=..&port=..]`.
+    /// As in libpq, the host may be a percent-encoded socket directory
+    /// (`postgres://app@%2Fvar%2Frun%2Fpostgresql/shop`) or come from a
+    /// `host` query parameter (`postgres://app@/shop?host=/var/run/postgresql`),
+    /// and an IPv6 address is written in brackets (`[::1]:5432`).
     ///
     /// # Errors
     /// [`BackendError::Config`] naming what is wrong.
@@ -57,7 +66,10 @@ impl PgConfig {
             .strip_prefix("postgres://")
             .or_else(|| url.strip_prefix("postgresql://"))
             .ok_or_else(|| bad("expected postgres:// scheme"))?;
-        let rest = rest.split('?').next().unwrap_or("");
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, q),
+            None => (rest, ""),
+        };
         let (auth, hostpart) = match rest.rsplit_once('@') {
             Some((a, h)) => (Some(a), h),
             None => (None, rest),
@@ -73,12 +85,34 @@ impl PgConfig {
             Some((h, d)) => (h, pct_decode(d)),
             None => (hostpart, String::new()),
         };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_string(),
-                p.parse::<u16>().map_err(|_| bad("invalid port"))?,
-            ),
-            None => (hostport.to_string(), 5432),
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| bad("unclosed [ in host"))?;
+            match after.strip_prefix(':') {
+                Some(p) => (h.to_string(), Some(p)),
+                None if after.is_empty() => (h.to_string(), None),
+                None => return Err(bad("unexpected text after ]")),
+            }
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (pct_decode(h), Some(p)),
+                None => (pct_decode(hostport), None),
+            }
+        };
+        let mut host = host;
+        let mut port = port.map(str::to_string);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "host" => host = pct_decode(v),
+                "port" => port = Some(pct_decode(v)),
+                _ => {}
+            }
+        }
+        let port = match port {
+            Some(p) => p.parse::<u16>().map_err(|_| bad("invalid port"))?,
+            None => 5432,
         };
         if host.is_empty() {
             return Err(bad("missing host"));
@@ -98,9 +132,49 @@ impl PgConfig {
     }
 }
 
+/// The socket to a server: TCP, or Unix-domain when the host is a path.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    async fn connect(cfg: &PgConfig) -> std::io::Result<Stream> {
+        if cfg.host.starts_with('/') {
+            let path = format!("{}/.s.PGSQL.{}", cfg.host.trim_end_matches('/'), cfg.port);
+            Ok(Stream::Unix(UnixStream::connect(path).await?))
+        } else {
+            let s = TcpStream::connect((cfg.host.as_str(), cfg.port)).await?;
+            s.set_nodelay(true)?;
+            Ok(Stream::Tcp(s))
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.write_all(bytes).await,
+            Stream::Unix(s) => s.write_all(bytes).await,
+        }
+    }
+
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read_buf(buf).await,
+            Stream::Unix(s) => s.read_buf(buf).await,
+        }
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read(buf),
+            Stream::Unix(s) => s.try_read(buf),
+        }
+    }
+}
+
 /// An open, authenticated connection to a PostgreSQL server.
 pub struct PgConn {
-    stream: TcpStream,
+    stream: Stream,
     rbuf: BytesMut,
     /// Server process id (for cancel requests).
     pub pid: i32,
@@ -118,8 +192,7 @@ impl PgConn {
     /// # Errors
     /// I/O, authentication, or a server error during startup.
     pub async fn connect(cfg: &PgConfig) -> Result<PgConn, BackendError> {
-        let stream = TcpStream::connect((cfg.host.as_str(), cfg.port)).await?;
-        stream.set_nodelay(true)?;
+        let stream = Stream::connect(cfg).await?;
         let mut conn = PgConn {
             stream,
             rbuf: BytesMut::with_capacity(16 * 1024),
@@ -279,12 +352,12 @@ impl PgConn {
 /// # Errors
 /// I/O errors reaching the shard.
 pub async fn cancel(cfg: &PgConfig, pid: i32, secret: i32) -> Result<(), BackendError> {
-    let mut s = TcpStream::connect((cfg.host.as_str(), cfg.port)).await?;
+    let mut s = Stream::connect(cfg).await?;
     let mut out = BytesMut::new();
     startup::encode_cancel(&mut out, pid, secret);
     s.write_all(&out).await?;
-    let mut buf = [0u8; 1];
-    let _ = s.read(&mut buf).await;
+    let mut buf = BytesMut::with_capacity(1);
+    let _ = s.read_buf(&mut buf).await;
     Ok(())
 }
 
@@ -342,5 +415,26 @@ mod tests {
         );
         assert!(PgConfig::from_url("mysql://x").is_err());
         assert!(PgConfig::from_url("postgres://u@h:notaport/db").is_err());
+        let u = PgConfig::from_url("postgres://app@%2Fvar%2Frun%2Fpostgresql:5433/shop").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.database.as_str()),
+            ("/var/run/postgresql", 5433, "shop")
+        );
+        let q = PgConfig::from_url("postgres://app@/shop?host=/tmp/pg&port=6000").unwrap();
+        assert_eq!(
+            (
+                q.host.as_str(),
+                q.port,
+                q.user.as_str(),
+                q.database.as_str()
+            ),
+            ("/tmp/pg", 6000, "app", "shop")
+        );
+        let v6 = PgConfig::from_url("postgres://app@[::1]:6001/shop").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 6001));
+        let v6 = PgConfig::from_url("postgres://app@[::1]/shop").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 5432));
+        assert!(PgConfig::from_url("postgres://app@[::1/shop").is_err());
+        assert!(PgConfig::from_url("postgres://app@/shop").is_err());
     }
 }

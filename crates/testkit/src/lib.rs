@@ -346,6 +346,16 @@ impl PgServer {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// Connection URL for database `db` as user `postgres` over the
+    /// server's Unix-domain socket (libpq style: `?host=<socket dir>`).
+    pub fn socket_url_db(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres@/{db}?host={}&port={}",
+            self.dir.path().display(),
+            self.port
+        )
+    }
+
     /// The data directory of the cluster.
     pub fn data_dir(&self) -> &Path {
         &self.data

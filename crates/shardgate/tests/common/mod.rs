@@ -51,15 +51,19 @@ impl PgCluster {
     }
 
     /// `top` holds top-level keys (before the shards), `extra_config` tables.
+    /// Odd-numbered shards are reached over their Unix-domain socket, the
+    /// others over TCP, so that every suite runs over both.
     pub fn start_with(n: usize, top: &str, extra_config: &str) -> PgCluster {
         let shards = PgServer::start_many(n).expect("start postgres shards");
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = top.to_string();
         for (i, s) in shards.iter().enumerate() {
-            cfg.push_str(&format!(
-                "[[shards]]\nname = \"s{i}\"\nurl = \"{}\"\n",
+            let url = if i % 2 == 1 {
+                s.socket_url_db("app")
+            } else {
                 s.url()
-            ));
+            };
+            cfg.push_str(&format!("[[shards]]\nname = \"s{i}\"\nurl = \"{url}\"\n"));
         }
         cfg.push_str(extra_config);
         let path = dir.path().join("shardgate.toml");
