@@ -86,6 +86,7 @@ impl Session {
             result_formats,
             describe_pending: false,
             bound_on: None,
+            held: None,
         };
         self.portals.insert(b.portal.to_string(), portal);
         be::bind_complete(&mut self.out.buf);
@@ -188,6 +189,30 @@ impl Session {
                 return Ok(());
             }
         };
+        if self.execute_held(&name, max_rows).await? {
+            return Ok(());
+        }
+        let router_run = self
+            .portals
+            .get(&name)
+            .is_some_and(|p| !super::batches::shard_keeps_rows(&p.plan));
+        let (mark, flushed) = (self.out.buf.len(), self.out.flushed);
+        self.execute_portal(&name, max_rows).await?;
+        if router_run {
+            // Run to completion: it is not run again (see `batches`).
+            let from = if self.out.flushed == flushed { mark } else { 0 };
+            self.portal_done(&name, from);
+        }
+        Ok(())
+    }
+
+    /// Execute portal `name` with row limit `max_rows` (0: none).
+    pub(super) async fn execute_portal(
+        &mut self,
+        name: &str,
+        max_rows: i32,
+    ) -> Result<(), ExecError> {
+        let name = name.to_string();
         let Some(portal) = self.portals.get(&name) else {
             self.batch_error(&err_fields(
                 "34000",
@@ -317,7 +342,7 @@ impl Session {
                     shardgate_sql::Node::Aggregate { .. } => "aggregate",
                     _ => "ORDER BY/LIMIT",
                 };
-                if let Some(d) = self.refuse_merged_read(max_rows, what) {
+                if let Some(d) = self.refuse_merged_read(what) {
                     d
                 } else {
                     let tail = frontend::parse_bind(&bind)
@@ -348,20 +373,9 @@ impl Session {
                     kind,
                     StmtKind::Write | StmtKind::WriteCopies | StmtKind::Ddl
                 );
-                // Writes return rows only with RETURNING: a row limit on a
-                // multi-shard write (as JDBC's executeUpdate sends) is moot.
-                let max_rows = if write && shards.len() > 1 {
-                    0
-                } else {
-                    max_rows
-                };
-                if shards.len() > 1 && max_rows > 0 {
-                    self.send_error(&err_fields(
-                        "0A000",
-                        "fetching a multi-shard result in batches (Execute with a row limit) is not supported yet",
-                    ));
-                    Done::Failed
-                } else if let Some(d) = self.join_batch(shards, write) {
+                // (A row limit reaches here only for one shard: see
+                // `batches`.)
+                if let Some(d) = self.join_batch(shards, write) {
                     d
                 } else {
                     let b = match frontend::parse_bind(&bind) {
@@ -517,20 +531,18 @@ impl Session {
         self.rbuf.len() >= 5 && self.rbuf[..5] == [b'S', 0, 0, 0, 4]
     }
 
-    /// A merged multi-shard read cannot yet be fetched in batches, nor
-    /// follow a write in the same implicit transaction: the refusal, if
-    /// one applies.
-    fn refuse_merged_read(&mut self, max_rows: i32, what: &str) -> Option<Done> {
-        let why = if max_rows > 0 {
-            "fetching a multi-shard result in batches (Execute with a row limit) is not supported yet".to_string()
-        } else if self.txn == TxnState::Idle && !self.batch_writes.is_empty() {
+    /// A merged multi-shard read cannot yet follow a write in the same
+    /// implicit transaction: the refusal, if it applies.
+    fn refuse_merged_read(&mut self, what: &str) -> Option<Done> {
+        if self.txn != TxnState::Idle || self.batch_writes.is_empty() {
+            return None;
+        }
+        self.send_error(&err_fields(
+            "0A000",
             format!(
                 "a multi-shard {what} after a write in the same batch is not supported yet; Sync between them"
-            )
-        } else {
-            return None;
-        };
-        self.send_error(&err_fields("0A000", why));
+            ),
+        ));
         Some(Done::Failed)
     }
 

@@ -9,6 +9,7 @@
 //! replayed on each shard when it joins, so single-shard transactions cost
 //! no extra round trip.
 
+mod batches;
 mod conns;
 mod extended;
 mod local;
@@ -73,6 +74,8 @@ struct Portal {
     result_formats: Vec<i16>,
     describe_pending: bool,
     bound_on: Option<ShardId>,
+    /// Rows the router holds for the next Execute (see `batches`).
+    held: Option<batches::Held>,
 }
 
 /// A statement's result, as far as the session's state is concerned.
