@@ -83,6 +83,9 @@ pub enum Local {
     Empty,
     /// Answered with this command tag and nothing else.
     Tag(String),
+    /// A cursor statement over sharded or reference tables (see
+    /// [`crate::cursor`]).
+    Cursor(crate::cursor::CursorOp),
 }
 
 /// A `shardgate.*` function call.

@@ -99,6 +99,8 @@ impl Session {
     }
 
     pub(super) fn end_txn(&mut self) {
+        let committed = std::mem::take(&mut self.txn_committed);
+        self.cursors_at_end(committed);
         self.txn = TxnState::Idle;
         self.doomed = false;
         self.implicit = false;
@@ -200,6 +202,7 @@ impl Session {
                 }
             }
         }
+        self.txn_committed = commit && r.is_none();
         self.end_txn();
         Ok(r)
     }

@@ -74,10 +74,16 @@ impl Session {
                 .clone()
                 .unwrap_or_else(|| st.types.clone()),
         };
-        let plan = match resolve_plan(&self.router, &topo, &st.template, &params) {
+        let mut plan = match resolve_plan(&self.router, &topo, &st.template, &params) {
             Ok(p) => p,
             Err(e) => return self.batch_error(&sql_err(&e)),
         };
+        // A cursor statement that one shard answers is sent there as it is.
+        if let Plan::Local(Local::Cursor(op)) = &plan
+            && let Some(p) = self.cursor_route(&op.clone())
+        {
+            plan = p;
+        }
         let result_formats = frontend::bind_result_formats(&f.body).unwrap_or_default();
         let portal = Portal {
             stmt: b.statement.to_string(),

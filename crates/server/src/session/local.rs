@@ -6,6 +6,15 @@ use super::*;
 impl Session {
     pub(super) async fn run_local(&mut self, l: &Local, sql: &str) -> Result<Done, ExecError> {
         match l {
+            // Held cursors are served in the simple protocol (the others
+            // were routed at Bind).
+            Local::Cursor(_) => {
+                self.fail_statement(&err_fields(
+                    "0A000",
+                    "cursors over several shards (or WITH HOLD over sharded tables) are supported in the simple query protocol only, for now",
+                ));
+                return Ok(Done::Failed);
+            }
             Local::Begin => {
                 if self.txn != TxnState::Idle {
                     self.notice("25001", "there is already a transaction in progress");
@@ -139,6 +148,7 @@ impl Session {
                 be::command_complete(&mut self.out.buf, tag);
             }
             Local::Reset => {
+                self.cursors.clear();
                 let shards: Vec<ShardId> = self.conns.keys().copied().collect();
                 if !shards.is_empty()
                     && let Some(e) =

@@ -11,6 +11,7 @@
 
 mod batches;
 mod conns;
+mod cursors;
 mod extended;
 mod local;
 mod moves;
@@ -111,6 +112,8 @@ pub async fn run(router: Arc<Router>, sock: TcpStream) -> std::io::Result<()> {
         settings_at_begin: None,
         stmts: HashMap::new(),
         portals: HashMap::new(),
+        cursors: HashMap::new(),
+        txn_committed: false,
         plan_cache: HashMap::new(),
         plan_cache_version: 0,
         no_prepare: HashSet::new(),
@@ -149,6 +152,10 @@ struct Session {
     settings_at_begin: Option<(Vec<(String, String)>, u64)>,
     stmts: HashMap<String, Prepared>,
     portals: HashMap<String, Portal>,
+    /// SQL cursors the session knows of (see `cursors`).
+    cursors: HashMap<String, cursors::Cursor>,
+    /// The transaction now ending committed (read by `end_txn`).
+    txn_committed: bool,
     /// Analyzed normalized statements of the simple protocol.
     plan_cache: HashMap<String, Arc<Template>>,
     plan_cache_version: u64,

@@ -335,6 +335,15 @@ impl Session {
             return Ok(Done::Failed);
         }
         match plan {
+            Plan::Local(Local::Cursor(op)) => match self.cursor_route(op) {
+                Some(p) => {
+                    if matches!(op, shardgate_sql::cursor::CursorOp::Close(None)) {
+                        self.close_all_elsewhere().await?;
+                    }
+                    Box::pin(self.run_plan_simple(&p, template, sql)).await
+                }
+                None => self.run_held_cursor(op).await,
+            },
             Plan::Local(l) => self.run_local(l, sql).await,
             Plan::Admin(call) => {
                 let r = crate::admin::run(&self.router, call).await;

@@ -61,6 +61,9 @@ pub fn analyze_all(sql: &str, topo: &Topology) -> Vec<Analyzed> {
 
 /// Analyze one statement. Errors become [`Template::Refuse`].
 pub fn analyze(sql: &str, topo: &Topology) -> Template {
+    if let Some(t) = crate::cursor::cursor_statement(sql, topo) {
+        return t;
+    }
     if let Some(t) = crate::fast::unsharded_only(sql, topo) {
         return t;
     }

@@ -1,0 +1,302 @@
+//! SQL cursors (`DECLARE`, `FETCH`, `MOVE`, `CLOSE`; see
+//! `shardgate_sql::cursor`). A cursor whose query one shard answers alone
+//! lives on that shard (its statements are routed there, inside the
+//! transaction that pins the connection); cursors shardgate does not know
+//! are the default shard's, as any statement without a sharded table. A
+//! cursor over several shards (or WITH HOLD, which outlives the shard
+//! connection) is held by the router: its query runs whole at DECLARE (as
+//! PostgreSQL materializes a WITH HOLD cursor at commit), at most
+//! `max_merge_bytes` of rows, and FETCH/MOVE move over the held rows as
+//! PostgreSQL moves over its own. Held cursors are served in the simple
+//! query protocol only, for now.
+
+use super::*;
+use shardgate_sql::cursor::{CursorOp, fetch_rows};
+
+/// A cursor the session knows of.
+pub(super) enum Cursor {
+    /// Declared on this shard (inside the current transaction).
+    OnShard(ShardId),
+    /// Held by the router.
+    Held(HeldCursor),
+}
+
+/// A cursor's rows, held by the router.
+pub(super) struct HeldCursor {
+    /// The RowDescription frame, whole.
+    desc: Bytes,
+    /// DataRow frames, whole.
+    rows: Vec<Bytes>,
+    /// 0: before the first row; `rows.len() + 1`: after the last.
+    pos: usize,
+    /// `NO SCROLL`: no moving backwards.
+    no_scroll: bool,
+    /// `WITH HOLD`: kept when its transaction commits.
+    hold: bool,
+    /// Declared inside the current transaction block.
+    in_txn: bool,
+}
+
+/// Split a reply into whole frames.
+fn frames(mut bytes: Bytes) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    while bytes.len() >= 5 {
+        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+        if len < 4 || bytes.len() < 1 + len {
+            break;
+        }
+        out.push(bytes.split_to(1 + len));
+    }
+    out
+}
+
+fn single_route(shard: ShardId) -> Plan {
+    Plan::Route {
+        shards: vec![shard],
+        sql: ShardSql::Original,
+        kind: StmtKind::Other,
+    }
+}
+
+impl Session {
+    /// The plan of a cursor statement that simply goes to one shard, as
+    /// its text: a cursor shardgate does not hold (the default shard's),
+    /// one declared on a shard, or a DECLARE whose query one shard answers
+    /// alone. `None` when the router holds (or is to hold) the cursor.
+    pub(super) fn cursor_route(&mut self, op: &CursorOp) -> Option<Plan> {
+        let default = self.topo.default_shard;
+        match op {
+            CursorOp::Fetch { name, .. } => match self.cursors.get(name) {
+                None => Some(single_route(default)),
+                Some(Cursor::OnShard(s)) => Some(single_route(*s)),
+                Some(Cursor::Held(_)) => None,
+            },
+            CursorOp::Close(Some(name)) => match self.cursors.get(name) {
+                None => Some(single_route(default)),
+                Some(Cursor::OnShard(s)) => {
+                    let s = *s;
+                    self.cursors.remove(name);
+                    Some(single_route(s))
+                }
+                Some(Cursor::Held(_)) => None,
+            },
+            CursorOp::Close(None) => {
+                self.cursors.clear();
+                Some(single_route(default))
+            }
+            CursorOp::Declare {
+                name, query, hold, ..
+            } => {
+                if self.cursors.contains_key(name) || *hold {
+                    return None;
+                }
+                let t = shardgate_sql::analyze(query, &self.topo);
+                match self.resolve_plan(&t, &Params::none()) {
+                    Ok(Plan::Route {
+                        shards,
+                        sql: ShardSql::Original,
+                        ..
+                    }) if shards.len() == 1 && self.txn == TxnState::Active => {
+                        self.cursors
+                            .insert(name.clone(), Cursor::OnShard(shards[0]));
+                        Some(single_route(shards[0]))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Before CLOSE ALL goes to the default shard: close the cursors
+    /// declared on other shards too, so that their names are free again.
+    pub(super) async fn close_all_elsewhere(&mut self) -> Result<(), ExecError> {
+        let default = self.topo.default_shard;
+        let others: Vec<ShardId> = self
+            .cursors
+            .values()
+            .filter_map(|c| match c {
+                Cursor::OnShard(s) if *s != default => Some(*s),
+                _ => None,
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|s| self.conns.contains_key(s))
+            .collect();
+        if !others.is_empty()
+            && let Some(e) = shardgate_exec::internal(&mut self.conns, &others, "CLOSE ALL").await?
+        {
+            tracing::debug!("CLOSE ALL on a shard: {}", e.message);
+        }
+        Ok(())
+    }
+
+    /// Run a cursor statement the router holds (simple protocol).
+    pub(super) async fn run_held_cursor(&mut self, op: &CursorOp) -> Result<Done, ExecError> {
+        match op {
+            CursorOp::Declare {
+                name,
+                query,
+                no_scroll,
+                hold,
+                binary,
+            } => {
+                self.declare_held(name, query, *no_scroll, *hold, *binary)
+                    .await
+            }
+            CursorOp::Fetch { name, dir, moves } => {
+                let Some(Cursor::Held(c)) = self.cursors.get_mut(name) else {
+                    self.fail_statement(&err_fields(
+                        "34000",
+                        format!("cursor \"{name}\" does not exist"),
+                    ));
+                    return Ok(Done::Failed);
+                };
+                let (which, pos) = match fetch_rows(*dir, c.pos, c.rows.len(), !c.no_scroll) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.fail_statement(&ErrorFields {
+                            hint: Some(
+                                "Declare it with SCROLL option to enable backward scan.".into(),
+                            ),
+                            ..sql_err(&e)
+                        });
+                        return Ok(Done::Failed);
+                    }
+                };
+                c.pos = pos;
+                if *moves {
+                    be::command_complete(&mut self.out.buf, &format!("MOVE {}", which.len()));
+                } else {
+                    self.out.buf.extend_from_slice(&c.desc);
+                    for r in &which {
+                        self.out.buf.extend_from_slice(&c.rows[r - 1]);
+                    }
+                    be::command_complete(&mut self.out.buf, &format!("FETCH {}", which.len()));
+                }
+                Ok(Done::Ok)
+            }
+            CursorOp::Close(name) => {
+                if let Some(name) = name {
+                    self.cursors.remove(name);
+                }
+                be::command_complete(&mut self.out.buf, "CLOSE CURSOR");
+                Ok(Done::Ok)
+            }
+        }
+    }
+
+    async fn declare_held(
+        &mut self,
+        name: &str,
+        query: &str,
+        no_scroll: bool,
+        hold: bool,
+        binary: bool,
+    ) -> Result<Done, ExecError> {
+        if self.cursors.contains_key(name) {
+            self.fail_statement(&err_fields(
+                "42P03",
+                format!("cursor \"{name}\" already exists"),
+            ));
+            return Ok(Done::Failed);
+        }
+        if !hold && self.txn == TxnState::Idle {
+            self.fail_statement(&err_fields(
+                "25P01",
+                "DECLARE CURSOR can only be used in transaction blocks",
+            ));
+            return Ok(Done::Failed);
+        }
+        if binary {
+            self.fail_statement(&err_fields(
+                "0A000",
+                "BINARY cursors over several shards are not supported yet",
+            ));
+            return Ok(Done::Failed);
+        }
+        let t = shardgate_sql::analyze(query, &self.topo);
+        let plan = match self.resolve_plan(&t, &Params::none()) {
+            Ok(p @ (Plan::Route { .. } | Plan::Read(_))) => p,
+            Ok(_) => {
+                self.fail_statement(&err_fields(
+                    "0A000",
+                    "this cursor's query is not supported over sharded tables",
+                ));
+                return Ok(Done::Failed);
+            }
+            Err(e) => {
+                self.fail_statement(&sql_err(&e));
+                return Ok(Done::Failed);
+            }
+        };
+        let mark = self.out.buf.len();
+        self.out.hold = Some((mark, self.router.max_merge_bytes));
+        let done = Box::pin(self.run_plan_simple(&plan, &t, query)).await;
+        let (mark, _) = self.out.hold.take().unwrap_or((self.out.buf.len(), 0));
+        let over = std::mem::take(&mut self.out.held_over);
+        let reply = self.out.buf.split_off(mark).freeze();
+        let done = done?;
+        if over {
+            self.fail_statement(&ErrorFields {
+                hint: Some(
+                    "a cursor over several shards (or WITH HOLD) holds its rows in the router: narrow its query, or raise max_merge_bytes in the configuration".into(),
+                ),
+                ..err_fields(
+                    "54000",
+                    "the cursor's rows are more than max_merge_bytes",
+                )
+            });
+            return Ok(Done::Failed);
+        }
+        if matches!(done, Done::Failed) || reply.is_empty() {
+            // The query's own error (the transaction state is set).
+            self.out.buf.extend_from_slice(&reply);
+            return Ok(Done::Failed);
+        }
+        let mut desc = None;
+        let mut rows = Vec::new();
+        for f in frames(reply) {
+            match f[0] {
+                b'T' if desc.is_none() => desc = Some(f),
+                b'D' => rows.push(f),
+                b'E' => {
+                    self.out.buf.extend_from_slice(&f);
+                    return Ok(Done::Failed);
+                }
+                _ => {}
+            }
+        }
+        let Some(desc) = desc else {
+            self.fail_statement(&err_fields(
+                "42P11",
+                "cursor can only be declared for a query that returns rows",
+            ));
+            return Ok(Done::Failed);
+        };
+        self.cursors.insert(
+            name.to_string(),
+            Cursor::Held(HeldCursor {
+                desc,
+                rows,
+                pos: 0,
+                no_scroll,
+                hold,
+                in_txn: self.txn != TxnState::Idle,
+            }),
+        );
+        be::command_complete(&mut self.out.buf, "DECLARE CURSOR");
+        Ok(Done::Ok)
+    }
+
+    /// At the end of a transaction: only WITH HOLD cursors the router
+    /// holds stay, and of those declared in it only if it committed.
+    pub(super) fn cursors_at_end(&mut self, committed: bool) {
+        self.cursors.retain(|_, c| match c {
+            Cursor::Held(h) if h.hold && (committed || !h.in_txn) => {
+                h.in_txn = false;
+                true
+            }
+            _ => false,
+        });
+    }
+}

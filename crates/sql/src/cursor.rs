@@ -1,0 +1,431 @@
+//! SQL cursors: `DECLARE ... CURSOR FOR` over sharded or reference
+//! tables, and `FETCH`, `MOVE` and `CLOSE`, read into [`CursorOp`]s that the
+//! session carries out (it knows which cursors it holds and where). Pure:
+//! no connection, no session state.
+
+use crate::error::SqlError;
+use crate::plan::{Local, Template};
+use shardgate_core::Topology;
+use sqlparser::ast::{self, CloseCursor, DeclareType, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+/// A cursor statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CursorOp {
+    /// `DECLARE name [NO SCROLL | SCROLL] CURSOR [WITH HOLD] FOR query`
+    /// whose query reads sharded or reference tables (other DECLAREs go
+    /// to the default shard as they are).
+    Declare {
+        /// The cursor's name as PostgreSQL folds it.
+        name: String,
+        /// The query, as SQL text.
+        query: String,
+        /// `NO SCROLL` was given: no fetching backwards.
+        no_scroll: bool,
+        /// `WITH HOLD`: it outlives its transaction.
+        hold: bool,
+        /// `BINARY`: rows in binary format.
+        binary: bool,
+    },
+    /// `FETCH` (or, with `moves`, `MOVE`) on cursor `name`.
+    Fetch {
+        /// The cursor's name as PostgreSQL folds it.
+        name: String,
+        /// Which rows.
+        dir: FetchDir,
+        /// `MOVE`: position only, no rows sent.
+        moves: bool,
+    },
+    /// `CLOSE name`, or `CLOSE ALL` (`None`).
+    Close(Option<String>),
+}
+
+/// Where a FETCH goes, in PostgreSQL's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchDir {
+    /// `FORWARD n` (also `NEXT`, a bare count; a negative count goes
+    /// backward).
+    Forward(i64),
+    /// `BACKWARD n` (also `PRIOR`).
+    Backward(i64),
+    /// `ALL`, `FORWARD ALL`.
+    ForwardAll,
+    /// `BACKWARD ALL`.
+    BackwardAll,
+    /// `ABSOLUTE n` (also `FIRST`, `LAST`).
+    Absolute(i64),
+    /// `RELATIVE n`.
+    Relative(i64),
+}
+
+fn name_of(i: &ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+/// `FETCH`/`MOVE` `[direction] [FROM | IN] name`: the cursor's name and
+/// the direction (PostgreSQL's grammar; counts may be signed).
+fn parse_fetch(sql: &str) -> Option<(String, FetchDir)> {
+    let body = sql.trim().trim_end_matches(';').trim_end();
+    // Words, and quoted identifiers (which may hold spaces and "").
+    let mut tokens: Vec<(String, bool)> = Vec::new();
+    let mut chars = body.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+        } else if c == '"' {
+            chars.next();
+            let mut t = String::new();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        t.push('"');
+                    }
+                    '"' => break,
+                    c => t.push(c),
+                }
+            }
+            tokens.push((t, true));
+        } else {
+            let mut t = String::new();
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() || c == '"' {
+                    break;
+                }
+                t.push(c);
+                chars.next();
+            }
+            tokens.push((t, false));
+        }
+    }
+    let (name, quoted) = tokens.pop()?;
+    let name = if quoted { name } else { name.to_lowercase() };
+    if name.is_empty() || tokens.is_empty() {
+        return None;
+    }
+    let mut words: Vec<&str> = tokens[1..].iter().map(|(t, _)| t.as_str()).collect();
+    if matches!(
+        words.last().map(|w| w.to_ascii_lowercase()).as_deref(),
+        Some("from" | "in")
+    ) {
+        words.pop();
+    }
+    let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
+    let num = |w: &str| w.parse::<i64>().ok();
+    let dir = match lower
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] | ["next"] | ["forward"] => FetchDir::Forward(1),
+        ["prior"] | ["backward"] => FetchDir::Backward(1),
+        ["first"] => FetchDir::Absolute(1),
+        ["last"] => FetchDir::Absolute(-1),
+        ["all"] | ["forward", "all"] => FetchDir::ForwardAll,
+        ["backward", "all"] => FetchDir::BackwardAll,
+        ["absolute", n] => FetchDir::Absolute(num(n)?),
+        ["relative", n] => FetchDir::Relative(num(n)?),
+        ["forward", n] | [n] => match num(n)? {
+            k if k < 0 => FetchDir::Backward(-k),
+            k => FetchDir::Forward(k),
+        },
+        ["backward", n] => match num(n)? {
+            k if k < 0 => FetchDir::Forward(-k),
+            k => FetchDir::Backward(k),
+        },
+        _ => return None,
+    };
+    Some((name, dir))
+}
+
+/// The first word of `sql`, lower-case.
+fn first_word(sql: &str) -> String {
+    sql.split(|c: char| c.is_whitespace() || c == ';' || c == '(')
+        .find(|w| !w.is_empty())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// A cursor statement's template, or `None` when `sql` is not one (or is
+/// a DECLARE that names no sharded or reference table, or one sqlparser
+/// cannot read: those go their usual way).
+pub fn cursor_statement(sql: &str, topo: &Topology) -> Option<Template> {
+    let word = first_word(sql);
+    match word.as_str() {
+        "declare" => {
+            if crate::fast::unsharded_only(sql, topo).is_some() {
+                return None;
+            }
+        }
+        "fetch" | "move" => {
+            return Some(match parse_fetch(sql) {
+                Some((name, dir)) => Template::Local(Local::Cursor(CursorOp::Fetch {
+                    name,
+                    dir,
+                    moves: word == "move",
+                })),
+                None => Template::Refuse(SqlError::Syntax(format!(
+                    "shardgate cannot read this {} statement",
+                    word.to_ascii_uppercase()
+                ))),
+            });
+        }
+        "close" => {}
+        _ => return None,
+    }
+    let stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let [stmt] = stmts.as_slice() else {
+        return None;
+    };
+    let op = match stmt {
+        Statement::Close { cursor } => CursorOp::Close(match cursor {
+            CloseCursor::All => None,
+            CloseCursor::Specific { name } => Some(name_of(name)),
+        }),
+        Statement::Declare { stmts } => {
+            let [d] = stmts.as_slice() else {
+                return None;
+            };
+            let (Some(DeclareType::Cursor), [name], Some(q)) =
+                (&d.declare_type, d.names.as_slice(), &d.for_query)
+            else {
+                return None;
+            };
+            let query = q.to_string();
+            if crate::fast::unsharded_only(&query, topo).is_some() {
+                return None;
+            }
+            CursorOp::Declare {
+                name: name_of(name),
+                query,
+                no_scroll: d.scroll == Some(false),
+                hold: d.hold == Some(true),
+                binary: d.binary == Some(true),
+            }
+        }
+        _ => return None,
+    };
+    Some(Template::Local(Local::Cursor(op)))
+}
+
+/// The rows a FETCH (or MOVE) takes from a cursor over `n` rows that
+/// stands at `pos` (0: before the first row, `n + 1`: after the last),
+/// as PostgreSQL moves: the row numbers (1-based) in the order they are
+/// sent, and the position after. `Err` (55000) when it would go
+/// backwards on a cursor that may not.
+pub fn fetch_rows(
+    dir: FetchDir,
+    pos: usize,
+    n: usize,
+    backward_ok: bool,
+) -> Result<(Vec<usize>, usize), SqlError> {
+    let (pos, n) = (pos as i64, n as i64);
+    let backwards = || {
+        if backward_ok {
+            Ok(())
+        } else {
+            Err(SqlError::ObjectState("cursor can only scan forward".into()))
+        }
+    };
+    // One row at `target`, or none (position before the first or after
+    // the last).
+    let one = |target: i64| -> (Vec<usize>, usize) {
+        if target < 1 {
+            (Vec::new(), 0)
+        } else if target > n {
+            (Vec::new(), (n + 1) as usize)
+        } else {
+            (vec![target as usize], target as usize)
+        }
+    };
+    let forward = |k: i64| -> (Vec<usize>, usize) {
+        let last = (pos + k).min(n);
+        let rows: Vec<usize> = ((pos + 1).max(1)..=last).map(|r| r as usize).collect();
+        let at = if pos + k > n { n + 1 } else { pos + k };
+        (rows, at as usize)
+    };
+    let backward = |k: i64| -> (Vec<usize>, usize) {
+        let first = (pos - k).max(1);
+        let rows: Vec<usize> = (first..=(pos - 1).min(n))
+            .rev()
+            .map(|r| r as usize)
+            .collect();
+        let at = if pos - k < 1 { 0 } else { pos - k };
+        (rows, at as usize)
+    };
+    Ok(match dir {
+        // FORWARD 0 / RELATIVE 0: the current row again.
+        FetchDir::Forward(0) | FetchDir::Relative(0) | FetchDir::Backward(0) => {
+            if pos >= 1 && pos <= n {
+                (vec![pos as usize], pos as usize)
+            } else {
+                (Vec::new(), pos as usize)
+            }
+        }
+        FetchDir::Forward(k) => forward(k),
+        FetchDir::ForwardAll => forward(i64::MAX / 4),
+        FetchDir::Backward(k) => {
+            backwards()?;
+            backward(k)
+        }
+        FetchDir::BackwardAll => {
+            backwards()?;
+            backward(i64::MAX / 4)
+        }
+        FetchDir::Absolute(k) => {
+            let target = if k >= 0 { k } else { n + 1 + k };
+            if target <= pos {
+                backwards()?;
+            }
+            one(target)
+        }
+        FetchDir::Relative(k) => {
+            if k < 0 {
+                backwards()?;
+            }
+            one(pos + k)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardgate_core::{ShardId, Strategy, TableRule};
+
+    fn topo() -> Topology {
+        let mut t = Topology {
+            shard_names: vec!["s0".into(), "s1".into()],
+            ..Default::default()
+        };
+        t.rules.insert(
+            "t".into(),
+            TableRule::sharded(
+                "t",
+                vec!["id".into()],
+                Strategy::hash(&[ShardId(0), ShardId(1)]).unwrap(),
+            ),
+        );
+        t
+    }
+
+    fn op(sql: &str) -> Option<CursorOp> {
+        match cursor_statement(sql, &topo())? {
+            Template::Local(Local::Cursor(op)) => Some(op),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_cursor_statements() {
+        assert_eq!(
+            op("DECLARE \"C1\" NO SCROLL CURSOR WITH HOLD FOR SELECT id FROM t ORDER BY id"),
+            Some(CursorOp::Declare {
+                name: "C1".into(),
+                query: "SELECT id FROM t ORDER BY id".into(),
+                no_scroll: true,
+                hold: true,
+                binary: false,
+            })
+        );
+        // Over unsharded tables: the default shard's business.
+        assert_eq!(op("DECLARE c CURSOR FOR SELECT * FROM other"), None);
+        let fetch = |sql: &str| match op(sql) {
+            Some(CursorOp::Fetch { name, dir, moves }) => (name, dir, moves),
+            other => panic!("{sql}: {other:?}"),
+        };
+        assert_eq!(
+            fetch("FETCH 5 FROM C"),
+            ("c".into(), FetchDir::Forward(5), false)
+        );
+        assert_eq!(
+            fetch("fetch next in c"),
+            ("c".into(), FetchDir::Forward(1), false)
+        );
+        assert_eq!(fetch("FETCH PRIOR FROM c").1, FetchDir::Backward(1));
+        assert_eq!(fetch("FETCH LAST FROM c").1, FetchDir::Absolute(-1));
+        assert_eq!(fetch("FETCH ABSOLUTE -2 FROM c").1, FetchDir::Absolute(-2));
+        assert_eq!(fetch("FETCH BACKWARD ALL FROM c").1, FetchDir::BackwardAll);
+        assert_eq!(fetch("FETCH ALL c").1, FetchDir::ForwardAll);
+        assert_eq!(
+            fetch("MOVE FORWARD 3 IN c"),
+            ("c".into(), FetchDir::Forward(3), true)
+        );
+        assert_eq!(op("CLOSE ALL"), Some(CursorOp::Close(None)));
+        assert_eq!(op("close \"X\""), Some(CursorOp::Close(Some("X".into()))));
+        assert_eq!(op("SELECT 1"), None);
+        assert_eq!(fetch("FETCH RELATIVE -2 FROM c").1, FetchDir::Relative(-2));
+        assert_eq!(fetch("FETCH -3 c").1, FetchDir::Backward(3));
+        assert_eq!(fetch("FETCH BACKWARD -3 IN c").1, FetchDir::Forward(3));
+        assert_eq!(fetch("FETCH c;").1, FetchDir::Forward(1));
+        assert_eq!(
+            fetch("FETCH FORWARD 2 FROM \"my \"\"cur\"\"\""),
+            ("my \"cur\"".into(), FetchDir::Forward(2), false)
+        );
+        assert!(matches!(
+            cursor_statement("FETCH SIDEWAYS FROM c", &topo()),
+            Some(Template::Refuse(_))
+        ));
+    }
+
+    #[test]
+    fn fetches_move_as_postgres_does() {
+        // 5 rows, before the first.
+        assert_eq!(
+            fetch_rows(FetchDir::Forward(2), 0, 5, true).unwrap(),
+            (vec![1, 2], 2)
+        );
+        assert_eq!(
+            fetch_rows(FetchDir::Forward(9), 2, 5, true).unwrap(),
+            (vec![3, 4, 5], 6)
+        );
+        assert_eq!(
+            fetch_rows(FetchDir::Forward(1), 6, 5, true).unwrap(),
+            (vec![], 6)
+        );
+        assert_eq!(
+            fetch_rows(FetchDir::Forward(3), 2, 5, true).unwrap(),
+            (vec![3, 4, 5], 5)
+        );
+        assert_eq!(
+            fetch_rows(FetchDir::Backward(2), 6, 5, true).unwrap(),
+            (vec![5, 4], 4)
+        );
+        assert_eq!(
+            fetch_rows(FetchDir::BackwardAll, 3, 5, true).unwrap(),
+            (vec![2, 1], 0)
+        );
+        assert_eq!(
+            fetch_rows(FetchDir::Absolute(-1), 0, 5, true).unwrap(),
+            (vec![5], 5)
+        );
+        assert_eq!(
+            fetch_rows(FetchDir::Absolute(7), 0, 5, true).unwrap(),
+            (vec![], 6)
+        );
+        assert_eq!(
+            fetch_rows(FetchDir::Relative(0), 3, 5, true).unwrap(),
+            (vec![3], 3)
+        );
+        assert_eq!(
+            fetch_rows(FetchDir::Relative(-5), 3, 5, true).unwrap(),
+            (vec![], 0)
+        );
+        assert_eq!(
+            fetch_rows(FetchDir::ForwardAll, 0, 0, true).unwrap(),
+            (vec![], 1)
+        );
+        assert!(fetch_rows(FetchDir::Backward(1), 3, 5, false).is_err());
+        assert!(fetch_rows(FetchDir::Absolute(1), 3, 5, false).is_err());
+        assert_eq!(
+            fetch_rows(FetchDir::Absolute(4), 3, 5, false).unwrap(),
+            (vec![4], 4)
+        );
+    }
+}
