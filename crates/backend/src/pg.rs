@@ -100,14 +100,24 @@ impl PgConfig {
                 None => (pct_decode(hostport), None),
             }
         };
-        let mut host = host;
+        let (mut host, mut user, mut password, mut database) = (host, user, password, database);
         let mut port = port.map(str::to_string);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k {
                 "host" => host = pct_decode(v),
                 "port" => port = Some(pct_decode(v)),
-                _ => {}
+                "user" => user = pct_decode(v),
+                "password" => password = Some(pct_decode(v)),
+                "dbname" => database = pct_decode(v),
+                // No TLS to shards yet: modes that do not insist on it.
+                "sslmode" if matches!(v, "disable" | "allow" | "prefer") => {}
+                "application_name" | "connect_timeout" => {}
+                // Anything else (sslmode=require, options, ...) is not for
+                // shardgate to drop silently.
+                other => {
+                    return Err(bad(&format!("unsupported parameter {other:?}")));
+                }
             }
         }
         let port = match port {
@@ -436,5 +446,13 @@ mod tests {
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 5432));
         assert!(PgConfig::from_url("postgres://app@[::1/shop").is_err());
         assert!(PgConfig::from_url("postgres://app@/shop").is_err());
+        let p = PgConfig::from_url("postgres:///x?host=/tmp&user=app&dbname=shop&password=p%26q")
+            .unwrap();
+        assert_eq!(
+            (p.user.as_str(), p.database.as_str(), p.password.as_deref()),
+            ("app", "shop", Some("p&q"))
+        );
+        assert!(PgConfig::from_url("postgres://a@h/db?sslmode=require").is_err());
+        assert!(PgConfig::from_url("postgres://a@h/db?sslmode=disable").is_ok());
     }
 }

@@ -247,8 +247,99 @@ fn portal_batches_past_the_cap_are_refused() {
     assert!(!f.iter().any(|(t, _)| *t == b'D'), "{:?}", lossy(&f));
     let f = fetch(&mut via, "SELECT id, v FROM t ORDER BY id", 0, false);
     assert_eq!(f.iter().filter(|(t, _)| *t == b'D').count(), 200);
+    // Outside a transaction block a write commits before its reply is
+    // complete: its rows go out whole (no cap, no limit), never an error
+    // after the commit.
+    via.send(&[
+        parse("w", "UPDATE t SET v = v || 'x' RETURNING id, v"),
+        bind("", "w"),
+        execute("", 10),
+        sync(),
+    ]);
+    let f = via.until(b'Z');
+    assert!(!f.iter().any(|(t, _)| *t == b'E'), "{:?}", lossy(&f));
+    assert_eq!(f.iter().filter(|(t, _)| *t == b'D').count(), 200);
+    assert_eq!(
+        c.sg.psql("SELECT count(*) FROM t WHERE v LIKE '%x' AND v NOT LIKE '%xx'")
+            .unwrap(),
+        "200"
+    );
     // Small results still come in batches.
     let f = fetch(&mut via, "SELECT id FROM t ORDER BY id LIMIT 20", 10, false);
     assert_eq!(f.iter().filter(|(t, _)| *t == b'D').count(), 20);
     assert_eq!(f.iter().filter(|(t, _)| *t == b's').count(), 2);
+}
+
+/// Portals and prepared cursor statements around transaction ends:
+/// a portal is gone after COMMIT; a FETCH prepared and described in the
+/// extended protocol describes the cursor's rows (on the shard that has
+/// it); each as one PostgreSQL answers.
+#[test]
+fn portals_and_cursor_statements_across_transactions() {
+    let c = PgCluster::start(2, TABLE);
+    let single = PgServer::start().unwrap();
+    let setup = [
+        SETUP[0],
+        SETUP[1],
+        "CREATE TABLE plain (x int)",
+        "INSERT INTO plain SELECT generate_series(1, 5)",
+    ];
+    for sql in setup {
+        c.sg.psql(sql).unwrap();
+        single.psql(sql).unwrap();
+    }
+    let run = |r: &mut Raw| -> Frames {
+        let mut out = simple(r, "BEGIN");
+        r.send(&[
+            parse("s1", "SELECT id FROM t ORDER BY id"),
+            bind("c1", "s1"),
+            execute("c1", 2),
+            sync(),
+        ]);
+        out.append(&mut r.until(b'Z'));
+        out.append(&mut simple(r, "COMMIT"));
+        r.send(&[execute("c1", 2), sync()]);
+        out.append(&mut r.until(b'Z'));
+        out.append(&mut simple(r, "BEGIN"));
+        out.append(&mut simple(
+            r,
+            "DECLARE p CURSOR FOR SELECT x FROM plain ORDER BY x",
+        ));
+        let mut describe = vec![b'S'];
+        cstr(&mut describe, "f");
+        r.send(&[
+            parse("f", "FETCH 2 FROM p"),
+            Raw::msg(b'D', &describe),
+            bind("", "f"),
+            execute("", 0),
+            sync(),
+        ]);
+        out.append(&mut r.until(b'Z'));
+        out.append(&mut simple(r, "COMMIT"));
+        let mut close = vec![b'S'];
+        cstr(&mut close, "s1");
+        let mut close_f = vec![b'S'];
+        cstr(&mut close_f, "f");
+        r.send(&[Raw::msg(b'C', &close), Raw::msg(b'C', &close_f), sync()]);
+        out.append(&mut r.until(b'Z'));
+        untabled(
+            &out.into_iter()
+                .map(|(t, b)| match t {
+                    b'E' => (t, sqlstate(&b).into_bytes()),
+                    _ => (t, b),
+                })
+                .collect(),
+        )
+    };
+    let want = run(&mut Raw::connect_as(single.port(), "postgres"));
+    let got = run(&mut Raw::connect(c.sg.port()));
+    assert!(want.iter().any(|(t, b)| *t == b'E' && b == b"34000"));
+    assert!(want.iter().any(|(t, _)| *t == b'T'));
+    assert_eq!(
+        got,
+        want,
+        "\n got: {:?}\nwant: {:?}",
+        lossy(&got),
+        lossy(&want)
+    );
 }

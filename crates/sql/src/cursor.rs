@@ -5,7 +5,6 @@
 
 use crate::error::SqlError;
 use crate::plan::{Local, Template};
-use shardgate_core::Topology;
 use sqlparser::ast::{self, CloseCursor, DeclareType, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -14,8 +13,7 @@ use sqlparser::parser::Parser;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CursorOp {
     /// `DECLARE name [NO SCROLL | SCROLL] CURSOR [WITH HOLD] FOR query`
-    /// whose query reads sharded or reference tables (other DECLAREs go
-    /// to the default shard as they are).
+    /// (over any tables: the session tracks every cursor's place).
     Declare {
         /// The cursor's name as PostgreSQL folds it.
         name: String,
@@ -63,7 +61,7 @@ fn name_of(i: &ast::Ident) -> String {
     if i.quote_style.is_some() {
         i.value.clone()
     } else {
-        i.value.to_lowercase()
+        i.value.to_ascii_lowercase()
     }
 }
 
@@ -104,7 +102,11 @@ fn parse_fetch(sql: &str) -> Option<(String, FetchDir)> {
         }
     }
     let (name, quoted) = tokens.pop()?;
-    let name = if quoted { name } else { name.to_lowercase() };
+    let name = if quoted {
+        name
+    } else {
+        name.to_ascii_lowercase()
+    };
     if name.is_empty() || tokens.is_empty() {
         return None;
     }
@@ -116,7 +118,8 @@ fn parse_fetch(sql: &str) -> Option<(String, FetchDir)> {
         words.pop();
     }
     let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
-    let num = |w: &str| w.parse::<i64>().ok();
+    // PostgreSQL's grammar takes 32-bit counts.
+    let num = |w: &str| w.parse::<i32>().ok().map(i64::from);
     let dir = match lower
         .iter()
         .map(String::as_str)
@@ -145,39 +148,96 @@ fn parse_fetch(sql: &str) -> Option<(String, FetchDir)> {
 }
 
 /// The first word of `sql`, lower-case.
-fn first_word(sql: &str) -> String {
+fn first_word(sql: &str) -> &str {
     sql.split(|c: char| c.is_whitespace() || c == ';' || c == '(')
         .find(|w| !w.is_empty())
         .unwrap_or("")
-        .to_ascii_lowercase()
+}
+
+/// `sql` without its comments (`--` to the end of the line, nested
+/// `/* */`), quoted strings and identifiers left alone.
+fn strip_comments(sql: &str) -> String {
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"') => {
+                let start = i;
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+                i = (i + 1).min(b.len());
+                out.push_str(&sql[start..i]);
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                out.push(' ');
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 0;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                out.push(' ');
+            }
+            _ => {
+                let start = i;
+                while i < b.len() && !matches!(b[i], b'\'' | b'"' | b'-' | b'/') {
+                    i += 1;
+                }
+                if i == start {
+                    i += 1;
+                }
+                out.push_str(&sql[start..i]);
+            }
+        }
+    }
+    out
 }
 
 /// A cursor statement's template, or `None` when `sql` is not one (or is
-/// a DECLARE that names no sharded or reference table, or one sqlparser
-/// cannot read: those go their usual way).
-pub fn cursor_statement(sql: &str, topo: &Topology) -> Option<Template> {
+/// a DECLARE or CLOSE sqlparser cannot read: those go their usual way).
+pub fn cursor_statement(sql: &str) -> Option<Template> {
+    let t = sql.trim_start();
+    let stripped;
+    let sql = if t.starts_with("--") || t.starts_with("/*") {
+        stripped = strip_comments(sql);
+        stripped.as_str()
+    } else {
+        sql
+    };
     let word = first_word(sql);
-    match word.as_str() {
-        "declare" => {
-            if crate::fast::unsharded_only(sql, topo).is_some() {
-                return None;
-            }
-        }
-        "fetch" | "move" => {
-            return Some(match parse_fetch(sql) {
-                Some((name, dir)) => Template::Local(Local::Cursor(CursorOp::Fetch {
-                    name,
-                    dir,
-                    moves: word == "move",
-                })),
-                None => Template::Refuse(SqlError::Syntax(format!(
-                    "shardgate cannot read this {} statement",
-                    word.to_ascii_uppercase()
-                ))),
-            });
-        }
-        "close" => {}
-        _ => return None,
+    let is = |w: &str| word.eq_ignore_ascii_case(w);
+    if is("fetch") || is("move") {
+        return Some(match parse_fetch(&strip_comments(sql)) {
+            Some((name, dir)) => Template::Local(Local::Cursor(CursorOp::Fetch {
+                name,
+                dir,
+                moves: is("move"),
+            })),
+            None => Template::Refuse(SqlError::Syntax(format!(
+                "shardgate cannot read this {} statement",
+                word.to_ascii_uppercase()
+            ))),
+        });
+    }
+    if !is("declare") && !is("close") {
+        return None;
     }
     let stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
     let [stmt] = stmts.as_slice() else {
@@ -197,10 +257,12 @@ pub fn cursor_statement(sql: &str, topo: &Topology) -> Option<Template> {
             else {
                 return None;
             };
-            let query = q.to_string();
-            if crate::fast::unsharded_only(&query, topo).is_some() {
-                return None;
+            if d.hold == Some(true) && !q.locks.is_empty() {
+                return Some(Template::Refuse(SqlError::Unsupported(
+                    "DECLARE CURSOR WITH HOLD ... FOR UPDATE is not supported".into(),
+                )));
             }
+            let query = q.to_string();
             CursorOp::Declare {
                 name: name_of(name),
                 query,
@@ -214,25 +276,37 @@ pub fn cursor_statement(sql: &str, topo: &Topology) -> Option<Template> {
     Some(Template::Local(Local::Cursor(op)))
 }
 
-/// The rows a FETCH (or MOVE) takes from a cursor over `n` rows that
-/// stands at `pos` (0: before the first row, `n + 1`: after the last),
-/// as PostgreSQL moves: the row numbers (1-based) in the order they are
-/// sent, and the position after. `Err` (55000) when it would go
-/// backwards on a cursor that may not.
+/// The rows a FETCH (or MOVE, `moves`) takes from a cursor over `n` rows
+/// that stands at `pos` (0: before the first row, `n + 1`: after the
+/// last), as PostgreSQL moves: the row numbers (1-based) in the order they
+/// are sent, and the position after. `Err` (55000) where PostgreSQL's
+/// executor would step backwards on a cursor that may not
+/// (`backward_ok` false: NO SCROLL).
 pub fn fetch_rows(
     dir: FetchDir,
     pos: usize,
     n: usize,
     backward_ok: bool,
+    moves: bool,
 ) -> Result<(Vec<usize>, usize), SqlError> {
     let (pos, n) = (pos as i64, n as i64);
-    let backwards = || {
-        if backward_ok {
-            Ok(())
-        } else {
-            Err(SqlError::ObjectState("cursor can only scan forward".into()))
-        }
+    let on_row = pos >= 1 && pos <= n;
+    let steps_back = match dir {
+        // Re-fetching the current row steps back onto it first (a MOVE
+        // only counts it); BACKWARD 0 steps back even off a row.
+        FetchDir::Forward(0) | FetchDir::Relative(0) => on_row && !moves,
+        FetchDir::Backward(0) => !moves,
+        FetchDir::Backward(_) | FetchDir::BackwardAll => true,
+        FetchDir::Absolute(k) if k < 0 => true,
+        // Anything at or before the current row is reached by rewinding,
+        // which is free only where nothing was read yet.
+        FetchDir::Absolute(k) => pos > 0 && k <= pos,
+        FetchDir::Relative(k) => k < 0,
+        FetchDir::Forward(_) | FetchDir::ForwardAll => false,
     };
+    if steps_back && !backward_ok {
+        return Err(SqlError::ObjectState("cursor can only scan forward".into()));
+    }
     // One row at `target`, or none (position before the first or after
     // the last).
     let one = |target: i64| -> (Vec<usize>, usize) {
@@ -260,63 +334,29 @@ pub fn fetch_rows(
         (rows, at as usize)
     };
     Ok(match dir {
-        // FORWARD 0 / RELATIVE 0: the current row again.
+        // The current row again.
         FetchDir::Forward(0) | FetchDir::Relative(0) | FetchDir::Backward(0) => {
-            if pos >= 1 && pos <= n {
+            if on_row {
                 (vec![pos as usize], pos as usize)
             } else {
                 (Vec::new(), pos as usize)
             }
         }
         FetchDir::Forward(k) => forward(k),
-        FetchDir::ForwardAll => forward(i64::MAX / 4),
-        FetchDir::Backward(k) => {
-            backwards()?;
-            backward(k)
-        }
-        FetchDir::BackwardAll => {
-            backwards()?;
-            backward(i64::MAX / 4)
-        }
-        FetchDir::Absolute(k) => {
-            let target = if k >= 0 { k } else { n + 1 + k };
-            if target <= pos {
-                backwards()?;
-            }
-            one(target)
-        }
-        FetchDir::Relative(k) => {
-            if k < 0 {
-                backwards()?;
-            }
-            one(pos + k)
-        }
+        FetchDir::ForwardAll => forward(i64::from(i32::MAX) + n + 1),
+        FetchDir::Backward(k) => backward(k),
+        FetchDir::BackwardAll => backward(i64::from(i32::MAX) + n + 1),
+        FetchDir::Absolute(k) => one(if k >= 0 { k } else { n + 1 + k }),
+        FetchDir::Relative(k) => one(pos + k),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shardgate_core::{ShardId, Strategy, TableRule};
-
-    fn topo() -> Topology {
-        let mut t = Topology {
-            shard_names: vec!["s0".into(), "s1".into()],
-            ..Default::default()
-        };
-        t.rules.insert(
-            "t".into(),
-            TableRule::sharded(
-                "t",
-                vec!["id".into()],
-                Strategy::hash(&[ShardId(0), ShardId(1)]).unwrap(),
-            ),
-        );
-        t
-    }
 
     fn op(sql: &str) -> Option<CursorOp> {
-        match cursor_statement(sql, &topo())? {
+        match cursor_statement(sql)? {
             Template::Local(Local::Cursor(op)) => Some(op),
             other => panic!("{sql}: {other:?}"),
         }
@@ -334,8 +374,11 @@ mod tests {
                 binary: false,
             })
         );
-        // Over unsharded tables: the default shard's business.
-        assert_eq!(op("DECLARE c CURSOR FOR SELECT * FROM other"), None);
+        // Over unsharded tables too: the session tracks every cursor.
+        assert!(matches!(
+            op("DECLARE c CURSOR FOR SELECT * FROM other"),
+            Some(CursorOp::Declare { .. })
+        ));
         let fetch = |sql: &str| match op(sql) {
             Some(CursorOp::Fetch { name, dir, moves }) => (name, dir, moves),
             other => panic!("{sql}: {other:?}"),
@@ -368,64 +411,67 @@ mod tests {
             fetch("FETCH FORWARD 2 FROM \"my \"\"cur\"\"\""),
             ("my \"cur\"".into(), FetchDir::Forward(2), false)
         );
+        assert_eq!(
+            fetch("/* app */ FETCH 2 FROM c -- why\n").1,
+            FetchDir::Forward(2)
+        );
+        assert_eq!(
+            fetch("FETCH /* x */ NEXT FROM \"a--b\" -- y").0,
+            "a--b".to_string()
+        );
         assert!(matches!(
-            cursor_statement("FETCH SIDEWAYS FROM c", &topo()),
+            cursor_statement("FETCH 3000000000 FROM c"),
+            Some(Template::Refuse(_))
+        ));
+        assert!(matches!(
+            cursor_statement("FETCH SIDEWAYS FROM c"),
             Some(Template::Refuse(_))
         ));
     }
 
     #[test]
     fn fetches_move_as_postgres_does() {
+        let f = |dir, pos, n, ok| fetch_rows(dir, pos, n, ok, false);
         // 5 rows, before the first.
         assert_eq!(
-            fetch_rows(FetchDir::Forward(2), 0, 5, true).unwrap(),
+            f(FetchDir::Forward(2), 0, 5, true).unwrap(),
             (vec![1, 2], 2)
         );
         assert_eq!(
-            fetch_rows(FetchDir::Forward(9), 2, 5, true).unwrap(),
+            f(FetchDir::Forward(9), 2, 5, true).unwrap(),
             (vec![3, 4, 5], 6)
         );
+        assert_eq!(f(FetchDir::Forward(1), 6, 5, true).unwrap(), (vec![], 6));
         assert_eq!(
-            fetch_rows(FetchDir::Forward(1), 6, 5, true).unwrap(),
-            (vec![], 6)
-        );
-        assert_eq!(
-            fetch_rows(FetchDir::Forward(3), 2, 5, true).unwrap(),
+            f(FetchDir::Forward(3), 2, 5, true).unwrap(),
             (vec![3, 4, 5], 5)
         );
         assert_eq!(
-            fetch_rows(FetchDir::Backward(2), 6, 5, true).unwrap(),
+            f(FetchDir::Backward(2), 6, 5, true).unwrap(),
             (vec![5, 4], 4)
         );
         assert_eq!(
-            fetch_rows(FetchDir::BackwardAll, 3, 5, true).unwrap(),
+            f(FetchDir::BackwardAll, 3, 5, true).unwrap(),
             (vec![2, 1], 0)
         );
+        assert_eq!(f(FetchDir::Absolute(-1), 0, 5, true).unwrap(), (vec![5], 5));
+        assert_eq!(f(FetchDir::Absolute(7), 0, 5, true).unwrap(), (vec![], 6));
+        assert_eq!(f(FetchDir::Relative(0), 3, 5, true).unwrap(), (vec![3], 3));
+        assert_eq!(f(FetchDir::Relative(-5), 3, 5, true).unwrap(), (vec![], 0));
+        assert_eq!(f(FetchDir::ForwardAll, 0, 0, true).unwrap(), (vec![], 1));
+        // NO SCROLL: where PostgreSQL's executor would step backwards.
+        assert!(f(FetchDir::Backward(1), 3, 5, false).is_err());
+        assert!(f(FetchDir::Absolute(1), 3, 5, false).is_err());
+        assert!(f(FetchDir::Absolute(-1), 0, 5, false).is_err());
+        assert!(f(FetchDir::Forward(0), 3, 5, false).is_err());
+        assert!(f(FetchDir::Backward(0), 0, 5, false).is_err());
+        assert_eq!(f(FetchDir::Forward(0), 0, 5, false).unwrap(), (vec![], 0));
+        assert_eq!(f(FetchDir::Absolute(0), 0, 5, false).unwrap(), (vec![], 0));
+        assert_eq!(f(FetchDir::Absolute(1), 0, 5, false).unwrap(), (vec![1], 1));
+        assert_eq!(f(FetchDir::Absolute(4), 3, 5, false).unwrap(), (vec![4], 4));
         assert_eq!(
-            fetch_rows(FetchDir::Absolute(-1), 0, 5, true).unwrap(),
-            (vec![5], 5)
-        );
-        assert_eq!(
-            fetch_rows(FetchDir::Absolute(7), 0, 5, true).unwrap(),
-            (vec![], 6)
-        );
-        assert_eq!(
-            fetch_rows(FetchDir::Relative(0), 3, 5, true).unwrap(),
+            fetch_rows(FetchDir::Forward(0), 3, 5, false, true).unwrap(),
             (vec![3], 3)
-        );
-        assert_eq!(
-            fetch_rows(FetchDir::Relative(-5), 3, 5, true).unwrap(),
-            (vec![], 0)
-        );
-        assert_eq!(
-            fetch_rows(FetchDir::ForwardAll, 0, 0, true).unwrap(),
-            (vec![], 1)
-        );
-        assert!(fetch_rows(FetchDir::Backward(1), 3, 5, false).is_err());
-        assert!(fetch_rows(FetchDir::Absolute(1), 3, 5, false).is_err());
-        assert_eq!(
-            fetch_rows(FetchDir::Absolute(4), 3, 5, false).unwrap(),
-            (vec![4], 4)
         );
     }
 }

@@ -94,6 +94,25 @@ impl Session {
         if max_rows <= 0 || shard_keeps_rows(&p.plan) {
             return Ok(false);
         }
+        // Outside a transaction block a write commits before its reply is
+        // complete: a reply past the cap could no longer fail it. Its rows
+        // go out whole, as they stream (the limit is not applied).
+        let write = matches!(
+            p.plan,
+            Plan::Move { .. }
+                | Plan::PreEvaluate { .. }
+                | Plan::Route {
+                    kind: StmtKind::Write | StmtKind::WriteCopies | StmtKind::Ddl,
+                    ..
+                }
+        );
+        if write && self.txn == TxnState::Idle {
+            let (mark, flushed) = (self.out.buf.len(), self.out.flushed);
+            self.execute_portal(name, 0).await?;
+            let from = if self.out.flushed == flushed { mark } else { 0 };
+            self.portal_done(name, from);
+            return Ok(true);
+        }
         let mark = self.out.buf.len();
         self.out.hold = Some((mark, self.router.max_merge_bytes));
         let r = self.execute_portal(name, 0).await;
@@ -129,8 +148,15 @@ impl Session {
         // keeps its count whatever the limit), goes out as it came.
         let Some(tag) = tag.filter(|_| !rows.is_empty() && !rest.iter().any(|f| f[0] == b'E'))
         else {
+            // With an error, the rows before it are not sent (PostgreSQL
+            // would have sent at most a batch of them).
+            let failed = rest.iter().any(|f| f[0] == b'E');
             let from = self.out.buf.len();
-            self.out.buf.extend_from_slice(&reply);
+            for f in frames(reply) {
+                if !(failed && f[0] == b'D') {
+                    self.out.buf.extend_from_slice(&f);
+                }
+            }
             self.portal_done(name, from);
             return Ok(true);
         };

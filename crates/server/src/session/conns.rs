@@ -101,6 +101,8 @@ impl Session {
     pub(super) fn end_txn(&mut self) {
         let committed = std::mem::take(&mut self.txn_committed);
         self.cursors_at_end(committed);
+        // Portals last until the end of their transaction.
+        self.portals.clear();
         self.txn = TxnState::Idle;
         self.doomed = false;
         self.implicit = false;

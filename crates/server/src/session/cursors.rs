@@ -15,10 +15,37 @@ use shardgate_sql::cursor::{CursorOp, fetch_rows};
 
 /// A cursor the session knows of.
 pub(super) enum Cursor {
-    /// Declared on this shard (inside the current transaction).
-    OnShard(ShardId),
+    /// Declared on this shard (inside the current transaction), as the
+    /// `seq`th cursor of the session.
+    OnShard(ShardId, u64),
     /// Held by the router.
     Held(HeldCursor),
+}
+
+impl Cursor {
+    fn seq(&self) -> u64 {
+        match self {
+            Cursor::OnShard(_, seq) => *seq,
+            Cursor::Held(h) => h.seq,
+        }
+    }
+}
+
+/// The savepoints of the current transaction, with the number of cursors
+/// declared before each (ROLLBACK TO closes those declared after).
+#[derive(Default)]
+pub(super) struct Savepoints {
+    stack: Vec<(String, u64)>,
+    /// Cursors declared so far in the session.
+    pub(super) seq: u64,
+}
+
+/// A savepoint's name as PostgreSQL folds it.
+fn savepoint_name(w: &str) -> String {
+    match w.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
+        Some(q) => q.replace("\"\"", "\""),
+        None => w.to_ascii_lowercase(),
+    }
 }
 
 /// A cursor's rows, held by the router.
@@ -35,6 +62,8 @@ pub(super) struct HeldCursor {
     hold: bool,
     /// Declared inside the current transaction block.
     in_txn: bool,
+    /// Its place among the session's cursors (see [`Savepoints`]).
+    seq: u64,
 }
 
 /// Split a reply into whole frames.
@@ -59,35 +88,26 @@ fn single_route(shard: ShardId) -> Plan {
 }
 
 impl Session {
-    /// The plan of a cursor statement that simply goes to one shard, as
-    /// its text: a cursor shardgate does not hold (the default shard's),
-    /// one declared on a shard, or a DECLARE whose query one shard answers
-    /// alone. `None` when the router holds (or is to hold) the cursor.
-    pub(super) fn cursor_route(&mut self, op: &CursorOp) -> Option<Plan> {
+    /// The shard a cursor statement simply goes to, as its text: a cursor
+    /// shardgate does not hold (the default shard's), one declared on a
+    /// shard, or a non-holdable DECLARE in a transaction block whose query
+    /// one shard answers alone. `None` when the router holds (or is to
+    /// hold) the cursor. Changes nothing: see [`Session::cursor_done`].
+    pub(super) fn cursor_target(&self, op: &CursorOp) -> Option<ShardId> {
         let default = self.topo.default_shard;
         match op {
-            CursorOp::Fetch { name, .. } => match self.cursors.get(name) {
-                None => Some(single_route(default)),
-                Some(Cursor::OnShard(s)) => Some(single_route(*s)),
-                Some(Cursor::Held(_)) => None,
-            },
-            CursorOp::Close(Some(name)) => match self.cursors.get(name) {
-                None => Some(single_route(default)),
-                Some(Cursor::OnShard(s)) => {
-                    let s = *s;
-                    self.cursors.remove(name);
-                    Some(single_route(s))
+            CursorOp::Fetch { name, .. } | CursorOp::Close(Some(name)) => {
+                match self.cursors.get(name) {
+                    None => Some(default),
+                    Some(Cursor::OnShard(s, _)) => Some(*s),
+                    Some(Cursor::Held(_)) => None,
                 }
-                Some(Cursor::Held(_)) => None,
-            },
-            CursorOp::Close(None) => {
-                self.cursors.clear();
-                Some(single_route(default))
             }
+            CursorOp::Close(None) => Some(default),
             CursorOp::Declare {
                 name, query, hold, ..
             } => {
-                if self.cursors.contains_key(name) || *hold {
+                if self.cursors.contains_key(name) || *hold || self.txn != TxnState::Active {
                     return None;
                 }
                 let t = shardgate_sql::analyze(query, &self.topo);
@@ -96,15 +116,42 @@ impl Session {
                         shards,
                         sql: ShardSql::Original,
                         ..
-                    }) if shards.len() == 1 && self.txn == TxnState::Active => {
-                        self.cursors
-                            .insert(name.clone(), Cursor::OnShard(shards[0]));
-                        Some(single_route(shards[0]))
-                    }
+                    }) if shards.len() == 1 => Some(shards[0]),
                     _ => None,
                 }
             }
         }
+    }
+
+    /// The RowDescription of a cursor the router holds.
+    pub(super) fn held_cursor_desc(&self, name: &str) -> Option<Bytes> {
+        match self.cursors.get(name) {
+            Some(Cursor::Held(h)) => Some(h.desc.clone()),
+            _ => None,
+        }
+    }
+
+    /// After a cursor statement ran on shard `on`: what the session now
+    /// knows (a DECLARE that succeeded, a CLOSE).
+    pub(super) fn cursor_done(&mut self, op: &CursorOp, on: ShardId, ok: bool) {
+        match op {
+            CursorOp::Declare { name, .. } if ok => {
+                self.savepoints.seq += 1;
+                let seq = self.savepoints.seq;
+                self.cursors.insert(name.clone(), Cursor::OnShard(on, seq));
+            }
+            CursorOp::Close(Some(name)) if ok => {
+                self.cursors.remove(name);
+            }
+            CursorOp::Close(None) if ok => self.cursors.clear(),
+            _ => {}
+        }
+    }
+
+    /// A cursor statement's plan when it goes to one shard (see
+    /// [`Session::cursor_target`]).
+    pub(super) fn cursor_route(&self, op: &CursorOp) -> Option<Plan> {
+        self.cursor_target(op).map(single_route)
     }
 
     /// Before CLOSE ALL goes to the default shard: close the cursors
@@ -115,7 +162,7 @@ impl Session {
             .cursors
             .values()
             .filter_map(|c| match c {
-                Cursor::OnShard(s) if *s != default => Some(*s),
+                Cursor::OnShard(s, _) if *s != default => Some(*s),
                 _ => None,
             })
             .collect::<BTreeSet<_>>()
@@ -151,7 +198,8 @@ impl Session {
                     ));
                     return Ok(Done::Failed);
                 };
-                let (which, pos) = match fetch_rows(*dir, c.pos, c.rows.len(), !c.no_scroll) {
+                let (which, pos) = match fetch_rows(*dir, c.pos, c.rows.len(), !c.no_scroll, *moves)
+                {
                     Ok(r) => r,
                     Err(e) => {
                         self.fail_statement(&ErrorFields {
@@ -216,11 +264,17 @@ impl Session {
         }
         let t = shardgate_sql::analyze(query, &self.topo);
         let plan = match self.resolve_plan(&t, &Params::none()) {
-            Ok(p @ (Plan::Route { .. } | Plan::Read(_))) => p,
+            Ok(
+                p @ (Plan::Route {
+                    kind: StmtKind::Read,
+                    ..
+                }
+                | Plan::Read(_)),
+            ) => p,
             Ok(_) => {
                 self.fail_statement(&err_fields(
                     "0A000",
-                    "this cursor's query is not supported over sharded tables",
+                    "a cursor the router holds (over several shards, or WITH HOLD) must be a plain read: FOR UPDATE/SHARE and data-modifying WITH are not supported there",
                 ));
                 return Ok(Done::Failed);
             }
@@ -273,6 +327,7 @@ impl Session {
             ));
             return Ok(Done::Failed);
         };
+        self.savepoints.seq += 1;
         self.cursors.insert(
             name.to_string(),
             Cursor::Held(HeldCursor {
@@ -282,15 +337,48 @@ impl Session {
                 no_scroll,
                 hold,
                 in_txn: self.txn != TxnState::Idle,
+                seq: self.savepoints.seq,
             }),
         );
         be::command_complete(&mut self.out.buf, "DECLARE CURSOR");
         Ok(Done::Ok)
     }
 
+    /// After SAVEPOINT, RELEASE or ROLLBACK TO (`sql`) succeeded: note
+    /// the savepoint, or close the cursors declared after the one rolled
+    /// back to.
+    pub(super) fn cursors_at_savepoint(&mut self, sql: &str) {
+        let words: Vec<&str> = sql
+            .trim()
+            .trim_end_matches(';')
+            .split_whitespace()
+            .collect();
+        let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
+        let Some(last) = words.last() else { return };
+        let name = savepoint_name(last);
+        let sp = &mut self.savepoints;
+        match lower.first().map(String::as_str) {
+            Some("savepoint") => sp.stack.push((name, sp.seq)),
+            Some("release") => {
+                if let Some(i) = sp.stack.iter().rposition(|(n, _)| *n == name) {
+                    sp.stack.truncate(i);
+                }
+            }
+            Some("rollback") => {
+                if let Some(i) = sp.stack.iter().rposition(|(n, _)| *n == name) {
+                    let before = sp.stack[i].1;
+                    sp.stack.truncate(i + 1);
+                    self.cursors.retain(|_, c| c.seq() <= before);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// At the end of a transaction: only WITH HOLD cursors the router
     /// holds stay, and of those declared in it only if it committed.
     pub(super) fn cursors_at_end(&mut self, committed: bool) {
+        self.savepoints.stack.clear();
         self.cursors.retain(|_, c| match c {
             Cursor::Held(h) if h.hold && (committed || !h.in_txn) => {
                 h.in_txn = false;

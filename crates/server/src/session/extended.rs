@@ -78,9 +78,10 @@ impl Session {
             Ok(p) => p,
             Err(e) => return self.batch_error(&sql_err(&e)),
         };
-        // A cursor statement that one shard answers is sent there as it is.
+        // A cursor statement that one shard answers is sent there as it
+        // is (what it changes is noted when it has run).
         if let Plan::Local(Local::Cursor(op)) = &plan
-            && let Some(p) = self.cursor_route(&op.clone())
+            && let Some(p) = self.cursor_route(op)
         {
             plan = p;
         }
@@ -123,23 +124,48 @@ impl Session {
             ));
             return Ok(());
         };
+        // A cursor statement is described where it goes (a cursor the
+        // router holds describes its own rows).
+        let cursor_shard = match &st.template {
+            Template::Local(Local::Cursor(op)) => match self.cursor_target(op) {
+                Some(s) => Some(s),
+                None => {
+                    let desc = match op {
+                        shardgate_sql::cursor::CursorOp::Fetch {
+                            name, moves: false, ..
+                        } => self.held_cursor_desc(name),
+                        _ => None,
+                    };
+                    let types = st.types.clone();
+                    be::parameter_description(&mut self.out.buf, &types);
+                    match desc {
+                        Some(d) => self.out.buf.extend_from_slice(&d),
+                        None => be::no_data(&mut self.out.buf),
+                    }
+                    return Ok(());
+                }
+            },
+            _ => None,
+        };
         match &st.template {
             Template::Route { .. }
             | Template::Insert { .. }
             | Template::Move(_)
             | Template::WithIds { .. }
-            | Template::PreEvaluate { .. } => {
+            | Template::PreEvaluate { .. }
+            | Template::Local(Local::Cursor(_)) => {
                 let sql = st
                     .template
                     .describe_text()
                     .unwrap_or_else(|| st.sql.clone());
                 let types = st.types.clone();
-                let shard = self
-                    .conns
-                    .keys()
-                    .next()
-                    .copied()
-                    .unwrap_or(self.topo.default_shard);
+                let shard = cursor_shard.unwrap_or_else(|| {
+                    self.conns
+                        .keys()
+                        .next()
+                        .copied()
+                        .unwrap_or(self.topo.default_shard)
+                });
                 if let Some(e) = self.ensure(&[shard]).await? {
                     self.batch_error(&e);
                     return Ok(());
@@ -202,8 +228,28 @@ impl Session {
             .portals
             .get(&name)
             .is_some_and(|p| !super::batches::shard_keeps_rows(&p.plan));
+        // A cursor statement sent to one shard: noted once it has run.
+        let cursor = self.portals.get(&name).and_then(|p| {
+            match (&p.plan, self.stmts.get(&p.stmt).map(|s| &s.template)) {
+                (Plan::Route { shards, .. }, Some(Template::Local(Local::Cursor(op))))
+                    if shards.len() == 1 =>
+                {
+                    Some((op.clone(), shards[0]))
+                }
+                _ => None,
+            }
+        });
+        if let Some((shardgate_sql::cursor::CursorOp::Close(None), _)) = &cursor
+            && self.txn != TxnState::Failed
+        {
+            self.close_all_elsewhere().await?;
+        }
         let (mark, flushed) = (self.out.buf.len(), self.out.flushed);
         self.execute_portal(&name, max_rows).await?;
+        if let Some((op, shard)) = cursor {
+            let ok = !self.skip_to_sync;
+            self.cursor_done(&op, shard, ok);
+        }
         if router_run {
             // Run to completion: it is not run again (see `batches`).
             let from = if self.out.flushed == flushed { mark } else { 0 };

@@ -8,6 +8,15 @@ impl Session {
         match l {
             // Held cursors are served in the simple protocol (the others
             // were routed at Bind).
+            Local::Cursor(shardgate_sql::cursor::CursorOp::Declare { hold: false, .. })
+                if self.txn == TxnState::Idle =>
+            {
+                self.fail_statement(&err_fields(
+                    "25P01",
+                    "DECLARE CURSOR can only be used in transaction blocks",
+                ));
+                return Ok(Done::Failed);
+            }
             Local::Cursor(_) => {
                 self.fail_statement(&err_fields(
                     "0A000",
@@ -98,6 +107,7 @@ impl Session {
                 if recovering {
                     self.txn = TxnState::Active;
                 }
+                self.cursors_at_savepoint(sql);
                 self.prelude.push(sql.to_string());
                 be::command_complete(&mut self.out.buf, &tag);
             }
@@ -148,7 +158,14 @@ impl Session {
                 be::command_complete(&mut self.out.buf, tag);
             }
             Local::Reset => {
-                self.cursors.clear();
+                let discard = sql.trim_start().to_ascii_lowercase().starts_with("discard");
+                if discard && self.txn != TxnState::Idle {
+                    self.fail_statement(&err_fields(
+                        "25001",
+                        "DISCARD ALL cannot run inside a transaction block",
+                    ));
+                    return Ok(Done::Failed);
+                }
                 let shards: Vec<ShardId> = self.conns.keys().copied().collect();
                 if !shards.is_empty()
                     && let Some(e) =
@@ -162,9 +179,9 @@ impl Session {
                 for c in self.conns.values_mut() {
                     *c.settings() = 0;
                 }
-                let discard = sql.trim_start().to_ascii_lowercase().starts_with("discard");
                 if discard {
                     self.stmts.clear();
+                    self.cursors.clear();
                 }
                 be::command_complete(
                     &mut self.out.buf,

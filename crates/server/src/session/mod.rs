@@ -114,6 +114,7 @@ pub async fn run(router: Arc<Router>, sock: TcpStream) -> std::io::Result<()> {
         portals: HashMap::new(),
         cursors: HashMap::new(),
         txn_committed: false,
+        savepoints: Default::default(),
         plan_cache: HashMap::new(),
         plan_cache_version: 0,
         no_prepare: HashSet::new(),
@@ -156,6 +157,8 @@ struct Session {
     cursors: HashMap<String, cursors::Cursor>,
     /// The transaction now ending committed (read by `end_txn`).
     txn_committed: bool,
+    /// Savepoints, for the cursors declared after them.
+    savepoints: cursors::Savepoints,
     /// Analyzed normalized statements of the simple protocol.
     plan_cache: HashMap<String, Arc<Template>>,
     plan_cache_version: u64,

@@ -335,12 +335,19 @@ impl Session {
             return Ok(Done::Failed);
         }
         match plan {
-            Plan::Local(Local::Cursor(op)) => match self.cursor_route(op) {
-                Some(p) => {
+            Plan::Local(Local::Cursor(op)) => match self.cursor_target(op) {
+                Some(shard) => {
                     if matches!(op, shardgate_sql::cursor::CursorOp::Close(None)) {
                         self.close_all_elsewhere().await?;
                     }
-                    Box::pin(self.run_plan_simple(&p, template, sql)).await
+                    let p = Plan::Route {
+                        shards: vec![shard],
+                        sql: ShardSql::Original,
+                        kind: StmtKind::Other,
+                    };
+                    let done = Box::pin(self.run_plan_simple(&p, template, sql)).await?;
+                    self.cursor_done(op, shard, matches!(done, Done::Ok));
+                    Ok(done)
                 }
                 None => self.run_held_cursor(op).await,
             },

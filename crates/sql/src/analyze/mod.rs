@@ -61,7 +61,7 @@ pub fn analyze_all(sql: &str, topo: &Topology) -> Vec<Analyzed> {
 
 /// Analyze one statement. Errors become [`Template::Refuse`].
 pub fn analyze(sql: &str, topo: &Topology) -> Template {
-    if let Some(t) = crate::cursor::cursor_statement(sql, topo) {
+    if let Some(t) = crate::cursor::cursor_statement(sql) {
         return t;
     }
     if let Some(t) = crate::fast::unsharded_only(sql, topo) {
