@@ -331,6 +331,52 @@ fn portals_and_cursor_statements_across_transactions() {
                 .collect(),
         )
     };
+    let run2 = |r: &mut Raw| -> Frames {
+        // A DECLARE and its FETCH in one batch (the FETCH goes where the
+        // DECLARE went); outside a block, a portal bound before a
+        // key-moving UPDATE (which commits on its own) still runs after it.
+        let mut out = simple(r, "BEGIN");
+        r.send(&[
+            parse("d", "DECLARE k CURSOR FOR SELECT id, v FROM t WHERE id = 7"),
+            bind("pd", "d"),
+            execute("pd", 0),
+            parse("f", "FETCH ALL FROM k"),
+            bind("pf", "f"),
+            describe_portal("pf"),
+            execute("pf", 0),
+            sync(),
+        ]);
+        out.append(&mut r.until(b'Z'));
+        out.append(&mut simple(r, "COMMIT"));
+        r.send(&[
+            parse("m", "UPDATE t SET id = id + 1000 WHERE id = 9"),
+            bind("pm", "m"),
+            parse("q", "SELECT id, v FROM t WHERE id = 20"),
+            bind("pq", "q"),
+            execute("pm", 0),
+            execute("pq", 0),
+            sync(),
+        ]);
+        out.append(&mut r.until(b'Z'));
+        untabled(
+            &out.into_iter()
+                .map(|(t, b)| match t {
+                    b'E' => (t, sqlstate(&b).into_bytes()),
+                    _ => (t, b),
+                })
+                .collect(),
+        )
+    };
+    let want = run2(&mut Raw::connect_as(single.port(), "postgres"));
+    let got = run2(&mut Raw::connect(c.sg.port()));
+    assert!(!want.iter().any(|(t, _)| *t == b'E'), "{:?}", lossy(&want));
+    assert_eq!(
+        got,
+        want,
+        "\n got: {:?}\nwant: {:?}",
+        lossy(&got),
+        lossy(&want)
+    );
     let want = run(&mut Raw::connect_as(single.port(), "postgres"));
     let got = run(&mut Raw::connect(c.sg.port()));
     assert!(want.iter().any(|(t, b)| *t == b'E' && b == b"34000"));

@@ -155,8 +155,9 @@ fn first_word(sql: &str) -> &str {
 }
 
 /// `sql` without its comments (`--` to the end of the line, nested
-/// `/* */`), quoted strings and identifiers left alone.
-fn strip_comments(sql: &str) -> String {
+/// `/* */`), quoted strings and identifiers left alone (not dollar
+/// quotes: for statement heads and FETCH, which have none).
+pub fn strip_comments(sql: &str) -> String {
     let b = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
     let mut i = 0;
@@ -215,13 +216,13 @@ fn strip_comments(sql: &str) -> String {
 pub fn cursor_statement(sql: &str) -> Option<Template> {
     let t = sql.trim_start();
     let stripped;
-    let sql = if t.starts_with("--") || t.starts_with("/*") {
+    let head = if t.starts_with("--") || t.starts_with("/*") {
         stripped = strip_comments(sql);
         stripped.as_str()
     } else {
         sql
     };
-    let word = first_word(sql);
+    let word = first_word(head);
     let is = |w: &str| word.eq_ignore_ascii_case(w);
     if is("fetch") || is("move") {
         return Some(match parse_fetch(&strip_comments(sql)) {
@@ -296,7 +297,9 @@ pub fn fetch_rows(
         // only counts it); BACKWARD 0 steps back even off a row.
         FetchDir::Forward(0) | FetchDir::Relative(0) => on_row && !moves,
         FetchDir::Backward(0) => !moves,
-        FetchDir::Backward(_) | FetchDir::BackwardAll => true,
+        // Back to the start from the start is a rewind, allowed there.
+        FetchDir::BackwardAll => !(moves && pos == 0),
+        FetchDir::Backward(_) => true,
         FetchDir::Absolute(k) if k < 0 => true,
         // Anything at or before the current row is reached by rewinding,
         // which is free only where nothing was read yet.

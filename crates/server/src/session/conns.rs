@@ -101,8 +101,11 @@ impl Session {
     pub(super) fn end_txn(&mut self) {
         let committed = std::mem::take(&mut self.txn_committed);
         self.cursors_at_end(committed);
-        // Portals last until the end of their transaction.
-        self.portals.clear();
+        // Portals last until the end of their transaction block (those of
+        // an implicit one, until Sync).
+        if !self.implicit {
+            self.portals.clear();
+        }
         self.txn = TxnState::Idle;
         self.doomed = false;
         self.implicit = false;

@@ -40,14 +40,6 @@ pub(super) struct Savepoints {
     pub(super) seq: u64,
 }
 
-/// A savepoint's name as PostgreSQL folds it.
-fn savepoint_name(w: &str) -> String {
-    match w.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
-        Some(q) => q.replace("\"\"", "\""),
-        None => w.to_ascii_lowercase(),
-    }
-}
-
 /// A cursor's rows, held by the router.
 pub(super) struct HeldCursor {
     /// The RowDescription frame, whole.
@@ -79,7 +71,8 @@ fn frames(mut bytes: Bytes) -> Vec<Bytes> {
     out
 }
 
-fn single_route(shard: ShardId) -> Plan {
+/// The plan of a cursor statement sent as it is to `shard`.
+pub(super) fn single_route(shard: ShardId) -> Plan {
     Plan::Route {
         shards: vec![shard],
         sql: ShardSql::Original,
@@ -146,12 +139,6 @@ impl Session {
             CursorOp::Close(None) if ok => self.cursors.clear(),
             _ => {}
         }
-    }
-
-    /// A cursor statement's plan when it goes to one shard (see
-    /// [`Session::cursor_target`]).
-    pub(super) fn cursor_route(&self, op: &CursorOp) -> Option<Plan> {
-        self.cursor_target(op).map(single_route)
     }
 
     /// Before CLOSE ALL goes to the default shard: close the cursors
@@ -348,23 +335,37 @@ impl Session {
     /// the savepoint, or close the cursors declared after the one rolled
     /// back to.
     pub(super) fn cursors_at_savepoint(&mut self, sql: &str) {
-        let words: Vec<&str> = sql
-            .trim()
-            .trim_end_matches(';')
-            .split_whitespace()
-            .collect();
-        let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
-        let Some(last) = words.last() else { return };
-        let name = savepoint_name(last);
+        use shardgate_sql::sqlparser::{
+            ast::Statement, dialect::PostgreSqlDialect, parser::Parser,
+        };
+        let Ok(stmts) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
+            // Not readable: forget the savepoints (cursors are kept).
+            self.savepoints.stack.clear();
+            return;
+        };
+        let fold = |i: &shardgate_sql::sqlparser::ast::Ident| {
+            if i.quote_style.is_some() {
+                i.value.clone()
+            } else {
+                i.value.to_ascii_lowercase()
+            }
+        };
         let sp = &mut self.savepoints;
-        match lower.first().map(String::as_str) {
-            Some("savepoint") => sp.stack.push((name, sp.seq)),
-            Some("release") => {
+        match stmts.as_slice() {
+            [Statement::Savepoint { name }] => sp.stack.push((fold(name), sp.seq)),
+            [Statement::ReleaseSavepoint { name }] => {
+                let name = fold(name);
                 if let Some(i) = sp.stack.iter().rposition(|(n, _)| *n == name) {
                     sp.stack.truncate(i);
                 }
             }
-            Some("rollback") => {
+            [
+                Statement::Rollback {
+                    savepoint: Some(name),
+                    ..
+                },
+            ] => {
+                let name = fold(name);
                 if let Some(i) = sp.stack.iter().rposition(|(n, _)| *n == name) {
                     let before = sp.stack[i].1;
                     sp.stack.truncate(i + 1);

@@ -74,17 +74,10 @@ impl Session {
                 .clone()
                 .unwrap_or_else(|| st.types.clone()),
         };
-        let mut plan = match resolve_plan(&self.router, &topo, &st.template, &params) {
+        let plan = match resolve_plan(&self.router, &topo, &st.template, &params) {
             Ok(p) => p,
             Err(e) => return self.batch_error(&sql_err(&e)),
         };
-        // A cursor statement that one shard answers is sent there as it
-        // is (what it changes is noted when it has run).
-        if let Plan::Local(Local::Cursor(op)) = &plan
-            && let Some(p) = self.cursor_route(op)
-        {
-            plan = p;
-        }
         let result_formats = frontend::bind_result_formats(&f.body).unwrap_or_default();
         let portal = Portal {
             stmt: b.statement.to_string(),
@@ -221,6 +214,18 @@ impl Session {
                 return Ok(());
             }
         };
+        // A cursor statement that one shard answers is sent there as it
+        // is (where is decided now, after the batch's earlier statements;
+        // what it changes is noted once it has run).
+        let cursor = match self.portals.get(&name).map(|p| &p.plan) {
+            Some(Plan::Local(Local::Cursor(op))) => self.cursor_target(op).map(|s| (op.clone(), s)),
+            _ => None,
+        };
+        if let Some((_, shard)) = &cursor
+            && let Some(p) = self.portals.get_mut(&name)
+        {
+            p.plan = super::cursors::single_route(*shard);
+        }
         if self.execute_held(&name, max_rows).await? {
             return Ok(());
         }
@@ -228,17 +233,6 @@ impl Session {
             .portals
             .get(&name)
             .is_some_and(|p| !super::batches::shard_keeps_rows(&p.plan));
-        // A cursor statement sent to one shard: noted once it has run.
-        let cursor = self.portals.get(&name).and_then(|p| {
-            match (&p.plan, self.stmts.get(&p.stmt).map(|s| &s.template)) {
-                (Plan::Route { shards, .. }, Some(Template::Local(Local::Cursor(op))))
-                    if shards.len() == 1 =>
-                {
-                    Some((op.clone(), shards[0]))
-                }
-                _ => None,
-            }
-        });
         if let Some((shardgate_sql::cursor::CursorOp::Close(None), _)) = &cursor
             && self.txn != TxnState::Failed
         {

@@ -69,7 +69,7 @@ impl Session {
                 );
             }
             Local::InTransaction => {
-                let tag = sql
+                let tag = shardgate_sql::cursor::strip_comments(sql)
                     .split_whitespace()
                     .next()
                     .unwrap_or("SET")

@@ -340,11 +340,7 @@ impl Session {
                     if matches!(op, shardgate_sql::cursor::CursorOp::Close(None)) {
                         self.close_all_elsewhere().await?;
                     }
-                    let p = Plan::Route {
-                        shards: vec![shard],
-                        sql: ShardSql::Original,
-                        kind: StmtKind::Other,
-                    };
+                    let p = super::cursors::single_route(shard);
                     let done = Box::pin(self.run_plan_simple(&p, template, sql)).await?;
                     self.cursor_done(op, shard, matches!(done, Done::Ok));
                     Ok(done)
