@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::{PgCluster, Raw, sqlstate};
-use shardgate_testkit::PgServer;
+use common::{PgCluster, Raw, sqlstate, untabled, with_baseline};
 
 type Frames = Vec<(u8, Vec<u8>)>;
 
@@ -89,6 +88,18 @@ fn fetch(r: &mut Raw, sql: &str, batch: i32, describe: bool) -> Frames {
     out
 }
 
+/// Errors by SQLSTATE, RowDescriptions without table OIDs.
+fn comparable(f: Frames) -> Frames {
+    let coded: Frames = f
+        .into_iter()
+        .map(|(t, b)| match t {
+            b'E' => (t, sqlstate(&b).into_bytes()),
+            _ => (t, b),
+        })
+        .collect();
+    untabled(&coded)
+}
+
 fn lossy(f: &Frames) -> Vec<(char, String)> {
     f.iter()
         .map(|(t, b)| (*t as char, String::from_utf8_lossy(b).into_owned()))
@@ -120,28 +131,6 @@ const SETUP: &[&str] = &[
     "INSERT INTO t SELECT i, i % 7, 'v' || (i * 37 % 101) FROM generate_series(1, 200) i",
 ];
 
-/// A RowDescription with each column's table OID and column number
-/// blanked: aggregates and DISTINCT are described by the router's final
-/// query, which reads no table (a known gap: PostgreSQL names `g`'s table
-/// and column).
-fn untabled(f: &Frames) -> Frames {
-    f.iter()
-        .map(|(t, b)| {
-            if *t != b'T' {
-                return (*t, b.clone());
-            }
-            let mut b = b.clone();
-            let mut at = 2;
-            for _ in 0..i16::from_be_bytes([b[0], b[1]]) {
-                at += b[at..].iter().position(|c| *c == 0).unwrap() + 1;
-                b[at..at + 6].fill(0);
-                at += 18;
-            }
-            (*t, b)
-        })
-        .collect()
-}
-
 /// (query, totally ordered?)
 const QUERIES: &[(&str, bool)] = &[
     ("SELECT id, v FROM t ORDER BY id", true),
@@ -171,12 +160,7 @@ const QUERIES: &[(&str, bool)] = &[
 
 #[test]
 fn portal_batches_match_one_postgres() {
-    let c = PgCluster::start(4, TABLE);
-    let single = PgServer::start().unwrap();
-    for sql in SETUP {
-        c.sg.psql(sql).unwrap();
-        single.psql(sql).unwrap();
-    }
+    let (c, single) = with_baseline(4, TABLE, SETUP);
     let mut via = Raw::connect(c.sg.port());
     let mut direct = Raw::connect_as(single.port(), "postgres");
     let mut compared = 0;
@@ -276,18 +260,13 @@ fn portal_batches_past_the_cap_are_refused() {
 /// it); each as one PostgreSQL answers.
 #[test]
 fn portals_and_cursor_statements_across_transactions() {
-    let c = PgCluster::start(2, TABLE);
-    let single = PgServer::start().unwrap();
     let setup = [
         SETUP[0],
         SETUP[1],
         "CREATE TABLE plain (x int)",
         "INSERT INTO plain SELECT generate_series(1, 5)",
     ];
-    for sql in setup {
-        c.sg.psql(sql).unwrap();
-        single.psql(sql).unwrap();
-    }
+    let (c, single) = with_baseline(2, TABLE, &setup);
     let run = |r: &mut Raw| -> Frames {
         let mut out = simple(r, "BEGIN");
         r.send(&[
@@ -322,14 +301,7 @@ fn portals_and_cursor_statements_across_transactions() {
         cstr(&mut close_f, "f");
         r.send(&[Raw::msg(b'C', &close), Raw::msg(b'C', &close_f), sync()]);
         out.append(&mut r.until(b'Z'));
-        untabled(
-            &out.into_iter()
-                .map(|(t, b)| match t {
-                    b'E' => (t, sqlstate(&b).into_bytes()),
-                    _ => (t, b),
-                })
-                .collect(),
-        )
+        comparable(out)
     };
     let run2 = |r: &mut Raw| -> Frames {
         // A DECLARE and its FETCH in one batch (the FETCH goes where the
@@ -358,14 +330,7 @@ fn portals_and_cursor_statements_across_transactions() {
             sync(),
         ]);
         out.append(&mut r.until(b'Z'));
-        untabled(
-            &out.into_iter()
-                .map(|(t, b)| match t {
-                    b'E' => (t, sqlstate(&b).into_bytes()),
-                    _ => (t, b),
-                })
-                .collect(),
-        )
+        comparable(out)
     };
     let want = run2(&mut Raw::connect_as(single.port(), "postgres"));
     let got = run2(&mut Raw::connect(c.sg.port()));

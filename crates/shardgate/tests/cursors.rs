@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{PgCluster, Raw, sqlstate};
-use shardgate_testkit::PgServer;
+use common::{PgCluster, Raw, sqlstate, untabled, with_baseline};
 
 type Frames = Vec<(u8, Vec<u8>)>;
 
@@ -18,27 +17,6 @@ fn simple(r: &mut Raw, sql: &str) -> Frames {
         .map(|(t, b)| match t {
             b'E' => (t, sqlstate(&b).into_bytes()),
             _ => (t, b),
-        })
-        .collect()
-}
-
-/// A RowDescription with each column's table OID and column number
-/// blanked (an aggregate's description comes from the router's final
-/// query, which reads no table: a known gap).
-fn untabled(f: &Frames) -> Frames {
-    f.iter()
-        .map(|(t, b)| {
-            if *t != b'T' {
-                return (*t, b.clone());
-            }
-            let mut b = b.clone();
-            let mut at = 2;
-            for _ in 0..i16::from_be_bytes([b[0], b[1]]) {
-                at += b[at..].iter().position(|c| *c == 0).unwrap() + 1;
-                b[at..at + 6].fill(0);
-                at += 18;
-            }
-            (*t, b)
         })
         .collect()
 }
@@ -207,12 +185,7 @@ const SCRIPTS: &[&[&str]] = &[
 
 #[test]
 fn cursors_over_shards_match_one_postgres() {
-    let c = PgCluster::start(4, TABLE);
-    let single = PgServer::start().unwrap();
-    for sql in SETUP {
-        c.sg.psql(sql).unwrap();
-        single.psql(sql).unwrap();
-    }
+    let (c, single) = with_baseline(4, TABLE, SETUP);
     let mut via = Raw::connect(c.sg.port());
     let mut direct = Raw::connect_as(single.port(), "postgres");
     let mut compared = 0;

@@ -53,7 +53,7 @@ fn retag(tag: &str, n: usize) -> String {
 }
 
 /// Split a reply into whole frames.
-fn frames(mut bytes: Bytes) -> Vec<Bytes> {
+pub(super) fn frames(mut bytes: Bytes) -> Vec<Bytes> {
     let mut out = Vec::new();
     while bytes.len() >= 5 {
         let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;

@@ -10,6 +10,7 @@
 //! PostgreSQL moves over its own. Held cursors are served in the simple
 //! query protocol only, for now.
 
+use super::batches::frames;
 use super::*;
 use shardgate_sql::cursor::{CursorOp, fetch_rows};
 
@@ -56,19 +57,6 @@ pub(super) struct HeldCursor {
     in_txn: bool,
     /// Its place among the session's cursors (see [`Savepoints`]).
     seq: u64,
-}
-
-/// Split a reply into whole frames.
-fn frames(mut bytes: Bytes) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    while bytes.len() >= 5 {
-        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-        if len < 4 || bytes.len() < 1 + len {
-            break;
-        }
-        out.push(bytes.split_to(1 + len));
-    }
-    out
 }
 
 /// The plan of a cursor statement sent as it is to `shard`.

@@ -256,3 +256,41 @@ impl<'a> tokio_postgres::types::FromSql<'a> for RawValue {
         true
     }
 }
+
+/// A reply's frames with each RowDescription's table OIDs and column
+/// numbers blanked: table OIDs are each server's own, and a description
+/// from the router's final query (aggregates, DISTINCT) names no table (a
+/// known gap).
+pub fn untabled(f: &[(u8, Vec<u8>)]) -> Vec<(u8, Vec<u8>)> {
+    f.iter()
+        .map(|(t, b)| {
+            if *t != b'T' {
+                return (*t, b.clone());
+            }
+            let mut b = b.clone();
+            let mut at = 2;
+            for _ in 0..i16::from_be_bytes([b[0], b[1]]) {
+                at += b[at..].iter().position(|c| *c == 0).unwrap() + 1;
+                b[at..at + 6].fill(0);
+                at += 18;
+            }
+            (*t, b)
+        })
+        .collect()
+}
+
+/// `n` shards behind shardgate with `tables` (config), and one plain
+/// PostgreSQL as the baseline, both given the statements of `setup`.
+pub fn with_baseline(
+    n: usize,
+    tables: &str,
+    setup: &[&str],
+) -> (PgCluster, shardgate_testkit::PgServer) {
+    let c = PgCluster::start(n, tables);
+    let single = shardgate_testkit::PgServer::start().unwrap();
+    for sql in setup {
+        c.sg.psql(sql).unwrap();
+        single.psql(sql).unwrap();
+    }
+    (c, single)
+}
