@@ -51,6 +51,37 @@ fn pct_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `url` with the password of its user part and of a `password=`
+/// parameter replaced by `***`.
+fn redact(url: &str) -> String {
+    let (main, query) = match url.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match main.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((auth, host)) => match auth.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => main.to_string(),
+            },
+            None => main.to_string(),
+        },
+        None => main.to_string(),
+    };
+    if let Some(q) = query {
+        let parts: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some(("password", _)) => "password=***".to_string(),
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&parts.join("&"));
+    }
+    out
+}
+
 impl PgConfig {
     /// Parse `postgres://user[:password]@host[:port]/database[?host=..&port=..]`.
     /// As in libpq, the host may be a percent-encoded socket directory
@@ -61,7 +92,9 @@ impl PgConfig {
     /// # Errors
     /// [`BackendError::Config`] naming what is wrong.
     pub fn from_url(url: &str) -> Result<PgConfig, BackendError> {
-        let bad = |why: &str| BackendError::Config(format!("{why} in shard URL {url:?}"));
+        // Errors name the URL without its passwords.
+        let shown = redact(url);
+        let bad = |why: &str| BackendError::Config(format!("{why} in shard URL {shown:?}"));
         let rest = url
             .strip_prefix("postgres://")
             .or_else(|| url.strip_prefix("postgresql://"))
@@ -454,5 +487,10 @@ mod tests {
         );
         assert!(PgConfig::from_url("postgres://a@h/db?sslmode=require").is_err());
         assert!(PgConfig::from_url("postgres://a@h/db?sslmode=disable").is_ok());
+        let e = PgConfig::from_url("postgres://a:s3cret@h:x/db?password=t0p&sslmode=require")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret") && !e.contains("t0p"), "{e}");
+        assert!(e.contains("a:***@h:x/db?password=***"), "{e}");
     }
 }
