@@ -1,6 +1,5 @@
-//! SQL cursors: `DECLARE ... CURSOR FOR` over sharded or reference
-//! tables, and `FETCH`, `MOVE` and `CLOSE`, read into [`CursorOp`]s that the
-//! session carries out (it knows which cursors it holds and where). Pure:
+//! SQL cursors: `DECLARE ... CURSOR FOR`, `FETCH`, `MOVE` and `CLOSE`,
+//! read into [`CursorOp`]s that the session carries out (it knows which cursors it holds and where). Pure:
 //! no connection, no session state.
 
 use crate::error::SqlError;
@@ -57,7 +56,8 @@ pub enum FetchDir {
     Relative(i64),
 }
 
-fn name_of(i: &ast::Ident) -> String {
+/// An identifier as PostgreSQL folds it (unquoted: ASCII lower case).
+pub fn name_of(i: &ast::Ident) -> String {
     if i.quote_style.is_some() {
         i.value.clone()
     } else {
@@ -154,10 +154,41 @@ fn first_word(sql: &str) -> &str {
         .unwrap_or("")
 }
 
+/// `sql` from its first word on: leading whitespace and comments
+/// (`--` lines, nested `/* */`) skipped, nothing copied.
+pub fn skip_leading_comments(sql: &str) -> &str {
+    let mut s = sql.trim_start();
+    loop {
+        if let Some(rest) = s.strip_prefix("--") {
+            s = rest.find('\n').map_or("", |i| &rest[i + 1..]).trim_start();
+        } else if s.starts_with("/*") {
+            let b = s.as_bytes();
+            let (mut depth, mut i) = (0usize, 0);
+            while i < b.len() {
+                if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                    depth += 1;
+                    i += 2;
+                } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            s = s[i.min(b.len())..].trim_start();
+        } else {
+            return s;
+        }
+    }
+}
+
 /// `sql` without its comments (`--` to the end of the line, nested
 /// `/* */`), quoted strings and identifiers left alone (not dollar
-/// quotes: for statement heads and FETCH, which have none).
-pub fn strip_comments(sql: &str) -> String {
+/// quotes: for FETCH and MOVE, which have none).
+fn strip_comments(sql: &str) -> String {
     let b = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
     let mut i = 0;
@@ -214,15 +245,7 @@ pub fn strip_comments(sql: &str) -> String {
 /// A cursor statement's template, or `None` when `sql` is not one (or is
 /// a DECLARE or CLOSE sqlparser cannot read: those go their usual way).
 pub fn cursor_statement(sql: &str) -> Option<Template> {
-    let t = sql.trim_start();
-    let stripped;
-    let head = if t.starts_with("--") || t.starts_with("/*") {
-        stripped = strip_comments(sql);
-        stripped.as_str()
-    } else {
-        sql
-    };
-    let word = first_word(head);
+    let word = first_word(skip_leading_comments(sql));
     let is = |w: &str| word.eq_ignore_ascii_case(w);
     if is("fetch") || is("move") {
         return Some(match parse_fetch(&strip_comments(sql)) {

@@ -83,8 +83,7 @@ pub enum Local {
     Empty,
     /// Answered with this command tag and nothing else.
     Tag(String),
-    /// A cursor statement over sharded or reference tables (see
-    /// [`crate::cursor`]).
+    /// A cursor statement (see [`crate::cursor`]).
     Cursor(crate::cursor::CursorOp),
 }
 

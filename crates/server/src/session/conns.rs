@@ -98,8 +98,8 @@ impl Session {
         self.update_cancel();
     }
 
-    pub(super) fn end_txn(&mut self) {
-        let committed = std::mem::take(&mut self.txn_committed);
+    /// The transaction (block or implicit) ended, `committed` or not.
+    pub(super) fn end_txn(&mut self, committed: bool) {
         self.cursors_at_end(committed);
         // Portals last until the end of their transaction block (those of
         // an implicit one, until Sync).
@@ -207,8 +207,7 @@ impl Session {
                 }
             }
         }
-        self.txn_committed = commit && r.is_none();
-        self.end_txn();
+        self.end_txn(commit && r.is_none());
         Ok(r)
     }
 }

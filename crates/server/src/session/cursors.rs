@@ -331,13 +331,7 @@ impl Session {
             self.savepoints.stack.clear();
             return;
         };
-        let fold = |i: &shardgate_sql::sqlparser::ast::Ident| {
-            if i.quote_style.is_some() {
-                i.value.clone()
-            } else {
-                i.value.to_ascii_lowercase()
-            }
-        };
+        let fold = shardgate_sql::cursor::name_of;
         let sp = &mut self.savepoints;
         match stmts.as_slice() {
             [Statement::Savepoint { name }] => sp.stack.push((fold(name), sp.seq)),

@@ -7,7 +7,7 @@ impl Session {
     pub(super) async fn run_local(&mut self, l: &Local, sql: &str) -> Result<Done, ExecError> {
         match l {
             // Held cursors are served in the simple protocol (the others
-            // were routed at Bind).
+            // are routed to their shard at Execute).
             Local::Cursor(shardgate_sql::cursor::CursorOp::Declare { hold: false, .. })
                 if self.txn == TxnState::Idle =>
             {
@@ -20,7 +20,7 @@ impl Session {
             Local::Cursor(_) => {
                 self.fail_statement(&err_fields(
                     "0A000",
-                    "cursors over several shards (or WITH HOLD over sharded tables) are supported in the simple query protocol only, for now",
+                    "cursors the router holds (over several shards, or WITH HOLD) are supported in the simple query protocol only, for now",
                 ));
                 return Ok(Done::Failed);
             }
@@ -69,7 +69,7 @@ impl Session {
                 );
             }
             Local::InTransaction => {
-                let tag = shardgate_sql::cursor::strip_comments(sql)
+                let tag = shardgate_sql::cursor::skip_leading_comments(sql)
                     .split_whitespace()
                     .next()
                     .unwrap_or("SET")

@@ -113,7 +113,6 @@ pub async fn run(router: Arc<Router>, sock: TcpStream) -> std::io::Result<()> {
         stmts: HashMap::new(),
         portals: HashMap::new(),
         cursors: HashMap::new(),
-        txn_committed: false,
         savepoints: Default::default(),
         plan_cache: HashMap::new(),
         plan_cache_version: 0,
@@ -155,8 +154,6 @@ struct Session {
     portals: HashMap<String, Portal>,
     /// SQL cursors the session knows of (see `cursors`).
     cursors: HashMap<String, cursors::Cursor>,
-    /// The transaction now ending committed (read by `end_txn`).
-    txn_committed: bool,
     /// Savepoints, for the cursors declared after them.
     savepoints: cursors::Savepoints,
     /// Analyzed normalized statements of the simple protocol.
@@ -244,7 +241,7 @@ impl Session {
                     self.conns.clear();
                     self.update_cancel();
                     if self.implicit {
-                        self.end_txn();
+                        self.end_txn(false);
                     } else if self.txn != TxnState::Idle {
                         self.txn = TxnState::Failed;
                         self.doomed = true;
