@@ -369,8 +369,22 @@ impl Session {
                     result_formats: &result_formats,
                     describe,
                 };
-                self.run_move(shards, delete, sql, rule, key_positions, reply)
-                    .await?
+                // Alone in its batch, a key move is a transaction of its
+                // own; with other writes, or statements after it, it is
+                // part of the batch's.
+                let in_batch = self.txn == TxnState::Idle
+                    && (!self.batch_writes.is_empty() || !self.next_is_sync());
+                match if in_batch {
+                    self.batch_transaction().await?
+                } else {
+                    None
+                } {
+                    Some(d) => d,
+                    None => {
+                        self.run_move(shards, delete, sql, rule, key_positions, reply)
+                            .await?
+                    }
+                }
             }
             // Subqueries run first in the simple protocol only (they
             // would need the parameters inlined, the reply its formats).
@@ -384,11 +398,7 @@ impl Session {
                 Done::Failed
             }
             Plan::Read(node) => {
-                let what = match node {
-                    shardgate_sql::Node::Aggregate { .. } => "aggregate",
-                    _ => "ORDER BY/LIMIT",
-                };
-                if let Some(d) = self.refuse_merged_read(what) {
+                if let Some(d) = self.merged_read_in_batch().await? {
                     d
                 } else {
                     let tail = frontend::parse_bind(&bind)
@@ -421,7 +431,7 @@ impl Session {
                 );
                 // (A row limit reaches here only for one shard: see
                 // `batches`.)
-                if let Some(d) = self.join_batch(shards, write) {
+                if let Some(d) = self.join_batch(shards, write).await? {
                     d
                 } else {
                     let b = match frontend::parse_bind(&bind) {
@@ -494,7 +504,7 @@ impl Session {
                     kind,
                     StmtKind::Write | StmtKind::WriteCopies | StmtKind::Ddl
                 );
-                if let Some(d) = self.join_batch(shards, write) {
+                if let Some(d) = self.join_batch(shards, write).await? {
                     d
                 } else {
                     let d = self
@@ -541,28 +551,52 @@ impl Session {
     }
 
     /// A write outside a transaction block joins the batch's implicit
-    /// transaction (up to Sync), which may span one shard only for now:
-    /// `Some` (after sending the error) when this write would make it span
-    /// more, else the write is recorded.
-    fn join_batch(&mut self, shards: &[ShardId], write: bool) -> Option<Done> {
+    /// transaction (up to Sync). While the batch writes to one shard, that
+    /// shard's own implicit transaction is the batch's; a write that would
+    /// make it span more shards first turns the batch into a transaction
+    /// of the router's ([`Session::batch_transaction`]). `Some` (after
+    /// sending the error) when that failed.
+    async fn join_batch(
+        &mut self,
+        shards: &[ShardId],
+        write: bool,
+    ) -> Result<Option<Done>, ExecError> {
         if !write || self.txn != TxnState::Idle {
-            return None;
+            return Ok(None);
         }
-        let conflict = if shards.len() > 1 {
+        let spans = if shards.len() > 1 {
             !self.batch_writes.is_empty() || !self.next_is_sync()
         } else {
             self.batch_multi || self.batch_writes.iter().any(|s| *s != shards[0])
         };
-        if conflict {
-            self.send_error(&err_fields(
-                "0A000",
-                "a batch of statements (up to Sync) that writes to more than one shard needs two-phase commit, which is not supported yet; send a multi-shard write in a batch of its own",
-            ));
-            return Some(Done::Failed);
+        if spans {
+            return self.batch_transaction().await;
         }
         self.batch_writes.extend(shards.iter().copied());
         self.batch_multi |= shards.len() > 1;
-        None
+        Ok(None)
+    }
+
+    /// Make the batch (up to Sync, outside a transaction block) one
+    /// transaction of the router's: BEGIN on every shard the batch holds
+    /// (what already ran there becomes part of it, as a BEGIN inside a
+    /// batch does in PostgreSQL), and on every shard it joins later. It is
+    /// implicit: it ends at Sync, committed (with two-phase commit when it
+    /// wrote to several shards) unless a statement failed, then rolled
+    /// back on every shard. `Some` (after sending the error) when a BEGIN
+    /// failed; the batch is then rolled back at Sync.
+    pub(super) async fn batch_transaction(&mut self) -> Result<Option<Done>, ExecError> {
+        let held: Vec<ShardId> = self.conns.keys().copied().collect();
+        if !held.is_empty()
+            && let Some(e) = shardgate_exec::internal(&mut self.conns, &held, "BEGIN").await?
+        {
+            self.send_error(&e);
+            return Ok(Some(Done::Failed));
+        }
+        self.begin_implicit();
+        self.written = std::mem::take(&mut self.batch_writes);
+        self.batch_multi = false;
+        Ok(None)
     }
 
     /// Is the client's next message a Sync? Looks at what was received,
@@ -577,19 +611,15 @@ impl Session {
         self.rbuf.len() >= 5 && self.rbuf[..5] == [b'S', 0, 0, 0, 4]
     }
 
-    /// A merged multi-shard read cannot yet follow a write in the same
-    /// implicit transaction: the refusal, if it applies.
-    fn refuse_merged_read(&mut self, what: &str) -> Option<Done> {
+    /// A merged multi-shard read syncs its shards, which would end the
+    /// shard transactions of the batch's earlier writes: after a write,
+    /// the batch becomes a transaction of the router's first. `Some`
+    /// (after sending the error) when that failed.
+    async fn merged_read_in_batch(&mut self) -> Result<Option<Done>, ExecError> {
         if self.txn != TxnState::Idle || self.batch_writes.is_empty() {
-            return None;
+            return Ok(None);
         }
-        self.send_error(&err_fields(
-            "0A000",
-            format!(
-                "a multi-shard {what} after a write in the same batch is not supported yet; Sync between them"
-            ),
-        ));
-        Some(Done::Failed)
+        self.batch_transaction().await
     }
 
     pub(super) async fn answer_pending_describes(&mut self) -> Result<(), ExecError> {
@@ -676,6 +706,9 @@ impl Session {
         // Outside a transaction, a batch is one implicit transaction: when
         // it failed, no shard may keep its part.
         let rollback = self.skip_to_sync && self.txn == TxnState::Idle;
+        // The batch became a transaction of the router's: it ends here.
+        let own_txn = self.implicit && self.txn != TxnState::Idle;
+        let commit = own_txn && !self.skip_to_sync && self.txn == TxnState::Active;
         if self.skip_to_sync {
             for p in self.portals.values_mut() {
                 p.describe_pending = false;
@@ -706,6 +739,9 @@ impl Session {
             };
             self.conns.append(&mut sub);
             st?;
+        }
+        if own_txn && let Some(e) = self.finish_txn(commit).await? {
+            self.send_error(&e);
         }
         self.batch_used.clear();
         if self.txn == TxnState::Idle {

@@ -25,7 +25,35 @@ impl Session {
                 return Ok(Done::Failed);
             }
             Local::Begin => {
-                if self.txn != TxnState::Idle {
+                if self.txn != TxnState::Idle && self.implicit {
+                    // A batch that became the router's transaction (see
+                    // `batch_transaction`): as a BEGIN inside a batch does
+                    // in PostgreSQL, this makes it a transaction block,
+                    // open past Sync. Options could no longer apply on the
+                    // shards that began already.
+                    let words: Vec<String> = shardgate_sql::cursor::skip_leading_comments(sql)
+                        .split(|c: char| c.is_whitespace() || c == ';')
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_ascii_uppercase)
+                        .collect();
+                    let plain = match words.as_slice() {
+                        [b] => b == "BEGIN",
+                        [b, w] => {
+                            (b == "BEGIN" && (w == "WORK" || w == "TRANSACTION"))
+                                || (b == "START" && w == "TRANSACTION")
+                        }
+                        _ => false,
+                    };
+                    if !plain {
+                        self.fail_statement(&err_fields(
+                            "0A000",
+                            "BEGIN with options after writes to several shards in the same batch is not supported; send BEGIN first",
+                        ));
+                        return Ok(Done::Failed);
+                    }
+                    self.implicit = false;
+                    self.prelude = vec![sql.to_string()];
+                } else if self.txn != TxnState::Idle {
                     self.notice("25001", "there is already a transaction in progress");
                 } else {
                     // Connections already held (earlier in this query
@@ -58,6 +86,11 @@ impl Session {
                     );
                     return Ok(Done::Ok);
                 }
+                if self.implicit {
+                    // The batch's own transaction (see `batch_transaction`):
+                    // PostgreSQL ends a batch's implicit one with a warning.
+                    self.notice("25P01", "there is no transaction in progress");
+                }
                 let commit = *l == Local::Commit && self.txn == TxnState::Active;
                 if let Some(e) = self.finish_txn(commit).await? {
                     self.send_error(&e);
@@ -80,6 +113,20 @@ impl Session {
                     return self
                         .route_simple(&[self.topo.default_shard], sql, StmtKind::Other)
                         .await;
+                }
+                if self.implicit && matches!(tag.as_str(), "SAVEPOINT" | "RELEASE" | "ROLLBACK") {
+                    // An implicit transaction (a batch, a query string) has
+                    // no savepoints in PostgreSQL.
+                    let what = match tag.as_str() {
+                        "SAVEPOINT" => "SAVEPOINT",
+                        "RELEASE" => "RELEASE SAVEPOINT",
+                        _ => "ROLLBACK TO SAVEPOINT",
+                    };
+                    self.fail_statement(&err_fields(
+                        "25P01",
+                        format!("{what} can only be used in transaction blocks"),
+                    ));
+                    return Ok(Done::Failed);
                 }
                 let recovering = tag == "ROLLBACK";
                 if self.doomed {

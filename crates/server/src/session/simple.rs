@@ -51,9 +51,7 @@ impl Session {
             && !analyzed.iter().any(|a| {
                 matches!(
                     a.template,
-                    Template::Local(
-                        Local::Begin | Local::Commit | Local::Rollback | Local::InTransaction
-                    )
+                    Template::Local(Local::Begin | Local::Commit | Local::Rollback)
                 )
             });
         if implicit {
