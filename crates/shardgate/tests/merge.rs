@@ -258,6 +258,71 @@ async fn order_by_limit_offset_match_one_postgres() {
         };
         assert_eq!(names(&got), names(&want), "{q}");
     }
+    // The same in the extended protocol, with bind parameters (binary, as
+    // tokio-postgres sends them) inside and outside the subqueries: they
+    // are written in as literals before the subqueries run.
+    type P<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+    let (n5, n1000, cust3, id30, tname): (i32, i32, i64, i64, &str) =
+        (5, 1000, 3, 30, "sg_subquery_result_1");
+    let none: Option<i32> = None;
+    let cases: Vec<(&str, Vec<P>)> = vec![
+        (
+            "SELECT id, n FROM items WHERE n > (SELECT avg(n) FROM items WHERE n < $1) AND cust <> $2 ORDER BY id",
+            vec![&n1000, &cust3],
+        ),
+        (
+            "SELECT count(*), sum(n) FROM items WHERE cust IN (SELECT cust FROM items WHERE n = $1 OR t = $2)",
+            vec![&n5, &tname],
+        ),
+        (
+            "SELECT (SELECT max(n) FROM items WHERE n < $1) AS m, EXISTS (SELECT 1 FROM items WHERE n > $1) AS e, $2::bigint AS k",
+            vec![&n1000, &cust3],
+        ),
+        (
+            "SELECT count(*) FROM items WHERE n NOT IN (SELECT n FROM items WHERE id < $1 AND n IS NOT NULL)",
+            vec![&id30],
+        ),
+        (
+            "SELECT id FROM items WHERE n > (SELECT min(n) FROM items WHERE n > $1) ORDER BY id LIMIT 3",
+            vec![&none],
+        ),
+    ];
+    for (q, params) in &cases {
+        let want = one.query(*q, params).await.unwrap();
+        let got = sg
+            .query(*q, params)
+            .await
+            .unwrap_or_else(|e| panic!("{q} (extended): {e:?}"));
+        let raw = |rows: &[tokio_postgres::Row]| -> Vec<Vec<Option<Vec<u8>>>> {
+            rows.iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| r.get::<_, Option<RawValue>>(i).map(|v| v.0))
+                        .collect()
+                })
+                .collect()
+        };
+        assert_eq!(raw(&got), raw(&want), "{q} (extended)");
+        if let (Some(g), Some(w)) = (got.first(), want.first()) {
+            let names = |r: &tokio_postgres::Row| -> Vec<String> {
+                r.columns().iter().map(|c| c.name().to_string()).collect()
+            };
+            assert_eq!(names(g), names(w), "{q} (extended): column names");
+        }
+    }
+    // A write whose subquery runs first, with parameters: the same rows
+    // changed.
+    let upd = "UPDATE items SET n = n + $1 WHERE n > (SELECT avg(n) FROM items WHERE cust <> $2)";
+    let want = one.execute(upd, &[&n5, &cust3]).await.unwrap();
+    let got = sg.execute(upd, &[&n5, &cust3]).await.unwrap();
+    assert_eq!(got, want, "{upd}");
+    let check = "SELECT id, n FROM items ORDER BY id";
+    let (g, w) = (
+        sg.simple_query(check).await.unwrap(),
+        one.simple_query(check).await.unwrap(),
+    );
+    assert_eq!(text_rows(&g), text_rows(&w), "{upd}: rows");
+
     // What a literal could get wrong is refused: more than one row for a
     // scalar (PostgreSQL might not have evaluated it), ANY (subquery), a
     // subquery inside one run first, a correlated one.

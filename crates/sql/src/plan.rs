@@ -633,13 +633,22 @@ impl Template {
                 outer,
             } => match original.resolve_with_ids(params, ids, all, default) {
                 Ok(p) => Ok(p),
-                // Subqueries with parameters would need them inlined.
-                Err(e) if !params.is_empty() => Err(e),
-                Err(refused) => Ok(Plan::PreEvaluate {
+                Err(refused) if params.is_empty() => Ok(Plan::PreEvaluate {
                     subs: subs.clone(),
                     outer: outer.clone(),
                     refused,
                 }),
+                // The subqueries run on their own: the parameters go in as
+                // literals.
+                Err(refused) => {
+                    let (subs, outer) =
+                        crate::analyze::subquery::with_params(subs, outer, params)?;
+                    Ok(Plan::PreEvaluate {
+                        subs,
+                        outer: Box::new(outer),
+                        refused,
+                    })
+                }
             },
             Template::Explain(t) => Ok(Plan::Explain(Box::new(
                 t.resolve_with_ids(params, ids, all, default)?,

@@ -386,16 +386,29 @@ impl Session {
                     }
                 }
             }
-            // Subqueries run first in the simple protocol only (they
-            // would need the parameters inlined, the reply its formats).
-            Plan::PreEvaluate { refused, .. } => {
-                self.send_error(&ErrorFields {
-                    hint: Some(
-                        "its subqueries (or INSERT's SELECT) over sharded tables can run first in the simple query protocol only, for now".into(),
-                    ),
-                    ..sql_err(refused)
-                });
-                Done::Failed
+            Plan::PreEvaluate {
+                subs,
+                outer,
+                refused,
+            } => {
+                // As a key move: alone in its batch a transaction of its
+                // own, else part of the batch's.
+                let in_batch = self.txn == TxnState::Idle
+                    && (!self.batch_writes.is_empty() || !self.next_is_sync());
+                match if in_batch {
+                    self.batch_transaction().await?
+                } else {
+                    None
+                } {
+                    Some(d) => d,
+                    None => {
+                        let reply = super::moves::Reply::Extended {
+                            result_formats: &result_formats,
+                            describe,
+                        };
+                        self.run_pre_evaluated(subs, outer, refused, reply).await?
+                    }
+                }
             }
             Plan::Read(node) => {
                 if let Some(d) = self.merged_read_in_batch().await? {

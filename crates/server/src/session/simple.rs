@@ -388,7 +388,10 @@ impl Session {
                 subs,
                 outer,
                 refused,
-            } => self.run_pre_evaluated(subs, outer, refused).await,
+            } => {
+                self.run_pre_evaluated(subs, outer, refused, super::moves::Reply::Simple)
+                    .await
+            }
             Plan::Read(node) => {
                 let req = shardgate_exec::ReadRequest {
                     extended: false,

@@ -4,11 +4,12 @@
 //! statement, which then runs as any statement.
 
 use super::*;
+use super::moves::Reply;
 use shardgate_sql::analyze::subquery::{Filled, Sub, SubKind, fill};
 use shardgate_sql::sqlparser::ast::Statement;
 
 /// A subquery's reply, read back from the held output.
-struct Reply {
+struct SubReply {
     /// Type OID of each column.
     types: Vec<u32>,
     /// Rows, values as text.
@@ -18,8 +19,8 @@ struct Reply {
 }
 
 /// Read the frames of a held reply.
-fn read_reply(bytes: &[u8]) -> Reply {
-    let mut r = Reply {
+fn read_reply(bytes: &[u8]) -> SubReply {
+    let mut r = SubReply {
         types: Vec::new(),
         rows: Vec::new(),
         error: None,
@@ -92,6 +93,7 @@ impl Session {
         subs: &[Sub],
         outer: &Statement,
         refused: &SqlError,
+        reply: Reply<'_>,
     ) -> Result<Done, ExecError> {
         let embedded = self
             .router
@@ -111,7 +113,9 @@ impl Session {
         if implicit {
             self.begin_implicit();
         }
-        let done = self.run_pre_evaluated_in(subs, outer, refused).await?;
+        let done = self
+            .run_pre_evaluated_in(subs, outer, refused, reply)
+            .await?;
         if implicit && self.txn != TxnState::Idle {
             let commit = self.txn == TxnState::Active;
             if let Some(e) = self.finish_txn(commit).await? {
@@ -128,6 +132,7 @@ impl Session {
         subs: &[Sub],
         outer: &Statement,
         refused: &SqlError,
+        reply: Reply<'_>,
     ) -> Result<Done, ExecError> {
         let mut results = Vec::with_capacity(subs.len());
         for sub in subs {
@@ -163,16 +168,83 @@ impl Session {
                 kind: StmtKind::Write,
             };
             let t = Template::Local(Local::Empty);
-            return Box::pin(self.run_plan_simple(&plan, &t, &sql)).await;
+            return self.run_filled(plan, t, sql, reply).await;
         }
         let t = shardgate_sql::analyze(&sql, &self.topo);
         match self.resolve_plan(&t, &Params::none()) {
-            Ok(p) => Box::pin(self.run_plan_simple(&p, &t, &sql)).await,
+            Ok(p) => self.run_filled(p, t, sql, reply).await,
             Err(e) => {
                 self.fail_statement(&sql_err(&e));
                 Ok(Done::Failed)
             }
         }
+    }
+
+    /// Run the statement with the subqueries' results written in, and
+    /// answer as the client asked: in the extended protocol as a portal of
+    /// the router's own (no parameters left, the client's result formats).
+    async fn run_filled(
+        &mut self,
+        plan: Plan,
+        template: Template,
+        sql: String,
+        reply: Reply<'_>,
+    ) -> Result<Done, ExecError> {
+        let Reply::Extended {
+            result_formats,
+            describe,
+        } = reply
+        else {
+            return Box::pin(self.run_plan_simple(&plan, &template, &sql)).await;
+        };
+        // A statement and portal of the router's (the portal's name may
+        // reach a shard), under a name the client does not use.
+        let name = (0u32..)
+            .map(|i| format!("sg_pre_evaluated_{i}"))
+            .find(|n| !self.stmts.contains_key(n) && !self.portals.contains_key(n))
+            .unwrap_or_default();
+        // The Bind's own names are not read (the maps are).
+        let mut bind = bytes::BytesMut::new();
+        shardgate_wire::put_cstr(&mut bind, "");
+        shardgate_wire::put_cstr(&mut bind, "");
+        bind.extend_from_slice(&[0, 0, 0, 0]);
+        bind.extend_from_slice(&(result_formats.len() as i16).to_be_bytes());
+        for f in result_formats {
+            bind.extend_from_slice(&f.to_be_bytes());
+        }
+        let version = self.topo.version;
+        self.stmts.insert(
+            name.clone(),
+            Prepared {
+                sql,
+                types: Vec::new(),
+                param_types_described: None,
+                template,
+                version,
+            },
+        );
+        self.portals.insert(
+            name.clone(),
+            Portal {
+                stmt: name.clone(),
+                plan,
+                bind: bind.freeze(),
+                result_formats: result_formats.to_vec(),
+                describe_pending: describe,
+                bound_on: None,
+                held: None,
+            },
+        );
+        let failed_before = self.skip_to_sync;
+        let r = Box::pin(self.execute_portal(&name, 0)).await;
+        self.portals.remove(&name);
+        self.stmts.remove(&name);
+        r?;
+        Ok(if self.skip_to_sync && !failed_before {
+            Done::Failed
+        } else {
+            Done::Ok
+        })
     }
 
     /// Run one subquery with its reply held back: its result, or

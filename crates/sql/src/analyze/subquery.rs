@@ -327,6 +327,36 @@ impl VisitorMut for Replacer<'_> {
     }
 }
 
+/// `subs` and `outer` with the statement's bind parameters written in as
+/// literals (an extended-protocol statement: the subqueries run on their
+/// own, without the client's parameters).
+///
+/// # Errors
+/// A parameter that cannot be written as a literal.
+pub fn with_params(
+    subs: &[Sub],
+    outer: &Statement,
+    params: &crate::params::Params<'_>,
+) -> Result<(Vec<Sub>, Statement), SqlError> {
+    let mut outer = outer.clone();
+    crate::rewrite::inline_statement(&mut outer, params)?;
+    let subs = subs
+        .iter()
+        .map(|s| {
+            let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, &s.sql)
+                .ok()
+                .and_then(|mut v| (v.len() == 1).then(|| v.remove(0)))
+                .ok_or_else(|| SqlError::Invalid("a subquery run first does not parse".into()))?;
+            crate::rewrite::inline_statement(&mut stmt, params)?;
+            Ok(Sub {
+                sql: stmt.to_string(),
+                kind: s.kind.clone(),
+            })
+        })
+        .collect::<Result<Vec<Sub>, SqlError>>()?;
+    Ok((subs, outer))
+}
+
 /// The marker's number in `e`, if `e` is one.
 fn marker_of(e: &Expr) -> Option<usize> {
     match e {
