@@ -5,7 +5,8 @@
 //! shardgate the batch becomes a transaction of the router's, committed
 //! with two-phase commit; every reply is compared, message for message,
 //! with one plain PostgreSQL holding the same rows, and so are the rows
-//! left behind.
+//! left behind. Also: portals of statements whose subqueries run first,
+//! described before they run.
 
 mod common;
 
@@ -14,7 +15,8 @@ use std::collections::BTreeSet;
 
 type Frames = Vec<(u8, Vec<u8>)>;
 
-const TABLE: &str = "[[tables]]\nname = \"orders\"\nshard_key = \"customer_id\"\nkey_type = \"bigint\"\n";
+const TABLE: &str =
+    "[[tables]]\nname = \"orders\"\nshard_key = \"customer_id\"\nkey_type = \"bigint\"\n";
 
 const SETUP: &[&str] = &[
     "CREATE TABLE orders (customer_id bigint, id bigint, amount int NOT NULL CHECK (amount >= 0), \
@@ -222,7 +224,10 @@ fn batches_writing_to_several_shards_are_one_transaction() {
     // transaction, so a failure after it undoes it (first), else it
     // commits with the rest.
     let (from, to) = (6i64, 150i64);
-    assert!(t.owners(&[from]) != t.owners(&[to]), "the move must cross shards");
+    assert!(
+        t.owners(&[from]) != t.owners(&[to]),
+        "the move must cross shards"
+    );
     for tail in [
         "INSERT INTO orders VALUES (8, 8, 1)",
         "INSERT INTO orders VALUES (151, 151, 1)",
@@ -356,4 +361,24 @@ fn transaction_control_inside_such_batches() {
         )
     });
     t.rows_agree("a batch after");
+}
+
+/// A portal whose statement runs subqueries first, described without
+/// being executed (Describe portal, then Sync), and then described and
+/// executed in one batch, as drivers do.
+#[test]
+fn portals_that_run_subqueries_first_are_described() {
+    let mut t = Compare::start();
+    let sql = "SELECT customer_id, amount, amount > (SELECT avg(amount) FROM orders) AS big FROM orders WHERE amount > (SELECT avg(amount) FROM orders) ORDER BY customer_id";
+    let describe_only = |r: &mut Raw| {
+        let mut msgs = stmt(sql);
+        msgs.pop(); // no Execute
+        msgs.push(Raw::msg(b'S', &[]));
+        r.send(&msgs);
+        r.until(b'Z')
+    };
+    let f = t.same("Describe portal alone", describe_only);
+    assert!(f.iter().any(|(t, _)| *t == b'T'), "{:?}", lossy(&f));
+    let f = t.same("Describe portal and Execute", |r| batch(r, &[sql]));
+    assert!(f.iter().filter(|(t, _)| *t == b'D').count() > 3);
 }

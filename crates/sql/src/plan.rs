@@ -641,8 +641,7 @@ impl Template {
                 // The subqueries run on their own: the parameters go in as
                 // literals.
                 Err(refused) => {
-                    let (subs, outer) =
-                        crate::analyze::subquery::with_params(subs, outer, params)?;
+                    let (subs, outer) = crate::analyze::subquery::with_params(subs, outer, params)?;
                     Ok(Plan::PreEvaluate {
                         subs,
                         outer: Box::new(outer),

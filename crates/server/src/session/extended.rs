@@ -650,6 +650,7 @@ impl Session {
             let plan = p.plan.clone();
             let bind = p.bind.clone();
             let stmt = p.stmt.clone();
+            let default_shard = self.topo.default_shard;
             // The shards whose answer to the client's own statement
             // describes the portal.
             let described_by = match &plan {
@@ -665,6 +666,9 @@ impl Session {
                     kind: StmtKind::Write | StmtKind::WriteCopies,
                 } => Some(shards.as_slice()),
                 Plan::Read(node) => Some(node.shards()),
+                // Subqueries run first: the statement as written, which a
+                // shard can plan (not run).
+                Plan::PreEvaluate { .. } => Some(std::slice::from_ref(&default_shard)),
                 _ => None,
             };
             if let Some(shards) = described_by {

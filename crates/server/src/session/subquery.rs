@@ -3,8 +3,8 @@
 //! own with its reply held back, its rows become literals in the outer
 //! statement, which then runs as any statement.
 
-use super::*;
 use super::moves::Reply;
+use super::*;
 use shardgate_sql::analyze::subquery::{Filled, Sub, SubKind, fill};
 use shardgate_sql::sqlparser::ast::Statement;
 
