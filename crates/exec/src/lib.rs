@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod copy;
 pub mod error;
 pub mod merge;
 pub mod merge_sort;

@@ -207,15 +207,19 @@ fn ends(req: &Request<'_>, f: &Frame) -> bool {
 }
 
 /// The statement's connection to shard `s` (gone: the shard is lost).
+///
+/// # Errors
+/// The session holds none (a bug: it is reported, not a panic).
 // The same error type every (async) function of this crate returns.
 #[allow(clippy::result_large_err)]
-pub(crate) fn conn(conns: &mut Conns, s: ShardId) -> Result<&mut PooledConn, ExecError> {
+pub fn conn(conns: &mut Conns, s: ShardId) -> Result<&mut PooledConn, ExecError> {
     conns
         .get_mut(&s)
         .ok_or_else(|| lost(s, BackendError::Closed))
 }
 
-pub(crate) fn lost(shard: ShardId, source: BackendError) -> ExecError {
+/// A shard connection failed.
+pub fn lost(shard: ShardId, source: BackendError) -> ExecError {
     ExecError::Shard {
         shard: shard.to_string(),
         source,

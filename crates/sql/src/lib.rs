@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 pub mod analyze;
+pub mod copy;
 pub mod cursor;
 pub mod error;
 pub mod fast;

@@ -179,6 +179,8 @@ pub enum Template {
     },
     /// Show the plan of another statement.
     Explain(Box<Template>),
+    /// `COPY ... FROM STDIN` / `TO STDOUT` (see [`crate::copy`]).
+    Copy(Box<crate::copy::CopySpec>),
 }
 
 /// What a DDL statement teaches shardgate, recorded after the shards ran it.
@@ -314,6 +316,13 @@ pub enum Plan {
     },
     /// Describe another plan.
     Explain(Box<Plan>),
+    /// A COPY to or from the client, and where its rows go.
+    Copy {
+        /// The statement.
+        spec: Box<crate::copy::CopySpec>,
+        /// Its shards.
+        route: crate::copy::CopyRoute,
+    },
 }
 
 /// A cross-shard read as a tree of primitives, each doing one thing to
@@ -539,6 +548,24 @@ impl Plan {
                 ));
             }
             Plan::Explain(p) => p.describe_into(out, depth),
+            Plan::Copy { spec, route } => {
+                use crate::copy::CopyRoute;
+                let list = |v: &[ShardId]| {
+                    v.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+                };
+                let line = match route {
+                    CopyRoute::One(s) => format!("Route shards=[{s}]"),
+                    CopyRoute::Copies(v) => format!("CopyToEveryCopy shards=[{}]", list(v)),
+                    CopyRoute::ByKey { rule, shards } => format!(
+                        "CopySplitByKey key=({}) shards=[{}]",
+                        rule.key_columns().join(", "),
+                        list(shards)
+                    ),
+                    CopyRoute::Gather(v) => format!("CopyGather (concatenate) shards=[{}]", list(v)),
+                };
+                out.push(format!("{pad}{line}"));
+                out.push(format!("{pad}  sql: {}", spec.sql));
+            }
             Plan::PreEvaluate { subs, outer, .. } => {
                 out.push(format!(
                     "{pad}PreEvaluate (uncorrelated subqueries run first, their results written into the statement)"
@@ -649,6 +676,17 @@ impl Template {
                     })
                 }
             },
+            Template::Copy(spec) => {
+                let query_plan = match &spec.query {
+                    Some(q) => Some(q.resolve_with_ids(params, ids, all, default)?),
+                    None => None,
+                };
+                let route = spec.route(all, default, query_plan.as_ref())?;
+                Ok(Plan::Copy {
+                    spec: spec.clone(),
+                    route,
+                })
+            }
             Template::Explain(t) => Ok(Plan::Explain(Box::new(
                 t.resolve_with_ids(params, ids, all, default)?,
             ))),

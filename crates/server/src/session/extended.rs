@@ -386,6 +386,13 @@ impl Session {
                     }
                 }
             }
+            Plan::Copy { .. } => {
+                self.send_error(&err_fields(
+                    "0A000",
+                    "COPY through shardgate is supported in the simple query protocol only, for now",
+                ));
+                Done::Failed
+            }
             Plan::PreEvaluate {
                 subs,
                 outer,

@@ -11,6 +11,7 @@
 
 mod batches;
 mod conns;
+mod copy;
 mod cursors;
 mod extended;
 mod local;

@@ -384,6 +384,7 @@ impl Session {
                 )
                 .await
             }
+            Plan::Copy { spec, route } => self.run_copy(spec, route).await,
             Plan::PreEvaluate {
                 subs,
                 outer,

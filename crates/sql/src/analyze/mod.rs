@@ -168,7 +168,12 @@ fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
                 "statement is too deeply nested for shardgate's parser".into(),
             ));
         }
-        Err(e) => return unparsed(sql, topo, e.to_string()),
+        Err(e) => match crate::copy::with_true_false(sql)
+            .and_then(|s| Parser::parse_sql(&dialect, &s).ok())
+        {
+            Some(s) => s,
+            None => return unparsed(sql, topo, e.to_string()),
+        },
     };
     let [stmt] = stmts.as_slice() else {
         return Err(SqlError::Syntax("expected exactly one statement".into()));
@@ -179,7 +184,27 @@ fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
 /// A statement sqlparser cannot parse is sent to the default shard only when
 /// it names no table that has a rule: it cannot touch sharded data then.
 fn unparsed(sql: &str, topo: &Topology, why: String) -> Result<Template, SqlError> {
+    // A COPY passed through unread would put the session in copy mode
+    // without the router knowing.
+    if crate::cursor::skip_leading_comments(sql)
+        .get(..4)
+        .is_some_and(|w| w.eq_ignore_ascii_case("copy"))
+    {
+        return Err(SqlError::Syntax(format!(
+            "shardgate could not parse this COPY statement: {why}"
+        )));
+    }
     if let Some(t) = names_ruled_table(sql, topo) {
+        // VACUUM and ANALYZE of placed tables: on every shard (not in a
+        // transaction made for it: VACUUM refuses one).
+        let first = crate::cursor::skip_leading_comments(sql)
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if matches!(first.as_str(), "vacuum" | "analyze" | "analyse") {
+            return Ok(route(Targets::All, StmtKind::Other));
+        }
         return Err(SqlError::Syntax(format!(
             "shardgate could not parse this statement, which names table {t}: {why}"
         )));
@@ -444,7 +469,11 @@ fn check_names(stmt: &Statement, topo: &Topology) -> Result<(), SqlError> {
     n.err.map_or(Ok(()), Err)
 }
 
-fn analyze_statement(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template, SqlError> {
+pub(crate) fn analyze_statement(
+    stmt: &Statement,
+    sql: &str,
+    topo: &Topology,
+) -> Result<Template, SqlError> {
     let t = analyze_one(stmt, sql, topo);
     // Refused as it stands (or unless it reaches one shard): its
     // uncorrelated subqueries over sharded tables may run first.
@@ -596,11 +625,7 @@ fn analyze_one(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template,
             analyze_statement(statement, &statement.to_string(), topo)
                 .unwrap_or_else(Template::Refuse),
         )),
-        S::Copy { .. } => {
-            return Err(SqlError::Unsupported(
-                "COPY through shardgate is not supported yet".into(),
-            ));
-        }
+        S::Copy { .. } => crate::copy::analyze(stmt, topo)?,
         S::Prepare { .. } | S::Execute { .. } => {
             return Err(SqlError::Unsupported(
                 "SQL-level PREPARE/EXECUTE is not supported; use the extended query protocol"
