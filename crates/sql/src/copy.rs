@@ -312,7 +312,9 @@ impl CopySpec {
             match rule.map(|r| &r.kind) {
                 None => CopyRoute::One(default),
                 Some(TableKind::Reference) if self.from_client => CopyRoute::Copies(all.to_vec()),
-                Some(TableKind::Reference) => CopyRoute::One(all.first().copied().unwrap_or(default)),
+                Some(TableKind::Reference) => {
+                    CopyRoute::One(all.first().copied().unwrap_or(default))
+                }
                 Some(TableKind::Sharded { .. }) if self.from_client => CopyRoute::ByKey {
                     rule: Box::new(rule.cloned().expect("matched a rule")),
                     shards: all.to_vec(),
@@ -338,7 +340,9 @@ mod tests {
     use sqlparser::parser::Parser;
 
     fn spec(sql: &str) -> Result<CopySpec, SqlError> {
-        let s = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
+        let s = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
         match analyze(&s, &Topology::default())? {
             Template::Copy(c) => Ok(*c),
             other => panic!("{other:?}"),
@@ -372,7 +376,9 @@ mod tests {
         assert_eq!(with_true_false("COPY t FROM STDIN"), None);
         assert_eq!(with_true_false("SELECT on"), None);
         let s = with_true_false("copy pgbench_accounts from stdin with (freeze on)").unwrap();
-        let stmt = Parser::parse_sql(&PostgreSqlDialect {}, &s).unwrap().remove(0);
+        let stmt = Parser::parse_sql(&PostgreSqlDialect {}, &s)
+            .unwrap()
+            .remove(0);
         assert!(analyze(&stmt, &Topology::default()).is_ok());
     }
 

@@ -551,7 +551,10 @@ impl Plan {
             Plan::Copy { spec, route } => {
                 use crate::copy::CopyRoute;
                 let list = |v: &[ShardId]| {
-                    v.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+                    v.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
                 };
                 let line = match route {
                     CopyRoute::One(s) => format!("Route shards=[{s}]"),
@@ -561,7 +564,9 @@ impl Plan {
                         rule.key_columns().join(", "),
                         list(shards)
                     ),
-                    CopyRoute::Gather(v) => format!("CopyGather (concatenate) shards=[{}]", list(v)),
+                    CopyRoute::Gather(v) => {
+                        format!("CopyGather (concatenate) shards=[{}]", list(v))
+                    }
                 };
                 out.push(format!("{pad}{line}"));
                 out.push(format!("{pad}  sql: {}", spec.sql));

@@ -15,8 +15,8 @@ use shardgate_sql::copy::{CopyRoute, CopySpec};
 /// Rows bound for one shard go out in CopyData messages of about this size.
 const CHUNK: usize = 64 * 1024;
 
-/// Why a COPY into a sharded table stopped early: a row the router could
-/// not place, or the client's own CopyFail.
+/// A row of a COPY into a sharded table that the router could not place
+/// (a newtype: `RowError` becomes the client's error through it).
 enum Stop {
     Row(ErrorFields),
 }
@@ -75,11 +75,11 @@ impl Session {
             ));
             return Ok(Done::Failed);
         }
-        if spec.from_client {
-            if let Some(e) = self.check_write(&shards, StmtKind::Write) {
-                self.fail_statement(&e);
-                return Ok(Done::Failed);
-            }
+        if spec.from_client
+            && let Some(e) = self.check_write(&shards, StmtKind::Write)
+        {
+            self.fail_statement(&e);
+            return Ok(Done::Failed);
         }
         if let Some(e) = self.ensure(&shards).await? {
             self.fail_statement(&e);
@@ -98,16 +98,25 @@ impl Session {
         let mut buf = BytesMut::new();
         for (i, s) in shards.iter().enumerate() {
             buf.clear();
-            let sql = if i == 0 { &spec.sql } else { &spec.sql_no_header };
+            let sql = if i == 0 {
+                &spec.sql
+            } else {
+                &spec.sql_no_header
+            };
             frontend::query(&mut buf, sql);
             let c = shardgate_exec::run::conn(&mut self.conns, *s)?;
-            c.send(&buf).await.map_err(|e| shardgate_exec::run::lost(*s, e))?;
+            c.send(&buf)
+                .await
+                .map_err(|e| shardgate_exec::run::lost(*s, e))?;
         }
         let (mut started, mut total, mut error) = (false, 0u64, None::<ErrorFields>);
         for s in shards {
             let c = shardgate_exec::run::conn(&mut self.conns, *s)?;
             loop {
-                let f = c.recv().await.map_err(|e| shardgate_exec::run::lost(*s, e))?;
+                let f = c
+                    .recv()
+                    .await
+                    .map_err(|e| shardgate_exec::run::lost(*s, e))?;
                 match f.tag {
                     b'H' if !started && error.is_none() => {
                         started = true;
@@ -220,11 +229,9 @@ impl Session {
                     .copy_key_fields(spec, shards[0], rule.key_columns(), key_types)
                     .await?
                 {
-                    Ok((positions, types)) => Some((
-                        Splitter::new(&spec.options, positions),
-                        types,
-                        rule.clone(),
-                    )),
+                    Ok((positions, types)) => {
+                        Some((Splitter::new(&spec.options, positions), types, rule.clone()))
+                    }
                     Err(e) => {
                         self.fail_statement(&e);
                         return Ok(Done::Failed);
@@ -235,9 +242,7 @@ impl Session {
         };
         // Outside a transaction block, several shards: one transaction.
         let wrap = self.txn == TxnState::Idle && shards.len() > 1;
-        if wrap
-            && let Some(e) = shardgate_exec::internal(&mut self.conns, shards, "BEGIN").await?
-        {
+        if wrap && let Some(e) = shardgate_exec::internal(&mut self.conns, shards, "BEGIN").await? {
             let _ = shardgate_exec::internal(&mut self.conns, shards, "ROLLBACK").await?;
             self.fail_statement(&e);
             return Ok(Done::Failed);
@@ -284,7 +289,12 @@ impl Session {
         }
         let Some(response) = response else {
             return self
-                .copy_in_result(shards, wrap, Some(err_fields("XX000", "no shard started the COPY")), 0)
+                .copy_in_result(
+                    shards,
+                    wrap,
+                    Some(err_fields("XX000", "no shard started the COPY")),
+                    0,
+                )
                 .await;
         };
         response.encode(&mut self.out.buf);
@@ -306,7 +316,9 @@ impl Session {
                     continue;
                 }
                 Err(e) => {
-                    stop.get_or_insert_with(|| err_fields("08P01", format!("invalid message: {e}")));
+                    stop.get_or_insert_with(|| {
+                        err_fields("08P01", format!("invalid message: {e}"))
+                    });
                     break;
                 }
             };
