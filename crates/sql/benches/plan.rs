@@ -5,6 +5,10 @@
 //! - `resolve prepared point select`: the extended-protocol path, where the
 //!   template is cached at Parse and only resolved (with a binary int8
 //!   parameter) at each Bind;
+//! - `plan cache hit, simple point select`: the simple-protocol path once
+//!   the session has seen the statement's shape: the literals are lifted
+//!   out (`normalize`), the template is found by the normalized text and
+//!   resolved with the literals as text parameters;
 //! - `analyze 3-way join`: analysis of a join of three co-located tables.
 //!
 //! Small sample sizes keep `cargo bench -p shardgate-sql` well under 30 s.
@@ -57,6 +61,23 @@ fn bench(c: &mut Criterion) {
             black_box(&template)
                 .resolve(black_box(&params), &all, default)
                 .expect("plans")
+        })
+    });
+
+    // The session's plan cache, as `cached_single_shard` uses it.
+    let mut cache = std::collections::HashMap::new();
+    let n = shardgate_sql::normalize::normalize(POINT).expect("normalizes");
+    cache.insert(n.text.clone(), analyze(&n.text, &topo));
+    c.bench_function("plan cache hit, simple point select", |b| {
+        b.iter(|| {
+            let n = shardgate_sql::normalize::normalize(black_box(POINT)).expect("normalizes");
+            let t = cache.get(n.text.as_str()).expect("cached");
+            let params = Params {
+                values: n.values.iter().map(|v| Some(v.as_bytes())).collect(),
+                binary: Vec::new(),
+                types: Vec::new(),
+            };
+            t.resolve(&params, &all, default).expect("plans")
         })
     });
 
