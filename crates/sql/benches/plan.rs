@@ -1,5 +1,7 @@
 //! Planner latency, in microseconds per statement:
 //!
+//! - `parse only (sqlparser), point select`: the baseline, sqlparser's own
+//!   parse of the statement;
 //! - `analyze+resolve point select`: the simple-protocol path, parsing and
 //!   analyzing `SELECT * FROM orders WHERE customer_id = 42` and resolving it;
 //! - `resolve prepared point select`: the extended-protocol path, where the
@@ -37,6 +39,17 @@ fn bench(c: &mut Criterion) {
     analyze(POINT, &topo)
         .resolve(&Params::none(), &all, default)
         .expect("point select plans");
+
+    // The baseline: sqlparser's parse of the same text alone.
+    c.bench_function("parse only (sqlparser), point select", |b| {
+        b.iter(|| {
+            shardgate_sql::sqlparser::parser::Parser::parse_sql(
+                &shardgate_sql::sqlparser::dialect::PostgreSqlDialect {},
+                black_box(POINT),
+            )
+            .expect("parses")
+        })
+    });
 
     c.bench_function("analyze+resolve point select", |b| {
         b.iter(|| {

@@ -265,10 +265,7 @@ pub fn analyze(stmt: &Statement, topo: &Topology) -> Result<Template, SqlError> 
     if let Some(t) = &table
         && !*to
         && !columns.is_empty()
-        && let Some(missing) = topo
-            .id_columns(t)
-            .iter()
-            .find(|c| !columns.contains(*c))
+        && let Some(missing) = topo.id_columns(t).iter().find(|c| !columns.contains(*c))
     {
         return Err(unsupported(format!(
             "COPY into \"{t}\" must include column \"{missing}\" (shardgate draws its shardgate.next_id() default for INSERTs only)"
@@ -400,7 +397,11 @@ mod tests {
     fn id_columns_must_come_with_the_data() {
         let mut topo = Topology::default();
         topo.id_defaults.insert("t".into(), vec!["id".into()]);
-        let parse = |sql: &str| Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
+        let parse = |sql: &str| {
+            Parser::parse_sql(&PostgreSqlDialect {}, sql)
+                .unwrap()
+                .remove(0)
+        };
         assert!(analyze(&parse("COPY t (name) FROM STDIN"), &topo).is_err());
         assert!(analyze(&parse("COPY t (id, name) FROM STDIN"), &topo).is_ok());
         assert!(analyze(&parse("COPY t FROM STDIN"), &topo).is_ok());

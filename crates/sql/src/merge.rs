@@ -178,10 +178,19 @@ pub fn plan_merge(
     q: &Query,
     nested: impl Fn(&Query) -> Option<String>,
 ) -> Result<Option<MergeSpec>, String> {
-    let mut bare = q.clone();
-    bare.order_by = None;
-    bare.limit_clause = None;
-    if let Some(why) = nested(&bare) {
+    // The query without its ORDER BY and LIMIT (a copy only if it has
+    // them).
+    let stripped;
+    let bare = if q.order_by.is_none() && q.limit_clause.is_none() {
+        q
+    } else {
+        let mut b = q.clone();
+        b.order_by = None;
+        b.limit_clause = None;
+        stripped = b;
+        &stripped
+    };
+    if let Some(why) = nested(bare) {
         return Err(why);
     }
     if q.fetch.is_some() {

@@ -107,6 +107,18 @@ fn plan_select(
     key_at: Option<KeyAt>,
     c: &Classes,
 ) -> Result<Template, SqlError> {
+    // No sharded table: one shard, nothing to merge, split or refuse.
+    if targets == Targets::Default {
+        return Ok(Template::Route {
+            targets,
+            kind: StmtKind::Read,
+            single_only: None,
+            learns: None,
+            merge: None,
+            aggregate: None,
+            split: None,
+        });
+    }
     let mut merge = None;
     let mut aggregate = None;
     let from_subquery = q.with.is_some()
@@ -154,8 +166,11 @@ fn plan_select(
             Err(why) => Some(refusal(&why)),
         }
     };
+    // (One key tuple reaches one shard, or every shard when it cannot be
+    // placed: never split.)
+    let one_tuple = matches!(&targets, Targets::Keys { keys, .. } if keys.len() == 1);
     let split = match key_at {
-        Some(at) if single_only.is_none() => Some(Box::new(KeySplit::new(
+        Some(at) if single_only.is_none() && !one_tuple => Some(Box::new(KeySplit::new(
             Statement::Query(Box::new(q.clone())),
             at,
         ))),
@@ -428,9 +443,10 @@ fn local_subqueries(
 /// `q` with the given subqueries replaced by `SELECT 1` (for the checks
 /// that look for merges a subquery would need: these run whole on each
 /// shard).
-fn strip_local(q: &Query, local: &[Query]) -> Query {
+fn strip_local<'q>(q: &'q Query, local: &[Query]) -> std::borrow::Cow<'q, Query> {
+    use std::borrow::Cow;
     if local.is_empty() {
-        return q.clone();
+        return Cow::Borrowed(q);
     }
     struct Strip<'a>(&'a [Query], Query);
     impl ast::VisitorMut for Strip<'_> {
@@ -445,13 +461,13 @@ fn strip_local(q: &Query, local: &[Query]) -> Query {
     let one = match Parser::parse_sql(&PostgreSqlDialect {}, "SELECT 1") {
         Ok(mut v) => match v.pop() {
             Some(Statement::Query(q)) => *q,
-            _ => return q.clone(),
+            _ => return Cow::Borrowed(q),
         },
-        Err(_) => return q.clone(),
+        Err(_) => return Cow::Borrowed(q),
     };
     let mut out = q.clone();
     let _ = ast::VisitMut::visit(&mut out, &mut Strip(local, one));
-    out
+    Cow::Owned(out)
 }
 
 /// The refusal of a multi-shard SELECT that needs `why`.
