@@ -149,6 +149,24 @@ impl Session {
         None
     }
 
+    /// Commit with two-phase commit the transaction each of `shards` is in
+    /// (all or none, even if the router dies mid-commit); the error, if it
+    /// did not commit.
+    pub(super) async fn commit_two_phase(
+        &mut self,
+        shards: &[ShardId],
+    ) -> Result<Option<ErrorFields>, ExecError> {
+        let mut sub: Conns = Conns::new();
+        for s in shards {
+            if let Some(c) = self.conns.remove(s) {
+                sub.insert(*s, c);
+            }
+        }
+        let r = crate::twopc::commit(&self.router, &mut sub, shards).await;
+        self.conns.append(&mut sub);
+        r
+    }
+
     /// Start an implicit transaction (a multi-statement query, a key move,
     /// a statement whose subqueries run first): BEGIN goes with each
     /// shard's first statement, [`Session::finish_txn`] ends it.

@@ -468,19 +468,9 @@ impl Session {
         if wrap {
             if error.is_some() {
                 let _ = shardgate_exec::internal(&mut self.conns, shards, "ROLLBACK").await?;
-            } else {
-                let mut sub: Conns = Conns::new();
-                for s in shards {
-                    if let Some(c) = self.conns.remove(s) {
-                        sub.insert(*s, c);
-                    }
-                }
-                let r = crate::twopc::commit(&self.router, &mut sub, shards).await;
-                self.conns.append(&mut sub);
-                if let Some(e) = r? {
-                    self.fail_statement(&e);
-                    return Ok(Done::Failed);
-                }
+            } else if let Some(e) = self.commit_two_phase(shards).await? {
+                self.fail_statement(&e);
+                return Ok(Done::Failed);
             }
         }
         if let Some(e) = error {

@@ -369,16 +369,7 @@ impl Session {
                     result_formats: &result_formats,
                     describe,
                 };
-                // Alone in its batch, a key move is a transaction of its
-                // own; with other writes, or statements after it, it is
-                // part of the batch's.
-                let in_batch = self.txn == TxnState::Idle
-                    && (!self.batch_writes.is_empty() || !self.next_is_sync());
-                match if in_batch {
-                    self.batch_transaction().await?
-                } else {
-                    None
-                } {
+                match self.join_batch_whole().await? {
                     Some(d) => d,
                     None => {
                         self.run_move(shards, delete, sql, rule, key_positions, reply)
@@ -397,26 +388,16 @@ impl Session {
                 subs,
                 outer,
                 refused,
-            } => {
-                // As a key move: alone in its batch a transaction of its
-                // own, else part of the batch's.
-                let in_batch = self.txn == TxnState::Idle
-                    && (!self.batch_writes.is_empty() || !self.next_is_sync());
-                match if in_batch {
-                    self.batch_transaction().await?
-                } else {
-                    None
-                } {
-                    Some(d) => d,
-                    None => {
-                        let reply = super::moves::Reply::Extended {
-                            result_formats: &result_formats,
-                            describe,
-                        };
-                        self.run_pre_evaluated(subs, outer, refused, reply).await?
-                    }
+            } => match self.join_batch_whole().await? {
+                Some(d) => d,
+                None => {
+                    let reply = super::moves::Reply::Extended {
+                        result_formats: &result_formats,
+                        describe,
+                    };
+                    self.run_pre_evaluated(subs, outer, refused, reply).await?
                 }
-            }
+            },
             Plan::Read(node) => {
                 if let Some(d) = self.merged_read_in_batch().await? {
                     d
@@ -594,6 +575,18 @@ impl Session {
         }
         self.batch_writes.extend(shards.iter().copied());
         self.batch_multi |= shards.len() > 1;
+        Ok(None)
+    }
+
+    /// A statement that makes a transaction of its own outside a block (a
+    /// key move, subqueries run first): alone in its batch it does; with
+    /// other writes before it, or statements after it, it is part of the
+    /// batch's ([`Session::batch_transaction`]). `Some` (after sending the
+    /// error) when that failed.
+    async fn join_batch_whole(&mut self) -> Result<Option<Done>, ExecError> {
+        if self.txn == TxnState::Idle && (!self.batch_writes.is_empty() || !self.next_is_sync()) {
+            return self.batch_transaction().await;
+        }
         Ok(None)
     }
 

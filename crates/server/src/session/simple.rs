@@ -537,15 +537,7 @@ impl Session {
                 });
             if two_phase {
                 // All shards or none, even if the router dies mid-commit.
-                let mut sub: Conns = Conns::new();
-                for s in shards {
-                    if let Some(c) = self.conns.remove(s) {
-                        sub.insert(*s, c);
-                    }
-                }
-                let r = crate::twopc::commit(&self.router, &mut sub, shards).await;
-                self.conns.append(&mut sub);
-                if let Some(e) = r? {
+                if let Some(e) = self.commit_two_phase(shards).await? {
                     self.send_error(&e);
                     return Ok(Done::Failed);
                 }

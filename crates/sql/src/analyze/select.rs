@@ -44,15 +44,7 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
     // the union.
     if let Some(targets) = partitioned_union_all(q, topo) {
         // No ORDER BY, LIMIT or aggregate over the union: a plain scatter.
-        return Ok(Template::Route {
-            targets,
-            kind: StmtKind::Read,
-            single_only: None,
-            learns: None,
-            merge: None,
-            aggregate: None,
-            split: None,
-        });
+        return Ok(plain_read(targets));
     }
     // Other set operations, as a query over the UNION ALL of their
     // branches (when that can be merged across shards).
@@ -97,6 +89,19 @@ pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlE
     plan_select(q, targets, may_scatter, &tables, &local, key_at, &c)
 }
 
+/// A read sent as written to `targets`, its rows concatenated.
+fn plain_read(targets: Targets) -> Template {
+    Template::Route {
+        targets,
+        kind: StmtKind::Read,
+        single_only: None,
+        learns: None,
+        merge: None,
+        aggregate: None,
+        split: None,
+    }
+}
+
 /// The merge or aggregation of a SELECT that reaches `targets`.
 fn plan_select(
     q: &Query,
@@ -109,15 +114,7 @@ fn plan_select(
 ) -> Result<Template, SqlError> {
     // No sharded table: one shard, nothing to merge, split or refuse.
     if targets == Targets::Default {
-        return Ok(Template::Route {
-            targets,
-            kind: StmtKind::Read,
-            single_only: None,
-            learns: None,
-            merge: None,
-            aggregate: None,
-            split: None,
-        });
+        return Ok(plain_read(targets));
     }
     let mut merge = None;
     let mut aggregate = None;
