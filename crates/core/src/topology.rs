@@ -4,6 +4,7 @@
 use crate::ids::ShardId;
 use crate::rule::TableRule;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A consistent snapshot of shards and rules. Sessions hold it in an `Arc`
 /// and re-plan when the version changes.
@@ -16,7 +17,7 @@ pub struct Topology {
     /// Where tables with no rule live, whole.
     pub default_shard: ShardId,
     /// Rules by table name.
-    pub rules: HashMap<String, TableRule>,
+    pub rules: HashMap<String, Arc<TableRule>>,
     /// Columns whose default shardgate fills in itself (`DEFAULT
     /// shardgate.next_id()`), by table name; any table, ruled or not.
     pub id_defaults: HashMap<String, Vec<String>>,
@@ -29,7 +30,7 @@ impl Topology {
     }
 
     /// The rule of a table, if it has one.
-    pub fn rule(&self, table: &str) -> Option<&TableRule> {
+    pub fn rule(&self, table: &str) -> Option<&Arc<TableRule>> {
         self.rules.get(table)
     }
 

@@ -211,7 +211,7 @@ pub async fn run(router: &Router, call: &AdminCall) -> Result<Rows, ErrorFields>
                         ..
                     },
                 ..
-            }) = topo.rule(&table)
+            }) = topo.rule(&table).map(|r| &**r)
             else {
                 return Err(err("22023", format!("{table} is not sharded by directory")));
             };
@@ -366,7 +366,7 @@ pub async fn learn_columns(
                 ..
             },
         ..
-    }) = topo.rule(table)
+    }) = topo.rule(table).map(|r| &**r)
     else {
         return Ok(());
     };

@@ -419,7 +419,7 @@ fn topology_of(md: &Metadata, names: &[String]) -> Topology {
             .rules
             .iter()
             .cloned()
-            .map(|r| (r.table.clone(), r))
+            .map(|r| (r.table.clone(), std::sync::Arc::new(r)))
             .collect(),
         id_defaults: md
             .id_defaults

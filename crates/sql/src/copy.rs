@@ -8,6 +8,7 @@ use crate::error::SqlError;
 use crate::plan::{ShardSql, Template};
 use shardgate_core::{ShardId, TableKind, TableRule, Topology};
 use sqlparser::ast::{CopyOption, CopySource, CopyTarget, Statement};
+use std::sync::Arc;
 
 /// The data format of a COPY.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +58,7 @@ pub struct CopySpec {
     /// `COPY (query) TO`: how the query alone is routed.
     pub query: Option<Box<Template>>,
     /// The table's rule (none: unsharded, or a query).
-    pub rule: Option<Box<TableRule>>,
+    pub rule: Option<Arc<TableRule>>,
 }
 
 /// Two COPYs are the same statement when their text is (the rest is read
@@ -78,7 +79,7 @@ pub enum CopyRoute {
     /// `FROM`: each row to the shard its key names.
     ByKey {
         /// The table's rule.
-        rule: Box<TableRule>,
+        rule: Arc<TableRule>,
         /// Every shard of the table.
         shards: Vec<ShardId>,
     },
@@ -271,10 +272,7 @@ pub fn analyze(stmt: &Statement, topo: &Topology) -> Result<Template, SqlError> 
             "COPY into \"{t}\" must include column \"{missing}\" (shardgate draws its shardgate.next_id() default for INSERTs only)"
         )));
     }
-    let rule = table
-        .as_ref()
-        .and_then(|t| topo.rule(t))
-        .map(|r| Box::new(r.clone()));
+    let rule = table.as_ref().and_then(|t| topo.rule(t)).cloned();
     Ok(Template::Copy(Box::new(CopySpec {
         from_client: !to,
         rule,
@@ -319,7 +317,7 @@ impl CopySpec {
                 }
             }
         } else {
-            let rule = self.rule.as_deref();
+            let rule = self.rule.as_ref();
             match rule.map(|r| &r.kind) {
                 None => CopyRoute::One(default),
                 Some(TableKind::Reference) if self.from_client => CopyRoute::Copies(all.to_vec()),
@@ -327,7 +325,7 @@ impl CopySpec {
                     CopyRoute::One(all.first().copied().unwrap_or(default))
                 }
                 Some(TableKind::Sharded { .. }) if self.from_client => CopyRoute::ByKey {
-                    rule: Box::new(rule.cloned().expect("matched a rule")),
+                    rule: rule.cloned().expect("matched a rule"),
                     shards: all.to_vec(),
                 },
                 Some(TableKind::Sharded { .. }) => CopyRoute::Gather(all.to_vec()),

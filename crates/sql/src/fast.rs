@@ -129,10 +129,11 @@ mod tests {
                 "orders",
                 vec!["id".into()],
                 Strategy::hash(&[ShardId(0), ShardId(1)]).unwrap(),
-            ),
+            )
+            .into(),
         );
         t.rules
-            .insert("products".into(), TableRule::reference("products"));
+            .insert("products".into(), TableRule::reference("products").into());
         t
     }
 

@@ -501,49 +501,62 @@ pub fn check_nested(stmt: &Statement, topo: &Topology) -> Result<(), SqlError> {
     if topo.id_defaults.is_empty() {
         return Ok(());
     }
-    struct V<'a> {
-        topo: &'a Topology,
-        depth: usize,
-        err: Option<SqlError>,
-    }
-    impl Visitor for V<'_> {
-        type Break = ();
-        fn pre_visit_statement(&mut self, st: &Statement) -> ControlFlow<()> {
-            self.depth += 1;
-            let target = match st {
-                Statement::Insert(i) if self.depth > 1 => match &i.table {
-                    ast::TableObject::TableName(n) => Some(table_name(n)),
-                    _ => None,
-                },
-                Statement::Merge(m) => match &m.table {
-                    ast::TableFactor::Table { name, .. } => Some(table_name(name)),
-                    _ => None,
-                },
-                _ => None,
-            };
-            if let Some(t) = target
-                && !self.topo.id_columns(&t).is_empty()
-            {
-                self.err = Some(SqlError::Unsupported(format!(
-                    "this write into {t} is not supported: its column {} defaults to shardgate.next_id(), which shardgate fills in only for a plain INSERT ... VALUES",
-                    self.topo.id_columns(&t)[0]
-                )));
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        }
-        fn post_visit_statement(&mut self, _: &Statement) -> ControlFlow<()> {
-            self.depth -= 1;
-            ControlFlow::Continue(())
-        }
-    }
-    let mut v = V {
-        topo,
-        depth: 0,
-        err: None,
-    };
+    let mut v = NestedWrites::new(topo);
     let _ = stmt.visit(&mut v);
     v.err.map_or(Ok(()), Err)
+}
+
+/// The visitor of [`check_nested`]: the first write it refuses.
+pub(crate) struct NestedWrites<'a> {
+    topo: &'a Topology,
+    depth: usize,
+    /// The refusal, once found.
+    pub(crate) err: Option<SqlError>,
+}
+
+impl<'a> NestedWrites<'a> {
+    pub(crate) fn new(topo: &'a Topology) -> Self {
+        NestedWrites {
+            topo,
+            depth: 0,
+            err: None,
+        }
+    }
+}
+
+impl Visitor for NestedWrites<'_> {
+    type Break = ();
+    fn pre_visit_statement(&mut self, st: &Statement) -> ControlFlow<()> {
+        self.depth += 1;
+        if self.err.is_some() || self.topo.id_defaults.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        let target = match st {
+            Statement::Insert(i) if self.depth > 1 => match &i.table {
+                ast::TableObject::TableName(n) => Some(table_name(n)),
+                _ => None,
+            },
+            Statement::Merge(m) => match &m.table {
+                ast::TableFactor::Table { name, .. } => Some(table_name(name)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(t) = target
+            && !self.topo.id_columns(&t).is_empty()
+        {
+            self.err = Some(SqlError::Unsupported(format!(
+                "this write into {t} is not supported: its column {} defaults to shardgate.next_id(), which shardgate fills in only for a plain INSERT ... VALUES",
+                self.topo.id_columns(&t)[0]
+            )));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+    fn post_visit_statement(&mut self, _: &Statement) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
 }
 
 /// Replace the id placeholders `$first..` of `stmt` by the ids, as
@@ -625,7 +638,7 @@ mod tests {
         if let TableKind::Sharded { all_columns, .. } = &mut rule.kind {
             *all_columns = vec!["id".into(), "a".into(), "b".into()];
         }
-        t.rules.insert("o".into(), rule);
+        t.rules.insert("o".into(), rule.into());
         t.id_defaults.insert("o".into(), vec!["id".into()]);
         t
     }

@@ -20,6 +20,7 @@ use crate::error::SqlError;
 use crate::plan::Template;
 use shardgate_core::{TableKind, TableRule, Topology};
 use sqlparser::ast::{self, Expr, Statement, TableFactor};
+use std::sync::Arc;
 
 /// The SQL of a key move, parameters inlined.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +40,7 @@ pub struct MoveSql {
 #[derive(Debug, Clone)]
 pub struct MoveTemplate {
     /// The table's rule.
-    pub rule: Box<TableRule>,
+    pub rule: Arc<TableRule>,
     /// The UPDATE (parameters still open).
     update: Box<ast::Update>,
     /// Its SQL when it has no parameters.
@@ -149,7 +150,7 @@ fn render(u: &ast::Update, columns: &[String]) -> MoveSql {
 /// DEFAULT in SET, tuple assignments, unknown column lists).
 pub(crate) fn plan_move(
     u: &ast::Update,
-    rule: &TableRule,
+    rule: &Arc<TableRule>,
     topo: &Topology,
 ) -> Result<Template, SqlError> {
     let TableKind::Sharded {
@@ -199,7 +200,7 @@ pub(crate) fn plan_move(
         return Err(e.clone());
     }
     Ok(Template::Move(Box::new(MoveTemplate {
-        rule: Box::new(rule.clone()),
+        rule: rule.clone(),
         update: Box::new(u.clone()),
         sql,
         delete: Box::new(delete),

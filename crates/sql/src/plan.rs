@@ -11,6 +11,7 @@ use crate::params::Params;
 use shardgate_core::{KeyType, KeyValue, ShardId, TableRule};
 use sqlparser::ast::Statement;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A shard-key value as written in the statement: a literal, or a bind
 /// parameter filled in at execution.
@@ -32,7 +33,7 @@ pub enum Targets {
     /// The shards owning these keys (a disjunction of full key tuples).
     Keys {
         /// The rule that places the keys.
-        rule: Box<TableRule>,
+        rule: Arc<TableRule>,
         /// Each tuple has one value per key column.
         keys: Vec<Vec<KeyExpr>>,
     },
@@ -40,7 +41,7 @@ pub enum Targets {
     /// ANY($1)` or `key = ANY('{1,2,3}')` (a single key column).
     KeyArray {
         /// The rule that places the keys.
-        rule: Box<TableRule>,
+        rule: Arc<TableRule>,
         /// The array: a parameter, or a literal's text.
         array: KeyExpr,
     },
@@ -48,7 +49,7 @@ pub enum Targets {
     /// table with a single key column).
     Range {
         /// The rule (its strategy is a range).
-        rule: Box<TableRule>,
+        rule: Arc<TableRule>,
         /// The lower bound and whether it is included.
         low: Option<(KeyExpr, bool)>,
         /// The upper bound and whether it is included.
@@ -145,7 +146,7 @@ pub enum Template {
     /// An INSERT into a sharded table; rows may be split across shards.
     Insert {
         /// The table's rule.
-        rule: Box<TableRule>,
+        rule: Arc<TableRule>,
         /// Key per row.
         rows: Vec<Vec<KeyExpr>>,
         /// The parsed statement, to rewrite per shard.
@@ -299,7 +300,7 @@ pub enum Plan {
         /// The rest of the move's SQL (parameters inlined).
         sql: crate::keymove::MoveSql,
         /// The table's rule, to place the moved rows.
-        rule: Box<TableRule>,
+        rule: Arc<TableRule>,
         /// Where the key columns are in the DELETE's returned rows.
         key_positions: Vec<usize>,
     },

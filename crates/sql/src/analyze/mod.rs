@@ -25,8 +25,10 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 pub(crate) mod select;
 use select::analyze_query;
@@ -85,7 +87,29 @@ fn route(targets: Targets, kind: StmtKind) -> Template {
     }
 }
 
-fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
+/// Statements read from their first words, whatever sqlparser makes of
+/// them: transaction control, RESET/DISCARD, DEALLOCATE, and the two-phase
+/// commands clients may not send. `None` for anything else (most
+/// statements: only their first word is looked at).
+fn session_command(sql: &str) -> Option<Result<Template, SqlError>> {
+    const LEADS: [&str; 12] = [
+        "prepare",
+        "commit",
+        "rollback",
+        "reset",
+        "discard",
+        "begin",
+        "start",
+        "end",
+        "abort",
+        "savepoint",
+        "release",
+        "deallocate",
+    ];
+    let first = sql.split_whitespace().next()?.trim_end_matches(';');
+    if !LEADS.iter().any(|w| first.eq_ignore_ascii_case(w)) {
+        return None;
+    }
     let upper: String = sql
         .split_whitespace()
         .take(2)
@@ -96,57 +120,45 @@ fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
         || upper.starts_with("COMMIT PREPARED")
         || upper.starts_with("ROLLBACK PREPARED")
     {
-        return Err(SqlError::Unsupported(
+        return Some(Err(SqlError::Unsupported(
             "two-phase commit commands are managed by shardgate and cannot be sent by clients"
                 .into(),
-        ));
+        )));
     }
     let words: Vec<String> = sql
         .split_whitespace()
         .take(3)
         .map(|w| w.trim_end_matches(';').to_ascii_lowercase())
         .collect();
-    match words
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["reset", "all"] | ["discard", "all"] => return Ok(Template::Local(Local::Reset)),
-        ["discard", what] => {
-            return Ok(Template::Local(Local::Tag(format!(
-                "DISCARD {}",
-                what.to_ascii_uppercase()
-            ))));
-        }
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    Some(match words.as_slice() {
+        ["reset", "all"] | ["discard", "all"] => Ok(Template::Local(Local::Reset)),
+        ["discard", what] => Ok(Template::Local(Local::Tag(format!(
+            "DISCARD {}",
+            what.to_ascii_uppercase()
+        )))),
         // Transaction control is the session's, whatever sqlparser makes
         // of it: the text is replayed on the shards, which check it.
-        ["begin", ..] | ["start", "transaction", ..] => return Ok(Template::Local(Local::Begin)),
-        ["commit" | "end" | "rollback" | "abort", .., "chain"] => {
-            return Err(SqlError::Unsupported(
-                "COMMIT/ROLLBACK AND CHAIN is not supported yet".into(),
-            ));
-        }
+        ["begin", ..] | ["start", "transaction", ..] => Ok(Template::Local(Local::Begin)),
+        ["commit" | "end" | "rollback" | "abort", .., "chain"] => Err(SqlError::Unsupported(
+            "COMMIT/ROLLBACK AND CHAIN is not supported yet".into(),
+        )),
         ["commit" | "end"] | ["commit" | "end", "work" | "transaction"] => {
-            return Ok(Template::Local(Local::Commit));
+            Ok(Template::Local(Local::Commit))
         }
         ["rollback" | "abort"] | ["rollback" | "abort", "work" | "transaction"] => {
-            return Ok(Template::Local(Local::Rollback));
+            Ok(Template::Local(Local::Rollback))
         }
         ["rollback", "to", ..]
         | ["rollback", "work" | "transaction", "to"]
         | ["savepoint", ..]
-        | ["release", ..] => {
-            return Ok(Template::Local(Local::InTransaction));
-        }
-        ["reset", name] => {
-            return Ok(Template::Local(Local::Set {
-                name: name.to_string(),
-                sql: sql.to_string(),
-            }));
-        }
+        | ["release", ..] => Ok(Template::Local(Local::InTransaction)),
+        ["reset", name] => Ok(Template::Local(Local::Set {
+            name: name.to_string(),
+            sql: sql.to_string(),
+        })),
         ["deallocate", "all"] | ["deallocate", "prepare", "all"] => {
-            return Ok(Template::Local(Local::Deallocate(None)));
+            Ok(Template::Local(Local::Deallocate(None)))
         }
         ["deallocate", name] | ["deallocate", "prepare", name] => {
             let n = sql
@@ -156,9 +168,15 @@ fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
                 .trim_end_matches(';')
                 .trim_matches('"')
                 .to_string();
-            return Ok(Template::Local(Local::Deallocate(Some(n))));
+            Ok(Template::Local(Local::Deallocate(Some(n))))
         }
-        _ => {}
+        _ => return None,
+    })
+}
+
+fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
+    if let Some(t) = session_command(sql) {
+        return t;
     }
     let dialect = PostgreSqlDialect {};
     let stmts = match Parser::parse_sql(&dialect, sql) {
@@ -260,18 +278,23 @@ pub(crate) fn object_parts(n: &ObjectName) -> Vec<String> {
 /// How a referenced table is placed.
 #[derive(Debug, Clone, PartialEq)]
 enum Class {
-    Sharded(TableRule),
+    Sharded(Arc<TableRule>),
     Reference,
     Catalog,
     Unruled(String),
 }
 
 fn classify(name: &ObjectName, topo: &Topology) -> Class {
-    let parts = object_parts(name);
-    let table = parts.last().cloned().unwrap_or_default();
-    if parts.len() >= 2
+    fn part(p: &ObjectNamePart) -> Cow<'_, str> {
+        match p {
+            ObjectNamePart::Identifier(i) => ident_cow(i),
+            ObjectNamePart::Function(f) => Cow::Owned(f.name.value.to_lowercase()),
+        }
+    }
+    let table = name.0.last().map(part).unwrap_or_default();
+    if name.0.len() >= 2
         && matches!(
-            parts[parts.len() - 2].as_str(),
+            part(&name.0[name.0.len() - 2]).as_ref(),
             "pg_catalog" | "information_schema"
         )
     {
@@ -283,60 +306,131 @@ fn classify(name: &ObjectName, topo: &Topology) -> Class {
             TableKind::Sharded { .. } => Class::Sharded(r.clone()),
         },
         None if table.starts_with("pg_") => Class::Catalog,
-        None => Class::Unruled(table),
+        None => Class::Unruled(table.into_owned()),
+    }
+}
+
+/// [`ident_name`], borrowed when folding changes nothing (the common case).
+fn ident_cow(i: &Ident) -> Cow<'_, str> {
+    if i.quote_style.is_some()
+        || (i.value.is_ascii() && !i.value.bytes().any(|b| b.is_ascii_uppercase()))
+    {
+        Cow::Borrowed(&i.value)
+    } else {
+        Cow::Owned(i.value.to_lowercase())
     }
 }
 
 /// Every table a statement references (CTE names excluded).
 fn relations(v: &impl Visit) -> Vec<ObjectName> {
-    struct Rels {
-        ctes: HashSet<String>,
-        out: Vec<ObjectName>,
-        /// A pure set-returning function in FROM (its name comes next).
-        function: Option<ObjectName>,
-    }
-    impl Visitor for Rels {
-        type Break = ();
-        fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
-            if let TableFactor::Table {
-                name,
-                args: Some(_),
-                ..
-            } = f
-                && is_pure_table_function(name)
-            {
-                self.function = Some(name.clone());
-            }
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-            if let Some(w) = &q.with {
-                for c in &w.cte_tables {
-                    self.ctes.insert(ident_name(&c.alias.name));
-                }
-            }
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_relation(&mut self, r: &ObjectName) -> ControlFlow<()> {
-            if self.function.as_ref() == Some(r) {
-                // Not a table: the same rows on every shard.
-                self.function = None;
-                return ControlFlow::Continue(());
-            }
-            let parts = object_parts(r);
-            if !(parts.len() == 1 && self.ctes.contains(&parts[0])) {
-                self.out.push(r.clone());
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut r = Rels {
-        ctes: HashSet::new(),
-        out: Vec::new(),
-        function: None,
-    };
+    let mut r = Rels::default();
     let _ = v.visit(&mut r);
     r.out
+}
+
+/// The visitor of [`relations`].
+#[derive(Default)]
+struct Rels {
+    ctes: HashSet<String>,
+    out: Vec<ObjectName>,
+    /// A pure set-returning function in FROM (its name comes next).
+    function: Option<ObjectName>,
+}
+
+impl Visitor for Rels {
+    type Break = ();
+    fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name,
+            args: Some(_),
+            ..
+        } = f
+            && is_pure_table_function(name)
+        {
+            self.function = Some(name.clone());
+        }
+        ControlFlow::Continue(())
+    }
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        if let Some(w) = &q.with {
+            for c in &w.cte_tables {
+                self.ctes.insert(ident_name(&c.alias.name));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+    fn pre_visit_relation(&mut self, r: &ObjectName) -> ControlFlow<()> {
+        if self.function.as_ref() == Some(r) {
+            // Not a table: the same rows on every shard.
+            self.function = None;
+            return ControlFlow::Continue(());
+        }
+        let bare_cte = !self.ctes.is_empty() && r.0.len() == 1 && {
+            let parts = object_parts(r);
+            self.ctes.contains(&parts[0])
+        };
+        if !bare_cte {
+            self.out.push(r.clone());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// What one walk over a whole statement finds, so that analysis walks it
+/// once instead of once per question: the refusals of [`Names`] and
+/// [`crate::ids::check_nested`], the tables it references
+/// ([`relations`]) and whether it holds a write ([`contains_dml`]).
+struct Survey {
+    /// The first refusal, names before nested writes (as the checks run).
+    err: Option<SqlError>,
+    rels: Vec<ObjectName>,
+    dml: bool,
+}
+
+fn survey(stmt: &Statement, topo: &Topology) -> Survey {
+    struct V<'t> {
+        names: Names<'t>,
+        nested: crate::ids::NestedWrites<'t>,
+        rels: Rels,
+        dml: bool,
+    }
+    impl Visitor for V<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            let _ = self.rels.pre_visit_query(q);
+            self.names.pre_visit_query(q)
+        }
+        fn pre_visit_relation(&mut self, r: &ObjectName) -> ControlFlow<()> {
+            let _ = self.rels.pre_visit_relation(r);
+            self.names.pre_visit_relation(r)
+        }
+        fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+            let _ = self.rels.pre_visit_table_factor(t);
+            self.names.pre_visit_table_factor(t)
+        }
+        fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
+            self.dml |= is_dml(s);
+            // A refused nested write does not stop the walk: a refusal of
+            // names found later is reported first.
+            let _ = self.nested.pre_visit_statement(s);
+            ControlFlow::Continue(())
+        }
+        fn post_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
+            self.nested.post_visit_statement(s)
+        }
+    }
+    let mut v = V {
+        names: Names { topo, err: None },
+        nested: crate::ids::NestedWrites::new(topo),
+        rels: Rels::default(),
+        dml: false,
+    };
+    let _ = stmt.visit(&mut v);
+    Survey {
+        err: v.names.err.or(v.nested.err),
+        rels: v.rels.out,
+        dml: v.dml,
+    }
 }
 
 /// Built-in set-returning functions that read no table and give the same
@@ -373,7 +467,7 @@ fn is_pure_table_function(name: &ObjectName) -> bool {
 }
 
 struct Classes {
-    sharded: Vec<TableRule>,
+    sharded: Vec<Arc<TableRule>>,
     unruled: Vec<String>,
     reference: usize,
 }
@@ -402,71 +496,66 @@ fn mixed_error(c: &Classes) -> SqlError {
     ))
 }
 
-/// Shapes sqlparser reads differently from PostgreSQL, or that hide which
-/// table a name means: refused before analysis.
-fn check_names(stmt: &Statement, topo: &Topology) -> Result<(), SqlError> {
-    struct Names<'t> {
-        topo: &'t Topology,
-        err: Option<SqlError>,
-    }
-    impl Visitor for Names<'_> {
-        type Break = ();
-        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-            if let Some(w) = &q.with {
-                for c in &w.cte_tables {
-                    let n = ident_name(&c.alias.name);
-                    if self.topo.rule(&n).is_some() {
-                        self.err = Some(SqlError::Unsupported(format!(
-                            "a WITH query named like table {n} is not supported; rename the WITH query"
-                        )));
-                        return ControlFlow::Break(());
-                    }
+/// Finds shapes sqlparser reads differently from PostgreSQL, or that hide
+/// which table a name means: refused before analysis (see [`survey`]).
+struct Names<'t> {
+    topo: &'t Topology,
+    err: Option<SqlError>,
+}
+impl Visitor for Names<'_> {
+    type Break = ();
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        if let Some(w) = &q.with {
+            for c in &w.cte_tables {
+                let n = ident_name(&c.alias.name);
+                if self.topo.rule(&n).is_some() {
+                    self.err = Some(SqlError::Unsupported(format!(
+                        "a WITH query named like table {n} is not supported; rename the WITH query"
+                    )));
+                    return ControlFlow::Break(());
                 }
             }
-            if let SetExpr::Select(sel) = q.body.as_ref()
-                && sel.into.is_some()
-            {
-                self.err = Some(SqlError::Unsupported(
-                    "SELECT INTO is not supported through shardgate; use CREATE TABLE and INSERT"
-                        .into(),
-                ));
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
         }
-        fn pre_visit_relation(&mut self, r: &ObjectName) -> ControlFlow<()> {
-            if let [ObjectNamePart::Identifier(i)] = r.0.as_slice()
-                && i.quote_style.is_none()
-                && i.value.eq_ignore_ascii_case("only")
-            {
-                self.err = Some(SqlError::Unsupported(
-                    "ONLY is not supported through shardgate yet".into(),
-                ));
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
+        if let SetExpr::Select(sel) = q.body.as_ref()
+            && sel.into.is_some()
+        {
+            self.err = Some(SqlError::Unsupported(
+                "SELECT INTO is not supported through shardgate; use CREATE TABLE and INSERT"
+                    .into(),
+            ));
+            return ControlFlow::Break(());
         }
-        fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
-            if let TableFactor::Table {
-                name,
-                alias: Some(a),
-                ..
-            } = t
-                && !a.columns.is_empty()
-                && classify(name, self.topo) != Class::Catalog
-                && !matches!(classify(name, self.topo), Class::Unruled(_))
-            {
-                self.err = Some(SqlError::Unsupported(
-                    "column aliases on a sharded or reference table are not supported yet".into(),
-                ));
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        }
+        ControlFlow::Continue(())
     }
-    let mut n = Names { topo, err: None };
-    let _ = stmt.visit(&mut n);
-    n.err.map_or(Ok(()), Err)
+    fn pre_visit_relation(&mut self, r: &ObjectName) -> ControlFlow<()> {
+        if let [ObjectNamePart::Identifier(i)] = r.0.as_slice()
+            && i.quote_style.is_none()
+            && i.value.eq_ignore_ascii_case("only")
+        {
+            self.err = Some(SqlError::Unsupported(
+                "ONLY is not supported through shardgate yet".into(),
+            ));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+    fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name,
+            alias: Some(a),
+            ..
+        } = t
+            && !a.columns.is_empty()
+            && classify(name, self.topo) != Class::Catalog
+            && !matches!(classify(name, self.topo), Class::Unruled(_))
+        {
+            self.err = Some(SqlError::Unsupported(
+                "column aliases on a sharded or reference table are not supported yet".into(),
+            ));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 pub(crate) fn analyze_statement(
@@ -497,8 +586,10 @@ pub(crate) fn analyze_statement(
 
 fn analyze_one(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template, SqlError> {
     use Statement as S;
-    check_names(stmt, topo)?;
-    crate::ids::check_nested(stmt, topo)?;
+    let survey = survey(stmt, topo);
+    if let Some(e) = survey.err {
+        return Err(e);
+    }
     if let S::Insert(ast::Insert {
         table: ast::TableObject::TableName(name),
         on:
@@ -528,7 +619,7 @@ fn analyze_one(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template,
         return Ok(t);
     }
     Ok(match stmt {
-        S::Query(q) => analyze_query(q, topo)?,
+        S::Query(q) => select::analyze_query_surveyed(q, topo, survey.rels, survey.dml)?,
         S::Insert(ins) => match crate::ids::fill_insert(stmt, topo)? {
             Some(f) => {
                 let S::Insert(filled) = &f.stmt else {
@@ -875,7 +966,7 @@ pub fn is_aggregate(name: &str) -> bool {
 /// A table in the top-level FROM: its rule (if sharded) and the names that
 /// qualify its columns.
 struct FromTable {
-    rule: Option<TableRule>,
+    rule: Option<Arc<TableRule>>,
     quals: Vec<String>,
 }
 
@@ -1103,7 +1194,7 @@ fn sharded_targets(
                 };
                 return (
                     Targets::Keys {
-                        rule: Box::new(rule.clone()),
+                        rule: rule.clone(),
                         keys,
                     },
                     true,
@@ -1117,7 +1208,7 @@ fn sharded_targets(
             if let Some(array) = extract_key_array(sel, rule, &t.quals) {
                 return (
                     Targets::KeyArray {
-                        rule: Box::new(rule.clone()),
+                        rule: rule.clone(),
                         array,
                     },
                     true,
@@ -1131,7 +1222,7 @@ fn sharded_targets(
             if let Some((low, high)) = extract_range(sel, rule, &t.quals) {
                 return (
                     Targets::Range {
-                        rule: Box::new(rule.clone()),
+                        rule: rule.clone(),
                         low,
                         high,
                     },
@@ -1162,14 +1253,7 @@ fn sharded_targets(
         }
     }
     keys.truncate(1);
-    (
-        Targets::Keys {
-            rule: Box::new(rule),
-            keys,
-        },
-        false,
-        None,
-    )
+    (Targets::Keys { rule, keys }, false, None)
 }
 
 fn contains_dml(q: &Query) -> bool {
@@ -1177,13 +1261,7 @@ fn contains_dml(q: &Query) -> bool {
     impl Visitor for D {
         type Break = ();
         fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
-            if matches!(
-                s,
-                Statement::Insert(_)
-                    | Statement::Update(_)
-                    | Statement::Delete(_)
-                    | Statement::Merge(_)
-            ) {
+            if is_dml(s) {
                 self.0 = true;
                 return ControlFlow::Break(());
             }
@@ -1193,6 +1271,13 @@ fn contains_dml(q: &Query) -> bool {
     let mut d = D(false);
     let _ = q.visit(&mut d);
     d.0
+}
+
+fn is_dml(s: &Statement) -> bool {
+    matches!(
+        s,
+        Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) | Statement::Merge(_)
+    )
 }
 
 /// Where a write to a table that is not sharded goes: an unsharded table's
@@ -1394,7 +1479,7 @@ fn analyze_insert(
                 rows.push(key);
             }
             Ok(Template::Insert {
-                rule: Box::new(rule),
+                rule,
                 rows,
                 stmt: Box::new(stmt.clone()),
             })

@@ -9,15 +9,24 @@ use crate::merge::MergeSpec;
 use crate::plan::AggTemplate;
 
 pub(super) fn analyze_query(q: &Query, topo: &Topology) -> Result<Template, SqlError> {
+    analyze_query_surveyed(q, topo, relations(q), contains_dml(q))
+}
+
+/// [`analyze_query`] of a query whose tables (`rels`, see [`relations`])
+/// and writes (`writes`, see [`contains_dml`]) are known.
+pub(super) fn analyze_query_surveyed(
+    q: &Query,
+    topo: &Topology,
+    rels: Vec<ObjectName>,
+    writes: bool,
+) -> Result<Template, SqlError> {
     if let Some(call) = admin_call(q) {
         return Ok(Template::Admin(call?));
     }
     if let Some(r) = super::setops::fetch_as_limit(q) {
         return analyze_query(&r, topo);
     }
-    let rels = relations(q);
     let c = classes(&rels, topo);
-    let writes = contains_dml(q);
     if c.sharded.is_empty() {
         if writes && c.reference > 0 {
             return Err(SqlError::Unsupported(
@@ -102,6 +111,26 @@ fn plain_read(targets: Targets) -> Template {
     }
 }
 
+/// Are `targets` keys written as literals that all place on one shard (with
+/// the topology analysis runs against, which the plan is cached with)?
+/// Such a statement never scatters: no merge need be planned.
+fn literals_on_one_shard(targets: &Targets) -> bool {
+    let Targets::Keys { rule, keys } = targets else {
+        return false;
+    };
+    let mut shard = None;
+    for k in keys {
+        if !k.iter().all(|e| matches!(e, KeyExpr::Literal(_))) {
+            return false;
+        }
+        match crate::plan::place(rule, k, &crate::Params::none()) {
+            Ok(s) if shard.is_none_or(|first| first == s) => shard = Some(s),
+            _ => return false,
+        }
+    }
+    shard.is_some()
+}
+
 /// The merge or aggregation of a SELECT that reaches `targets`.
 fn plan_select(
     q: &Query,
@@ -112,8 +141,9 @@ fn plan_select(
     key_at: Option<KeyAt>,
     c: &Classes,
 ) -> Result<Template, SqlError> {
-    // No sharded table: one shard, nothing to merge, split or refuse.
-    if targets == Targets::Default {
+    // No sharded table, or literal keys all on one shard: one shard,
+    // nothing to merge, split or refuse.
+    if targets == Targets::Default || literals_on_one_shard(&targets) {
         return Ok(plain_read(targets));
     }
     let mut merge = None;

@@ -113,7 +113,10 @@ pub fn topology() -> Topology {
         version: 1,
         shard_names: (0..4).map(|i| format!("s{i}")).collect(),
         default_shard: ShardId(0),
-        rules: rules.into_iter().map(|r| (r.table.clone(), r)).collect(),
+        rules: rules
+            .into_iter()
+            .map(|r| (r.table.clone(), r.into()))
+            .collect(),
         id_defaults: [
             ("tickets".to_string(), vec!["id".to_string()]),
             ("notes".to_string(), vec!["id".to_string()]),
