@@ -367,6 +367,16 @@ class Shardgate(Endpoint):
             raise HarnessError(f"shardgate ({self.name}) exited (status {rc}); log:\n"
                                f"{tail(read_file(self.log), 30)}")
 
+    def reset_peak_memory(self):
+        """Resets VmHWM to the current RSS (Linux >= 4.0: `5` to clear_refs);
+        False when the kernel or permissions do not allow it."""
+        try:
+            with open(f"/proc/{self.proc.pid}/clear_refs", "w") as f:
+                f.write("5")
+            return True
+        except OSError:
+            return False
+
     def memory(self):
         """VmRSS and VmHWM (peak RSS) in KiB from /proc/PID/status."""
         out = {}

@@ -106,27 +106,32 @@ def markdown(results):
             lines += [t1, "", "Latency:", "", t2, ""]
         if s["id"] == "cross":
             t1, t2 = pgbench_tables(s["topn"]["cells"], s["targets"], ["shardgate/direct tps"])
-            lines += [f"Top-N: `{s['topn']['query']}` ({s['topn']['rows']:,} rows)", "",
+            lines += [f"Top-N ({s['topn']['rows']:,} rows)", "",
                       t1, "", "Latency:", "", t2, ""]
-            sc = s["scan"]
-            d, g = sc["results"]["direct"], sc["results"]["shardgate"]
 
             def secs(r):
                 return f"{r['seconds']:.2f}" if r["status"] == "ok" else r["status"]
 
             def kib(v):
                 return "–" if not v else f"{v / 1024:,.0f} MiB"
-            lines += [f"Scan: `{sc['query']}` ({sc['rows']:,} rows streamed to psql)", "",
-                      table(["target", "seconds", "rows/s", "proxy peak RSS",
-                             "psql client peak RSS"],
-                            [["direct", secs(d), fmt_num(d.get("rows_per_second")), "–",
-                              kib(d.get("client_max_rss_kib"))],
-                             ["shardgate", secs(g), fmt_num(g.get("rows_per_second")),
-                              f"{kib(g.get('peak_rss_kib'))} (idle before: "
-                              f"{kib(sc.get('shardgate_rss_before_kib'))})",
-                              kib(g.get("client_max_rss_kib"))]]),
-                      "", f"shardgate/direct time: {fmt_ratio(sc['ratios']['shardgate/direct seconds'])}",
-                      ""]
+            for sc in s.get("scans") or [s["scan"]]:
+                d, g = sc["results"]["direct"], sc["results"]["shardgate"]
+                peak = kib(g.get("peak_rss_kib"))
+                if g.get("peak_reset") is False:
+                    peak += " (process peak, not reset)"
+                lines += [f"Scan: `{sc['query']}` ({sc['rows']:,} rows streamed to psql"
+                          + ("; output identical to the single server's" if sc.get("ordered")
+                             else "") + ")", "",
+                          table(["target", "seconds", "rows/s", "proxy peak RSS",
+                                 "psql client peak RSS"],
+                                [["direct", secs(d), fmt_num(d.get("rows_per_second")), "–",
+                                  kib(d.get("client_max_rss_kib"))],
+                                 ["shardgate", secs(g), fmt_num(g.get("rows_per_second")),
+                                  f"{peak} (idle before: "
+                                  f"{kib(sc.get('shardgate_rss_before_kib'))})",
+                                  kib(g.get("client_max_rss_kib"))]]),
+                          "", "shardgate/direct time: "
+                          f"{fmt_ratio(sc['ratios']['shardgate/direct seconds'])}", ""]
     fails = failures_md(results)
     if fails:
         lines += ["### Failures and notes", ""] + fails + [""]
@@ -162,14 +167,17 @@ def chart_rows(results):
                              c["results"]["shardgate"]["status"]))
         elif s["id"] == "cross":
             for c in s["topn"]["cells"]:
+                q = c["label"].get("query", "top-N")
                 rows.append(("shardgate/direct (cross-shard)",
-                             f"top-N c={c['label']['clients']}",
+                             f"{q} c={c['label']['clients']}",
                              c["ratios"].get("shardgate/direct tps"),
                              c["results"]["shardgate"]["status"]))
-            sec = s["scan"]["ratios"].get("shardgate/direct seconds")
-            rows.append(("shardgate/direct (cross-shard)", f"scan {s['scan']['rows']:,} rows",
-                         round(1 / sec, 3) if sec else None,
-                         s["scan"]["results"]["shardgate"]["status"]))
+            for sc in s.get("scans") or [s["scan"]]:
+                sec = sc["ratios"].get("shardgate/direct seconds")
+                what = "ORDER BY scan" if sc.get("ordered") else "scan"
+                rows.append(("shardgate/direct (cross-shard)", f"{what} {sc['rows']:,} rows",
+                             round(1 / sec, 3) if sec else None,
+                             sc["results"]["shardgate"]["status"]))
     return rows
 
 

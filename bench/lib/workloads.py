@@ -10,6 +10,7 @@ targets alike. A cell's summary is the median over rounds.
 """
 
 import concurrent.futures
+import hashlib
 import os
 import re
 import statistics
@@ -333,11 +334,13 @@ def time_scan(endpoint, db, sql):
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env=psql_env())
     rows = 0
+    digest = hashlib.sha1()
     while True:
         chunk = proc.stdout.read(1 << 20)
         if not chunk:
             break
         rows += chunk.count(b"\n")
+        digest.update(chunk)
     err = proc.stderr.read().decode(errors="replace")
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -347,8 +350,57 @@ def time_scan(endpoint, db, sql):
         if m and m.group(1) == "0A000":
             return {"status": REFUSED, "error": f"SQLSTATE 0A000: {m.group(2).strip()}"}
         return {"status": FAILED, "error": tail(err, 6), "command": " ".join(argv)}
-    return {"status": "ok", "seconds": round(secs, 3), "rows": rows,
+    return {"status": "ok", "seconds": round(secs, 3), "rows": rows, "sha1": digest.hexdigest(),
             "client_max_rss_kib": usage.ru_maxrss, "command": "psql -X -At -c " + repr(sql)}
+
+
+def scan_one(ctx, sg, scan_sql, want_rows, ordered):
+    """Rounds of one full scan, direct and through shardgate in turn; for an
+    ordered scan the two outputs must be byte-identical (sha1 of psql's)."""
+    p = ctx.p
+    mem_before = sg.memory()
+    runs = {"direct": [], "shardgate": []}
+    for rnd in range(p["scan_rounds"]):
+        for name, (ep, db) in (("direct", (ctx.single, "single")), ("shardgate", (sg, "app"))):
+            reset = name == "shardgate" and sg.reset_peak_memory()
+            res = time_scan(ep, db, scan_sql)
+            if name == "shardgate":
+                sg.check_alive()
+                res.update({"shardgate_" + k: v for k, v in sg.memory().items()})
+                res["shardgate_peak_reset"] = bool(reset)
+            if res["status"] == "ok" and res["rows"] != want_rows:
+                res = {"status": FAILED, "command": res["command"],
+                       "error": f"returned {res['rows']} rows, expected {want_rows}"}
+            runs[name].append(res)
+            ctx.log(f"  scan round {rnd + 1} {name} ({scan_sql}): "
+                    + (f"{res['seconds']:.2f} s" if res["status"] == "ok" else res["status"]))
+    scan = {"query": scan_sql, "rows": want_rows, "ordered": ordered, "rounds": runs,
+            "results": {}, "shardgate_rss_before_kib": mem_before.get("VmRSS"),
+            "shardgate_hwm_before_kib": mem_before.get("VmHWM")}
+    if ordered:
+        digests = {r["sha1"] for rs in runs.values() for r in rs if r["status"] == "ok"}
+        if len(digests) > 1:
+            ctx.errors.append(f"cross-shard scan: shardgate's rows differ from PostgreSQL's "
+                              f"(sha1 of psql's output) for: {scan_sql}")
+    for name, rs in runs.items():
+        bad = [r for r in rs if r["status"] != "ok"]
+        if bad:
+            scan["results"][name] = bad[0]
+            if bad[0]["status"] == FAILED:
+                ctx.errors.append(f"cross-shard scan {name} failed\n  command: "
+                                  f"{bad[0].get('command', '')}\n  output: {bad[0]['error']}")
+            continue
+        scan["results"][name] = {
+            "status": "ok", "seconds": round(statistics.median(r["seconds"] for r in rs), 3),
+            "client_max_rss_kib": max(r["client_max_rss_kib"] for r in rs),
+            "rows_per_second": round(want_rows / statistics.median(r["seconds"] for r in rs)),
+        }
+        if name == "shardgate":
+            scan["results"][name]["peak_rss_kib"] = max(r.get("shardgate_VmHWM", 0) for r in rs)
+            scan["results"][name]["peak_reset"] = all(r.get("shardgate_peak_reset") for r in rs)
+    scan["ratios"] = {"shardgate/direct seconds": ratio(
+        scan["results"]["shardgate"].get("seconds"), scan["results"]["direct"].get("seconds"))}
+    return scan
 
 
 def cross_shard(ctx):
@@ -374,85 +426,66 @@ def cross_shard(ctx):
     section = {"id": "cross", "title": "Cross-shard queries: top-N and full scan",
                "targets": ["direct", "shardgate"]}
 
-    # --- full scan, interleaved direct / shardgate; shardgate is a fresh process
-    scan_sql = "SELECT * FROM scan_rows"
-    mem_before = sg.memory()
-    runs = {"direct": [], "shardgate": []}
-    for rnd in range(p["scan_rounds"]):
-        for name, (ep, db) in (("direct", (ctx.single, "single")), ("shardgate", (sg, "app"))):
-            res = time_scan(ep, db, scan_sql)
-            if name == "shardgate":
-                sg.check_alive()
-                res.update({"shardgate_" + k: v for k, v in sg.memory().items()})
-            if res["status"] == "ok" and res["rows"] != 4 * scan_per:
-                res = {"status": FAILED, "command": res["command"],
-                       "error": f"returned {res['rows']} rows, expected {4 * scan_per}"}
-            runs[name].append(res)
-            ctx.log(f"  scan round {rnd + 1} {name}: "
-                    + (f"{res['seconds']:.2f} s" if res["status"] == "ok" else res["status"]))
-    scan = {"query": scan_sql, "rows": 4 * scan_per, "rounds": runs, "results": {},
-            "shardgate_rss_before_kib": mem_before.get("VmRSS"),
-            "shardgate_hwm_before_kib": mem_before.get("VmHWM")}
-    for name, rs in runs.items():
-        bad = [r for r in rs if r["status"] != "ok"]
-        if bad:
-            scan["results"][name] = bad[0]
-            if bad[0]["status"] == FAILED:
-                ctx.errors.append(f"cross-shard scan {name} failed\n  command: "
-                                  f"{bad[0].get('command', '')}\n  output: {bad[0]['error']}")
-            continue
-        scan["results"][name] = {
-            "status": "ok", "seconds": round(statistics.median(r["seconds"] for r in rs), 3),
-            "client_max_rss_kib": max(r["client_max_rss_kib"] for r in rs),
-            "rows_per_second": round(4 * scan_per / statistics.median(r["seconds"] for r in rs)),
-        }
-        if name == "shardgate":
-            scan["results"][name]["peak_rss_kib"] = max(r.get("shardgate_VmHWM", 0) for r in rs)
-    scan["ratios"] = {"shardgate/direct seconds": ratio(
-        scan["results"]["shardgate"].get("seconds"), scan["results"]["direct"].get("seconds"))}
-    section["scan"] = scan
+    # --- full scans, interleaved direct / shardgate: a plain one (shards'
+    # rows concatenated) and one ORDER BY (a k-way merge of 4 sorted
+    # streams, the issue's case). shardgate's peak RSS is reset before each
+    # of its runs (clear_refs), so each figure is that scan's own peak.
+    section["scans"] = [scan_one(ctx, sg, sql, 4 * scan_per, ordered)
+                        for sql, ordered in (("SELECT * FROM scan_rows", False),
+                                             ("SELECT * FROM scan_rows ORDER BY score, id", True))]
 
     # --- top-N: probe shardgate once; if it answers, compare with direct and time it
-    topn_sql = "SELECT * FROM topn_items ORDER BY score LIMIT 100"
-    status, text = probe(sg, "app", topn_sql)
-    want_status, want = probe(ctx.single, "single", topn_sql)
-    if want_status != "ok":
-        raise HarnessError(f"top-N on the single server failed: {want}")
-    targets = {"direct": (ctx.single, "single")}
-    refused = {}
-    if status == "ok":
-        if text != want:
-            ctx.errors.append(f"cross-shard top-N: shardgate's answer differs from PostgreSQL's "
-                              f"for: {topn_sql}")
-        targets["shardgate"] = (sg, "app")
-    elif status == REFUSED:
-        refused = {"status": REFUSED, "error": text, "command": f"psql -c {topn_sql!r}"}
-        ctx.log(f"  top-N through shardgate: refused ({text})")
-    else:
-        refused = {"status": FAILED, "error": text, "command": f"psql -c {topn_sql!r}"}
-        ctx.errors.append(f"cross-shard top-N: shardgate failed (not a refusal)\n"
-                          f"  command: psql -c {topn_sql!r}\n  output: {text}")
-    script = ctx.script("topn.sql", topn_sql + ";\n")
-    cells = [{"query": "ORDER BY score LIMIT 100", "clients": c} for c in p["topn_clients"]]
+    # --- top-N: with an index on the sort column (each server reads 100
+    # index entries) and without one (each server scans and keeps a top-100
+    # heap: the case where four shards share the work). Each query is probed
+    # once and compared with the single server's answer before it is timed.
+    queries = [("ORDER BY score LIMIT 100 (index)",
+                "SELECT * FROM topn_items ORDER BY score, id LIMIT 100"),
+               ("ORDER BY payload LIMIT 100 (no index)",
+                "SELECT * FROM topn_items ORDER BY payload, id LIMIT 100")]
+    targets = {"direct": (ctx.single, "single"), "shardgate": (sg, "app")}
+    refused, scripts = {}, {}
+    for label, sql in queries:
+        status, text = probe(sg, "app", sql)
+        want_status, want = probe(ctx.single, "single", sql)
+        if want_status != "ok":
+            raise HarnessError(f"top-N on the single server failed: {want}")
+        if status == "ok" and text != want:
+            ctx.errors.append(f"cross-shard top-N: shardgate's answer differs from "
+                              f"PostgreSQL's for: {sql}")
+        elif status == REFUSED:
+            refused[label] = {"status": REFUSED, "error": text, "command": f"psql -c {sql!r}"}
+            ctx.log(f"  top-N through shardgate: refused ({text})")
+        elif status != "ok":
+            refused[label] = {"status": FAILED, "error": text, "command": f"psql -c {sql!r}"}
+            ctx.errors.append(f"cross-shard top-N: shardgate failed (not a refusal)\n"
+                              f"  command: psql -c {sql!r}\n  output: {text}")
+        scripts[label] = ctx.script(f"topn{len(scripts)}.sql", sql + ";\n")
+    cells = [{"query": label, "clients": c} for label, _ in queries for c in p["topn_clients"]]
 
     def one(label, name, spec, rnd):
         endpoint, dbname = spec
-        return pgbench_cell(ctx, endpoint, dbname, label, name, rnd, script=script,
-                            clients=label["clients"], protocol="simple")
+        if name == "shardgate" and label["query"] in refused:
+            return dict(refused[label["query"]])
+        return pgbench_cell(ctx, endpoint, dbname, label, name, rnd,
+                            script=scripts[label["query"]], clients=label["clients"],
+                            protocol="simple")
     out = run_interleaved(ctx, "top-N", cells, targets, one)
     for cell in out:
-        if refused:
-            cell["results"]["shardgate"] = dict(refused)
         cell["ratios"] = {"shardgate/direct tps": ratio(
             cell["results"]["shardgate"].get("tps"), cell["results"]["direct"].get("tps"))}
     judge(ctx, "cross-shard top-N", out)
-    section["topn"] = {"query": topn_sql, "rows": 4 * per, "cells": out}
+    section["topn"] = {"queries": [sql for _, sql in queries], "rows": 4 * per, "cells": out}
     section["about"] = (
-        f"top-N: `{topn_sql}` (index on score) over 4 shards x {per} rows (range-sharded on "
-        f"id) vs one PostgreSQL with {4 * per} rows, pgbench -M simple, {p['seconds']} s "
-        f"per cell. Scan: `{scan_sql}` of {4 * scan_per} rows through psql -At to a pipe, "
-        f"{p['scan_rounds']} round(s), median; shardgate's peak RSS is VmHWM of a fresh "
-        "shardgate process. Tables are created through shardgate and filled on each shard "
-        "directly with the ids it owns.")
+        f"top-N: " + ", ".join(f"`{sql}`" for _, sql in queries) + f" (index on score, none "
+        f"on payload) over 4 shards x {per} rows (range-sharded on id) vs one PostgreSQL "
+        f"with {4 * per} rows (default parallel query settings), pgbench -M simple, "
+        f"{p['seconds']} s per cell. Scans: "
+        + ", ".join(f"`{sc['query']}`" for sc in section["scans"])
+        + f" of {4 * scan_per} rows through psql -At to a pipe, {p['scan_rounds']} round(s), "
+        "median; shardgate's peak RSS is its VmHWM after the scan, reset (clear_refs) before "
+        "each run; the ORDER BY scan's output is checked byte for byte against the single "
+        "server's. Tables are created through shardgate and filled on each shard directly "
+        "with the ids it owns.")
     ctx.stop(sg)
     return section
