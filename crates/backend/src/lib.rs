@@ -29,6 +29,12 @@ pub struct ConnState {
     pub settings: u64,
     /// Result columns of prepared statements, by name, once described.
     pub described: std::collections::HashMap<String, Vec<shardgate_wire::backend::Column>>,
+    /// Answers of the collation probes of merges (the rows of
+    /// `shardgate_exec::merge_sort::collation_probe`) of statements
+    /// prepared on this connection, by statement name: valid as long as
+    /// the statement is (PostgreSQL refuses to run a prepared statement
+    /// whose result columns, collations included, changed).
+    pub probed: std::collections::HashMap<String, Vec<Vec<String>>>,
     /// Generation of statement names; it moves on after an error, so a
     /// statement in an unknown state is never reused.
     pub epoch: u32,
@@ -59,6 +65,7 @@ impl ConnState {
             prepared: Default::default(),
             settings: 0,
             described: Default::default(),
+            probed: Default::default(),
             epoch: 0,
             idle: true,
             ready: true,
@@ -171,6 +178,7 @@ impl ShardConn {
         let old = std::mem::take(&mut st.prepared);
         st.to_close.extend(old);
         st.described.clear();
+        st.probed.clear();
     }
 
     /// The forgotten statements to close now (see [`ConnState::to_close`]);
@@ -184,6 +192,12 @@ impl ShardConn {
         &mut self,
     ) -> &mut std::collections::HashMap<String, Vec<shardgate_wire::backend::Column>> {
         &mut self.state_mut().described
+    }
+
+    /// Collation-probe answers of statements prepared on this connection
+    /// (see [`ConnState::probed`]).
+    pub fn probed(&mut self) -> &mut std::collections::HashMap<String, Vec<Vec<String>>> {
+        &mut self.state_mut().probed
     }
 
     /// The generation of statement names (see [`ShardConn::forget_prepared`]).

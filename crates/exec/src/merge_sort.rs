@@ -452,40 +452,28 @@ async fn text_collations<W: AsyncWrite + Unpin>(
     };
     let (sql, types, params) = spec.for_shard(req, shard);
     let c = conn(conns, shard)?;
-    let probe = collation_probe(sql, cols.len(), &text);
-    let mut buf = BytesMut::new();
-    frontend::parse(&mut buf, "", &probe, types);
-    let at = shardgate_wire::begin(&mut buf, b'B');
-    shardgate_wire::put_cstr(&mut buf, "");
-    shardgate_wire::put_cstr(&mut buf, "");
-    buf.put_slice(params);
-    buf.put_i16(0);
-    shardgate_wire::finish(&mut buf, at);
-    frontend::execute(&mut buf, "", 0);
-    frontend::sync(&mut buf);
-    c.send(&buf).await.map_err(|e| lost(shard, e))?;
-    let mut rows: Vec<Vec<String>> = Vec::with_capacity(text.len());
-    let mut error = None;
-    loop {
-        let f = c.recv().await.map_err(|e| lost(shard, e))?;
-        match f.tag {
-            b'D' => {
-                let vals = be::parse_data_row(&f.body)
-                    .map_err(|e| lost(shard, BackendError::Protocol(e)))?;
-                rows.push(
-                    vals.iter()
-                        .map(|v| String::from_utf8_lossy(v.unwrap_or_default()).into_owned())
-                        .collect(),
-                );
+    // Asked once per statement prepared on the connection.
+    let name = crate::run::statement_name(sql, types, c.epoch());
+    let cached = c
+        .prepared()
+        .contains(&name)
+        .then(|| c.probed().get(&name).cloned())
+        .flatten();
+    let rows = match cached {
+        Some(rows) => rows,
+        None => {
+            let rows = match probe_collations(c, shard, sql, types, params, cols.len(), &text, out)
+                .await?
+            {
+                Ok(rows) => rows,
+                Err(e) => return Ok(Err(e)),
+            };
+            if c.prepared().contains(&name) {
+                c.probed().insert(name, rows.clone());
             }
-            b'E' if error.is_none() => error = crate::run::shard_error(out, &f.body),
-            b'Z' => break,
-            _ => {}
+            rows
         }
-    }
-    if let Some(e) = error {
-        return Ok(Err(e));
-    }
+    };
     let mut bytewise = true;
     let mut collate = vec![None; spec.keys.len()];
     for (n, i) in text.iter().enumerate() {
@@ -522,6 +510,56 @@ async fn text_collations<W: AsyncWrite + Unpin>(
         )));
     }
     Ok(Ok((!bytewise).then_some(collate)))
+}
+
+/// Runs [`collation_probe`] of `sql` on shard `shard` (connection `c`):
+/// one row of answers per column of `text`, or the shard's error.
+#[allow(clippy::too_many_arguments)]
+async fn probe_collations<W: AsyncWrite + Unpin>(
+    c: &mut shardgate_backend::ShardConn,
+    shard: ShardId,
+    sql: &str,
+    types: &[u32],
+    params: &[u8],
+    columns: usize,
+    text: &[usize],
+    out: &mut ClientOut<W>,
+) -> Result<Result<Vec<Vec<String>>, ErrorFields>, ExecError> {
+    let probe = collation_probe(sql, columns, text);
+    let mut buf = BytesMut::new();
+    frontend::parse(&mut buf, "", &probe, types);
+    let at = shardgate_wire::begin(&mut buf, b'B');
+    shardgate_wire::put_cstr(&mut buf, "");
+    shardgate_wire::put_cstr(&mut buf, "");
+    buf.put_slice(params);
+    buf.put_i16(0);
+    shardgate_wire::finish(&mut buf, at);
+    frontend::execute(&mut buf, "", 0);
+    frontend::sync(&mut buf);
+    c.send(&buf).await.map_err(|e| lost(shard, e))?;
+    let mut rows: Vec<Vec<String>> = Vec::with_capacity(text.len());
+    let mut error = None;
+    loop {
+        let f = c.recv().await.map_err(|e| lost(shard, e))?;
+        match f.tag {
+            b'D' => {
+                let vals = be::parse_data_row(&f.body)
+                    .map_err(|e| lost(shard, BackendError::Protocol(e)))?;
+                rows.push(
+                    vals.iter()
+                        .map(|v| String::from_utf8_lossy(v.unwrap_or_default()).into_owned())
+                        .collect(),
+                );
+            }
+            b'E' if error.is_none() => error = crate::run::shard_error(out, &f.body),
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    Ok(match error {
+        Some(e) => Err(e),
+        None => Ok(rows),
+    })
 }
 
 /// A merge whose sort keys only a shard can compare: every shard's rows
