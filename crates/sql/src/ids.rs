@@ -11,7 +11,7 @@
 //! binds them as more parameters), so an id may also be the shard key.
 //! Where no id can be drawn per row (INSERT ... SELECT leaving the column
 //! out, `UPDATE ... SET id = DEFAULT`, an INSERT inside a WITH, MERGE) the
-//! statement is refused rather than given NULLs ([`check_nested`],
+//! statement is refused rather than given NULLs (`NestedWrites`,
 //! [`check_assignments`]).
 
 use crate::analyze::{ident_name, object_parts};
@@ -19,7 +19,7 @@ use crate::error::SqlError;
 use shardgate_core::Topology;
 use sqlparser::ast::{
     self, AlterColumnOperation, AlterTableOperation, ColumnOption, Expr, FunctionArguments,
-    ObjectName, ObjectType, SetExpr, Statement, Value, Visit, VisitMut, Visitor, VisitorMut,
+    ObjectName, ObjectType, SetExpr, Statement, Value, VisitMut, Visitor, VisitorMut,
 };
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -491,22 +491,11 @@ pub fn check_assignments(
     Ok(())
 }
 
-/// Refuse writes into tables with id columns that [`fill_insert`] does not
+/// Finds writes into tables with id columns that [`fill_insert`] does not
 /// see: an INSERT inside a WITH (or any INSERT but the statement itself),
-/// and MERGE. They would leave the columns NULL.
-///
-/// # Errors
-/// Such a write.
-pub fn check_nested(stmt: &Statement, topo: &Topology) -> Result<(), SqlError> {
-    if topo.id_defaults.is_empty() {
-        return Ok(());
-    }
-    let mut v = NestedWrites::new(topo);
-    let _ = stmt.visit(&mut v);
-    v.err.map_or(Ok(()), Err)
-}
-
-/// The visitor of [`check_nested`]: the first write it refuses.
+/// and MERGE. They would leave the columns NULL, so they are refused (the
+/// analysis walks a statement once with this and its other checks:
+/// `analyze::survey`).
 pub(crate) struct NestedWrites<'a> {
     topo: &'a Topology,
     depth: usize,
@@ -616,6 +605,13 @@ mod tests {
     use shardgate_core::{ShardId, Strategy, TableKind, TableRule};
     use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::parser::Parser;
+
+    fn check_nested(stmt: &Statement, topo: &Topology) -> Result<(), SqlError> {
+        use sqlparser::ast::Visit;
+        let mut v = NestedWrites::new(topo);
+        let _ = stmt.visit(&mut v);
+        v.err.map_or(Ok(()), Err)
+    }
 
     fn parse(sql: &str) -> Statement {
         Parser::parse_sql(&PostgreSqlDialect {}, sql)

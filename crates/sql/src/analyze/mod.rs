@@ -378,7 +378,7 @@ impl Visitor for Rels {
 
 /// What one walk over a whole statement finds, so that analysis walks it
 /// once instead of once per question: the refusals of [`Names`] and
-/// [`crate::ids::check_nested`], the tables it references
+/// [`crate::ids::NestedWrites`], the tables it references
 /// ([`relations`]) and whether it holds a write ([`contains_dml`]).
 struct Survey {
     /// The first refusal, names before nested writes (as the checks run).
