@@ -6,6 +6,14 @@
 //! client's parameters and result formats for the visible columns and
 //! binary for the hidden ones, Execute and Sync. Rows are merged one at a
 //! time: memory holds one row per shard, whatever the result size.
+//!
+//! When the plan has a lean variant (keys read from the result's own
+//! columns, see `shardgate_sql::merge`), it is described first and used
+//! if every key it reads from the result is there and comparable in the
+//! format the client asked for, on PostgreSQL shards, with no collation
+//! to sort by on a shard; otherwise the canonical SQL runs. Descriptions
+//! are kept per connection, so the choice costs a round trip only the
+//! first time.
 
 use crate::error::ExecError;
 use crate::merge::Outcome;
@@ -34,6 +42,9 @@ pub struct Merge<'a> {
     pub per_shard: Option<&'a std::collections::BTreeMap<ShardId, String>>,
     /// The sort keys: the last `keys.len()` columns, dropped after.
     pub keys: &'a [SortKey],
+    /// The variant reading keys from the result's own columns (only
+    /// without per-shard SQL).
+    pub lean: Option<&'a shardgate_sql::LeanMerge>,
     /// Rows to return after `offset`, if limited.
     pub limit: Option<u64>,
     /// Rows to skip after the merge.
@@ -87,17 +98,33 @@ pub fn bind_params(tail: &[u8]) -> Result<&[u8], shardgate_wire::WireError> {
     Ok(&tail[..tail.len() - r.remaining()])
 }
 
+/// Where a sort key is in each row and how it is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyAt {
+    /// The column (0-based, among all the row's columns).
+    col: usize,
+    /// Its type.
+    oid: u32,
+    /// Text format (else binary).
+    text: bool,
+}
+
 struct Row {
     body: Bytes,
     visible_end: usize,
     keys: Vec<Option<(usize, usize)>>,
 }
 
-fn split_row(body: Bytes, visible: usize, hidden: usize) -> Option<Row> {
+/// Splits a DataRow body of `total` columns, the first `visible` of them
+/// for the client, noting where each key of `at` is.
+fn split_row(body: Bytes, visible: usize, total: usize, at: &[KeyAt]) -> Option<Row> {
     let n = i16::from_be_bytes([*body.first()?, *body.get(1)?]).max(0) as usize;
+    if n != total {
+        return None;
+    }
     let mut pos = 2;
     let mut visible_end = 2;
-    let mut keys = Vec::with_capacity(n.saturating_sub(visible));
+    let mut keys = vec![None; at.len()];
     for i in 0..n {
         if i == visible {
             visible_end = pos;
@@ -114,15 +141,14 @@ fn split_row(body: Bytes, visible: usize, hidden: usize) -> Option<Row> {
             }
             Some(r)
         };
-        if i >= visible {
-            keys.push(v);
+        for (k, a) in at.iter().enumerate() {
+            if a.col == i {
+                keys[k] = v;
+            }
         }
     }
     if n == visible {
         visible_end = pos;
-    }
-    if n != visible + hidden {
-        return None;
     }
     Some(Row {
         body,
@@ -131,7 +157,7 @@ fn split_row(body: Bytes, visible: usize, hidden: usize) -> Option<Row> {
     })
 }
 
-fn cmp_rows(a: &Row, b: &Row, keys: &[SortKey], oids: &[u32]) -> Ordering {
+fn cmp_rows(a: &Row, b: &Row, keys: &[SortKey], at: &[KeyAt]) -> Ordering {
     for (i, k) in keys.iter().enumerate() {
         let av = a.keys[i].map(|(s, e)| &a.body[s..e]);
         let bv = b.keys[i].map(|(s, e)| &b.body[s..e]);
@@ -152,7 +178,11 @@ fn cmp_rows(a: &Row, b: &Row, keys: &[SortKey], oids: &[u32]) -> Ordering {
                 }
             }
             (Some(x), Some(y)) => {
-                let c = order::compare(oids[i], x, y);
+                let c = if at[i].text {
+                    order::compare_text(at[i].oid, x, y)
+                } else {
+                    order::compare(at[i].oid, x, y)
+                };
                 if k.desc { c.reverse() } else { c }
             }
         };
@@ -195,6 +225,140 @@ pub(crate) fn abort<W: AsyncWrite + Unpin>(out: &mut ClientOut<W>, e: ErrorField
     }
 }
 
+/// The statement every shard prepared for this merge and the columns they
+/// describe; `Err` is a shard's error (every shard is at ReadyForQuery).
+type Described = Result<(Vec<String>, Vec<Column>), ErrorFields>;
+
+/// Round trip 1, unless every shard has described the statement before
+/// (kept per connection): each shard's statement name and the columns.
+/// `sql_of` gives each shard's SQL and parameter types.
+async fn describe_all<'s, W: AsyncWrite + Unpin>(
+    conns: &mut Conns,
+    shards: &[ShardId],
+    sql_of: impl Fn(ShardId) -> (&'s str, &'s [u32]),
+    out: &mut ClientOut<W>,
+) -> Result<Described, ExecError> {
+    let mut names = Vec::with_capacity(shards.len());
+    let mut columns: Option<Vec<Column>> = None;
+    let mut all_described = true;
+    for s in shards {
+        let c = conn(conns, *s)?;
+        let (sql, types) = sql_of(*s);
+        let name = crate::run::statement_name(sql, types, c.epoch());
+        let prepared = c.prepared().contains(&name);
+        match c.described().get(&name) {
+            Some(cols) if prepared => {
+                columns.get_or_insert_with(|| cols.clone());
+            }
+            _ => all_described = false,
+        }
+        names.push(name);
+    }
+    if all_described {
+        return Ok(Ok((names, columns.unwrap_or_default())));
+    }
+    let mut buf = BytesMut::new();
+    let mut first_error = None;
+    columns = None;
+    names.clear();
+    for s in shards {
+        let c = conn(conns, *s)?;
+        buf.clear();
+        let (sql, types) = sql_of(*s);
+        let name = prepare_if_needed(c, sql, types, &mut buf);
+        frontend::describe(&mut buf, b'S', &name);
+        frontend::sync(&mut buf);
+        c.send(&buf).await.map_err(|e| lost(*s, e))?;
+        names.push(name);
+    }
+    for (i, s) in shards.iter().enumerate() {
+        let c = conn(conns, *s)?;
+        loop {
+            let f = c.recv().await.map_err(|e| lost(*s, e))?;
+            match f.tag {
+                b'T' => {
+                    let cols = be::parse_row_description(&f.body)
+                        .map_err(|e| lost(*s, BackendError::Protocol(e)))?;
+                    c.described().insert(names[i].clone(), cols.clone());
+                    columns.get_or_insert(cols);
+                }
+                b'n' => {
+                    first_error
+                        .get_or_insert_with(|| err("XX000", "a merged query returned no columns"));
+                }
+                b'E' => {
+                    c.forget_prepared();
+                    if first_error.is_none() {
+                        first_error = crate::run::shard_error(out, &f.body);
+                    }
+                }
+                b'N' => f.encode(&mut out.buf),
+                b'Z' => break,
+                _ => {}
+            }
+        }
+    }
+    Ok(match first_error {
+        Some(e) => Err(e),
+        None => Ok((names, columns.unwrap_or_default())),
+    })
+}
+
+/// The result formats of the `visible` columns as the client's Bind gives
+/// them (none: text, one: for all).
+fn client_formats(req: &ReadRequest<'_>, visible: usize) -> Result<Vec<i16>, ErrorFields> {
+    match req.result_formats.len() {
+        0 => Ok(vec![0; visible]),
+        1 => Ok(vec![req.result_formats[0]; visible]),
+        n if n == visible => Ok(req.result_formats.to_vec()),
+        n => Err(err(
+            "08P01",
+            format!("bind message has {n} result formats but query has {visible} columns"),
+        )),
+    }
+}
+
+/// Where the lean variant's keys are in rows of `cols` (the first
+/// `visible` for the client, in `formats`), if every one is there and
+/// comparable as it comes.
+fn lean_keys(
+    columns: &[shardgate_sql::KeyColumn],
+    cols: &[Column],
+    visible: usize,
+    formats: &[i16],
+) -> Option<Vec<KeyAt>> {
+    use shardgate_sql::KeyColumn;
+    columns
+        .iter()
+        .map(|c| {
+            let col = match c {
+                KeyColumn::Output(i) => Some(*i).filter(|i| *i < visible)?,
+                KeyColumn::Named(n) => cols[..visible].iter().position(|c| &c.name == n)?,
+                KeyColumn::Hidden(j) => Some(visible + j).filter(|i| *i < cols.len())?,
+            };
+            let oid = cols[col].type_oid;
+            let text = col < visible && formats[col] == 0;
+            let ok = if text {
+                order::text_supported(oid)
+            } else {
+                order::supported(oid)
+            };
+            ok.then_some(KeyAt { col, oid, text })
+        })
+        .collect()
+}
+
+/// The variant of the merge that runs (lean or not): its statement names, columns,
+/// hidden column count, keys and the visible columns' formats.
+struct Chosen {
+    lean: bool,
+    names: Vec<String>,
+    cols: Vec<Column>,
+    hidden: usize,
+    keys: Vec<KeyAt>,
+    formats: Vec<i16>,
+}
+
 /// Run a merge on its shards and stream the merged rows to `out`.
 /// Every shard ends at ReadyForQuery (its batch is synced).
 ///
@@ -212,109 +376,130 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
     let shards = spec.shards;
     out.deadlock_victim
         .store(false, std::sync::atomic::Ordering::Relaxed);
-    // Round trip 1, unless every shard has described the statement before:
-    // the columns.
-    let mut names = Vec::with_capacity(shards.len());
-    let mut columns: Option<Vec<Column>> = None;
-    let mut all_described = true;
+    let k = spec.keys.len();
+    let mut chosen = None;
+    // The lean variant, on PostgreSQL shards (an embedded shard's
+    // computed columns have no declared type to compare by).
+    let mut embedded = false;
     for s in shards {
-        let c = conn(conns, *s)?;
-        let (sql, types, _) = spec.for_shard(req, *s);
-        let name = crate::run::statement_name(sql, types, c.epoch());
-        let prepared = c.prepared().contains(&name);
-        match c.described().get(&name) {
-            Some(cols) if prepared => {
-                columns.get_or_insert_with(|| cols.clone());
-            }
-            _ => all_described = false,
-        }
-        names.push(name);
+        embedded |= conn(conns, *s)?.is_embedded();
     }
-    let mut buf = BytesMut::new();
-    let mut first_error = None;
-    if !all_described {
-        columns = None;
-        names.clear();
-        for s in shards {
-            let c = conn(conns, *s)?;
-            buf.clear();
-            let (sql, types, _) = spec.for_shard(req, *s);
-            let name = prepare_if_needed(c, sql, types, &mut buf);
-            frontend::describe(&mut buf, b'S', &name);
-            frontend::sync(&mut buf);
-            c.send(&buf).await.map_err(|e| lost(*s, e))?;
-            names.push(name);
-        }
-        for (i, s) in shards.iter().enumerate() {
-            let c = conn(conns, *s)?;
-            loop {
-                let f = c.recv().await.map_err(|e| lost(*s, e))?;
-                match f.tag {
-                    b'T' => {
-                        let cols = be::parse_row_description(&f.body)
-                            .map_err(|e| lost(*s, BackendError::Protocol(e)))?;
-                        c.described().insert(names[i].clone(), cols.clone());
-                        columns.get_or_insert(cols);
-                    }
-                    b'n' => {
-                        first_error.get_or_insert_with(|| {
-                            err("XX000", "a merged query returned no columns")
-                        });
-                    }
-                    b'E' => {
-                        c.forget_prepared();
-                        if first_error.is_none() {
-                            first_error = crate::run::shard_error(out, &f.body);
-                        }
-                    }
-                    b'N' => f.encode(&mut out.buf),
-                    b'Z' => break,
-                    _ => {}
+    if let Some(lean) = spec.lean.filter(|_| spec.per_shard.is_none() && !embedded) {
+        let (names, cols) =
+            match describe_all(conns, shards, |_| (lean.sql.as_str(), req.param_types), out).await?
+            {
+                Ok(d) => d,
+                Err(e) => return Ok(abort(out, e)),
+            };
+        let hidden = lean.hidden();
+        let visible = cols.len().saturating_sub(hidden);
+        let formats = match client_formats(req, visible) {
+            Ok(f) => f,
+            Err(e) => return Ok(abort(out, e)),
+        };
+        if cols.len() >= hidden
+            && let Some(keys) = lean_keys(&lean.columns, &cols, visible, &formats)
+        {
+            let at: Vec<usize> = keys.iter().map(|a| a.col).collect();
+            let sql_of = |_| (lean.sql.as_str(), req.param_types, req.params);
+            match text_collations(conns, &cols, &at, shards, sql_of, req, out).await? {
+                Err(e) => return Ok(abort(out, e)),
+                // Text under a linguistic collation: the canonical
+                // variant has a shard sort it.
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    chosen = Some(Chosen {
+                        lean: true,
+                        names,
+                        cols,
+                        hidden,
+                        keys,
+                        formats,
+                    });
                 }
             }
         }
     }
-    if let Some(e) = first_error {
-        return Ok(abort(out, e));
-    }
-    let cols = columns.unwrap_or_default();
-    let k = spec.keys.len();
-    if cols.len() < k {
-        return Ok(abort(
-            out,
-            err("XX000", "a merged query lost its sort columns"),
-        ));
-    }
-    let visible = cols.len() - k;
-    let oids: Vec<u32> = cols[visible..].iter().map(|c| c.type_oid).collect();
-    if let Some(o) = oids.iter().find(|o| !order::supported(**o)) {
-        let e = err(
-            "0A000",
-            format!("ORDER BY a value of type oid {o} across shards is not supported yet"),
-        );
-        return Ok(abort(out, e));
-    }
-    // Text merges bytewise, which is right under the C collation only;
-    // under any other, one shard sorts the shards' rows instead.
-    let collate = match text_collations(conns, &cols, spec, req, out).await? {
-        Ok(c) => c,
-        Err(e) => return Ok(abort(out, e)),
-    };
-    if let Some(collate) = collate {
-        return sort_on_shard(conns, shards, &names, spec, req, &cols, &collate, out).await;
-    }
-    let formats: Vec<i16> = match req.result_formats.len() {
-        0 => vec![0; visible],
-        1 => vec![req.result_formats[0]; visible],
-        n if n == visible => req.result_formats.to_vec(),
-        n => {
-            let e = err(
-                "08P01",
-                format!("bind message has {n} result formats but query has {visible} columns"),
-            );
-            return Ok(abort(out, e));
+    let chosen = match chosen {
+        Some(c) => c,
+        None => {
+            let (names, cols) = match describe_all(
+                conns,
+                shards,
+                |s| {
+                    let (sql, types, _) = spec.for_shard(req, s);
+                    (sql, types)
+                },
+                out,
+            )
+            .await?
+            {
+                Ok(d) => d,
+                Err(e) => return Ok(abort(out, e)),
+            };
+            if cols.len() < k {
+                return Ok(abort(
+                    out,
+                    err("XX000", "a merged query lost its sort columns"),
+                ));
+            }
+            let visible = cols.len() - k;
+            if let Some(o) = cols[visible..]
+                .iter()
+                .map(|c| c.type_oid)
+                .find(|o| !order::supported(*o))
+            {
+                let e = err(
+                    "0A000",
+                    format!("ORDER BY a value of type oid {o} across shards is not supported yet"),
+                );
+                return Ok(abort(out, e));
+            }
+            // Text merges bytewise, which is right under the C collation
+            // only; under any other, one shard sorts the shards' rows
+            // instead.
+            let at: Vec<usize> = (visible..cols.len()).collect();
+            let sql_of = |s| spec.for_shard(req, s);
+            let collate = match text_collations(conns, &cols, &at, shards, sql_of, req, out).await?
+            {
+                Ok(c) => c,
+                Err(e) => return Ok(abort(out, e)),
+            };
+            if let Some(collate) = collate {
+                return sort_on_shard(conns, shards, &names, spec, req, &cols, &collate, out).await;
+            }
+            let formats = match client_formats(req, visible) {
+                Ok(f) => f,
+                Err(e) => return Ok(abort(out, e)),
+            };
+            let keys = at
+                .iter()
+                .map(|&col| KeyAt {
+                    col,
+                    oid: cols[col].type_oid,
+                    text: false,
+                })
+                .collect();
+            Chosen {
+                lean: false,
+                names,
+                cols,
+                hidden: k,
+                keys,
+                formats,
+            }
         }
     };
+    let Chosen {
+        lean,
+        names,
+        cols,
+        hidden,
+        keys: at,
+        formats,
+    } = chosen;
+    let total = cols.len();
+    let visible = total - hidden;
     if req.describe {
         let mut vis: Vec<Column> = cols[..visible].to_vec();
         for (c, f) in vis.iter_mut().zip(&formats) {
@@ -324,11 +509,17 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
     }
     // Round trip 2: the rows.
     let mut all_formats = formats;
-    all_formats.extend(std::iter::repeat_n(1i16, k));
+    all_formats.extend(std::iter::repeat_n(1i16, hidden));
+    let mut buf = BytesMut::new();
     for (i, s) in shards.iter().enumerate() {
         let c = conn(conns, *s)?;
         buf.clear();
-        bind_unnamed(&mut buf, &names[i], spec.for_shard(req, *s).2, &all_formats);
+        let params = if lean {
+            req.params
+        } else {
+            spec.for_shard(req, *s).2
+        };
+        bind_unnamed(&mut buf, &names[i], params, &all_formats);
         frontend::execute(&mut buf, "", 0);
         frontend::sync(&mut buf);
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
@@ -336,8 +527,13 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
     let mut heads: Vec<Option<Row>> = Vec::with_capacity(shards.len());
     let mut done = vec![false; shards.len()];
     let mut error: Option<ErrorFields> = None;
+    let shape = Shape {
+        visible,
+        total,
+        at: &at,
+    };
     for i in 0..shards.len() {
-        let r = next_row(conns, shards[i], visible, k, &mut done[i], &mut error, out).await?;
+        let r = next_row(conns, shards[i], &shape, &mut done[i], &mut error, out).await?;
         heads.push(r);
     }
     let mut skipped = 0u64;
@@ -349,12 +545,8 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
                 let better = match best {
                     None => true,
                     Some(b) => {
-                        cmp_rows(
-                            r,
-                            heads[b].as_ref().expect("best is some"),
-                            spec.keys,
-                            &oids,
-                        ) == Ordering::Less
+                        cmp_rows(r, heads[b].as_ref().expect("best is some"), spec.keys, &at)
+                            == Ordering::Less
                     }
                 };
                 if better {
@@ -375,7 +567,7 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
             sent += 1;
             out.maybe_flush().await?;
         }
-        heads[b] = next_row(conns, shards[b], visible, k, &mut done[b], &mut error, out).await?;
+        heads[b] = next_row(conns, shards[b], &shape, &mut done[b], &mut error, out).await?;
     }
     for i in 0..shards.len() {
         if !done[i] {
@@ -392,6 +584,13 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
         rows: sent,
         ..Default::default()
     })
+}
+
+/// The shape of a merge's rows: all columns, the client's, the keys.
+struct Shape<'a> {
+    visible: usize,
+    total: usize,
+    at: &'a [KeyAt],
 }
 
 /// A query that tells the collations of columns `which` (0-based) of
@@ -421,27 +620,33 @@ pub fn collation_probe(sql: &str, columns: usize, which: &[usize]) -> String {
 }
 
 /// How the text sort keys of a merge whose shards describe their columns
-/// as `cols` are ordered: `Ok(None)` when every one compares bytewise (C
-/// collation), else the collation to sort each key by on a shard (`None`
-/// for non-text keys); `Err` to refuse. Asks the first PostgreSQL shard (once per execution) with
-/// [`collation_probe`].
-async fn text_collations<W: AsyncWrite + Unpin>(
+/// as `cols` (the keys at columns `at`) are ordered: `Ok(None)` when every
+/// one compares bytewise (C collation), else the collation to sort each
+/// key by on a shard (`None` for non-text keys); `Err` to refuse. Asks the
+/// first PostgreSQL shard with [`collation_probe`] (of its SQL, from
+/// `sql_of`), once per statement prepared on its connection.
+async fn text_collations<'s, W: AsyncWrite + Unpin>(
     conns: &mut Conns,
     cols: &[Column],
-    spec: &Merge<'_>,
+    at: &[usize],
+    shards: &[ShardId],
+    sql_of: impl Fn(ShardId) -> (&'s str, &'s [u32], &'s [u8]),
     req: &ReadRequest<'_>,
     out: &mut ClientOut<W>,
 ) -> Result<Result<Option<Vec<Option<String>>>, ErrorFields>, ExecError> {
-    let visible = cols.len() - spec.keys.len();
-    let text: Vec<usize> = (visible..cols.len())
-        .filter(|i| matches!(cols[*i].type_oid, 19 | 25 | 1042 | 1043))
+    // (key index, column) of the text keys.
+    let text: Vec<(usize, usize)> = at
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, c)| matches!(cols[*c].type_oid, 19 | 25 | 1042 | 1043))
         .collect();
     if text.is_empty() {
         return Ok(Ok(None));
     }
     // SQLite compares text bytewise; a PostgreSQL shard tells.
     let mut pg = None;
-    for s in spec.shards {
+    for s in shards {
         if !conn(conns, *s)?.is_embedded() {
             pg = Some(*s);
             break;
@@ -450,8 +655,9 @@ async fn text_collations<W: AsyncWrite + Unpin>(
     let Some(shard) = pg else {
         return Ok(Ok(None));
     };
-    let (sql, types, params) = spec.for_shard(req, shard);
+    let (sql, types, params) = sql_of(shard);
     let c = conn(conns, shard)?;
+    let which: Vec<usize> = text.iter().map(|(_, c)| *c).collect();
     // Asked once per statement prepared on the connection.
     let name = crate::run::statement_name(sql, types, c.epoch());
     let cached = c
@@ -462,7 +668,7 @@ async fn text_collations<W: AsyncWrite + Unpin>(
     let rows = match cached {
         Some(rows) => rows,
         None => {
-            let rows = match probe_collations(c, shard, sql, types, params, cols.len(), &text, out)
+            let rows = match probe_collations(c, shard, sql, types, params, cols.len(), &which, out)
                 .await?
             {
                 Ok(rows) => rows,
@@ -475,8 +681,8 @@ async fn text_collations<W: AsyncWrite + Unpin>(
         }
     };
     let mut bytewise = true;
-    let mut collate = vec![None; spec.keys.len()];
-    for (n, i) in text.iter().enumerate() {
+    let mut collate = vec![None; at.len()];
+    for (n, (key, _)) in text.iter().enumerate() {
         let get = |j: usize| {
             rows.get(n)
                 .and_then(|r| r.get(j))
@@ -493,16 +699,16 @@ async fn text_collations<W: AsyncWrite + Unpin>(
             // (named: a cast to `name` would take name's own C collation).
             (name, "d") => {
                 bytewise &= req.bytewise_text;
-                collate[i - visible] = Some(name.to_string());
+                collate[*key] = Some(name.to_string());
             }
             (name, provider) => {
                 bytewise &=
                     shardgate_backend::collation_is_bytewise(provider, get(2), get(3), true);
-                collate[i - visible] = Some(name.to_string());
+                collate[*key] = Some(name.to_string());
             }
         }
     }
-    if !bytewise && conn(conns, spec.shards[0])?.is_embedded() {
+    if !bytewise && conn(conns, shards[0])?.is_embedded() {
         // The sort would run on an embedded shard, which has no collations.
         return Ok(Err(err(
             "0A000",
@@ -618,12 +824,10 @@ async fn sort_on_shard<W: AsyncWrite + Unpin>(
 
 /// The next row of one shard, or `None` when it has finished (read to
 /// ReadyForQuery; `done` is set).
-#[allow(clippy::too_many_arguments)]
 async fn next_row<W: AsyncWrite + Unpin>(
     conns: &mut Conns,
     s: ShardId,
-    visible: usize,
-    hidden: usize,
+    shape: &Shape<'_>,
     done: &mut bool,
     error: &mut Option<ErrorFields>,
     out: &mut ClientOut<W>,
@@ -636,7 +840,7 @@ async fn next_row<W: AsyncWrite + Unpin>(
         let f: Frame = c.recv().await.map_err(|e| lost(s, e))?;
         match f.tag {
             b'D' => {
-                return match split_row(f.body, visible, hidden) {
+                return match split_row(f.body, shape.visible, shape.total, shape.at) {
                     Some(r) => Ok(Some(r)),
                     None => Err(lost(
                         s,
@@ -657,5 +861,111 @@ async fn next_row<W: AsyncWrite + Unpin>(
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardgate_sql::KeyColumn;
+
+    fn cols() -> Vec<Column> {
+        vec![
+            Column::new("id", 20, 8),
+            Column::new("f", 701, 8),
+            Column::new("t", 25, -1),
+            Column::new("id", 23, 4),
+            Column::new("sg_sort_1", 1114, 8),
+        ]
+    }
+
+    #[test]
+    fn lean_keys_are_found_where_the_result_has_them_and_orders_exactly() {
+        let c = cols();
+        let at = |col, oid, text| KeyAt { col, oid, text };
+        // A name finds its first column; a position its own; a hidden
+        // column comes after the visible ones, in binary.
+        let got = lean_keys(
+            &[
+                KeyColumn::Named("id".into()),
+                KeyColumn::Output(2),
+                KeyColumn::Hidden(0),
+            ],
+            &c,
+            4,
+            &[0, 0, 0, 0],
+        );
+        assert_eq!(
+            got,
+            Some(vec![at(0, 20, true), at(2, 25, true), at(4, 1114, false)])
+        );
+        // A float in text does not order exactly; in binary it does.
+        assert_eq!(
+            lean_keys(&[KeyColumn::Output(1)], &c, 4, &[0, 0, 0, 0]),
+            None
+        );
+        assert_eq!(
+            lean_keys(&[KeyColumn::Output(1)], &c, 4, &[1, 1, 1, 1]),
+            Some(vec![at(1, 701, false)])
+        );
+        // A name the result lacks, a hidden column's name, a position past
+        // the visible columns: not there.
+        for k in [
+            KeyColumn::Named("nope".into()),
+            KeyColumn::Named("sg_sort_1".into()),
+            KeyColumn::Output(4),
+            KeyColumn::Hidden(1),
+        ] {
+            assert_eq!(
+                lean_keys(std::slice::from_ref(&k), &c, 4, &[1]),
+                None,
+                "{k:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rows_split_at_the_visible_columns_with_keys_anywhere() {
+        let mut body = BytesMut::new();
+        body.put_i16(3);
+        for v in [Some(&b"7"[..]), None, Some(&b"abc"[..])] {
+            match v {
+                Some(v) => {
+                    body.put_i32(v.len() as i32);
+                    body.put_slice(v);
+                }
+                None => body.put_i32(-1),
+            }
+        }
+        let body = body.freeze();
+        let keys = [
+            KeyAt {
+                col: 2,
+                oid: 25,
+                text: false,
+            },
+            KeyAt {
+                col: 1,
+                oid: 23,
+                text: false,
+            },
+            KeyAt {
+                col: 0,
+                oid: 23,
+                text: true,
+            },
+        ];
+        let r = split_row(body.clone(), 2, 3, &keys).expect("a row");
+        assert_eq!(r.visible_end, 2 + 4 + 1 + 4);
+        let key = |i: usize| r.keys[i].map(|(s, e)| &r.body[s..e]);
+        assert_eq!(
+            (key(0), key(1), key(2)),
+            (Some(&b"abc"[..]), None, Some(&b"7"[..]))
+        );
+        // No hidden column: the whole row is the client's.
+        let r = split_row(body.clone(), 3, 3, &keys).expect("a row");
+        assert_eq!(r.visible_end, body.len());
+        // A row with another column count is refused.
+        assert!(split_row(body, 2, 4, &keys).is_none());
     }
 }

@@ -1,9 +1,11 @@
 //! Comparing sort keys the way PostgreSQL orders them.
 //!
-//! Merge plans fetch every sort key as a hidden column in binary format;
-//! this compares two such values of one type. Text compares bytewise, which
-//! is PostgreSQL's order only under the C collation: the caller must not
-//! merge text keys here otherwise.
+//! Merge plans fetch sort keys as hidden columns in binary format, or read
+//! them from the result's own columns in the format the client asked for;
+//! this compares two such values of one type ([`compare`] binary,
+//! [`compare_text`] text, for the types whose text form orders exactly).
+//! Text compares bytewise, which is PostgreSQL's order only under the C
+//! collation: the caller must not merge text keys here otherwise.
 
 use std::cmp::Ordering;
 
@@ -30,6 +32,80 @@ pub fn supported(oid: u32) -> bool {
             | 1700
             | 2950
     )
+}
+
+/// Can values of this type OID be compared in text format? Only types
+/// whose text form does not depend on settings (DateStyle, TimeZone,
+/// extra_float_digits, bytea_output) and gives back the exact value.
+pub fn text_supported(oid: u32) -> bool {
+    matches!(
+        oid,
+        16 | 19 | 20 | 21 | 23 | 25 | 26 | 1042 | 1043 | 1700 | 2950
+    )
+}
+
+/// Compare two non-NULL values of type `oid` in text format, in ascending
+/// order (`oid` is one of [`text_supported`]).
+pub fn compare_text(oid: u32, a: &[u8], b: &[u8]) -> Ordering {
+    match oid {
+        20 | 21 | 23 | 26 => int_text(a).cmp(&int_text(b)),
+        1700 => numeric_text_cmp(a, b),
+        // bool ('f' < 't'), name, text, varchar, uuid (lower-case hex):
+        // as the binary form; bpchar ignores trailing spaces.
+        _ => compare(oid, a, b),
+    }
+}
+
+fn int_text(b: &[u8]) -> i128 {
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Orders numerics in PostgreSQL's text form (`-12.340`, `NaN`,
+/// `Infinity`, `-Infinity`): -Infinity < negatives < zero < positives <
+/// Infinity < NaN.
+fn numeric_text_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    // (rank, negative, integer digits, fraction digits) with leading
+    // zeros of the integer part and trailing zeros of the fraction gone.
+    fn parts(v: &[u8]) -> (u8, bool, &[u8], &[u8]) {
+        match v {
+            b"NaN" => return (4, false, &[], &[]),
+            b"Infinity" => return (3, false, &[], &[]),
+            b"-Infinity" => return (0, false, &[], &[]),
+            _ => {}
+        }
+        let (neg, v) = match v.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            Some((b'+', rest)) => (false, rest),
+            _ => (false, v),
+        };
+        let (mut int, mut frac) = match v.iter().position(|c| *c == b'.') {
+            Some(p) => (&v[..p], &v[p + 1..]),
+            None => (v, &v[..0]),
+        };
+        while let Some((b'0', rest)) = int.split_first() {
+            int = rest;
+        }
+        while let Some((b'0', rest)) = frac.split_last() {
+            frac = rest;
+        }
+        let zero = int.is_empty() && frac.is_empty();
+        match (zero, neg) {
+            (true, _) => (2, false, int, frac),
+            (false, true) => (1, true, int, frac),
+            (false, false) => (2, false, int, frac),
+        }
+    }
+    let (ra, na, ia, fa) = parts(a);
+    let (rb, _, ib, fb) = parts(b);
+    if ra != rb || ra != 1 && ra != 2 {
+        return ra.cmp(&rb);
+    }
+    // Same sign: compare magnitudes (zero has no digits).
+    let m = ia.len().cmp(&ib.len()).then(ia.cmp(ib)).then(fa.cmp(fb));
+    if na { m.reverse() } else { m }
 }
 
 fn be_i64(b: &[u8]) -> i64 {
@@ -214,6 +290,58 @@ mod tests {
         want.swap(6, 7);
         assert_eq!(got, want);
         assert_eq!(numeric_cmp(&num("1"), &num("1.00")), Ordering::Equal);
+    }
+
+    #[test]
+    fn text_forms_order_like_postgres() {
+        let mut vals = vec![
+            "-Infinity",
+            "-1000.5",
+            "-2",
+            "-0.001",
+            "0",
+            "0.0001",
+            "0.5",
+            "1",
+            "2",
+            "10",
+            "9999.9999",
+            "10000",
+            "123456789.1",
+            "Infinity",
+            "NaN",
+        ];
+        let sorted = vals.clone();
+        vals.reverse();
+        vals.sort_by(|a, b| compare_text(1700, a.as_bytes(), b.as_bytes()));
+        assert_eq!(vals, sorted);
+        for (a, b) in [("1", "1.00"), ("0", "-0.000"), ("007.50", "7.5")] {
+            assert_eq!(
+                compare_text(1700, a.as_bytes(), b.as_bytes()),
+                Ordering::Equal,
+                "{a} = {b}"
+            );
+        }
+        // Each numeric compares in text as it does in binary.
+        for a in &sorted[1..sorted.len() - 2] {
+            for b in &sorted[1..sorted.len() - 2] {
+                assert_eq!(
+                    compare_text(1700, a.as_bytes(), b.as_bytes()),
+                    numeric_cmp(&num(a), &num(b)),
+                    "{a} vs {b}"
+                );
+            }
+        }
+        assert_eq!(compare_text(23, b"-5", b"3"), Ordering::Less);
+        assert_eq!(compare_text(23, b"10", b"9"), Ordering::Greater);
+        assert_eq!(
+            compare_text(20, b"-9223372036854775808", b"9223372036854775807"),
+            Ordering::Less
+        );
+        assert_eq!(compare_text(26, b"4294967295", b"12"), Ordering::Greater);
+        assert_eq!(compare_text(16, b"f", b"t"), Ordering::Less);
+        assert_eq!(compare_text(1042, b"ab  ", b"ab"), Ordering::Equal);
+        assert!(!text_supported(701) && !text_supported(1114) && !text_supported(17));
     }
 
     #[test]

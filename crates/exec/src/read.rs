@@ -98,9 +98,9 @@ fn merge_of(node: &Node) -> Option<Merge<'_>> {
         } => (*limit, *offset, input.as_ref()),
         n => (None, 0, n),
     };
-    let (keys, input): (&[shardgate_sql::SortKey], _) = match sorted {
-        Node::MergeSort { keys, input } => (keys, input),
-        Node::Concat { input } => (&[], input),
+    let (keys, lean, input): (&[shardgate_sql::SortKey], _, _) = match sorted {
+        Node::MergeSort { keys, lean, input } => (keys, lean.as_deref(), input),
+        Node::Concat { input } => (&[], None, input),
         _ => return None,
     };
     let Node::Scatter {
@@ -116,6 +116,7 @@ fn merge_of(node: &Node) -> Option<Merge<'_>> {
         sql,
         per_shard: per_shard.as_ref(),
         keys,
+        lean: lean.filter(|_| per_shard.is_none()),
         limit,
         offset,
     })
@@ -137,6 +138,7 @@ mod tests {
             }],
             limit: Some(5),
             offset: 2,
+            lean: None,
         };
         let tree = spec.tree(vec![ShardId(0), ShardId(1)], None);
         let m = merge_of(&tree).expect("a merge");
@@ -165,6 +167,7 @@ mod tests {
         // A shape the executor does not know is not taken for a merge.
         let bare = Node::MergeSort {
             keys: spec.keys.clone(),
+            lean: None,
             input: Box::new(Node::Scatter {
                 shards: vec![ShardId(0)],
                 sql: String::new(),

@@ -160,6 +160,82 @@ async fn order_by_limit_offset_match_one_postgres() {
         }
         checked += 1;
     }
+    // Which variant ran, seen in the shards' last statements
+    // (pg_stat_activity): keys the result returns in a form that orders
+    // exactly are read from it (the lean SQL, no hidden column); a float
+    // in text does not order exactly, so it is fetched hidden, in binary;
+    // in binary it is read from the result.
+    let (shard0, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=app",
+            c.shards[0].port()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let last_on_shard = |marker: &'static str| {
+        let shard0 = &shard0;
+        async move {
+            let rows = shard0
+                .query(
+                    "SELECT query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE '%' || $1 || '%'",
+                    &[&marker],
+                )
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    for (q, marker, binary, lean) in [
+        (
+            "SELECT * FROM items WHERE id <> -101 ORDER BY n, id LIMIT 3",
+            "-101",
+            false,
+            true,
+        ),
+        (
+            "SELECT * FROM items WHERE id <> -102 ORDER BY d DESC, t, id LIMIT 3",
+            "-102",
+            false,
+            true,
+        ),
+        (
+            "SELECT * FROM items WHERE id <> -103 ORDER BY f, id LIMIT 3",
+            "-103",
+            false,
+            false,
+        ),
+        (
+            "SELECT * FROM items WHERE id <> -104 ORDER BY f, id LIMIT 3",
+            "-104",
+            true,
+            true,
+        ),
+        (
+            "SELECT id AS x, n FROM items WHERE id <> -105 ORDER BY 2, x LIMIT 3",
+            "-105",
+            false,
+            true,
+        ),
+    ] {
+        if binary {
+            sg.query(q, &[]).await.unwrap();
+        } else {
+            sg.simple_query(q).await.unwrap();
+        }
+        let ran = last_on_shard(marker).await;
+        assert!(!ran.is_empty(), "{q}: not seen on shard 0");
+        assert!(
+            ran.iter().all(|s| s.contains("sg_sort") != lean),
+            "{q}: expected the {} variant, shard 0 ran {ran:?}",
+            if lean { "lean" } else { "canonical" }
+        );
+    }
+
     // A schema change under a cached description: PostgreSQL reports the
     // changed result type once, then the query works again.
     sg.batch_execute("ALTER TABLE items ADD COLUMN extra int")

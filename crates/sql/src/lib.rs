@@ -27,7 +27,7 @@ pub mod split;
 pub use aggregate::AggSpec;
 pub use analyze::{Analyzed, analyze, analyze_all};
 pub use error::SqlError;
-pub use merge::{MergeSpec, SortKey};
+pub use merge::{KeyColumn, LeanMerge, MergeSpec, SortKey};
 pub use params::Params;
 pub use plan::{AdminCall, KeyExpr, Local, Node, Plan, ShardSql, StmtKind, Targets, Template};
 /// The SQL parser whose syntax trees plans carry.

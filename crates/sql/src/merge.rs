@@ -3,9 +3,19 @@
 //!
 //! Each shard runs the query with its ORDER BY, with one hidden column per
 //! sort key appended to the select list (so keys need not be selected, and
-//! are always compared in one canonical form), and with `LIMIT limit +
-//! offset` and no OFFSET. The executor merges the sorted streams, applies
-//! OFFSET and LIMIT, and strips the hidden columns.
+//! are always compared in one canonical form, binary), and with `LIMIT
+//! limit + offset` and no OFFSET. The executor merges the sorted streams,
+//! applies OFFSET and LIMIT, and strips the hidden columns.
+//!
+//! Hidden columns have a price on the shards: a select list that is no
+//! longer the table's own row makes PostgreSQL project every row it scans,
+//! which more than doubles the cost of a top-N over an unindexed column.
+//! So a merge also carries a *lean* variant ([`LeanMerge`]) that reads the
+//! keys the select list already returns from the result itself (`ORDER BY
+//! name` with `SELECT *`, `ORDER BY 2`, an expression that is a select
+//! item) and appends only the others. The executor uses it when the keys
+//! turn out comparable in the formats the client asked for, and falls back
+//! to the canonical variant otherwise.
 
 use shardgate_core::ShardId;
 use sqlparser::ast::{
@@ -21,6 +31,42 @@ pub struct SortKey {
     pub nulls_first: bool,
 }
 
+/// Where a lean merge reads one sort key in each row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyColumn {
+    /// The result column at this 0-based position (`ORDER BY 2`, or an
+    /// expression that is a select item with no `*` before it).
+    Output(usize),
+    /// The first result column with this name: PostgreSQL resolves a bare
+    /// `ORDER BY name` to an output column of that name first (the select
+    /// list has one: an alias, a column, or `*`).
+    Named(String),
+    /// This hidden column (0-based, among the appended ones).
+    Hidden(usize),
+}
+
+/// A merge that reads its sort keys from the result's own columns where
+/// the select list returns them, and appends hidden columns only for the
+/// others (see the module header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeanMerge {
+    /// The SQL each shard runs (hidden columns only for keys the result
+    /// lacks, LIMIT pushed).
+    pub sql: String,
+    /// Where each sort key is, in the order of the keys.
+    pub columns: Vec<KeyColumn>,
+}
+
+impl LeanMerge {
+    /// How many hidden columns the lean SQL appends.
+    pub fn hidden(&self) -> usize {
+        self.columns
+            .iter()
+            .filter(|c| matches!(c, KeyColumn::Hidden(_)))
+            .count()
+    }
+}
+
 /// How to merge the shards' sorted streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MergeSpec {
@@ -32,19 +78,24 @@ pub struct MergeSpec {
     pub limit: Option<u64>,
     /// Rows to skip after the merge.
     pub offset: u64,
+    /// The same merge reading keys from the result where it can, when at
+    /// least one key is there.
+    pub lean: Option<LeanMerge>,
 }
 
 impl MergeSpec {
     /// The read plan on `shards`: `Project(Limit?(MergeSort(Scatter)))`,
     /// or `Limit(Concat(Scatter))` without sort keys (see
     /// [`crate::plan::Node`]); `per_shard` is each shard's own SQL when the
-    /// key list was split.
+    /// key list was split (made from the canonical SQL: no lean variant
+    /// then).
     pub fn tree(
         &self,
         shards: Vec<ShardId>,
         per_shard: Option<std::collections::BTreeMap<ShardId, String>>,
     ) -> crate::plan::Node {
         use crate::plan::Node;
+        let per_shard_split = per_shard.is_some();
         let scatter = Box::new(Node::Scatter {
             shards,
             sql: self.sql.clone(),
@@ -55,6 +106,11 @@ impl MergeSpec {
         } else {
             Node::MergeSort {
                 keys: self.keys.clone(),
+                lean: if per_shard_split {
+                    None
+                } else {
+                    self.lean.clone().map(Box::new)
+                },
                 input: scatter,
             }
         };
@@ -202,8 +258,18 @@ pub fn plan_merge(
     let SetExpr::Select(sel) = q.body.as_ref() else {
         return Err("ORDER BY over a set operation".into());
     };
+    // The first `*` or `t.*`: positions at or after it are not item
+    // indexes.
+    let wildcard_at = sel.projection.iter().position(|i| {
+        matches!(
+            i,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    });
     let mut hidden: Vec<Expr> = Vec::new();
     let mut keys = Vec::new();
+    // Where the lean variant finds each key (`None`: a hidden column).
+    let mut found: Vec<Option<KeyColumn>> = Vec::new();
     if let Some(ob) = &q.order_by {
         let OrderByKind::Expressions(list) = &ob.kind else {
             return Err("ORDER BY ALL".into());
@@ -221,25 +287,31 @@ pub fn plan_merge(
                 desc,
                 nulls_first: o.options.nulls_first.unwrap_or(desc),
             });
-            let item_expr = |i: &SelectItem| match i {
-                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                    Some(e.clone())
-                }
-                _ => None,
-            };
             let e = if let Some(n) = number(&o.expr) {
-                let item = n
-                    .checked_sub(1)
-                    .and_then(|i| sel.projection.get(i as usize));
-                match item.and_then(item_expr) {
-                    Some(e) => e,
+                let at = n.checked_sub(1).and_then(|i| usize::try_from(i).ok());
+                let item = at.and_then(|i| sel.projection.get(i));
+                match (at, item.and_then(item_expr)) {
+                    // An output column counted past a `*`: which one it
+                    // is depends on the table's columns.
+                    (Some(i), _) if wildcard_at.is_some_and(|w| w <= i) => {
+                        return Err("ORDER BY a position of * or of a column after it".into());
+                    }
+                    (Some(i), Some(e)) => {
+                        found.push(Some(KeyColumn::Output(i)));
+                        e
+                    }
                     // Out of range with no * to expand: every shard
                     // rejects it with PostgreSQL's own error.
-                    None if item.is_none() && !has_wildcard(&sel.projection) => return Ok(None),
-                    None => return Err("ORDER BY a position of *".into()),
+                    _ => return Ok(None),
                 }
             } else if let Expr::Identifier(id) = &o.expr {
                 let name = crate::analyze::ident_name(id);
+                found.push(
+                    sel.projection
+                        .iter()
+                        .any(|i| outputs_name(i, &name))
+                        .then(|| KeyColumn::Named(name.clone())),
+                );
                 sel.projection
                     .iter()
                     .find_map(|i| match i {
@@ -252,6 +324,14 @@ pub fn plan_merge(
                     })
                     .unwrap_or_else(|| o.expr.clone())
             } else {
+                // PostgreSQL sorts by a select item equal to the
+                // expression: the same value.
+                found.push(
+                    sel.projection[..wildcard_at.unwrap_or(sel.projection.len())]
+                        .iter()
+                        .position(|i| item_expr(i).as_ref() == Some(&o.expr))
+                        .map(KeyColumn::Output),
+                );
                 o.expr.clone()
             };
             hidden.push(e);
@@ -280,37 +360,96 @@ pub fn plan_merge(
         }
         Some(LimitClause::OffsetCommaLimit { .. }) => return Err("LIMIT offset, count".into()),
     };
-    let mut shard_q = q.clone();
-    if let SetExpr::Select(s) = shard_q.body.as_mut() {
-        for (i, e) in hidden.into_iter().enumerate() {
-            s.projection.push(SelectItem::ExprWithAlias {
-                expr: e,
-                alias: Ident::new(format!("sg_sort_{}", i + 1)),
-            });
-        }
-    }
+    let mut base = q.clone();
     // Spell out where NULLs go: every shard must sort them as PostgreSQL
     // does (an embedded SQLite shard would put them first).
-    if let Some(ob) = shard_q.order_by.as_mut()
+    if let Some(ob) = base.order_by.as_mut()
         && let OrderByKind::Expressions(list) = &mut ob.kind
     {
         for (o, k) in list.iter_mut().zip(&keys) {
             o.options.nulls_first = Some(k.nulls_first);
         }
     }
-    shard_q.limit_clause = limit.map(|l| LimitClause::LimitOffset {
+    base.limit_clause = limit.map(|l| LimitClause::LimitOffset {
         limit: Some(Expr::Value(
             Value::Number(l.saturating_add(offset).to_string(), false).into(),
         )),
         offset: None,
         limit_by: Vec::new(),
     });
+    // The lean variant, when at least one key is in the result: hidden
+    // columns for the others only.
+    let lean = found.iter().any(Option::is_some).then(|| {
+        let mut lean_q = base.clone();
+        let mut columns = Vec::with_capacity(found.len());
+        let mut appended = Vec::new();
+        for (f, e) in found.iter().zip(&hidden) {
+            columns.push(match f {
+                Some(c) => c.clone(),
+                None => {
+                    appended.push(e.clone());
+                    KeyColumn::Hidden(appended.len() - 1)
+                }
+            });
+        }
+        append_hidden(&mut lean_q, appended);
+        LeanMerge {
+            sql: lean_q.to_string(),
+            columns,
+        }
+    });
+    append_hidden(&mut base, hidden);
     Ok(Some(MergeSpec {
-        sql: shard_q.to_string(),
+        sql: base.to_string(),
         keys,
         limit,
         offset,
+        lean,
     }))
+}
+
+/// Appends `exprs` to the select list of `q` as `sg_sort_1`, `sg_sort_2`,
+/// ...
+fn append_hidden(q: &mut Query, exprs: Vec<Expr>) {
+    if let SetExpr::Select(s) = q.body.as_mut() {
+        for (i, e) in exprs.into_iter().enumerate() {
+            s.projection.push(SelectItem::ExprWithAlias {
+                expr: e,
+                alias: Ident::new(format!("sg_sort_{}", i + 1)),
+            });
+        }
+    }
+}
+
+/// A select item's expression (not a wildcard).
+fn item_expr(i: &SelectItem) -> Option<Expr> {
+    match i {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e.clone()),
+        _ => None,
+    }
+}
+
+/// Does select item `i` return a column named `name` (folded as
+/// [`crate::analyze::ident_name`] folds)? A plain `*` returns every
+/// column of the FROM list, so a bare `ORDER BY name` of one of them finds
+/// it in the result.
+fn outputs_name(i: &SelectItem, name: &str) -> bool {
+    match i {
+        SelectItem::Wildcard(w) => {
+            w.opt_ilike.is_none()
+                && w.opt_exclude.is_none()
+                && w.opt_except.is_none()
+                && w.opt_replace.is_none()
+                && w.opt_rename.is_none()
+                && w.opt_alias.is_none()
+        }
+        SelectItem::ExprWithAlias { alias, .. } => crate::analyze::ident_name(alias) == name,
+        SelectItem::UnnamedExpr(Expr::Identifier(c)) => crate::analyze::ident_name(c) == name,
+        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts
+            .last()
+            .is_some_and(|c| crate::analyze::ident_name(c) == name),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -335,6 +474,7 @@ mod tests {
             ],
             limit: Some(5),
             offset: 2,
+            lean: None,
         };
         let agg = spec.final_sort(&["na\"me".to_string(), "id".to_string()]);
         assert_eq!(agg.columns, 4);

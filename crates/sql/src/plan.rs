@@ -353,6 +353,11 @@ pub enum Node {
     MergeSort {
         /// The sort keys, in order.
         keys: Vec<crate::merge::SortKey>,
+        /// The same merge reading keys from the rows' own columns where the
+        /// select list returns them: the input's SQL is then replaced by
+        /// this one, when the executor can compare those columns as the
+        /// client asked for them (see [`crate::merge`]).
+        lean: Option<Box<crate::merge::LeanMerge>>,
         /// The sorted streams.
         input: Box<Node>,
     },
@@ -415,7 +420,7 @@ impl Node {
                 describe_per_shard(out, &pad, per_shard.as_ref());
                 None
             }
-            Node::MergeSort { keys, input } => {
+            Node::MergeSort { keys, lean, input } => {
                 let keys: Vec<String> = keys
                     .iter()
                     .enumerate()
@@ -435,6 +440,22 @@ impl Node {
                     })
                     .collect();
                 out.push(format!("{pad}MergeSort keys=[{}]", keys.join(", ")));
+                if let Some(lean) = lean {
+                    let cols: Vec<String> = lean
+                        .columns
+                        .iter()
+                        .map(|c| match c {
+                            crate::merge::KeyColumn::Output(i) => format!("column {}", i + 1),
+                            crate::merge::KeyColumn::Named(n) => format!("column {n:?}"),
+                            crate::merge::KeyColumn::Hidden(i) => format!("hidden #{}", i + 1),
+                        })
+                        .collect();
+                    out.push(format!(
+                        "{pad}  lean: keys from [{}] when comparable as the client asks (else the scatter's sql)",
+                        cols.join(", ")
+                    ));
+                    out.push(format!("{pad}    sql: {}", lean.sql));
+                }
                 Some(input)
             }
             Node::Concat { input } => {

@@ -243,6 +243,45 @@ SELECT id, status FROM orders ORDER BY status;
 SELECT id, region FROM customers ORDER BY region DESC;
 SELECT id FROM orders ORDER BY id FETCH FIRST 3 ROWS ONLY;
 
+-- Lean merges: sort keys read from the result's own columns (a column of
+-- *, an alias, a position, an expression that is a select item), in the
+-- client's format when it orders exactly, else from hidden columns.
+-- @must @ordered
+-- @pg-only
+SELECT * FROM customers ORDER BY score DESC NULLS LAST, id LIMIT 15;
+-- @must @ordered
+-- @pg-only
+SELECT * FROM customers ORDER BY credit DESC NULLS LAST, id LIMIT 20;
+-- @must @ordered
+-- @pg-only
+SELECT * FROM orders ORDER BY created_at DESC NULLS LAST, id LIMIT 12;
+-- @must @ordered
+-- @pg-only
+SELECT id, amount * 2 AS d FROM orders ORDER BY amount * 2 DESC NULLS LAST, 1 LIMIT 30;
+-- @must @ordered
+-- @pg-only
+SELECT id, * FROM customers ORDER BY 1 DESC LIMIT 7;
+-- @must @ordered
+-- @pg-only
+SELECT * FROM orders ORDER BY lower(status) NULLS FIRST, id LIMIT 30;
+-- @must @ordered
+-- @pg-only
+SELECT *, -id AS neg FROM customers ORDER BY neg LIMIT 5;
+-- @must @ordered
+-- @pg-only
+SELECT c.id, c.name AS id2 FROM customers c ORDER BY c.id DESC LIMIT 5;
+-- @must @ordered
+-- @pg-only
+SELECT * FROM orders ORDER BY paid DESC, priority, id LIMIT 25;
+-- @must @ordered
+-- @pg-only
+SELECT * FROM customers ORDER BY email DESC NULLS LAST, id LIMIT 9;
+-- @must @ordered
+-- @pg-only
+SELECT * FROM orders ORDER BY weight NULLS FIRST, id LIMIT 11;
+-- @ordered
+-- @pg-only
+SELECT *, -id AS neg FROM orders ORDER BY 2 LIMIT 4;
 -- ---------------------------------------------- aggregates without GROUP BY
 -- @must
 SELECT count(*) FROM orders;
