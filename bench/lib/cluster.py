@@ -313,8 +313,9 @@ class Shardgate(Endpoint):
 
     user = "app"
 
-    def __init__(self, env, name, shards, tables_toml="", pool_size=None):
+    def __init__(self, env, name, shards, tables_toml="", pool_size=None, shard_user="postgres"):
         self.env = env
+        self.shard_user = shard_user  # the role shardgate logs in to the shards as
         self.name = name
         self.shards = shards  # [(shard name, Postgres, database)]
         self.tables_toml = tables_toml
@@ -330,7 +331,7 @@ class Shardgate(Endpoint):
             lines.append(f"pool_size = {self.pool_size}")
         for sname, pg, db in self.shards:
             lines += ["", "[[shards]]", f'name = "{sname}"',
-                      f'url = "postgres://postgres@{LOOPBACK}:{pg.port}/{db}"']
+                      f'url = "postgres://{self.shard_user}@{LOOPBACK}:{pg.port}/{db}"']
         text = "\n".join(lines) + "\n" + self.tables_toml
         with open(self.config, "w") as f:
             f.write(text)

@@ -9,6 +9,7 @@ TARGET_NAMES = {
     "direct": "direct",
     "pgbouncer": "pgbouncer",
     "shardgate": "shardgate",
+    "shardgate_serial": "shardgate serial shards",
     "single": "single server",
 }
 
@@ -105,7 +106,11 @@ def markdown(results):
         if t1:
             lines += [t1, "", "Latency:", "", t2, ""]
         if s["id"] == "cross":
-            t1, t2 = pgbench_tables(s["topn"]["cells"], s["targets"], ["shardgate/direct tps"])
+            topn_targets = s["topn"].get("targets", s["targets"])
+            t1, t2 = pgbench_tables(s["topn"]["cells"], topn_targets,
+                                    [k for k in ("shardgate/direct tps",
+                                                 "shardgate serial shards/direct tps")
+                                     if k in s["topn"]["cells"][0]["ratios"]])
             lines += [f"Top-N ({s['topn']['rows']:,} rows)", "",
                       t1, "", "Latency:", "", t2, ""]
 
@@ -172,6 +177,11 @@ def chart_rows(results):
                              f"{q} c={c['label']['clients']}",
                              c["ratios"].get("shardgate/direct tps"),
                              c["results"]["shardgate"]["status"]))
+                if "shardgate_serial" in c["results"]:
+                    rows.append(("shardgate/direct (cross-shard)",
+                                 f"{q} serial shards c={c['label']['clients']}",
+                                 c["ratios"].get("shardgate serial shards/direct tps"),
+                                 c["results"]["shardgate_serial"]["status"]))
             for sc in s.get("scans") or [s["scan"]]:
                 sec = sc["ratios"].get("shardgate/direct seconds")
                 what = "ORDER BY scan" if sc.get("ordered") else "scan"

@@ -216,9 +216,17 @@ def four_shard_rules(p):
             + range_rule("scan_rows", p["scan_rows"] // 4))
 
 
-def four_shard_gate(ctx, name):
+def four_shard_gate(ctx, name, shard_user="postgres"):
     return Shardgate(ctx.env, name, [(f"s{i}", s, "app") for i, s in enumerate(ctx.shards)],
-                     tables_toml=four_shard_rules(ctx.p), pool_size=ctx.pool_size)
+                     tables_toml=four_shard_rules(ctx.p), pool_size=ctx.pool_size,
+                     shard_user=shard_user)
+
+
+# The role a second shardgate logs in to the shards as, for top-N: its
+# sessions start no parallel workers (ALTER ROLE ... SET), as an operator
+# would configure four shards that share two cores (their parallelism is
+# the shard count). The single server keeps its defaults (its best).
+SERIAL_ROLE = "sg_serial"
 
 
 def write_account_copy(path, n):
@@ -443,49 +451,67 @@ def cross_shard(ctx):
                 "SELECT * FROM topn_items ORDER BY score, id LIMIT 100"),
                ("ORDER BY payload LIMIT 100 (no index)",
                 "SELECT * FROM topn_items ORDER BY payload, id LIMIT 100")]
-    targets = {"direct": (ctx.single, "single"), "shardgate": (sg, "app")}
+    for s in ctx.shards:
+        s.psql([f"CREATE ROLE {SERIAL_ROLE} LOGIN SUPERUSER",
+                f"ALTER ROLE {SERIAL_ROLE} SET max_parallel_workers_per_gather = 0"], "postgres")
+    sg_serial = ctx.start(four_shard_gate(ctx, "shardgate-4shards-serial", SERIAL_ROLE))
+    targets = {"direct": (ctx.single, "single"), "shardgate": (sg, "app"),
+               "shardgate_serial": (sg_serial, "app")}
+    gates = [name for name in targets if name != "direct"]
     refused, scripts = {}, {}
     for label, sql in queries:
-        status, text = probe(sg, "app", sql)
         want_status, want = probe(ctx.single, "single", sql)
         if want_status != "ok":
             raise HarnessError(f"top-N on the single server failed: {want}")
-        if status == "ok" and text != want:
-            ctx.errors.append(f"cross-shard top-N: shardgate's answer differs from "
-                              f"PostgreSQL's for: {sql}")
-        elif status == REFUSED:
-            refused[label] = {"status": REFUSED, "error": text, "command": f"psql -c {sql!r}"}
-            ctx.log(f"  top-N through shardgate: refused ({text})")
-        elif status != "ok":
-            refused[label] = {"status": FAILED, "error": text, "command": f"psql -c {sql!r}"}
-            ctx.errors.append(f"cross-shard top-N: shardgate failed (not a refusal)\n"
-                              f"  command: psql -c {sql!r}\n  output: {text}")
+        for name in gates:
+            status, text = probe(targets[name][0], "app", sql)
+            if status == "ok" and text != want:
+                ctx.errors.append(f"cross-shard top-N: {name}'s answer differs from "
+                                  f"PostgreSQL's for: {sql}")
+            elif status == REFUSED:
+                refused[(name, label)] = {"status": REFUSED, "error": text,
+                                          "command": f"psql -c {sql!r}"}
+                ctx.log(f"  top-N through {name}: refused ({text})")
+            elif status != "ok":
+                refused[(name, label)] = {"status": FAILED, "error": text,
+                                          "command": f"psql -c {sql!r}"}
+                ctx.errors.append(f"cross-shard top-N: {name} failed (not a refusal)\n"
+                                  f"  command: psql -c {sql!r}\n  output: {text}")
         scripts[label] = ctx.script(f"topn{len(scripts)}.sql", sql + ";\n")
     cells = [{"query": label, "clients": c} for label, _ in queries for c in p["topn_clients"]]
 
     def one(label, name, spec, rnd):
         endpoint, dbname = spec
-        if name == "shardgate" and label["query"] in refused:
-            return dict(refused[label["query"]])
+        if (name, label["query"]) in refused:
+            return dict(refused[(name, label["query"])])
         return pgbench_cell(ctx, endpoint, dbname, label, name, rnd,
                             script=scripts[label["query"]], clients=label["clients"],
                             protocol="simple")
     out = run_interleaved(ctx, "top-N", cells, targets, one)
     for cell in out:
-        cell["ratios"] = {"shardgate/direct tps": ratio(
-            cell["results"]["shardgate"].get("tps"), cell["results"]["direct"].get("tps"))}
+        r = cell["results"]
+        cell["ratios"] = {
+            "shardgate/direct tps": ratio(r["shardgate"].get("tps"), r["direct"].get("tps")),
+            "shardgate serial shards/direct tps": ratio(r["shardgate_serial"].get("tps"),
+                                                        r["direct"].get("tps"))}
     judge(ctx, "cross-shard top-N", out)
-    section["topn"] = {"queries": [sql for _, sql in queries], "rows": 4 * per, "cells": out}
+    section["topn"] = {"queries": [sql for _, sql in queries], "rows": 4 * per, "cells": out,
+                       "targets": list(targets)}
     section["about"] = (
         f"top-N: " + ", ".join(f"`{sql}`" for _, sql in queries) + f" (index on score, none "
         f"on payload) over 4 shards x {per} rows (range-sharded on id) vs one PostgreSQL "
         f"with {4 * per} rows (default parallel query settings), pgbench -M simple, "
-        f"{p['seconds']} s per cell. Scans: "
+        f"{p['seconds']} s per cell; *shardgate serial shards* is a second shardgate on the "
+        f"same shards logging in as a role whose sessions start no parallel workers "
+        f"(`ALTER ROLE {SERIAL_ROLE} SET max_parallel_workers_per_gather = 0`: four shards "
+        "sharing two cores already run in parallel; one parallel query per shard puts 12 "
+        "processes on them), the single server keeping its defaults. Scans: "
         + ", ".join(f"`{sc['query']}`" for sc in section["scans"])
         + f" of {4 * scan_per} rows through psql -At to a pipe, {p['scan_rounds']} round(s), "
         "median; shardgate's peak RSS is its VmHWM after the scan, reset (clear_refs) before "
         "each run; the ORDER BY scan's output is checked byte for byte against the single "
         "server's. Tables are created through shardgate and filled on each shard directly "
         "with the ids it owns.")
+    ctx.stop(sg_serial)
     ctx.stop(sg)
     return section
