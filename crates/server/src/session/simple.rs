@@ -444,7 +444,29 @@ impl Session {
             self.fail_statement(&e);
             return Ok(Done::Failed);
         }
-        let o = shardgate_exec::run_read(&mut self.conns, node, req, &mut self.out).await?;
+        let start = self.out.buf.len();
+        let flushed = self.out.flushed;
+        let mut o = shardgate_exec::run_read(&mut self.conns, node, req, &mut self.out).await?;
+        // DDL changed the result of a statement the shards had prepared
+        // ("cached plan must not change result type"): the failed
+        // statements are forgotten, and one PostgreSQL would have planned
+        // the text afresh. Run it once more if nothing reached the client,
+        // no transaction block holds the shards' work and the columns are
+        // described with this run (a client that described its prepared
+        // statement before gets the error, as from PostgreSQL).
+        if o.rows == 0
+            && req.describe
+            && self.txn == TxnState::Idle
+            && self.out.flushed == flushed
+            && o.error.as_ref().is_some_and(|e| {
+                e.code == "0A000"
+                    && e.message
+                        .contains("cached plan must not change result type")
+            })
+        {
+            self.out.buf.truncate(start);
+            o = shardgate_exec::run_read(&mut self.conns, node, req, &mut self.out).await?;
+        }
         Ok(self.after_statement(&o))
     }
 
