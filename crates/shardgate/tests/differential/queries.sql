@@ -608,6 +608,10 @@ SELECT true AS t, count(*) FROM orders GROUP BY 1;
 -- @must
 SELECT status, percentile_disc(0.5) WITHIN GROUP (ORDER BY qty) FROM orders GROUP BY status;
 
+-- GROUP BY a name that is an alias and a column: PostgreSQL groups by the column
+-- @ordered
+-- @pg-only
+SELECT tier AS id, count(*) FROM customers GROUP BY id ORDER BY id LIMIT 5;
 -- ------------------------------------------------------- DISTINCT, DISTINCT ON
 -- @must
 SELECT DISTINCT status FROM orders;

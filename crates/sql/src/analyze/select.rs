@@ -535,6 +535,35 @@ fn covers_key(exprs: &[Expr], tables: &[FromTable]) -> bool {
     })
 }
 
+/// A bare GROUP BY name that is an alias of another expression and also a
+/// shard-key column of a FROM table. PostgreSQL groups by the table's
+/// column there (input columns come first in GROUP BY), while the
+/// aggregation plan would group by the alias's expression: refused.
+/// (Other columns with an alias's name are not known without the catalog.)
+fn alias_shadowing_key(s: &ast::Select, tables: &[FromTable]) -> Option<String> {
+    let ast::GroupByExpr::Expressions(list, _) = &s.group_by else {
+        return None;
+    };
+    list.iter().find_map(|g| {
+        let Expr::Identifier(id) = g else {
+            return None;
+        };
+        let name = crate::analyze::ident_name(id);
+        let aliased_other = s.projection.iter().any(|i| {
+            matches!(i, ast::SelectItem::ExprWithAlias { expr, alias }
+                if crate::analyze::ident_name(alias) == name
+                    && !matches!(expr, Expr::Identifier(c) if crate::analyze::ident_name(c) == name))
+        });
+        let key_column = tables.iter().any(|t| match t.rule.as_ref().map(|r| &r.kind) {
+            Some(shardgate_core::TableKind::Sharded { columns, .. }) => {
+                columns.iter().any(|c| c == &name)
+            }
+            _ => false,
+        });
+        (aliased_other && key_column).then_some(name)
+    })
+}
+
 /// Plan a multi-shard SELECT with aggregates, GROUP BY, HAVING or
 /// DISTINCT: pushed down whole (and merged like any SELECT) when its groups
 /// and distinct rows each live on one shard, else a two-step aggregation.
@@ -550,6 +579,11 @@ fn plan_aggregation(
     let SetExpr::Select(s) = q.body.as_ref() else {
         return Err("a set operation".into());
     };
+    if let Some(name) = alias_shadowing_key(s, tables) {
+        return Err(format!(
+            "GROUP BY {name}, which names both an output column and a shard-key column (PostgreSQL groups by the table's column: write that, or rename the output column)"
+        ));
+    }
     let group = match crate::aggregate::group_exprs(s) {
         // Every shard rejects it with PostgreSQL's own error.
         Err(why) if why == crate::aggregate::OUT_OF_RANGE => return Ok((None, None)),
