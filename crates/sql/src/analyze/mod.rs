@@ -257,6 +257,28 @@ fn names_ruled_table(sql: &str, topo: &Topology) -> Option<String> {
     None
 }
 
+/// Why a client encoding other than UTF8 is refused.
+const CLIENT_ENCODING: &str = "a client_encoding other than UTF8 is not supported: shardgate reads and answers UTF-8 (convert on the client)";
+
+/// Is this SET value a name of UTF-8 (or DEFAULT: the shards' databases
+/// are UTF-8)?
+fn is_utf8_name(e: &Expr) -> bool {
+    let raw = match e {
+        Expr::Identifier(i) => i.value.clone(),
+        Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            _ => return false,
+        },
+        _ => return false,
+    };
+    let n: String = raw
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    matches!(n.as_str(), "UTF8" | "UNICODE" | "DEFAULT")
+}
+
 /// Normalize an identifier as PostgreSQL does: unquoted folds to lower case.
 pub fn ident_name(i: &Ident) -> String {
     if i.quote_style.is_some() {
@@ -692,6 +714,21 @@ fn analyze_one(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template,
         | S::Savepoint { .. }
         | S::ReleaseSavepoint { .. } => Template::Local(Local::InTransaction),
         S::Set(set) => match set {
+            // Client bytes are read as UTF-8 (routing, COPY keys) and the
+            // shards answer in UTF-8: another client encoding would be
+            // misread, so it is refused rather than forwarded.
+            ast::Set::SingleAssignment {
+                variable, values, ..
+            } if object_parts(variable).join(".") == "client_encoding"
+                && !values.iter().all(is_utf8_name) =>
+            {
+                return Err(SqlError::Unsupported(CLIENT_ENCODING.into()));
+            }
+            ast::Set::SetNames { charset_name, .. }
+                if !is_utf8_name(&Expr::Identifier(charset_name.clone())) =>
+            {
+                return Err(SqlError::Unsupported(CLIENT_ENCODING.into()));
+            }
             ast::Set::SingleAssignment {
                 scope: Some(ast::ContextModifier::Local),
                 ..
