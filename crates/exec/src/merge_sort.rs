@@ -109,10 +109,21 @@ struct KeyAt {
     text: bool,
 }
 
+/// One sort key of a row: where its bytes are, or its value already
+/// decoded when comparing would otherwise parse it again and again (an
+/// integer in text format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyVal {
+    Null,
+    Raw(usize, usize),
+    Int(i128),
+}
+
 struct Row {
     body: Bytes,
     visible_end: usize,
-    keys: Vec<Option<(usize, usize)>>,
+    /// Inline up to four keys: no allocation per row.
+    keys: smallvec::SmallVec<[KeyVal; 4]>,
 }
 
 /// Splits a DataRow body of `total` columns, the first `visible` of them
@@ -124,7 +135,7 @@ fn split_row(body: Bytes, visible: usize, total: usize, at: &[KeyAt]) -> Option<
     }
     let mut pos = 2;
     let mut visible_end = 2;
-    let mut keys = vec![None; at.len()];
+    let mut keys = smallvec::smallvec![KeyVal::Null; at.len()];
     for i in 0..n {
         if i == visible {
             visible_end = pos;
@@ -143,7 +154,13 @@ fn split_row(body: Bytes, visible: usize, total: usize, at: &[KeyAt]) -> Option<
         };
         for (k, a) in at.iter().enumerate() {
             if a.col == i {
-                keys[k] = v;
+                keys[k] = match v {
+                    None => KeyVal::Null,
+                    Some((s, e)) if a.text && order::is_int(a.oid) => {
+                        KeyVal::Int(order::int_text(&body[s..e]))
+                    }
+                    Some((s, e)) => KeyVal::Raw(s, e),
+                };
             }
         }
     }
@@ -159,29 +176,35 @@ fn split_row(body: Bytes, visible: usize, total: usize, at: &[KeyAt]) -> Option<
 
 fn cmp_rows(a: &Row, b: &Row, keys: &[SortKey], at: &[KeyAt]) -> Ordering {
     for (i, k) in keys.iter().enumerate() {
-        let av = a.keys[i].map(|(s, e)| &a.body[s..e]);
-        let bv = b.keys[i].map(|(s, e)| &b.body[s..e]);
-        let c = match (av, bv) {
-            (None, None) => Ordering::Equal,
-            (None, Some(_)) => {
+        let c = match (a.keys[i], b.keys[i]) {
+            (KeyVal::Null, KeyVal::Null) => Ordering::Equal,
+            (KeyVal::Null, _) => {
                 if k.nulls_first {
                     Ordering::Less
                 } else {
                     Ordering::Greater
                 }
             }
-            (Some(_), None) => {
+            (_, KeyVal::Null) => {
                 if k.nulls_first {
                     Ordering::Greater
                 } else {
                     Ordering::Less
                 }
             }
-            (Some(x), Some(y)) => {
-                let c = if at[i].text {
-                    order::compare_text(at[i].oid, x, y)
-                } else {
-                    order::compare(at[i].oid, x, y)
+            (x, y) => {
+                let c = match (x, y) {
+                    (KeyVal::Int(x), KeyVal::Int(y)) => x.cmp(&y),
+                    (KeyVal::Raw(xs, xe), KeyVal::Raw(ys, ye)) => {
+                        let (x, y) = (&a.body[xs..xe], &b.body[ys..ye]);
+                        if at[i].text {
+                            order::compare_text(at[i].oid, x, y)
+                        } else {
+                            order::compare(at[i].oid, x, y)
+                        }
+                    }
+                    // One key is decoded the same way in every row.
+                    _ => Ordering::Equal,
                 };
                 if k.desc { c.reverse() } else { c }
             }
@@ -957,11 +980,14 @@ mod tests {
         ];
         let r = split_row(body.clone(), 2, 3, &keys).expect("a row");
         assert_eq!(r.visible_end, 2 + 4 + 1 + 4);
-        let key = |i: usize| r.keys[i].map(|(s, e)| &r.body[s..e]);
-        assert_eq!(
-            (key(0), key(1), key(2)),
-            (Some(&b"abc"[..]), None, Some(&b"7"[..]))
-        );
+        let key = |i: usize| match r.keys[i] {
+            KeyVal::Raw(s, e) => Some(&r.body[s..e]),
+            _ => None,
+        };
+        assert_eq!((key(0), key(1)), (Some(&b"abc"[..]), None));
+        assert_eq!(r.keys[1], KeyVal::Null);
+        // An integer in text is decoded once, here.
+        assert_eq!(r.keys[2], KeyVal::Int(7));
         // No hidden column: the whole row is the client's.
         let r = split_row(body.clone(), 3, 3, &keys).expect("a row");
         assert_eq!(r.visible_end, body.len());

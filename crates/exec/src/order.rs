@@ -48,7 +48,7 @@ pub fn text_supported(oid: u32) -> bool {
 /// order (`oid` is one of [`text_supported`]).
 pub fn compare_text(oid: u32, a: &[u8], b: &[u8]) -> Ordering {
     match oid {
-        20 | 21 | 23 | 26 => int_text(a).cmp(&int_text(b)),
+        o if is_int(o) => int_text(a).cmp(&int_text(b)),
         1700 => numeric_text_cmp(a, b),
         // bool ('f' < 't'), name, text, varchar, uuid (lower-case hex):
         // as the binary form; bpchar ignores trailing spaces.
@@ -56,11 +56,26 @@ pub fn compare_text(oid: u32, a: &[u8], b: &[u8]) -> Ordering {
     }
 }
 
-fn int_text(b: &[u8]) -> i128 {
-    std::str::from_utf8(b)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+/// Is this an integer type (int2, int4, int8, oid)?
+pub fn is_int(oid: u32) -> bool {
+    matches!(oid, 20 | 21 | 23 | 26)
+}
+
+/// An integer in PostgreSQL's text form (`-123`); 0 if it is not one.
+pub fn int_text(b: &[u8]) -> i128 {
+    let (neg, digits) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, b),
+    };
+    let mut v: i128 = 0;
+    for d in digits {
+        if !d.is_ascii_digit() {
+            return 0;
+        }
+        v = v.saturating_mul(10).saturating_add(i128::from(d - b'0'));
+    }
+    if neg { -v } else { v }
 }
 
 /// Orders numerics in PostgreSQL's text form (`-12.340`, `NaN`,
