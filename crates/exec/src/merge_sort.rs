@@ -530,10 +530,16 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
         }
         be::row_description(&mut out.buf, &vis);
     }
-    // Round trip 2: the rows.
+    // Round trip 2: the rows. With a LIMIT, each PostgreSQL shard is
+    // asked for about its share of limit + offset first, and for more only
+    // if the merge takes them all (its portal stays suspended meanwhile):
+    // a shard need not send limit + offset rows of which the merge uses a
+    // quarter.
     let mut all_formats = formats;
     all_formats.extend(std::iter::repeat_n(1i16, hidden));
+    let first = first_batch(spec, shards.len(), embedded);
     let mut buf = BytesMut::new();
+    let mut streams = Vec::with_capacity(shards.len());
     for (i, s) in shards.iter().enumerate() {
         let c = conn(conns, *s)?;
         buf.clear();
@@ -543,12 +549,31 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
             spec.for_shard(req, *s).2
         };
         bind_unnamed(&mut buf, &names[i], params, &all_formats);
-        frontend::execute(&mut buf, "", 0);
-        frontend::sync(&mut buf);
+        match first {
+            Some((batch, cap)) => {
+                frontend::execute(&mut buf, "", batch as i32);
+                frontend::flush(&mut buf);
+                streams.push(Stream {
+                    done: false,
+                    synced: false,
+                    asked: batch,
+                    cap,
+                });
+            }
+            None => {
+                frontend::execute(&mut buf, "", 0);
+                frontend::sync(&mut buf);
+                streams.push(Stream {
+                    done: false,
+                    synced: true,
+                    asked: 0,
+                    cap: 0,
+                });
+            }
+        }
         c.send(&buf).await.map_err(|e| lost(*s, e))?;
     }
     let mut heads: Vec<Option<Row>> = Vec::with_capacity(shards.len());
-    let mut done = vec![false; shards.len()];
     let mut error: Option<ErrorFields> = None;
     let shape = Shape {
         visible,
@@ -556,7 +581,7 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
         at: &at,
     };
     for i in 0..shards.len() {
-        let r = next_row(conns, shards[i], &shape, &mut done[i], &mut error, out).await?;
+        let r = next_row(conns, shards[i], &shape, &mut streams[i], &mut error, out).await?;
         heads.push(r);
     }
     let mut skipped = 0u64;
@@ -590,10 +615,13 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
             sent += 1;
             out.maybe_flush().await?;
         }
-        heads[b] = next_row(conns, shards[b], &shape, &mut done[b], &mut error, out).await?;
+        heads[b] = next_row(conns, shards[b], &shape, &mut streams[b], &mut error, out).await?;
     }
     for i in 0..shards.len() {
-        if !done[i] {
+        if !streams[i].done {
+            if !streams[i].synced {
+                sync_stream(conns, shards[i], &mut streams[i]).await?;
+            }
             drain(conns, shards[i], out).await?;
         }
     }
@@ -607,6 +635,44 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
         rows: sent,
         ..Default::default()
     })
+}
+
+/// The first batch each shard is asked for and the most rows it can
+/// return (limit + offset), when the merge has a LIMIT, more than one
+/// shard, all of them PostgreSQL (an embedded shard answers at once), and
+/// the share is smaller than the whole; `None`: every row at once.
+fn first_batch(spec: &Merge<'_>, shards: usize, embedded: bool) -> Option<(u64, u64)> {
+    let cap = spec.limit?.saturating_add(spec.offset);
+    if embedded || shards < 2 {
+        return None;
+    }
+    let share = cap.div_ceil(shards as u64);
+    // A margin over the even share, so that a fair spread of the first
+    // rows seldom needs a second batch.
+    let batch = share + share / 4 + 8;
+    (batch < cap && batch <= i32::MAX as u64).then_some((batch, cap))
+}
+
+/// One shard's stream of rows in a merge.
+struct Stream {
+    /// Read to its ReadyForQuery.
+    done: bool,
+    /// Its Sync is sent (else its rows come in batches, after Flush).
+    synced: bool,
+    /// Rows asked for so far (in batches).
+    asked: u64,
+    /// The most rows its SQL returns (limit + offset).
+    cap: u64,
+}
+
+/// Ends a stream asked for in batches: Sync, so that the shard closes its
+/// portal and answers ReadyForQuery.
+async fn sync_stream(conns: &mut Conns, s: ShardId, st: &mut Stream) -> Result<(), ExecError> {
+    let mut buf = BytesMut::new();
+    frontend::sync(&mut buf);
+    conn(conns, s)?.send(&buf).await.map_err(|e| lost(s, e))?;
+    st.synced = true;
+    Ok(())
 }
 
 /// The shape of a merge's rows: all columns, the client's, the keys.
@@ -846,21 +912,42 @@ async fn sort_on_shard<W: AsyncWrite + Unpin>(
 }
 
 /// The next row of one shard, or `None` when it has finished (read to
-/// ReadyForQuery; `done` is set).
+/// ReadyForQuery; `st.done` is set). A stream asked for in batches is
+/// asked for the next (twice the last, up to its cap) when its portal is
+/// suspended, and synced when it completes or fails.
 async fn next_row<W: AsyncWrite + Unpin>(
     conns: &mut Conns,
     s: ShardId,
     shape: &Shape<'_>,
-    done: &mut bool,
+    st: &mut Stream,
     error: &mut Option<ErrorFields>,
     out: &mut ClientOut<W>,
 ) -> Result<Option<Row>, ExecError> {
-    if *done {
+    if st.done {
         return Ok(None);
     }
-    let c = conn(conns, s)?;
     loop {
+        let c = conn(conns, s)?;
         let f: Frame = c.recv().await.map_err(|e| lost(s, e))?;
+        if !st.synced && matches!(f.tag, b's' | b'C' | b'E') {
+            let mut buf = BytesMut::new();
+            if f.tag == b's' {
+                // Suspended: more rows. (At its cap the portal may still
+                // say suspended: one more Execute returns none.)
+                let more = st
+                    .asked
+                    .min(st.cap.saturating_sub(st.asked))
+                    .clamp(1, i32::MAX as u64);
+                frontend::execute(&mut buf, "", more as i32);
+                frontend::flush(&mut buf);
+                st.asked += more;
+            } else {
+                // Complete, or failed (the shard skips to the Sync).
+                frontend::sync(&mut buf);
+                st.synced = true;
+            }
+            c.send(&buf).await.map_err(|e| lost(s, e))?;
+        }
         match f.tag {
             b'D' => {
                 return match split_row(f.body, shape.visible, shape.total, shape.at) {
@@ -879,7 +966,7 @@ async fn next_row<W: AsyncWrite + Unpin>(
             }
             b'N' => f.encode(&mut out.buf),
             b'Z' => {
-                *done = true;
+                st.done = true;
                 return Ok(None);
             }
             _ => {}

@@ -109,7 +109,9 @@ fn text_rows(msgs: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
 async fn order_by_limit_offset_match_one_postgres() {
     let c = PgCluster::start(
         4,
-        "[[tables]]\nname = \"items\"\nshard_key = \"cust\"\nkey_type = \"bigint\"\n",
+        "[[tables]]\nname = \"items\"\nshard_key = \"cust\"\nkey_type = \"bigint\"\n\
+         [[tables]]\nname = \"ranged\"\nshard_key = [\"id\"]\nstrategy = \"range\"\nkey_type = \"bigint\"\n\
+         ranges = [{ shard = \"s0\", to = 1001 }, { shard = \"s1\", to = 2001 }, { shard = \"s2\", to = 3001 }, { shard = \"s3\" }]\n",
     );
     let single = PgServer::start().unwrap();
     let sg = client(c.sg.port()).await;
@@ -235,6 +237,62 @@ async fn order_by_limit_offset_match_one_postgres() {
             if lean { "lean" } else { "canonical" }
         );
     }
+
+    // A LIMIT is fetched from each shard in batches, about its share
+    // first: when the first rows all live on one shard (ids 1-1000 on s0,
+    // ...), that shard is asked again until the merge has its rows; the
+    // others stop early. Every answer equals one PostgreSQL's, in order, in
+    // text and binary.
+    for db in [&sg, &one] {
+        db.batch_execute(
+            "CREATE TABLE ranged (id bigint PRIMARY KEY, v int, t text); \
+             INSERT INTO ranged SELECT g, (g * 7) % 13, 'r' || g FROM generate_series(1, 4000) g",
+        )
+        .await
+        .unwrap();
+    }
+    for q in [
+        "SELECT * FROM ranged ORDER BY id LIMIT 150",
+        "SELECT * FROM ranged ORDER BY id LIMIT 100 OFFSET 950",
+        "SELECT * FROM ranged ORDER BY id DESC LIMIT 900 OFFSET 37",
+        "SELECT id, t FROM ranged ORDER BY v, id LIMIT 400 OFFSET 1200",
+        "SELECT * FROM ranged ORDER BY id LIMIT 5000",
+        "SELECT * FROM ranged WHERE id % 1000 < 3 ORDER BY id LIMIT 7",
+        "SELECT * FROM ranged ORDER BY v DESC, id LIMIT 1 OFFSET 3999",
+    ] {
+        let want = text_rows(&one.simple_query(q).await.unwrap());
+        let got = sg
+            .simple_query(q)
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e:?}"));
+        assert_eq!(text_rows(&got), want, "simple protocol: {q}");
+        let want: Vec<(i64, Option<String>)> = one
+            .query(q, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get("id"), r.get("t")))
+            .collect();
+        let got: Vec<(i64, Option<String>)> = sg
+            .query(q, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e:?}"))
+            .iter()
+            .map(|r| (r.get("id"), r.get("t")))
+            .collect();
+        assert_eq!(got, want, "extended protocol: {q}");
+    }
+    // A failure in the middle of a batched stream (division by zero at id
+    // 1100, on s1, after s0's rows) reaches the client, and the session
+    // goes on.
+    let q = "SELECT id, 1 / (id - 1100) FROM ranged ORDER BY id LIMIT 1500";
+    let e = sg.simple_query(q).await.err().expect("division by zero");
+    assert_eq!(e.code().unwrap().code(), "22012", "{e:?}");
+    let again = "SELECT * FROM ranged ORDER BY id LIMIT 3 OFFSET 2998";
+    assert_eq!(
+        text_rows(&sg.simple_query(again).await.unwrap()),
+        text_rows(&one.simple_query(again).await.unwrap())
+    );
 
     // A schema change under a cached description: the shards report the
     // changed result type of their prepared statements; shardgate
