@@ -238,11 +238,11 @@ async fn order_by_limit_offset_match_one_postgres() {
         );
     }
 
-    // A LIMIT is fetched from each shard in batches, about its share
-    // first: when the first rows all live on one shard (ids 1-1000 on s0,
-    // ...), that shard is asked again until the merge has its rows; the
-    // others stop early. Every answer equals one PostgreSQL's, in order, in
-    // text and binary.
+    // A large LIMIT + OFFSET (>= 1000) is fetched from each shard in
+    // batches, about its share first: when the first rows all live on one
+    // shard (ids 1-1000 on s0, ...), that shard is asked again until the
+    // merge has its rows; the others stop early. Every answer equals one
+    // PostgreSQL's, in order, in text and binary (small limits too).
     for db in [&sg, &one] {
         db.batch_execute(
             "CREATE TABLE ranged (id bigint PRIMARY KEY, v int, t text); \
@@ -253,7 +253,9 @@ async fn order_by_limit_offset_match_one_postgres() {
     }
     for q in [
         "SELECT * FROM ranged ORDER BY id LIMIT 150",
+        "SELECT * FROM ranged ORDER BY id LIMIT 1500",
         "SELECT * FROM ranged ORDER BY id LIMIT 100 OFFSET 950",
+        "SELECT * FROM ranged ORDER BY id LIMIT 10 OFFSET 2500",
         "SELECT * FROM ranged ORDER BY id DESC LIMIT 900 OFFSET 37",
         "SELECT id, t FROM ranged ORDER BY v, id LIMIT 400 OFFSET 1200",
         "SELECT * FROM ranged ORDER BY id LIMIT 5000",
