@@ -447,10 +447,15 @@ def cross_shard(ctx):
     # index entries) and without one (each server scans and keeps a top-100
     # heap: the case where four shards share the work). Each query is probed
     # once and compared with the single server's answer before it is timed.
+    # A deep page (LIMIT 100 OFFSET 10000 by the index): each shard
+    # returns only about its share of the 10,100 rows the merge reads.
+    deep = min(10_000, per)
     queries = [("ORDER BY score LIMIT 100 (index)",
                 "SELECT * FROM topn_items ORDER BY score, id LIMIT 100"),
                ("ORDER BY payload LIMIT 100 (no index)",
-                "SELECT * FROM topn_items ORDER BY payload, id LIMIT 100")]
+                "SELECT * FROM topn_items ORDER BY payload, id LIMIT 100"),
+               (f"ORDER BY score LIMIT 100 OFFSET {deep} (index)",
+                f"SELECT * FROM topn_items ORDER BY score, id LIMIT 100 OFFSET {deep}")]
     for s in ctx.shards:
         s.psql([f"CREATE ROLE {SERIAL_ROLE} LOGIN SUPERUSER",
                 f"ALTER ROLE {SERIAL_ROLE} SET max_parallel_workers_per_gather = 0"], "postgres")
@@ -499,7 +504,9 @@ def cross_shard(ctx):
                        "targets": list(targets)}
     section["about"] = (
         f"top-N: " + ", ".join(f"`{sql}`" for _, sql in queries) + f" (index on score, none "
-        f"on payload) over 4 shards x {per} rows (range-sharded on id) vs one PostgreSQL "
+        f"on payload; for the deep page the merge reads limit + offset rows, each shard "
+        f"sending about its share in batches) "
+        f"over 4 shards x {per} rows (range-sharded on id) vs one PostgreSQL "
         f"with {4 * per} rows (default parallel query settings), pgbench -M simple, "
         f"{p['seconds']} s per cell; *shardgate serial shards* is a second shardgate on the "
         f"same shards logging in as a role whose sessions start no parallel workers "
