@@ -371,8 +371,8 @@ fn lean_keys(
         .collect()
 }
 
-/// The variant of the merge that runs (lean or not): its statement names, columns,
-/// hidden column count, keys and the visible columns' formats.
+/// The variant of the merge that runs (lean or not): its statement names,
+/// columns, hidden column count, keys and the visible columns' formats.
 struct Chosen {
     lean: bool,
     names: Vec<String>,
