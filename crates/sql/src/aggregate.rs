@@ -427,7 +427,10 @@ impl Builder {
                 // sqrt() of the variance given 20 more digits, rounded
                 // once to the variance's scale as PostgreSQL's sqrt_var does.
                 let value = if name.starts_with("stddev") {
-                    format!("round(sqrt(round({var}, scale({var}) + 20)), scale({var}))")
+                    // (NaN and infinite sums have no scale: NaN.)
+                    format!(
+                        "round(sqrt(round({var}, coalesce(scale({var}), 0) + 20)), coalesce(scale({var}), 0))"
+                    )
                 } else {
                     var
                 };
@@ -652,6 +655,7 @@ pub fn group_exprs(s: &Select) -> Result<Vec<Expr>, String> {
             Expr::Rollup(sets) | Expr::Cube(sets) | Expr::GroupingSets(sets) => {
                 sets.iter().flatten().collect()
             }
+            Expr::Tuple(t) if t.is_empty() => return Err("GROUP BY ()".into()),
             g => vec![g],
         };
         for g in leaves {

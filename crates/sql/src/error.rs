@@ -32,6 +32,10 @@ pub enum SqlError {
     /// Too complex for the parser.
     #[error("{0}")]
     TooComplex(String),
+    /// A bug in shardgate's analysis (it panicked): the statement is
+    /// refused, the session goes on.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl SqlError {
@@ -47,6 +51,7 @@ impl SqlError {
             SqlError::Protocol(_) => "08P01",
             SqlError::ObjectState(_) => "55000",
             SqlError::TooComplex(_) => "54001",
+            SqlError::Internal(_) => "XX000",
         }
     }
 }

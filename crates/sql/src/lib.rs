@@ -32,3 +32,33 @@ pub use params::Params;
 pub use plan::{AdminCall, KeyExpr, Local, Node, Plan, ShardSql, StmtKind, Targets, Template};
 /// The SQL parser whose syntax trees plans carry.
 pub use sqlparser;
+
+/// Runs `f` (analysis or planning: pure, no state to leave broken) and
+/// turns a panic, a bug, into [`SqlError::Internal`]: the statement is
+/// refused with SQLSTATE XX000 and the session goes on.
+pub(crate) fn guard<T>(f: impl FnOnce() -> Result<T, SqlError>) -> Result<T, SqlError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        Err(SqlError::Internal(format!(
+            "internal error in shardgate's planner ({what}); please report the statement"
+        )))
+    })
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_planning_is_an_internal_error_not_a_crash() {
+        let r: Result<(), SqlError> = guard(|| panic!("boom {}", 7));
+        let e = r.expect_err("the panic is caught");
+        assert_eq!(e.sqlstate(), "XX000");
+        assert!(e.to_string().contains("boom 7"), "{e}");
+        assert_eq!(guard(|| Ok::<_, SqlError>(3)), Ok(3));
+    }
+}

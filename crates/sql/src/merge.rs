@@ -356,6 +356,11 @@ pub fn plan_merge(
                 None => 0,
                 Some(o) => number(&o.value).ok_or("OFFSET with a non-constant value")?,
             };
+            // Past bigint: every shard rejects it with PostgreSQL's own
+            // error.
+            if l.is_some_and(|l| l > i64::MAX as u64) || o > i64::MAX as u64 {
+                return Ok(None);
+            }
             (l, o)
         }
         Some(LimitClause::OffsetCommaLimit { .. }) => return Err("LIMIT offset, count".into()),
@@ -372,7 +377,12 @@ pub fn plan_merge(
     }
     base.limit_clause = limit.map(|l| LimitClause::LimitOffset {
         limit: Some(Expr::Value(
-            Value::Number(l.saturating_add(offset).to_string(), false).into(),
+            // (A bigint, as PostgreSQL's LIMIT: capped there.)
+            Value::Number(
+                l.saturating_add(offset).min(i64::MAX as u64).to_string(),
+                false,
+            )
+            .into(),
         )),
         offset: None,
         limit_by: Vec::new(),

@@ -677,6 +677,16 @@ impl Template {
         all: &[ShardId],
         default: ShardId,
     ) -> Result<Plan, SqlError> {
+        crate::guard(|| self.resolve_unguarded(params, ids, all, default))
+    }
+
+    fn resolve_unguarded(
+        &self,
+        params: &Params<'_>,
+        ids: &[i64],
+        all: &[ShardId],
+        default: ShardId,
+    ) -> Result<Plan, SqlError> {
         match self {
             Template::Local(l) => Ok(Plan::Local(l.clone())),
             Template::Admin(a) => Ok(Plan::Admin(a.clone())),

@@ -612,6 +612,29 @@ SELECT status, percentile_disc(0.5) WITHIN GROUP (ORDER BY qty) FROM orders GROU
 -- @ordered
 -- @pg-only
 SELECT tier AS id, count(*) FROM customers GROUP BY id ORDER BY id LIMIT 5;
+-- Found by a differential fuzzer: a LIMIT, OFFSET or DISTINCT ON inside an
+-- IN subquery holds over all shards' rows (not each shard's); GROUP BY ();
+-- a LIMIT near bigint's end; stddev of NaN and infinities.
+-- @must
+SELECT count(*) FROM customers c WHERE c.id IN (SELECT customer_id FROM orders ORDER BY id LIMIT 5);
+-- @must
+SELECT c.id FROM customers c WHERE c.id IN (SELECT customer_id FROM orders ORDER BY id LIMIT 1);
+-- @must
+SELECT count(*) FROM customers c WHERE c.id IN (SELECT customer_id FROM orders ORDER BY id OFFSET 2000);
+-- @must
+-- @pg-only
+SELECT count(*) FROM customers c WHERE c.id IN (SELECT DISTINCT ON (status) customer_id FROM orders ORDER BY status, id);
+-- @must
+SELECT count(*) FROM customers c WHERE c.id NOT IN (SELECT customer_id FROM orders ORDER BY id DESC LIMIT 7);
+-- @must
+SELECT count(*) FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id ORDER BY o.id LIMIT 1);
+SELECT count(*) FROM orders GROUP BY ();
+-- @must @ordered
+SELECT id FROM customers ORDER BY id LIMIT 9223372036854775807 OFFSET 1;
+-- @pg-only
+SELECT stddev(CASE WHEN id = 1 THEN 'NaN'::float8 ELSE 1 END), stddev_pop(CASE WHEN id = 1 THEN 'NaN'::numeric ELSE id END) FROM customers;
+-- @pg-only
+SELECT stddev(CASE WHEN id = 1 THEN 'Infinity'::float8 ELSE 1 END) FROM customers;
 -- ------------------------------------------------------- DISTINCT, DISTINCT ON
 -- @must
 SELECT DISTINCT status FROM orders;

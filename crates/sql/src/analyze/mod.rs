@@ -69,7 +69,7 @@ pub fn analyze(sql: &str, topo: &Topology) -> Template {
     if let Some(t) = crate::fast::unsharded_only(sql, topo) {
         return t;
     }
-    match analyze_inner(sql, topo) {
+    match crate::guard(|| analyze_inner(sql, topo)) {
         Ok(t) => t,
         Err(e) => Template::Refuse(e),
     }

@@ -388,6 +388,18 @@ fn local_subqueries(
             if q.with.is_some() {
                 return;
             }
+            // `x IN (SELECT key ... LIMIT n)` is evaluated once, over every
+            // shard's rows: its LIMIT, OFFSET, FETCH or DISTINCT ON are not
+            // each shard's. (An EXISTS or scalar subquery is taken only
+            // when its own WHERE ties it to the outer row's key: its rows
+            // are then that key's, on one shard.)
+            if outer.is_some()
+                && (q.limit_clause.is_some()
+                    || q.fetch.is_some()
+                    || matches!(s.distinct, Some(ast::Distinct::On(_))))
+            {
+                return;
+            }
             let mut ons = Vec::new();
             let ts = from_tables(&s.from, self.topo, &mut ons);
             let own = ts.iter().filter(|t| t.rule.is_some()).count();
