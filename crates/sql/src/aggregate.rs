@@ -506,7 +506,14 @@ pub fn output_name(e: &Expr) -> String {
         }
         Expr::Case { .. } => "case".into(),
         Expr::Extract { .. } => "extract".into(),
-        Expr::Substring { .. } => "substring".into(),
+        Expr::Substring { shorthand, .. } => if *shorthand { "substr" } else { "substring" }.into(),
+        // A subscript keeps its base's name; a field access is the field's.
+        Expr::CompoundFieldAccess { root, access_chain } => match access_chain.last() {
+            Some(ast::AccessExpr::Dot(Expr::Identifier(i))) => ident_name(i),
+            Some(ast::AccessExpr::Subscript(_)) => output_name(root),
+            _ => q,
+        },
+        Expr::IsNormalized { .. } => "is_normalized".into(),
         Expr::Position { .. } => "position".into(),
         Expr::Overlay { .. } => "overlay".into(),
         Expr::Ceil { .. } => "ceil".into(),
@@ -549,6 +556,10 @@ fn type_output_name(t: &ast::DataType) -> Option<String> {
             D::JSON => "json",
             D::JSONB => "jsonb",
             D::Interval { .. } => "interval",
+            // An array type is named by its element type.
+            D::Array(
+                ast::ArrayElemTypeDef::SquareBracket(t, _) | ast::ArrayElemTypeDef::AngleBracket(t),
+            ) => return type_output_name(t),
             _ => return None,
         }
         .to_string(),
@@ -1090,5 +1101,13 @@ mod tests {
         assert_eq!(output_name(&e("1 + count(*)")), "?column?");
         assert_eq!(output_name(&e("CASE WHEN true THEN 1 END")), "case");
         assert_eq!(output_name(&e("'1'::int")), "int4");
+        assert_eq!(output_name(&e("'{1}'::int[]")), "int4");
+        assert_eq!(output_name(&e("substr(name, 1, 2)")), "substr");
+        assert_eq!(output_name(&e("substring(name from 1 for 2)")), "substring");
+        assert_eq!(
+            output_name(&e("(array_agg(id ORDER BY id))[1]")),
+            "array_agg"
+        );
+        assert_eq!(output_name(&e("max(name) IS NORMALIZED")), "is_normalized");
     }
 }

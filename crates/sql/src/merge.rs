@@ -305,24 +305,42 @@ pub fn plan_merge(
                     _ => return Ok(None),
                 }
             } else if let Expr::Identifier(id) = &o.expr {
+                // PostgreSQL resolves a bare name to an output column of
+                // that name first: an alias, or the name an unaliased item
+                // gets (`qty::text` is "qty"), before a table's column.
                 let name = crate::analyze::ident_name(id);
-                found.push(
-                    sel.projection
-                        .iter()
-                        .any(|i| outputs_name(i, &name))
-                        .then(|| KeyColumn::Named(name.clone())),
-                );
-                sel.projection
-                    .iter()
-                    .find_map(|i| match i {
-                        SelectItem::ExprWithAlias { expr, alias }
-                            if crate::analyze::ident_name(alias) == name =>
-                        {
-                            Some(expr.clone())
+                let item = sel.projection.iter().enumerate().find_map(|(i, item)| {
+                    let e = item_expr(item)?;
+                    let named = match item {
+                        SelectItem::ExprWithAlias { alias, .. } => {
+                            crate::analyze::ident_name(alias) == name
                         }
-                        _ => None,
-                    })
-                    .unwrap_or_else(|| o.expr.clone())
+                        _ => crate::aggregate::output_name(&e) == name,
+                    };
+                    named.then_some((i, e))
+                });
+                match item {
+                    // (Should * return another column of that name, the
+                    // shards reject the ORDER BY as ambiguous, as one
+                    // PostgreSQL does: they run it as written.)
+                    Some((i, e)) => {
+                        found.push(Some(if wildcard_at.is_none_or(|w| w > i) {
+                            KeyColumn::Output(i)
+                        } else {
+                            KeyColumn::Named(name.clone())
+                        }));
+                        e
+                    }
+                    None => {
+                        found.push(
+                            sel.projection
+                                .iter()
+                                .any(|i| outputs_name(i, &name))
+                                .then(|| KeyColumn::Named(name.clone())),
+                        );
+                        o.expr.clone()
+                    }
+                }
             } else {
                 // PostgreSQL sorts by a select item equal to the
                 // expression: the same value.

@@ -635,6 +635,26 @@ SELECT id FROM customers ORDER BY id LIMIT 9223372036854775807 OFFSET 1;
 SELECT stddev(CASE WHEN id = 1 THEN 'NaN'::float8 ELSE 1 END), stddev_pop(CASE WHEN id = 1 THEN 'NaN'::numeric ELSE id END) FROM customers;
 -- @pg-only
 SELECT stddev(CASE WHEN id = 1 THEN 'Infinity'::float8 ELSE 1 END) FROM customers;
+-- ORDER BY the name an unaliased item gets (not the table's column); the
+-- names unaliased items get in two-step aggregations.
+-- @must @ordered
+SELECT qty::text, id FROM orders WHERE qty < 5 ORDER BY qty, id;
+-- @must @ordered
+-- @pg-only
+SELECT last_seen::date, email, id FROM customers WHERE id IN (10, 133, 7) ORDER BY last_seen DESC, 3;
+-- @must @ordered
+SELECT lower(name), id FROM customers ORDER BY lower, id LIMIT 5;
+-- @must
+SELECT DISTINCT substr(name, 1, 2) FROM customers;
+-- @must
+-- @pg-only
+SELECT count(*), '{1}'::int[] FROM customers;
+-- @must
+-- @pg-only
+SELECT (array_agg(id ORDER BY id))[1] FROM customers;
+-- @ordered
+-- @pg-only
+SELECT *, qty::text FROM orders ORDER BY qty, id LIMIT 3;
 -- ------------------------------------------------------- DISTINCT, DISTINCT ON
 -- @must
 SELECT DISTINCT status FROM orders;
