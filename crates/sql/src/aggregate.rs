@@ -700,11 +700,17 @@ fn group_expr(s: &Select, g: &Expr) -> Result<Expr, String> {
             .ok_or("GROUP BY a position of *")?
             .clone()
     } else if let Expr::Identifier(id) = g {
+        // PostgreSQL takes a GROUP BY name for a FROM column first, an
+        // output name only when no column has it. A column is known to
+        // exist when the alias's own expression names it (`lower(name) AS
+        // name ... GROUP BY name` groups by the column `name`).
         let name = ident_name(id);
         s.projection
             .iter()
             .find_map(|i| match i {
-                SelectItem::ExprWithAlias { expr, alias } if ident_name(alias) == name => {
+                SelectItem::ExprWithAlias { expr, alias }
+                    if ident_name(alias) == name && !names_column(expr, &name) =>
+                {
                     Some(expr.clone())
                 }
                 _ => None,
@@ -712,6 +718,15 @@ fn group_expr(s: &Select, g: &Expr) -> Result<Expr, String> {
             .unwrap_or_else(|| g.clone())
     } else {
         g.clone()
+    })
+}
+
+/// Does `e` refer to a column called `name` (bare or qualified)?
+fn names_column(e: &Expr, name: &str) -> bool {
+    crate::find::any_expr(e, |x| match x {
+        Expr::Identifier(i) => ident_name(i) == name,
+        Expr::CompoundIdentifier(p) => p.last().is_some_and(|i| ident_name(i) == name),
+        _ => false,
     })
 }
 

@@ -612,6 +612,10 @@ SELECT status, percentile_disc(0.5) WITHIN GROUP (ORDER BY qty) FROM orders GROU
 -- @ordered
 -- @pg-only
 SELECT tier AS id, count(*) FROM customers GROUP BY id ORDER BY id LIMIT 5;
+-- @must
+SELECT lower(name) AS name, count(*) FROM customers GROUP BY name;
+-- @must
+SELECT upper(status) AS status, sum(qty) FROM orders GROUP BY status HAVING count(*) > 1;
 -- Found by a differential fuzzer: a LIMIT, OFFSET or DISTINCT ON inside an
 -- IN subquery holds over all shards' rows (not each shard's); GROUP BY ();
 -- a LIMIT near bigint's end; stddev of NaN and infinities.
