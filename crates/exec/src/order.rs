@@ -277,23 +277,26 @@ mod tests {
         shardgate_backend::sqlite::types::numeric_to_binary(s).unwrap()
     }
 
+    /// Finite numerics in ascending order.
+    const FINITE: [&str; 12] = [
+        "-1000.5",
+        "-2",
+        "-0.001",
+        "0",
+        "0.0001",
+        "0.5",
+        "1",
+        "2",
+        "10",
+        "9999.9999",
+        "10000",
+        "123456789.1",
+    ];
+
     #[test]
     fn numerics_order_like_postgres() {
-        let mut vals = vec![
-            "-1000.5",
-            "-2",
-            "-0.001",
-            "0",
-            "0.0001",
-            "0.5",
-            "1",
-            "1.00",
-            "2",
-            "10",
-            "9999.9999",
-            "10000",
-            "123456789.1",
-        ];
+        let mut vals = FINITE.to_vec();
+        vals.insert(7, "1.00");
         let sorted = vals.clone();
         vals.reverse();
         let mut enc: Vec<(String, Vec<u8>)> =
@@ -309,23 +312,9 @@ mod tests {
 
     #[test]
     fn text_forms_order_like_postgres() {
-        let mut vals = vec![
-            "-Infinity",
-            "-1000.5",
-            "-2",
-            "-0.001",
-            "0",
-            "0.0001",
-            "0.5",
-            "1",
-            "2",
-            "10",
-            "9999.9999",
-            "10000",
-            "123456789.1",
-            "Infinity",
-            "NaN",
-        ];
+        let mut vals = vec!["-Infinity"];
+        vals.extend(FINITE);
+        vals.extend(["Infinity", "NaN"]);
         let sorted = vals.clone();
         vals.reverse();
         vals.sort_by(|a, b| compare_text(1700, a.as_bytes(), b.as_bytes()));
