@@ -397,7 +397,13 @@ impl Builder {
                 let n = self.partial(f, "count", arg.cloned());
                 self.no_float4.push(s);
                 (
-                    parse_expr(&format!("sum({}) / CAST(sum({}) AS numeric)", c(s), c(n))),
+                    // + 0: PostgreSQL's float avg adds to a 0 sum, so the
+                    // average of -0 is 0, not the -0 a bare sum keeps.
+                    parse_expr(&format!(
+                        "(sum({}) + 0) / CAST(sum({}) AS numeric)",
+                        c(s),
+                        c(n)
+                    )),
                     parse_expr(&format!("sum({}) * 1.0 / sum({})", c(s), c(n))),
                 )
             }

@@ -639,6 +639,9 @@ SELECT id FROM customers ORDER BY id LIMIT 9223372036854775807 OFFSET 1;
 SELECT stddev(CASE WHEN id = 1 THEN 'NaN'::float8 ELSE 1 END), stddev_pop(CASE WHEN id = 1 THEN 'NaN'::numeric ELSE id END) FROM customers;
 -- @pg-only
 SELECT stddev(CASE WHEN id = 1 THEN 'Infinity'::float8 ELSE 1 END) FROM customers;
+-- @must
+-- @pg-only
+SELECT avg('-0'::float8 + id * 0)::text, avg(CASE WHEN id % 2 = 0 THEN '-0'::float8 END)::text FROM customers;
 -- ORDER BY the name an unaliased item gets (not the table's column); the
 -- names unaliased items get in two-step aggregations.
 -- @must @ordered
