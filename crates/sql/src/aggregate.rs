@@ -1065,7 +1065,7 @@ mod tests {
         );
         assert_eq!(
             a.final_pg,
-            "SELECT sg_c1 AS \"status\", CAST(coalesce(sum(sg_c2), 0) AS BIGINT) AS \"count\", (sum(sg_c3) / CAST(sum(sg_c4) AS NUMERIC)) AS \"avg\" FROM sg_partial GROUP BY sg_c1"
+            "SELECT sg_c1 AS \"status\", CAST(coalesce(sum(sg_c2), 0) AS BIGINT) AS \"count\", ((sum(sg_c3) + 0) / CAST(sum(sg_c4) AS NUMERIC)) AS \"avg\" FROM sg_partial GROUP BY sg_c1"
         );
         assert!(!a.raw);
         assert_eq!(a.no_float4, vec![2]);
