@@ -728,7 +728,7 @@ fn group_expr(s: &Select, g: &Expr) -> Result<Expr, String> {
 }
 
 /// Does `e` refer to a column called `name` (bare or qualified)?
-fn names_column(e: &Expr, name: &str) -> bool {
+pub(crate) fn names_column(e: &Expr, name: &str) -> bool {
     crate::find::any_expr(e, |x| match x {
         Expr::Identifier(i) => ident_name(i) == name,
         Expr::CompoundIdentifier(p) => p.last().is_some_and(|i| ident_name(i) == name),

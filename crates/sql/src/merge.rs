@@ -331,11 +331,13 @@ pub fn plan_merge(
                         }));
                         e
                     }
+                    // No item has the name: a table's column, which a
+                    // plain * returns.
                     None => {
                         found.push(
                             sel.projection
                                 .iter()
-                                .any(|i| outputs_name(i, &name))
+                                .any(plain_wildcard)
                                 .then(|| KeyColumn::Named(name.clone())),
                         );
                         o.expr.clone()
@@ -457,27 +459,16 @@ fn item_expr(i: &SelectItem) -> Option<Expr> {
     }
 }
 
-/// Does select item `i` return a column named `name` (folded as
-/// [`crate::analyze::ident_name`] folds)? A plain `*` returns every
-/// column of the FROM list, so a bare `ORDER BY name` of one of them finds
-/// it in the result.
-fn outputs_name(i: &SelectItem, name: &str) -> bool {
-    match i {
-        SelectItem::Wildcard(w) => {
-            w.opt_ilike.is_none()
-                && w.opt_exclude.is_none()
-                && w.opt_except.is_none()
-                && w.opt_replace.is_none()
-                && w.opt_rename.is_none()
-                && w.opt_alias.is_none()
-        }
-        SelectItem::ExprWithAlias { alias, .. } => crate::analyze::ident_name(alias) == name,
-        SelectItem::UnnamedExpr(Expr::Identifier(c)) => crate::analyze::ident_name(c) == name,
-        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts
-            .last()
-            .is_some_and(|c| crate::analyze::ident_name(c) == name),
-        _ => false,
-    }
+/// Is select item `i` a plain `*`? It returns every column of the FROM
+/// list, so a bare `ORDER BY name` of one of them finds it in the result.
+fn plain_wildcard(i: &SelectItem) -> bool {
+    matches!(i, SelectItem::Wildcard(w)
+        if w.opt_ilike.is_none()
+            && w.opt_exclude.is_none()
+            && w.opt_except.is_none()
+            && w.opt_replace.is_none()
+            && w.opt_rename.is_none()
+            && w.opt_alias.is_none())
 }
 
 #[cfg(test)]

@@ -547,11 +547,12 @@ fn covers_key(exprs: &[Expr], tables: &[FromTable]) -> bool {
     })
 }
 
-/// A bare GROUP BY name that is an alias of another expression and also a
-/// shard-key column of a FROM table. PostgreSQL groups by the table's
-/// column there (input columns come first in GROUP BY), while the
-/// aggregation plan would group by the alias's expression: refused.
-/// (Other columns with an alias's name are not known without the catalog.)
+/// A bare GROUP BY name that is an alias of an expression not naming that
+/// column (see `aggregate::group_exprs`) and also a shard-key column of a
+/// FROM table. PostgreSQL groups by the table's column there (input
+/// columns come first in GROUP BY), while the aggregation plan would group
+/// by the alias's expression: refused. (Other columns with an alias's name
+/// are not known without the catalog.)
 fn alias_shadowing_key(s: &ast::Select, tables: &[FromTable]) -> Option<String> {
     let ast::GroupByExpr::Expressions(list, _) = &s.group_by else {
         return None;
@@ -564,14 +565,16 @@ fn alias_shadowing_key(s: &ast::Select, tables: &[FromTable]) -> Option<String> 
         let aliased_other = s.projection.iter().any(|i| {
             matches!(i, ast::SelectItem::ExprWithAlias { expr, alias }
                 if crate::analyze::ident_name(alias) == name
-                    && !matches!(expr, Expr::Identifier(c) if crate::analyze::ident_name(c) == name))
+                    && !crate::aggregate::names_column(expr, &name))
         });
-        let key_column = tables.iter().any(|t| match t.rule.as_ref().map(|r| &r.kind) {
-            Some(shardgate_core::TableKind::Sharded { columns, .. }) => {
-                columns.iter().any(|c| c == &name)
-            }
-            _ => false,
-        });
+        let key_column = tables
+            .iter()
+            .any(|t| match t.rule.as_ref().map(|r| &r.kind) {
+                Some(shardgate_core::TableKind::Sharded { columns, .. }) => {
+                    columns.iter().any(|c| c == &name)
+                }
+                _ => false,
+            });
         (aliased_other && key_column).then_some(name)
     })
 }
