@@ -261,6 +261,20 @@ async fn postgres_shards_tokio_postgres_and_bad_input() {
             "0A000",
         ),
         ("INSERT INTO orders (id, amount) VALUES (1, 1)", "23502"),
+        // Valid SQL shardgate's parser does not read, on a sharded table:
+        // refused as unsupported; invalid SQL there: PostgreSQL's error.
+        (
+            "SELECT * FROM orders WHERE amount BETWEEN SYMMETRIC 5 AND 1",
+            "0A000",
+        ),
+        (
+            "SELECT * FROM orders WHERE amount BETWEEN SYMMETRIC 5 AND",
+            "42601",
+        ),
+        (
+            "SELECT * FROM orders WHERE amount BETWEEN SYMMETRIC 5 AND no_such_column",
+            "42703",
+        ),
         (
             "INSERT INTO orders (customer_id, id, amount) VALUES ('abc', 1, 1)",
             "22P02",
@@ -269,6 +283,17 @@ async fn postgres_shards_tokio_postgres_and_bad_input() {
         let e = cl.simple_query(sql).await.unwrap_err();
         assert_eq!(e.code().map(|c| c.code()), Some(code), "{sql}: {e}");
     }
+    // The same check at Parse in the extended protocol.
+    let e = cl
+        .prepare("SELECT * FROM orders WHERE amount BETWEEN SYMMETRIC $1 AND 1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e}");
+    let e = cl
+        .prepare("SELECT * FROM orders WHERE amount BETWEEN SYMMETRIC $1 AND")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("42601"), "{e}");
     assert_eq!(
         cl.query_one("SELECT 41 + 1", &[])
             .await

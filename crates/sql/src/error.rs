@@ -8,6 +8,12 @@ pub enum SqlError {
     /// The SQL does not parse.
     #[error("syntax error: {0}")]
     Syntax(String),
+    /// shardgate's parser cannot read a statement that names a table with
+    /// a rule, so it cannot route it. The session asks a PostgreSQL shard
+    /// whether the statement is valid SQL: if not, the client gets
+    /// PostgreSQL's own error; if it is, a refusal (0A000).
+    #[error("{0}")]
+    Unparsed(String),
     /// shardgate cannot run this correctly yet.
     #[error("{0}")]
     Unsupported(String),
@@ -42,7 +48,7 @@ impl SqlError {
     /// The SQLSTATE for the client.
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            SqlError::Syntax(_) => "42601",
+            SqlError::Syntax(_) | SqlError::Unparsed(_) => "42601",
             SqlError::Unsupported(_) => "0A000",
             SqlError::InvalidValue(_) => "22P02",
             SqlError::Invalid(_) => "42P01",

@@ -10,7 +10,7 @@ impl Session {
         self.skip_to_sync = true;
     }
 
-    pub(super) fn parse(&mut self, f: &Frame) {
+    pub(super) async fn parse(&mut self, f: &Frame) {
         let p = match frontend::parse_parse(&f.body) {
             Ok(p) => p,
             Err(e) => return self.batch_error(&err_fields("08P01", e.to_string())),
@@ -35,7 +35,8 @@ impl Session {
             shardgate_sql::analyze(p.sql, &self.topo)
         };
         if let Template::Refuse(e) = &template {
-            return self.batch_error(&sql_err(e));
+            let fields = super::refusal(&self.router, e, p.sql).await;
+            return self.batch_error(&fields);
         }
         let prepared = Prepared {
             sql: p.sql.to_string(),

@@ -175,6 +175,50 @@ fn sql_err(e: &SqlError) -> ErrorFields {
     err_fields(e.sqlstate(), e.to_string())
 }
 
+/// The error a client gets for a statement that analysis refused. A
+/// statement shardgate's parser cannot read ([`SqlError::Unparsed`]) is
+/// parsed on a PostgreSQL shard, on a connection of its own (a failed
+/// Parse must not abort the session's transaction there): invalid SQL gets
+/// PostgreSQL's own error, valid SQL a refusal (0A000) saying shardgate
+/// cannot route it. Without a PostgreSQL shard, or when none answers in
+/// time, the parser's syntax error stands.
+async fn refusal(router: &Router, e: &SqlError, sql: &str) -> ErrorFields {
+    let SqlError::Unparsed(why) = e else {
+        return sql_err(e);
+    };
+    let Some(pool) = router
+        .pools
+        .iter()
+        .find(|p| matches!(p.target, shardgate_backend::ShardTarget::Pg(_)))
+    else {
+        return sql_err(e);
+    };
+    let check = async {
+        let mut c = pool.checkout().await.ok()?;
+        let mut msg = BytesMut::new();
+        frontend::parse(&mut msg, "", sql, &[]);
+        frontend::sync(&mut msg);
+        let (frames, _) = c.round_trip(&msg).await.ok()?;
+        pool.checkin(c);
+        Some(
+            frames
+                .iter()
+                .find(|f| f.tag == b'E')
+                .and_then(|f| be::parse_error(&f.body).ok()),
+        )
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), check).await {
+        Ok(Some(Some(shard_error))) => shard_error,
+        Ok(Some(None)) => err_fields(
+            "0A000",
+            format!(
+                "{why}; PostgreSQL accepts this statement, but shardgate cannot route a statement its parser does not read (not supported yet)"
+            ),
+        ),
+        _ => sql_err(e),
+    }
+}
+
 impl Session {
     async fn read_more(&mut self) -> std::io::Result<bool> {
         if self.rbuf.capacity() - self.rbuf.len() < 1024 {
@@ -449,7 +493,7 @@ impl Session {
                 self.simple_query(&f).await?;
                 self.out.flush().await?;
             }
-            b'P' => self.parse(&f),
+            b'P' => self.parse(&f).await,
             b'B' => self.bind(&f),
             b'D' => self.describe(&f).await?,
             b'E' => self.execute(&f).await?,

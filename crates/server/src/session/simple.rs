@@ -73,7 +73,8 @@ impl Session {
             };
             let done = match plan {
                 Err(e) => {
-                    self.fail_statement(&sql_err(&e));
+                    let fields = super::refusal(&self.router, &e, &a.sql).await;
+                    self.fail_statement(&fields);
                     Done::Failed
                 }
                 Ok(p) => self.run_plan_simple(&p, &template, &a.sql).await?,

@@ -223,7 +223,7 @@ fn unparsed(sql: &str, topo: &Topology, why: String) -> Result<Template, SqlErro
         if matches!(first.as_str(), "vacuum" | "analyze" | "analyse") {
             return Ok(route(Targets::All, StmtKind::Other));
         }
-        return Err(SqlError::Syntax(format!(
+        return Err(SqlError::Unparsed(format!(
             "shardgate could not parse this statement, which names table {t}: {why}"
         )));
     }
