@@ -727,6 +727,146 @@ fn group_expr(s: &Select, g: &Expr) -> Result<Expr, String> {
     })
 }
 
+/// A single-relation SELECT with the relation's qualifier taken off its
+/// columns (`items.id` is `id` when `items` is all there is), so that one
+/// column written two ways is one column of the partial query (and
+/// `DISTINCT ON (id) ... ORDER BY items.id` still matches in the final
+/// query). Subqueries keep theirs (a name there may mean their own
+/// column), and so does a whole GROUP BY, ORDER BY or DISTINCT ON item
+/// that would become an output name (which those clauses may read as the
+/// select item instead). `None` when there is nothing to take off.
+fn unqualify(q: &Query) -> Option<Query> {
+    struct Unq {
+        qual: String,
+        depth: usize,
+    }
+    impl VisitorMut for Unq {
+        type Break = ();
+        fn pre_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if self.depth == 0
+                && let Expr::CompoundIdentifier(p) = e
+                && let [q, c] = p.as_slice()
+                && ident_name(q) == self.qual
+            {
+                *e = Expr::Identifier(c.clone());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    let [from] = s.from.as_slice() else {
+        return None;
+    };
+    let ast::TableFactor::Table { name, alias, .. } = &from.relation else {
+        return None;
+    };
+    if !from.joins.is_empty() {
+        return None;
+    }
+    let qual = match alias {
+        Some(a) => ident_name(&a.name),
+        None => ident_name(name.0.last()?.as_ident()?),
+    };
+    // Output names that stand for something other than the column of
+    // that name.
+    let is_column = |e: &Expr, c: &str| match e {
+        Expr::Identifier(i) => ident_name(i) == c,
+        Expr::CompoundIdentifier(p) => {
+            matches!(p.as_slice(), [q, i] if ident_name(q) == qual && ident_name(i) == c)
+        }
+        _ => false,
+    };
+    let names: Vec<String> = s
+        .projection
+        .iter()
+        .filter_map(|i| {
+            let n = item_name(i)?;
+            (!item_expr(i).is_some_and(|e| is_column(e, &n))).then_some(n)
+        })
+        .collect();
+    let mut v = Unq { qual, depth: 0 };
+    let mut out = q.clone();
+    let SetExpr::Select(s) = out.body.as_mut() else {
+        return None;
+    };
+    // A whole item that is a qualified column whose name is such an
+    // output name stays as written.
+    let keep = |e: &Expr| {
+        matches!(e, Expr::CompoundIdentifier(p)
+            if p.last().is_some_and(|c| names.contains(&ident_name(c))))
+    };
+    for i in &mut s.projection {
+        let _ = i.visit(&mut v);
+    }
+    if let Some(w) = &mut s.selection {
+        let _ = w.visit(&mut v);
+    }
+    if let Some(h) = &mut s.having {
+        let _ = h.visit(&mut v);
+    }
+    if let GroupByExpr::Expressions(list, _) = &mut s.group_by {
+        for g in list.iter_mut().filter(|g| !keep(g)) {
+            let _ = g.visit(&mut v);
+        }
+    }
+    if let Some(Distinct::On(list)) = &mut s.distinct {
+        for e in list.iter_mut().filter(|e| !keep(e)) {
+            let _ = e.visit(&mut v);
+        }
+    }
+    if let Some(ob) = &mut out.order_by
+        && let OrderByKind::Expressions(list) = &mut ob.kind
+    {
+        for o in list.iter_mut().filter(|o| !keep(&o.expr)) {
+            let _ = o.expr.visit(&mut v);
+        }
+    }
+    Some(out)
+}
+
+/// One DISTINCT ON item as the expression it stands for. PostgreSQL reads
+/// DISTINCT ON as it reads ORDER BY: a number is the select item at that
+/// position, a bare name that is an output name is that item's expression
+/// (before any column of that name), anything else is itself.
+fn distinct_on_expr(s: &Select, e: &Expr) -> Result<Expr, String> {
+    if let Some(n) = number(e) {
+        return n
+            .checked_sub(1)
+            .and_then(|i| s.projection.get(i))
+            .and_then(item_expr)
+            .cloned()
+            .ok_or_else(|| "DISTINCT ON a position that is not a select item".into());
+    }
+    if let Expr::Identifier(id) = e {
+        let name = ident_name(id);
+        let found: Vec<&Expr> = s
+            .projection
+            .iter()
+            .filter(|i| item_name(i).as_deref() == Some(name.as_str()))
+            .filter_map(item_expr)
+            .collect();
+        if let Some(first) = found.first() {
+            if found.iter().any(|x| x != first) {
+                return Err(format!(
+                    "DISTINCT ON \"{name}\", a name of two select items"
+                ));
+            }
+            return Ok((*first).clone());
+        }
+    }
+    Ok(e.clone())
+}
+
 /// Does `e` refer to a column called `name` (bare or qualified)?
 pub(crate) fn names_column(e: &Expr, name: &str) -> bool {
     crate::find::any_expr(e, |x| match x {
@@ -756,6 +896,8 @@ pub fn has_window(e: &Expr) -> bool {
 /// Plan the two-step aggregation of a multi-shard SELECT (parameters must
 /// already be inlined), or say why it cannot be done.
 pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
+    let unqualified = unqualify(q);
+    let q = unqualified.as_ref().unwrap_or(q);
     let SetExpr::Select(s) = q.body.as_ref() else {
         return Err("a set operation".into());
     };
@@ -802,7 +944,10 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
         finals.push(&o.expr);
     }
     let distinct_on: Vec<Expr> = match &s.distinct {
-        Some(Distinct::On(v)) => v.clone(),
+        Some(Distinct::On(v)) => v
+            .iter()
+            .map(|e| distinct_on_expr(s, e))
+            .collect::<Result<_, _>>()?,
         _ => Vec::new(),
     };
     for e in &finals {
@@ -919,6 +1064,7 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
         let _ = h.visit(&mut Rewriter { b: &mut b });
     }
     if let Some(Distinct::On(v)) = &mut fin.distinct {
+        *v = distinct_on.clone();
         for e in v {
             let _ = e.visit(&mut Rewriter { b: &mut b });
         }

@@ -721,6 +721,32 @@ SELECT DISTINCT ON (customer_id) customer_id, id FROM orders ORDER BY customer_i
 -- @ordered
 -- @must
 SELECT DISTINCT ON (order_id) order_id, line, qty FROM order_items ORDER BY order_id, qty DESC, line LIMIT 50;
+-- DISTINCT ON by position, by alias, and spelled otherwise than its ORDER
+-- BY (PostgreSQL reads DISTINCT ON as ORDER BY: position, output name,
+-- then expression).
+-- @must
+SELECT count(*) FROM (SELECT DISTINCT ON (1) status, id FROM orders) d;
+-- @ordered
+-- @must
+SELECT DISTINCT ON (1) status, id FROM orders ORDER BY 1, 2;
+-- @ordered
+-- @must
+SELECT DISTINCT ON (s) status AS s, id FROM orders ORDER BY s, id;
+-- @ordered
+-- @must
+SELECT DISTINCT ON (status) status, id FROM orders ORDER BY orders.status, id;
+-- @ordered
+-- @must
+SELECT DISTINCT ON (o.status) status, id FROM orders o ORDER BY status, o.id;
+-- @ordered
+-- @must
+SELECT DISTINCT ON (qty) -qty AS qty, id FROM orders ORDER BY qty, id;
+-- @ordered
+-- @must
+SELECT orders.qty, count(*) FROM orders GROUP BY orders.qty ORDER BY orders.qty NULLS FIRST;
+-- @ordered
+-- @must
+SELECT -qty AS qty, count(*) FROM orders GROUP BY orders.qty ORDER BY 1 NULLS FIRST;
 -- @must
 SELECT count(*) FROM (SELECT DISTINCT status FROM orders) d;
 -- @must
