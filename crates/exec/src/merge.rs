@@ -162,6 +162,10 @@ impl Merger {
             }
             b'C' if self.shards == 1 && self.retag.is_none() => {
                 self.completes += 1;
+                // One shard answering a query string of several statements
+                // (forwarded whole) describes each one: the next
+                // RowDescription belongs to the next statement.
+                self.described = false;
                 f.encode(out);
             }
             b'C' => {
@@ -281,6 +285,29 @@ mod tests {
         }
         assert_eq!(tags.len(), 2);
         assert_eq!(be::parse_command_complete(&tags[1].1).unwrap(), "UPDATE 7");
+    }
+
+    #[test]
+    fn one_shard_describes_each_statement_of_a_query_string() {
+        let mut m = Merger::new(1);
+        let mut out = BytesMut::new();
+        for name in ["a", "b"] {
+            m.push(
+                &frame(|b| be::row_description(b, &[be::Column::new(name, 23, 4)])),
+                &mut out,
+            );
+            m.push(
+                &frame(|b| be::data_row(b, [Some(&b"1"[..])].into_iter())),
+                &mut out,
+            );
+            m.push(&frame(|b| be::command_complete(b, "SELECT 1")), &mut out);
+        }
+        m.finish(&mut out);
+        let mut tags = Vec::new();
+        while let Some(f) = Frame::take(&mut out).unwrap() {
+            tags.push(f.tag);
+        }
+        assert_eq!(tags, b"TDCTDC");
     }
 
     #[test]

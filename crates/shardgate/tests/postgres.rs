@@ -283,6 +283,27 @@ async fn postgres_shards_tokio_postgres_and_bad_input() {
         let e = cl.simple_query(sql).await.unwrap_err();
         assert_eq!(e.code().map(|c| c.code()), Some(code), "{sql}: {e}");
     }
+    // A query string of several statements for one shard, sent whole:
+    // each result comes with its own description.
+    for q in [
+        "SELECT 1 AS a; SELECT 2 AS b",
+        "SELECT customer_id AS a FROM orders WHERE customer_id = 1 LIMIT 1; \
+         SELECT id AS b FROM orders WHERE customer_id = 1 LIMIT 1",
+    ] {
+        let names: Vec<String> = cl
+            .simple_query(q)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some(r.columns()[0].name().to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["a", "b"], "{q}");
+    }
     // The same check at Parse in the extended protocol.
     let e = cl
         .prepare("SELECT * FROM orders WHERE amount BETWEEN SYMMETRIC $1 AND 1")
