@@ -365,6 +365,76 @@ async fn order_by_limit_offset_match_one_postgres() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(got, want);
+    // LIMIT, OFFSET and FETCH FIRST given by parameters (as ORMs and
+    // drivers send them), in text and binary, of several integer types;
+    // NULL means no limit / no offset; negative ones are PostgreSQL's
+    // errors.
+    let ids =
+        |rows: Vec<tokio_postgres::Row>| -> Vec<i64> { rows.iter().map(|r| r.get(0)).collect() };
+    for (q, params) in [
+        (
+            "SELECT id FROM items ORDER BY n DESC, id LIMIT $1",
+            vec![Some(7i64), None],
+        ),
+        (
+            "SELECT id FROM items ORDER BY n DESC, id LIMIT $1 OFFSET $2",
+            vec![Some(4), Some(3)],
+        ),
+        (
+            "SELECT id FROM items ORDER BY n DESC, id LIMIT $1 OFFSET $2",
+            vec![None, Some(5)],
+        ),
+        (
+            "SELECT id FROM items ORDER BY n DESC, id LIMIT $1 OFFSET $2",
+            vec![Some(6), None],
+        ),
+        (
+            "SELECT id FROM items WHERE id > $2 ORDER BY id OFFSET $2 ROWS FETCH FIRST $1 ROWS ONLY",
+            vec![Some(3), Some(2)],
+        ),
+        (
+            "SELECT id FROM items ORDER BY id OFFSET 2 FETCH FIRST ROW ONLY",
+            vec![],
+        ),
+    ] {
+        let n = (1..=2).filter(|i| q.contains(&format!("${i}"))).count();
+        let p: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params[..n]
+            .iter()
+            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let want = ids(one.query(q, &p).await.unwrap());
+        let got = ids(sg
+            .query(q, &p)
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e:?}")));
+        assert_eq!(got, want, "{q} {params:?}");
+        // In text, through a simple query with the values written in.
+        let mut text = q.to_string();
+        for (i, v) in params[..n].iter().enumerate().rev() {
+            let lit = v.map_or("NULL".to_string(), |v| v.to_string());
+            text = text.replace(&format!("${}", i + 1), &lit);
+        }
+        let want = text_rows(&one.simple_query(&text).await.unwrap());
+        assert_eq!(
+            text_rows(&sg.simple_query(&text).await.unwrap()),
+            want,
+            "{text}"
+        );
+    }
+    let q = "SELECT id FROM items ORDER BY id LIMIT $1::int OFFSET $2::smallint";
+    assert_eq!(
+        ids(sg.query(q, &[&2i32, &1i16]).await.unwrap()),
+        ids(one.query(q, &[&2i32, &1i16]).await.unwrap())
+    );
+    for (q, code) in [
+        ("SELECT id FROM items ORDER BY id LIMIT $1", "2201W"),
+        ("SELECT id FROM items ORDER BY id OFFSET $1", "2201X"),
+    ] {
+        for db in [&sg, &one] {
+            let e = db.query(q, &[&-1i64]).await.unwrap_err();
+            assert_eq!(e.code().unwrap().code(), code, "{q}");
+        }
+    }
     // What cannot be merged yet is still refused.
     for q in [
         "SELECT * FROM items ORDER BY n FETCH FIRST 3 ROWS WITH TIES",

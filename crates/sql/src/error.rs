@@ -38,6 +38,9 @@ pub enum SqlError {
     /// Too complex for the parser.
     #[error("{0}")]
     TooComplex(String),
+    /// An error with its own SQLSTATE (as PostgreSQL reports it).
+    #[error("{1}")]
+    State(&'static str, String),
     /// A bug in shardgate's analysis (it panicked): the statement is
     /// refused, the session goes on.
     #[error("{0}")]
@@ -58,6 +61,7 @@ impl SqlError {
             SqlError::ObjectState(_) => "55000",
             SqlError::TooComplex(_) => "54001",
             SqlError::Internal(_) => "XX000",
+            SqlError::State(code, _) => code,
         }
     }
 }

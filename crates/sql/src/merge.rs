@@ -78,6 +78,11 @@ pub struct MergeSpec {
     pub limit: Option<u64>,
     /// Rows to skip after the merge.
     pub offset: u64,
+    /// The bind parameter that gives the limit (`LIMIT $n`), if one does:
+    /// read at Bind ([`MergeSpec::bind`]).
+    pub limit_param: Option<usize>,
+    /// The bind parameter that gives the offset, if one does.
+    pub offset_param: Option<usize>,
     /// The same merge reading keys from the result where it can, when at
     /// least one key is there.
     pub lean: Option<LeanMerge>,
@@ -132,6 +137,42 @@ impl MergeSpec {
 }
 
 impl MergeSpec {
+    /// The merge with a limit or offset given by bind parameters read from
+    /// `params` (itself when neither is). A NULL limit is none, a NULL
+    /// offset 0; negative ones are PostgreSQL's errors.
+    ///
+    /// # Errors
+    /// A missing, negative or non-integer value.
+    pub fn bind(
+        &self,
+        params: &crate::Params<'_>,
+    ) -> Result<std::borrow::Cow<'_, MergeSpec>, crate::SqlError> {
+        if self.limit_param.is_none() && self.offset_param.is_none() {
+            return Ok(std::borrow::Cow::Borrowed(self));
+        }
+        let value =
+            |n: usize, what: &str, code: &'static str| -> Result<Option<u64>, crate::SqlError> {
+                let v = crate::plan::param_i64(params, n)?;
+                match v {
+                    Some(v) if v < 0 => Err(crate::SqlError::State(
+                        code,
+                        format!("{what} must not be negative"),
+                    )),
+                    v => Ok(v.map(|v| v as u64)),
+                }
+            };
+        let mut spec = self.clone();
+        if let Some(n) = self.limit_param {
+            spec.limit = value(n, "LIMIT", "2201W")?;
+        }
+        if let Some(n) = self.offset_param {
+            spec.offset = value(n, "OFFSET", "2201X")?.unwrap_or(0);
+        }
+        spec.limit_param = None;
+        spec.offset_param = None;
+        Ok(std::borrow::Cow::Owned(spec))
+    }
+
     /// The same merge done by one shard instead of the router: a final
     /// query over the shards' rows (`sg_partial`, as in
     /// [`crate::AggSpec`]), for sort keys the router cannot compare (text
@@ -249,10 +290,7 @@ pub fn plan_merge(
     if let Some(why) = nested(bare) {
         return Err(why);
     }
-    if q.fetch.is_some() {
-        return Err("FETCH FIRST".into());
-    }
-    if q.order_by.is_none() && q.limit_clause.is_none() {
+    if q.order_by.is_none() && q.limit_clause.is_none() && q.fetch.is_none() {
         return Ok(None);
     }
     let SetExpr::Select(sel) = q.body.as_ref() else {
@@ -357,8 +395,9 @@ pub fn plan_merge(
             hidden.push(e);
         }
     }
+    // LIMIT n or FETCH FIRST n ROWS ONLY (the same), and OFFSET.
     let (limit, offset) = match &q.limit_clause {
-        None => (None, 0),
+        None => (None, None),
         Some(LimitClause::LimitOffset {
             limit,
             offset,
@@ -367,23 +406,76 @@ pub fn plan_merge(
             if !limit_by.is_empty() {
                 return Err("LIMIT BY".into());
             }
-            let l = match limit {
-                None => None,
-                Some(Expr::Value(v)) if v.value == Value::Null => None,
-                Some(e) => Some(number(e).ok_or("LIMIT with a non-constant value")?),
-            };
-            let o = match offset {
-                None => 0,
-                Some(o) => number(&o.value).ok_or("OFFSET with a non-constant value")?,
-            };
-            // Past bigint: every shard rejects it with PostgreSQL's own
-            // error.
-            if l.is_some_and(|l| l > i64::MAX as u64) || o > i64::MAX as u64 {
-                return Ok(None);
-            }
-            (l, o)
+            (limit.as_ref(), offset.as_ref().map(|o| &o.value))
         }
         Some(LimitClause::OffsetCommaLimit { .. }) => return Err("LIMIT offset, count".into()),
+    };
+    let non_constant = "LIMIT with a value other than a constant or a parameter";
+    let limit = match (&q.fetch, limit) {
+        (None, None) => Count::Const(None),
+        (None, Some(e)) => count(e).ok_or(non_constant)?,
+        (Some(_), Some(_)) => return Err("both LIMIT and FETCH FIRST".into()),
+        (Some(f), None) if f.with_ties => return Err("FETCH FIRST ... WITH TIES".into()),
+        (Some(f), None) if f.percent => return Err("FETCH FIRST ... PERCENT".into()),
+        // (FETCH FIRST ROW ONLY: one row.)
+        (Some(f), None) => match &f.quantity {
+            None => Count::Const(Some(1)),
+            Some(e) => count(e).ok_or(non_constant)?,
+        },
+    };
+    let offset = match offset {
+        None => Count::Const(Some(0)),
+        Some(e) => count(e).ok_or("OFFSET with a value other than a constant or a parameter")?,
+    };
+    // Past bigint: every shard rejects it with PostgreSQL's own error.
+    let too_big = |c: &Count| matches!(c, Count::Const(Some(n)) if *n > i64::MAX as u64);
+    if too_big(&limit) || too_big(&offset) {
+        return Ok(None);
+    }
+    // The shards' LIMIT: limit + offset, written with the parameters where
+    // the values are parameters (bound by the client's Bind on every
+    // shard); a NULL limit is none, a NULL offset is 0, as in PostgreSQL.
+    let shard_limit: Option<Expr> = match (&limit, &offset) {
+        (Count::Const(None), _) => None,
+        (Count::Const(Some(l)), Count::Const(o)) => Some(Expr::Value(
+            // (A bigint, as PostgreSQL's LIMIT: capped there.)
+            Value::Number(
+                l.saturating_add(o.unwrap_or(0))
+                    .min(i64::MAX as u64)
+                    .to_string(),
+                false,
+            )
+            .into(),
+        )),
+        (l, o) => {
+            let l = match l {
+                Count::Param(_, e) => format!("{e}::bigint"),
+                Count::Const(v) => v.unwrap_or(0).to_string(),
+            };
+            let o = match o {
+                Count::Param(_, e) => format!("coalesce({e}::bigint, 0)"),
+                Count::Const(v) => v.unwrap_or(0).to_string(),
+            };
+            Some(
+                sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+                    .try_with_sql(&format!("{l} + {o}"))
+                    .and_then(|mut p| p.parse_expr())
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+    };
+    let param = |c: &Count| match c {
+        Count::Param(n, _) => Some(*n),
+        Count::Const(_) => None,
+    };
+    let (limit_param, offset_param) = (param(&limit), param(&offset));
+    let limit = match limit {
+        Count::Const(v) => v,
+        Count::Param(..) => None,
+    };
+    let offset = match offset {
+        Count::Const(v) => v.unwrap_or(0),
+        Count::Param(..) => 0,
     };
     let mut base = q.clone();
     // Spell out where NULLs go: every shard must sort them as PostgreSQL
@@ -395,15 +487,9 @@ pub fn plan_merge(
             o.options.nulls_first = Some(k.nulls_first);
         }
     }
-    base.limit_clause = limit.map(|l| LimitClause::LimitOffset {
-        limit: Some(Expr::Value(
-            // (A bigint, as PostgreSQL's LIMIT: capped there.)
-            Value::Number(
-                l.saturating_add(offset).min(i64::MAX as u64).to_string(),
-                false,
-            )
-            .into(),
-        )),
+    base.fetch = None;
+    base.limit_clause = shard_limit.map(|l| LimitClause::LimitOffset {
+        limit: Some(l),
         offset: None,
         limit_by: Vec::new(),
     });
@@ -434,8 +520,55 @@ pub fn plan_merge(
         keys,
         limit,
         offset,
+        limit_param,
+        offset_param,
         lean,
     }))
+}
+
+/// A LIMIT or OFFSET count as written.
+enum Count {
+    /// A constant (`None`: NULL, which means no limit, or offset 0).
+    Const(Option<u64>),
+    /// Bind parameter `$n` (bare, or cast to an integer type), and the
+    /// expression as written (its cast decides the parameter's type).
+    Param(usize, String),
+}
+
+fn count(e: &Expr) -> Option<Count> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Null => Some(Count::Const(None)),
+            Value::Number(n, _) => n.parse().ok().map(|n| Count::Const(Some(n))),
+            Value::Placeholder(p) => p
+                .strip_prefix('$')?
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(|n| Count::Param(n, e.to_string())),
+            _ => None,
+        },
+        Expr::Nested(e) => count(e),
+        Expr::Cast {
+            expr, data_type, ..
+        } if matches!(
+            data_type,
+            sqlparser::ast::DataType::Int(_)
+                | sqlparser::ast::DataType::Integer(_)
+                | sqlparser::ast::DataType::BigInt(_)
+                | sqlparser::ast::DataType::Int8(_)
+                | sqlparser::ast::DataType::Int4(_)
+                | sqlparser::ast::DataType::SmallInt(_)
+                | sqlparser::ast::DataType::Int2(_)
+        ) =>
+        {
+            match count(expr)? {
+                Count::Param(n, _) => Some(Count::Param(n, e.to_string())),
+                Count::Const(_) => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Appends `exprs` to the select list of `q` as `sg_sort_1`, `sg_sort_2`,
@@ -475,6 +608,53 @@ fn plain_wildcard(i: &SelectItem) -> bool {
 mod tests {
     use super::*;
 
+    fn merge_of(sql: &str) -> MergeSpec {
+        let stmts =
+            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+                .unwrap();
+        let sqlparser::ast::Statement::Query(q) = &stmts[0] else {
+            panic!("not a query")
+        };
+        plan_merge(q, |_| None).unwrap().unwrap()
+    }
+
+    #[test]
+    fn limit_and_offset_parameters_reach_the_shards_added_and_are_read_at_bind() {
+        let m = merge_of("SELECT id FROM t WHERE a = $3 ORDER BY id LIMIT $1 OFFSET $2");
+        assert!(
+            m.sql
+                .ends_with("LIMIT $1::BIGINT + coalesce($2::BIGINT, 0)"),
+            "{}",
+            m.sql
+        );
+        assert_eq!((m.limit_param, m.offset_param), (Some(1), Some(2)));
+        let params = |v: Vec<Option<&'static [u8]>>| crate::Params {
+            binary: vec![false; v.len()],
+            types: vec![0; v.len()],
+            values: v,
+        };
+        let b = m
+            .bind(&params(vec![Some(b"5"), Some(b" 2"), Some(b"x")]))
+            .unwrap();
+        assert_eq!((b.limit, b.offset), (Some(5), 2));
+        let b = m.bind(&params(vec![None, None, None])).unwrap();
+        assert_eq!((b.limit, b.offset), (None, 0));
+        let e = m.bind(&params(vec![Some(b"-1"), None, None])).unwrap_err();
+        assert_eq!(e.sqlstate(), "2201W");
+        let e = m
+            .bind(&params(vec![Some(b"1"), Some(b"-3"), None]))
+            .unwrap_err();
+        assert_eq!(e.sqlstate(), "2201X");
+        let e = m.bind(&params(vec![Some(b"1.5"), None, None])).unwrap_err();
+        assert_eq!(e.sqlstate(), "22P02");
+        // FETCH FIRST is a LIMIT; a constant offset is added.
+        let m = merge_of("SELECT id FROM t ORDER BY id OFFSET 4 ROWS FETCH FIRST $1 ROWS ONLY");
+        assert!(m.sql.ends_with("LIMIT $1::BIGINT + 4"), "{}", m.sql);
+        let m = merge_of("SELECT id FROM t ORDER BY id FETCH FIRST ROW ONLY");
+        assert_eq!((m.limit, m.limit_param), (Some(1), None));
+        assert!(m.sql.ends_with("LIMIT 1"), "{}", m.sql);
+    }
+
     #[test]
     fn final_sort_orders_by_the_hidden_keys() {
         let spec = MergeSpec {
@@ -493,6 +673,8 @@ mod tests {
             ],
             limit: Some(5),
             offset: 2,
+            limit_param: None,
+            offset_param: None,
             lean: None,
         };
         let agg = spec.final_sort(&["na\"me".to_string(), "id".to_string()]);

@@ -907,6 +907,7 @@ impl Template {
                         }));
                     }
                     if let Some(spec) = merge {
+                        let spec = spec.bind(params)?;
                         let per_shard = split_sql(&spec.sql, params);
                         return Ok(Plan::Read(spec.tree(shards, per_shard)));
                     }
@@ -974,6 +975,43 @@ impl Template {
             }
         }
     }
+}
+
+/// Bind parameter `$n` as an integer (LIMIT and OFFSET counts): text, or
+/// binary int2/int4/int8 (or an unspecified type sent as 8 bytes, which
+/// PostgreSQL would take as the bigint a LIMIT is); `None` for NULL.
+///
+/// # Errors
+/// A missing parameter or a value that is not an integer.
+pub(crate) fn param_i64(params: &Params<'_>, n: usize) -> Result<Option<i64>, SqlError> {
+    let Some((v, binary, oid)) = params.get(n) else {
+        return Err(SqlError::Protocol(format!(
+            "the statement uses ${n} but {} parameters were bound",
+            params.len()
+        )));
+    };
+    let Some(v) = v else {
+        return Ok(None);
+    };
+    let bad = || {
+        SqlError::State(
+            "22P02",
+            format!("invalid input syntax for type bigint: parameter ${n}"),
+        )
+    };
+    if binary {
+        return match (oid, v.len()) {
+            (21, 2) => Ok(Some(i16::from_be_bytes([v[0], v[1]]).into())),
+            (23, 4) => Ok(Some(i32::from_be_bytes([v[0], v[1], v[2], v[3]]).into())),
+            (20 | 0, 8) => Ok(Some(i64::from_be_bytes(v.try_into().map_err(|_| bad())?))),
+            _ => Err(bad()),
+        };
+    }
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|t| t.trim().parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(bad)
 }
 
 fn key_value(
