@@ -321,3 +321,119 @@ async fn sessions_behave_like_one_postgres() {
         .count();
     assert!(n >= 2, "rows of \"Visits\" are spread");
 }
+
+/// Session state a pooled shard connection would carry to other clients
+/// (or that would silently not work) is tracked, or refused clearly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_state_pooling_cannot_carry_is_refused() {
+    let c = PgCluster::start_with(
+        4,
+        "pool_size = 1\n",
+        "[[tables]]\nname = \"jobs\"\nshard_key = \"id\"\nkey_type = \"bigint\"\n",
+    );
+    let port = c.sg.port();
+    let a = client(port).await;
+    a.batch_execute("CREATE TABLE jobs (id bigint PRIMARY KEY, state text)")
+        .await
+        .unwrap();
+    for id in 1..=20i64 {
+        a.execute("INSERT INTO jobs VALUES ($1, 'new')", &[&id])
+            .await
+            .unwrap();
+    }
+    // SET SESSION CHARACTERISTICS is a session setting: this session's,
+    // not the next client's on the same shard connections.
+    a.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(
+            &a.simple_query("SHOW default_transaction_read_only")
+                .await
+                .unwrap()
+        ),
+        ["on"]
+    );
+    let e = a
+        .simple_query("UPDATE jobs SET state = 'x' WHERE id = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "25006");
+    drop(a);
+    let b = client(port).await;
+    assert_eq!(
+        rows(
+            &b.simple_query("SHOW default_transaction_read_only")
+                .await
+                .unwrap()
+        ),
+        ["off"]
+    );
+    b.simple_query("UPDATE jobs SET state = 'new' WHERE id = 1")
+        .await
+        .unwrap();
+    // Refused: state that would stay on a pooled connection.
+    for q in [
+        "SELECT set_config('app.tenant', '42', false)",
+        "SELECT pg_advisory_lock(7)",
+        "SELECT pg_try_advisory_lock(7)",
+        "LISTEN jobs",
+        "CREATE TEMP TABLE scratch (a int)",
+        // Each shard would lock its own first row.
+        "SELECT id FROM jobs ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+    ] {
+        let e = b.simple_query(q).await.unwrap_err();
+        assert_eq!(e.code().unwrap().code(), "0A000", "{q}: {e}");
+    }
+    // Their transaction-scoped forms work.
+    b.batch_execute(
+        "BEGIN; SELECT set_config('app.tenant', '42', true); SELECT pg_advisory_xact_lock(7); \
+         CREATE TEMP TABLE scratch (a int) ON COMMIT DROP; INSERT INTO scratch VALUES (1); COMMIT",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rows(
+            &b.simple_query("SELECT id FROM jobs WHERE id = 3 ORDER BY id LIMIT 1 FOR UPDATE")
+                .await
+                .unwrap()
+        ),
+        ["3"]
+    );
+    // Startup parameters reach the shards as the server reads them: a list
+    // stays a list; application_name is the client's.
+    let (opt, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={port} user=app dbname=app application_name=jobrunner \
+             options='-c search_path=public,pg_catalog'"
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    assert_eq!(
+        rows(&opt.simple_query("SHOW search_path").await.unwrap()),
+        ["public,pg_catalog"]
+    );
+    assert_eq!(
+        rows(&opt.simple_query("SELECT count(*) FROM jobs").await.unwrap()),
+        ["20"]
+    );
+    assert_eq!(
+        rows(&opt.simple_query("SHOW application_name").await.unwrap()),
+        ["jobrunner"]
+    );
+    // A fast-path function call (libpq's PQfn) is an error; the session
+    // goes on.
+    let mut raw = Raw::connect(port);
+    let mut body = 1255u32.to_be_bytes().to_vec(); // a function OID
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // no formats, no args, text result
+    raw.send(&[Raw::msg(b'F', &body)]);
+    let got = raw.until(b'Z');
+    let err = got.iter().find(|(t, _)| *t == b'E').expect("an error");
+    assert_eq!(sqlstate(&err.1), "0A000");
+    raw.send(&[Raw::msg(b'Q', b"SELECT 1\0")]);
+    let got = raw.until(b'Z');
+    assert!(got.iter().any(|(t, _)| *t == b'D'), "{got:?}");
+}

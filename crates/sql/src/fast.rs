@@ -53,6 +53,7 @@ pub fn unsharded_only(sql: &str, topo: &Topology) -> Option<Template> {
         !(topo.rules.contains_key(word.as_str())
             || topo.id_defaults.contains_key(word.as_str())
             || word == "shardgate"
+            || crate::analyze::session_state::SESSION_FUNCTIONS.contains(&word.as_str())
             || word == "into" && first.eq_ignore_ascii_case("select"))
     };
     i = start;

@@ -293,6 +293,12 @@ pub fn plan_merge(
     if q.order_by.is_none() && q.limit_clause.is_none() && q.fetch.is_none() {
         return Ok(None);
     }
+    if !q.locks.is_empty() && (q.limit_clause.is_some() || q.fetch.is_some()) {
+        // Each shard would lock its own first rows, more than the merge
+        // returns (a job queue's `LIMIT 1 FOR UPDATE SKIP LOCKED` would
+        // lock one row per shard).
+        return Err("FOR UPDATE/SHARE with LIMIT or OFFSET".into());
+    }
     let SetExpr::Select(sel) = q.body.as_ref() else {
         return Err("ORDER BY over a set operation".into());
     };

@@ -46,7 +46,6 @@ const NOT_SETTINGS: &[&str] = &[
     "user",
     "database",
     "client_encoding",
-    "application_name",
     "fallback_application_name",
     "replication",
     "options",
@@ -318,9 +317,15 @@ impl Session {
                 && k.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
             {
+                // set_config, not SET: the value is read as the startup
+                // packet's is, by the setting's own parser (a list such as
+                // `search_path=a,b` stays a list; SET would quote it into
+                // one name).
                 let lit = v.replace('\'', "''");
-                self.settings
-                    .push((k.to_ascii_lowercase(), format!("SET {k} = '{lit}'")));
+                self.settings.push((
+                    k.to_ascii_lowercase(),
+                    format!("SELECT pg_catalog.set_config('{k}', '{lit}', false)"),
+                ));
             }
         };
         for (k, v) in params {
@@ -518,6 +523,17 @@ impl Session {
                 self.out.flush().await?;
             }
             b'X' => return Ok(false),
+            // The fast-path function call (libpq's PQfn, large objects): a
+            // command of its own like a Query, answered with an error and
+            // ReadyForQuery; the session goes on.
+            b'F' => {
+                self.fail_statement(&err_fields(
+                    "0A000",
+                    "the fast-path function call (FunctionCall message) is not supported through shardgate: call the function in a query",
+                ));
+                self.ready();
+                self.out.flush().await?;
+            }
             // COPY data outside COPY (COPY is refused): ignore, as PostgreSQL does.
             b'd' | b'c' | b'f' => {}
             other => {

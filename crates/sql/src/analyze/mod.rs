@@ -38,6 +38,7 @@ mod setops;
 pub mod subquery;
 
 mod keys;
+pub(crate) mod session_state;
 use keys::*;
 pub(crate) use keys::{candidate_exprs, candidates};
 
@@ -196,6 +197,9 @@ fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
     let [stmt] = stmts.as_slice() else {
         return Err(SqlError::Syntax("expected exactly one statement".into()));
     };
+    if let Some(e) = session_state::refusal(stmt) {
+        return Err(e);
+    }
     analyze_statement(stmt, sql, topo)
 }
 
@@ -741,6 +745,12 @@ fn analyze_one(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template,
                 name: "timezone".into(),
                 sql: sql.to_string(),
             }),
+            // SET SESSION CHARACTERISTICS AS TRANSACTION: a session
+            // setting (the defaults of later transactions), tracked as SET.
+            ast::Set::SetTransaction { session: true, .. } => Template::Local(Local::Set {
+                name: String::new(),
+                sql: sql.to_string(),
+            }),
             ast::Set::SetTransaction { .. } => Template::Local(Local::InTransaction),
             _ => Template::Local(Local::Set {
                 name: String::new(),
@@ -769,6 +779,14 @@ fn analyze_one(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template,
                             .into(),
                     ));
                 }
+            }
+            // A temporary table (ON COMMIT DROP: see `session_state`) is
+            // an unsharded table of this transaction, on the default shard
+            // alone (on every shard it would make the transaction a
+            // two-phase one, which PostgreSQL refuses with temporary
+            // objects).
+            if ct.temporary {
+                return Ok(route(Targets::Default, StmtKind::Ddl));
             }
             let table = object_parts(&ct.name).pop().unwrap_or_default();
             let cols = ct

@@ -1,0 +1,132 @@
+//! Statements that would leave state on a pooled shard connection that
+//! shardgate cannot see, and so cannot replay for this session or clear
+//! for the next one: refused with a clear error instead of leaking into
+//! other clients' sessions (or silently not working).
+//!
+//! `SET` is tracked (replayed on each shard connection a session uses);
+//! what is refused here changes the session from inside a query
+//! (`set_config(..., false)`), holds session-level locks, listens for
+//! notifications, or creates a temporary table that outlives its
+//! transaction.
+
+use crate::analyze::ident_name;
+use crate::error::SqlError;
+use sqlparser::ast::{self, Expr, Statement, Visit, Visitor};
+use std::ops::ControlFlow;
+
+/// Functions that change or hold session state; the fast path (which does
+/// not parse) leaves a statement naming one to full analysis.
+pub(crate) const SESSION_FUNCTIONS: &[&str] = &[
+    "set_config",
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+    "pg_advisory_unlock",
+    "pg_advisory_unlock_shared",
+    "pg_advisory_unlock_all",
+];
+
+/// Why `stmt` cannot run through shardgate's pooled shard connections, if
+/// it cannot.
+pub(crate) fn refusal(stmt: &Statement) -> Option<SqlError> {
+    match stmt {
+        Statement::LISTEN { .. } | Statement::UNLISTEN { .. } => {
+            return Some(SqlError::Unsupported(
+                "LISTEN is not supported through shardgate: it would listen on a pooled shard connection, and notifications would not reach this session".into(),
+            ));
+        }
+        Statement::CreateTable(ct) if ct.temporary && ct.on_commit != Some(ast::OnCommit::Drop) => {
+            return Some(SqlError::Unsupported(
+                "a temporary table would stay on a pooled shard connection after its transaction (other sessions would see it, this one might not): create it with ON COMMIT DROP inside a transaction block".into(),
+            ));
+        }
+        _ => {}
+    }
+    struct F(Option<SqlError>);
+    impl Visitor for F {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            let Expr::Function(f) = e else {
+                return ControlFlow::Continue(());
+            };
+            let Some(name) = f.name.0.last().and_then(|p| p.as_ident()).map(ident_name) else {
+                return ControlFlow::Continue(());
+            };
+            if name == "set_config" && !is_local(f) {
+                self.0 = Some(SqlError::Unsupported(
+                    "set_config(..., false) changes a setting for the rest of the session from inside a query, which shardgate cannot track across its pooled shard connections: use SET (tracked for the session), or set_config(..., true) inside a transaction".into(),
+                ));
+            } else if name != "set_config" && SESSION_FUNCTIONS.contains(&name.as_str()) {
+                self.0 = Some(SqlError::Unsupported(format!(
+                    "{name}: a session-level advisory lock would be held by a pooled shard connection, not by this session: use pg_advisory_xact_lock (or pg_try_advisory_xact_lock) inside a transaction"
+                )));
+            }
+            if self.0.is_some() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+    }
+    let mut f = F(None);
+    let _ = stmt.visit(&mut f);
+    f.0
+}
+
+/// Is this `set_config` call's third argument the constant `true` (the
+/// change ends with the transaction)?
+fn is_local(f: &ast::Function) -> bool {
+    let ast::FunctionArguments::List(l) = &f.args else {
+        return false;
+    };
+    match l.args.get(2) {
+        Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(Expr::Value(v)))) => {
+            matches!(v.value, ast::Value::Boolean(true))
+                || matches!(&v.value, ast::Value::SingleQuotedString(s) if matches!(s.to_ascii_lowercase().as_str(), "true" | "t" | "on" | "yes" | "1"))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(sql: &str) -> Option<SqlError> {
+        let stmts =
+            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+                .unwrap();
+        refusal(&stmts[0])
+    }
+
+    #[test]
+    fn session_state_is_refused_transaction_state_is_not() {
+        for sql in [
+            "SELECT set_config('app.tenant', '42', false)",
+            "SELECT set_config('app.tenant', $1, $2)",
+            "SELECT pg_advisory_lock(42)",
+            "SELECT pg_try_advisory_lock(1, 2)",
+            "SELECT pg_catalog.pg_advisory_unlock_all()",
+            "SELECT * FROM t WHERE pg_try_advisory_lock(id)",
+            "LISTEN jobs",
+            "UNLISTEN *",
+            "CREATE TEMP TABLE x (a int)",
+            "CREATE TEMPORARY TABLE x (a int) ON COMMIT DELETE ROWS",
+        ] {
+            let e = check(sql).unwrap_or_else(|| panic!("{sql}: not refused"));
+            assert_eq!(e.sqlstate(), "0A000", "{sql}");
+        }
+        for sql in [
+            "SELECT set_config('app.tenant', '42', true)",
+            "SELECT pg_advisory_xact_lock(42)",
+            "SELECT pg_try_advisory_xact_lock(42)",
+            "CREATE TEMP TABLE x (a int) ON COMMIT DROP",
+            "CREATE TABLE x (a int)",
+            "NOTIFY jobs",
+            "SELECT 'set_config(1, 2, false)'",
+        ] {
+            assert!(check(sql).is_none(), "{sql}: refused");
+        }
+    }
+}
