@@ -2,11 +2,13 @@
 //! over four PostgreSQL shards (each rejecting rows whose key it does not
 //! own) and against one plain PostgreSQL given the same data: rows split
 //! by key in text and CSV, a reference table copied everywhere, errors that
-//! leave nothing behind, and COPY TO STDOUT gathering every shard.
+//! leave nothing behind, and COPY TO STDOUT gathering every shard; the
+//! pre-9.0 option forms (`WITH CSV HEADER`, psycopg2's `WITH DELIMITER AS
+//! ... NULL AS ...`) read as their `WITH (...)` list.
 
 mod common;
 
-use common::with_baseline;
+use common::{Raw, sqlstate, with_baseline};
 use std::process::Command;
 
 const TABLES: &str = "[[tables]]\nname = \"items\"\nshard_key = \"id\"\nkey_type = \"bigint\"\n\
@@ -265,4 +267,239 @@ fn pgbench_initializes_through_shardgate() {
         "200000|0"
     );
     pgbench(&["-n", "-S", "-t", "50", "-c", "2"]);
+}
+
+/// A COPY through the simple protocol as psycopg2 sends it: `sql`, then
+/// `data` in small CopyData messages (rows cross them), then CopyDone.
+/// The command tag, or the error's SQLSTATE and message.
+fn raw_copy_in(port: u16, user: &str, sql: &str, data: &[u8]) -> Result<String, String> {
+    let mut r = Raw::connect_as(port, user);
+    r.send(&[Raw::msg(b'Q', format!("{sql}\0").as_bytes())]);
+    let start = r.until_any(b"GZ");
+    if let Some(e) = error_of(&start) {
+        return Err(e);
+    }
+    let mut msgs: Vec<Vec<u8>> = data.chunks(13).map(|c| Raw::msg(b'd', c)).collect();
+    msgs.push(Raw::msg(b'c', b""));
+    r.send(&msgs);
+    let end = r.until(b'Z');
+    if let Some(e) = error_of(&end) {
+        return Err(e);
+    }
+    Ok(end
+        .iter()
+        .find(|(t, _)| *t == b'C')
+        .map(|(_, b)| String::from_utf8_lossy(b.strip_suffix(&[0]).unwrap_or(b)).into_owned())
+        .unwrap_or_default())
+}
+
+/// `COPY ... TO STDOUT` through the simple protocol: the data, or the
+/// error's SQLSTATE and message.
+fn raw_copy_out(port: u16, user: &str, sql: &str) -> Result<String, String> {
+    let mut r = Raw::connect_as(port, user);
+    r.send(&[Raw::msg(b'Q', format!("{sql}\0").as_bytes())]);
+    let got = r.until(b'Z');
+    if let Some(e) = error_of(&got) {
+        return Err(e);
+    }
+    let data: Vec<u8> = got
+        .iter()
+        .filter(|(t, _)| *t == b'd')
+        .flat_map(|(_, b)| b.iter().copied())
+        .collect();
+    Ok(String::from_utf8(data).expect("UTF-8 rows"))
+}
+
+/// The SQLSTATE and message of the first ErrorResponse among `msgs`.
+fn error_of(msgs: &[(u8, Vec<u8>)]) -> Option<String> {
+    let (_, body) = msgs.iter().find(|(t, _)| *t == b'E')?;
+    let message = body
+        .split(|b| *b == 0)
+        .find(|f| f.first() == Some(&b'M'))
+        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+        .unwrap_or_default();
+    Some(format!("{}: {message}", sqlstate(body)))
+}
+
+/// COPY with PostgreSQL's pre-9.0 options, as psql scripts and psycopg2's
+/// `copy_from` / `copy_to` write them (`WITH CSV HEADER`, `WITH DELIMITER
+/// AS E'\t' NULL AS '\N'`), into and out of a table sharded over four
+/// PostgreSQL shards (each rejecting rows whose key it does not own), and
+/// against one plain PostgreSQL given the same statements: every row once,
+/// on its shard, with the values PostgreSQL reads.
+#[test]
+fn legacy_copy_options_as_postgres() {
+    let (c, single) = with_baseline(4, TABLES, SETUP);
+    c.guard("items", "id");
+    let (sg, pg) = (c.sg.port(), single.port());
+    let copy_in = |sql: &str, data: &str| {
+        let want = raw_copy_in(pg, "postgres", sql, data.as_bytes())
+            .unwrap_or_else(|e| panic!("PostgreSQL: {sql}: {e}"));
+        let got = raw_copy_in(sg, "app", sql, data.as_bytes())
+            .unwrap_or_else(|e| panic!("shardgate: {sql}: {e}"));
+        assert_eq!(got, want, "{sql}");
+    };
+    let sorted = |s: &str| {
+        let mut l: Vec<&str> = s.lines().collect();
+        l.sort_unstable();
+        l.join("\n")
+    };
+    let copy_out = |sql: &str| {
+        let want =
+            raw_copy_out(pg, "postgres", sql).unwrap_or_else(|e| panic!("PostgreSQL: {sql}: {e}"));
+        let got = raw_copy_out(sg, "app", sql).unwrap_or_else(|e| panic!("shardgate: {sql}: {e}"));
+        assert!(!want.is_empty(), "{sql}");
+        assert_eq!(sorted(&got), sorted(&want), "{sql}");
+        got
+    };
+    // Every row once, on the shard its key names (the shards' checks
+    // refuse any other), and the same rows as PostgreSQL's.
+    let placed = |what: &str, ids: &[i64]| {
+        let mut all = Vec::new();
+        let mut used = 0;
+        for s in &c.shards {
+            let on: Vec<i64> = s
+                .psql("SELECT id FROM items ORDER BY id")
+                .unwrap()
+                .lines()
+                .map(|l| l.parse().unwrap())
+                .collect();
+            used += usize::from(!on.is_empty());
+            all.extend(on);
+        }
+        all.sort_unstable();
+        assert_eq!(all, ids, "{what}: every row once");
+        assert!(used > 1, "{what}: rows on one shard only");
+        let rows = "SELECT id, note, qty, tag, note IS NULL, tag IS NULL FROM items ORDER BY id";
+        assert_eq!(
+            c.sg.psql(rows).unwrap(),
+            single.psql(rows).unwrap(),
+            "{what}: values"
+        );
+    };
+
+    // CSV with a header: a quoted field with a comma, quotes and a
+    // newline; NULL (unquoted empty) apart from the empty string (quoted).
+    let mut csv = "note,id,qty,tag\n\
+        \"a, \"\"quoted\"\"\nvalue\",1,5,x\n\
+        ,2,,y\n\
+        \"\",3,7,\n\
+        plain,4,8,\"z\"\n"
+        .to_string();
+    for i in 5..=40 {
+        csv.push_str(&format!("n{i},{i},{},t{}\n", i * 2, i % 3));
+    }
+    copy_in(
+        "COPY items (note, id, qty, tag) FROM STDIN WITH CSV HEADER",
+        &csv,
+    );
+    let ids: Vec<i64> = (1..=40).collect();
+    placed("WITH CSV HEADER", &ids);
+    let row = |id: i64| {
+        c.sg.psql(&format!(
+            "SELECT coalesce(note, '<null>'), coalesce(qty::text, '<null>'), coalesce(tag, '<null>') FROM items WHERE id = {id}"
+        ))
+        .unwrap()
+    };
+    assert_eq!(row(1), "a, \"quoted\"\nvalue|5|x");
+    assert_eq!(row(2), "<null>|<null>|y");
+    assert_eq!(row(3), "|7|<null>");
+    assert_eq!(row(4), "plain|8|z");
+
+    // Out again, the header once; a query one shard answers.
+    let out = copy_out("COPY items TO STDOUT WITH CSV HEADER");
+    assert!(out.starts_with("note,id,qty,tag\n"), "{out}");
+    assert_eq!(out.matches("note,id,qty,tag").count(), 1, "{out}");
+    assert!(
+        out.contains("\"a, \"\"quoted\"\"\nvalue\",1,5,x\n"),
+        "{out}"
+    );
+    assert!(out.contains("\n,2,,y\n"), "{out}");
+    assert!(out.contains("\n\"\",3,7,\n"), "{out}");
+    let one = copy_out("COPY (SELECT id, note FROM items WHERE id = 2) TO STDOUT WITH CSV HEADER");
+    assert_eq!(one, "id,note\n2,\n");
+    copy_out("COPY items (id, note) TO STDOUT CSV HEADER FORCE QUOTE *");
+    copy_out("COPY items TO STDOUT CSV QUOTE AS '\"' ESCAPE AS '\\' FORCE QUOTE note, tag");
+
+    // psycopg2's copy_from: text rows, the key not first; a tab and a
+    // backslash escaped in a value, NULLs as \N.
+    let mut text = String::new();
+    for i in 100..=140i64 {
+        let note = match i % 4 {
+            0 => "\\N".to_string(),
+            1 => format!("tab\\there {i}"),
+            2 => format!("back\\\\slash {i}"),
+            _ => format!("plain {i}"),
+        };
+        let qty = if i % 5 == 0 {
+            "\\N".to_string()
+        } else {
+            i.to_string()
+        };
+        text.push_str(&format!("{note}\t{i}\t{qty}\tp\n"));
+    }
+    copy_in(
+        "COPY items (note,id,qty,tag) FROM stdin WITH DELIMITER AS E'\\t' NULL AS '\\N'",
+        &text,
+    );
+    // As psycopg2 writes it with standard_conforming_strings on: the tab
+    // itself between the quotes; and another separator and NULL string
+    // (sep='|', null='').
+    copy_in(
+        "COPY items (note,id) FROM stdin WITH DELIMITER AS '\t' NULL AS '\\N'",
+        "tabbed\t150\n\\N\t151\n",
+    );
+    copy_in(
+        "COPY items (id,qty,note) FROM stdin WITH DELIMITER AS '|' NULL AS ''",
+        "160|1|piped\n161||\n162|3|x\\|y\n",
+    );
+    let mut ids: Vec<i64> = (1..=40).chain(100..=140).collect();
+    ids.extend([150, 151, 160, 161, 162]);
+    placed("psycopg2 copy_from", &ids);
+    assert_eq!(row(101), "tab\there 101|101|p");
+    assert_eq!(row(102), "back\\slash 102|102|p");
+    assert_eq!(row(104), "<null>|104|p");
+    assert_eq!(row(105), "tab\there 105|<null>|p");
+    assert_eq!(row(161), "<null>|<null>|<null>");
+    assert_eq!(row(162), "x|y|3|<null>");
+
+    // psycopg2's copy_to.
+    copy_out("COPY items (note,id,qty,tag) TO stdout WITH DELIMITER AS E'\\t' NULL AS '\\N'");
+    let piped = copy_out("COPY items (id,note) TO stdout WITH DELIMITER AS '|' NULL AS ''");
+    assert!(piped.contains("\n162|x\\|y\n"), "{piped}");
+    assert!(piped.contains("\n104|\n"), "{piped}");
+
+    // psql's \copy passes the options as written.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("more.csv");
+    std::fs::write(&file, "id,note\n170,psql\n171,\n").unwrap();
+    let sql = format!(
+        "\\copy items (id, note) FROM '{}' CSV HEADER",
+        file.display()
+    );
+    c.sg.psql(&sql).unwrap();
+    single.psql(&sql).unwrap();
+    ids.extend([170, 171]);
+    placed("psql \\copy", &ids);
+
+    // What PostgreSQL refuses, refused alike; nothing of it kept.
+    let refused = |sql: &str, data: &str| {
+        let want = raw_copy_in(pg, "postgres", sql, data.as_bytes()).unwrap_err();
+        let got = raw_copy_in(sg, "app", sql, data.as_bytes()).unwrap_err();
+        assert_eq!(got[..5], want[..5], "{sql}: {got} / {want}");
+        got
+    };
+    let e = refused("COPY items FROM STDIN WITH OIDS", "");
+    assert!(e.contains("OIDS"), "{e}");
+    let e = refused("COPY items FROM STDIN CSV CSV", "");
+    assert!(e.contains("conflicting or redundant options"), "{e}");
+    let e = refused("COPY items FROM STDIN DELIMITER AS '||'", "");
+    assert!(e.contains("single one-byte character"), "{e}");
+    refused("COPY items FROM STDIN QUOTE AS '\"'", "");
+    let e = raw_copy_in(sg, "app", "COPY BINARY items FROM STDIN", b"").unwrap_err();
+    assert!(
+        e.starts_with("0A000: binary COPY of a sharded table"),
+        "{e}"
+    );
+    placed("refused", &ids);
 }

@@ -23,6 +23,10 @@ pub enum SqlError {
     /// A statement names something wrongly.
     #[error("{0}")]
     Invalid(String),
+    /// An option's value is one PostgreSQL does not take (a COPY format
+    /// it does not know, a newline as the COPY delimiter).
+    #[error("{0}")]
+    InvalidParameter(String),
     /// A shard key is NULL or missing.
     #[error("{0}")]
     NotNull(String),
@@ -55,6 +59,7 @@ impl SqlError {
             SqlError::Unsupported(_) => "0A000",
             SqlError::InvalidValue(_) => "22P02",
             SqlError::Invalid(_) => "42P01",
+            SqlError::InvalidParameter(_) => "22023",
             SqlError::NotNull(_) => "23502",
             SqlError::DatatypeMismatch(_) => "42804",
             SqlError::Protocol(_) => "08P01",

@@ -203,6 +203,12 @@ impl Raw {
 
     /// Read messages until one with `tag`; returns (tag, body) of all read.
     pub fn until(&mut self, tag: u8) -> Vec<(u8, Vec<u8>)> {
+        self.until_any(&[tag])
+    }
+
+    /// Read messages until one whose tag is one of `tags`; returns (tag,
+    /// body) of all read.
+    pub fn until_any(&mut self, tags: &[u8]) -> Vec<(u8, Vec<u8>)> {
         use std::io::Read;
         let mut out = Vec::new();
         loop {
@@ -216,7 +222,7 @@ impl Raw {
                 let body = self.buf[5..len + 1].to_vec();
                 self.buf.drain(..len + 1);
                 out.push((t, body));
-                if t == tag {
+                if tags.contains(&t) {
                     return out;
                 }
             }

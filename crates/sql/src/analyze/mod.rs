@@ -179,6 +179,15 @@ fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
     if let Some(t) = session_command(sql) {
         return t;
     }
+    // COPY with PostgreSQL's pre-9.0 options (`WITH CSV HEADER`): read by
+    // shardgate, surveyed and analyzed as any COPY.
+    if let Some(copy) = crate::copy::read_legacy(sql) {
+        let copy = copy?;
+        if let Some(e) = survey(&copy.stmt, topo).err {
+            return Err(e);
+        }
+        return crate::copy::analyze_with(&copy.stmt, &copy.options, topo);
+    }
     let dialect = PostgreSqlDialect {};
     let stmts = match Parser::parse_sql(&dialect, sql) {
         Ok(s) => s,
