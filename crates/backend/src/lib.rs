@@ -38,6 +38,9 @@ pub struct ConnState {
     /// Generation of statement names; it moves on after an error, so a
     /// statement in an unknown state is never reused.
     pub epoch: u32,
+    /// The pool's schema generation when this connection's statements
+    /// were last known good (see [`crate::Pool::schema_changed`]).
+    pub schema: u64,
     /// Every reply read, the last ReadyForQuery said `I`.
     pub idle: bool,
     /// Every reply read up to a ReadyForQuery (no Sync owed).
@@ -67,6 +70,7 @@ impl ConnState {
             described: Default::default(),
             probed: Default::default(),
             epoch: 0,
+            schema: 0,
             idle: true,
             ready: true,
             result_columns: None,
@@ -198,6 +202,12 @@ impl ShardConn {
     /// (see [`ConnState::probed`]).
     pub fn probed(&mut self) -> &mut std::collections::HashMap<String, Vec<Vec<String>>> {
         &mut self.state_mut().probed
+    }
+
+    /// The schema generation this connection's statements belong to (see
+    /// [`crate::Pool::schema_changed`]).
+    pub fn schema(&mut self) -> &mut u64 {
+        &mut self.state_mut().schema
     }
 
     /// The generation of statement names (see [`ShardConn::forget_prepared`]).

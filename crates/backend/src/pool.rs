@@ -10,6 +10,7 @@ use crate::error::BackendError;
 use crate::pg::{PgConfig, PgConn};
 use crate::sqlite::{LiteConn, LiteShard};
 use shardgate_core::ShardId;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -34,6 +35,11 @@ pub struct Pool {
     idle: Mutex<Vec<ShardConn>>,
     limit: Arc<Semaphore>,
     checkout_timeout: Duration,
+    /// Moves on with every schema change made through shardgate: a
+    /// connection's statements prepared before one are forgotten at its
+    /// next checkout (a fresh Parse after DDL must plan afresh, as on one
+    /// PostgreSQL, not find a statement whose result type changed).
+    schema: AtomicU64,
 }
 
 /// A connection checked out of a pool; give it back with [`Pool::checkin`],
@@ -69,6 +75,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             limit: Arc::new(Semaphore::new(max.max(1))),
             checkout_timeout: Duration::from_secs(30),
+            schema: AtomicU64::new(0),
         }
     }
 
@@ -94,7 +101,7 @@ impl Pool {
         };
         // An idle connection the shard closed meanwhile (a restart, an
         // idle timeout) is dropped here, not handed to a statement.
-        let conn = loop {
+        let mut conn = loop {
             let idle = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
             match idle {
                 Some(c) if c.is_alive() => break c,
@@ -102,11 +109,27 @@ impl Pool {
                 None => break self.connect().await?,
             }
         };
+        let schema = self.schema.load(Ordering::Acquire);
+        if *conn.schema() != schema {
+            conn.forget_prepared();
+            *conn.schema() = schema;
+        }
         Ok(PooledConn {
             conn,
             shard: self.shard,
             _permit: permit,
         })
+    }
+
+    /// A schema change went through shardgate: every connection of this
+    /// pool forgets its prepared statements at its next checkout.
+    pub fn schema_changed(&self) {
+        self.schema.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many schema changes this pool has been told of.
+    pub fn schema_generation(&self) -> u64 {
+        self.schema.load(Ordering::Acquire)
     }
 
     /// Open a new connection (not counted against the pool's limit).

@@ -424,6 +424,29 @@ async fn session_state_pooling_cannot_carry_is_refused() {
         rows(&opt.simple_query("SHOW application_name").await.unwrap()),
         ["jobrunner"]
     );
+    // Schema changes under prepared statements, as on one PostgreSQL: a
+    // fresh Parse plans afresh (the pooled connections' statements from
+    // before are forgotten); a statement described before gets the error
+    // instead of rows of another shape; a change that leaves its shape
+    // alone does not disturb it.
+    let q = "SELECT * FROM jobs WHERE id = $1";
+    let old = opt.prepare(q).await.unwrap();
+    assert_eq!(opt.query_one(&old, &[&2i64]).await.unwrap().len(), 2);
+    opt.batch_execute("ALTER TABLE jobs ADD COLUMN extra int")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let fresh = client(port).await;
+        let st = fresh.prepare(q).await.unwrap();
+        assert_eq!(fresh.query_one(&st, &[&2i64]).await.unwrap().len(), 3);
+    }
+    let e = opt.query_one(&old, &[&2i64]).await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "0A000", "{e}");
+    let kept = opt.prepare(q).await.unwrap();
+    opt.batch_execute("CREATE TABLE unrelated (a int)")
+        .await
+        .unwrap();
+    assert_eq!(opt.query_one(&kept, &[&2i64]).await.unwrap().len(), 3);
     // A fast-path function call (libpq's PQfn) is an error; the session
     // goes on.
     let mut raw = Raw::connect(port);

@@ -44,6 +44,7 @@ impl Session {
             param_types_described: None,
             template,
             version: self.topo.version,
+            described: None,
         };
         self.stmts.insert(p.name.to_string(), prepared);
         be::parse_complete(&mut self.out.buf);
@@ -168,7 +169,16 @@ impl Session {
                     sql: &sql,
                     param_types: &types,
                 };
+                let generation = self.schema_generation();
+                let (mark, flushed) = (self.out.buf.len(), self.out.flushed);
                 let o = shardgate_exec::run(&mut self.conns, &[shard], &req, &mut self.out).await?;
+                if o.error.is_none()
+                    && cursor_shard.is_none()
+                    && self.out.flushed == flushed
+                    && let Some(st) = self.stmts.get_mut(name)
+                {
+                    st.described = Some((generation, result_description(&self.out.buf[mark..])));
+                }
                 if o.error.is_some() {
                     self.skip_to_sync = true;
                     if self.txn == TxnState::Active {
@@ -205,6 +215,66 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// After a schema change made through shardgate: does statement
+    /// `name`, described to the client before it, now return rows of
+    /// another shape? PostgreSQL refuses to run such a statement ("cached
+    /// plan must not change result type"); so does shardgate, where it
+    /// would otherwise send rows the client decodes by the old
+    /// description. The statement is described again on a shard (and the
+    /// new generation recorded when nothing changed).
+    async fn stale_description(&mut self, name: &str) -> Result<Option<ErrorFields>, ExecError> {
+        let generation = self.schema_generation();
+        let Some(st) = self.stmts.get(name) else {
+            return Ok(None);
+        };
+        let Some((seen_at, before)) = &st.described else {
+            return Ok(None);
+        };
+        if *seen_at == generation {
+            return Ok(None);
+        }
+        let before = before.clone();
+        let sql = st
+            .template
+            .describe_text()
+            .unwrap_or_else(|| st.sql.clone());
+        let types = st.types.clone();
+        let shard = self
+            .conns
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.topo.default_shard);
+        if let Some(e) = self.ensure(&[shard]).await? {
+            return Ok(Some(e));
+        }
+        let req = Request::DescribeStatement {
+            sql: &sql,
+            param_types: &types,
+        };
+        let (mark, flushed) = (self.out.buf.len(), self.out.flushed);
+        let o = shardgate_exec::run(&mut self.conns, &[shard], &req, &mut self.out).await?;
+        if self.out.flushed != flushed {
+            // (A description is far smaller than a flush: not reached.)
+            return Ok(None);
+        }
+        let now = result_description(&self.out.buf[mark..]);
+        self.out.buf.truncate(mark);
+        if let Some(e) = o.error {
+            return Ok(Some(e));
+        }
+        if now != before {
+            return Ok(Some(err_fields(
+                "0A000",
+                "cached plan must not change result type",
+            )));
+        }
+        if let Some(st) = self.stmts.get_mut(name) {
+            st.described = Some((generation, now));
+        }
+        Ok(None)
     }
 
     pub(super) async fn execute(&mut self, f: &Frame) -> Result<(), ExecError> {
@@ -298,6 +368,13 @@ impl Session {
         let bind = portal.bind.clone();
         let result_formats = portal.result_formats.clone();
         let bound_on = portal.bound_on;
+        let stmt_name = portal.stmt.clone();
+        if bound_on.is_none()
+            && let Some(e) = self.stale_description(&stmt_name).await?
+        {
+            self.batch_error(&e);
+            return Ok(());
+        }
         if let Some((e, always)) = id_ddl
             && (always || !self.batch_used.is_empty() || !self.next_is_sync())
         {
@@ -771,4 +848,18 @@ impl Session {
         self.ready();
         Ok(())
     }
+}
+
+/// The RowDescription or NoData frame among a Describe's reply frames
+/// (whole), empty if none.
+fn result_description(reply: &[u8]) -> Bytes {
+    let mut b = BytesMut::from(reply);
+    while let Ok(Some(f)) = Frame::take(&mut b) {
+        if matches!(f.tag, b'T' | b'n') {
+            let mut out = BytesMut::new();
+            f.encode(&mut out);
+            return out.freeze();
+        }
+    }
+    Bytes::new()
 }

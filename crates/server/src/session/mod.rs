@@ -66,6 +66,11 @@ struct Prepared {
     param_types_described: Option<Vec<u32>>,
     template: Template,
     version: u64,
+    /// The result description (RowDescription or NoData) the client was
+    /// given for this statement, with the schema generation it was read
+    /// at: a later schema change must not hand it rows of another shape
+    /// (see `Session::stale_description`).
+    described: Option<(u64, Bytes)>,
 }
 
 struct Portal {
@@ -448,6 +453,28 @@ impl Session {
         ) = (d, t)
         {
             self.learn(l).await;
+        }
+    }
+
+    /// The schema generation (see `schema_changed`).
+    fn schema_generation(&self) -> u64 {
+        self.router
+            .pools
+            .first()
+            .map_or(0, |p| p.schema_generation())
+    }
+
+    /// DDL ran: statements prepared on shard connections before it may
+    /// have another result type now. Every pool's connections forget
+    /// theirs at their next checkout, this session's at once (statements
+    /// of suspended portals are closed only when the portal is done: see
+    /// `ShardConn::take_to_close`).
+    fn schema_changed(&mut self) {
+        for p in &self.router.pools {
+            p.schema_changed();
+        }
+        for c in self.conns.values_mut() {
+            c.forget_prepared();
         }
     }
 

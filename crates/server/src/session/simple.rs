@@ -538,6 +538,9 @@ impl Session {
         }
         let o =
             shardgate_exec::run_merged(&mut self.conns, shards, &r, &mut self.out, merger).await?;
+        if kind == StmtKind::Ddl && o.error.is_none() {
+            self.schema_changed();
+        }
         if wrap {
             if extended {
                 let mut sub: Conns = Conns::new();

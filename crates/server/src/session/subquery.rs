@@ -221,6 +221,7 @@ impl Session {
                 param_types_described: None,
                 template,
                 version,
+                described: None,
             },
         );
         self.portals.insert(
