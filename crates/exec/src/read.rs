@@ -138,6 +138,8 @@ mod tests {
             }],
             limit: Some(5),
             offset: 2,
+            limit_param: None,
+            offset_param: None,
             lean: None,
         };
         let tree = spec.tree(vec![ShardId(0), ShardId(1)], None);

@@ -556,23 +556,20 @@ fn count(e: &Expr) -> Option<Count> {
         },
         Expr::Nested(e) => count(e),
         Expr::Cast {
-            expr, data_type, ..
-        } if matches!(
-            data_type,
-            sqlparser::ast::DataType::Int(_)
+            expr,
+            data_type:
+                sqlparser::ast::DataType::Int(_)
                 | sqlparser::ast::DataType::Integer(_)
                 | sqlparser::ast::DataType::BigInt(_)
                 | sqlparser::ast::DataType::Int8(_)
                 | sqlparser::ast::DataType::Int4(_)
                 | sqlparser::ast::DataType::SmallInt(_)
-                | sqlparser::ast::DataType::Int2(_)
-        ) =>
-        {
-            match count(expr)? {
-                Count::Param(n, _) => Some(Count::Param(n, e.to_string())),
-                Count::Const(_) => None,
-            }
-        }
+                | sqlparser::ast::DataType::Int2(_),
+            ..
+        } => match count(expr)? {
+            Count::Param(n, _) => Some(Count::Param(n, e.to_string())),
+            Count::Const(_) => None,
+        },
         _ => None,
     }
 }
