@@ -462,6 +462,11 @@ impl LiteConn {
 
     /// Statements answered without SQLite: their command tag.
     fn passthrough(sql: &str) -> Option<&'static str> {
+        // The session's replay of a startup parameter (clients' own
+        // `set_config(..., false)` is refused before it gets here).
+        if sql.starts_with("SELECT pg_catalog.set_config(") && sql.ends_with(", false)") {
+            return Some("SELECT 1");
+        }
         let w = first_words(sql, 2);
         match w.first().map(String::as_str) {
             Some("SET") => Some("SET"),
