@@ -65,6 +65,12 @@ pub enum Request<'a> {
         /// The client's Bind after the statement name.
         bind_tail: &'a [u8],
     },
+    /// Describe a portal that already exists on the shard: a SQL cursor
+    /// declared there (for a client's Describe Portal of its name).
+    DescribeCursor {
+        /// The cursor's name.
+        name: &'a str,
+    },
     /// Parse and Describe a statement (for a client's Describe Statement).
     DescribeStatement {
         /// The statement's SQL.
@@ -186,6 +192,10 @@ fn encode(
             frontend::flush(buf);
             parsed = new.then_some(name);
         }
+        Request::DescribeCursor { name } => {
+            frontend::describe(buf, b'P', name);
+            frontend::flush(buf);
+        }
         Request::DescribeStatement { sql, param_types } => {
             let (name, new) = prepare(c, sql, param_types, buf);
             frontend::describe(buf, b'S', &name);
@@ -200,7 +210,9 @@ fn ends(req: &Request<'_>, f: &Frame) -> bool {
     match req {
         Request::Raw(_) | Request::Simple(_) | Request::SimplePer(_) => f.tag == b'Z',
         Request::Extended { sync: true, .. } => f.tag == b'Z',
-        Request::DescribeStatement { .. } => matches!(f.tag, b'T' | b'n' | b'E'),
+        Request::DescribeStatement { .. } | Request::DescribeCursor { .. } => {
+            matches!(f.tag, b'T' | b'n' | b'E')
+        }
         Request::DescribePortal { .. } => matches!(f.tag, b'3' | b'E'),
         _ => is_terminal(f.tag),
     }

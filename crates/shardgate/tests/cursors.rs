@@ -220,6 +220,51 @@ fn cursors_over_shards_match_one_postgres() {
     let want = rows(&mut direct);
     assert_eq!(want.len(), 32);
     assert_eq!(rows(&mut via), want);
+    // psycopg 3's server-side cursor: DECLARE with a bound key (extended
+    // protocol), Describe of the cursor's portal, FETCH in the extended
+    // protocol.
+    let psycopg = |r: &mut Raw| -> Frames {
+        let mut out = simple(r, "BEGIN");
+        let mut bind = b"\0\0".to_vec(); // portal "", statement ""
+        bind.extend_from_slice(&0i16.to_be_bytes()); // parameters in text
+        bind.extend_from_slice(&1i16.to_be_bytes());
+        bind.extend_from_slice(&2i32.to_be_bytes());
+        bind.extend_from_slice(b"17");
+        bind.extend_from_slice(&0i16.to_be_bytes()); // results in text
+        r.send(&[
+            Raw::parse("DECLARE pc NO SCROLL CURSOR FOR SELECT id, v FROM t WHERE id = $1"),
+            Raw::msg(b'B', &bind),
+            Raw::execute(0),
+            Raw::msg(b'D', b"Ppc\0"),
+            Raw::msg(b'S', b""),
+        ]);
+        out.extend(r.until(b'Z'));
+        r.send(&[
+            Raw::parse("FETCH FORWARD 5 FROM pc"),
+            Raw::bind(),
+            Raw::execute(0),
+            Raw::msg(b'S', b""),
+        ]);
+        out.extend(r.until(b'Z'));
+        out.extend(simple(r, "COMMIT"));
+        out.into_iter()
+            .map(|(t, b)| match t {
+                b'E' => (t, sqlstate(&b).into_bytes()),
+                _ => (t, b),
+            })
+            .collect()
+    };
+    let want = untabled(&psycopg(&mut direct));
+    assert!(want.iter().any(|(t, _)| *t == b'T'), "{:?}", lossy(&want));
+    assert!(want.iter().any(|(t, _)| *t == b'D'), "{:?}", lossy(&want));
+    let got = untabled(&psycopg(&mut via));
+    assert_eq!(
+        got,
+        want,
+        "\n got: {:?}\nwant: {:?}",
+        lossy(&got),
+        lossy(&want)
+    );
 }
 
 /// A cursor the router holds is capped at max_merge_bytes: a clear error.

@@ -72,9 +72,10 @@ impl Session {
     /// The shard a cursor statement simply goes to, as its text: a cursor
     /// shardgate does not hold (the default shard's), one declared on a
     /// shard, or a non-holdable DECLARE in a transaction block whose query
-    /// one shard answers alone. `None` when the router holds (or is to
+    /// one shard answers alone (placed by the statement's bound parameters
+    /// in the extended protocol). `None` when the router holds (or is to
     /// hold) the cursor. Changes nothing: see [`Session::cursor_done`].
-    pub(super) fn cursor_target(&self, op: &CursorOp) -> Option<ShardId> {
+    pub(super) fn cursor_target(&self, op: &CursorOp, params: &Params<'_>) -> Option<ShardId> {
         let default = self.topo.default_shard;
         match op {
             CursorOp::Fetch { name, .. } | CursorOp::Close(Some(name)) => {
@@ -92,7 +93,7 @@ impl Session {
                     return None;
                 }
                 let t = shardgate_sql::analyze(query, &self.topo);
-                match self.resolve_plan(&t, &Params::none()) {
+                match self.resolve_plan(&t, params) {
                     Ok(Plan::Route {
                         shards,
                         sql: ShardSql::Original,

@@ -103,9 +103,31 @@ impl Session {
             }
         };
         if kind == b'P' {
-            match self.portals.get_mut(name) {
-                Some(p) => p.describe_pending = true,
-                None => self.batch_error(&err_fields(
+            if let Some(p) = self.portals.get_mut(name) {
+                p.describe_pending = true;
+                return Ok(());
+            }
+            // A SQL cursor (DECLARE) is a portal too (psycopg 3 describes
+            // its server-side cursors so): described where it lives.
+            match self.cursors.get(name) {
+                Some(cursors::Cursor::OnShard(shard, _)) if self.conns.contains_key(shard) => {
+                    let shard = *shard;
+                    let req = Request::DescribeCursor { name };
+                    let o =
+                        shardgate_exec::run(&mut self.conns, &[shard], &req, &mut self.out).await?;
+                    if o.error.is_some() {
+                        self.skip_to_sync = true;
+                        if self.txn == TxnState::Active {
+                            self.txn = TxnState::Failed;
+                        }
+                    }
+                }
+                Some(cursors::Cursor::Held(_)) => {
+                    if let Some(d) = self.held_cursor_desc(name) {
+                        self.out.buf.extend_from_slice(&d);
+                    }
+                }
+                _ => self.batch_error(&err_fields(
                     "34000",
                     format!("portal \"{name}\" does not exist"),
                 )),
@@ -122,7 +144,7 @@ impl Session {
         // A cursor statement is described where it goes (a cursor the
         // router holds describes its own rows).
         let cursor_shard = match &st.template {
-            Template::Local(Local::Cursor(op)) => match self.cursor_target(op) {
+            Template::Local(Local::Cursor(op)) => match self.cursor_target(op, &Params::none()) {
                 Some(s) => Some(s),
                 None => {
                     let desc = match op {
@@ -288,9 +310,33 @@ impl Session {
         // A cursor statement that one shard answers is sent there as it
         // is (where is decided now, after the batch's earlier statements;
         // what it changes is noted once it has run).
-        let cursor = match self.portals.get(&name).map(|p| &p.plan) {
-            Some(Plan::Local(Local::Cursor(op))) => self.cursor_target(op).map(|s| (op.clone(), s)),
-            _ => None,
+        // (A DECLARE's query placed by its bound parameters: `DECLARE c
+        // CURSOR FOR SELECT ... WHERE key = $1` goes to the key's shard.)
+        let cursor = match self.portals.get(&name) {
+            Some(p) => match &p.plan {
+                Plan::Local(Local::Cursor(op)) => {
+                    let types = self
+                        .stmts
+                        .get(&p.stmt)
+                        .map(|st| {
+                            st.param_types_described
+                                .clone()
+                                .unwrap_or_else(|| st.types.clone())
+                        })
+                        .unwrap_or_default();
+                    let params = match frontend::parse_bind(&p.bind) {
+                        Ok(b) => Params {
+                            binary: (0..b.params.len()).map(|i| b.is_binary(i)).collect(),
+                            values: b.params,
+                            types,
+                        },
+                        Err(_) => Params::none(),
+                    };
+                    self.cursor_target(op, &params).map(|s| (op.clone(), s))
+                }
+                _ => None,
+            },
+            None => None,
         };
         if let Some((_, shard)) = &cursor
             && let Some(p) = self.portals.get_mut(&name)

@@ -334,7 +334,7 @@ impl Session {
             return Ok(Done::Failed);
         }
         match plan {
-            Plan::Local(Local::Cursor(op)) => match self.cursor_target(op) {
+            Plan::Local(Local::Cursor(op)) => match self.cursor_target(op, &Params::none()) {
                 Some(shard) => {
                     if matches!(op, shardgate_sql::cursor::CursorOp::Close(None)) {
                         self.close_all_elsewhere().await?;

@@ -206,7 +206,7 @@ fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
     let [stmt] = stmts.as_slice() else {
         return Err(SqlError::Syntax("expected exactly one statement".into()));
     };
-    if let Some(e) = session_state::refusal(stmt) {
+    if let Some(e) = session_state::refusal(stmt, sql) {
         return Err(e);
     }
     analyze_statement(stmt, sql, topo)

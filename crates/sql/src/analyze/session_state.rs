@@ -27,9 +27,10 @@ pub(crate) const SESSION_FUNCTIONS: &[&str] = &[
     "pg_advisory_unlock_all",
 ];
 
-/// Why `stmt` cannot run through shardgate's pooled shard connections, if
-/// it cannot.
-pub(crate) fn refusal(stmt: &Statement) -> Option<SqlError> {
+/// Why `stmt` (whose text is `sql`) cannot run through shardgate's pooled
+/// shard connections, if it cannot. Expressions are searched only when the
+/// text names such a function at all (most statements do not).
+pub(crate) fn refusal(stmt: &Statement, sql: &str) -> Option<SqlError> {
     match stmt {
         Statement::LISTEN { .. } | Statement::UNLISTEN { .. } => {
             return Some(SqlError::Unsupported(
@@ -42,6 +43,14 @@ pub(crate) fn refusal(stmt: &Statement) -> Option<SqlError> {
             ));
         }
         _ => {}
+    }
+    let names = |needle: &str| {
+        sql.as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    };
+    if !names("set_config") && !names("advisory") {
+        return None;
     }
     struct F(Option<SqlError>);
     impl Visitor for F {
@@ -97,7 +106,7 @@ mod tests {
         let stmts =
             sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
                 .unwrap();
-        refusal(&stmts[0])
+        refusal(&stmts[0], sql)
     }
 
     #[test]
