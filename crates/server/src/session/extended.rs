@@ -414,10 +414,15 @@ impl Session {
         let bind = portal.bind.clone();
         let result_formats = portal.result_formats.clone();
         let bound_on = portal.bound_on;
-        let stmt_name = portal.stmt.clone();
-        if bound_on.is_none()
-            && let Some(e) = self.stale_description(&stmt_name).await?
-        {
+        // (The statement's name is copied only after a schema change.)
+        let generation = self.schema_generation();
+        let described_before = bound_on.is_none()
+            && self
+                .stmts
+                .get(&portal.stmt)
+                .and_then(|st| st.described.as_ref())
+                .is_some_and(|(seen_at, _)| *seen_at != generation);
+        if described_before && let Some(e) = self.stale_description(&portal.stmt.clone()).await? {
             self.batch_error(&e);
             return Ok(());
         }
