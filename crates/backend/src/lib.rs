@@ -85,13 +85,19 @@ impl Default for ConnState {
     }
 }
 
-/// One connection to one shard.
+/// One connection to one shard. (Both kinds are a few hundred bytes and
+/// live as long as a pooled connection: boxing either would buy nothing.)
+#[allow(clippy::large_enum_variant)]
 pub enum ShardConn {
     /// A PostgreSQL server.
     Pg(pg::PgConn),
     /// An embedded SQLite database.
     Lite(sqlite::LiteConn),
 }
+
+/// How long a statement on an embedded shard waits for another
+/// connection's write lock before it fails.
+const LITE_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ShardConn {
     /// Send frontend protocol bytes (one or more whole messages).
@@ -107,7 +113,19 @@ impl ShardConn {
         *self.ready_mut() = false;
         match self {
             ShardConn::Pg(c) => c.send(bytes).await,
-            ShardConn::Lite(c) => c.send(bytes),
+            ShardConn::Lite(c) => {
+                c.send(bytes)?;
+                // Another connection holds the database's write lock: wait
+                // here (not in SQLite, which would block this thread).
+                let start = std::time::Instant::now();
+                let mut pause = std::time::Duration::from_micros(200);
+                while c.waiting() {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(20));
+                    c.resume(start.elapsed() > LITE_LOCK_PATIENCE)?;
+                }
+                Ok(())
+            }
         }
     }
 

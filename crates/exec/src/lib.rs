@@ -12,7 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
-pub mod copy;
+pub use shardgate_sql::copy_rows as copy;
 pub mod error;
 pub mod merge;
 pub mod merge_sort;

@@ -212,3 +212,150 @@ async fn embedded_extended_protocol_with_tokio_postgres() {
         "owner 3"
     );
 }
+
+/// What clients send on their own to the embedded default: `pgbench -i`
+/// (multi-table DROP and TRUNCATE, COPY, VACUUM, ADD PRIMARY KEY), pgbench's
+/// TPC-B transactions from several clients at once (they wait for each
+/// other's write locks instead of failing or stalling), PostgreSQL casts,
+/// functions, `SHOW`, NULL ordering, `= ANY`, COPY out, and the catalog
+/// queries drivers make at connect.
+#[test]
+fn embedded_default_speaks_what_clients_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sg =
+        Shardgate::spawn(bin(), &["--data-dir", data.to_str().unwrap()]).expect("start shardgate");
+    let pgbench = |args: &[&str]| -> String {
+        let out = std::process::Command::new(shardgate_testkit::pg_bin("pgbench"))
+            .args(args)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &sg.port().to_string(),
+                "-U",
+                "app",
+                "app",
+            ])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "pgbench {args:?}: {text}");
+        text
+    };
+    pgbench(&["-i", "-s", "1", "-q"]);
+    assert_eq!(
+        sg.psql("SELECT count(*), sum(abalance) FROM pgbench_accounts")
+            .unwrap(),
+        "100000|0"
+    );
+    // Four clients' read-write transactions: all commit, none fails, and
+    // the balances agree (every delta is applied once to each table).
+    let out = pgbench(&["-n", "-c", "4", "-t", "40"]);
+    assert!(out.contains("number of failed transactions: 0"), "{out}");
+    let sums = sg
+        .psql(
+            "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(bbalance) FROM pgbench_branches), \
+             (SELECT sum(delta) FROM pgbench_history) = (SELECT sum(tbalance) FROM pgbench_tellers), \
+             (SELECT count(*) FROM pgbench_history)",
+        )
+        .unwrap();
+    assert_eq!(sums, "t|t|160");
+    // PostgreSQL spellings SQLite does not have, typed and named as
+    // PostgreSQL types and names them.
+    assert_eq!(
+        sg.psql("SELECT 7::text || 'x', '2024-03-04 10:00'::date, 1 = 1, current_schema, version() LIKE 'PostgreSQL%'")
+            .unwrap(),
+        "7x|2024-03-04|t|public|t"
+    );
+    assert_eq!(sg.psql("SHOW TimeZone").unwrap(), "UTC");
+    assert_eq!(
+        sg.psql("SET application_name = 'emb'; SHOW application_name")
+            .unwrap(),
+        "SET\nemb"
+    );
+    sg.psql("CREATE TABLE t (k bigint PRIMARY KEY, v text)")
+        .unwrap();
+    sg.psql("SELECT shardgate.shard_table('t', 'k')").unwrap();
+    sg.psql("INSERT INTO t VALUES (1, 'b'), (2, NULL), (3, 'a'), (4, 'B'), (5, NULL)")
+        .unwrap();
+    // NULL sorts last ascending, first descending (text in byte order,
+    // the C collation); LIKE is case-sensitive, ILIKE not.
+    assert_eq!(
+        sg.psql("SELECT k FROM t ORDER BY v, k").unwrap(),
+        "4\n3\n1\n2\n5"
+    );
+    assert_eq!(
+        sg.psql("SELECT k FROM t ORDER BY v DESC, k").unwrap(),
+        "2\n5\n1\n3\n4"
+    );
+    assert_eq!(sg.psql("SELECT k FROM t WHERE v LIKE 'b'").unwrap(), "1");
+    assert_eq!(
+        sg.psql("SELECT k FROM t WHERE v ILIKE 'b' ORDER BY k")
+            .unwrap(),
+        "1\n4"
+    );
+    assert_eq!(
+        sg.psql("SELECT k FROM t WHERE k = ANY('{2,4,9}') ORDER BY k")
+            .unwrap(),
+        "2\n4"
+    );
+    assert_eq!(
+        sg.psql("SELECT count(*), sum(k), max(v) FROM t").unwrap(),
+        "5|15|b"
+    );
+    // COPY in (CSV, with a NULL and a quoted delimiter) and out, on an
+    // unsharded table (a COPY over several embedded shards would be a
+    // transaction SQLite cannot commit atomically: refused).
+    sg.psql("CREATE TABLE u (k bigint, v text, b boolean)")
+        .unwrap();
+    let csv = dir.path().join("rows.csv");
+    std::fs::write(&csv, "10,\"x,y\",t\n11,,false\n").unwrap();
+    sg.psql(&format!(
+        "\\copy u FROM '{}' WITH (FORMAT csv)",
+        csv.display()
+    ))
+    .unwrap();
+    assert_eq!(
+        sg.psql("COPY (SELECT k, v, b FROM u ORDER BY k) TO STDOUT WITH (FORMAT csv)")
+            .unwrap(),
+        "10,\"x,y\",t\n11,,f"
+    );
+    assert_eq!(sg.psql("SELECT k FROM u WHERE b").unwrap(), "10");
+    let many = dir.path().join("many.csv");
+    let rows: String = (100..120).map(|k| format!("{k},r{k}\n")).collect();
+    std::fs::write(&many, rows).unwrap();
+    let e = sg
+        .psql(&format!(
+            "\\copy t FROM '{}' WITH (FORMAT csv)",
+            many.display()
+        ))
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("atomically"), "{e:#}");
+    // The catalog lookups of drivers and ORMs.
+    assert_eq!(
+        sg.psql(
+            "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = 't' AND c.relkind = ANY(ARRAY['r', 'p']) AND pg_catalog.pg_table_is_visible(c.oid)"
+        )
+        .unwrap(),
+        "t"
+    );
+    assert_eq!(
+        sg.psql("SELECT typname, typarray FROM pg_type WHERE oid = to_regtype('int8')")
+            .unwrap(),
+        "int8|1016"
+    );
+    // What SQLite cannot do is refused with PostgreSQL's error fields.
+    let e = sg
+        .psql("ALTER TABLE t ADD FOREIGN KEY (k) REFERENCES t (k)")
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("not supported on embedded"),
+        "{e:#}"
+    );
+}

@@ -810,6 +810,19 @@ fn shard_sql(stmt: &Statement, opts: &[CopyOpt], header: bool) -> String {
     }
 }
 
+/// Read a COPY statement on its own (no sharding rules: a shard reading
+/// the COPY it was sent).
+///
+/// # Errors
+/// As [`analyze`]; a statement that is not a COPY.
+pub fn parse(sql: &str) -> Result<CopySpec, SqlError> {
+    match crate::analyze::analyze(sql, &Topology::default()) {
+        Template::Copy(c) => Ok(*c),
+        Template::Refuse(e) => Err(e),
+        _ => Err(SqlError::Invalid(format!("not a COPY: {sql}"))),
+    }
+}
+
 impl CopySpec {
     /// Where this COPY goes under `topo`.
     ///

@@ -10,6 +10,7 @@
 pub mod aggregate;
 pub mod analyze;
 pub mod copy;
+pub mod copy_rows;
 pub mod cursor;
 pub mod error;
 pub mod fast;

@@ -6,7 +6,11 @@
 //! refuses statements until ROLLBACK), and maps declared column types to
 //! PostgreSQL type OIDs for text and binary results.
 
+pub mod catalog;
+mod copy;
 pub mod infer;
+pub mod settings;
+pub mod translate;
 pub mod types;
 
 use crate::error::BackendError;
@@ -16,6 +20,7 @@ use shardgate_wire::backend::{self as be, Column};
 use shardgate_wire::{Frame, frontend};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use types::oid;
 
@@ -57,11 +62,33 @@ pub struct LiteConn {
     failed: bool,
     skip_to_sync: bool,
     columns: Option<HashMap<String, String>>,
+    /// SET/SHOW state, shared with the SQL functions that read it.
+    settings: settings::Settings,
+    /// Statements as SQLite runs them, by their PostgreSQL text.
+    translations: HashMap<String, Arc<translate::Translation>>,
+    /// A `COPY ... FROM STDIN` taking rows.
+    copy: Option<Box<copy::CopyIn>>,
+    /// Messages not handled yet: the first waits for another connection's
+    /// lock (see [`LiteConn::waiting`]).
+    inbox: BytesMut,
+    /// The first message in `inbox` found SQLite's database locked.
+    waiting: bool,
+    /// Stop waiting: a locked database is the statement's error.
+    patience_over: bool,
 }
+
+/// At most this many translations are kept per connection.
+const TRANSLATIONS: usize = 512;
+
+/// Process ids the embedded shard's connections report (`pg_backend_pid()`).
+static NEXT_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
 
 struct SqlError {
     code: &'static str,
     message: String,
+    /// SQLite's lock was taken (the statement did nothing; it may be
+    /// tried again).
+    busy: bool,
 }
 
 impl From<rusqlite::Error> for SqlError {
@@ -93,7 +120,16 @@ impl From<rusqlite::Error> for SqlError {
             },
             _ => by_message(&message),
         };
-        SqlError { code, message }
+        let busy = matches!(
+            &e,
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        SqlError {
+            code,
+            message,
+            busy,
+        }
     }
 }
 
@@ -101,6 +137,7 @@ fn err(code: &'static str, message: impl Into<String>) -> SqlError {
     SqlError {
         code,
         message: message.into(),
+        busy: false,
     }
 }
 
@@ -130,9 +167,19 @@ impl LiteConn {
             std::fs::create_dir_all(dir)?;
         }
         let db = rusqlite::Connection::open(&shard.path)?;
-        db.busy_timeout(Duration::from_secs(10))?;
+        // A lock held by another connection is waited for by the caller,
+        // asynchronously (`waiting`), not inside SQLite: a worker thread
+        // blocked here could be the one the lock's holder needs.
+        db.busy_timeout(Duration::from_millis(2))?;
         let _: String = db.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        db.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
+        // LIKE is case-sensitive in PostgreSQL (ILIKE is rewritten).
+        db.execute_batch(
+            "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA case_sensitive_like=ON;",
+        )?;
+        let settings = settings::Settings::default();
+        let pid = NEXT_PID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        settings::register(&db, settings.clone(), pid)?;
+        catalog::install(&db)?;
         Ok(LiteConn {
             db,
             out: BytesMut::new(),
@@ -143,6 +190,12 @@ impl LiteConn {
             failed: false,
             skip_to_sync: false,
             columns: None,
+            settings,
+            translations: HashMap::new(),
+            copy: None,
+            inbox: BytesMut::new(),
+            waiting: false,
+            patience_over: false,
         })
     }
 
@@ -164,11 +217,57 @@ impl LiteConn {
     /// # Errors
     /// Malformed messages.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
-        let mut buf = BytesMut::from(bytes);
-        while let Some(f) = Frame::take(&mut buf)? {
+        self.inbox.extend_from_slice(bytes);
+        self.pump()
+    }
+
+    /// Is a message waiting for a lock another connection holds? The
+    /// caller waits a little and calls [`LiteConn::resume`].
+    pub fn waiting(&self) -> bool {
+        self.waiting
+    }
+
+    /// Try the waiting message again; `last`: if the database is still
+    /// locked, that is the statement's error.
+    ///
+    /// # Errors
+    /// Malformed messages.
+    pub fn resume(&mut self, last: bool) -> Result<(), BackendError> {
+        self.waiting = false;
+        self.patience_over = last;
+        let r = self.pump();
+        self.patience_over = false;
+        r
+    }
+
+    fn pump(&mut self) -> Result<(), BackendError> {
+        while !self.waiting {
+            let Some(f) = Frame::take(&mut self.inbox)? else {
+                break;
+            };
+            let mark = self.out.len();
+            let state = (self.implicit, self.failed, self.skip_to_sync);
+            let mut again = BytesMut::new();
+            f.encode(&mut again);
             self.handle(f)?;
+            if self.waiting {
+                // Undo the message's replies; it runs again later.
+                self.out.truncate(mark);
+                (self.implicit, self.failed, self.skip_to_sync) = state;
+                again.extend_from_slice(&self.inbox);
+                self.inbox = again;
+            }
         }
         Ok(())
+    }
+
+    /// Should a statement that found the database locked wait for it?
+    /// Only if it did nothing yet (`fresh`), and patience lasts.
+    fn wait_for_lock(&mut self, e: &SqlError, fresh: bool) -> bool {
+        if e.busy && fresh && !self.patience_over {
+            self.waiting = true;
+        }
+        self.waiting
     }
 
     fn status(&self) -> u8 {
@@ -189,6 +288,20 @@ impl LiteConn {
     }
 
     fn handle(&mut self, f: Frame) -> Result<(), BackendError> {
+        if self.copy.is_some() {
+            match f.tag {
+                b'd' => self.copy_data(&f.body),
+                b'c' => self.copy_end(true, ""),
+                b'f' => {
+                    let why = String::from_utf8_lossy(f.body.strip_suffix(&[0]).unwrap_or(&f.body))
+                        .into_owned();
+                    self.copy_end(false, &why);
+                }
+                // Flush and Sync are ignored during COPY, as PostgreSQL does.
+                _ => {}
+            }
+            return Ok(());
+        }
         if self.skip_to_sync && f.tag != b'S' {
             return Ok(());
         }
@@ -196,20 +309,44 @@ impl LiteConn {
             b'Q' => {
                 let sql = frontend::parse_query(&f.body)?.to_string();
                 let stmts = split_statements(&sql);
+                if stmts.len() == 1
+                    && first_words(stmts[0], 1)
+                        .first()
+                        .is_some_and(|w| w == "COPY")
+                {
+                    match self.copy_start(stmts[0]) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let st = self.status();
+                            be::ready_for_query(&mut self.out, st);
+                        }
+                        Err(e) => {
+                            self.fail(e);
+                            let st = self.status();
+                            be::ready_for_query(&mut self.out, st);
+                        }
+                    }
+                    return Ok(());
+                }
                 if stmts.is_empty() {
                     be::empty_query(&mut self.out);
                 }
                 // Several statements are one implicit transaction, as in
                 // PostgreSQL (unless they control transactions themselves).
-                let wrap = stmts.len() > 1
-                    && self.db.is_autocommit()
-                    && !stmts.iter().any(|s| is_txn_control(s));
+                let was_auto = self.db.is_autocommit();
+                let wrap = stmts.len() > 1 && was_auto && !stmts.iter().any(|s| is_txn_control(s));
                 if wrap {
                     self.db.execute_batch("BEGIN")?;
                 }
                 let mut ok = true;
-                for s in stmts {
+                for (i, s) in stmts.into_iter().enumerate() {
                     if let Err(e) = self.run(s, &[], &[], true, 0) {
+                        if self.wait_for_lock(&e, i == 0 && was_auto) {
+                            if !self.db.is_autocommit() {
+                                self.db.execute_batch("ROLLBACK")?;
+                            }
+                            return Ok(());
+                        }
                         self.fail(e);
                         ok = false;
                         break;
@@ -299,11 +436,18 @@ impl LiteConn {
                 };
                 let (sql, params, rf) = (p.sql.clone(), p.params.clone(), p.result_formats.clone());
                 // A batch up to Sync is one implicit transaction.
-                if self.db.is_autocommit() && !is_txn_control(&sql) {
+                let was_auto = self.db.is_autocommit();
+                if was_auto && !is_txn_control(&sql) {
                     self.db.execute_batch("BEGIN")?;
                     self.implicit = true;
                 }
                 if let Err(e) = self.run(&sql, &params, &rf, false, 0) {
+                    if self.wait_for_lock(&e, was_auto) {
+                        if !self.db.is_autocommit() {
+                            self.db.execute_batch("ROLLBACK")?;
+                        }
+                        return Ok(());
+                    }
                     self.error_in_batch(e);
                 }
             }
@@ -362,6 +506,20 @@ impl LiteConn {
         self.columns.get_or_insert_with(HashMap::new)
     }
 
+    /// `sql` as SQLite runs it (cached).
+    fn translation(&mut self, sql: &str) -> Result<Arc<translate::Translation>, SqlError> {
+        if let Some(t) = self.translations.get(sql) {
+            return Ok(t.clone());
+        }
+        let cols = self.column_types().clone();
+        let t = Arc::new(translate::translate(sql, &cols).map_err(|(code, m)| err(code, m))?);
+        if self.translations.len() >= TRANSLATIONS {
+            self.translations.clear();
+        }
+        self.translations.insert(sql.to_string(), t.clone());
+        Ok(t)
+    }
+
     fn describe_params(&mut self, sql: &str, given: &[u32]) -> Result<Vec<u32>, SqlError> {
         if split_statements(sql).len() > 1 {
             return Err(err(
@@ -372,8 +530,11 @@ impl LiteConn {
         let n = if Self::passthrough(sql).is_some() {
             0
         } else {
-            let st = self.db.prepare(sql)?;
-            st.parameter_count()
+            let t = self.translation(sql)?;
+            match t.sql.last() {
+                Some(last) => self.db.prepare(last)?.parameter_count(),
+                None => 0,
+            }
         };
         let n = n.max(given.len());
         let mut types = if given.iter().all(|t| *t != 0) && given.len() == n {
@@ -395,7 +556,12 @@ impl LiteConn {
         Ok(types)
     }
 
-    fn columns_of(st: &rusqlite::Statement<'_>, formats: &[i16]) -> Vec<Column> {
+    fn columns_of(
+        st: &rusqlite::Statement<'_>,
+        formats: &[i16],
+        t: &translate::Translation,
+    ) -> Vec<Column> {
+        let hints = &t.hints;
         st.columns()
             .enumerate()
             .map(|(i, c)| {
@@ -408,7 +574,9 @@ impl LiteConn {
                             Some(p) if p > 0 => lower[..p].trim().to_string(),
                             _ => raw.to_string(),
                         };
-                        let ty = if lower.starts_with("count(") {
+                        let ty = if let Some(Some(t)) = hints.get(i) {
+                            (*t, types::size_of(*t))
+                        } else if lower.starts_with("count(") {
                             (oid::INT8, 8)
                         } else if lower.starts_with("sg_sort_") {
                             // A merge's hidden sort key of unknown type: say
@@ -419,6 +587,10 @@ impl LiteConn {
                         };
                         (name, ty)
                     }
+                };
+                let name = match t.names.get(i) {
+                    Some(Some(n)) => n.clone(),
+                    _ => name,
                 };
                 let mut col = Column::new(&name, ty, size);
                 col.format = match formats.len() {
@@ -447,11 +619,16 @@ impl LiteConn {
             be::no_data(&mut self.out);
             return Ok(());
         }
-        let st = self.db.prepare(sql)?;
+        let t = self.translation(sql)?;
+        let Some(last) = t.sql.last() else {
+            be::no_data(&mut self.out);
+            return Ok(());
+        };
+        let st = self.db.prepare(last)?;
         if st.column_count() == 0 {
             be::no_data(&mut self.out);
         } else {
-            let mut cols = Self::columns_of(&st, formats);
+            let mut cols = Self::columns_of(&st, formats, &t);
             if let Some(given) = &self.state.result_columns {
                 Self::override_columns(&mut cols, given);
             }
@@ -460,11 +637,16 @@ impl LiteConn {
         Ok(())
     }
 
+    /// The session's replay of a startup parameter.
+    fn replayed_setting(sql: &str) -> bool {
+        sql.starts_with("SELECT pg_catalog.set_config(") && sql.ends_with(", false)")
+    }
+
     /// Statements answered without SQLite: their command tag.
     fn passthrough(sql: &str) -> Option<&'static str> {
         // The session's replay of a startup parameter (clients' own
         // `set_config(..., false)` is refused before it gets here).
-        if sql.starts_with("SELECT pg_catalog.set_config(") && sql.ends_with(", false)") {
+        if Self::replayed_setting(sql) {
             return Some("SELECT 1");
         }
         let w = first_words(sql, 2);
@@ -488,6 +670,11 @@ impl LiteConn {
         let words = first_words(sql, 2);
         let verb = words.first().cloned().unwrap_or_default();
         if let Some(tag) = Self::passthrough(sql) {
+            if Self::replayed_setting(sql) {
+                settings::apply_set_config(&self.settings, sql);
+            } else {
+                settings::apply(&self.settings, sql);
+            }
             be::command_complete(&mut self.out, tag);
             return Ok(());
         }
@@ -498,7 +685,16 @@ impl LiteConn {
                     // an explicit one.
                     self.implicit = false;
                 } else if self.db.is_autocommit() {
-                    self.db.execute_batch("BEGIN")?;
+                    // A transaction block takes the write lock up front
+                    // (unless read-only): two that read and then write
+                    // would otherwise fail to upgrade their locks, where
+                    // PostgreSQL would let both go on.
+                    let read_only = sql.to_ascii_uppercase().contains("READ ONLY");
+                    self.db.execute_batch(if read_only {
+                        "BEGIN"
+                    } else {
+                        "BEGIN IMMEDIATE"
+                    })?;
                     self.failed = false;
                 } else {
                     be::error_like(
@@ -540,10 +736,19 @@ impl LiteConn {
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
         }
+        let t = self.translation(sql)?;
         if matches!(verb.as_str(), "CREATE" | "ALTER" | "DROP") {
             self.columns = None;
+            self.translations.clear();
         }
-        let mut st = self.db.prepare(sql)?;
+        let Some((last, before)) = t.sql.split_last() else {
+            be::command_complete(&mut self.out, t.tag.as_deref().unwrap_or(&verb));
+            return Ok(());
+        };
+        for s in before {
+            self.db.execute_batch(s)?;
+        }
+        let mut st = self.db.prepare(last)?;
         for (i, v) in params.iter().enumerate() {
             let name = format!("${}", i + 1);
             match st.parameter_index(&name)? {
@@ -554,7 +759,7 @@ impl LiteConn {
         }
         let ncols = st.column_count();
         let mut cols = if ncols > 0 {
-            Self::columns_of(&st, formats)
+            Self::columns_of(&st, formats, &t)
         } else {
             Vec::new()
         };
@@ -585,6 +790,8 @@ impl LiteConn {
         drop(st);
         let changes = self.db.changes();
         let tag = match verb.as_str() {
+            _ if t.tag.as_deref() == Some("SHOW") => "SHOW".to_string(),
+            _ if t.tag.is_some() => t.tag.clone().unwrap_or_default(),
             "INSERT" => format!("INSERT 0 {}", if ncols > 0 { count } else { changes }),
             "UPDATE" | "DELETE" => format!("{verb} {}", if ncols > 0 { count } else { changes }),
             "SELECT" | "VALUES" | "WITH" | "PRAGMA" => format!("SELECT {count}"),

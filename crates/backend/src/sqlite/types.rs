@@ -35,6 +35,12 @@ pub mod oid {
     pub const UUID: u32 = 2950;
     /// unknown
     pub const UNKNOWN: u32 = 705;
+    /// timestamptz
+    pub const TIMESTAMPTZ: u32 = 1184;
+    /// json
+    pub const JSON: u32 = 114;
+    /// jsonb
+    pub const JSONB: u32 = 3802;
 }
 
 /// The OID and size for a declared SQLite column type.
@@ -53,14 +59,35 @@ pub fn oid_for_decl(decl: &str) -> (u32, i16) {
         "uuid" => (oid::UUID, 16),
         "date" => (oid::DATE, 4),
         "timestamp" | "timestamp without time zone" => (oid::TIMESTAMP, 8),
+        "timestamptz" | "timestamp with time zone" => (oid::TIMESTAMPTZ, 8),
+        "json" => (oid::JSON, -1),
+        "jsonb" => (oid::JSONB, -1),
         "bytea" | "blob" => (oid::BYTEA, -1),
         _ => (oid::TEXT, -1),
+    }
+}
+
+/// The wire size of a type (-1: variable).
+pub fn size_of(ty: u32) -> i16 {
+    match ty {
+        oid::BOOL => 1,
+        oid::INT2 => 2,
+        oid::INT4 | oid::FLOAT4 | oid::DATE => 4,
+        oid::INT8 | oid::FLOAT8 | oid::TIMESTAMP | oid::TIMESTAMPTZ => 8,
+        oid::UUID => 16,
+        _ => -1,
     }
 }
 
 /// PostgreSQL's text form of a value of a column typed `oid`.
 pub fn to_text(v: ValueRef<'_>, ty: u32) -> Option<Vec<u8>> {
     Some(match v {
+        ValueRef::Text(t) if ty == oid::TIMESTAMPTZ => {
+            match timestamptz_micros(&String::from_utf8_lossy(t)) {
+                Ok(us) => format!("{}+00", KeyValue::Timestamp(us)).into_bytes(),
+                Err(_) => t.to_vec(),
+            }
+        }
         ValueRef::Null => return None,
         ValueRef::Integer(i) if ty == oid::BOOL => {
             if i != 0 {
@@ -152,9 +179,173 @@ pub fn to_binary(v: ValueRef<'_>, ty: u32) -> Result<Option<Vec<u8>>, String> {
             KeyValue::Timestamp(t) => t.to_be_bytes().to_vec(),
             _ => unreachable!("timestamp parse yields timestamp"),
         },
+        oid::TIMESTAMPTZ => timestamptz_micros(&String::from_utf8_lossy(&text()))?
+            .to_be_bytes()
+            .to_vec(),
+        oid::JSONB => {
+            let mut b = vec![1u8];
+            b.extend_from_slice(&text());
+            b
+        }
         oid::NUMERIC => numeric_to_binary(&String::from_utf8_lossy(&text()))?,
         _ => text(),
     }))
+}
+
+/// A timestamptz's text (`2024-01-01 10:00:00.5+02`, or no offset: UTC)
+/// as microseconds since 2000-01-01 UTC.
+///
+/// # Errors
+/// A message for text that is not a timestamp.
+pub fn timestamptz_micros(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let bad = || format!("invalid input syntax for type timestamp with time zone: \"{s}\"");
+    // The offset starts at the last sign after the date.
+    let (base, offset) = match s.get(10..).and_then(|t| t.rfind(['+', '-'])) {
+        Some(i) => (&s[..10 + i], &s[10 + i..]),
+        None => (s.trim_end_matches(['Z', 'z']), ""),
+    };
+    let micros = match KeyValue::parse(KeyType::Timestamp, base.trim()).map_err(|_| bad())? {
+        KeyValue::Timestamp(t) => t,
+        _ => return Err(bad()),
+    };
+    if offset.is_empty() {
+        return Ok(micros);
+    }
+    let sign = if offset.starts_with('-') { -1 } else { 1 };
+    let parts: Vec<i64> = offset[1..]
+        .split(':')
+        .map(|p| p.parse::<i64>().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let (h, m, sec) = match parts.as_slice() {
+        [hm] if offset.len() > 3 => (hm / 100, hm % 100, 0),
+        [h] => (*h, 0, 0),
+        [h, m] => (*h, *m, 0),
+        [h, m, s] => (*h, *m, *s),
+        _ => return Err(bad()),
+    };
+    Ok(micros - sign * (h * 3600 + m * 60 + sec) * 1_000_000)
+}
+
+/// A PostgreSQL array's text (`{1,2,"a b",NULL}`) or a JSON array, as a
+/// JSON array (what `json_each` reads).
+///
+/// # Errors
+/// A message for text that is neither.
+pub fn array_json(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.starts_with('[') {
+        return Ok(t.to_string());
+    }
+    let bad = || format!("malformed array literal: \"{s}\"");
+    let inner = t
+        .strip_prefix('{')
+        .and_then(|r| r.strip_suffix('}'))
+        .ok_or_else(bad)?;
+    let mut items: Vec<String> = Vec::new();
+    let mut chars = inner.chars().peekable();
+    while chars.peek().is_some() {
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        let mut item = String::new();
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => item.extend(chars.next()),
+                    '"' => break,
+                    c => item.push(c),
+                }
+            }
+            while chars.peek().is_some_and(|c| *c != ',') {
+                chars.next();
+            }
+        } else {
+            while let Some(c) = chars.peek().copied() {
+                if c == ',' {
+                    break;
+                }
+                if c == '{' {
+                    return Err(
+                        "multidimensional arrays are not supported on embedded (SQLite) shards"
+                            .into(),
+                    );
+                }
+                item.push(c);
+                chars.next();
+            }
+            item = item.trim().to_string();
+        }
+        chars.next();
+        items.push(if !quoted && item.eq_ignore_ascii_case("null") {
+            "null".to_string()
+        } else if !quoted
+            && item.parse::<f64>().is_ok_and(f64::is_finite)
+            && !item.starts_with(['+', '.'])
+        {
+            item
+        } else {
+            json_string(&item)
+        });
+    }
+    Ok(format!("[{}]", items.join(",")))
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A binary one-dimensional array parameter as a JSON array.
+fn binary_array_json(raw: &[u8]) -> Result<String, String> {
+    let bad = || "malformed binary array parameter".to_string();
+    let i32_at = |i: usize| -> Result<i32, String> {
+        raw.get(i..i + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(bad)
+    };
+    let ndim = i32_at(0)?;
+    let elem = i32_at(8)? as u32;
+    if ndim == 0 {
+        return Ok("[]".into());
+    }
+    if ndim != 1 {
+        return Err("multidimensional arrays are not supported on embedded (SQLite) shards".into());
+    }
+    let n = i32_at(12)?.max(0) as usize;
+    let mut at = 20;
+    let mut items = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = i32_at(at)?;
+        at += 4;
+        if len < 0 {
+            items.push("null".to_string());
+            continue;
+        }
+        let b = raw.get(at..at + len as usize).ok_or_else(bad)?;
+        at += len as usize;
+        items.push(match param_value(Some(b), elem, true)? {
+            Value::Null => "null".into(),
+            Value::Integer(i) => i.to_string(),
+            Value::Real(f) if f.is_finite() => f.to_string(),
+            Value::Real(f) => json_string(&f.to_string()),
+            Value::Text(t) => json_string(&t),
+            Value::Blob(b) => json_string(&String::from_utf8_lossy(&b)),
+        });
+    }
+    Ok(format!("[{}]", items.join(",")))
 }
 
 /// Encode a decimal string in PostgreSQL's binary numeric format.
@@ -323,6 +514,19 @@ pub fn param_value(raw: Option<&[u8]>, ty: u32, binary: bool) -> Result<Value, S
         oid::BOOL => Value::Integer((fixed(1)?[0] != 0) as i64),
         oid::BYTEA => Value::Blob(raw.to_vec()),
         oid::NUMERIC => Value::Text(numeric_from_binary(raw)?),
+        oid::TIMESTAMPTZ => Value::Text(format!(
+            "{}+00",
+            KeyValue::Timestamp(i64::from_be_bytes(fixed(8)?.try_into().expect("8")))
+        )),
+        oid::JSONB => Value::Text(
+            String::from_utf8(raw.get(1..).unwrap_or_default().to_vec())
+                .map_err(|_| "invalid UTF-8 in parameter".to_string())?,
+        ),
+        // Arrays (int2[], int4[], int8[], text[], varchar[], float8[],
+        // uuid[], numeric[]) for `= ANY($n)`.
+        1005 | 1007 | 1016 | 1009 | 1015 | 1021 | 1022 | 2951 | 1231 | 1000 => {
+            Value::Text(binary_array_json(raw)?)
+        }
         oid::UUID | oid::DATE | oid::TIMESTAMP => {
             let kt = match ty {
                 oid::UUID => KeyType::Uuid,

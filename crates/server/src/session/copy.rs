@@ -62,19 +62,6 @@ impl Session {
         route: &CopyRoute,
     ) -> Result<Done, ExecError> {
         let shards = route.shards();
-        let embedded = shards.iter().any(|s| {
-            self.router
-                .pools
-                .get(s.0 as usize)
-                .is_some_and(|p| !matches!(p.target, shardgate_backend::ShardTarget::Pg(_)))
-        });
-        if embedded {
-            self.fail_statement(&err_fields(
-                "0A000",
-                "COPY is not supported on embedded (SQLite) shards; use INSERT",
-            ));
-            return Ok(Done::Failed);
-        }
         if spec.from_client
             && let Some(e) = self.check_write(&shards, StmtKind::Write)
         {

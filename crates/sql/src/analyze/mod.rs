@@ -826,6 +826,17 @@ fn analyze_one(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template,
             }
             route(Targets::All, StmtKind::Ddl)
         }
+        // An unsharded table's rows are all on the default shard (its
+        // copies elsewhere stay empty): emptying it is a write there.
+        S::Truncate(t)
+            if t.table_names.iter().all(|n| {
+                object_parts(&n.name)
+                    .pop()
+                    .is_some_and(|name| topo.rule(&name).is_none())
+            }) =>
+        {
+            route(Targets::Default, StmtKind::Write)
+        }
         S::CreateIndex(_)
         | S::AlterTable(_)
         | S::Drop { .. }

@@ -3,7 +3,7 @@
 //! each are decoded as PostgreSQL reads them, and the row's bytes go on
 //! unchanged to the shard its key names. Memory holds one partial row.
 
-use shardgate_sql::copy::{CopyFormat, CopyOptions};
+use crate::copy::{CopyFormat, CopyOptions};
 
 /// Why a row could not be placed, as PostgreSQL would word it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub struct Splitter {
     null: Vec<u8>,
     /// Positions of the key fields in a row.
     keys: Vec<usize>,
+    /// Hand on every field, not just `keys` (a reader of whole rows).
+    all: bool,
     /// Rows still to skip (a header).
     skip: usize,
     /// The partial row carried over, and how far it was scanned.
@@ -50,6 +52,7 @@ impl Splitter {
             escape: options.escape,
             null: options.null.as_bytes().to_vec(),
             keys,
+            all: false,
             skip: usize::from(options.header),
             buf: Vec::new(),
             scanned: 0,
@@ -58,6 +61,14 @@ impl Splitter {
             ended: false,
             line: 0,
         }
+    }
+
+    /// A reader that hands on all the fields of each row (for a shard
+    /// that stores the rows itself).
+    pub fn all_fields(options: &CopyOptions) -> Splitter {
+        let mut s = Splitter::new(options, Vec::new());
+        s.all = true;
+        s
     }
 
     /// Take `data` (one CopyData's worth); `each` gets every complete row
@@ -165,6 +176,10 @@ impl Splitter {
             CopyFormat::Csv => self.csv_fields(content),
             _ => self.text_fields(content),
         };
+        if self.all {
+            each(bytes, fields)?;
+            return Ok(false);
+        }
         let mut keys = Vec::with_capacity(self.keys.len());
         for k in &self.keys {
             match fields.get(*k) {

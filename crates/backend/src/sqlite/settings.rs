@@ -1,0 +1,314 @@
+//! The embedded shard's run-time settings and the PostgreSQL functions it
+//! adds to SQLite: `SET`/`RESET`/`SHOW` and `current_setting`/`set_config`
+//! read and write one map per connection; `version()`, `now()`,
+//! `current_schema()`, `pg_backend_pid()`, `gen_random_uuid()` and the like
+//! answer as PostgreSQL would, so drivers' connection-time queries work.
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::{Value, ValueRef};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A connection's settings (names in lower case).
+pub type Settings = Arc<Mutex<HashMap<String, String>>>;
+
+/// Settings every connection starts with (name in PostgreSQL's spelling).
+const DEFAULTS: &[(&str, &str)] = &[
+    ("server_version", "15.0"),
+    ("server_version_num", "150000"),
+    ("server_encoding", "UTF8"),
+    ("client_encoding", "UTF8"),
+    ("DateStyle", "ISO, MDY"),
+    ("IntervalStyle", "postgres"),
+    ("TimeZone", "UTC"),
+    ("integer_datetimes", "on"),
+    ("standard_conforming_strings", "on"),
+    // SQLite runs one writer at a time: every transaction is serializable.
+    ("transaction_isolation", "serializable"),
+    ("default_transaction_isolation", "serializable"),
+    ("transaction_read_only", "off"),
+    ("default_transaction_read_only", "off"),
+    ("search_path", "\"$user\", public"),
+    ("application_name", ""),
+    ("max_identifier_length", "63"),
+    ("lc_collate", "C"),
+    ("lc_ctype", "C"),
+    ("statement_timeout", "0"),
+    ("lock_timeout", "0"),
+    ("idle_in_transaction_session_timeout", "0"),
+    ("extra_float_digits", "1"),
+    ("bytea_output", "hex"),
+    ("is_superuser", "on"),
+    ("session_authorization", "shardgate"),
+    ("max_connections", "100"),
+];
+
+/// The name `SHOW` puts over its column (PostgreSQL's spelling).
+pub fn display_name(name: &str) -> String {
+    DEFAULTS
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map_or_else(|| name.to_string(), |(n, _)| (*n).to_string())
+}
+
+/// A setting's value: the connection's own, else the default.
+pub fn get(settings: &Settings, name: &str) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    if let Some(v) = settings.lock().ok()?.get(&lower) {
+        return Some(v.clone());
+    }
+    DEFAULTS
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(&lower))
+        .map(|(_, v)| (*v).to_string())
+}
+
+fn set(settings: &Settings, name: &str, value: Option<String>) {
+    if let Ok(mut m) = settings.lock() {
+        let name = match name.to_ascii_lowercase().as_str() {
+            "time zone" => "timezone".to_string(),
+            "names" => "client_encoding".to_string(),
+            n => n.to_string(),
+        };
+        match value {
+            Some(v) => m.insert(name, v),
+            None => m.remove(&name),
+        };
+    }
+}
+
+/// Record a `SET`, `RESET` or `DISCARD` statement's effect.
+pub fn apply(settings: &Settings, sql: &str) {
+    let s = sql.trim().trim_end_matches(';').trim();
+    let lower = s.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    match words.as_slice() {
+        ["discard", ..] | ["reset", "all"] => {
+            if let Ok(mut m) = settings.lock() {
+                m.clear();
+            }
+        }
+        ["reset", name, ..] => set(settings, name, None),
+        ["set", rest @ ..] => {
+            let rest = match rest.first() {
+                Some(&"session") | Some(&"local") => &rest[1..],
+                _ => rest,
+            };
+            let text = rest.join(" ");
+            let (name, value) = if let Some(v) = text.strip_prefix("time zone ") {
+                ("timezone".to_string(), v.to_string())
+            } else if let Some((n, v)) = text.split_once('=').or_else(|| text.split_once(" to ")) {
+                (n.trim().to_string(), v.trim().to_string())
+            } else {
+                return;
+            };
+            // The value as written in the original case (names are not).
+            let at = s.len() - value.len();
+            let raw = s.get(at..).unwrap_or(&value).trim();
+            let value = raw
+                .split(',')
+                .map(|p| {
+                    let p = p.trim();
+                    p.strip_prefix('\'')
+                        .and_then(|p| p.strip_suffix('\''))
+                        .map_or_else(|| p.to_string(), |p| p.replace("''", "'"))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            if value.eq_ignore_ascii_case("default") {
+                set(settings, &name, None);
+            } else {
+                set(settings, &name, Some(value));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Record `SELECT pg_catalog.set_config('name', 'value', false)` (the
+/// session's replay of a startup parameter).
+pub fn apply_set_config(settings: &Settings, sql: &str) {
+    let args: Vec<String> = sql
+        .split('\'')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s.to_string())
+        .collect();
+    if let [name, value, ..] = args.as_slice() {
+        set(settings, name, Some(value.clone()));
+    }
+}
+
+fn text_arg(ctx: &rusqlite::functions::Context<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    Ok(match ctx.get_raw(i) {
+        ValueRef::Null => None,
+        ValueRef::Integer(n) => Some(n.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+    })
+}
+
+fn user_error(message: String) -> rusqlite::Error {
+    rusqlite::Error::UserFunctionError(message.into())
+}
+
+/// The current time as PostgreSQL prints a timestamptz in UTC.
+pub fn now_text() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let micros = d.as_micros() as i64 - 946_684_800_000_000;
+    let ts = shardgate_core::KeyValue::Timestamp(micros).to_string();
+    format!("{ts}+00")
+}
+
+/// Add the PostgreSQL functions to a connection.
+///
+/// # Errors
+/// SQLite refusing a registration.
+pub fn register(db: &rusqlite::Connection, settings: Settings, pid: i32) -> rusqlite::Result<()> {
+    let det = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    let vol = FunctionFlags::SQLITE_UTF8;
+    db.create_scalar_function("version", 0, det, |_| {
+        Ok("PostgreSQL 15.0 (shardgate embedded SQLite shard)".to_string())
+    })?;
+    db.create_scalar_function("current_schema", 0, det, |_| Ok("public".to_string()))?;
+    db.create_scalar_function("current_database", 0, det, |_| Ok("shardgate".to_string()))?;
+    let s = settings.clone();
+    db.create_scalar_function("pg_user", 0, vol, move |_| {
+        Ok(get(&s, "session_authorization").unwrap_or_default())
+    })?;
+    db.create_scalar_function("pg_backend_pid", 0, det, move |_| Ok(pid))?;
+    db.create_scalar_function("now", 0, vol, |_| Ok(now_text()))?;
+    for f in [
+        "transaction_timestamp",
+        "statement_timestamp",
+        "clock_timestamp",
+    ] {
+        db.create_scalar_function(f, 0, vol, |_| Ok(now_text()))?;
+    }
+    db.create_scalar_function("txid_current", 0, vol, |ctx| {
+        let _ = ctx;
+        Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as i64)
+    })?;
+    db.create_scalar_function("pg_random", 0, vol, |_| {
+        let mut b = [0u8; 8];
+        getrandom(&mut b);
+        Ok((u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64)
+    })?;
+    db.create_scalar_function("gen_random_uuid", 0, vol, |_| {
+        let mut b = [0u8; 16];
+        getrandom(&mut b);
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        Ok(shardgate_core::KeyValue::Uuid(b).to_string())
+    })?;
+    let s = settings.clone();
+    db.create_scalar_function("current_setting", -1, vol, move |ctx| {
+        let name = text_arg(ctx, 0)?.unwrap_or_default();
+        let missing_ok = ctx.len() > 1 && matches!(ctx.get_raw(1), ValueRef::Integer(1));
+        match get(&s, &name) {
+            Some(v) => Ok(Value::Text(v)),
+            None if missing_ok => Ok(Value::Null),
+            None => Err(user_error(format!(
+                "unrecognized configuration parameter \"{name}\""
+            ))),
+        }
+    })?;
+    let s = settings;
+    db.create_scalar_function("set_config", 3, vol, move |ctx| {
+        let name = text_arg(ctx, 0)?.unwrap_or_default();
+        let value = text_arg(ctx, 1)?;
+        set(&s, &name, value.clone());
+        Ok(value)
+    })?;
+    db.create_scalar_function("pg_bool", 1, det, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Null => None,
+            ValueRef::Integer(i) => Some(i64::from(i != 0)),
+            ValueRef::Real(f) => Some(i64::from(f != 0.0)),
+            ValueRef::Text(t) | ValueRef::Blob(t) => {
+                let t = String::from_utf8_lossy(t).trim().to_ascii_lowercase();
+                match t.as_str() {
+                    "t" | "true" | "yes" | "on" | "1" | "y" => Some(1),
+                    "f" | "false" | "no" | "off" | "0" | "n" => Some(0),
+                    _ => {
+                        return Err(user_error(format!(
+                            "invalid input syntax for type boolean: \"{t}\""
+                        )));
+                    }
+                }
+            }
+        })
+    })?;
+    db.create_scalar_function("pg_array", 1, det, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Null => None,
+            ValueRef::Text(t) | ValueRef::Blob(t) => {
+                let t = String::from_utf8_lossy(t);
+                Some(super::types::array_json(&t).map_err(user_error)?)
+            }
+            other => Some(format!(
+                "[{}]",
+                match other {
+                    ValueRef::Integer(i) => i.to_string(),
+                    ValueRef::Real(f) => f.to_string(),
+                    _ => String::new(),
+                }
+            )),
+        })
+    })?;
+    Ok(())
+}
+
+/// Random bytes (from the OS; a clock-seeded fallback).
+fn getrandom(buf: &mut [u8]) {
+    use std::io::Read;
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .is_err()
+    {
+        let mut x = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64
+            | 1;
+        for b in buf {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_reset_and_show() {
+        let s: Settings = Arc::default();
+        assert_eq!(get(&s, "TimeZone").as_deref(), Some("UTC"));
+        apply(&s, "SET TIME ZONE 'Europe/Paris'");
+        assert_eq!(get(&s, "timezone").as_deref(), Some("Europe/Paris"));
+        apply(&s, "SET search_path TO app, public");
+        assert_eq!(get(&s, "search_path").as_deref(), Some("app, public"));
+        apply(&s, "set application_name = 'It''s me'");
+        assert_eq!(get(&s, "application_name").as_deref(), Some("It's me"));
+        apply(&s, "RESET search_path");
+        assert_eq!(get(&s, "search_path").as_deref(), Some("\"$user\", public"));
+        apply(&s, "DISCARD ALL");
+        assert_eq!(get(&s, "timezone").as_deref(), Some("UTC"));
+        assert_eq!(get(&s, "nope"), None);
+        apply_set_config(
+            &s,
+            "SELECT pg_catalog.set_config('application_name', 'psql', false)",
+        );
+        assert_eq!(get(&s, "application_name").as_deref(), Some("psql"));
+        assert_eq!(display_name("timezone"), "TimeZone");
+    }
+}
