@@ -363,6 +363,22 @@ fn embedded_default_speaks_what_clients_send() {
             .unwrap(),
         "int8|1016"
     );
+    // psql's describe commands.
+    assert!(
+        sg.psql("\\dt")
+            .unwrap()
+            .contains("public|t|table|shardgate"),
+        "{}",
+        sg.psql("\\dt").unwrap()
+    );
+    assert_eq!(sg.psql("\\d t").unwrap(), "k|bigint||not null|\nv|text|||");
+    assert_eq!(
+        sg.psql(
+            "SELECT pg_get_indexdef(i.indexrelid, 0, true) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname = 't'"
+        )
+        .unwrap(),
+        "CREATE UNIQUE INDEX t_pkey ON public.t USING btree (k)"
+    );
     // What SQLite cannot do is refused with PostgreSQL's error fields.
     let e = sg
         .psql("ALTER TABLE t ADD FOREIGN KEY (k) REFERENCES t (k)")

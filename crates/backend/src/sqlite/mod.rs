@@ -741,6 +741,9 @@ impl LiteConn {
             self.columns = None;
             self.translations.clear();
         }
+        if t.catalog {
+            catalog::refresh(&self.db)?;
+        }
         let Some((last, before)) = t.sql.split_last() else {
             be::command_complete(&mut self.out, t.tag.as_deref().unwrap_or(&verb));
             return Ok(());

@@ -41,6 +41,8 @@ pub struct Translation {
     /// The name PostgreSQL gives each output column, by position, where
     /// SQLite would name it otherwise (an expression's text).
     pub names: Vec<Option<String>>,
+    /// It reads catalogs that follow the schema (refresh them first).
+    pub catalog: bool,
 }
 
 impl Translation {
@@ -82,6 +84,7 @@ pub fn translate(
                 tag: Some(tag),
                 hints: Vec::new(),
                 names: Vec::new(),
+                catalog: false,
             });
         }
         "SHOW" => return show(sql),
@@ -95,6 +98,27 @@ pub fn translate(
         return Ok(Translation::same(sql));
     }
     let mut stmt = stmts.remove(0);
+    // Relations by their catalog names (`pg_catalog.x` is `x`).
+    let mut rels: Vec<String> = Vec::new();
+    let _ = sqlparser::ast::visit_relations(&stmt, |name| {
+        let parts = catalog_name(&name.0).unwrap_or_else(|| name.0.clone());
+        if let [ObjectNamePart::Identifier(i)] = parts.as_slice() {
+            rels.push(i.value.to_ascii_lowercase());
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if let Statement::Query(q) = &stmt
+        && rels
+            .iter()
+            .any(|r| super::catalog::EMPTY.contains(&r.as_str()))
+        && reads_empty(q.body.as_ref())
+        && let Some(t) = empty_answer(q)
+    {
+        return Ok(t);
+    }
+    let catalog = rels
+        .iter()
+        .any(|r| super::catalog::LIVE.contains(&r.as_str()));
     let (hints, names) = match &stmt {
         Statement::Query(q) => output_hints(q, columns),
         _ => (Vec::new(), Vec::new()),
@@ -145,6 +169,63 @@ pub fn translate(
         tag: None,
         hints,
         names,
+        catalog,
+    })
+}
+
+/// Does every row of `body` come from a catalog that is always empty here
+/// (one in its FROM list or inner-joined; in every branch of a UNION)?
+fn reads_empty(body: &SetExpr) -> bool {
+    use sqlparser::ast::{JoinOperator as J, TableFactor};
+    let empty = |f: &TableFactor| match f {
+        TableFactor::Table { name, .. } => {
+            let parts = catalog_name(&name.0).unwrap_or_else(|| name.0.clone());
+            matches!(parts.as_slice(), [ObjectNamePart::Identifier(i)]
+                if super::catalog::EMPTY.contains(&i.value.to_ascii_lowercase().as_str()))
+        }
+        _ => false,
+    };
+    match body {
+        SetExpr::Select(s) => s.from.iter().any(|t| {
+            empty(&t.relation)
+                || t.joins.iter().any(|j| {
+                    matches!(
+                        j.join_operator,
+                        J::Join(_) | J::Inner(_) | J::CrossJoin(_) | J::Semi(_) | J::LeftSemi(_)
+                    ) && empty(&j.relation)
+                })
+        }),
+        SetExpr::SetOperation { left, right, .. } => reads_empty(left) && reads_empty(right),
+        SetExpr::Query(q) => reads_empty(q.body.as_ref()),
+        _ => false,
+    }
+}
+
+/// A query over a catalog that is always empty here: no rows, under the
+/// names its (leftmost) select list gives.
+fn empty_answer(q: &Query) -> Option<Translation> {
+    let mut body = q.body.as_ref();
+    while let SetExpr::SetOperation { left, .. } = body {
+        body = left.as_ref();
+    }
+    let SetExpr::Select(s) = body else {
+        return None;
+    };
+    let mut cols = Vec::new();
+    for item in &s.projection {
+        let name = match item {
+            SelectItem::UnnamedExpr(e) => column_name(e).unwrap_or_else(|| "?column?".into()),
+            SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+            _ => return None,
+        };
+        cols.push(format!("NULL AS \"{}\"", name.replace('"', "\"\"")));
+    }
+    Some(Translation {
+        sql: vec![format!("SELECT {} WHERE 0", cols.join(", "))],
+        tag: None,
+        hints: vec![Some(oid::TEXT); cols.len()],
+        names: Vec::new(),
+        catalog: false,
     })
 }
 
@@ -175,6 +256,7 @@ fn show(sql: &str) -> Result<Translation, (&'static str, String)> {
         tag: Some("SHOW".into()),
         hints: vec![Some(oid::TEXT)],
         names: Vec::new(),
+        catalog: false,
     })
 }
 
@@ -202,6 +284,7 @@ fn rewrite_statement(stmt: &Statement) -> Result<Option<Translation>, (&'static 
                 tag: Some(format!("DROP {kind}")),
                 hints: Vec::new(),
                 names: Vec::new(),
+                catalog: false,
             })
         }
         Statement::Truncate(t) => Some(Translation {
@@ -213,6 +296,7 @@ fn rewrite_statement(stmt: &Statement) -> Result<Option<Translation>, (&'static 
             tag: Some("TRUNCATE TABLE".into()),
             hints: Vec::new(),
             names: Vec::new(),
+            catalog: false,
         }),
         Statement::CreateTable(ct)
             if ct.unlogged
@@ -226,6 +310,7 @@ fn rewrite_statement(stmt: &Statement) -> Result<Option<Translation>, (&'static 
                 tag: Some("CREATE TABLE".into()),
                 hints: Vec::new(),
                 names: Vec::new(),
+                catalog: false,
             })
         }
         Statement::CreateIndex(ci)
@@ -240,6 +325,7 @@ fn rewrite_statement(stmt: &Statement) -> Result<Option<Translation>, (&'static 
                 tag: Some("CREATE INDEX".into()),
                 hints: Vec::new(),
                 names: Vec::new(),
+                catalog: false,
             })
         }
         Statement::AlterTable(at)
@@ -284,6 +370,7 @@ fn rewrite_statement(stmt: &Statement) -> Result<Option<Translation>, (&'static 
                 tag: Some("ALTER TABLE".into()),
                 hints: Vec::new(),
                 names: Vec::new(),
+                catalog: false,
             })
         }
         _ => None,
@@ -438,6 +525,14 @@ fn rewrite_expr(e: &mut Expr) -> Result<bool, String> {
                     changed = true;
                 }
             }
+            if matches!(
+                func_name(&f.name).as_str(),
+                "pg_get_indexdef" | "pg_get_constraintdef"
+            ) && let Some(arg) = args_of(f).first()
+            {
+                *e = parse_expr(&format!("(SELECT def FROM sg_reldef WHERE oid = {arg})"))?;
+                return Ok(true);
+            }
             if func_name(&f.name) == "to_regclass"
                 && let [arg] = args_of(f).as_slice()
             {
@@ -490,6 +585,40 @@ fn rewrite_expr(e: &mut Expr) -> Result<bool, String> {
                 .collect();
             new.append(&mut rest);
             *parts = new;
+            Ok(true)
+        }
+        Expr::BinaryOp { left, op, right } => {
+            let (negate, icase) = match op {
+                BinaryOperator::PGRegexMatch => (false, false),
+                BinaryOperator::PGRegexIMatch => (false, true),
+                BinaryOperator::PGRegexNotMatch => (true, false),
+                BinaryOperator::PGRegexNotIMatch => (true, true),
+                BinaryOperator::PGCustomBinaryOperator(parts) => {
+                    match parts.last().map(String::as_str) {
+                        Some("~") => (false, false),
+                        Some("~*") => (false, true),
+                        Some("!~") => (true, false),
+                        Some("!~*") => (true, true),
+                        _ => return Ok(false),
+                    }
+                }
+                _ => return Ok(false),
+            };
+            let not = if negate { "NOT " } else { "" };
+            *e = parse_expr(&format!(
+                "{not}pg_regex({left}, {right}, {})",
+                i32::from(icase)
+            ))?;
+            Ok(true)
+        }
+        // The default and C collations are SQLite's BINARY (its default).
+        Expr::Collate { expr, collation }
+            if matches!(
+                last_part(collation).to_ascii_lowercase().as_str(),
+                "default" | "c" | "posix" | "ucs_basic"
+            ) =>
+        {
+            *e = expr.as_ref().clone();
             Ok(true)
         }
         Expr::Identifier(i) if i.quote_style.is_none() => {
