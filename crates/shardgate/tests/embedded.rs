@@ -363,6 +363,22 @@ fn embedded_default_speaks_what_clients_send() {
             .unwrap(),
         "int8|1016"
     );
+    // A serial primary key numbers rows as a sequence does (no reuse); a
+    // serial column SQLite cannot fill is refused, not left NULL.
+    sg.psql("CREATE TABLE s (id serial PRIMARY KEY, name text)").unwrap();
+    assert_eq!(
+        sg.psql("INSERT INTO s (name) VALUES ('a'), ('b') RETURNING id").unwrap(),
+        "1\n2\nINSERT 0 2"
+    );
+    sg.psql("DELETE FROM s WHERE id = 2").unwrap();
+    assert_eq!(
+        sg.psql("INSERT INTO s (name) VALUES ('c') RETURNING id").unwrap(),
+        "3\nINSERT 0 1"
+    );
+    let e = sg
+        .psql("CREATE TABLE s2 (k bigint PRIMARY KEY, n bigserial)")
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("serial"), "{e:#}");
     // psql's describe commands.
     assert!(
         sg.psql("\\dt")

@@ -298,6 +298,19 @@ fn rewrite_statement(stmt: &Statement) -> Result<Option<Translation>, (&'static 
             names: Vec::new(),
             catalog: false,
         }),
+        Statement::CreateTable(ct) if has_generated_ids(ct) => {
+            let mut ct = ct.clone();
+            ct.unlogged = false;
+            ct.table_options = sqlparser::ast::CreateTableOptions::None;
+            generated_ids(&mut ct)?;
+            Some(Translation {
+                sql: vec![Statement::CreateTable(ct).to_string()],
+                tag: Some("CREATE TABLE".into()),
+                hints: Vec::new(),
+                names: Vec::new(),
+                catalog: false,
+            })
+        }
         Statement::CreateTable(ct)
             if ct.unlogged
                 || !matches!(ct.table_options, sqlparser::ast::CreateTableOptions::None) =>
@@ -375,6 +388,92 @@ fn rewrite_statement(stmt: &Statement) -> Result<Option<Translation>, (&'static 
         }
         _ => None,
     })
+}
+
+/// Is a column's type one of the serial types?
+fn is_serial(t: &DataType) -> bool {
+    matches!(
+        t.to_string().to_ascii_lowercase().as_str(),
+        "serial" | "serial4" | "bigserial" | "serial8" | "smallserial" | "serial2"
+    )
+}
+
+/// Is a column an identity column (`GENERATED ... AS IDENTITY`)?
+fn is_identity(c: &sqlparser::ast::ColumnDef) -> bool {
+    c.options.iter().any(|o| {
+        matches!(
+            &o.option,
+            sqlparser::ast::ColumnOption::Generated {
+                generation_expr: None,
+                ..
+            } | sqlparser::ast::ColumnOption::Identity(_)
+        )
+    })
+}
+
+/// Does a CREATE TABLE have serial or identity columns?
+fn has_generated_ids(ct: &sqlparser::ast::CreateTable) -> bool {
+    ct.columns
+        .iter()
+        .any(|c| is_serial(&c.data_type) || is_identity(c))
+}
+
+/// Serial and identity columns as SQLite numbers rows: the table's
+/// single-column primary key becomes `INTEGER PRIMARY KEY` (SQLite's row
+/// id, assigned on INSERT; AUTOINCREMENT when the key is declared on the
+/// column, so ids are not reused, as a sequence's are not). Any other
+/// serial or identity column SQLite cannot fill: refused.
+fn generated_ids(ct: &mut sqlparser::ast::CreateTable) -> Result<(), (&'static str, String)> {
+    use sqlparser::ast::ColumnOption as O;
+    let table_pk: Option<Vec<String>> = ct.constraints.iter().find_map(|c| match c {
+        TableConstraint::PrimaryKey(pk) => Some(
+            pk.columns
+                .iter()
+                .map(|c| c.column.expr.to_string().to_ascii_lowercase())
+                .collect(),
+        ),
+        _ => None,
+    });
+    for c in &mut ct.columns {
+        if !is_serial(&c.data_type) && !is_identity(c) {
+            continue;
+        }
+        let name = c.name.value.to_ascii_lowercase();
+        let inline_pk = c
+            .options
+            .iter()
+            .any(|o| matches!(o.option, O::PrimaryKey(_)));
+        let sole_pk = inline_pk || table_pk.as_deref() == Some(std::slice::from_ref(&name));
+        if !sole_pk {
+            return Err((
+                "0A000",
+                format!(
+                    "column \"{}\": serial and identity columns are supported on embedded (SQLite) shards only as the table's single-column primary key",
+                    c.name.value
+                ),
+            ));
+        }
+        c.data_type = DataType::Integer(None);
+        c.options
+            .retain(|o| !matches!(o.option, O::Generated { .. } | O::Identity(_)));
+        if inline_pk {
+            let at = c
+                .options
+                .iter()
+                .position(|o| matches!(o.option, O::PrimaryKey(_)))
+                .unwrap_or(0);
+            c.options.insert(
+                at + 1,
+                sqlparser::ast::ColumnOptionDef {
+                    name: None,
+                    option: O::DialectSpecific(vec![sqlparser::tokenizer::Token::make_keyword(
+                        "AUTOINCREMENT",
+                    )]),
+                },
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The embedded catalog's name for a `pg_catalog.` or
@@ -1088,6 +1187,24 @@ mod tests {
         assert!(
             translate(
                 "alter table a add foreign key (x) references b (y)",
+                &HashMap::new()
+            )
+            .is_err()
+        );
+        let t = tr("create table s (id bigserial primary key, name text)");
+        assert_eq!(
+            t.sql,
+            vec!["CREATE TABLE s (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT)"]
+        );
+        let t =
+            tr("create table s (id int generated always as identity, name text, primary key (id))");
+        assert_eq!(
+            t.sql,
+            vec!["CREATE TABLE s (id INTEGER, name TEXT, PRIMARY KEY (id))"]
+        );
+        assert!(
+            translate(
+                "create table s (k int primary key, n serial)",
                 &HashMap::new()
             )
             .is_err()
