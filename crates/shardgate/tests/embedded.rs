@@ -365,14 +365,17 @@ fn embedded_default_speaks_what_clients_send() {
     );
     // A serial primary key numbers rows as a sequence does (no reuse); a
     // serial column SQLite cannot fill is refused, not left NULL.
-    sg.psql("CREATE TABLE s (id serial PRIMARY KEY, name text)").unwrap();
+    sg.psql("CREATE TABLE s (id serial PRIMARY KEY, name text)")
+        .unwrap();
     assert_eq!(
-        sg.psql("INSERT INTO s (name) VALUES ('a'), ('b') RETURNING id").unwrap(),
+        sg.psql("INSERT INTO s (name) VALUES ('a'), ('b') RETURNING id")
+            .unwrap(),
         "1\n2\nINSERT 0 2"
     );
     sg.psql("DELETE FROM s WHERE id = 2").unwrap();
     assert_eq!(
-        sg.psql("INSERT INTO s (name) VALUES ('c') RETURNING id").unwrap(),
+        sg.psql("INSERT INTO s (name) VALUES ('c') RETURNING id")
+            .unwrap(),
         "3\nINSERT 0 1"
     );
     let e = sg

@@ -225,6 +225,12 @@ pub fn register(db: &rusqlite::Connection, settings: Settings, pid: i32) -> rusq
         set(&s, &name, value.clone());
         Ok(value)
     })?;
+    db.create_scalar_function("date_trunc", 2, det, |ctx| {
+        let (Some(field), Some(ts)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {
+            return Ok(None);
+        };
+        date_trunc(&field, &ts).map(Some).map_err(user_error)
+    })?;
     db.create_scalar_function("pg_bool", 1, det, |ctx| {
         Ok(match ctx.get_raw(0) {
             ValueRef::Null => None,
@@ -262,6 +268,62 @@ pub fn register(db: &rusqlite::Connection, settings: Settings, pid: i32) -> rusq
         })
     })?;
     Ok(())
+}
+
+/// `date_trunc(field, ts)` on a timestamp's text: the timestamp (with
+/// `+00` if the input had a time zone or was a date, as PostgreSQL turns a
+/// date into a timestamptz) truncated to `field`.
+///
+/// # Errors
+/// An unknown field or text that is not a timestamp.
+pub fn date_trunc(field: &str, ts: &str) -> Result<String, String> {
+    use shardgate_core::{KeyType, KeyValue};
+    let t = ts.trim();
+    let zoned = t.len() == 10
+        || t.get(10..)
+            .is_some_and(|r| r.contains(['+', 'Z']) || r.rfind('-').is_some());
+    let micros = super::types::timestamptz_micros(t)?;
+    let day = 86_400_000_000i64;
+    let days = micros.div_euclid(day);
+    let text = |us: i64| KeyValue::Timestamp(us).to_string();
+    let base = text(days * day);
+    let (y, m): (i64, i64) = (
+        base[..4].parse().map_err(|_| "bad year".to_string())?,
+        base[5..7].parse().map_err(|_| "bad month".to_string())?,
+    );
+    let start_of = |y: i64, m: i64| -> Result<i64, String> {
+        match KeyValue::parse(KeyType::Timestamp, &format!("{y:04}-{m:02}-01 00:00:00")) {
+            Ok(KeyValue::Timestamp(us)) => Ok(us),
+            _ => Err(format!("timestamp out of range: \"{ts}\"")),
+        }
+    };
+    let unit = |u: i64| micros.div_euclid(u) * u;
+    let out = match field.to_ascii_lowercase().as_str() {
+        "microseconds" => micros,
+        "milliseconds" => unit(1_000),
+        "second" => unit(1_000_000),
+        "minute" => unit(60_000_000),
+        "hour" => unit(3_600_000_000),
+        "day" => days * day,
+        // 2000-01-01 was a Saturday; weeks start on Monday.
+        "week" => (days - (days.rem_euclid(7) + 5) % 7) * day,
+        "month" => start_of(y, m)?,
+        "quarter" => start_of(y, (m - 1) / 3 * 3 + 1)?,
+        "year" => start_of(y, 1)?,
+        "decade" => start_of(y - y.rem_euclid(10), 1)?,
+        "century" => start_of((y - 1).div_euclid(100) * 100 + 1, 1)?,
+        "millennium" => start_of((y - 1).div_euclid(1000) * 1000 + 1, 1)?,
+        other => {
+            return Err(format!(
+                "unit \"{other}\" not recognized for type timestamp"
+            ));
+        }
+    };
+    Ok(if zoned {
+        format!("{}+00", text(out))
+    } else {
+        text(out)
+    })
 }
 
 /// Random bytes (from the OS; a clock-seeded fallback).
@@ -310,5 +372,26 @@ mod tests {
         );
         assert_eq!(get(&s, "application_name").as_deref(), Some("psql"));
         assert_eq!(display_name("timezone"), "TimeZone");
+        assert_eq!(
+            date_trunc("month", "2024-03-17 10:11:12.5").unwrap(),
+            "2024-03-01 00:00:00"
+        );
+        assert_eq!(
+            date_trunc("week", "2024-03-17 10:11:12").unwrap(),
+            "2024-03-11 00:00:00"
+        );
+        assert_eq!(
+            date_trunc("quarter", "2024-08-17 10:00:00+02").unwrap(),
+            "2024-07-01 00:00:00+00"
+        );
+        assert_eq!(
+            date_trunc("year", "2024-08-17").unwrap(),
+            "2024-01-01 00:00:00+00"
+        );
+        assert_eq!(
+            date_trunc("hour", "1999-12-31 23:59:59").unwrap(),
+            "1999-12-31 23:00:00"
+        );
+        assert!(date_trunc("fortnight", "2024-01-01").is_err());
     }
 }

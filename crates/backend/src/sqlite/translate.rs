@@ -559,6 +559,22 @@ fn rewrite_query(q: &mut Query, changed: &mut bool) {
         q.locks.clear();
         *changed = true;
     }
+    // SQLite takes OFFSET only after a LIMIT, and no ROW(S) after it.
+    if let Some(sqlparser::ast::LimitClause::LimitOffset {
+        limit,
+        offset: Some(offset),
+        ..
+    }) = &mut q.limit_clause
+    {
+        if limit.is_none() {
+            *limit = Some(number("-1"));
+            *changed = true;
+        }
+        if offset.rows != sqlparser::ast::OffsetRows::None {
+            offset.rows = sqlparser::ast::OffsetRows::None;
+            *changed = true;
+        }
+    }
     if let Some(fetch) = q.fetch.take() {
         *changed = true;
         if !fetch.with_ties && !fetch.percent {
@@ -1097,6 +1113,10 @@ fn expr_type(e: &Expr, columns: &HashMap<String, String>) -> Option<u32> {
                 | "current_schema" | "current_database" | "current_setting" | "set_config"
                 | "md5" | "repeat" | "lpad" | "rpad" | "left" | "right" | "to_char" | "initcap"
                 | "reverse" | "chr" | "current_user" | "session_user" => oid::TEXT,
+                "date_trunc" => match args.get(1).and_then(|a| expr_type(a, columns)) {
+                    Some(oid::TIMESTAMP) => oid::TIMESTAMP,
+                    _ => oid::TIMESTAMPTZ,
+                },
                 "now"
                 | "current_timestamp"
                 | "transaction_timestamp"
@@ -1153,6 +1173,8 @@ mod tests {
         );
         let s = &tr("SELECT k FROM t WHERE k = ANY(ARRAY[1, 2]) FETCH FIRST 3 ROWS ONLY").sql[0];
         assert!(s.contains("k IN (1, 2)") && s.ends_with("LIMIT 3"), "{s}");
+        let s = &tr("SELECT k FROM t ORDER BY k OFFSET 5 ROWS").sql[0];
+        assert!(s.ends_with("LIMIT -1 OFFSET 5"), "{s}");
     }
 
     #[test]
