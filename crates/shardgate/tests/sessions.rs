@@ -374,7 +374,7 @@ async fn session_state_pooling_cannot_carry_is_refused() {
         .unwrap();
     // Refused: state that would stay on a pooled connection.
     for q in [
-        "SELECT set_config('app.tenant', '42', false)",
+        "SELECT set_config('app.tenant', id::text, false) FROM jobs WHERE id = 1",
         "SELECT pg_advisory_lock(7)",
         "SELECT pg_try_advisory_lock(7)",
         "LISTEN jobs",
@@ -459,4 +459,114 @@ async fn session_state_pooling_cannot_carry_is_refused() {
     raw.send(&[Raw::msg(b'Q', b"SELECT 1\0")]);
     let got = raw.until(b'Z');
     assert!(got.iter().any(|(t, _)| *t == b'D'), "{got:?}");
+}
+
+/// pg_dump through shardgate (its preamble's `set_config(..., false)`
+/// calls, `LOCK TABLE` of a sharded table, SQL-level PREPARE/EXECUTE of its
+/// catalog queries, COPY out of every shard), and those statements on
+/// their own: set_config tracked as SET (replayed on the pooled
+/// connections), PREPARE/EXECUTE/DEALLOCATE as PostgreSQL answers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_dump_and_sql_level_prepare() {
+    let c = PgCluster::start_with(
+        4,
+        "pool_size = 1\n",
+        "[[tables]]\nname = \"jobs\"\nshard_key = \"id\"\nkey_type = \"bigint\"\n",
+    );
+    let port = c.sg.port();
+    let a = client(port).await;
+    a.batch_execute("CREATE TABLE jobs (id bigint PRIMARY KEY, state text)")
+        .await
+        .unwrap();
+    for id in 1..=20i64 {
+        a.execute(
+            "INSERT INTO jobs VALUES ($1, $2)",
+            &[&id, &format!("s{id}")],
+        )
+        .await
+        .unwrap();
+    }
+    // set_config(..., false) on its own is a SET: answered with the value,
+    // and it holds on every shard connection the session uses.
+    let m = a
+        .simple_query("SELECT pg_catalog.set_config('application_name', 'dumper', false)")
+        .await
+        .unwrap();
+    assert_eq!(rows(&m), vec!["dumper"]);
+    let m = a
+        .simple_query("SELECT current_setting('application_name') FROM jobs WHERE id IN (1, 2, 3, 4, 5, 6, 7, 8) LIMIT 1")
+        .await
+        .unwrap();
+    assert_eq!(rows(&m), vec!["dumper"]);
+    // Inside a larger query it still changes the session unseen: refused.
+    let e = a
+        .simple_query("SELECT set_config('application_name', state, false) FROM jobs")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "0A000");
+    // PREPARE / EXECUTE with typed and untyped parameters, across shards.
+    a.batch_execute("PREPARE one(bigint) AS SELECT state FROM jobs WHERE id = $1")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&a.simple_query("EXECUTE one(7)").await.unwrap()),
+        vec!["s7"]
+    );
+    a.batch_execute("PREPARE many AS SELECT count(*) FROM jobs WHERE id > $1")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&a.simple_query("EXECUTE many(15)").await.unwrap()),
+        vec!["5"]
+    );
+    let e = a.simple_query("EXECUTE many(1, 2)").await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "42601");
+    let e = a
+        .batch_execute("PREPARE one AS SELECT 1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "42P05");
+    a.batch_execute("DEALLOCATE one").await.unwrap();
+    let e = a.simple_query("EXECUTE one(7)").await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "26000");
+    // LOCK TABLE of a sharded table: on every shard, in a transaction.
+    a.batch_execute("BEGIN; LOCK TABLE jobs IN SHARE MODE; COMMIT")
+        .await
+        .unwrap();
+    // pg_dump: the schema once, every row once.
+    let out = std::process::Command::new(shardgate_testkit::pg_bin("pg_dump"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "app",
+            "app",
+        ])
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        dump.matches("CREATE TABLE public.jobs").count(),
+        1,
+        "{dump}"
+    );
+    let data: Vec<&str> = dump
+        .lines()
+        .skip_while(|l| !l.starts_with("COPY public.jobs"))
+        .skip(1)
+        .take_while(|l| *l != "\\.")
+        .collect();
+    let mut ids: Vec<i64> = data
+        .iter()
+        .map(|l| l.split('\t').next().unwrap().parse().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (1..=20).collect::<Vec<i64>>(), "{dump}");
 }

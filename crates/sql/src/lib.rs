@@ -26,7 +26,7 @@ pub mod rewrite;
 pub mod split;
 
 pub use aggregate::AggSpec;
-pub use analyze::{Analyzed, analyze, analyze_all};
+pub use analyze::{Analyzed, analyze, analyze_all, substitute};
 pub use error::SqlError;
 pub use merge::{KeyColumn, LeanMerge, MergeSpec, SortKey};
 pub use params::Params;

@@ -73,6 +73,34 @@ pub enum Local {
         /// The statement text, replayed on shard connections.
         sql: String,
     },
+    /// `SELECT set_config('name', 'value', false)` on its own (pg_dump's
+    /// preamble): tracked as a SET, answered with the value as a row.
+    SetConfig {
+        /// Parameter name, lower-case.
+        name: String,
+        /// The new value (`None`: the form over `pg_settings`, whose rows
+        /// the default shard gives).
+        value: Option<String>,
+        /// The call as shard connections replay it.
+        sql: String,
+    },
+    /// SQL-level `PREPARE name [(types)] AS statement`: kept by the session.
+    Prepare {
+        /// Statement name (as PostgreSQL folds it).
+        name: String,
+        /// Declared parameter types, as SQL text.
+        types: Vec<String>,
+        /// The statement, with `$n` placeholders.
+        body: String,
+    },
+    /// SQL-level `EXECUTE name [(args)]`: the statement with the arguments
+    /// in place of its placeholders ([`crate::analyze::substitute`]).
+    Execute {
+        /// Statement name.
+        name: String,
+        /// Argument expressions, as SQL text.
+        args: Vec<String>,
+    },
     /// SET LOCAL, SAVEPOINT, RELEASE, ROLLBACK TO: sent to every shard in
     /// the transaction, and replayed on shards that join later.
     InTransaction,

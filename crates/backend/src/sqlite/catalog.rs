@@ -208,6 +208,9 @@ pub fn install(db: &rusqlite::Connection) -> rusqlite::Result<()> {
          DELETE FROM pg_database;
          INSERT INTO pg_database VALUES (16383, 'shardgate', 10, 6, 'C', 'C', NULL, 'c', NULL, 1, 0);
          CREATE TEMP TABLE IF NOT EXISTS pg_collation (oid INTEGER, collname TEXT, collnamespace INTEGER);
+         CREATE TEMP TABLE IF NOT EXISTS pg_settings (name TEXT, setting TEXT);
+         DELETE FROM pg_settings;
+         INSERT INTO pg_settings VALUES {};
          CREATE TEMP TABLE IF NOT EXISTS pg_class (oid INTEGER, relname TEXT, relnamespace INTEGER, relkind TEXT, relowner INTEGER, relam INTEGER, relpersistence TEXT, relispartition boolean, reltuples REAL, relhasindex boolean, reltype INTEGER, relchecks INTEGER, relhasrules boolean, relhastriggers boolean, relrowsecurity boolean, relforcerowsecurity boolean, reltablespace INTEGER, reloftype INTEGER, relreplident TEXT, reltoastrelid INTEGER, relpartbound TEXT, relnatts INTEGER);
          CREATE TEMP TABLE IF NOT EXISTS pg_attribute (attrelid INTEGER, attname TEXT, atttypid INTEGER, attnum INTEGER, attnotnull boolean, attisdropped boolean, atttypmod INTEGER, attlen INTEGER, atthasdef boolean, attidentity TEXT, attgenerated TEXT, attcollation INTEGER);
          CREATE TEMP TABLE IF NOT EXISTS pg_attrdef (oid INTEGER, adrelid INTEGER, adnum INTEGER, adbin TEXT);
@@ -220,7 +223,12 @@ pub fn install(db: &rusqlite::Connection) -> rusqlite::Result<()> {
          CREATE TEMP VIEW IF NOT EXISTS information_schema_columns (table_catalog, table_schema, table_name, column_name, ordinal_position, data_type, is_nullable, column_default) AS
            SELECT 'shardgate', 'public', m.name, p.name, p.cid + 1, lower(p.type), CASE WHEN p.\"notnull\" OR p.pk > 0 THEN 'NO' ELSE 'YES' END, p.dflt_value
            FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%';",
-        types.join(", ")
+        types.join(", "),
+        super::settings::defaults()
+            .iter()
+            .map(|(n, v)| format!("('{}', '{}')", n.to_ascii_lowercase(), v.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ")
     ))?;
     refresh(db)
 }

@@ -639,7 +639,9 @@ impl LiteConn {
 
     /// The session's replay of a startup parameter.
     fn replayed_setting(sql: &str) -> bool {
-        sql.starts_with("SELECT pg_catalog.set_config(") && sql.ends_with(", false)")
+        sql.starts_with("SELECT pg_catalog.set_config(")
+            && (sql.ends_with(", false)")
+                || sql.contains(", false) FROM pg_catalog.pg_settings WHERE name = "))
     }
 
     /// Statements answered without SQLite: their command tag.

@@ -43,6 +43,11 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("max_connections", "100"),
 ];
 
+/// The settings every connection starts with: (name, value).
+pub fn defaults() -> &'static [(&'static str, &'static str)] {
+    DEFAULTS
+}
+
 /// The name `SHOW` puts over its column (PostgreSQL's spelling).
 pub fn display_name(name: &str) -> String {
     DEFAULTS
@@ -134,7 +139,15 @@ pub fn apply_set_config(settings: &Settings, sql: &str) {
         .filter(|(i, _)| i % 2 == 1)
         .map(|(_, s)| s.to_string())
         .collect();
-    if let [name, value, ..] = args.as_slice() {
+    if sql.contains(" FROM pg_catalog.pg_settings WHERE ") {
+        // `set_config(name, 'value', false) ... WHERE name = 'x'`: only a
+        // setting this shard has.
+        if let [value, name, ..] = args.as_slice()
+            && get(settings, name).is_some()
+        {
+            set(settings, name, Some(value.clone()));
+        }
+    } else if let [name, value, ..] = args.as_slice() {
         set(settings, name, Some(value.clone()));
     }
 }

@@ -38,6 +38,18 @@ impl Session {
             let fields = super::refusal(&self.router, e, p.sql).await;
             return self.batch_error(&fields);
         }
+        if let Template::Local(Local::Prepare { .. } | Local::Execute { .. }) = &template {
+            return self.batch_error(&err_fields(
+                "0A000",
+                "SQL-level PREPARE/EXECUTE is supported in the simple query protocol; in the extended one, prepare the statement itself",
+            ));
+        }
+        if let Template::Local(Local::SetConfig { .. }) = &template {
+            return self.batch_error(&err_fields(
+                "0A000",
+                "set_config(..., false) is tracked as SET in the simple query protocol only; use SET, or set_config(..., true) inside a transaction",
+            ));
+        }
         let prepared = Prepared {
             sql: p.sql.to_string(),
             types: p.param_types,

@@ -158,7 +158,12 @@ impl Session {
                 self.prelude.push(sql.to_string());
                 be::command_complete(&mut self.out.buf, &tag);
             }
-            Local::Set { name, sql: set_sql } => {
+            Local::Set { .. } | Local::SetConfig { .. } => {
+                let (name, set_sql, value) = match l {
+                    Local::Set { name, sql } => (name, sql, None),
+                    Local::SetConfig { name, sql, value } => (name, sql, Some(value)),
+                    _ => return Ok(Done::Ok),
+                };
                 if self.txn == TxnState::Failed {
                     self.send_error(&err_fields(
                         "25P02",
@@ -192,6 +197,23 @@ impl Session {
                 let h = self.settings_hash;
                 for c in self.conns.values_mut() {
                     *c.settings() = h;
+                }
+                if let Some(None) = value {
+                    // The form over pg_settings: its rows, from the default
+                    // shard (the setting is now on every connection).
+                    return self
+                        .route_simple(&[self.topo.default_shard], set_sql, StmtKind::Other)
+                        .await;
+                }
+                if let Some(Some(v)) = value {
+                    // set_config's answer: the new value.
+                    be::row_description(
+                        &mut self.out.buf,
+                        &[shardgate_wire::backend::Column::new("set_config", 25, -1)],
+                    );
+                    be::data_row(&mut self.out.buf, [Some(v.as_bytes())].into_iter());
+                    be::command_complete(&mut self.out.buf, "SELECT 1");
+                    return Ok(Done::Ok);
                 }
                 let tag = if set_sql
                     .trim_start()
@@ -228,6 +250,7 @@ impl Session {
                 }
                 if discard {
                     self.stmts.clear();
+                    self.sql_prepared.clear();
                     self.cursors.clear();
                 }
                 be::command_complete(
@@ -237,9 +260,68 @@ impl Session {
             }
             Local::Empty => be::empty_query(&mut self.out.buf),
             Local::Tag(tag) => be::command_complete(&mut self.out.buf, tag),
+            Local::Prepare { name, types, body } => {
+                if self.txn == TxnState::Failed {
+                    self.fail_statement(&err_fields(
+                        "25P02",
+                        "current transaction is aborted, commands ignored until end of transaction block",
+                    ));
+                    return Ok(Done::Failed);
+                }
+                if self.sql_prepared.contains_key(name) || self.stmts.contains_key(name) {
+                    self.fail_statement(&err_fields(
+                        "42P05",
+                        format!("prepared statement \"{name}\" already exists"),
+                    ));
+                    return Ok(Done::Failed);
+                }
+                self.sql_prepared
+                    .insert(name.clone(), (types.clone(), body.clone()));
+                be::command_complete(&mut self.out.buf, "PREPARE");
+            }
+            Local::Execute { name, args } => {
+                let Some((types, body)) = self.sql_prepared.get(name) else {
+                    self.fail_statement(&err_fields(
+                        "26000",
+                        format!("prepared statement \"{name}\" does not exist"),
+                    ));
+                    return Ok(Done::Failed);
+                };
+                let text = match shardgate_sql::substitute(body, types, args) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let fields = super::refusal(&self.router, &e, sql).await;
+                        self.fail_statement(&fields);
+                        return Ok(Done::Failed);
+                    }
+                };
+                let template = shardgate_sql::analyze(&text, &self.topo);
+                if matches!(
+                    template,
+                    Template::Local(Local::Prepare { .. } | Local::Execute { .. })
+                ) {
+                    self.fail_statement(&err_fields(
+                        "0A000",
+                        "a prepared statement cannot PREPARE or EXECUTE",
+                    ));
+                    return Ok(Done::Failed);
+                }
+                return match self.resolve_plan(&template, &Params::none()) {
+                    Err(e) => {
+                        let fields = super::refusal(&self.router, &e, &text).await;
+                        self.fail_statement(&fields);
+                        Ok(Done::Failed)
+                    }
+                    Ok(p) => Box::pin(self.run_plan_simple(&p, &template, &text)).await,
+                };
+            }
             Local::Deallocate(name) => {
                 match name {
-                    None => self.stmts.clear(),
+                    None => {
+                        self.stmts.clear();
+                        self.sql_prepared.clear();
+                    }
+                    Some(n) if self.sql_prepared.remove(n).is_some() => {}
                     Some(n) => {
                         if self.stmts.remove(n).is_none() {
                             self.fail_statement(&err_fields(

@@ -116,6 +116,7 @@ pub async fn run(router: Arc<Router>, sock: TcpStream) -> std::io::Result<()> {
         settings_hash: 0,
         settings_at_begin: None,
         stmts: HashMap::new(),
+        sql_prepared: HashMap::new(),
         portals: HashMap::new(),
         cursors: HashMap::new(),
         savepoints: Default::default(),
@@ -156,6 +157,8 @@ struct Session {
     /// The settings when the transaction began (restored by ROLLBACK).
     settings_at_begin: Option<(Vec<(String, String)>, u64)>,
     stmts: HashMap<String, Prepared>,
+    /// SQL-level prepared statements: declared types and body.
+    sql_prepared: HashMap<String, (Vec<String>, String)>,
     portals: HashMap<String, Portal>,
     /// SQL cursors the session knows of (see `cursors`).
     cursors: HashMap<String, cursors::Cursor>,

@@ -206,10 +206,72 @@ fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
     let [stmt] = stmts.as_slice() else {
         return Err(SqlError::Syntax("expected exactly one statement".into()));
     };
+    if let Some(l) = session_state::set_config_statement(stmt) {
+        return Ok(Template::Local(l));
+    }
     if let Some(e) = session_state::refusal(stmt, sql) {
         return Err(e);
     }
     analyze_statement(stmt, sql, topo)
+}
+
+/// The text of a SQL-level prepared statement `body` run with `args` (SQL
+/// expressions) in place of its `$n` placeholders, each cast to its
+/// declared type (`types`) if it has one.
+///
+/// # Errors
+/// PostgreSQL's 42601 for a wrong number of arguments; an argument or
+/// body that does not parse.
+pub fn substitute(body: &str, types: &[String], args: &[String]) -> Result<String, SqlError> {
+    let dialect = PostgreSqlDialect {};
+    let mut stmts =
+        Parser::parse_sql(&dialect, body).map_err(|e| SqlError::Syntax(e.to_string()))?;
+    let [stmt] = stmts.as_mut_slice() else {
+        return Err(SqlError::Syntax("expected exactly one statement".into()));
+    };
+    let mut highest = 0usize;
+    let _ = sqlparser::ast::visit_expressions(stmt, |e| {
+        if let Expr::Value(v) = e
+            && let sqlparser::ast::Value::Placeholder(p) = &v.value
+            && let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
+        {
+            highest = highest.max(n);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    let wanted = types.len().max(highest);
+    if args.len() != wanted {
+        return Err(SqlError::State(
+            "42601",
+            format!(
+                "wrong number of parameters for prepared statement: expected {wanted} parameters but got {}",
+                args.len()
+            ),
+        ));
+    }
+    let mut exprs = Vec::with_capacity(args.len());
+    for (i, a) in args.iter().enumerate() {
+        let text = match types.get(i) {
+            Some(t) => format!("CAST(({a}) AS {t})"),
+            None => format!("({a})"),
+        };
+        let e = Parser::new(&dialect)
+            .try_with_sql(&text)
+            .and_then(|mut p| p.parse_expr())
+            .map_err(|e| SqlError::Syntax(e.to_string()))?;
+        exprs.push(e);
+    }
+    let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
+        if let Expr::Value(v) = e
+            && let sqlparser::ast::Value::Placeholder(p) = &v.value
+            && let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
+            && let Some(arg) = n.checked_sub(1).and_then(|i| exprs.get(i))
+        {
+            *e = arg.clone();
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    Ok(stmt.to_string())
 }
 
 /// A statement sqlparser cannot parse is sent to the default shard only when
@@ -773,10 +835,29 @@ fn analyze_one(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template,
                 .unwrap_or_else(Template::Refuse),
         )),
         S::Copy { .. } => crate::copy::analyze(stmt, topo)?,
-        S::Prepare { .. } | S::Execute { .. } => {
+        S::Prepare {
+            name,
+            data_types,
+            statement,
+        } => Template::Local(Local::Prepare {
+            name: ident_name(name),
+            types: data_types.iter().map(ToString::to_string).collect(),
+            body: statement.to_string(),
+        }),
+        S::Execute {
+            name: Some(name),
+            parameters,
+            immediate: false,
+            into,
+            using,
+            ..
+        } if into.is_empty() && using.is_empty() => Template::Local(Local::Execute {
+            name: object_parts(name).pop().unwrap_or_default(),
+            args: parameters.iter().map(ToString::to_string).collect(),
+        }),
+        S::Execute { .. } => {
             return Err(SqlError::Unsupported(
-                "SQL-level PREPARE/EXECUTE is not supported; use the extended query protocol"
-                    .into(),
+                "this form of EXECUTE is not supported".into(),
             ));
         }
         S::CreateTable(ct) => {
@@ -853,6 +934,17 @@ fn analyze_one(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template,
         | S::DropFunction(_)
         | S::CreateRole(_)
         | S::AlterRole { .. } => route(Targets::All, StmtKind::Ddl),
+        // LOCK TABLE: on every shard that holds a copy or part of a
+        // sharded or reference table, on the default shard otherwise.
+        S::Lock(l) => {
+            let names: Vec<ObjectName> = l.tables.iter().map(|t| t.name.clone()).collect();
+            let c = classes(&names, topo);
+            if !c.sharded.is_empty() || c.reference > 0 {
+                route(Targets::All, StmtKind::Other)
+            } else {
+                route(Targets::Default, StmtKind::Other)
+            }
+        }
         S::ShowVariable { .. } | S::ShowVariables { .. } => {
             route(Targets::Default, StmtKind::Other)
         }

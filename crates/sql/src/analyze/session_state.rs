@@ -83,6 +83,124 @@ pub(crate) fn refusal(stmt: &Statement, sql: &str) -> Option<SqlError> {
     f.0
 }
 
+/// `SELECT [pg_catalog.]set_config('name', 'value', false)` and nothing
+/// else (no FROM, one output column, constant arguments): the same as SET,
+/// so tracked like it ([`crate::plan::Local::SetConfig`]). Also pg_dump's
+/// `SELECT set_config(name, 'value', false) FROM pg_settings WHERE name =
+/// 'x'` (a SET of x where the server has it).
+pub(crate) fn set_config_statement(stmt: &Statement) -> Option<crate::plan::Local> {
+    let Statement::Query(q) = stmt else {
+        return None;
+    };
+    let ast::SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    if q.with.is_some()
+        || q.order_by.is_some()
+        || q.limit_clause.is_some()
+        || s.projection.len() != 1
+    {
+        return None;
+    }
+    // The pg_settings form: FROM pg_settings WHERE name = 'x'.
+    let settings_name = match (s.from.as_slice(), &s.selection) {
+        ([], None) => None,
+        (
+            [t],
+            Some(Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::Eq,
+                right,
+            }),
+        ) if t.joins.is_empty()
+            && matches!(&t.relation, ast::TableFactor::Table { name, .. }
+                    if matches!(crate::analyze::object_parts(name).as_slice(),
+                        [n] | [_, n] if n == "pg_settings"))
+            && matches!(left.as_ref(), Expr::Identifier(i) if ident_name(i) == "name") =>
+        {
+            match right.as_ref() {
+                Expr::Value(v) => match &v.value {
+                    ast::Value::SingleQuotedString(s) => Some(s.clone()),
+                    _ => return None,
+                },
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    let (ast::SelectItem::UnnamedExpr(Expr::Function(f))
+    | ast::SelectItem::ExprWithAlias {
+        expr: Expr::Function(f),
+        ..
+    }) = &s.projection[0]
+    else {
+        return None;
+    };
+    let parts: Vec<String> = f
+        .name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident().map(ident_name))
+        .collect();
+    if !matches!(parts.as_slice(), [n] | [_, n] if n == "set_config")
+        || (parts.len() == 2 && parts[0] != "pg_catalog")
+    {
+        return None;
+    }
+    let ast::FunctionArguments::List(l) = &f.args else {
+        return None;
+    };
+    let text = |a: &ast::FunctionArg| match a {
+        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
+            ast::Value::SingleQuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let [n, v, local] = l.args.as_slice() else {
+        return None;
+    };
+    let off = match local {
+        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(Expr::Value(v))) => {
+            matches!(v.value, ast::Value::Boolean(false))
+                || matches!(&v.value, ast::Value::SingleQuotedString(s) if matches!(s.to_ascii_lowercase().as_str(), "false" | "f" | "off" | "no" | "0"))
+        }
+        _ => false,
+    };
+    let value = text(v)?;
+    let name = match (&settings_name, n) {
+        (
+            Some(setting),
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(Expr::Identifier(i))),
+        ) if ident_name(i) == "name" => setting.clone(),
+        (Some(_), _) => return None,
+        (None, n) => text(n)?,
+    };
+    if !off
+        || name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
+        return None;
+    }
+    let lit = value.replace('\'', "''");
+    Some(match settings_name {
+        Some(_) => crate::plan::Local::SetConfig {
+            sql: format!(
+                "SELECT pg_catalog.set_config(name, '{lit}', false) FROM pg_catalog.pg_settings WHERE name = '{name}'"
+            ),
+            name: name.to_ascii_lowercase(),
+            value: None,
+        },
+        None => crate::plan::Local::SetConfig {
+            sql: format!("SELECT pg_catalog.set_config('{name}', '{lit}', false)"),
+            name: name.to_ascii_lowercase(),
+            value: Some(value),
+        },
+    })
+}
+
 /// Is this `set_config` call's third argument the constant `true` (the
 /// change ends with the transaction)?
 fn is_local(f: &ast::Function) -> bool {
