@@ -385,26 +385,19 @@ mod tests {
         );
         assert_eq!(get(&s, "application_name").as_deref(), Some("psql"));
         assert_eq!(display_name("timezone"), "TimeZone");
-        assert_eq!(
-            date_trunc("month", "2024-03-17 10:11:12.5").unwrap(),
-            "2024-03-01 00:00:00"
-        );
-        assert_eq!(
-            date_trunc("week", "2024-03-17 10:11:12").unwrap(),
-            "2024-03-11 00:00:00"
-        );
-        assert_eq!(
-            date_trunc("quarter", "2024-08-17 10:00:00+02").unwrap(),
-            "2024-07-01 00:00:00+00"
-        );
-        assert_eq!(
-            date_trunc("year", "2024-08-17").unwrap(),
-            "2024-01-01 00:00:00+00"
-        );
-        assert_eq!(
-            date_trunc("hour", "1999-12-31 23:59:59").unwrap(),
-            "1999-12-31 23:00:00"
-        );
+        for (field, ts, want) in [
+            ("month", "2024-03-17 10:11:12.5", "2024-03-01 00:00:00"),
+            ("week", "2024-03-17 10:11:12", "2024-03-11 00:00:00"),
+            (
+                "quarter",
+                "2024-08-17 10:00:00+02",
+                "2024-07-01 00:00:00+00",
+            ),
+            ("year", "2024-08-17", "2024-01-01 00:00:00+00"),
+            ("hour", "1999-12-31 23:59:59", "1999-12-31 23:00:00"),
+        ] {
+            assert_eq!(date_trunc(field, ts).unwrap(), want, "{field} {ts}");
+        }
         assert!(date_trunc("fortnight", "2024-01-01").is_err());
     }
 }

@@ -298,26 +298,15 @@ fn rewrite_statement(stmt: &Statement) -> Result<Option<Translation>, (&'static 
             names: Vec::new(),
             catalog: false,
         }),
-        Statement::CreateTable(ct) if has_generated_ids(ct) => {
-            let mut ct = ct.clone();
-            ct.unlogged = false;
-            ct.table_options = sqlparser::ast::CreateTableOptions::None;
-            generated_ids(&mut ct)?;
-            Some(Translation {
-                sql: vec![Statement::CreateTable(ct).to_string()],
-                tag: Some("CREATE TABLE".into()),
-                hints: Vec::new(),
-                names: Vec::new(),
-                catalog: false,
-            })
-        }
         Statement::CreateTable(ct)
             if ct.unlogged
+                || has_generated_ids(ct)
                 || !matches!(ct.table_options, sqlparser::ast::CreateTableOptions::None) =>
         {
             let mut ct = ct.clone();
             ct.unlogged = false;
             ct.table_options = sqlparser::ast::CreateTableOptions::None;
+            generated_ids(&mut ct)?;
             Some(Translation {
                 sql: vec![Statement::CreateTable(ct).to_string()],
                 tag: Some("CREATE TABLE".into()),
