@@ -244,6 +244,18 @@ pub fn register(db: &rusqlite::Connection, settings: Settings, pid: i32) -> rusq
         };
         date_trunc(&field, &ts).map(Some).map_err(user_error)
     })?;
+    db.create_scalar_function("pg_extract", 2, det, |ctx| {
+        let (Some(field), Some(ts)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {
+            return Ok(None);
+        };
+        extract(&field, &ts).map(Some).map_err(user_error)
+    })?;
+    db.create_scalar_function("date_part", 2, det, |ctx| {
+        let (Some(field), Some(ts)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {
+            return Ok(None);
+        };
+        extract(&field, &ts).map(Some).map_err(user_error)
+    })?;
     db.create_scalar_function("pg_bool", 1, det, |ctx| {
         Ok(match ctx.get_raw(0) {
             ValueRef::Null => None,
@@ -339,6 +351,53 @@ pub fn date_trunc(field: &str, ts: &str) -> Result<String, String> {
     })
 }
 
+/// `EXTRACT(field FROM ts)` / `date_part` on a timestamp's text (UTC).
+///
+/// # Errors
+/// An unknown field or text that is not a timestamp.
+pub fn extract(field: &str, ts: &str) -> Result<Value, String> {
+    let micros = super::types::timestamptz_micros(ts)?;
+    let day = 86_400_000_000i64;
+    let days = micros.div_euclid(day);
+    let of_day = micros.rem_euclid(day);
+    let text = shardgate_core::KeyValue::Timestamp(days * day).to_string();
+    let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
+        text.get(r)
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| format!("invalid timestamp: \"{ts}\""))
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    // 2000-01-01 was a Saturday (6; Sunday is 0).
+    let dow = (days.rem_euclid(7) + 6) % 7;
+    let jan1 = date_trunc("year", &text)?;
+    let doy = days - super::types::timestamptz_micros(&jan1)?.div_euclid(day) + 1;
+    let int = |v: i64| Ok(Value::Integer(v));
+    match field.to_ascii_lowercase().as_str() {
+        "year" => int(y),
+        "month" => int(m),
+        "day" => int(d),
+        "hour" => int(of_day / 3_600_000_000),
+        "minute" => int(of_day / 60_000_000 % 60),
+        "second" => Ok(Value::Real((of_day % 60_000_000) as f64 / 1e6)),
+        "milliseconds" => Ok(Value::Real((of_day % 60_000_000) as f64 / 1e3)),
+        "microseconds" => int(of_day % 60_000_000),
+        "dow" => int(dow),
+        "isodow" => int(if dow == 0 { 7 } else { dow }),
+        "doy" => int(doy),
+        "quarter" => int((m - 1) / 3 + 1),
+        "decade" => int(y.div_euclid(10)),
+        "century" => int(if y > 0 {
+            (y + 99) / 100
+        } else {
+            -((99 - y) / 100)
+        }),
+        "epoch" => Ok(Value::Real((micros + 946_684_800_000_000) as f64 / 1e6)),
+        other => Err(format!(
+            "unit \"{other}\" not supported for type timestamp on embedded (SQLite) shards"
+        )),
+    }
+}
+
 /// Random bytes (from the OS; a clock-seeded fallback).
 fn getrandom(buf: &mut [u8]) {
     use std::io::Read;
@@ -399,5 +458,24 @@ mod tests {
             assert_eq!(date_trunc(field, ts).unwrap(), want, "{field} {ts}");
         }
         assert!(date_trunc("fortnight", "2024-01-01").is_err());
+        for (field, ts, want) in [
+            ("year", "2024-03-17 10:11:12", 2024),
+            ("month", "2024-03-17 10:11:12", 3),
+            ("dow", "2024-03-17 10:11:12", 0),
+            ("isodow", "2024-03-17 10:11:12", 7),
+            ("doy", "2024-03-01", 61),
+            ("hour", "2024-03-17 10:11:12+02", 8),
+            ("quarter", "2024-08-17", 3),
+        ] {
+            assert_eq!(
+                extract(field, ts).unwrap(),
+                Value::Integer(want),
+                "{field} {ts}"
+            );
+        }
+        assert_eq!(
+            extract("second", "2024-03-17 10:11:12.5").unwrap(),
+            Value::Real(12.5)
+        );
     }
 }

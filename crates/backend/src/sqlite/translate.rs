@@ -796,6 +796,14 @@ fn rewrite_expr(e: &mut Expr) -> Result<bool, String> {
             })?;
             Ok(true)
         }
+        Expr::Extract { field, expr, .. } => {
+            let f = field
+                .to_string()
+                .to_ascii_lowercase()
+                .replace(['\'', '"'], "");
+            *e = parse_expr(&format!("pg_extract('{f}', {expr})"))?;
+            Ok(true)
+        }
         Expr::TypedString(ts) => {
             let ty = cast_type(&ts.data_type);
             let lit = Expr::Value(ts.value.clone());
@@ -1071,6 +1079,7 @@ fn expr_type(e: &Expr, columns: &HashMap<String, String>) -> Option<u32> {
                 .or_else(|| else_result.as_ref().and_then(|e| expr_type(e, columns)));
         }
         Expr::Substring { .. } => oid::TEXT,
+        Expr::Extract { .. } => oid::NUMERIC,
         Expr::Function(f) => {
             let args = args_of(f);
             let first = || args.first().and_then(|a| expr_type(a, columns));
@@ -1102,6 +1111,7 @@ fn expr_type(e: &Expr, columns: &HashMap<String, String>) -> Option<u32> {
                 | "current_schema" | "current_database" | "current_setting" | "set_config"
                 | "md5" | "repeat" | "lpad" | "rpad" | "left" | "right" | "to_char" | "initcap"
                 | "reverse" | "chr" | "current_user" | "session_user" => oid::TEXT,
+                "date_part" => oid::FLOAT8,
                 "date_trunc" => match args.get(1).and_then(|a| expr_type(a, columns)) {
                     Some(oid::TIMESTAMP) => oid::TIMESTAMP,
                     _ => oid::TIMESTAMPTZ,
