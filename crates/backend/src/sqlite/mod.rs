@@ -247,15 +247,21 @@ impl LiteConn {
             };
             let mark = self.out.len();
             let state = (self.implicit, self.failed, self.skip_to_sync);
-            let mut again = BytesMut::new();
-            f.encode(&mut again);
+            // Kept (a shared body, not a copy) to run again after a wait.
+            let again = f.clone();
+            let ends = matches!(f.tag, b'Q' | b'S');
             self.handle(f)?;
+            if ends && self.db.is_autocommit() {
+                settings::end_transaction(&self.settings);
+            }
             if self.waiting {
                 // Undo the message's replies; it runs again later.
                 self.out.truncate(mark);
                 (self.implicit, self.failed, self.skip_to_sync) = state;
-                again.extend_from_slice(&self.inbox);
-                self.inbox = again;
+                let mut inbox = BytesMut::new();
+                again.encode(&mut inbox);
+                inbox.extend_from_slice(&self.inbox);
+                self.inbox = inbox;
             }
         }
         Ok(())

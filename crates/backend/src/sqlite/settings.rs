@@ -59,26 +59,60 @@ pub fn display_name(name: &str) -> String {
 /// A setting's value: the connection's own, else the default.
 pub fn get(settings: &Settings, name: &str) -> Option<String> {
     let lower = name.to_ascii_lowercase();
-    if let Some(v) = settings.lock().ok()?.get(&lower) {
+    let m = settings.lock().ok()?;
+    if let Some(v) = m.get(&local_key(&lower)).or_else(|| m.get(&lower)) {
         return Some(v.clone());
     }
+    drop(m);
     DEFAULTS
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(&lower))
         .map(|(_, v)| (*v).to_string())
 }
 
-fn set(settings: &Settings, name: &str, value: Option<String>) {
+/// Where a `SET LOCAL` value is kept (until the transaction ends).
+fn local_key(name: &str) -> String {
+    format!("\u{1}{name}")
+}
+
+/// Set (`None`: reset) a setting for the session, or for the transaction
+/// (`local`).
+fn set(settings: &Settings, name: &str, value: Option<String>, local: bool) {
+    let name = match name.to_ascii_lowercase().as_str() {
+        "time zone" => "timezone".to_string(),
+        "names" => "client_encoding".to_string(),
+        n => n.to_string(),
+    };
+    if local {
+        let value = value.or_else(|| {
+            DEFAULTS
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+                .map(|(_, v)| (*v).to_string())
+        });
+        if let Ok(mut m) = settings.lock() {
+            match value {
+                Some(v) => m.insert(local_key(&name), v),
+                None => m.remove(&local_key(&name)),
+            };
+        }
+        return;
+    }
     if let Ok(mut m) = settings.lock() {
-        let name = match name.to_ascii_lowercase().as_str() {
-            "time zone" => "timezone".to_string(),
-            "names" => "client_encoding".to_string(),
-            n => n.to_string(),
-        };
+        m.remove(&local_key(&name));
         match value {
             Some(v) => m.insert(name, v),
             None => m.remove(&name),
         };
+    }
+}
+
+/// The transaction ended: its `SET LOCAL` values go.
+pub fn end_transaction(settings: &Settings) {
+    if let Ok(mut m) = settings.lock()
+        && m.keys().any(|k| k.starts_with('\u{1}'))
+    {
+        m.retain(|k, _| !k.starts_with('\u{1}'));
     }
 }
 
@@ -93,8 +127,9 @@ pub fn apply(settings: &Settings, sql: &str) {
                 m.clear();
             }
         }
-        ["reset", name, ..] => set(settings, name, None),
+        ["reset", name, ..] => set(settings, name, None, false),
         ["set", rest @ ..] => {
+            let local = rest.first() == Some(&"local");
             let rest = match rest.first() {
                 Some(&"session") | Some(&"local") => &rest[1..],
                 _ => rest,
@@ -121,9 +156,9 @@ pub fn apply(settings: &Settings, sql: &str) {
                 .collect::<Vec<_>>()
                 .join(", ");
             if value.eq_ignore_ascii_case("default") {
-                set(settings, &name, None);
+                set(settings, &name, None, local);
             } else {
-                set(settings, &name, Some(value));
+                set(settings, &name, Some(value), local);
             }
         }
         _ => {}
@@ -145,10 +180,10 @@ pub fn apply_set_config(settings: &Settings, sql: &str) {
         if let [value, name, ..] = args.as_slice()
             && get(settings, name).is_some()
         {
-            set(settings, name, Some(value.clone()));
+            set(settings, name, Some(value.clone()), false);
         }
     } else if let [name, value, ..] = args.as_slice() {
-        set(settings, name, Some(value.clone()));
+        set(settings, name, Some(value.clone()), false);
     }
 }
 
@@ -235,7 +270,8 @@ pub fn register(db: &rusqlite::Connection, settings: Settings, pid: i32) -> rusq
     db.create_scalar_function("set_config", 3, vol, move |ctx| {
         let name = text_arg(ctx, 0)?.unwrap_or_default();
         let value = text_arg(ctx, 1)?;
-        set(&s, &name, value.clone());
+        let local = matches!(ctx.get_raw(2), ValueRef::Integer(1));
+        set(&s, &name, value.clone(), local);
         Ok(value)
     })?;
     db.create_scalar_function("date_trunc", 2, det, |ctx| {
@@ -244,18 +280,14 @@ pub fn register(db: &rusqlite::Connection, settings: Settings, pid: i32) -> rusq
         };
         date_trunc(&field, &ts).map(Some).map_err(user_error)
     })?;
-    db.create_scalar_function("pg_extract", 2, det, |ctx| {
-        let (Some(field), Some(ts)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {
-            return Ok(None);
-        };
-        extract(&field, &ts).map(Some).map_err(user_error)
-    })?;
-    db.create_scalar_function("date_part", 2, det, |ctx| {
-        let (Some(field), Some(ts)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {
-            return Ok(None);
-        };
-        extract(&field, &ts).map(Some).map_err(user_error)
-    })?;
+    for name in ["pg_extract", "date_part"] {
+        db.create_scalar_function(name, 2, det, |ctx| {
+            let (Some(field), Some(ts)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {
+                return Ok(None);
+            };
+            extract(&field, &ts).map(Some).map_err(user_error)
+        })?;
+    }
     db.create_scalar_function("pg_bool", 1, det, |ctx| {
         Ok(match ctx.get_raw(0) {
             ValueRef::Null => None,
@@ -433,6 +465,10 @@ mod tests {
         assert_eq!(get(&s, "search_path").as_deref(), Some("app, public"));
         apply(&s, "set application_name = 'It''s me'");
         assert_eq!(get(&s, "application_name").as_deref(), Some("It's me"));
+        apply(&s, "SET LOCAL search_path TO tx");
+        assert_eq!(get(&s, "search_path").as_deref(), Some("tx"));
+        end_transaction(&s);
+        assert_eq!(get(&s, "search_path").as_deref(), Some("app, public"));
         apply(&s, "RESET search_path");
         assert_eq!(get(&s, "search_path").as_deref(), Some("\"$user\", public"));
         apply(&s, "DISCARD ALL");

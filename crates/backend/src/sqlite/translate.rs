@@ -19,7 +19,7 @@ use super::types::oid;
 use sqlparser::ast::{
     AlterTableOperation, BinaryOperator, CastKind, DataType, Expr, FunctionArg, FunctionArgExpr,
     FunctionArguments, Ident, ObjectName, ObjectNamePart, ObjectType, Query, SelectItem, SetExpr,
-    Statement, TableConstraint, Value, visit_expressions_mut, visit_statements_mut,
+    Statement, TableConstraint, Value, visit_expressions_mut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -126,16 +126,19 @@ pub fn translate(
     if let Some(t) = rewrite_statement(&stmt)? {
         return Ok(t);
     }
-    let mut changed = false;
-    let _ = visit_statements_mut(&mut stmt, |s| {
-        if let Statement::Query(q) = s {
-            rewrite_query(q, &mut changed);
+    // Every query, nested ones too (a subquery's ORDER BY ... LIMIT picks
+    // its rows by PostgreSQL's NULL order as well).
+    struct Queries(bool);
+    impl sqlparser::ast::VisitorMut for Queries {
+        type Break = ();
+        fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+            rewrite_query(q, &mut self.0);
+            ControlFlow::Continue(())
         }
-        ControlFlow::<()>::Continue(())
-    });
-    if let Statement::Query(q) = &mut stmt {
-        rewrite_query(q, &mut changed);
     }
+    let mut queries = Queries(false);
+    let _ = sqlparser::ast::VisitMut::visit(&mut stmt, &mut queries);
+    let mut changed = queries.0;
     let mut failed = None;
     let _ = visit_expressions_mut(&mut stmt, |e| {
         match rewrite_expr(e) {
@@ -495,6 +498,21 @@ fn last_part(name: &ObjectName) -> String {
 
 /// Query-level PostgreSQL: `FETCH FIRST n ROWS ONLY` is a LIMIT, and row
 /// locks go (SQLite serializes writers; a reader sees a snapshot).
+/// PostgreSQL sorts NULL as larger than any value (last ascending, first
+/// descending); SQLite as smaller: say which on each item that does not.
+/// `true` if any changed.
+fn pg_nulls(items: &mut [sqlparser::ast::OrderByExpr]) -> bool {
+    let mut changed = false;
+    for item in items {
+        if item.options.nulls_first.is_none() {
+            let desc = matches!(item.options.sort, Some(sqlparser::ast::OrderBySort::Desc));
+            item.options.nulls_first = Some(desc);
+            changed = true;
+        }
+    }
+    changed
+}
+
 fn rewrite_query(q: &mut Query, changed: &mut bool) {
     // PostgreSQL sorts NULL as larger than any value (last ascending, first
     // descending); SQLite as smaller: say which, where the query did not.
@@ -536,13 +554,7 @@ fn rewrite_query(q: &mut Query, changed: &mut bool) {
                 }
             }
         }
-        for item in items {
-            if item.options.nulls_first.is_none() {
-                let desc = matches!(item.options.sort, Some(sqlparser::ast::OrderBySort::Desc));
-                item.options.nulls_first = Some(desc);
-                *changed = true;
-            }
-        }
+        *changed |= pg_nulls(items);
     }
     if !q.locks.is_empty() {
         q.locks.clear();
@@ -621,7 +633,18 @@ fn rewrite_expr(e: &mut Expr) -> Result<bool, String> {
             Ok(true)
         }
         Expr::Function(f) => {
+            // NULL order in window and aggregate ORDER BYs, as in queries.
             let mut changed = false;
+            if let Some(sqlparser::ast::WindowType::WindowSpec(w)) = &mut f.over {
+                changed |= pg_nulls(&mut w.order_by);
+            }
+            if let FunctionArguments::List(l) = &mut f.args {
+                for c in &mut l.clauses {
+                    if let sqlparser::ast::FunctionArgumentClause::OrderBy(items) = c {
+                        changed |= pg_nulls(items);
+                    }
+                }
+            }
             if f.name.0.len() > 1 {
                 let schema = f.name.0[0].to_string().to_ascii_lowercase();
                 if schema == "pg_catalog" || schema == "public" {
@@ -1165,6 +1188,10 @@ mod tests {
             s.contains("k IN (SELECT value FROM json_each(pg_array($1)))") && !s.contains("FOR"),
             "{s}"
         );
+        let s = &tr("SELECT * FROM (SELECT k FROM t ORDER BY k LIMIT 2) x").sql[0];
+        assert!(s.contains("ORDER BY k NULLS LAST LIMIT 2"), "{s}");
+        let s = &tr("SELECT row_number() OVER (ORDER BY k DESC) FROM t").sql[0];
+        assert!(s.contains("ORDER BY k DESC NULLS FIRST"), "{s}");
         let s = &tr("SELECT k::text, j FROM t ORDER BY k, j DESC").sql[0];
         assert!(
             s.ends_with("ORDER BY 1 NULLS LAST, j DESC NULLS FIRST"),
