@@ -123,8 +123,13 @@ def main():
         workloads.parallel([s.start for s in servers], workers=len(servers))
         workloads.parallel([lambda s=s: s.createdb("app") for s in shards], workers=4)
         ctx = workloads.Ctx(env, profile, single, shards, POOL_SIZE)
-        for wl in (workloads.proxy_overhead, workloads.sharded_points, workloads.cross_shard):
-            results["sections"].append(wl(ctx))
+        # BENCH_SECTIONS=proxy,sharded,cross runs some sections only (for
+        # experiments; such a run does not rewrite BENCHMARKS.md).
+        only = [x for x in os.environ.get("BENCH_SECTIONS", "").split(",") if x]
+        for name, wl in (("proxy", workloads.proxy_overhead), ("sharded", workloads.sharded_points),
+                         ("cross", workloads.cross_shard)):
+            if not only or name in only:
+                results["sections"].append(wl(ctx))
     except HarnessError as e:
         aborted = True
         results["errors"].append(f"harness aborted: {e}")
@@ -149,7 +154,7 @@ def main():
     results_dir = os.path.join(args.root, "bench", "results")
     stem = "smoke" if args.mode == "smoke" else "latest"
     bm = None
-    if args.mode != "smoke" and not aborted:
+    if args.mode != "smoke" and not aborted and not os.environ.get("BENCH_SECTIONS"):
         bm = os.path.join(args.root, "BENCHMARKS.md")
     if results["sections"] or aborted:
         try:

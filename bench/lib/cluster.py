@@ -15,6 +15,7 @@ Every long-running process we start is recorded in WORK/pids/NAME.pid as
 import os
 import shutil
 import socket
+import urllib.parse
 import subprocess
 import time
 
@@ -205,11 +206,14 @@ class Postgres(Endpoint):
 
 
 class PgBouncer(Endpoint):
-    """pgbouncer, transaction pooling, in front of one PostgreSQL server."""
+    """pgbouncer in front of one PostgreSQL server: transaction pooling, or
+    session pooling (each client keeps its server connection: the bytes are
+    forwarded, so every protocol works; the cost of one hop and no more)."""
 
-    def __init__(self, env, upstream, pool_size, name="pgbouncer"):
+    def __init__(self, env, upstream, pool_size, name="pgbouncer", pool_mode="transaction"):
         self.env = env
         self.name = name
+        self.pool_mode = pool_mode
         self.upstream = upstream
         self.pool_size = pool_size
         self.dir = os.path.join(env.work, name)
@@ -234,7 +238,7 @@ listen_port = {self.port}
 unix_socket_dir =
 auth_type = trust
 auth_file = {userlist}
-pool_mode = transaction
+pool_mode = {self.pool_mode}
 default_pool_size = {self.pool_size}
 max_client_conn = 500
 max_db_connections = 0
@@ -313,9 +317,13 @@ class Shardgate(Endpoint):
 
     user = "app"
 
-    def __init__(self, env, name, shards, tables_toml="", pool_size=None, shard_user="postgres"):
+    def __init__(self, env, name, shards, tables_toml="", pool_size=None, shard_user="postgres",
+                 via_socket=False):
         self.env = env
         self.shard_user = shard_user  # the role shardgate logs in to the shards as
+        # Reach the shards over their Unix-domain sockets (libpq style: the
+        # socket directory as host) instead of TCP on loopback.
+        self.via_socket = via_socket
         self.name = name
         self.shards = shards  # [(shard name, Postgres, database)]
         self.tables_toml = tables_toml
@@ -330,8 +338,9 @@ class Shardgate(Endpoint):
         if self.pool_size:
             lines.append(f"pool_size = {self.pool_size}")
         for sname, pg, db in self.shards:
+            host = urllib.parse.quote(pg.dir, safe="") if self.via_socket else LOOPBACK
             lines += ["", "[[shards]]", f'name = "{sname}"',
-                      f'url = "postgres://{self.shard_user}@{LOOPBACK}:{pg.port}/{db}"']
+                      f'url = "postgres://{self.shard_user}@{host}:{pg.port}/{db}"']
         text = "\n".join(lines) + "\n" + self.tables_toml
         with open(self.config, "w") as f:
             f.write(text)

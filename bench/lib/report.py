@@ -8,8 +8,10 @@ import os
 TARGET_NAMES = {
     "direct": "direct",
     "pgbouncer": "pgbouncer",
+    "pgbouncer_session": "pgbouncer session",
     "shardgate": "shardgate",
     "shardgate_serial": "shardgate serial shards",
+    "shardgate_unix": "shardgate (unix sockets)",
     "single": "single server",
 }
 
@@ -98,9 +100,13 @@ def markdown(results):
         lines += [f"### {s['title']}", "", s["about"], ""]
         if s["id"] == "proxy":
             t1, t2 = pgbench_tables(s["cells"], s["targets"],
-                                    ["shardgate/direct tps", "shardgate/pgbouncer tps"])
+                                    [k for k in ("shardgate/direct tps", "shardgate/pgbouncer tps",
+                                                 "pgbouncer session/direct tps")
+                                     if k in s["cells"][0]["ratios"]])
         elif s["id"] == "sharded":
-            t1, t2 = pgbench_tables(s["cells"], s["targets"], ["sharded/single tps"])
+            t1, t2 = pgbench_tables(s["cells"], s["targets"],
+                                    [k for k in ("sharded/single tps", "sharded unix/single tps")
+                                     if k in s["cells"][0]["ratios"]])
         else:
             t1 = t2 = None
         if t1:
@@ -170,6 +176,10 @@ def chart_rows(results):
                 rows.append(("sharded/single (4 shards vs 1 server)", lab,
                              c["ratios"].get("sharded/single tps"),
                              c["results"]["shardgate"]["status"]))
+                if "shardgate_unix" in c["results"]:
+                    rows.append(("sharded/single (4 shards vs 1 server)", lab + " unix",
+                                 c["ratios"].get("sharded unix/single tps"),
+                                 c["results"]["shardgate_unix"]["status"]))
         elif s["id"] == "cross":
             for c in s["topn"]["cells"]:
                 q = c["label"].get("query", "top-N")

@@ -147,13 +147,19 @@ def proxy_overhead(ctx):
     if r.returncode != 0:
         raise HarnessError(f"pgbench -i failed:\n{tail(r.stderr)}")
     pgb = ctx.start(PgBouncer(ctx.env, pg, ctx.pool_size))
+    # Session pooling with a server connection per client: a hop that only
+    # forwards bytes, the floor of any proxy's cost on this machine (and
+    # pgbouncer 1.18 runs -M prepared this way).
+    pgb_session = ctx.start(PgBouncer(ctx.env, pg, max(p["proxy_clients"]) + 8,
+                                      name="pgbouncer-session", pool_mode="session"))
     sg = ctx.start(Shardgate(ctx.env, "shardgate-1shard", [("s0", pg, db)],
                              pool_size=ctx.pool_size))
     got = sg.psql("SELECT count(*) FROM pgbench_branches", "app")
     if got != str(p["proxy_scale"]):
         raise HarnessError(f"through shardgate, pgbench_branches has {got!r} rows, "
                            f"expected {p['proxy_scale']}")
-    targets = {"direct": (pg, db), "pgbouncer": (pgb, db), "shardgate": (sg, "app")}
+    targets = {"direct": (pg, db), "pgbouncer": (pgb, db), "pgbouncer_session": (pgb_session, db),
+               "shardgate": (sg, "app")}
     cells = [{"script": "select-only", "protocol": m, "clients": c}
              for m in p["proxy_protocols"] for c in p["proxy_clients"]]
     # Single-shard transactions (BEGIN, 3 UPDATEs, SELECT, INSERT, END).
@@ -168,18 +174,21 @@ def proxy_overhead(ctx):
     ctx.log(f"proxy overhead: {len(cells)} cells x {len(targets)} targets x {p['rounds']} rounds")
     out = run_interleaved(ctx, "proxy", cells, targets, one)
     ctx.stop(sg)
+    ctx.stop(pgb_session)
     ctx.stop(pgb)
     for cell in out:
         res = cell["results"]
         cell["ratios"] = {
             "shardgate/direct tps": ratio(res["shardgate"].get("tps"), res["direct"].get("tps")),
             "shardgate/pgbouncer tps": ratio(res["shardgate"].get("tps"), res["pgbouncer"].get("tps")),
+            "pgbouncer session/direct tps": ratio(res["pgbouncer_session"].get("tps"),
+                                                  res["direct"].get("tps")),
             "shardgate/direct p99": ratio(res["shardgate"].get("latency_p99_ms"),
                                           res["direct"].get("latency_p99_ms")),
             "shardgate/pgbouncer p99": ratio(res["shardgate"].get("latency_p99_ms"),
                                              res["pgbouncer"].get("latency_p99_ms")),
         }
-    judge(ctx, "proxy overhead", out, tolerated=("pgbouncer",))
+    judge(ctx, "proxy overhead", out, tolerated=("pgbouncer", "pgbouncer_session"))
     return {
         "id": "proxy",
         "title": "Proxy overhead: pgbench select-only and tpcb-like on one PostgreSQL",
@@ -187,7 +196,10 @@ def proxy_overhead(ctx):
                   f"scale {p['proxy_scale']}, -j 2, {p['seconds']} s per cell, "
                   f"{p['rounds']} round(s), median. shardgate has the server as its only shard "
                   "(pgbench tables are unsharded). pgbouncer: pool_mode=transaction, "
-                  f"default_pool_size={ctx.pool_size}; shardgate pool_size={ctx.pool_size}."),
+                  f"default_pool_size={ctx.pool_size}; shardgate pool_size={ctx.pool_size}. "
+                  "*pgbouncer session* is pgbouncer with pool_mode=session and a server "
+                  "connection per client: it forwards bytes and nothing more, so its ratio to "
+                  "direct is the cost of one hop on this machine, a floor for any proxy."),
         "targets": list(targets),
         "cells": out,
     }
@@ -216,10 +228,10 @@ def four_shard_rules(p):
             + range_rule("scan_rows", p["scan_rows"] // 4))
 
 
-def four_shard_gate(ctx, name, shard_user="postgres"):
+def four_shard_gate(ctx, name, shard_user="postgres", via_socket=False):
     return Shardgate(ctx.env, name, [(f"s{i}", s, "app") for i, s in enumerate(ctx.shards)],
                      tables_toml=four_shard_rules(ctx.p), pool_size=ctx.pool_size,
-                     shard_user=shard_user)
+                     shard_user=shard_user, via_socket=via_socket)
 
 
 # The role a second shardgate logs in to the shards as, for top-N: its
@@ -278,7 +290,14 @@ def sharded_points(ctx):
                              "UPDATE pgbench_accounts SET abalance = abalance + 1 "
                              "WHERE aid = :aid;\n"),
     }
-    targets = {"single": (single, "single"), "shardgate": (sg, "app")}
+    # The same shards reached over their Unix-domain sockets: what a
+    # router placed beside its shards would use.
+    sg_unix = ctx.start(four_shard_gate(ctx, "shardgate-4shards-unix", via_socket=True))
+    got = sg_unix.psql("SELECT abalance FROM pgbench_accounts WHERE aid = 2", "app")
+    if got != "0":
+        raise HarnessError(f"point select through shardgate (unix sockets) returned {got!r}")
+    targets = {"single": (single, "single"), "shardgate": (sg, "app"),
+               "shardgate_unix": (sg_unix, "app")}
     cells = [{"script": s, "protocol": m, "clients": c} for s in p["point_scripts"]
              for m in p["point_protocols"] for c in p["point_clients"]]
 
@@ -290,11 +309,14 @@ def sharded_points(ctx):
     ctx.log(f"sharded point queries: {len(cells)} cells x {len(targets)} targets "
             f"x {p['rounds']} rounds")
     out = run_interleaved(ctx, "sharded", cells, targets, one)
+    ctx.stop(sg_unix)
     ctx.stop(sg)
     for cell in out:
         res = cell["results"]
         cell["ratios"] = {
             "sharded/single tps": ratio(res["shardgate"].get("tps"), res["single"].get("tps")),
+            "sharded unix/single tps": ratio(res["shardgate_unix"].get("tps"),
+                                             res["single"].get("tps")),
             "sharded/single p99": ratio(res["shardgate"].get("latency_p99_ms"),
                                         res["single"].get("latency_p99_ms")),
         }
