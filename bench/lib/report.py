@@ -11,7 +11,7 @@ TARGET_NAMES = {
     "pgbouncer_session": "pgbouncer session",
     "shardgate": "shardgate",
     "shardgate_serial": "shardgate serial shards",
-    "shardgate_unix": "shardgate (unix sockets)",
+    "shardgate_unix": "shardgate (unix sockets, lanes)",
     "single": "single server",
 }
 

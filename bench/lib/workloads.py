@@ -228,10 +228,10 @@ def four_shard_rules(p):
             + range_rule("scan_rows", p["scan_rows"] // 4))
 
 
-def four_shard_gate(ctx, name, shard_user="postgres", via_socket=False):
+def four_shard_gate(ctx, name, shard_user="postgres", via_socket=False, lanes=0):
     return Shardgate(ctx.env, name, [(f"s{i}", s, "app") for i, s in enumerate(ctx.shards)],
                      tables_toml=four_shard_rules(ctx.p), pool_size=ctx.pool_size,
-                     shard_user=shard_user, via_socket=via_socket)
+                     shard_user=shard_user, via_socket=via_socket, lanes=lanes)
 
 
 # The role a second shardgate logs in to the shards as, for top-N: its
@@ -290,9 +290,10 @@ def sharded_points(ctx):
                              "UPDATE pgbench_accounts SET abalance = abalance + 1 "
                              "WHERE aid = :aid;\n"),
     }
-    # The same shards reached over their Unix-domain sockets: what a
-    # router placed beside its shards would use.
-    sg_unix = ctx.start(four_shard_gate(ctx, "shardgate-4shards-unix", via_socket=True))
+    # The same shards reached over their Unix-domain sockets, with one lane
+    # per shard (autocommit reads of all clients pipelined on one shared
+    # connection): how a router placed beside its shards would be set up.
+    sg_unix = ctx.start(four_shard_gate(ctx, "shardgate-4shards-unix", via_socket=True, lanes=1))
     got = sg_unix.psql("SELECT abalance FROM pgbench_accounts WHERE aid = 2", "app")
     if got != "0":
         raise HarnessError(f"point select through shardgate (unix sockets) returned {got!r}")
@@ -327,7 +328,10 @@ def sharded_points(ctx):
         "about": (f"{n} rows; shardgate: hash on aid (key_type int) over 4 PostgreSQL servers, "
                   "rows loaded through shardgate with COPY (psql \\copy) "
                   f"({load_s:.1f} s, rows per shard {counts}); single: the same rows in one "
-                  f"server. Scripts: point select / point update by random aid. -j 2, "
+                  f"server. *shardgate (unix sockets, lanes)* is a second shardgate on the same "
+                  "shards that reaches them over their Unix-domain sockets and has `lanes = 1` "
+                  "(each shard's autocommit reads of all clients pipelined on one shared "
+                  "connection). Scripts: point select / point update by random aid. -j 2, "
                   f"{p['seconds']} s per cell, {p['rounds']} round(s), median. "
                   "All servers share the same machine."),
         "setup": {"rows": n, "rows_per_shard": counts, "load_seconds_both": round(load_s, 2)},

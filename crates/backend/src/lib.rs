@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod lane;
 pub mod pg;
 pub mod pool;
 pub mod sqlite;

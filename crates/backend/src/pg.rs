@@ -213,6 +213,80 @@ impl Stream {
             Stream::Unix(s) => s.try_read(buf),
         }
     }
+
+    fn into_split(self) -> (ReadHalf, WriteHalf) {
+        match self {
+            Stream::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
+            }
+            Stream::Unix(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Unix(r), WriteHalf::Unix(w))
+            }
+        }
+    }
+}
+
+/// The reading half of a split connection.
+enum ReadHalf {
+    Tcp(tokio::net::tcp::OwnedReadHalf),
+    Unix(tokio::net::unix::OwnedReadHalf),
+}
+
+/// The writing half of a split connection.
+enum WriteHalf {
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+    Unix(tokio::net::unix::OwnedWriteHalf),
+}
+
+/// The receiving side of a connection split with [`PgConn::into_split`].
+pub struct PgReader {
+    half: ReadHalf,
+    rbuf: BytesMut,
+}
+
+impl PgReader {
+    /// Read the next backend frame.
+    ///
+    /// # Errors
+    /// I/O errors, a closed connection, or a malformed frame.
+    pub async fn recv(&mut self) -> Result<Frame, BackendError> {
+        loop {
+            if let Some(f) = Frame::take(&mut self.rbuf)? {
+                return Ok(f);
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+                self.rbuf.reserve(16 * 1024);
+            }
+            let n = match &mut self.half {
+                ReadHalf::Tcp(s) => s.read_buf(&mut self.rbuf).await?,
+                ReadHalf::Unix(s) => s.read_buf(&mut self.rbuf).await?,
+            };
+            if n == 0 {
+                return Err(BackendError::Closed);
+            }
+        }
+    }
+}
+
+/// The sending side of a connection split with [`PgConn::into_split`].
+pub struct PgWriter {
+    half: WriteHalf,
+}
+
+impl PgWriter {
+    /// Write raw frontend bytes.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        match &mut self.half {
+            WriteHalf::Tcp(s) => s.write_all(bytes).await?,
+            WriteHalf::Unix(s) => s.write_all(bytes).await?,
+        }
+        Ok(())
+    }
 }
 
 /// An open, authenticated connection to a PostgreSQL server.
@@ -235,6 +309,14 @@ impl PgConn {
     /// # Errors
     /// I/O, authentication, or a server error during startup.
     pub async fn connect(cfg: &PgConfig) -> Result<PgConn, BackendError> {
+        PgConn::connect_as_app(cfg, "shardgate").await
+    }
+
+    /// Connect and authenticate with `application_name` set to `app`.
+    ///
+    /// # Errors
+    /// I/O, authentication, or a server error during startup.
+    pub async fn connect_as_app(cfg: &PgConfig, app: &str) -> Result<PgConn, BackendError> {
         let stream = Stream::connect(cfg).await?;
         let mut conn = PgConn {
             stream,
@@ -252,7 +334,7 @@ impl PgConn {
                 ("database", &cfg.database),
                 ("client_encoding", "UTF8"),
                 ("DateStyle", "ISO, MDY"),
-                ("application_name", "shardgate"),
+                ("application_name", app),
             ],
         );
         conn.send(&out).await?;
@@ -368,6 +450,19 @@ impl PgConn {
                 return Err(BackendError::Closed);
             }
         }
+    }
+
+    /// Split into a receiving and a sending side, which separate tasks can
+    /// use at once (a pipelined connection: see [`crate::lane`]).
+    pub fn into_split(self) -> (PgReader, PgWriter) {
+        let (r, w) = self.stream.into_split();
+        (
+            PgReader {
+                half: r,
+                rbuf: self.rbuf,
+            },
+            PgWriter { half: w },
+        )
     }
 
     /// See [`crate::ShardConn::is_alive`].

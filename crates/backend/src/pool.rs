@@ -7,6 +7,7 @@
 
 use crate::ShardConn;
 use crate::error::BackendError;
+use crate::lane::Lane;
 use crate::pg::{PgConfig, PgConn};
 use crate::sqlite::{LiteConn, LiteShard};
 use shardgate_core::ShardId;
@@ -40,6 +41,10 @@ pub struct Pool {
     /// next checkout (a fresh Parse after DDL must plan afresh, as on one
     /// PostgreSQL, not find a statement whose result type changed).
     schema: AtomicU64,
+    /// Shared pipelined connections for autocommit reads (PostgreSQL
+    /// shards; started on first use): see [`crate::lane`].
+    lanes: std::sync::OnceLock<Vec<Lane>>,
+    lane_count: usize,
 }
 
 /// A connection checked out of a pool; give it back with [`Pool::checkin`],
@@ -76,7 +81,33 @@ impl Pool {
             limit: Arc::new(Semaphore::new(max.max(1))),
             checkout_timeout: Duration::from_secs(30),
             schema: AtomicU64::new(0),
+            lanes: std::sync::OnceLock::new(),
+            lane_count: 0,
         }
+    }
+
+    /// Carry autocommit reads on `n` shared pipelined connections (0: none;
+    /// only PostgreSQL shards have lanes).
+    pub fn with_lanes(mut self, n: usize) -> Pool {
+        self.lane_count = n;
+        self
+    }
+
+    /// The least busy of this shard's lanes, if it has any (started on the
+    /// first call, which must be within a tokio runtime).
+    pub fn lane(&self) -> Option<&Lane> {
+        if self.lane_count == 0 {
+            return None;
+        }
+        let ShardTarget::Pg(cfg) = &self.target else {
+            return None;
+        };
+        let lanes = self.lanes.get_or_init(|| {
+            (0..self.lane_count)
+                .map(|_| Lane::start(cfg.clone()))
+                .collect()
+        });
+        lanes.iter().min_by_key(|l| l.load())
     }
 
     /// Take an idle connection or open a new one.

@@ -43,6 +43,11 @@ pub struct Config {
     /// (default true): the shard parses and plans each statement shape
     /// once per connection instead of once per query.
     pub prepare_simple: Option<bool>,
+    /// Shared pipelined connections ("lanes") per PostgreSQL shard that
+    /// carry the extended protocol's single-statement autocommit reads of
+    /// all sessions (default 0: every statement takes a pooled connection
+    /// of its own). See `shardgate_backend::lane`.
+    pub lanes: Option<usize>,
     /// This router's id in the transactions it prepares on shards (letters,
     /// digits, `-`). Every router sharing shards needs its own; by default
     /// one is made up and kept in the data directory.

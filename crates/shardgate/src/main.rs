@@ -196,12 +196,10 @@ async fn serve(
                 }
             }
         }
-        pools.push(Arc::new(Pool::new(
-            ShardId(i as u32),
-            &s.name,
-            target,
-            pool_size,
-        )));
+        pools.push(Arc::new(
+            Pool::new(ShardId(i as u32), &s.name, target, pool_size)
+                .with_lanes(cfg.lanes.unwrap_or(0)),
+        ));
     }
     let meta = Arc::new(FileStore::new(data_dir.join("meta.json")));
     let mut router = Router::new(pools, meta, rules, server_version, bytewise_text)?;

@@ -571,9 +571,24 @@ impl Session {
                     kind,
                     StmtKind::Write | StmtKind::WriteCopies | StmtKind::Ddl
                 );
+                // A read alone in its batch may share a lane.
+                let on_lane = if *kind == StmtKind::Read
+                    && shards.len() == 1
+                    && max_rows == 0
+                    && bound_on.is_none()
+                    && matches!(how, ShardSql::Original)
+                    && let Ok(b) = frontend::parse_bind(&bind)
+                {
+                    self.read_on_lane(shards[0], &sql, &types, b.tail, describe)
+                        .await
+                } else {
+                    None
+                };
                 // (A row limit reaches here only for one shard: see
                 // `batches`.)
-                if let Some(d) = self.join_batch(shards, write).await? {
+                if let Some(d) = on_lane {
+                    d
+                } else if let Some(d) = self.join_batch(shards, write).await? {
                     d
                 } else {
                     let b = match frontend::parse_bind(&bind) {

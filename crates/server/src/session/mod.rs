@@ -14,6 +14,7 @@ mod conns;
 mod copy;
 mod cursors;
 mod extended;
+mod lanes;
 mod local;
 mod moves;
 mod simple;

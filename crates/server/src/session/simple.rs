@@ -219,11 +219,6 @@ impl Session {
             self.end_simple();
             return Ok(());
         }
-        if let Some(e) = self.ensure(&[shard]).await? {
-            self.fail_statement(&e);
-            self.end_simple();
-            return Ok(());
-        }
         let mut tail =
             BytesMut::with_capacity(16 + norm.values.iter().map(|v| v.len() + 4).sum::<usize>());
         tail.put_i16(0); // every parameter in text format
@@ -233,6 +228,19 @@ impl Session {
             tail.put_slice(v.as_bytes());
         }
         tail.put_i16(0); // text results
+        if kind == StmtKind::Read
+            && self
+                .simple_read_on_lane(shard, &norm.text, &norm.types, &tail)
+                .await
+        {
+            self.end_simple();
+            return Ok(());
+        }
+        if let Some(e) = self.ensure(&[shard]).await? {
+            self.fail_statement(&e);
+            self.end_simple();
+            return Ok(());
+        }
         let req = Request::Extended {
             sql: &norm.text,
             param_types: &norm.types,

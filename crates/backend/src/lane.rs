@@ -1,0 +1,313 @@
+//! Lanes: shard connections shared by many sessions, for single-statement
+//! autocommit reads in the extended protocol (Bind, Execute, Sync of a
+//! prepared SELECT).
+//!
+//! A session that runs such a read does not take a pooled connection of its
+//! own: it hands the statement to one of its shard's lanes, whose writer
+//! task sends the requests of every waiting session in one write, each
+//! ending with its own Sync (so each is its own implicit transaction, as on
+//! a connection of its own), and whose reader task hands each session the
+//! frames up to its ReadyForQuery. PostgreSQL then answers several requests
+//! per wake-up instead of one: on a small machine that is most of the cost
+//! of a point query.
+//!
+//! A lane's connection is named `shardgate lane` (`application_name`) on
+//! the server. What a lane cannot carry, the session sends the usual way: reads in a
+//! transaction, with session settings, that lock rows. A request a lane
+//! could not run as asked ([`LaneError::Retry`]: the lane's connection
+//! broke, or its statement was not prepared there) is a read that changed
+//! nothing, so the session runs it again on a pooled connection.
+
+use crate::pg::{PgConfig, PgConn, PgReader, PgWriter};
+use bytes::BytesMut;
+use shardgate_wire::frontend;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// Statements kept prepared on one lane; past this, the lane forgets them
+/// and closes them on the server.
+const MAX_PREPARED: usize = 500;
+
+/// Requests written in one go, at most.
+const MAX_BATCH: usize = 64;
+
+/// Why a lane did not answer a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LaneError {
+    /// The request did not run (the lane could not connect, or its
+    /// statement was not prepared there as the lane thought): run it on a
+    /// pooled connection instead.
+    Retry,
+    /// The connection broke after the request was sent: it may have run.
+    Lost,
+}
+
+/// One read to run on a lane.
+pub struct LaneRequest {
+    /// The statement's SQL as the shard runs it.
+    pub sql: Arc<str>,
+    /// Its parameter types.
+    pub types: Arc<[u32]>,
+    /// The client's Bind message after the portal and statement names
+    /// (parameter formats, values, result formats).
+    pub bind_tail: Vec<u8>,
+    /// Ask for the portal's description (RowDescription or NoData) too.
+    pub describe: bool,
+    /// The pool's schema generation when the session ran it (a change
+    /// makes the lane prepare its statements afresh).
+    pub schema: u64,
+}
+
+/// The shard's answer: whole backend frames (BindComplete, the
+/// description if asked, DataRows, CommandComplete; or an ErrorResponse)
+/// without ParseComplete and ReadyForQuery.
+pub type LaneReply = Result<BytesMut, LaneError>;
+
+struct Job {
+    req: LaneRequest,
+    reply: oneshot::Sender<LaneReply>,
+}
+
+/// What the reader must know of a request it reads the answer of.
+struct Pending {
+    reply: oneshot::Sender<LaneReply>,
+    /// The statement's name, if this request's Parse prepared it.
+    parsed: Option<String>,
+}
+
+/// State shared by a lane's writer and reader.
+#[derive(Default)]
+struct Shared {
+    pending: VecDeque<Pending>,
+    /// Statements known prepared (ParseComplete seen) or being prepared.
+    prepared: HashSet<String>,
+    /// Moves on when the statements must be prepared afresh.
+    epoch: u32,
+    /// The schema generation the statements were prepared under.
+    schema: u64,
+    /// Names to close before the next request.
+    to_close: Vec<String>,
+}
+
+/// A shared, pipelined connection to one PostgreSQL shard (see the module
+/// documentation). Cheap to clone.
+#[derive(Clone)]
+pub struct Lane {
+    jobs: mpsc::UnboundedSender<Job>,
+    /// Requests sent and not yet answered.
+    load: Arc<AtomicUsize>,
+}
+
+impl Lane {
+    /// A lane to the server `cfg`; it connects on first use and again
+    /// after its connection breaks. Must be called within a tokio runtime.
+    pub fn start(cfg: PgConfig) -> Lane {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer(cfg, rx));
+        Lane {
+            jobs: tx,
+            load: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Requests sent to this lane and not yet answered.
+    pub fn load(&self) -> usize {
+        self.load.load(Ordering::Relaxed)
+    }
+
+    /// Run `req` on the lane and wait for its answer.
+    pub async fn run(&self, req: LaneRequest) -> LaneReply {
+        let (tx, rx) = oneshot::channel();
+        self.load.fetch_add(1, Ordering::Relaxed);
+        let r = match self.jobs.send(Job { req, reply: tx }) {
+            Ok(()) => rx.await.unwrap_or(Err(LaneError::Lost)),
+            Err(_) => Err(LaneError::Retry),
+        };
+        self.load.fetch_sub(1, Ordering::Relaxed);
+        r
+    }
+}
+
+/// The name of a statement on a lane.
+fn statement_name(sql: &str, types: &[u32], epoch: u32) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    sql.hash(&mut h);
+    types.hash(&mut h);
+    format!("sgl{epoch}_{:016x}", h.finish())
+}
+
+/// The writer task: connects, starts the reader, and writes the requests
+/// of waiting sessions in batches. Ends when every [`Lane`] handle is gone.
+async fn writer(cfg: PgConfig, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut conn: Option<(PgWriter, Arc<Mutex<Shared>>, tokio::task::JoinHandle<()>)> = None;
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        // A connection whose reader ended (the server closed it) is
+        // replaced.
+        if conn.as_ref().is_some_and(|(_, _, r)| r.is_finished()) {
+            conn = None;
+        }
+        if conn.is_none() {
+            match PgConn::connect_as_app(&cfg, "shardgate lane").await {
+                Ok(c) => {
+                    let (r, w) = c.into_split();
+                    let shared = Arc::new(Mutex::new(Shared::default()));
+                    let task = tokio::spawn(reader(r, shared.clone()));
+                    conn = Some((w, shared, task));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "lane: cannot connect");
+                    for j in batch.drain(..) {
+                        let _ = j.reply.send(Err(LaneError::Retry));
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some((w, shared, _)) = conn.as_mut() else {
+            continue;
+        };
+        buf.clear();
+        {
+            let Ok(mut st) = shared.lock() else {
+                return;
+            };
+            for j in batch.drain(..) {
+                if j.reply.is_closed() {
+                    continue;
+                }
+                if j.req.schema != st.schema || st.prepared.len() >= MAX_PREPARED {
+                    st.schema = j.req.schema;
+                    st.epoch = st.epoch.wrapping_add(1);
+                    let old: Vec<String> = st.prepared.drain().collect();
+                    st.to_close.extend(old);
+                }
+                for old in std::mem::take(&mut st.to_close) {
+                    frontend::close(&mut buf, b'S', &old);
+                }
+                let name = statement_name(&j.req.sql, &j.req.types, st.epoch);
+                let parsed = if st.prepared.contains(&name) {
+                    None
+                } else {
+                    frontend::parse(&mut buf, &name, &j.req.sql, &j.req.types);
+                    st.prepared.insert(name.clone());
+                    Some(name.clone())
+                };
+                frontend::bind_renamed(&mut buf, "", &name, &j.req.bind_tail);
+                if j.req.describe {
+                    frontend::describe(&mut buf, b'P', "");
+                }
+                frontend::execute(&mut buf, "", 0);
+                frontend::sync(&mut buf);
+                st.pending.push_back(Pending {
+                    reply: j.reply,
+                    parsed,
+                });
+            }
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        if let Err(e) = w.send(&buf).await {
+            tracing::debug!(error = %e, "lane: write failed");
+            // Its pending requests (perhaps sent) are answered Lost when
+            // the reader and its queue are dropped.
+            if let Some((_, shared, task)) = conn.take() {
+                task.abort();
+                if let Ok(mut st) = shared.lock() {
+                    st.pending.clear();
+                }
+            }
+        }
+    }
+}
+
+/// The reader task: reads the answers in order and hands each to its
+/// session at its ReadyForQuery. On a broken connection, every pending
+/// request is answered [`LaneError::Lost`] (dropping its sender does).
+async fn reader(mut r: PgReader, shared: Arc<Mutex<Shared>>) {
+    let mut acc = BytesMut::new();
+    let mut parse_ok = false;
+    // The SQLSTATE and message of the current answer's error, if any.
+    let mut failed: Option<(String, String)> = None;
+    loop {
+        let f = match r.recv().await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(error = %e, "lane: connection lost");
+                if let Ok(mut st) = shared.lock() {
+                    st.pending.clear();
+                }
+                return;
+            }
+        };
+        match f.tag {
+            // Replies to the lane's own messages.
+            b'1' => parse_ok = true,
+            b'3' | b'N' | b'S' => {}
+            b'Z' => {
+                let Ok(mut st) = shared.lock() else {
+                    return;
+                };
+                let Some(p) = st.pending.pop_front() else {
+                    // An answer nobody asked for: the stream is out of step.
+                    st.pending.clear();
+                    return;
+                };
+                let reply = std::mem::take(&mut acc);
+                // The statement is not (or no longer) what the lane thinks
+                // (it does not exist; DDL changed its result type): it did
+                // not run; prepare afresh, and run this one elsewhere.
+                let stale = failed.as_ref().is_some_and(|(code, message)| {
+                    code == "26000"
+                        || (code == "0A000" && message.starts_with("cached plan must not change"))
+                });
+                let retry = match failed.take() {
+                    Some(_) if stale => {
+                        st.epoch = st.epoch.wrapping_add(1);
+                        let old: Vec<String> = st.prepared.drain().collect();
+                        st.to_close.extend(old);
+                        true
+                    }
+                    Some(_) => {
+                        if let Some(name) = &p.parsed
+                            && !parse_ok
+                        {
+                            // Its Parse failed: not prepared.
+                            st.prepared.remove(name);
+                        }
+                        false
+                    }
+                    None => false,
+                };
+                drop(st);
+                parse_ok = false;
+                let _ = p.reply.send(if retry {
+                    Err(LaneError::Retry)
+                } else {
+                    Ok(reply)
+                });
+            }
+            b'E' => {
+                if let Ok(e) = shardgate_wire::backend::parse_error(&f.body) {
+                    failed = Some((e.code, e.message));
+                } else {
+                    failed = Some((String::new(), String::new()));
+                }
+                f.encode(&mut acc);
+            }
+            _ => f.encode(&mut acc),
+        }
+    }
+}
