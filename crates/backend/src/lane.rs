@@ -90,6 +90,9 @@ struct Shared {
     schema: u64,
     /// Names to close before the next request.
     to_close: Vec<String>,
+    /// The reader ended (the connection broke): nothing more may be
+    /// queued here, since nobody would answer it.
+    closed: bool,
 }
 
 /// A shared, pipelined connection to one PostgreSQL shard (see the module
@@ -121,13 +124,28 @@ impl Lane {
     /// Run `req` on the lane and wait for its answer.
     pub async fn run(&self, req: LaneRequest) -> LaneReply {
         let (tx, rx) = oneshot::channel();
-        self.load.fetch_add(1, Ordering::Relaxed);
-        let r = match self.jobs.send(Job { req, reply: tx }) {
+        let _counted = Counted::new(&self.load);
+        match self.jobs.send(Job { req, reply: tx }) {
             Ok(()) => rx.await.unwrap_or(Err(LaneError::Lost)),
             Err(_) => Err(LaneError::Retry),
-        };
-        self.load.fetch_sub(1, Ordering::Relaxed);
-        r
+        }
+    }
+}
+
+/// One request in a lane's load, for as long as it lives (also when the
+/// session waiting for it goes away).
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(load: &'a AtomicUsize) -> Counted<'a> {
+        load.fetch_add(1, Ordering::Relaxed);
+        Counted(load)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -183,6 +201,16 @@ async fn writer(cfg: PgConfig, mut rx: mpsc::UnboundedReceiver<Job>) {
             let Ok(mut st) = shared.lock() else {
                 return;
             };
+            if st.closed {
+                // The connection broke since the check above; nothing of
+                // this batch was sent.
+                drop(st);
+                conn = None;
+                for j in batch.drain(..) {
+                    let _ = j.reply.send(Err(LaneError::Retry));
+                }
+                continue;
+            }
             for j in batch.drain(..) {
                 if j.reply.is_closed() {
                     continue;
@@ -226,6 +254,7 @@ async fn writer(cfg: PgConfig, mut rx: mpsc::UnboundedReceiver<Job>) {
             if let Some((_, shared, task)) = conn.take() {
                 task.abort();
                 if let Ok(mut st) = shared.lock() {
+                    st.closed = true;
                     st.pending.clear();
                 }
             }
@@ -247,6 +276,7 @@ async fn reader(mut r: PgReader, shared: Arc<Mutex<Shared>>) {
             Err(e) => {
                 tracing::debug!(error = %e, "lane: connection lost");
                 if let Ok(mut st) = shared.lock() {
+                    st.closed = true;
                     st.pending.clear();
                 }
                 return;
@@ -255,13 +285,14 @@ async fn reader(mut r: PgReader, shared: Arc<Mutex<Shared>>) {
         match f.tag {
             // Replies to the lane's own messages.
             b'1' => parse_ok = true,
-            b'3' | b'N' | b'S' => {}
+            b'3' | b'S' => {}
             b'Z' => {
                 let Ok(mut st) = shared.lock() else {
                     return;
                 };
                 let Some(p) = st.pending.pop_front() else {
                     // An answer nobody asked for: the stream is out of step.
+                    st.closed = true;
                     st.pending.clear();
                     return;
                 };

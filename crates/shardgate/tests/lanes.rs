@@ -174,6 +174,35 @@ async fn concurrent_reads_share_lanes_and_get_their_own_answers() {
     assert_eq!(rows[0].get::<_, i64>(0), 42);
     locker.batch_execute("COMMIT").await.unwrap();
     assert_eq!(waiting.await.unwrap().unwrap(), 1);
+
+    // A lane whose connection the server ends: reads go on (at worst one
+    // in flight then fails with 08006), on a new lane connection.
+    for s in &c.shards {
+        s.psql_db(
+            "app",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'shardgate lane'",
+        )
+        .unwrap();
+    }
+    let mut failed = 0;
+    for id in 1..=40i64 {
+        match cl.query(&st, &[&id]).await {
+            Ok(rows) => assert_eq!(rows[0].get::<_, i64>(0), id * 7),
+            Err(e) => {
+                assert_eq!(e.code().map(|c| c.code()), Some("08006"), "{e}");
+                failed += 1;
+            }
+        }
+    }
+    assert!(
+        failed <= 4,
+        "{failed} reads failed after the lanes were cut"
+    );
+    assert!(
+        lane_queries(&c).iter().all(|q| !q.is_empty()),
+        "lanes came back"
+    );
 }
 
 #[test]
