@@ -215,8 +215,10 @@ async fn writer(cfg: PgConfig, mut rx: mpsc::UnboundedReceiver<Job>) {
                 if j.reply.is_closed() {
                     continue;
                 }
-                if j.req.schema != st.schema || st.prepared.len() >= MAX_PREPARED {
-                    st.schema = j.req.schema;
+                // (Generations only move on; one read a moment earlier by
+                // another session may be older.)
+                if j.req.schema > st.schema || st.prepared.len() >= MAX_PREPARED {
+                    st.schema = st.schema.max(j.req.schema);
                     st.epoch = st.epoch.wrapping_add(1);
                     let old: Vec<String> = st.prepared.drain().collect();
                     st.to_close.extend(old);

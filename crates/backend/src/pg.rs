@@ -228,6 +228,18 @@ impl Stream {
     }
 }
 
+/// The next whole frame in `rbuf`; if there is none, room is made there
+/// for more bytes.
+fn buffered_frame(rbuf: &mut BytesMut) -> Result<Option<Frame>, BackendError> {
+    if let Some(f) = Frame::take(rbuf)? {
+        return Ok(Some(f));
+    }
+    if rbuf.capacity() - rbuf.len() < 4096 {
+        rbuf.reserve(16 * 1024);
+    }
+    Ok(None)
+}
+
 /// The reading half of a split connection.
 enum ReadHalf {
     Tcp(tokio::net::tcp::OwnedReadHalf),
@@ -253,11 +265,8 @@ impl PgReader {
     /// I/O errors, a closed connection, or a malformed frame.
     pub async fn recv(&mut self) -> Result<Frame, BackendError> {
         loop {
-            if let Some(f) = Frame::take(&mut self.rbuf)? {
+            if let Some(f) = buffered_frame(&mut self.rbuf)? {
                 return Ok(f);
-            }
-            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
-                self.rbuf.reserve(16 * 1024);
             }
             let n = match &mut self.half {
                 ReadHalf::Tcp(s) => s.read_buf(&mut self.rbuf).await?,
@@ -439,11 +448,8 @@ impl PgConn {
     /// I/O errors, a closed connection, or a malformed frame.
     pub async fn recv(&mut self) -> Result<Frame, BackendError> {
         loop {
-            if let Some(f) = Frame::take(&mut self.rbuf)? {
+            if let Some(f) = buffered_frame(&mut self.rbuf)? {
                 return Ok(f);
-            }
-            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
-                self.rbuf.reserve(16 * 1024);
             }
             let n = self.stream.read_buf(&mut self.rbuf).await?;
             if n == 0 {

@@ -13,7 +13,10 @@ use shardgate_backend::lane::{LaneError, LaneReply, LaneRequest};
 /// usual path.
 fn locks_rows(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
-    let words: Vec<&str> = lower.split_whitespace().collect();
+    let words: Vec<&str> = lower
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
     words.windows(2).any(|w| {
         w[0] == "for"
             && (w[1].starts_with("update")
@@ -208,6 +211,8 @@ mod tests {
         assert!(locks_rows("SELECT 1 FROM t FOR NO KEY UPDATE"));
         assert!(locks_rows("SELECT 1 FROM t FOR KEY SHARE"));
         assert!(locks_rows("SELECT 1 FROM t FOR UPDATE\nOF t"));
+        assert!(locks_rows("SELECT * FROM (SELECT 1 FROM t)for update"));
+        assert!(!locks_rows("SELECT for_update FROM t"));
         assert!(!locks_rows(
             "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
         ));
