@@ -285,8 +285,8 @@ they are missing and builds shardgate in release mode):
 {command}
 ```
 
-`bench/run` alone is the full run (3 rounds × 10 s per cell, about half an
-hour); `bench/run --quick` takes under two minutes. Raw figures, including
+`bench/run` alone is the full run (3 rounds × 10 s per cell, about fifty
+minutes); `bench/run --quick` takes under two minutes. Raw figures, including
 every round, are written to `bench/results/latest.json`, a chart of the
 ratios to `bench/results/ratios.svg`.
 

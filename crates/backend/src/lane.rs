@@ -1,6 +1,6 @@
 //! Lanes: shard connections shared by many sessions, for single-statement
-//! autocommit reads in the extended protocol (Bind, Execute, Sync of a
-//! prepared SELECT).
+//! autocommit reads (a Bind, Execute, Sync of a prepared SELECT; or a
+//! simple-protocol SELECT the session forwards as a prepared statement).
 //!
 //! A session that runs such a read does not take a pooled connection of its
 //! own: it hands the statement to one of its shard's lanes, whose writer
@@ -12,11 +12,14 @@
 //! of a point query.
 //!
 //! A lane's connection is named `shardgate lane` (`application_name`) on
-//! the server. What a lane cannot carry, the session sends the usual way: reads in a
-//! transaction, with session settings, that lock rows. A request a lane
-//! could not run as asked ([`LaneError::Retry`]: the lane's connection
-//! broke, or its statement was not prepared there) is a read that changed
-//! nothing, so the session runs it again on a pooled connection.
+//! the server. An answer is gathered whole before it is handed over (lanes
+//! are for short reads; streaming it in bounded chunks is a next step).
+//! What a lane cannot carry, the session sends the usual way: reads in a
+//! transaction, with session settings, that lock rows. A request that did
+//! not run ([`LaneError::Retry`]: the lane could not connect, its
+//! connection had just broken, or its statement was not prepared there as
+//! the lane thought) the session runs on a pooled connection; one sent on a
+//! connection that then broke is [`LaneError::Lost`] (it may have run).
 
 use crate::pg::{PgConfig, PgConn, PgReader, PgWriter};
 use bytes::BytesMut;
