@@ -322,10 +322,9 @@ async fn sessions_behave_like_one_postgres() {
     assert!(n >= 2, "rows of \"Visits\" are spread");
 }
 
-/// Session state a pooled shard connection would carry to other clients
-/// (or that would silently not work) is tracked, or refused clearly.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_state_pooling_cannot_carry_is_refused() {
+/// Four shards, pool_size 1 (so a connection is surely reused), and a
+/// `jobs` table sharded by id with rows 1..=20 whose state is `state(id)`.
+async fn jobs_cluster(state: impl Fn(i64) -> String) -> (PgCluster, u16, tokio_postgres::Client) {
     let c = PgCluster::start_with(
         4,
         "pool_size = 1\n",
@@ -337,10 +336,18 @@ async fn session_state_pooling_cannot_carry_is_refused() {
         .await
         .unwrap();
     for id in 1..=20i64 {
-        a.execute("INSERT INTO jobs VALUES ($1, 'new')", &[&id])
+        a.execute("INSERT INTO jobs VALUES ($1, $2)", &[&id, &state(id)])
             .await
             .unwrap();
     }
+    (c, port, a)
+}
+
+/// Session state a pooled shard connection would carry to other clients
+/// (or that would silently not work) is tracked, or refused clearly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_state_pooling_cannot_carry_is_refused() {
+    let (c, port, a) = jobs_cluster(|_| "new".to_string()).await;
     // SET SESSION CHARACTERISTICS is a session setting: this session's,
     // not the next client's on the same shard connections.
     a.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
@@ -468,24 +475,7 @@ async fn session_state_pooling_cannot_carry_is_refused() {
 /// connections), PREPARE/EXECUTE/DEALLOCATE as PostgreSQL answers them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_dump_and_sql_level_prepare() {
-    let c = PgCluster::start_with(
-        4,
-        "pool_size = 1\n",
-        "[[tables]]\nname = \"jobs\"\nshard_key = \"id\"\nkey_type = \"bigint\"\n",
-    );
-    let port = c.sg.port();
-    let a = client(port).await;
-    a.batch_execute("CREATE TABLE jobs (id bigint PRIMARY KEY, state text)")
-        .await
-        .unwrap();
-    for id in 1..=20i64 {
-        a.execute(
-            "INSERT INTO jobs VALUES ($1, $2)",
-            &[&id, &format!("s{id}")],
-        )
-        .await
-        .unwrap();
-    }
+    let (c, port, a) = jobs_cluster(|id| format!("s{id}")).await;
     // set_config(..., false) on its own is a SET: answered with the value,
     // and it holds on every shard connection the session uses.
     let m = a
