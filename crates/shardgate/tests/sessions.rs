@@ -347,7 +347,7 @@ async fn jobs_cluster(state: impl Fn(i64) -> String) -> (PgCluster, u16, tokio_p
 /// (or that would silently not work) is tracked, or refused clearly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_state_pooling_cannot_carry_is_refused() {
-    let (c, port, a) = jobs_cluster(|_| "new".to_string()).await;
+    let (_cluster, port, a) = jobs_cluster(|_| "new".to_string()).await;
     // SET SESSION CHARACTERISTICS is a session setting: this session's,
     // not the next client's on the same shard connections.
     a.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
@@ -475,7 +475,7 @@ async fn session_state_pooling_cannot_carry_is_refused() {
 /// connections), PREPARE/EXECUTE/DEALLOCATE as PostgreSQL answers them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_dump_and_sql_level_prepare() {
-    let (c, port, a) = jobs_cluster(|id| format!("s{id}")).await;
+    let (_cluster, port, a) = jobs_cluster(|id| format!("s{id}")).await;
     // set_config(..., false) on its own is a SET: answered with the value,
     // and it holds on every shard connection the session uses.
     let m = a
