@@ -168,7 +168,7 @@ pub(crate) async fn run_aggregate<W: AsyncWrite + Unpin>(
         }
     }
     if let Some(e) = error {
-        return Ok(crate::merge_sort::abort(out, e));
+        return Ok(crate::merge_sort::abort(out, shadowed(spec, e)));
     }
     // Step 2: the final query on one shard, over the typed partial rows.
     let partial = match req.per_shard.and_then(|m| m.get(&final_shard)) {
@@ -182,6 +182,30 @@ pub(crate) async fn run_aggregate<W: AsyncWrite + Unpin>(
         collate: Collate::Probe(partial),
     };
     finish(conns, final_shard, embedded, spec, p, &how, out).await
+}
+
+/// A shard's error for the partial query, or, when it is the guard of
+/// `spec.alias_groups` finding a FROM column of such a name (an ambiguous
+/// column reference), the refusal that says why.
+fn shadowed(spec: &AggSpec, e: ErrorFields) -> ErrorFields {
+    let ambiguous = e.code == "42702" || e.message.contains("ambiguous");
+    let name = spec.alias_groups.iter().find(|n| {
+        e.message.contains(&format!("\"{n}\"")) || e.message.ends_with(&format!(": {n}"))
+    });
+    match name {
+        Some(n) if ambiguous => ErrorFields {
+            hint: Some(format!(
+                "write the column (or the expression) in GROUP BY instead of \"{n}\", or rename the output column"
+            )),
+            ..ErrorFields::new(
+                "0A000",
+                format!(
+                    "GROUP BY \"{n}\" names both an output column and a column of the FROM list, where PostgreSQL groups by the column; shardgate does not support grouping by such a name across shards"
+                ),
+            )
+        },
+        _ => e,
+    }
 }
 
 /// How the client asked for the final query's reply.

@@ -55,6 +55,11 @@ pub struct AggSpec {
     /// The partial query returns raw rows (an aggregate that cannot be
     /// split), not one row per group.
     pub raw: bool,
+    /// GROUP BY names taken for output columns, which the partial query
+    /// checks are no FROM columns (see [`guard_alias_groups`]): a shard's
+    /// "ambiguous" error naming one of them means PostgreSQL would have
+    /// grouped by that column.
+    pub alias_groups: Vec<String>,
 }
 
 /// The column name of partial column `i` (0-based).
@@ -727,6 +732,78 @@ fn group_expr(s: &Select, g: &Expr) -> Result<Expr, String> {
     })
 }
 
+/// The bare GROUP BY names that [`group_expr`] takes for an output
+/// column's expression (an alias whose expression does not name it).
+/// PostgreSQL groups by a FROM column of that name when there is one, which
+/// only the shard's catalog knows: see [`guard_alias_groups`].
+pub fn alias_groups(s: &Select) -> Vec<String> {
+    let GroupByExpr::Expressions(list, _) = &s.group_by else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    let leaves = list.iter().flat_map(|g| match g {
+        Expr::Rollup(sets) | Expr::Cube(sets) | Expr::GroupingSets(sets) => {
+            sets.iter().flatten().collect::<Vec<_>>()
+        }
+        g => vec![g],
+    });
+    for g in leaves {
+        let Expr::Identifier(id) = g else { continue };
+        let name = ident_name(id);
+        let aliased = s.projection.iter().any(|i| {
+            matches!(i, SelectItem::ExprWithAlias { expr, alias }
+                if ident_name(alias) == name && !names_column(expr, &name))
+        });
+        if aliased && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// The name of the one-row relation [`guard_alias_groups`] adds.
+pub const PROBE: &str = "sg_probe";
+
+/// Make a query that groups by the output columns `names` (see
+/// [`alias_groups`]) fail on a shard where a FROM column has one of those
+/// names, instead of grouping by something else than PostgreSQL would: a
+/// one-row relation `sg_probe` with columns of those names joins the FROM
+/// list, and the WHERE clause reads each name bare. Where no FROM column
+/// has the name it reads `sg_probe`'s NULL (no row is lost); where one has
+/// it the shard answers `column reference "..." is ambiguous`. The query's
+/// own GROUP BY must then not use the names bare (the partial query groups
+/// by expressions).
+pub fn guard_alias_groups(s: &mut Select, names: &[String]) {
+    if names.is_empty() || s.from.is_empty() {
+        return;
+    }
+    let cols: Vec<String> = names
+        .iter()
+        .map(|n| format!("NULL AS {}", Ident::with_quote('"', n)))
+        .collect();
+    let probe = format!("(SELECT {}) AS {PROBE}", cols.join(", "));
+    let from = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("SELECT 1 FROM {probe}"))
+        .and_then(|mut p| p.parse_query());
+    let Ok(q) = from else { return };
+    let SetExpr::Select(ps) = *q.body else { return };
+    s.from.extend(ps.from);
+    let check = names
+        .iter()
+        .map(|n| format!("{} IS NULL", Ident::with_quote('"', n)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let check = parse_expr(&check);
+    s.selection = Some(match s.selection.take() {
+        Some(w) => Expr::BinaryOp {
+            left: Box::new(Expr::Nested(Box::new(w))),
+            op: ast::BinaryOperator::And,
+            right: Box::new(check),
+        },
+        None => check,
+    });
+}
+
 /// A single-relation SELECT with the relation's qualifier taken off its
 /// columns (`items.id` is `id` when `items` is all there is), so that one
 /// column written two ways is one column of the partial query (and
@@ -1165,6 +1242,8 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
             alias: Ident::new(column_name(0)),
         });
     }
+    let guarded = alias_groups(s);
+    guard_alias_groups(&mut part, &guarded);
     let columns = part.projection.len();
     let mut partial_q = q.clone();
     partial_q.order_by = None;
@@ -1187,6 +1266,7 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
         columns,
         no_float4: b.no_float4,
         raw,
+        alias_groups: guarded,
     })
 }
 

@@ -243,6 +243,7 @@ pub fn final_sort(
         columns: visible + keys.len(),
         no_float4: Vec::new(),
         raw: true,
+        alias_groups: Vec::new(),
     }
 }
 

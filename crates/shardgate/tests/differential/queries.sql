@@ -493,6 +493,17 @@ SELECT extract(year FROM ordered_on) AS y, sum(qty) FROM orders GROUP BY 1;
 -- @must
 SELECT CASE WHEN amount < 0 THEN 'neg' WHEN amount < 1000 THEN 'small' ELSE 'big' END AS bucket, count(*) FROM orders GROUP BY bucket;
 -- @must
+SELECT amount > 100 AS big, count(*), sum(qty) FROM orders GROUP BY big;
+-- @must
+SELECT customer_id % 3 AS c3, count(*) FROM orders GROUP BY c3 HAVING count(*) > 1;
+-- @must
+SELECT customer_id AS cid, count(*) FROM orders GROUP BY cid;
+-- An output name that is also a column of the FROM list: PostgreSQL groups
+-- by the column (refused by shardgate, never grouped by the output).
+SELECT 1 AS status, count(*) FROM orders GROUP BY status;
+SELECT count(*) AS qty FROM orders GROUP BY qty;
+SELECT 'x' AS region, count(*) FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY region;
+-- @must
 SELECT customer_id, count(*) FROM orders GROUP BY customer_id;
 -- @must
 SELECT customer_id, sum(amount), max(created_at) FROM orders GROUP BY customer_id;

@@ -626,7 +626,11 @@ fn plan_aggregation(
         .iter()
         .any(|t| t.joins.iter().any(|j| !is_inner(&j.join_operator)));
     // Grouping sets regroup across the groups: never shard-local.
+    // A GROUP BY name read as an output column's expression may be a FROM
+    // column on the shards (see `aggregate::guard_alias_groups`): only the
+    // two-step plan's partial query carries the guard.
     let pushdown = !outer_join
+        && crate::aggregate::alias_groups(s).is_empty()
         && !crate::aggregate::has_grouping_sets(s)
         && (grouped || distinct.is_some())
         && (!grouped || covers_key(&group, tables))
