@@ -111,6 +111,7 @@ def main():
     profile = PROFILES[args.mode]
     results = {"mode": args.mode, "command": args.command, "profile": profile,
                "pool_size": POOL_SIZE, "machine": machine_info(args, env),
+               "postgres_options": Postgres.OPTIONS,
                "sections": [], "errors": [], "notes": []}
     servers = []
     ctx = None

@@ -91,6 +91,8 @@ def markdown(results):
         f"(load average at start {m.get('loadavg_start', '?')}, at end "
         f"{m.get('loadavg_end', '?')})",
         f"- Versions: {m['postgres']}, {m['pgbouncer']}, {m['shardgate']}",
+        f"- Every PostgreSQL server (baselines and shards alike) runs with "
+        f"`{results.get('postgres_options', '?')}`",
         f"- Commit: `{m['git_commit']}`{' (with uncommitted changes outside bench/)' if m['git_dirty'] else ''}"
         f", run {m['date']}, took {results.get('elapsed_seconds', '?')} s",
         f"- Command: `{results['command']}`",

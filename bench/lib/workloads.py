@@ -330,8 +330,9 @@ def sharded_points(ctx):
                   f"({load_s:.1f} s, rows per shard {counts}); single: the same rows in one "
                   f"server. *shardgate (unix sockets, lanes)* is a second shardgate on the same "
                   "shards that reaches them over their Unix-domain sockets and has `lanes = 1` "
-                  "(each shard's autocommit reads of all clients pipelined on one shared "
-                  "connection). Scripts: point select / point update by random aid. -j 2, "
+                  "(each shard's autocommit reads and writes of all clients pipelined on one "
+                  "shared connection; the servers run with synchronous_commit=off, so writes "
+                  "take the lanes). Scripts: point select / point update by random aid. -j 2, "
                   f"{p['seconds']} s per cell, {p['rounds']} round(s), median. "
                   "All servers share the same machine."),
         "setup": {"rows": n, "rows_per_shard": counts, "load_seconds_both": round(load_s, 2)},

@@ -1,9 +1,10 @@
 //! Lanes: shard connections shared by many sessions, for single-statement
-//! autocommit reads (a Bind, Execute, Sync of a prepared SELECT; or a
-//! simple-protocol SELECT the session forwards as a prepared statement).
+//! autocommit reads and writes (a Bind, Execute, Sync of a prepared
+//! statement; or a simple-protocol statement the session forwards as a
+//! prepared statement).
 //!
-//! A session that runs such a read does not take a pooled connection of its
-//! own: it hands the statement to one of its shard's lanes, whose writer
+//! A session that runs such a statement does not take a pooled connection
+//! of its own: it hands the statement to one of its shard's lanes, whose writer
 //! task sends the requests of every waiting session in one write, each
 //! ending with its own Sync (so each is its own implicit transaction, as on
 //! a connection of its own), and whose reader task hands each session the
@@ -13,20 +14,37 @@
 //!
 //! A lane's connection is named `shardgate lane` (`application_name`) on
 //! the server. An answer is gathered whole before it is handed over (lanes
-//! are for short reads; streaming it in bounded chunks is a next step).
-//! What a lane cannot carry, the session sends the usual way: reads in a
-//! transaction, with session settings, that lock rows. A request that did
-//! not run ([`LaneError::Retry`]: the lane could not connect, its
-//! connection had just broken, or its statement was not prepared there as
-//! the lane thought) the session runs on a pooled connection; one sent on a
-//! connection that then broke is [`LaneError::Lost`] (it may have run).
+//! are for short statements; streaming it in bounded chunks is a next
+//! step). What a lane cannot carry, the session sends the usual way:
+//! statements in a transaction, with session settings, reads that lock
+//! rows.
+//!
+//! A lane must never wait for a lock (every request queued behind would
+//! wait too): its connection has a short `lock_timeout` ([`LOCK_TIMEOUT`]),
+//! and a request that meets it (55P03) was rolled back whole (it was its own
+//! implicit transaction), so the session runs it again on a pooled
+//! connection, where it waits as it would on PostgreSQL. Its statement then
+//! skips the lane for its next [`COOL_DOWN`] runs, so that a hot row does not
+//! keep stalling the lane.
+//!
+//! Writes take a lane only where a commit does not wait for a disk flush
+//! or a standby (`synchronous_commit = off` for the lane's user and
+//! database; the lane asks when it connects): a lane runs its requests one
+//! after another, so each commit's wait would hold up everything behind
+//! it, where connections of their own share one flush (group commit).
+//!
+//! A request that did not take effect ([`LaneError::Retry`]: the lane could
+//! not connect, its connection had just broken, its statement was not
+//! prepared there as the lane thought, or it met the lock timeout) the
+//! session runs on a pooled connection; one sent on a connection that then
+//! broke is [`LaneError::Lost`] (it may have run).
 
 use crate::pg::{PgConfig, PgConn, PgReader, PgWriter};
 use bytes::BytesMut;
 use shardgate_wire::frontend;
 use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
@@ -37,18 +55,27 @@ const MAX_PREPARED: usize = 500;
 /// Requests written in one go, at most.
 const MAX_BATCH: usize = 64;
 
+/// The `lock_timeout` of a lane's connection: how long a request may wait
+/// for a lock before it is sent back to run elsewhere.
+pub const LOCK_TIMEOUT: &str = "5ms";
+
+/// After a statement met the lock timeout on a lane, its next runs that go
+/// elsewhere without trying the lane.
+pub const COOL_DOWN: u32 = 256;
+
 /// Why a lane did not answer a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LaneError {
-    /// The request did not run (the lane could not connect, or its
-    /// statement was not prepared there as the lane thought): run it on a
-    /// pooled connection instead.
+    /// The request did not take effect (the lane could not connect, its
+    /// statement was not prepared there as the lane thought, or it met the
+    /// lane's lock timeout and was rolled back): run it on a pooled
+    /// connection instead.
     Retry,
     /// The connection broke after the request was sent: it may have run.
     Lost,
 }
 
-/// One read to run on a lane.
+/// One statement to run on a lane.
 pub struct LaneRequest {
     /// The statement's SQL as the shard runs it.
     pub sql: Arc<str>,
@@ -62,6 +89,8 @@ pub struct LaneRequest {
     /// The pool's schema generation when the session ran it (a change
     /// makes the lane prepare its statements afresh).
     pub schema: u64,
+    /// It writes (see [`Lane::takes_writes`]).
+    pub write: bool,
 }
 
 /// The shard's answer: whole backend frames (BindComplete, the
@@ -77,8 +106,10 @@ struct Job {
 /// What the reader must know of a request it reads the answer of.
 struct Pending {
     reply: oneshot::Sender<LaneReply>,
-    /// The statement's name, if this request's Parse prepared it.
-    parsed: Option<String>,
+    /// The statement's name on the lane.
+    name: String,
+    /// This request's Parse prepared the statement.
+    parsed: bool,
 }
 
 /// State shared by a lane's writer and reader.
@@ -93,6 +124,9 @@ struct Shared {
     schema: u64,
     /// Names to close before the next request.
     to_close: Vec<String>,
+    /// Statements that met the lock timeout, and how many of their next
+    /// runs skip the lane.
+    cooling: std::collections::HashMap<String, u32>,
     /// The reader ended (the connection broke): nothing more may be
     /// queued here, since nobody would answer it.
     closed: bool,
@@ -105,18 +139,37 @@ pub struct Lane {
     jobs: mpsc::UnboundedSender<Job>,
     /// Requests sent and not yet answered.
     load: Arc<AtomicUsize>,
+    /// Whether the shard's commits wait (see [`Lane::takes_writes`]).
+    writes: Arc<AtomicU8>,
 }
+
+/// [`Lane::writes`]: not known yet (the lane has not connected).
+const WRITES_UNKNOWN: u8 = 0;
+/// [`Lane::writes`]: commits do not wait; writes may take the lane.
+const WRITES_OK: u8 = 1;
+/// [`Lane::writes`]: commits wait for a flush or a standby.
+const WRITES_WAIT: u8 = 2;
 
 impl Lane {
     /// A lane to the server `cfg`; it connects on first use and again
     /// after its connection breaks. Must be called within a tokio runtime.
     pub fn start(cfg: PgConfig) -> Lane {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(cfg, rx));
+        let writes = Arc::new(AtomicU8::new(WRITES_UNKNOWN));
+        tokio::spawn(writer(cfg, rx, writes.clone()));
         Lane {
             jobs: tx,
             load: Arc::new(AtomicUsize::new(0)),
+            writes,
         }
+    }
+
+    /// May a write take this lane? Not where the shard's commits wait for
+    /// a disk flush or a standby (see the module documentation); until
+    /// the lane has connected and asked, a write may try (and is sent back
+    /// [`LaneError::Retry`] if they do).
+    pub fn takes_writes(&self) -> bool {
+        self.writes.load(Ordering::Relaxed) != WRITES_WAIT
     }
 
     /// Requests sent to this lane and not yet answered.
@@ -162,7 +215,7 @@ fn statement_name(sql: &str, types: &[u32], epoch: u32) -> String {
 
 /// The writer task: connects, starts the reader, and writes the requests
 /// of waiting sessions in batches. Ends when every [`Lane`] handle is gone.
-async fn writer(cfg: PgConfig, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn writer(cfg: PgConfig, mut rx: mpsc::UnboundedReceiver<Job>, writes: Arc<AtomicU8>) {
     let mut conn: Option<(PgWriter, Arc<Mutex<Shared>>, tokio::task::JoinHandle<()>)> = None;
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
@@ -180,8 +233,21 @@ async fn writer(cfg: PgConfig, mut rx: mpsc::UnboundedReceiver<Job>) {
             conn = None;
         }
         if conn.is_none() {
-            match PgConn::connect_as_app(&cfg, "shardgate lane").await {
-                Ok(c) => {
+            match PgConn::connect_as_app(&cfg, "shardgate lane", &[("lock_timeout", LOCK_TIMEOUT)])
+                .await
+            {
+                Ok(mut c) => {
+                    let waits = match commits_wait(&mut c).await {
+                        Ok(w) => w,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "lane: cannot read the commit settings");
+                            true
+                        }
+                    };
+                    writes.store(
+                        if waits { WRITES_WAIT } else { WRITES_OK },
+                        Ordering::Relaxed,
+                    );
                     let (r, w) = c.into_split();
                     let shared = Arc::new(Mutex::new(Shared::default()));
                     let task = tokio::spawn(reader(r, shared.clone()));
@@ -223,20 +289,31 @@ async fn writer(cfg: PgConfig, mut rx: mpsc::UnboundedReceiver<Job>) {
                 if j.req.schema > st.schema || st.prepared.len() >= MAX_PREPARED {
                     st.schema = st.schema.max(j.req.schema);
                     st.epoch = st.epoch.wrapping_add(1);
+                    st.cooling.clear();
                     let old: Vec<String> = st.prepared.drain().collect();
                     st.to_close.extend(old);
                 }
                 for old in std::mem::take(&mut st.to_close) {
                     frontend::close(&mut buf, b'S', &old);
                 }
+                if j.req.write && writes.load(Ordering::Relaxed) != WRITES_OK {
+                    let _ = j.reply.send(Err(LaneError::Retry));
+                    continue;
+                }
                 let name = statement_name(&j.req.sql, &j.req.types, st.epoch);
-                let parsed = if st.prepared.contains(&name) {
-                    None
-                } else {
+                if let Some(left) = st.cooling.get_mut(&name) {
+                    *left -= 1;
+                    if *left == 0 {
+                        st.cooling.remove(&name);
+                    }
+                    let _ = j.reply.send(Err(LaneError::Retry));
+                    continue;
+                }
+                let parsed = !st.prepared.contains(&name);
+                if parsed {
                     frontend::parse(&mut buf, &name, &j.req.sql, &j.req.types);
                     st.prepared.insert(name.clone());
-                    Some(name.clone())
-                };
+                }
                 frontend::bind_renamed(&mut buf, "", &name, &j.req.bind_tail);
                 if j.req.describe {
                     frontend::describe(&mut buf, b'P', "");
@@ -245,6 +322,7 @@ async fn writer(cfg: PgConfig, mut rx: mpsc::UnboundedReceiver<Job>) {
                 frontend::sync(&mut buf);
                 st.pending.push_back(Pending {
                     reply: j.reply,
+                    name,
                     parsed,
                 });
             }
@@ -265,6 +343,29 @@ async fn writer(cfg: PgConfig, mut rx: mpsc::UnboundedReceiver<Job>) {
             }
         }
     }
+}
+
+/// Does a commit on `conn` wait for a disk flush or a synchronous standby?
+async fn commits_wait(conn: &mut PgConn) -> Result<bool, crate::BackendError> {
+    let mut buf = BytesMut::new();
+    frontend::query(&mut buf, "SELECT current_setting('synchronous_commit')");
+    conn.send(&buf).await?;
+    let mut row: Vec<String> = Vec::new();
+    loop {
+        let f = conn.recv().await?;
+        match f.tag {
+            b'D' => {
+                row = shardgate_wire::backend::parse_data_row(&f.body)
+                    .map_err(crate::BackendError::Protocol)?
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v.unwrap_or_default()).into_owned())
+                    .collect();
+            }
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    Ok(row.first().is_none_or(|sync| sync != "off"))
 }
 
 /// The reader task: reads the answers in order and hands each to its
@@ -309,21 +410,25 @@ async fn reader(mut r: PgReader, shared: Arc<Mutex<Shared>>) {
                     code == "26000"
                         || (code == "0A000" && message.starts_with("cached plan must not change"))
                 });
+                // It waited for a lock past the lane's timeout: rolled back.
+                let locked = failed.as_ref().is_some_and(|(code, _)| code == "55P03");
                 let retry = match failed.take() {
                     Some(_) if stale => {
                         st.epoch = st.epoch.wrapping_add(1);
+                        st.cooling.clear();
                         let old: Vec<String> = st.prepared.drain().collect();
                         st.to_close.extend(old);
                         true
                     }
                     Some(_) => {
-                        if let Some(name) = &p.parsed
-                            && !parse_ok
-                        {
+                        if p.parsed && !parse_ok {
                             // Its Parse failed: not prepared.
-                            st.prepared.remove(name);
+                            st.prepared.remove(&p.name);
                         }
-                        false
+                        if locked {
+                            st.cooling.insert(p.name.clone(), COOL_DOWN);
+                        }
+                        locked
                     }
                     None => false,
                 };

@@ -318,14 +318,19 @@ impl PgConn {
     /// # Errors
     /// I/O, authentication, or a server error during startup.
     pub async fn connect(cfg: &PgConfig) -> Result<PgConn, BackendError> {
-        PgConn::connect_as_app(cfg, "shardgate").await
+        PgConn::connect_as_app(cfg, "shardgate", &[]).await
     }
 
-    /// Connect and authenticate with `application_name` set to `app`.
+    /// Connect and authenticate with `application_name` set to `app` and
+    /// the settings `extra` (startup parameters: `("lock_timeout", "5ms")`).
     ///
     /// # Errors
     /// I/O, authentication, or a server error during startup.
-    pub async fn connect_as_app(cfg: &PgConfig, app: &str) -> Result<PgConn, BackendError> {
+    pub async fn connect_as_app(
+        cfg: &PgConfig,
+        app: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<PgConn, BackendError> {
         let stream = Stream::connect(cfg).await?;
         let mut conn = PgConn {
             stream,
@@ -336,16 +341,15 @@ impl PgConn {
             server_params: Vec::new(),
         };
         let mut out = BytesMut::new();
-        startup::encode_startup(
-            &mut out,
-            &[
-                ("user", &cfg.user),
-                ("database", &cfg.database),
-                ("client_encoding", "UTF8"),
-                ("DateStyle", "ISO, MDY"),
-                ("application_name", app),
-            ],
-        );
+        let mut params: Vec<(&str, &str)> = vec![
+            ("user", &cfg.user),
+            ("database", &cfg.database),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO, MDY"),
+            ("application_name", app),
+        ];
+        params.extend_from_slice(extra);
+        startup::encode_startup(&mut out, &params);
         conn.send(&out).await?;
         let mut scram: Option<postgres_protocol::authentication::sasl::ScramSha256> = None;
         loop {

@@ -73,6 +73,20 @@ async fn aggregates_with_parameters_limits_and_transactions() {
         let got = sg.query(q, &[&a, &b, &l]).await.unwrap();
         assert_eq!(text(&got), text(&want), "{q} with {a}, {b}, {l}");
     }
+    // LIMIT and OFFSET parameters whose sum passes bigint (the shards'
+    // LIMIT is capped, as PostgreSQL takes them); NULL is no limit.
+    let q =
+        "SELECT id::text FROM t WHERE id > $1 ORDER BY v DESC NULLS LAST, id LIMIT $2 OFFSET $3";
+    for (l, o) in [
+        (Some(i64::MAX), 5i64),
+        (Some(i64::MAX - 1), i64::MAX),
+        (None, 7),
+        (Some(3), i64::MAX),
+    ] {
+        let want = one.query(q, &[&0i32, &l, &o]).await.unwrap();
+        let got = sg.query(q, &[&0i32, &l, &o]).await.unwrap();
+        assert_eq!(text(&got), text(&want), "{q} with {l:?}, {o}");
+    }
     // A key list with bind parameters (binary) spanning shards: each shard
     // gets only its own keys, in plain scatters, merges and aggregations.
     for q in [

@@ -1,5 +1,5 @@
-//! Lanes (`lanes = 1`): single-statement autocommit reads of many sessions
-//! share one pipelined connection per shard. Every answer must be what the
+//! Lanes (`lanes = 1`): single-statement autocommit reads and writes of
+//! many sessions share one pipelined connection per shard. Every answer must be what the
 //! session would get on a connection of its own: the right rows for each
 //! concurrent client, its own errors and no one else's, the same messages
 //! in the same order, fresh statements after DDL, and reads that must not
@@ -202,6 +202,252 @@ async fn concurrent_reads_share_lanes_and_get_their_own_answers() {
     assert!(
         lane_queries(&c).iter().all(|q| !q.is_empty()),
         "lanes came back"
+    );
+}
+
+/// `via` of each row of `counters`, by shard.
+fn via_by_shard(c: &PgCluster) -> Vec<Vec<(i64, String)>> {
+    c.shards
+        .iter()
+        .map(|s| {
+            s.psql_db("app", "SELECT id || '=' || via FROM counters ORDER BY id")
+                .expect("counters")
+                .lines()
+                .filter_map(|l| {
+                    let (id, via) = l.trim().split_once('=')?;
+                    Some((id.parse().ok()?, via.to_string()))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autocommit_writes_share_lanes_and_never_wait_there() {
+    let table = "[[tables]]\nname = \"counters\"\nshard_key = \"id\"\nkey_type = \"bigint\"\n";
+    let c = PgCluster::start_with(4, TOP, table);
+    let port = c.sg.port();
+    let admin = client(port).await;
+    admin
+        .batch_execute("CREATE TABLE counters (id bigint PRIMARY KEY, n int NOT NULL, via text)")
+        .await
+        .unwrap();
+    // Each row records which connection wrote it last.
+    for s in &c.shards {
+        s.psql_db(
+            "app",
+            "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN NEW.via := current_setting('application_name'); RETURN NEW; END $$; \
+             CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON counters \
+             FOR EACH ROW EXECUTE FUNCTION stamp()",
+        )
+        .expect("trigger");
+    }
+
+    // 8 clients insert 25 rows each, then add 1 to every row 3 times, in
+    // the extended protocol; a ninth adds 1 to rows 1..=50 in the simple.
+    let mut tasks = Vec::new();
+    for k in 0..8i64 {
+        tasks.push(tokio::spawn(async move {
+            let cl = client(port).await;
+            let ins = cl
+                .prepare("INSERT INTO counters (id, n) VALUES ($1, 0)")
+                .await
+                .unwrap();
+            for i in 0..25i64 {
+                assert_eq!(cl.execute(&ins, &[&(k * 25 + i + 1)]).await.unwrap(), 1);
+            }
+            // A duplicate key is this client's error, once.
+            let e = cl
+                .execute(&ins, &[&(k * 25 + 1)])
+                .await
+                .expect_err("duplicate key");
+            assert_eq!(e.code().map(|c| c.code()), Some("23505"), "client {k}: {e}");
+        }));
+    }
+    for t in tasks.drain(..) {
+        t.await.expect("insert task");
+    }
+    for k in 0..8i64 {
+        tasks.push(tokio::spawn(async move {
+            let cl = client(port).await;
+            let up = cl
+                .prepare("UPDATE counters SET n = n + 1 WHERE id = $1 RETURNING n")
+                .await
+                .unwrap();
+            for round in 0..3i64 {
+                for i in 0..200i64 {
+                    let id = (k * 29 + i * 7 + round) % 200 + 1;
+                    let rows = cl.query(&up, &[&id]).await.unwrap();
+                    assert_eq!(rows.len(), 1, "client {k}: id {id}");
+                    assert!(rows[0].get::<_, i32>(0) >= 1);
+                }
+            }
+        }));
+    }
+    tasks.push(tokio::spawn(async move {
+        let cl = client(port).await;
+        for id in 1..=50 {
+            let m = cl
+                .simple_query(&format!("UPDATE counters SET n = n + 1 WHERE id = {id}"))
+                .await
+                .unwrap();
+            assert!(
+                matches!(
+                    m.last(),
+                    Some(tokio_postgres::SimpleQueryMessage::CommandComplete(1))
+                ),
+                "id {id}: {m:?}"
+            );
+        }
+    }));
+    for t in tasks {
+        t.await.expect("update task");
+    }
+    // No update lost or applied twice; all of them ran on the lanes.
+    let rows = admin
+        .query("SELECT id, n FROM counters ORDER BY id", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 200);
+    for r in &rows {
+        let id: i64 = r.get(0);
+        let want = if id <= 50 { 25 } else { 24 };
+        assert_eq!(r.get::<_, i32>(1), want, "row {id}");
+    }
+    let vias = via_by_shard(&c);
+    assert_eq!(vias.iter().map(Vec::len).sum::<usize>(), 200);
+    for (i, rows) in vias.iter().enumerate() {
+        for (id, via) in rows {
+            assert_eq!(via, "shardgate lane", "shard {i}, row {id}");
+        }
+    }
+
+    // A write that meets a row lock held by a transaction does not wait on
+    // the lane (its lock timeout rolls it back there): it runs again on a
+    // connection of its own and waits there, while the lane serves others.
+    let (home, first) = vias
+        .iter()
+        .enumerate()
+        .find_map(|(i, rows)| rows.first().map(|(id, _)| (i, *id)))
+        .unwrap();
+    let neighbour = vias[home][1].0;
+    let locker = client(port).await;
+    locker.batch_execute("BEGIN").await.unwrap();
+    locker
+        .execute("UPDATE counters SET n = n + 100 WHERE id = $1", &[&first])
+        .await
+        .unwrap();
+    let waiter = client(port).await;
+    let up = waiter
+        .prepare("UPDATE counters SET n = n + 1 WHERE id = $1")
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move {
+        let n = waiter.execute(&up, &[&first]).await;
+        (waiter, up, n)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the write did not wait for the lock"
+    );
+    let other = client(port).await;
+    let read = other
+        .prepare("SELECT n FROM counters WHERE id = $1")
+        .await
+        .unwrap();
+    let rows = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        other.query(&read, &[&neighbour]),
+    )
+    .await
+    .expect("a read on the lane behind the waiting write")
+    .unwrap();
+    assert_eq!(
+        rows[0].get::<_, i32>(0),
+        if neighbour <= 50 { 25 } else { 24 }
+    );
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        other.execute("UPDATE counters SET n = n + 2 WHERE id = $1", &[&neighbour]),
+    )
+    .await
+    .expect("a write on the lane behind the waiting write")
+    .unwrap();
+    assert_eq!(n, 1);
+    locker.batch_execute("COMMIT").await.unwrap();
+    let (waiter, up, n) = waiting.await.unwrap();
+    assert_eq!(n.unwrap(), 1);
+    let row = admin
+        .query_one("SELECT n FROM counters WHERE id = $1", &[&first])
+        .await
+        .unwrap();
+    let before = if first <= 50 { 25 } else { 24 };
+    assert_eq!(
+        row.get::<_, i32>(0),
+        before + 101,
+        "row {first}: each update once"
+    );
+    let via = |id: i64| {
+        via_by_shard(&c)[home]
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert_ne!(
+        via(first),
+        "shardgate lane",
+        "the waiting write ran on the lane"
+    );
+    assert_eq!(via(neighbour), "shardgate lane");
+    // That statement now skips the lane for a while (the lock may be hot).
+    assert_eq!(waiter.execute(&up, &[&neighbour]).await.unwrap(), 1);
+    assert_ne!(via(neighbour), "shardgate lane");
+
+    // Where a commit waits for a disk flush, writes keep off the lanes
+    // (each would hold up the lane for its flush); reads still share them.
+    for s in &c.shards {
+        s.psql_db("app", "ALTER DATABASE app SET synchronous_commit = on")
+            .expect("settings");
+    }
+    for s in &c.shards {
+        s.psql_db(
+            "app",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'shardgate lane'",
+        )
+        .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let cl = client(port).await;
+    let read = cl
+        .prepare("SELECT n FROM counters WHERE id = $1")
+        .await
+        .unwrap();
+    let write = cl
+        .prepare("UPDATE counters SET n = n - 1 WHERE id = $1")
+        .await
+        .unwrap();
+    for id in 101..=140i64 {
+        cl.query(&read, &[&id]).await.unwrap();
+        assert_eq!(cl.execute(&write, &[&id]).await.unwrap(), 1);
+    }
+    let vias = via_by_shard(&c);
+    for (i, rows) in vias.iter().enumerate() {
+        for (id, via) in rows {
+            if (101..=140).contains(id) {
+                assert_eq!(via, "shardgate", "shard {i}, row {id}");
+            }
+        }
+    }
+    assert!(
+        lane_queries(&c)
+            .iter()
+            .any(|q| q == "SELECT n FROM counters WHERE id = $1"),
+        "{:?}",
+        lane_queries(&c)
     );
 }
 

@@ -465,7 +465,13 @@ pub fn plan_merge(
             };
             Some(
                 sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
-                    .try_with_sql(&format!("{l} + {o}"))
+                    // In numeric, capped at bigint's largest (PostgreSQL
+                    // takes `LIMIT <max> OFFSET 5`; the bigint sum would
+                    // overflow).
+                    .try_with_sql(&format!(
+                        "LEAST(({l})::numeric + {o}, {})::bigint",
+                        i64::MAX
+                    ))
                     .and_then(|mut p| p.parse_expr())
                     .map_err(|e| e.to_string())?,
             )
@@ -627,7 +633,7 @@ mod tests {
         let m = merge_of("SELECT id FROM t WHERE a = $3 ORDER BY id LIMIT $1 OFFSET $2");
         assert!(
             m.sql
-                .ends_with("LIMIT $1::BIGINT + coalesce($2::BIGINT, 0)"),
+                .ends_with("LIMIT LEAST(($1::BIGINT)::NUMERIC + coalesce($2::BIGINT, 0), 9223372036854775807)::BIGINT"),
             "{}",
             m.sql
         );
@@ -653,7 +659,12 @@ mod tests {
         assert_eq!(e.sqlstate(), "22P02");
         // FETCH FIRST is a LIMIT; a constant offset is added.
         let m = merge_of("SELECT id FROM t ORDER BY id OFFSET 4 ROWS FETCH FIRST $1 ROWS ONLY");
-        assert!(m.sql.ends_with("LIMIT $1::BIGINT + 4"), "{}", m.sql);
+        assert!(
+            m.sql
+                .ends_with("LIMIT LEAST(($1::BIGINT)::NUMERIC + 4, 9223372036854775807)::BIGINT"),
+            "{}",
+            m.sql
+        );
         let m = merge_of("SELECT id FROM t ORDER BY id FETCH FIRST ROW ONLY");
         assert_eq!((m.limit, m.limit_param), (Some(1), None));
         assert!(m.sql.ends_with("LIMIT 1"), "{}", m.sql);

@@ -571,15 +571,15 @@ impl Session {
                     kind,
                     StmtKind::Write | StmtKind::WriteCopies | StmtKind::Ddl
                 );
-                // A read alone in its batch may share a lane.
-                let on_lane = if *kind == StmtKind::Read
+                // A read or write alone in its batch may share a lane.
+                let on_lane = if matches!(kind, StmtKind::Read | StmtKind::Write)
                     && shards.len() == 1
                     && max_rows == 0
                     && bound_on.is_none()
                     && matches!(how, ShardSql::Original)
                     && let Ok(b) = frontend::parse_bind(&bind)
                 {
-                    self.read_on_lane(shards[0], &sql, &types, b.tail, describe)
+                    self.portal_on_lane(shards[0], write, &sql, &types, b.tail, describe)
                         .await
                 } else {
                     None

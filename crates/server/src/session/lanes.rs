@@ -1,7 +1,9 @@
-//! Autocommit reads on lanes: a single-shard read that is a whole batch of
-//! its own (Bind, Execute, Sync) outside any transaction, with no session
-//! settings, runs on one of the shard's shared pipelined connections
-//! ([`shardgate_backend::lane`]) instead of taking a pooled connection.
+//! Autocommit statements on lanes: a single-shard read or write that is a
+//! whole batch of its own (Bind, Execute, Sync) outside any transaction,
+//! with no session settings, runs on one of the shard's shared pipelined
+//! connections ([`shardgate_backend::lane`]) instead of taking a pooled
+//! connection. (A write there cannot wait for a lock: past the lane's lock
+//! timeout it was rolled back and runs again the usual way.)
 
 use super::*;
 use shardgate_backend::lane::{LaneError, LaneReply, LaneRequest};
@@ -89,13 +91,15 @@ fn sort_answer(raw: &[u8], simple: bool) -> Answer {
 }
 
 impl Session {
-    /// Run the read `sql` (bound as `bind_tail`) on a lane of `shard` if
-    /// it may go there (`None`: it may not; the caller runs it the usual
-    /// way). The caller has checked that it is a single-shard read and, in
+    /// Run the read or write `sql` (bound as `bind_tail`) on a lane of
+    /// `shard` if it may go there (`None`: it may not; the caller runs it
+    /// the usual way). The caller has checked that it is a single-shard
+    /// read or write (no DDL, nothing shardgate must learn from) and, in
     /// the extended protocol, alone in its batch.
     async fn on_lane(
         &mut self,
         shard: ShardId,
+        write: bool,
         sql: &str,
         types: &[u32],
         bind_tail: &[u8],
@@ -118,7 +122,8 @@ impl Session {
         }
         let pool = self.router.pools.get(shard.0 as usize)?.clone();
         let lane = pool.lane()?.clone();
-        if locks_rows(sql) || mentions_settings(sql) {
+        if (write && !lane.takes_writes()) || (!write && locks_rows(sql)) || mentions_settings(sql)
+        {
             return None;
         }
         let req = LaneRequest {
@@ -127,15 +132,17 @@ impl Session {
             bind_tail: bind_tail.to_vec(),
             describe,
             schema: pool.schema_generation(),
+            write,
         };
         Some((lane.run(req).await, pool.name.clone()))
     }
 
-    /// A portal's read on a lane (extended protocol): `None` when it may
-    /// not go there, or the lane sent it back unrun.
-    pub(super) async fn read_on_lane(
+    /// A portal's read or write on a lane (extended protocol): `None` when
+    /// it may not go there, or the lane sent it back without effect.
+    pub(super) async fn portal_on_lane(
         &mut self,
         shard: ShardId,
+        write: bool,
         sql: &str,
         types: &[u32],
         bind_tail: &[u8],
@@ -144,7 +151,10 @@ impl Session {
         if !self.next_is_sync() {
             return None;
         }
-        match self.on_lane(shard, sql, types, bind_tail, describe).await? {
+        match self
+            .on_lane(shard, write, sql, types, bind_tail, describe)
+            .await?
+        {
             (Ok(raw), _) => {
                 let a = sort_answer(&raw, false);
                 self.out.buf.extend_from_slice(&a.frames);
@@ -162,19 +172,23 @@ impl Session {
         }
     }
 
-    /// A simple-protocol read (forwarded as a prepared statement: see
-    /// `forward_prepared`) on a lane: `true` when it was answered there.
+    /// A simple-protocol read or write (forwarded as a prepared statement:
+    /// see `forward_prepared`) on a lane: `true` when it was answered there.
     /// An error that the statement's text itself might not meet (before
     /// the shard bound it) sends it back to the usual path, which knows
     /// what to do then.
-    pub(super) async fn simple_read_on_lane(
+    pub(super) async fn simple_on_lane(
         &mut self,
         shard: ShardId,
+        write: bool,
         sql: &str,
         types: &[u32],
         bind_tail: &[u8],
     ) -> bool {
-        match self.on_lane(shard, sql, types, bind_tail, true).await {
+        match self
+            .on_lane(shard, write, sql, types, bind_tail, true)
+            .await
+        {
             None | Some((Err(LaneError::Retry), _)) => false,
             Some((Ok(raw), _)) => {
                 let a = sort_answer(&raw, true);

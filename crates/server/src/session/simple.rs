@@ -228,9 +228,15 @@ impl Session {
             tail.put_slice(v.as_bytes());
         }
         tail.put_i16(0); // text results
-        if kind == StmtKind::Read
+        if matches!(kind, StmtKind::Read | StmtKind::Write)
             && self
-                .simple_read_on_lane(shard, &norm.text, &norm.types, &tail)
+                .simple_on_lane(
+                    shard,
+                    kind == StmtKind::Write,
+                    &norm.text,
+                    &norm.types,
+                    &tail,
+                )
                 .await
         {
             self.end_simple();
