@@ -40,6 +40,9 @@ pub struct Merger {
     /// [`Merger::in_order`]); each shard's rows are held until the end.
     order: Option<Vec<usize>>,
     held_rows: Vec<Vec<Frame>>,
+    /// Notices already passed on, when each shard's copy of the same
+    /// notice is one notice for the client (see [`Merger::one_notice_each`]).
+    notices: Option<Vec<Vec<u8>>>,
     /// The outcome so far.
     pub outcome: Outcome,
 }
@@ -64,8 +67,17 @@ impl Merger {
         Merger {
             shards,
             copies: true,
+            notices: Some(Vec::new()),
             ..Default::default()
         }
+    }
+
+    /// Every shard runs the same statement on the same schema (DDL): a
+    /// notice several shards send alike (`relation "t" already exists,
+    /// skipping`) reaches the client once, as from one PostgreSQL.
+    pub fn one_notice_each(mut self) -> Merger {
+        self.notices = Some(Vec::new());
+        self
     }
 
     /// Report the merged row count under `verb` (`UPDATE n` for rows an
@@ -185,6 +197,13 @@ impl Merger {
             b's' => {
                 self.outcome.suspended = true;
                 f.encode(out);
+            }
+            b'N' if self.notices.is_some() => {
+                let seen = self.notices.get_or_insert_with(Vec::new);
+                if !seen.iter().any(|b| b[..] == f.body[..]) {
+                    seen.push(f.body.to_vec());
+                    f.encode(out);
+                }
             }
             // Notices and anything else pass through.
             _ => f.encode(out),

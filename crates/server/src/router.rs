@@ -30,6 +30,9 @@ pub struct Router {
     victims: Mutex<HashMap<(i32, i32), Arc<AtomicBool>>>,
     /// The server_version reported to clients.
     pub server_version: String,
+    /// The TimeZone reported to clients that set none: the shards' own
+    /// default (the first PostgreSQL shard's), which their sessions use.
+    pub time_zone: String,
     /// Every shard orders text bytewise (C collation), so text sort keys
     /// can be merged.
     pub bytewise_text: bool,
@@ -156,6 +159,7 @@ impl Router {
             cancels: Mutex::new(HashMap::new()),
             victims: Mutex::new(HashMap::new()),
             server_version,
+            time_zone: "UTC".to_string(),
             bytewise_text,
             max_merge_rows: DEFAULT_MAX_MERGE_ROWS,
             max_merge_bytes: DEFAULT_MAX_MERGE_BYTES,

@@ -130,6 +130,7 @@ async fn serve(
     let pool_size = cfg.pool_size.unwrap_or(64);
     let mut pools = Vec::new();
     let mut server_version = "15.0".to_string();
+    let mut time_zone: Option<String> = None;
     // Text sort keys merge bytewise where every shard's database orders
     // text bytewise by default (C collation; SQLite compares bytewise);
     // otherwise a shard sorts them.
@@ -152,6 +153,13 @@ async fn serve(
                         c.server_params.iter().find(|(k, _)| k == "server_version")
                     {
                         server_version = v.split_whitespace().next().unwrap_or(v).to_string();
+                    }
+                    if time_zone.is_none() {
+                        time_zone = c
+                            .server_params
+                            .iter()
+                            .find(|(k, _)| k == "TimeZone")
+                            .map(|(_, v)| v.clone());
                     }
                     let mut c = shardgate_backend::ShardConn::Pg(c);
                     let coll = c
@@ -203,6 +211,9 @@ async fn serve(
     }
     let meta = Arc::new(FileStore::new(data_dir.join("meta.json")));
     let mut router = Router::new(pools, meta, rules, server_version, bytewise_text)?;
+    if let Some(tz) = time_zone {
+        router.time_zone = tz;
+    }
     if let Some(n) = cfg.max_merge_rows {
         router.max_merge_rows = n;
     }

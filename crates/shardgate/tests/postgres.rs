@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{PgCluster, client, order_inserts};
+use common::{PgCluster, Raw, client, order_inserts};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -21,6 +21,37 @@ fn postgres_shards_psql_and_pgbench() {
     sg.psql("SELECT shardgate.shard_table('orders', 'customer_id')")
         .unwrap();
     c.guard("orders", "customer_id");
+    // DDL that every shard runs: the notice they all send reaches the
+    // client once, in the simple and the extended protocol.
+    let mut raw = Raw::connect(sg.port());
+    // The TimeZone a client is told is the one its statements run under.
+    let tz = raw
+        .params
+        .iter()
+        .find(|(k, _)| k == "TimeZone")
+        .map(|(_, v)| v.clone());
+    assert_eq!(tz, Some(c.shards[0].psql("SHOW TimeZone").unwrap()));
+    for sql in [
+        "CREATE TABLE IF NOT EXISTS orders (customer_id bigint)",
+        "DROP TABLE IF EXISTS no_such_table",
+    ] {
+        let mut q = sql.as_bytes().to_vec();
+        q.push(0);
+        raw.send(&[Raw::msg(b'Q', &q)]);
+        let simple = raw.until(b'Z');
+        raw.send(&[
+            Raw::parse(sql),
+            Raw::bind(),
+            Raw::execute(0),
+            Raw::msg(b'S', b""),
+        ]);
+        let extended = raw.until(b'Z');
+        for frames in [simple, extended] {
+            let notices = frames.iter().filter(|(t, _)| *t == b'N').count();
+            assert_eq!(notices, 1, "{sql}: {frames:?}");
+            assert!(frames.iter().all(|(t, _)| *t != b'E'), "{sql}: {frames:?}");
+        }
+    }
     // The guard works: a row a shard does not own is refused.
     let foreign = (1..1000)
         .find(|k| {

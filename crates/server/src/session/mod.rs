@@ -366,7 +366,10 @@ impl Session {
             ("server_encoding", "UTF8"),
             ("client_encoding", "UTF8"),
             ("DateStyle", get("DateStyle").unwrap_or("ISO, MDY")),
-            ("TimeZone", get("TimeZone").unwrap_or("UTC")),
+            (
+                "TimeZone",
+                get("TimeZone").unwrap_or(self.router.time_zone.as_str()),
+            ),
             ("integer_datetimes", "on"),
             ("standard_conforming_strings", "on"),
             ("IntervalStyle", "postgres"),

@@ -535,10 +535,10 @@ impl Session {
             r,
             Request::Raw(_) | Request::Simple(_) | Request::SimplePer(_)
         );
-        let mut merger = if kind == StmtKind::WriteCopies {
-            shardgate_exec::Merger::copies(shards.len())
-        } else {
-            shardgate_exec::Merger::new(shards.len())
+        let mut merger = match kind {
+            StmtKind::WriteCopies => shardgate_exec::Merger::copies(shards.len()),
+            StmtKind::Ddl => shardgate_exec::Merger::new(shards.len()).one_notice_each(),
+            _ => shardgate_exec::Merger::new(shards.len()),
         };
         if let Some(order) = row_order
             && shards.len() > 1

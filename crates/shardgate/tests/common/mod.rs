@@ -147,6 +147,8 @@ pub fn order_inserts() -> Vec<String> {
 pub struct Raw {
     s: std::net::TcpStream,
     buf: Vec<u8>,
+    /// The ParameterStatus messages of the startup, as (name, value).
+    pub params: Vec<(String, String)>,
 }
 
 impl Raw {
@@ -167,8 +169,22 @@ impl Raw {
         m.extend_from_slice(&196608u32.to_be_bytes());
         m.extend_from_slice(params);
         s.write_all(&m).unwrap();
-        let mut r = Raw { s, buf: Vec::new() };
-        r.until(b'Z');
+        let mut r = Raw {
+            s,
+            buf: Vec::new(),
+            params: Vec::new(),
+        };
+        r.params = r
+            .until(b'Z')
+            .into_iter()
+            .filter(|(t, _)| *t == b'S')
+            .filter_map(|(_, body)| {
+                let mut parts = body.split(|b| *b == 0);
+                let k = String::from_utf8(parts.next()?.to_vec()).ok()?;
+                let v = String::from_utf8(parts.next()?.to_vec()).ok()?;
+                Some((k, v))
+            })
+            .collect();
         r
     }
 
