@@ -622,7 +622,11 @@ SELECT status, percentile_disc(0.5) WITHIN GROUP (ORDER BY qty) FROM orders GROU
 -- GROUP BY a name that is an alias and a column: PostgreSQL groups by the column
 -- @ordered
 -- @pg-only
+-- @must
 SELECT tier AS id, count(*) FROM customers GROUP BY id ORDER BY id LIMIT 5;
+-- @pg-only
+-- @must
+SELECT upper(name) AS id, count(*), max(credit) FROM customers GROUP BY id HAVING count(*) = 1;
 -- @must
 SELECT lower(name) AS name, count(*) FROM customers GROUP BY name;
 -- @must

@@ -547,36 +547,41 @@ fn covers_key(exprs: &[Expr], tables: &[FromTable]) -> bool {
     })
 }
 
-/// A bare GROUP BY name that is an alias of an expression not naming that
-/// column (see `aggregate::group_exprs`) and also a shard-key column of a
-/// FROM table. PostgreSQL groups by the table's column there (input
-/// columns come first in GROUP BY), while the aggregation plan would group
-/// by the alias's expression: refused. (Other columns with an alias's name
-/// are not known without the catalog.)
-fn alias_shadowing_key(s: &ast::Select, tables: &[FromTable]) -> Option<String> {
-    let ast::GroupByExpr::Expressions(list, _) = &s.group_by else {
-        return None;
-    };
-    list.iter().find_map(|g| {
-        let Expr::Identifier(id) = g else {
-            return None;
-        };
-        let name = crate::analyze::ident_name(id);
-        let aliased_other = s.projection.iter().any(|i| {
-            matches!(i, ast::SelectItem::ExprWithAlias { expr, alias }
-                if crate::analyze::ident_name(alias) == name
-                    && !crate::aggregate::names_column(expr, &name))
-        });
-        let key_column = tables
-            .iter()
-            .any(|t| match t.rule.as_ref().map(|r| &r.kind) {
-                Some(shardgate_core::TableKind::Sharded { columns, .. }) => {
-                    columns.iter().any(|c| c == &name)
-                }
-                _ => false,
-            });
-        (aliased_other && key_column).then_some(name)
-    })
+/// The bare GROUP BY names that are aliases of expressions not naming
+/// them (see `aggregate::group_exprs`) and also shard-key columns of a FROM
+/// table. PostgreSQL groups by the table's column there (input columns come
+/// first in GROUP BY), and a column is known to exist: such a GROUP BY is
+/// the key's, pushed down whole (the shards resolve the name as PostgreSQL
+/// does). (Other columns with an alias's name are only known to the
+/// shards: see `aggregate::guard_alias_groups`.)
+fn alias_shadowing_key(s: &ast::Select, tables: &[FromTable]) -> Vec<String> {
+    crate::aggregate::alias_groups(s)
+        .into_iter()
+        .filter(|name| {
+            tables
+                .iter()
+                .any(|t| match t.rule.as_ref().map(|r| &r.kind) {
+                    Some(shardgate_core::TableKind::Sharded { columns, .. }) => {
+                        columns.iter().any(|c| c == name)
+                    }
+                    _ => false,
+                })
+        })
+        .collect()
+}
+
+/// `s` with the output columns named `names` renamed, so that GROUP BY
+/// reads those names as the FROM columns they also are.
+fn without_aliases(s: &ast::Select, names: &[String]) -> ast::Select {
+    let mut s = s.clone();
+    for item in &mut s.projection {
+        if let ast::SelectItem::ExprWithAlias { alias, .. } = item
+            && names.contains(&crate::analyze::ident_name(alias))
+        {
+            *alias = ast::Ident::new("sg_shadowed_output");
+        }
+    }
+    s
 }
 
 /// Plan a multi-shard SELECT with aggregates, GROUP BY, HAVING or
@@ -594,12 +599,15 @@ fn plan_aggregation(
     let SetExpr::Select(s) = q.body.as_ref() else {
         return Err("a set operation".into());
     };
-    if let Some(name) = alias_shadowing_key(s, tables) {
-        return Err(format!(
-            "GROUP BY {name}, which names both an output column and a shard-key column (PostgreSQL groups by the table's column: write that, or rename the output column)"
-        ));
-    }
-    let group = match crate::aggregate::group_exprs(s) {
+    let key_names = alias_shadowing_key(s, tables);
+    let resolved;
+    let grouping: &ast::Select = if key_names.is_empty() {
+        s
+    } else {
+        resolved = without_aliases(s, &key_names);
+        &resolved
+    };
+    let group = match crate::aggregate::group_exprs(grouping) {
         // Every shard rejects it with PostgreSQL's own error.
         Err(why) if why == crate::aggregate::OUT_OF_RANGE => return Ok((None, None)),
         r => r?,
@@ -630,11 +638,18 @@ fn plan_aggregation(
     // column on the shards (see `aggregate::guard_alias_groups`): only the
     // two-step plan's partial query carries the guard.
     let pushdown = !outer_join
-        && crate::aggregate::alias_groups(s).is_empty()
+        && crate::aggregate::alias_groups(grouping).is_empty()
         && !crate::aggregate::has_grouping_sets(s)
         && (grouped || distinct.is_some())
         && (!grouped || covers_key(&group, tables))
         && distinct.as_ref().is_none_or(|d| covers_key(d, tables));
+    if let Some(name) = key_names.first()
+        && !pushdown
+    {
+        return Err(format!(
+            "GROUP BY {name}, which names both an output column and a shard-key column, where the groups are not each on one shard (PostgreSQL groups by the table's column: write that, or rename the output column)"
+        ));
+    }
     if pushdown {
         // Subqueries or window functions over the groups would see one
         // shard's groups only.
@@ -666,6 +681,12 @@ fn plan_aggregation(
                 .map(|m| (m, None));
             }
         }
+    }
+    if let Some(name) = key_names.first() {
+        // (The two-step plan would group by the output column's expression.)
+        return Err(format!(
+            "GROUP BY {name}, which names both an output column and a shard-key column, with window functions over the groups (PostgreSQL groups by the table's column: write that, or rename the output column)"
+        ));
     }
     let spec = crate::aggregate::plan_aggregate(q)?;
     let planned = (!has_placeholders(q)).then(|| std::sync::Arc::new(spec));
