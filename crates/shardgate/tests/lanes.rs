@@ -29,6 +29,18 @@ fn lane_queries(c: &PgCluster) -> Vec<String> {
         .collect()
 }
 
+/// End every lane connection on the shards (the server terminates them).
+fn end_lanes(c: &PgCluster) {
+    for s in &c.shards {
+        s.psql_db(
+            "app",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'shardgate lane'",
+        )
+        .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reads_share_lanes_and_get_their_own_answers() {
     let c = PgCluster::start_with(4, TOP, TABLE);
@@ -177,14 +189,7 @@ async fn concurrent_reads_share_lanes_and_get_their_own_answers() {
 
     // A lane whose connection the server ends: reads go on (at worst one
     // in flight then fails with 08006), on a new lane connection.
-    for s in &c.shards {
-        s.psql_db(
-            "app",
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name = 'shardgate lane'",
-        )
-        .unwrap();
-    }
+    end_lanes(&c);
     let mut failed = 0;
     for id in 1..=40i64 {
         match cl.query(&st, &[&id]).await {
@@ -412,14 +417,7 @@ async fn autocommit_writes_share_lanes_and_never_wait_there() {
         s.psql_db("app", "ALTER DATABASE app SET synchronous_commit = on")
             .expect("settings");
     }
-    for s in &c.shards {
-        s.psql_db(
-            "app",
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name = 'shardgate lane'",
-        )
-        .unwrap();
-    }
+    end_lanes(&c);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let cl = client(port).await;
     let read = cl
