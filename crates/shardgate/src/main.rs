@@ -48,15 +48,30 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = runtime()?;
-    match cli.cmd {
-        Cmd::Serve {
-            config,
-            listen,
-            data_dir,
-        } => rt.block_on(serve(config, listen, data_dir)),
-    }
+    // The sessions run on threads with STACK of stack (the main thread's
+    // is the system's default, so a one-thread runtime runs on a thread of
+    // its own too).
+    let main = std::thread::Builder::new()
+        .name("shardgate-main".into())
+        .stack_size(STACK)
+        .spawn(move || -> Result<()> {
+            let rt = runtime()?;
+            match cli.cmd {
+                Cmd::Serve {
+                    config,
+                    listen,
+                    data_dir,
+                } => rt.block_on(serve(config, listen, data_dir)),
+            }
+        })?;
+    main.join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("shardgate's main thread panicked")))
 }
+
+/// Stack size of the threads sessions run on: room for walking statements
+/// as deep as the parser accepts ([`shardgate_sql::parse::RECURSION_LIMIT`]),
+/// in debug builds too. Only the pages used are ever resident.
+const STACK: usize = 64 << 20;
 
 /// The async runtime. `SHARDGATE_WORKERS` sets the number of worker
 /// threads (default: one per CPU); `1` runs every session on one thread,
@@ -78,9 +93,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
             .build()?,
         Some(n) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(n)
+            .thread_stack_size(STACK)
             .enable_all()
             .build()?,
         None => tokio::runtime::Builder::new_multi_thread()
+            .thread_stack_size(STACK)
             .enable_all()
             .build()?,
     };

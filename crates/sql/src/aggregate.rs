@@ -133,10 +133,7 @@ impl AggSpec {
 }
 
 fn parse_expr(s: &str) -> Expr {
-    Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(s)
-        .and_then(|mut p| p.parse_expr())
-        .unwrap_or_else(|e| panic!("generated expression {s:?} parses: {e}"))
+    crate::parse::parse_expr(s).unwrap_or_else(|e| panic!("generated expression {s:?} parses: {e}"))
 }
 
 fn col(i: usize) -> Expr {
@@ -215,12 +212,15 @@ struct Builder {
     repl: Vec<(Expr, Expr)>,
     no_float4: Vec<usize>,
     err: Option<String>,
+    /// The single relation's qualifier (see [`canon`]).
+    qual: Option<String>,
 }
 
 const PLACEHOLDER: &str = "sg_placeholder_";
 
 impl Builder {
     fn add(&mut self, expr: Expr, key: bool) -> usize {
+        let expr = canon(&expr, self.qual.as_deref());
         let c = PCol { expr, key };
         if let Some(i) = self.cols.iter().position(|x| *x == c) {
             return i;
@@ -268,7 +268,8 @@ impl Builder {
             let c = col(self.add(e.clone(), false));
             return Some((c.clone(), c));
         }
-        if let Some(i) = self.group.iter().position(|g| g == e) {
+        let ec = canon(e, self.qual.as_deref());
+        if let Some(i) = self.group.iter().position(|g| *g == ec) {
             let c = col(self.group_cols[i]);
             return Some((c.clone(), c));
         }
@@ -811,8 +812,9 @@ pub fn guard_alias_groups(s: &mut Select, names: &[String]) {
 /// query). Subqueries keep theirs (a name there may mean their own
 /// column), and so does a whole GROUP BY, ORDER BY or DISTINCT ON item
 /// that would become an output name (which those clauses may read as the
-/// select item instead). `None` when there is nothing to take off.
-fn unqualify(q: &Query) -> Option<Query> {
+/// select item instead). `None` when there is nothing to take off; else
+/// the query and the qualifier.
+fn unqualify(q: &Query) -> Option<(Query, String)> {
     struct Unq {
         qual: String,
         depth: usize,
@@ -871,7 +873,10 @@ fn unqualify(q: &Query) -> Option<Query> {
             (!item_expr(i).is_some_and(|e| is_column(e, &n))).then_some(n)
         })
         .collect();
-    let mut v = Unq { qual, depth: 0 };
+    let mut v = Unq {
+        qual: qual.clone(),
+        depth: 0,
+    };
     let mut out = q.clone();
     let SetExpr::Select(s) = out.body.as_mut() else {
         return None;
@@ -908,7 +913,19 @@ fn unqualify(q: &Query) -> Option<Query> {
             let _ = o.expr.visit(&mut v);
         }
     }
-    Some(out)
+    Some((out, qual))
+}
+
+/// A whole item that [`unqualify`] kept qualified (`c.x`), as the column
+/// it is (`x`): where expressions are matched up (the partial query's
+/// columns, the groups), it is the same column as a bare `x` elsewhere.
+fn canon(e: &Expr, qual: Option<&str>) -> Expr {
+    match (e, qual) {
+        (Expr::CompoundIdentifier(p), Some(q)) if matches!(p.as_slice(), [a, _] if ident_name(a) == q) => {
+            Expr::Identifier(p[1].clone())
+        }
+        _ => e.clone(),
+    }
 }
 
 /// One DISTINCT ON item as the expression it stands for. PostgreSQL reads
@@ -974,7 +991,8 @@ pub fn has_window(e: &Expr) -> bool {
 /// already be inlined), or say why it cannot be done.
 pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
     let unqualified = unqualify(q);
-    let q = unqualified.as_ref().unwrap_or(q);
+    let qual = unqualified.as_ref().map(|(_, q)| q.as_str());
+    let q = unqualified.as_ref().map_or(q, |(q, _)| q);
     let SetExpr::Select(s) = q.body.as_ref() else {
         return Err("a set operation".into());
     };
@@ -1035,11 +1053,22 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
     // Window functions run in the final query, after its GROUP BY (over
     // the merged groups) or, without one, over the shards' raw rows.
     let windowed = finals.iter().any(|e| has_window(e));
-    let mut group = group_exprs(s)?;
+    let mut group: Vec<Expr> = group_exprs(s)?.iter().map(|g| canon(g, qual)).collect();
     let names: Vec<String> = s.projection.iter().filter_map(item_name).collect();
-    // Output names ORDER BY may use as they are.
+    // Output names ORDER BY may use as they are. A name that only plain
+    // columns of that name carry is the column instead (the same value):
+    // matched as an expression, it finds the first select item equal to
+    // it, as PostgreSQL does (`DISTINCT ON (o.id) o.id AS k, o.id ...
+    // ORDER BY o.id` must not sort by the third item).
+    let column_itself = |i: &Ident| {
+        let n = ident_name(i);
+        s.projection
+            .iter()
+            .filter(|it| item_name(it).as_deref() == Some(&n))
+            .all(|it| matches!(item_expr(it), Some(Expr::Identifier(c)) if ident_name(c) == n))
+    };
     let is_output_ref = |e: &Expr| match e {
-        Expr::Identifier(i) => names.contains(&ident_name(i)),
+        Expr::Identifier(i) => names.contains(&ident_name(i)) && !column_itself(i),
         _ => number(e).is_some(),
     };
     let mut any_agg = false;
@@ -1082,13 +1111,15 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
             .filter_map(item_expr)
             .chain(&distinct_on)
         {
-            if !group.contains(e) {
-                group.push(e.clone());
+            let e = canon(e, qual);
+            if !group.contains(&e) {
+                group.push(e);
             }
         }
         for o in &order {
-            if !is_output_ref(&o.expr) && !group.contains(&o.expr) {
-                group.push(o.expr.clone());
+            let e = canon(&o.expr, qual);
+            if !is_output_ref(&o.expr) && !group.contains(&e) {
+                group.push(e);
             }
         }
     }
@@ -1102,6 +1133,7 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
         repl: Vec::new(),
         no_float4: Vec::new(),
         err: None,
+        qual: qual.map(str::to_string),
     };
     for g in &group {
         let i = b.add(g.clone(), !raw);
@@ -1164,7 +1196,7 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
                 unreachable!("checked by group_exprs")
             };
             let column = |g: &Expr| -> Result<Expr, String> {
-                let e = group_expr(s, g)?;
+                let e = canon(&group_expr(s, g)?, qual);
                 let i = group.iter().position(|x| *x == e).ok_or("a grouping set")?;
                 Ok(col(b.final_group[i]))
             };

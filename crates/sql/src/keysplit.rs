@@ -69,11 +69,10 @@ impl KeySplit {
         per_key: &[ShardId],
         params: &Params<'_>,
     ) -> Result<BTreeMap<ShardId, String>, SqlError> {
-        let stmt =
-            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
-                .map_err(|e| SqlError::Invalid(e.to_string()))?
-                .pop()
-                .ok_or_else(|| SqlError::Invalid("no statement".into()))?;
+        let stmt = crate::parse::parse_sql(sql)
+            .map_err(|e| SqlError::Invalid(e.to_string()))?
+            .pop()
+            .ok_or_else(|| SqlError::Invalid("no statement".into()))?;
         self.split(&stmt, per_key, params)
     }
 

@@ -21,6 +21,7 @@ pub mod keysplit;
 pub mod merge;
 pub mod normalize;
 pub mod params;
+pub mod parse;
 pub mod plan;
 pub mod rewrite;
 pub mod split;

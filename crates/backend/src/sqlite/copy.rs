@@ -252,9 +252,7 @@ impl LiteConn {
 /// The query of `COPY (query) TO STDOUT`.
 fn inner_query(sql: &str) -> Result<String, SqlError> {
     use sqlparser::ast::{CopySource, Statement};
-    let stmts =
-        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
-            .map_err(|e| err("42601", e.to_string()))?;
+    let stmts = shardgate_sql::parse::parse_sql(sql).map_err(|e| err("42601", e.to_string()))?;
     match stmts.first() {
         Some(Statement::Copy {
             source: CopySource::Query(q),

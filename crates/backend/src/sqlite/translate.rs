@@ -21,8 +21,6 @@ use sqlparser::ast::{
     FunctionArguments, Ident, ObjectName, ObjectNamePart, ObjectType, Query, SelectItem, SetExpr,
     Statement, TableConstraint, Value, visit_expressions_mut,
 };
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
@@ -90,7 +88,7 @@ pub fn translate(
         "SHOW" => return show(sql),
         _ => {}
     }
-    let Ok(mut stmts) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
+    let Ok(mut stmts) = shardgate_sql::parse::parse_sql(sql) else {
         // Not PostgreSQL that sqlparser reads: SQLite gets the last word.
         return Ok(Translation::same(sql));
     };
@@ -154,6 +152,7 @@ pub fn translate(
     if let Some(m) = failed {
         return Err(("0A000", m));
     }
+    changed |= parenthesize_balanced(&mut stmt);
     // The catalog: `pg_catalog.pg_class` is the view `pg_class`,
     // `information_schema.tables` the view `information_schema_tables`.
     let _ = sqlparser::ast::visit_relations_mut(&mut stmt, |name| {
@@ -598,14 +597,41 @@ fn rewrite_query(q: &mut Query, changed: &mut bool) {
     }
 }
 
+/// Long AND/OR chains come balanced from the parser
+/// ([`shardgate_sql::parse`]) and print as written, which SQLite parses
+/// one level per operand again (and refuses past 1,000 levels): the
+/// balanced halves get parentheses, so SQLite's tree is shallow too. A
+/// right operand of the same operator without parentheses is one only
+/// the rebalancing makes. Whether anything changed.
+fn parenthesize_balanced(stmt: &mut Statement) -> bool {
+    let mut changed = false;
+    let _ = visit_expressions_mut(stmt, |e| {
+        if let Expr::BinaryOp {
+            left,
+            op: op @ (BinaryOperator::And | BinaryOperator::Or),
+            right,
+        } = e
+            && matches!(right.as_ref(), Expr::BinaryOp { op: o, .. } if o == op)
+        {
+            for side in [left, right] {
+                if matches!(side.as_ref(), Expr::BinaryOp { op: o, .. } if o == op) {
+                    let inner = std::mem::replace(side.as_mut(), Expr::value(Value::Null));
+                    **side = Expr::Nested(Box::new(inner));
+                }
+            }
+            changed = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    changed
+}
+
 fn number(n: &str) -> Expr {
     Expr::value(Value::Number(n.to_string(), false))
 }
 
 fn parse_expr(text: &str) -> Result<Expr, String> {
-    Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(text)
-        .and_then(|mut p| p.parse_expr())
+    shardgate_sql::parse::parse_expr(text)
         .map_err(|e| format!("internal rewrite failed for embedded shard: {e}"))
 }
 

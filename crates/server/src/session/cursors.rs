@@ -324,10 +324,8 @@ impl Session {
     /// the savepoint, or close the cursors declared after the one rolled
     /// back to.
     pub(super) fn cursors_at_savepoint(&mut self, sql: &str) {
-        use shardgate_sql::sqlparser::{
-            ast::Statement, dialect::PostgreSqlDialect, parser::Parser,
-        };
-        let Ok(stmts) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
+        use shardgate_sql::sqlparser::ast::Statement;
+        let Ok(stmts) = shardgate_sql::parse::parse_sql(sql) else {
             // Not readable: forget the savepoints (cursors are kept).
             self.savepoints.stack.clear();
             return;

@@ -188,20 +188,19 @@ fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
         }
         return crate::copy::analyze_with(&copy.stmt, &copy.options, topo);
     }
-    let dialect = PostgreSqlDialect {};
-    let stmts = match Parser::parse_sql(&dialect, sql) {
+    let stmts = match crate::parse::parse_sql(sql) {
         Ok(s) => s,
         Err(e) if e.to_string().contains("recursion limit") => {
             return Err(SqlError::TooComplex(
                 "statement is too deeply nested for shardgate's parser".into(),
             ));
         }
-        Err(e) => match crate::copy::with_true_false(sql)
-            .and_then(|s| Parser::parse_sql(&dialect, &s).ok())
-        {
-            Some(s) => s,
-            None => return unparsed(sql, topo, e.to_string()),
-        },
+        Err(e) => {
+            match crate::copy::with_true_false(sql).and_then(|s| crate::parse::parse_sql(&s).ok()) {
+                Some(s) => s,
+                None => return unparsed(sql, topo, e.to_string()),
+            }
+        }
     };
     let [stmt] = stmts.as_slice() else {
         return Err(SqlError::Syntax("expected exactly one statement".into()));
@@ -223,9 +222,7 @@ fn analyze_inner(sql: &str, topo: &Topology) -> Result<Template, SqlError> {
 /// PostgreSQL's 42601 for a wrong number of arguments; an argument or
 /// body that does not parse.
 pub fn substitute(body: &str, types: &[String], args: &[String]) -> Result<String, SqlError> {
-    let dialect = PostgreSqlDialect {};
-    let mut stmts =
-        Parser::parse_sql(&dialect, body).map_err(|e| SqlError::Syntax(e.to_string()))?;
+    let mut stmts = crate::parse::parse_sql(body).map_err(|e| SqlError::Syntax(e.to_string()))?;
     let [stmt] = stmts.as_mut_slice() else {
         return Err(SqlError::Syntax("expected exactly one statement".into()));
     };
@@ -255,10 +252,7 @@ pub fn substitute(body: &str, types: &[String], args: &[String]) -> Result<Strin
             Some(t) => format!("CAST(({a}) AS {t})"),
             None => format!("({a})"),
         };
-        let e = Parser::new(&dialect)
-            .try_with_sql(&text)
-            .and_then(|mut p| p.parse_expr())
-            .map_err(|e| SqlError::Syntax(e.to_string()))?;
+        let e = crate::parse::parse_expr(&text).map_err(|e| SqlError::Syntax(e.to_string()))?;
         exprs.push(e);
     }
     let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {

@@ -144,7 +144,7 @@ pub(super) fn rewrite(q: &Query) -> Option<Query> {
     if let Some(l) = &q.limit_clause {
         sql.push_str(&format!("{l}"));
     }
-    match Parser::parse_sql(&PostgreSqlDialect {}, &sql).ok()?.pop()? {
+    match crate::parse::parse_sql(&sql).ok()?.pop()? {
         Statement::Query(q) => Some(*q),
         _ => None,
     }

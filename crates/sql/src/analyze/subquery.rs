@@ -343,7 +343,7 @@ pub fn with_params(
     let subs = subs
         .iter()
         .map(|s| {
-            let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, &s.sql)
+            let mut stmt = crate::parse::parse_sql(&s.sql)
                 .ok()
                 .and_then(|mut v| (v.len() == 1).then(|| v.remove(0)))
                 .ok_or_else(|| SqlError::Invalid("a subquery run first does not parse".into()))?;
