@@ -637,11 +637,16 @@ pub(crate) fn read_legacy(sql: &str) -> Option<Result<LegacyCopy, SqlError>> {
             ))));
         }
     };
-    let Ok([stmt]) = <[Statement; 1]>::try_from(stmts) else {
+    let Ok([mut stmt]) = <[Statement; 1]>::try_from(stmts) else {
         return Some(Err(SqlError::Syntax(
             "expected exactly one statement".into(),
         )));
     };
+    if crate::parse::balance(&mut stmt).is_err() {
+        return Some(Err(SqlError::TooComplex(
+            "statement is too deeply nested for shardgate's parser".into(),
+        )));
+    }
     Some(Ok(LegacyCopy { stmt, options }))
 }
 

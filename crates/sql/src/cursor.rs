@@ -5,8 +5,6 @@
 use crate::error::SqlError;
 use crate::plan::{Local, Template};
 use sqlparser::ast::{self, CloseCursor, DeclareType, Statement};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
 
 /// A cursor statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,7 +261,7 @@ pub fn cursor_statement(sql: &str) -> Option<Template> {
     if !is("declare") && !is("close") {
         return None;
     }
-    let stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let stmts = crate::parse::parse_sql(sql).ok()?;
     let [stmt] = stmts.as_slice() else {
         return None;
     };
