@@ -678,7 +678,8 @@ pub fn group_exprs(s: &Select) -> Result<Vec<Expr>, String> {
             Expr::Rollup(sets) | Expr::Cube(sets) | Expr::GroupingSets(sets) => {
                 sets.iter().flatten().collect()
             }
-            Expr::Tuple(t) if t.is_empty() => return Err("GROUP BY ()".into()),
+            // The empty grouping set: no expression (see `empty_set`).
+            Expr::Tuple(t) if t.is_empty() => Vec::new(),
             g => vec![g],
         };
         for g in leaves {
@@ -692,6 +693,23 @@ pub fn group_exprs(s: &Select) -> Result<Vec<Expr>, String> {
         }
     }
     Ok(out)
+}
+
+/// Does the SELECT's GROUP BY list the empty grouping set `()` (one
+/// group of all rows, even of none, as without GROUP BY but with an
+/// aggregate)? Both queries keep it where they have no other keys.
+fn empty_set(s: &Select) -> bool {
+    matches!(&s.group_by, GroupByExpr::Expressions(list, _)
+        if list.iter().any(|g| matches!(g, Expr::Tuple(t) if t.is_empty())))
+}
+
+/// `keys`, or `()` for none where the statement groups by `()`.
+fn or_empty_set(keys: Vec<Expr>, empty: bool) -> Vec<Expr> {
+    if keys.is_empty() && empty {
+        vec![Expr::Tuple(Vec::new())]
+    } else {
+        keys
+    }
 }
 
 /// Does the SELECT group by GROUPING SETS, ROLLUP or CUBE?
@@ -1099,7 +1117,8 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
             },
         );
     }
-    let grouped = any_agg || !group.is_empty() || s.having.is_some();
+    let empty = empty_set(s);
+    let grouped = any_agg || !group.is_empty() || s.having.is_some() || empty;
     if !grouped && windowed {
         raw = true;
     } else if !grouped {
@@ -1216,7 +1235,7 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
                 })
                 .collect::<Result<Vec<Expr>, String>>()?
         } else {
-            b.final_group.iter().map(|i| col(*i)).collect()
+            or_empty_set(b.final_group.iter().map(|i| col(*i)).collect(), empty)
         },
         Vec::new(),
     );
@@ -1266,7 +1285,7 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
         // grouped query has none.
         part.having = Some(parse_expr("count(*) > 0"));
     }
-    part.group_by = GroupByExpr::Expressions(keys, Vec::new());
+    part.group_by = GroupByExpr::Expressions(or_empty_set(keys, empty && !raw), Vec::new());
     if part.projection.is_empty() {
         // SELECT count(*) ... where nothing is needed: still one column.
         part.projection.push(SelectItem::ExprWithAlias {

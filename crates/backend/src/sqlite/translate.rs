@@ -559,6 +559,33 @@ fn rewrite_query(q: &mut Query, changed: &mut bool) {
         q.locks.clear();
         *changed = true;
     }
+    // `GROUP BY ()`, PostgreSQL's empty grouping set: one group of all
+    // rows (even of none). SQLite has no such syntax; where the select
+    // list has an aggregate, the query without GROUP BY is one group too
+    // (with none, SQLite would answer a row per row: left to fail).
+    if let SetExpr::Select(s) = q.body.as_mut()
+        && let sqlparser::ast::GroupByExpr::Expressions(list, mods) = &mut s.group_by
+        && !list.is_empty()
+        && mods.is_empty()
+        && list
+            .iter()
+            .all(|g| matches!(g, Expr::Tuple(t) if t.is_empty()))
+        && s.projection.iter().any(|i| {
+            let mut agg = false;
+            let _ = sqlparser::ast::visit_expressions(i, |e| {
+                if let Expr::Function(f) = e
+                    && AGGREGATES.contains(&func_name(&f.name).as_str())
+                {
+                    agg = true;
+                }
+                ControlFlow::<()>::Continue(())
+            });
+            agg
+        })
+    {
+        list.clear();
+        *changed = true;
+    }
     // SQLite takes OFFSET only after a LIMIT, and no ROW(S) after it.
     if let Some(sqlparser::ast::LimitClause::LimitOffset {
         limit,
@@ -596,6 +623,20 @@ fn rewrite_query(q: &mut Query, changed: &mut bool) {
         }
     }
 }
+
+/// SQLite's aggregate functions (those a PostgreSQL query may use).
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "total",
+    "avg",
+    "min",
+    "max",
+    "group_concat",
+    "string_agg",
+    "json_group_array",
+    "json_group_object",
+];
 
 /// Long AND/OR chains come balanced from the parser
 /// ([`shardgate_sql::parse`]) and print as written, which SQLite parses

@@ -648,6 +648,10 @@ SELECT count(*) FROM customers c WHERE c.id NOT IN (SELECT customer_id FROM orde
 -- @must
 SELECT count(*) FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id ORDER BY o.id LIMIT 1);
 SELECT count(*) FROM orders GROUP BY ();
+SELECT 1 AS one FROM orders GROUP BY ();
+SELECT max(amount), count(*) FROM orders WHERE qty < -100 GROUP BY ();
+SELECT status, count(*) FROM orders GROUP BY (), status;
+SELECT count(*) FROM orders GROUP BY () HAVING count(*) > 100000;
 -- @must @ordered
 SELECT id FROM customers ORDER BY id LIMIT 9223372036854775807 OFFSET 1;
 -- @pg-only
