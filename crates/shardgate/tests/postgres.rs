@@ -31,6 +31,33 @@ fn postgres_shards_psql_and_pgbench() {
         .find(|(k, _)| k == "TimeZone")
         .map(|(_, v)| v.clone());
     assert_eq!(tz, Some(c.shards[0].psql("SHOW TimeZone").unwrap()));
+    // Client encodings: UTF-8 (any spelling) and SQL_ASCII (bytes as they
+    // are) are served and reported; another is refused at startup, not
+    // answered in UTF-8 bytes the client would misread.
+    let base = [("user", "app"), ("database", "app")];
+    for (asked, told) in [
+        ("utf-8", "UTF8"),
+        ("UNICODE", "UTF8"),
+        ("SQL_ASCII", "SQL_ASCII"),
+    ] {
+        let r = Raw::try_connect(
+            sg.port(),
+            &[&base[..], &[("client_encoding", asked)]].concat(),
+        )
+        .unwrap_or_else(|e| panic!("{asked}: {e:?}"));
+        let enc = r.params.iter().find(|(k, _)| k == "client_encoding");
+        assert_eq!(enc.map(|(_, v)| v.as_str()), Some(told), "{asked}");
+    }
+    for startup in [
+        vec![("client_encoding", "LATIN1")],
+        vec![("options", "-c client_encoding=WIN1252")],
+    ] {
+        let Err((code, msg)) = Raw::try_connect(sg.port(), &[&base[..], &startup].concat()) else {
+            panic!("{startup:?} was accepted");
+        };
+        assert_eq!(code, "0A000", "{msg}");
+        assert!(msg.contains("client_encoding"), "{msg}");
+    }
     for sql in [
         "CREATE TABLE IF NOT EXISTS orders (customer_id bigint)",
         "DROP TABLE IF EXISTS no_such_table",

@@ -94,3 +94,86 @@ pub fn encode_cancel(out: &mut BytesMut, pid: i32, secret: i32) {
     out.put_i32(pid);
     out.put_i32(secret);
 }
+/// The client encoding a startup packet asks for (its `client_encoding`
+/// parameter, or `-c client_encoding=...` in `options`), as the name the
+/// server reports back: `UTF8` (also when none is asked for) or
+/// `SQL_ASCII` (no conversion: the bytes pass as they are, which for a
+/// UTF-8 server is UTF-8). Any other encoding is the `Err` of its name:
+/// shardgate reads and answers UTF-8 only, and must not serve such a
+/// client bytes it would misread.
+pub fn client_encoding(params: &[(String, String)]) -> Result<&'static str, String> {
+    let mut asked: Option<&str> = None;
+    for (k, v) in params {
+        if k == "client_encoding" {
+            asked = Some(v);
+        } else if k == "options" {
+            let mut words = v.split_whitespace();
+            while let Some(w) = words.next() {
+                let pair = if w == "-c" {
+                    words.next().unwrap_or("")
+                } else {
+                    w.trim_start_matches("--").trim_start_matches("-c")
+                };
+                if let Some(("client_encoding", val)) = pair.split_once('=') {
+                    asked = Some(val);
+                }
+            }
+        }
+    }
+    let Some(name) = asked else {
+        return Ok("UTF8");
+    };
+    let norm: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    match norm.as_str() {
+        "UTF8" | "UNICODE" => Ok("UTF8"),
+        "SQLASCII" => Ok("SQL_ASCII"),
+        _ => Err(name.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn client_encodings_are_utf8_sql_ascii_or_refused() {
+        assert_eq!(client_encoding(&p(&[("user", "a")])), Ok("UTF8"));
+        for utf8 in ["UTF8", "utf-8", "Unicode", "utf_8"] {
+            assert_eq!(
+                client_encoding(&p(&[("client_encoding", utf8)])),
+                Ok("UTF8")
+            );
+        }
+        assert_eq!(
+            client_encoding(&p(&[("client_encoding", "SQL_ASCII")])),
+            Ok("SQL_ASCII")
+        );
+        assert_eq!(
+            client_encoding(&p(&[("client_encoding", "LATIN1")])),
+            Err("LATIN1".to_string())
+        );
+        // In options, the last word wins, as on PostgreSQL.
+        assert_eq!(
+            client_encoding(&p(&[
+                ("client_encoding", "UTF8"),
+                ("options", "-c search_path=x -c client_encoding=WIN1252")
+            ])),
+            Err("WIN1252".to_string())
+        );
+        assert_eq!(
+            client_encoding(&p(&[("options", "--client_encoding=utf8")])),
+            Ok("UTF8")
+        );
+    }
+}

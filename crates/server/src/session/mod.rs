@@ -262,7 +262,24 @@ impl Session {
                 }
             }
         };
-        self.startup(&params);
+        let encoding = match startup::client_encoding(&params) {
+            Ok(e) => e,
+            Err(name) => {
+                be::error_like(
+                    &mut self.out.buf,
+                    b'E',
+                    &ErrorFields::fatal(
+                        "0A000",
+                        format!(
+                            "client_encoding \"{name}\" is not supported: shardgate reads and answers UTF-8 only (connect with client_encoding UTF8, e.g. PGCLIENTENCODING=UTF8)"
+                        ),
+                    ),
+                );
+                self.out.flush().await?;
+                return Ok(());
+            }
+        };
+        self.startup(&params, encoding);
         self.out.flush().await?;
         loop {
             let frame = match Frame::take(&mut self.rbuf) {
@@ -319,10 +336,14 @@ impl Session {
         }
     }
 
-    fn startup(&mut self, params: &[(String, String)]) {
+    /// Accept the client: its startup parameters become session settings
+    /// (sent to the shards), `encoding` is the client encoding it gets
+    /// (see [`startup::client_encoding`]).
+    fn startup(&mut self, params: &[(String, String)], encoding: &str) {
         let mut add = |k: &str, v: &str| {
             // Only plain parameter names: a name is spliced into SQL.
             if !k.is_empty()
+                && !NOT_SETTINGS.contains(&k)
                 && k.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
             {
@@ -364,7 +385,7 @@ impl Session {
         for (k, v) in [
             ("server_version", self.router.server_version.as_str()),
             ("server_encoding", "UTF8"),
-            ("client_encoding", "UTF8"),
+            ("client_encoding", encoding),
             ("DateStyle", get("DateStyle").unwrap_or("ISO, MDY")),
             (
                 "TimeZone",

@@ -158,11 +158,21 @@ impl Raw {
 
     /// Connect as `user` to database `app` (trust authentication).
     pub fn connect_as(port: u16, user: &str) -> Raw {
+        Raw::try_connect(port, &[("user", user), ("database", "app")]).unwrap()
+    }
+
+    /// Connect with these startup parameters; `Err` of the SQLSTATE and
+    /// body of the error the server answers instead.
+    pub fn try_connect(port: u16, startup: &[(&str, &str)]) -> Result<Raw, (String, String)> {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
-        let params = format!("user\0{user}\0database\0app\0\0");
+        let mut params = String::new();
+        for (k, v) in startup {
+            params.push_str(&format!("{k}\0{v}\0"));
+        }
+        params.push('\0');
         let params = params.as_bytes();
         let mut m = Vec::new();
         m.extend_from_slice(&((params.len() + 8) as u32).to_be_bytes());
@@ -174,8 +184,11 @@ impl Raw {
             buf: Vec::new(),
             params: Vec::new(),
         };
-        r.params = r
-            .until(b'Z')
+        let frames = r.until_any(b"ZE");
+        if let Some((b'E', body)) = frames.last() {
+            return Err((sqlstate(body), String::from_utf8_lossy(body).into_owned()));
+        }
+        r.params = frames
             .into_iter()
             .filter(|(t, _)| *t == b'S')
             .filter_map(|(_, body)| {
@@ -185,7 +198,7 @@ impl Raw {
                 Some((k, v))
             })
             .collect();
-        r
+        Ok(r)
     }
 
     pub fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
