@@ -1,0 +1,302 @@
+//! Joins in the top-level FROM: which tables a statement reads, whether
+//! its sharded tables are joined on their shard keys (co-located, so each
+//! shard can join its own rows), and the shards that answers come from.
+
+use super::*;
+
+/// A table in the top-level FROM: its rule (if sharded) and the names that
+/// qualify its columns.
+pub(super) struct FromTable {
+    pub(super) rule: Option<Arc<TableRule>>,
+    pub(super) quals: Vec<String>,
+}
+
+pub(super) fn join_constraint(op: &JoinOperator) -> Option<&Expr> {
+    use JoinOperator as J;
+    match op {
+        J::Join(c)
+        | J::Inner(c)
+        | J::Left(c)
+        | J::LeftOuter(c)
+        | J::Right(c)
+        | J::RightOuter(c)
+        | J::FullOuter(c)
+        | J::Semi(c)
+        | J::LeftSemi(c)
+        | J::RightSemi(c)
+        | J::Anti(c)
+        | J::LeftAnti(c)
+        | J::RightAnti(c)
+        | J::StraightJoin(c) => match c {
+            JoinConstraint::On(e) => Some(e),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+pub(super) fn is_inner(op: &JoinOperator) -> bool {
+    matches!(op, JoinOperator::Join(_) | JoinOperator::Inner(_))
+}
+
+/// The name that qualifies a table factor's columns.
+pub(super) fn factor_qual(f: &TableFactor) -> Option<String> {
+    match f {
+        TableFactor::Table { name, alias, .. } => Some(
+            alias
+                .as_ref()
+                .map(|a| ident_name(&a.name))
+                .unwrap_or_else(|| object_parts(name).pop().unwrap_or_default()),
+        ),
+        _ => None,
+    }
+}
+
+/// Does a FROM clause have an outer join that preserves a table that is not
+/// sharded (a reference or catalog table)? Scattering it would repeat that
+/// table's unmatched rows once per shard.
+pub(super) fn non_inner_join_with_unsharded(from: &[TableWithJoins], topo: &Topology) -> bool {
+    let unsharded = |f: &TableFactor| match f {
+        TableFactor::Table { name, .. } => !matches!(classify(name, topo), Class::Sharded(_)),
+        _ => true,
+    };
+    from.iter().any(|twj| {
+        twj.joins.iter().enumerate().any(|(i, j)| {
+            let left_unsharded =
+                unsharded(&twj.relation) || twj.joins[..i].iter().any(|p| unsharded(&p.relation));
+            let right_unsharded = unsharded(&j.relation);
+            use JoinOperator as J;
+            match &j.join_operator {
+                J::Join(_) | J::Inner(_) | J::CrossJoin(_) => false,
+                J::Left(_) | J::LeftOuter(_) => left_unsharded,
+                J::Right(_) | J::RightOuter(_) => right_unsharded,
+                _ => left_unsharded || right_unsharded,
+            }
+        })
+    })
+}
+
+pub(super) fn from_tables(
+    from: &[TableWithJoins],
+    topo: &Topology,
+    ons: &mut Vec<Expr>,
+) -> Vec<FromTable> {
+    let mut out = Vec::new();
+    let mut add = |f: &TableFactor| {
+        if let TableFactor::Table { name, alias, .. } = f {
+            let rule = match classify(name, topo) {
+                Class::Sharded(r) => Some(r),
+                _ => None,
+            };
+            let mut quals = vec![object_parts(name).pop().unwrap_or_default()];
+            if let Some(a) = alias {
+                quals = vec![ident_name(&a.name)];
+            }
+            out.push(FromTable { rule, quals });
+        }
+    };
+    for twj in from {
+        add(&twj.relation);
+        for j in &twj.joins {
+            add(&j.relation);
+            if let Some(e) = join_constraint(&j.join_operator) {
+                if is_inner(&j.join_operator) {
+                    ons.push(e.clone());
+                } else if let Some(q) = factor_qual(&j.relation) {
+                    // An outer join's ON only relates the joined table to the
+                    // tables before it: keep the equalities that name it.
+                    let mut cs = Vec::new();
+                    conjuncts(e, &mut cs);
+                    for c in cs {
+                        if let Expr::BinaryOp {
+                            left,
+                            op: ast::BinaryOperator::Eq,
+                            right,
+                        } = c
+                        {
+                            let names = |x: &Expr| matches!(x, Expr::CompoundIdentifier(p) if p.len() >= 2 && ident_name(&p[p.len() - 2]) == q);
+                            if names(left) || names(right) {
+                                ons.push(c.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Do two co-located tables' key columns appear equal in these conjuncts?
+pub(super) fn keys_joined(a: &FromTable, b: &FromTable, cs: &[&Expr]) -> bool {
+    let (Some(ra), Some(rb)) = (&a.rule, &b.rule) else {
+        return false;
+    };
+    let (ka, kb) = (ra.key_columns(), rb.key_columns());
+    ka.len() == kb.len()
+        && ka.iter().zip(kb).all(|(ca, cb)| {
+            cs.iter().any(|c| match c {
+                Expr::BinaryOp {
+                    left,
+                    op: ast::BinaryOperator::Eq,
+                    right,
+                } => {
+                    let qa = |e: &Expr| {
+                        matches!(e, Expr::CompoundIdentifier(_)) && is_column(e, ca, &a.quals)
+                    };
+                    let qb = |e: &Expr| {
+                        matches!(e, Expr::CompoundIdentifier(_)) && is_column(e, cb, &b.quals)
+                    };
+                    (qa(left) && qb(right)) || (qb(left) && qa(right))
+                }
+                _ => false,
+            })
+        })
+}
+
+pub(super) fn co_located(a: &TableRule, b: &TableRule) -> bool {
+    match (&a.kind, &b.kind) {
+        (
+            TableKind::Sharded {
+                strategy: sa,
+                key_types: ta,
+                overrides: oa,
+                ..
+            },
+            TableKind::Sharded {
+                strategy: sb,
+                key_types: tb,
+                overrides: ob,
+                ..
+            },
+        ) => sa == sb && ta == tb && oa == ob,
+        _ => false,
+    }
+}
+
+/// Targets for the sharded tables of a SELECT/UPDATE/DELETE whose top-level
+/// FROM is `tables` and WHERE is `selection`. Returns the targets and
+/// whether the statement may scatter (all sharded tables joined on their
+/// keys), and where a single-column key list was found (for splitting it
+/// per shard).
+pub(super) fn sharded_targets(
+    tables: &[FromTable],
+    selection: Option<&Expr>,
+    ons: &[Expr],
+    sharded_refs: usize,
+) -> (Targets, bool, Option<KeyAt>) {
+    let sharded: Vec<&FromTable> = tables.iter().filter(|t| t.rule.is_some()).collect();
+    let mut cs = Vec::new();
+    if let Some(s) = selection {
+        conjuncts(s, &mut cs);
+    }
+    for on in ons {
+        conjuncts(on, &mut cs);
+    }
+    // All sharded references must be top-level tables for key routing.
+    if sharded.len() != sharded_refs || sharded.is_empty() {
+        return (Targets::All, false, None);
+    }
+    // Group: every sharded table must be co-located with the first and
+    // connected to it through key equalities.
+    let mut connected = vec![false; sharded.len()];
+    connected[0] = true;
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for i in 0..sharded.len() {
+            if connected[i] {
+                continue;
+            }
+            let ok = (0..sharded.len()).any(|j| {
+                connected[j]
+                    && co_located(
+                        sharded[i].rule.as_ref().expect("sharded"),
+                        sharded[j].rule.as_ref().expect("sharded"),
+                    )
+                    && keys_joined(sharded[i], sharded[j], &cs)
+            });
+            if ok {
+                connected[i] = true;
+                changed = true;
+            }
+        }
+    }
+    let all_connected = connected.iter().all(|c| *c);
+    let whole = Expr::Value(Value::Boolean(true).into());
+    let sel = selection.unwrap_or(&whole);
+    if all_connected {
+        // One key determines every table's shard; take it from any table.
+        for t in &sharded {
+            let rule = t.rule.as_ref().expect("sharded");
+            if let Some(keys) = extract_keys(Some(sel), rule, &t.quals) {
+                let at = match rule.key_columns() {
+                    [column] if keys.len() > 1 => Some(KeyAt {
+                        column: column.clone(),
+                        quals: t.quals.clone(),
+                    }),
+                    _ => None,
+                };
+                return (
+                    Targets::Keys {
+                        rule: rule.clone(),
+                        keys,
+                    },
+                    true,
+                    at,
+                );
+            }
+        }
+        // An array of keys: `key = ANY($1)`, `key = ANY('{...}')`.
+        for t in &sharded {
+            let rule = t.rule.as_ref().expect("sharded");
+            if let Some(array) = extract_key_array(sel, rule, &t.quals) {
+                return (
+                    Targets::KeyArray {
+                        rule: rule.clone(),
+                        array,
+                    },
+                    true,
+                    None,
+                );
+            }
+        }
+        // No list of keys: a range of them, on a range-sharded table.
+        for t in &sharded {
+            let rule = t.rule.as_ref().expect("sharded");
+            if let Some((low, high)) = extract_range(sel, rule, &t.quals) {
+                return (
+                    Targets::Range {
+                        rule: rule.clone(),
+                        low,
+                        high,
+                    },
+                    true,
+                    None,
+                );
+            }
+        }
+        return (Targets::All, true, None);
+    }
+    // Not co-located: only a single shard for all of them will do.
+    let mut per_table = Vec::new();
+    for t in &sharded {
+        let rule = t.rule.as_ref().expect("sharded");
+        match extract_keys(Some(sel), rule, &t.quals) {
+            Some(k) => per_table.push((rule.clone(), k)),
+            None => return (Targets::All, false, None),
+        }
+    }
+    // Route by the first; the executor checks the others agree.
+    let (rule, keys) = per_table.swap_remove(0);
+    let mut keys = keys;
+    for (r, k) in per_table {
+        // Only identical single keys in identical placements are known to
+        // land together without parameters.
+        if !(co_located(&rule, &r) && k.len() == 1 && keys.len() == 1 && k == keys) {
+            return (Targets::All, false, None);
+        }
+    }
+    keys.truncate(1);
+    (Targets::Keys { rule, keys }, false, None)
+}
