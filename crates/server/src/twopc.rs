@@ -66,26 +66,29 @@ pub async fn commit(
     conns: &mut Conns,
     writers: &[ShardId],
 ) -> Result<Option<ErrorFields>, ExecError> {
-    let Some(log) = router.txlog.clone() else {
+    let embedded = writers
+        .iter()
+        .filter(|s| {
+            router
+                .pools
+                .get(s.0 as usize)
+                .is_some_and(|p| !matches!(p.target, ShardTarget::Pg(_)))
+        })
+        .count();
+    if embedded == 0 && router.txlog.is_none() {
         shardgate_exec::internal(conns, writers, "ROLLBACK").await?;
         return Ok(Some(err(
             "0A000",
             "this router has no decision log, so it cannot commit a transaction that wrote to several shards",
         )));
-    };
-    for s in writers {
-        if let Some(p) = router.pools.get(s.0 as usize)
-            && !matches!(p.target, ShardTarget::Pg(_))
-        {
-            shardgate_exec::internal(conns, writers, "ROLLBACK").await?;
-            return Ok(Some(err(
-                "0A000",
-                format!(
-                    "a transaction that writes to several embedded shards cannot commit atomically (shard {} is embedded SQLite, which has no two-phase commit); write each shard's rows in its own transaction",
-                    p.name
-                ),
-            )));
-        }
+    }
+    if embedded > 0 && embedded < writers.len() {
+        // (The session refuses the second write already.)
+        shardgate_exec::internal(conns, writers, "ROLLBACK").await?;
+        return Ok(Some(err(
+            "0A000",
+            "a transaction cannot write to both PostgreSQL and embedded shards",
+        )));
     }
     // Shards that were only read: a plain COMMIT ends their part.
     let readers: Vec<ShardId> = conns
@@ -106,6 +109,12 @@ pub async fn commit(
             })));
         }
     }
+    if embedded > 0 {
+        return commit_in_turn(router, conns, writers).await;
+    }
+    let Some(log) = router.txlog.clone() else {
+        unreachable!("checked above");
+    };
     let gid = router.next_gid();
     router.inflight_begin(&gid);
     let r = commit_prepared(router, &log, conns, writers, &gid).await;
@@ -116,6 +125,59 @@ pub async fn commit(
         router.recovery_wanted.store(true, Ordering::Relaxed);
     }
     r
+}
+
+/// Commit the parts of a transaction on embedded (SQLite) shards, which
+/// cannot prepare: one shard after another, stopping at the first that
+/// fails. If the first fails, the others roll back and nothing was
+/// committed. A later failure (SQLite's COMMIT fails only on I/O errors
+/// and a full disk once its statements ran) or a crash of the router
+/// between two commits leaves the shards before it committed: the error
+/// says which. This is the guarantee of the embedded default, documented
+/// as such; PostgreSQL shards commit with two-phase commit.
+async fn commit_in_turn(
+    router: &Router,
+    conns: &mut Conns,
+    writers: &[ShardId],
+) -> Result<Option<ErrorFields>, ExecError> {
+    let name = |s: &ShardId| {
+        router
+            .pools
+            .get(s.0 as usize)
+            .map_or_else(|| s.0.to_string(), |p| p.name.clone())
+    };
+    for (i, s) in writers.iter().enumerate() {
+        let r = shardgate_exec::internal_collect(conns, std::slice::from_ref(s), "COMMIT").await;
+        let failed = match r {
+            Ok(r) if r.error.is_none() && !r.rolled_back => continue,
+            Ok(r) => r.error.map_or_else(
+                || "the transaction had failed there".to_string(),
+                |e| e.message,
+            ),
+            Err(e) => e.to_string(),
+        };
+        let rest = &writers[i + 1..];
+        let _ = shardgate_exec::internal(conns, rest, "ROLLBACK").await;
+        if i == 0 {
+            return Ok(Some(err(
+                "40001",
+                format!(
+                    "COMMIT failed on shard {}: {failed}; nothing was committed",
+                    name(s)
+                ),
+            )));
+        }
+        let done: Vec<String> = writers[..i].iter().map(name).collect();
+        return Ok(Some(err(
+            "XX000",
+            format!(
+                "COMMIT failed on embedded shard {} ({failed}) after shards {} had committed: the transaction is committed there only",
+                name(s),
+                done.join(", ")
+            ),
+        )));
+    }
+    Ok(None)
 }
 
 async fn commit_prepared(

@@ -322,8 +322,7 @@ fn embedded_default_speaks_what_clients_send() {
         "5|15|b"
     );
     // COPY in (CSV, with a NULL and a quoted delimiter) and out, on an
-    // unsharded table (a COPY over several embedded shards would be a
-    // transaction SQLite cannot commit atomically: refused).
+    // unsharded table.
     sg.psql("CREATE TABLE u (k bigint, v text, b boolean)")
         .unwrap();
     let csv = dir.path().join("rows.csv");
@@ -406,4 +405,114 @@ fn embedded_default_speaks_what_clients_send() {
         format!("{e:#}").contains("not supported on embedded"),
         "{e:#}"
     );
+}
+
+/// Sum of `bal` in each embedded shard file.
+fn shard_sums(data: &std::path::Path) -> Vec<i64> {
+    (0..4u32)
+        .map(|i| {
+            let db = rusqlite::Connection::open(data.join(format!("s{i}.db"))).unwrap();
+            db.query_row("SELECT coalesce(sum(bal), 0) FROM accts", [], |r| r.get(0))
+                .unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_transactions_write_several_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sg =
+        Shardgate::spawn(bin(), &["--data-dir", data.to_str().unwrap()]).expect("start shardgate");
+    let c = client(sg.port()).await;
+    // DDL in a transaction (an ORM's create_all) reaches every shard.
+    c.batch_execute("BEGIN; CREATE TABLE accts (id bigint PRIMARY KEY, bal bigint NOT NULL); CREATE TABLE audit (id bigint PRIMARY KEY); COMMIT")
+        .await
+        .unwrap();
+    c.batch_execute("SELECT shardgate.shard_table('accts', 'id')")
+        .await
+        .unwrap();
+    let values: Vec<String> = (1..=40).map(|i| format!("({i}, 100)")).collect();
+    c.batch_execute(&format!(
+        "BEGIN; INSERT INTO accts VALUES {}; COMMIT",
+        values.join(", ")
+    ))
+    .await
+    .unwrap();
+    let sums = shard_sums(&data);
+    assert_eq!(sums.iter().sum::<i64>(), 4000);
+    assert!(
+        sums.iter().all(|s| *s > 0),
+        "every shard has rows: {sums:?}"
+    );
+    // Two keys on different shards.
+    let shard = |k: i64| {
+        Strategy::hash(&(0..4).map(ShardId).collect::<Vec<_>>())
+            .unwrap()
+            .place(&[KeyValue::Int(k)])
+            .unwrap()
+    };
+    let b = (2..=40).find(|k| shard(*k) != shard(1)).unwrap();
+    // Rolled back: nothing anywhere.
+    c.batch_execute(&format!(
+        "BEGIN; UPDATE accts SET bal = bal - 7 WHERE id = 1; UPDATE accts SET bal = bal + 7 WHERE id = {b}; ROLLBACK"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(shard_sums(&data), sums);
+    // A statement failing on the second shard: COMMIT rolls back both.
+    let r = c
+        .batch_execute(&format!(
+            "BEGIN; UPDATE accts SET bal = bal - 7 WHERE id = 1; INSERT INTO accts VALUES ({b}, 0); COMMIT"
+        ))
+        .await;
+    assert!(r.is_err());
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(shard_sums(&data), sums);
+    // Committed: both shards, together.
+    c.batch_execute(&format!(
+        "BEGIN; UPDATE accts SET bal = bal - 7 WHERE id = 1; UPDATE accts SET bal = bal + 7 WHERE id = {b}; COMMIT"
+    ))
+    .await
+    .unwrap();
+    let after = shard_sums(&data);
+    assert_eq!(after.iter().sum::<i64>(), 4000);
+    assert_eq!(after[shard(1).0 as usize], sums[shard(1).0 as usize] - 7);
+    assert_eq!(after[shard(b).0 as usize], sums[shard(b).0 as usize] + 7);
+    // Concurrent transfers between shards: each all or nothing (a lock
+    // wait that runs out fails the transaction, which is retried).
+    let mut tasks = Vec::new();
+    for t in 0..4i64 {
+        let port = sg.port();
+        tasks.push(tokio::spawn(async move {
+            let c = client(port).await;
+            let mut done = 0;
+            let mut i = 0i64;
+            while done < 15 {
+                i += 1;
+                let (from, to) = ((t * 7 + i) % 40 + 1, (t * 13 + i * 3) % 40 + 1);
+                if from == to {
+                    continue;
+                }
+                let r = c
+                    .batch_execute(&format!(
+                        "BEGIN; UPDATE accts SET bal = bal - 1 WHERE id = {from}; UPDATE accts SET bal = bal + 1 WHERE id = {to}; COMMIT"
+                    ))
+                    .await;
+                match r {
+                    Ok(()) => done += 1,
+                    Err(_) => c.batch_execute("ROLLBACK").await.unwrap(),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(shard_sums(&data).iter().sum::<i64>(), 4000);
+    let total = c
+        .query_one("SELECT sum(bal)::bigint, count(*) FROM accts", &[])
+        .await
+        .unwrap();
+    assert_eq!((total.get::<_, i64>(0), total.get::<_, i64>(1)), (4000, 40));
 }

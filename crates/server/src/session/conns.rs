@@ -115,8 +115,9 @@ impl Session {
     }
 
     /// Note the shards a write in a transaction touches: a transaction that
-    /// wrote to several commits with two-phase commit. Embedded shards
-    /// cannot prepare, so a second embedded shard written is refused.
+    /// wrote to several commits with two-phase commit (embedded shards,
+    /// which cannot prepare, one after another: see `twopc::commit`). A
+    /// transaction cannot write to both kinds.
     pub(super) fn check_write(
         &mut self,
         shards: &[ShardId],
@@ -132,17 +133,16 @@ impl Session {
         }
         let mut all = self.written.clone();
         all.extend(shards.iter().copied());
-        if all.len() > 1
-            && all.iter().any(|s| {
-                self.router
-                    .pools
-                    .get(s.0 as usize)
-                    .is_some_and(|p| !matches!(p.target, shardgate_backend::ShardTarget::Pg(_)))
-            })
-        {
+        let embedded = |s: &ShardId| {
+            self.router
+                .pools
+                .get(s.0 as usize)
+                .is_some_and(|p| !matches!(p.target, shardgate_backend::ShardTarget::Pg(_)))
+        };
+        if all.iter().any(embedded) && !all.iter().all(embedded) {
             return Some(err_fields(
                 "0A000",
-                "a transaction that writes to several embedded (SQLite) shards cannot commit atomically; write each shard's rows in its own transaction, or use PostgreSQL shards",
+                "a transaction cannot write to both PostgreSQL and embedded (SQLite) shards; write each kind's rows in its own transaction",
             ));
         }
         self.written = all;
