@@ -79,6 +79,71 @@ fn postgres_shards_psql_and_pgbench() {
             assert!(frames.iter().all(|(t, _)| *t != b'E'), "{sql}: {frames:?}");
         }
     }
+    // A prepared statement whose result type DDL changed fails as on
+    // PostgreSQL, with its routine (asyncpg prepares again on it), and
+    // with the statement named in the message's fields kept whole.
+    let named = |tag: u8, parts: &[&[u8]]| Raw::msg(tag, &parts.concat());
+    raw.send(&[
+        named(
+            b'P',
+            &[
+                b"q1\0SELECT * FROM orders WHERE customer_id = 1\0",
+                &0i16.to_be_bytes(),
+            ],
+        ),
+        named(b'D', &[b"Sq1\0"]),
+        Raw::msg(b'S', b""),
+    ]);
+    raw.until(b'Z');
+    sg.psql("ALTER TABLE orders ADD COLUMN extra int").unwrap();
+    let run_q1 = |raw: &mut Raw| {
+        raw.send(&[
+            named(b'B', &[b"\0q1\0", &[0u8; 6]]),
+            named(b'E', &[b"\0", &0i32.to_be_bytes()]),
+            Raw::msg(b'S', b""),
+        ]);
+        raw.until(b'Z')
+    };
+    let frames = run_q1(&mut raw);
+    let e = frames
+        .iter()
+        .find(|(t, _)| *t == b'E')
+        .map(|(_, b)| b.clone());
+    let e = e.unwrap_or_else(|| panic!("no error: {frames:?}"));
+    assert_eq!(common::sqlstate(&e), "0A000");
+    assert!(
+        e.windows(23).any(|w| w == b"RRevalidateCachedQuery\0"),
+        "{}",
+        String::from_utf8_lossy(&e)
+    );
+    sg.psql("ALTER TABLE orders DROP COLUMN extra").unwrap();
+    // A unique violation passes on the constraint's and table's names.
+    sg.psql("INSERT INTO orders VALUES (1, 1, 1)").unwrap();
+    raw.send(&[
+        Raw::parse("INSERT INTO orders VALUES (1, 1, 1)"),
+        Raw::bind(),
+        Raw::execute(0),
+        Raw::msg(b'S', b""),
+    ]);
+    let frames = raw.until(b'Z');
+    let e = frames
+        .iter()
+        .find(|(t, _)| *t == b'E')
+        .map(|(_, b)| b.clone())
+        .unwrap();
+    assert_eq!(common::sqlstate(&e), "23505");
+    assert!(
+        e.windows(13).any(|w| w == b"norders_pkey\0"),
+        "{}",
+        String::from_utf8_lossy(&e)
+    );
+    assert!(
+        e.windows(8).any(|w| w == b"torders\0"),
+        "{}",
+        String::from_utf8_lossy(&e)
+    );
+    sg.psql("DELETE FROM orders WHERE customer_id = 1 AND id = 1")
+        .unwrap();
     // The guard works: a row a shard does not own is refused.
     let foreign = (1..1000)
         .find(|k| {

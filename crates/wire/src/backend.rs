@@ -188,6 +188,11 @@ pub struct ErrorFields {
     pub detail: Option<String>,
     /// `H`: hint, if any.
     pub hint: Option<String>,
+    /// Every other field, by code byte, in the order received (position,
+    /// where, schema, table, column, data type, constraint, file, line,
+    /// routine): kept so that an error passed on is passed on whole
+    /// (drivers read the constraint name, asyncpg the routine).
+    pub other: Vec<(u8, String)>,
 }
 
 impl ErrorFields {
@@ -229,6 +234,10 @@ pub fn error_like(out: &mut BytesMut, tag: u8, f: &ErrorFields) {
         out.put_u8(b'H');
         put_cstr(out, h);
     }
+    for (code, v) in &f.other {
+        out.put_u8(*code);
+        put_cstr(out, v);
+    }
     out.put_u8(0);
     finish(out, at);
 }
@@ -264,7 +273,8 @@ pub fn parse_error(body: &[u8]) -> Result<ErrorFields, WireError> {
             b'M' => f.message = v,
             b'D' => f.detail = Some(v),
             b'H' => f.hint = Some(v),
-            _ => {}
+            b'S' => {}
+            _ => f.other.push((code, v)),
         }
     }
     Ok(f)
@@ -336,6 +346,19 @@ mod tests {
             (e.code.as_str(), e.message.as_str()),
             ("0A000", "not supported")
         );
+        // Every field a server sends survives a parse and an encode.
+        let mut full = ErrorFields::new("23505", "duplicate key");
+        full.detail = Some("Key (id)=(1) already exists.".into());
+        full.other = vec![
+            (b's', "public".into()),
+            (b't', "customers".into()),
+            (b'n', "customers_pkey".into()),
+            (b'F', "nbtinsert.c".into()),
+            (b'R', "_bt_check_unique".into()),
+        ];
+        error_like(&mut out, b'E', &full);
+        let f = Frame::take(&mut out).unwrap().unwrap();
+        assert_eq!(parse_error(&f.body).unwrap(), full);
     }
 
     #[test]

@@ -300,10 +300,11 @@ impl Session {
             return Ok(Some(e));
         }
         if now != before {
-            return Ok(Some(err_fields(
-                "0A000",
-                "cached plan must not change result type",
-            )));
+            // PostgreSQL's routine too: drivers (asyncpg) recognise the
+            // error by it and prepare the statement again.
+            let mut e = err_fields("0A000", "cached plan must not change result type");
+            e.other.push((b'R', "RevalidateCachedQuery".into()));
+            return Ok(Some(e));
         }
         if let Some(st) = self.stmts.get_mut(name) {
             st.described = Some((generation, now));
