@@ -17,7 +17,7 @@ pub enum BackendError {
     Auth(String),
     /// The shard answered with an error.
     #[error("{}: {}", .0.code, .0.message)]
-    Server(ErrorFields),
+    Server(Box<ErrorFields>),
     /// The embedded database failed.
     #[error("embedded shard error: {0}")]
     Sqlite(#[from] rusqlite::Error),

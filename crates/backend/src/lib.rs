@@ -306,9 +306,9 @@ impl ShardConn {
         for f in frames {
             match f.tag {
                 b'E' => {
-                    return Err(BackendError::Server(shardgate_wire::backend::parse_error(
-                        &f.body,
-                    )?));
+                    return Err(BackendError::Server(Box::new(
+                        shardgate_wire::backend::parse_error(&f.body)?,
+                    )));
                 }
                 b'D' => rows.push(
                     shardgate_wire::backend::parse_data_row(&f.body)?

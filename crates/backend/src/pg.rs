@@ -430,7 +430,7 @@ impl PgConn {
                     let v = r.cstr()?.to_string();
                     conn.server_params.push((k, v));
                 }
-                b'E' => return Err(BackendError::Server(parse_error(&f.body)?)),
+                b'E' => return Err(BackendError::Server(Box::new(parse_error(&f.body)?))),
                 b'Z' => return Ok(conn),
                 _ => {}
             }

@@ -309,7 +309,7 @@ pub(crate) async fn finish<W: AsyncWrite + Unpin>(
             let rows = match c.simple_rows(&probe).await {
                 Ok(r) => r,
                 Err(BackendError::Server(e)) => {
-                    return Ok(crate::merge_sort::abort(out, e));
+                    return Ok(crate::merge_sort::abort(out, *e));
                 }
                 Err(e) => return Err(lost(final_shard, e)),
             };

@@ -357,7 +357,7 @@ fn deadlock_fields() -> shardgate_wire::backend::ErrorFields {
                 .into(),
         ),
         hint: Some("Retry the transaction.".into()),
-        other: Vec::new(),
+        other: None,
     }
 }
 

@@ -178,8 +178,9 @@ pub fn parse_data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, WireError> {
 /// An error or notice: its fields by code byte.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ErrorFields {
-    /// `S`: ERROR, FATAL, NOTICE...
-    pub severity: String,
+    /// `S`: ERROR, FATAL, NOTICE... (boxed, as `other`: keeps the struct
+    /// small enough to travel in `Result`s).
+    pub severity: Box<str>,
     /// `C`: the SQLSTATE.
     pub code: String,
     /// `M`: the primary message.
@@ -191,11 +192,24 @@ pub struct ErrorFields {
     /// Every other field, by code byte, in the order received (position,
     /// where, schema, table, column, data type, constraint, file, line,
     /// routine): kept so that an error passed on is passed on whole
-    /// (drivers read the constraint name, asyncpg the routine).
-    pub other: Vec<(u8, String)>,
+    /// (drivers read the constraint name, asyncpg the routine). Boxed:
+    /// errors travel in `Result`s, and most have none.
+    pub other: Option<Box<Vec<(u8, String)>>>,
 }
 
 impl ErrorFields {
+    /// Add a field by its code byte (one not named above).
+    pub fn push_other(&mut self, code: u8, value: impl Into<String>) {
+        self.other
+            .get_or_insert_with(Default::default)
+            .push((code, value.into()));
+    }
+
+    /// The fields not named above, in order.
+    pub fn others(&self) -> &[(u8, String)] {
+        self.other.as_deref().map_or(&[], Vec::as_slice)
+    }
+
     /// An ERROR with a SQLSTATE and a message.
     pub fn new(code: &str, message: impl Into<String>) -> ErrorFields {
         ErrorFields {
@@ -234,7 +248,7 @@ pub fn error_like(out: &mut BytesMut, tag: u8, f: &ErrorFields) {
         out.put_u8(b'H');
         put_cstr(out, h);
     }
-    for (code, v) in &f.other {
+    for (code, v) in f.others() {
         out.put_u8(*code);
         put_cstr(out, v);
     }
@@ -267,14 +281,14 @@ pub fn parse_error(body: &[u8]) -> Result<ErrorFields, WireError> {
         }
         let v = r.cstr()?.to_string();
         match code {
-            b'S' if f.severity.is_empty() => f.severity = v,
-            b'V' => f.severity = v,
+            b'S' if f.severity.is_empty() => f.severity = v.into(),
+            b'V' => f.severity = v.into(),
             b'C' => f.code = v,
             b'M' => f.message = v,
             b'D' => f.detail = Some(v),
             b'H' => f.hint = Some(v),
             b'S' => {}
-            _ => f.other.push((code, v)),
+            _ => f.push_other(code, v),
         }
     }
     Ok(f)
@@ -349,13 +363,15 @@ mod tests {
         // Every field a server sends survives a parse and an encode.
         let mut full = ErrorFields::new("23505", "duplicate key");
         full.detail = Some("Key (id)=(1) already exists.".into());
-        full.other = vec![
-            (b's', "public".into()),
-            (b't', "customers".into()),
-            (b'n', "customers_pkey".into()),
-            (b'F', "nbtinsert.c".into()),
-            (b'R', "_bt_check_unique".into()),
-        ];
+        for (code, v) in [
+            (b's', "public"),
+            (b't', "customers"),
+            (b'n', "customers_pkey"),
+            (b'F', "nbtinsert.c"),
+            (b'R', "_bt_check_unique"),
+        ] {
+            full.push_other(code, v);
+        }
         error_like(&mut out, b'E', &full);
         let f = Frame::take(&mut out).unwrap().unwrap();
         assert_eq!(parse_error(&f.body).unwrap(), full);

@@ -303,7 +303,7 @@ impl Session {
             // PostgreSQL's routine too: drivers (asyncpg) recognise the
             // error by it and prepare the statement again.
             let mut e = err_fields("0A000", "cached plan must not change result type");
-            e.other.push((b'R', "RevalidateCachedQuery".into()));
+            e.push_other(b'R', "RevalidateCachedQuery");
             return Ok(Some(e));
         }
         if let Some(st) = self.stmts.get_mut(name) {
