@@ -49,6 +49,8 @@ pub struct Merge<'a> {
     pub limit: Option<u64>,
     /// Rows to skip after the merge.
     pub offset: u64,
+    /// After `limit` rows, also those that sort equal to the last.
+    pub with_ties: bool,
 }
 
 /// A Bind's parameter part with no parameters: no formats, no values.
@@ -119,6 +121,7 @@ enum KeyVal {
     Int(i128),
 }
 
+#[derive(Clone)]
 struct Row {
     body: Bytes,
     visible_end: usize,
@@ -586,7 +589,13 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
     }
     let mut skipped = 0u64;
     let mut sent = 0u64;
-    while error.is_none() && spec.limit.is_none_or(|l| sent < l) {
+    // WITH TIES: the last row within the limit, once the limit is reached.
+    let mut last: Option<Row> = None;
+    while error.is_none() {
+        let full = spec.limit.is_some_and(|l| sent >= l);
+        if full && !spec.with_ties {
+            break;
+        }
         let mut best: Option<usize> = None;
         for (i, h) in heads.iter().enumerate() {
             if let Some(r) = h {
@@ -603,6 +612,15 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
             }
         }
         let Some(b) = best else { break };
+        if full {
+            let head = heads[b].as_ref().expect("best is some");
+            let tied = last
+                .as_ref()
+                .is_some_and(|l| cmp_rows(head, l, spec.keys, &at) == Ordering::Equal);
+            if !tied {
+                break;
+            }
+        }
         let row = heads[b].take().expect("best is some");
         if skipped < spec.offset {
             skipped += 1;
@@ -613,6 +631,9 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
             out.buf.put_i16(visible as i16);
             out.buf.put_slice(payload);
             sent += 1;
+            if spec.with_ties && spec.limit.is_some_and(|l| sent >= l) && last.is_none() {
+                last = Some(row.clone());
+            }
             out.maybe_flush().await?;
         }
         heads[b] = next_row(conns, shards[b], &shape, &mut streams[b], &mut error, out).await?;
@@ -650,7 +671,8 @@ const BATCHES_FROM: u64 = 1000;
 /// once.
 fn first_batch(spec: &Merge<'_>, shards: usize, embedded: bool) -> Option<(u64, u64)> {
     let cap = spec.limit?.saturating_add(spec.offset);
-    if embedded || shards < 2 || cap < BATCHES_FROM {
+    // (With ties a shard sends more than limit + offset rows.)
+    if embedded || shards < 2 || cap < BATCHES_FROM || spec.with_ties {
         return None;
     }
     let share = cap.div_ceil(shards as u64);
@@ -906,7 +928,13 @@ async fn sort_on_shard<W: AsyncWrite + Unpin>(
         .iter()
         .map(|c| c.name.clone())
         .collect();
-    let fin = shardgate_sql::merge::final_sort(spec.keys, spec.limit, spec.offset, &visible);
+    let fin = shardgate_sql::merge::final_sort(
+        spec.keys,
+        spec.limit,
+        spec.offset,
+        spec.with_ties,
+        &visible,
+    );
     let mut all = vec![None; visible.len()];
     all.extend(collate.iter().cloned());
     let how = crate::aggregate::FinalRequest {

@@ -90,13 +90,14 @@ fn merge_of(node: &Node) -> Option<Merge<'_>> {
         Node::Project { hidden, input } => (*hidden, input.as_ref()),
         n => (0, n),
     };
-    let (limit, offset, sorted) = match limited {
+    let (limit, offset, with_ties, sorted) = match limited {
         Node::Limit {
             limit,
             offset,
+            with_ties,
             input,
-        } => (*limit, *offset, input.as_ref()),
-        n => (None, 0, n),
+        } => (*limit, *offset, *with_ties, input.as_ref()),
+        n => (None, 0, false, n),
     };
     let (keys, lean, input): (&[shardgate_sql::SortKey], _, _) = match sorted {
         Node::MergeSort { keys, lean, input } => (keys, lean.as_deref(), input),
@@ -119,6 +120,7 @@ fn merge_of(node: &Node) -> Option<Merge<'_>> {
         lean: lean.filter(|_| per_shard.is_none()),
         limit,
         offset,
+        with_ties,
     })
 }
 
@@ -138,6 +140,7 @@ mod tests {
             }],
             limit: Some(5),
             offset: 2,
+            with_ties: false,
             limit_param: None,
             offset_param: None,
             lean: None,

@@ -1014,8 +1014,10 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
     let SetExpr::Select(s) = q.body.as_ref() else {
         return Err("a set operation".into());
     };
-    if q.fetch.is_some() {
-        return Err("FETCH FIRST".into());
+    // (FETCH FIRST n ROWS ONLY is a LIMIT by now; WITH TIES stays for
+    // the final query, which sorts the merged groups.)
+    if q.fetch.as_ref().is_some_and(|f| f.percent || !f.with_ties) {
+        return Err("FETCH FIRST ... PERCENT".into());
     }
     if !q.locks.is_empty() {
         return Err("FOR UPDATE/SHARE".into());
@@ -1299,6 +1301,7 @@ pub fn plan_aggregate(q: &Query) -> Result<AggSpec, String> {
     let mut partial_q = q.clone();
     partial_q.order_by = None;
     partial_q.limit_clause = None;
+    partial_q.fetch = None;
     let mut lite = part.clone();
     for item in &mut lite.projection {
         if let SelectItem::ExprWithAlias { expr, .. } = item {

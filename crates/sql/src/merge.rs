@@ -78,6 +78,9 @@ pub struct MergeSpec {
     pub limit: Option<u64>,
     /// Rows to skip after the merge.
     pub offset: u64,
+    /// FETCH FIRST ... WITH TIES: after `limit` rows, also those that sort
+    /// equal to the last (each shard sends its own ties too).
+    pub with_ties: bool,
     /// The bind parameter that gives the limit (`LIMIT $n`), if one does:
     /// read at Bind ([`MergeSpec::bind`]).
     pub limit_param: Option<usize>,
@@ -123,6 +126,7 @@ impl MergeSpec {
             node = Node::Limit {
                 limit: self.limit,
                 offset: self.offset,
+                with_ties: self.with_ties,
                 input: Box::new(node),
             };
         }
@@ -179,16 +183,17 @@ impl MergeSpec {
     /// under a linguistic collation, which the rows' columns carry).
     /// `names` are the visible columns' names as the shards describe them.
     pub fn final_sort(&self, names: &[String]) -> crate::AggSpec {
-        final_sort(&self.keys, self.limit, self.offset, names)
+        final_sort(&self.keys, self.limit, self.offset, self.with_ties, names)
     }
 }
 
 /// [`MergeSpec::final_sort`] of a merge by `keys` with `limit` and
-/// `offset`.
+/// `offset` (and `with_ties`).
 pub fn final_sort(
     keys: &[SortKey],
     limit: Option<u64>,
     offset: u64,
+    with_ties: bool,
     names: &[String],
 ) -> crate::AggSpec {
     let visible = names.len();
@@ -226,11 +231,20 @@ pub fn final_sort(
         fin.push_str(" ORDER BY ");
         fin.push_str(&order.join(", "));
     }
-    if let Some(l) = limit {
-        fin.push_str(&format!(" LIMIT {l}"));
-    }
-    if offset > 0 {
-        fin.push_str(&format!(" OFFSET {offset}"));
+    match limit {
+        Some(l) if with_ties => {
+            fin.push_str(&format!(
+                " OFFSET {offset} ROWS FETCH FIRST {l} ROWS WITH TIES"
+            ));
+        }
+        _ => {
+            if let Some(l) = limit {
+                fin.push_str(&format!(" LIMIT {l}"));
+            }
+            if offset > 0 {
+                fin.push_str(&format!(" OFFSET {offset}"));
+            }
+        }
     }
     // Only the final query is used: the rows come from the merge's own
     // statements.
@@ -279,12 +293,13 @@ pub fn plan_merge(
     // The query without its ORDER BY and LIMIT (a copy only if it has
     // them).
     let stripped;
-    let bare = if q.order_by.is_none() && q.limit_clause.is_none() {
+    let bare = if q.order_by.is_none() && q.limit_clause.is_none() && q.fetch.is_none() {
         q
     } else {
         let mut b = q.clone();
         b.order_by = None;
         b.limit_clause = None;
+        b.fetch = None;
         stripped = b;
         &stripped
     };
@@ -422,7 +437,8 @@ pub fn plan_merge(
         (None, None) => Count::Const(None),
         (None, Some(e)) => count(e).ok_or(non_constant)?,
         (Some(_), Some(_)) => return Err("both LIMIT and FETCH FIRST".into()),
-        (Some(f), None) if f.with_ties => return Err("FETCH FIRST ... WITH TIES".into()),
+        // WITH TIES without ORDER BY: every shard answers PostgreSQL's error.
+        (Some(f), None) if f.with_ties && keys.is_empty() => return Ok(None),
         (Some(f), None) if f.percent => return Err("FETCH FIRST ... PERCENT".into()),
         // (FETCH FIRST ROW ONLY: one row.)
         (Some(f), None) => match &f.quantity {
@@ -500,12 +516,30 @@ pub fn plan_merge(
             o.options.nulls_first = Some(k.nulls_first);
         }
     }
+    // WITH TIES on the shards too (a shard's ties may be the merge's):
+    // each sends its first limit + offset rows and the rows tied with the
+    // last of them, so every row tied with the merge's last one comes.
+    let with_ties = q.fetch.as_ref().is_some_and(|f| f.with_ties) && shard_limit.is_some();
     base.fetch = None;
-    base.limit_clause = shard_limit.map(|l| LimitClause::LimitOffset {
-        limit: Some(l),
-        offset: None,
-        limit_by: Vec::new(),
-    });
+    base.limit_clause = None;
+    match shard_limit {
+        Some(l) if with_ties => {
+            base.fetch = Some(sqlparser::ast::Fetch {
+                with_ties: true,
+                percent: false,
+                // Parenthesised: FETCH takes a plain value or `( expr )`.
+                quantity: Some(Expr::Nested(Box::new(l))),
+            });
+        }
+        Some(l) => {
+            base.limit_clause = Some(LimitClause::LimitOffset {
+                limit: Some(l),
+                offset: None,
+                limit_by: Vec::new(),
+            });
+        }
+        None => {}
+    }
     // The lean variant, when at least one key is in the result: hidden
     // columns for the others only.
     let lean = found.iter().any(Option::is_some).then(|| {
@@ -533,6 +567,7 @@ pub fn plan_merge(
         keys,
         limit,
         offset,
+        with_ties,
         limit_param,
         offset_param,
         lean,
@@ -688,6 +723,7 @@ mod tests {
             ],
             limit: Some(5),
             offset: 2,
+            with_ties: false,
             limit_param: None,
             offset_param: None,
             lean: None,
@@ -698,6 +734,15 @@ mod tests {
         assert_eq!(
             agg.final_pg,
             "SELECT sg_c1 AS \"na\"\"me\", sg_c2 AS \"id\" FROM sg_partial ORDER BY sg_c3 DESC NULLS LAST, sg_c4 ASC NULLS FIRST LIMIT 5 OFFSET 2"
+        );
+        let ties = MergeSpec {
+            with_ties: true,
+            ..spec
+        };
+        assert!(
+            ties.final_sort(&["a".to_string(), "b".to_string()])
+                .final_pg
+                .ends_with(" OFFSET 2 ROWS FETCH FIRST 5 ROWS WITH TIES"),
         );
     }
 }

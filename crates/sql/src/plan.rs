@@ -394,12 +394,16 @@ pub enum Node {
         /// The streams.
         input: Box<Node>,
     },
-    /// Skip `offset` rows, then pass at most `limit`.
+    /// Skip `offset` rows, then pass at most `limit` (and, `with_ties`,
+    /// the rows after them that sort equal to the last: FETCH FIRST ...
+    /// WITH TIES).
     Limit {
         /// Rows to pass, if limited.
         limit: Option<u64>,
         /// Rows to skip first.
         offset: u64,
+        /// Also the rows tied with the last one passed.
+        with_ties: bool,
         /// The rows.
         input: Box<Node>,
     },
@@ -493,6 +497,7 @@ impl Node {
             Node::Limit {
                 limit,
                 offset,
+                with_ties,
                 input,
             } => {
                 let mut head = format!("{pad}Limit");
@@ -501,6 +506,9 @@ impl Node {
                 }
                 if let Some(l) = limit {
                     head.push_str(&format!(" limit={l}"));
+                }
+                if *with_ties {
+                    head.push_str(" with ties");
                 }
                 out.push(head);
                 Some(input)

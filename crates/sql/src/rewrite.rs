@@ -61,6 +61,36 @@ pub fn type_name(oid: u32) -> Option<&'static str> {
     })
 }
 
+/// [`type_name`] with the column's type modifier, as PostgreSQL's
+/// `format_type` writes it (`numeric(6,1)`, `varchar(40)`, `bpchar(3)`,
+/// `timestamp(3)`): a cast to it keeps the column's typmod. `None` for a
+/// type [`type_name`] does not know, or a modifier this does not read
+/// (a value cast without it would describe another type).
+pub fn type_name_with_mod(oid: u32, typmod: i32) -> Option<String> {
+    let name = type_name(oid)?;
+    if typmod < 0 {
+        return Some(name.to_string());
+    }
+    Some(match oid {
+        1700 if typmod >= 4 => {
+            let m = typmod - 4;
+            format!("numeric({},{})", (m >> 16) & 0xffff, m & 0xffff)
+        }
+        1042 | 1043 if typmod >= 4 => format!("{name}({})", typmod - 4),
+        1083 | 1114 | 1184 | 1266 => {
+            let (base, zone) = match oid {
+                1083 => ("time", ""),
+                1114 => ("timestamp", ""),
+                1184 => ("timestamp", " with time zone"),
+                _ => ("time", " with time zone"),
+            };
+            format!("{base}({typmod}){zone}")
+        }
+        1560 | 1562 => format!("{}({typmod})", if oid == 1560 { "bit" } else { "varbit" }),
+        _ => return None,
+    })
+}
+
 struct Inline<'p, 'a> {
     params: &'p Params<'a>,
     err: Option<SqlError>,
@@ -252,6 +282,32 @@ pub fn split_insert(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_names_keep_their_modifiers() {
+        let t = |oid, m| type_name_with_mod(oid, m);
+        assert_eq!(t(1700, -1).as_deref(), Some("numeric"));
+        // numeric(6,1): ((6 << 16) | 1) + 4.
+        assert_eq!(t(1700, 393_221).as_deref(), Some("numeric(6,1)"));
+        assert_eq!(t(1700, 786_438).as_deref(), Some("numeric(12,2)"));
+        assert_eq!(t(1043, 44).as_deref(), Some("varchar(40)"));
+        assert_eq!(t(1042, 7).as_deref(), Some("bpchar(3)"));
+        assert_eq!(t(1114, 3).as_deref(), Some("timestamp(3)"));
+        assert_eq!(t(1184, 0).as_deref(), Some("timestamp(0) with time zone"));
+        assert_eq!(t(1560, 8).as_deref(), Some("bit(8)"));
+        // An interval's fields and precision are not read: no name.
+        assert_eq!(t(1186, 6), None);
+        assert_eq!(t(1186, -1).as_deref(), Some("interval"));
+        for ty in [
+            "numeric(6,1)",
+            "varchar(40)",
+            "bpchar(3)",
+            "timestamp(0) with time zone",
+            "bit(8)",
+        ] {
+            let _ = cast(Expr::Value(Value::Null.into()), ty);
+        }
+    }
     use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::parser::Parser;
 

@@ -12,6 +12,8 @@ use shardgate_sql::sqlparser::ast::Statement;
 struct SubReply {
     /// Type OID of each column.
     types: Vec<u32>,
+    /// Type modifier of each column.
+    typmods: Vec<i32>,
     /// Rows, values as text.
     rows: Vec<Vec<Option<String>>>,
     /// The error it ended with, if any.
@@ -22,6 +24,7 @@ struct SubReply {
 fn read_reply(bytes: &[u8]) -> SubReply {
     let mut r = SubReply {
         types: Vec::new(),
+        typmods: Vec::new(),
         rows: Vec::new(),
         error: None,
     };
@@ -35,9 +38,9 @@ fn read_reply(bytes: &[u8]) -> SubReply {
         };
         match tag {
             b'T' => {
-                r.types = be::parse_row_description(body)
-                    .map(|c| c.iter().map(|c| c.type_oid).collect())
-                    .unwrap_or_default();
+                let cols = be::parse_row_description(body).unwrap_or_default();
+                r.types = cols.iter().map(|c| c.type_oid).collect();
+                r.typmods = cols.iter().map(|c| c.type_modifier).collect();
             }
             b'D' => {
                 if let Ok(v) = be::parse_data_row(body) {
@@ -320,10 +323,20 @@ impl Session {
             return Ok(Err(Some(err_fields("42601", msg))));
         }
         if sub.kind == SubKind::Scalar && reply.rows.len() > 1 {
-            return Ok(Err(None));
+            // PostgreSQL fails with 21000 where it evaluates the subquery,
+            // but it evaluates it only when a row reaches it (`CASE WHEN
+            // false THEN (SELECT ...)` answers): which shardgate cannot
+            // tell, so it refuses, saying why.
+            return Ok(Err(Some(err_fields(
+                "0A000",
+                "a subquery used as an expression returned more than one row: PostgreSQL fails such a statement (21000) if it evaluates the subquery for some row, which shardgate cannot tell before running it; make the subquery return one row (or none)",
+            ))));
         }
         let oid = reply.types[0];
-        let Some(ty) = shardgate_sql::rewrite::type_name(oid) else {
+        // With the column's type modifier: the statement's result column
+        // is described as PostgreSQL describes the subquery's.
+        let typmod = reply.typmods.first().copied().unwrap_or(-1);
+        let Some(ty) = shardgate_sql::rewrite::type_name_with_mod(oid, typmod) else {
             // Other types' OIDs may differ between shards.
             return Ok(Err(None));
         };

@@ -1043,6 +1043,13 @@ SELECT a FROM (SELECT id AS a FROM orders) s UNION SELECT id FROM customers LIMI
 SELECT id FROM customers EXCEPT ALL SELECT customer_id FROM orders;
 SELECT id FROM customers INTERSECT SELECT customer_id FROM orders INTERSECT SELECT customer_id FROM order_items;
 SELECT id FROM orders ORDER BY qty FETCH FIRST 3 ROWS WITH TIES;
+SELECT id, qty FROM orders ORDER BY qty DESC NULLS FIRST FETCH FIRST 5 ROWS WITH TIES;
+SELECT status, amount FROM orders ORDER BY status, amount FETCH FIRST 1 ROW WITH TIES;
+SELECT qty FROM orders ORDER BY qty FETCH FIRST 0 ROWS WITH TIES;
+SELECT name FROM customers ORDER BY name FETCH FIRST 4 ROWS WITH TIES;
+SELECT status, count(*) FROM orders GROUP BY status ORDER BY count(*) DESC FETCH FIRST 1 ROW WITH TIES;
+SELECT DISTINCT priority FROM orders ORDER BY priority FETCH FIRST 2 ROWS WITH TIES;
+SELECT customer_id, id FROM orders WHERE customer_id IN (1, 2, 3, 50) ORDER BY customer_id DESC FETCH FIRST 2 ROWS WITH TIES;
 SELECT * FROM customers WHERE id < 5 UNION SELECT * FROM customers WHERE id > 99990;
 -- ---------------------------------------------------------------- windows partitioned by the shard key
 -- @must

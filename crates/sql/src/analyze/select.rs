@@ -522,6 +522,7 @@ fn nested_merge_needed(q: &Query) -> Option<String> {
     let mut bare = q.clone();
     bare.order_by = None;
     bare.limit_clause = None;
+    bare.fetch = None;
     if let SetExpr::Select(s) = bare.body.as_mut() {
         s.projection = vec![ast::SelectItem::UnnamedExpr(Expr::Value(
             Value::Number("1".into(), false).into(),

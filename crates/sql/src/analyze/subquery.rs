@@ -268,9 +268,26 @@ impl Replacer<'_> {
         let mut q = q.clone();
         if kind == SubKind::Exists {
             // PostgreSQL ignores an EXISTS subquery's select list (and so
-            // never fails on it); one row tells.
+            // never fails on it) where that cannot change how many rows it
+            // has: not where it aggregates (`EXISTS (SELECT max(x) ...)`
+            // has one row even of none), or calls a function that might
+            // (an aggregate, a window or set-returning function: kept
+            // whenever there is a call, as PostgreSQL's
+            // `simplify_EXISTS_query` keeps them). One row tells.
             if let SetExpr::Select(s) = q.body.as_mut()
                 && s.distinct.is_none()
+                && s.having.is_none()
+                && matches!(&s.group_by, ast::GroupByExpr::Expressions(g, _) if g.is_empty())
+                && !s.projection.iter().any(|i| {
+                    let mut call = false;
+                    let _ = ast::visit_expressions(i, |e| {
+                        if matches!(e, Expr::Function(_)) {
+                            call = true;
+                        }
+                        ControlFlow::<()>::Continue(())
+                    });
+                    call
+                })
             {
                 s.projection = vec![ast::SelectItem::UnnamedExpr(Expr::Value(
                     Value::Number("1".into(), false).into(),
