@@ -30,6 +30,8 @@
 mod common;
 #[path = "differential/generated.rs"]
 mod generated;
+#[path = "differential/generated_writes.rs"]
+mod generated_writes;
 
 use common::{PgCluster, RawValue, bin, client};
 use shardgate_testkit::{PgServer, Shardgate};
@@ -44,6 +46,7 @@ const WRITES: &str = include_str!("differential/writes.sql");
 /// The generated reads CI runs (see `differential/generated.rs`).
 const GEN_SEED: u64 = 1;
 const GEN_COUNT: usize = 300;
+const GEN_WRITES: usize = 60;
 /// The longest either side may take to answer one statement.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -1172,9 +1175,9 @@ async fn reset_w_orders(c: &mut Conn) {
 
 const W_ALL: &str = "SELECT * FROM w_orders";
 
-async fn run_writes(sg: &mut Conn, pg: &mut Conn) -> Report {
+async fn run_writes(sg: &mut Conn, pg: &mut Conn, writes: &[Query]) -> Report {
     let mut report = Report::default();
-    for q in parse_queries(WRITES) {
+    for q in writes {
         let mut verdicts = Vec::new();
         for mode in [Mode::Simple, Mode::ExtBinary] {
             reset_w_orders(sg).await;
@@ -1207,7 +1210,7 @@ async fn run_writes(sg: &mut Conn, pg: &mut Conn) -> Report {
             };
             verdicts.push((mode, v));
         }
-        report.add(&q, true, verdicts);
+        report.add(q, true, verdicts);
     }
     report
 }
@@ -1266,7 +1269,9 @@ async fn postgres_shards_match_one_postgres() {
     let mut generated_reads = generated::queries(GEN_SEED, GEN_COUNT);
     generated_reads.extend(generated::long_statements());
     let generated = run_reads(&mut sg, &mut pg, &generated_reads, judge, true).await;
-    let writes = run_writes(&mut sg, &mut pg).await;
+    let mut all_writes = parse_queries(WRITES);
+    all_writes.extend(generated_writes::writes(GEN_SEED, GEN_WRITES));
+    let writes = run_writes(&mut sg, &mut pg, &all_writes).await;
     reads.print("reads (4 PostgreSQL shards vs one PostgreSQL)", "refused");
     generated.print(
         "generated reads (4 PostgreSQL shards vs one PostgreSQL)",
