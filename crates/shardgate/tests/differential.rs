@@ -32,6 +32,8 @@ mod common;
 mod generated;
 #[path = "differential/generated_writes.rs"]
 mod generated_writes;
+#[path = "differential/parameterize.rs"]
+mod parameterize;
 
 use common::{PgCluster, RawValue, bin, client};
 use shardgate_testkit::{PgServer, Shardgate};
@@ -583,17 +585,30 @@ impl Wire {
 
     /// Parse, Bind (all results text or all binary), Describe, Execute, Sync.
     async fn extended(&mut self, sql: &str, binary: bool) -> std::io::Result<Outcome> {
+        self.extended_with(sql, &[], binary).await
+    }
+
+    /// [`Wire::extended`] with text-format parameters (types left to the
+    /// server).
+    async fn extended_with(
+        &mut self,
+        sql: &str,
+        params: &[String],
+        binary: bool,
+    ) -> std::io::Result<Outcome> {
         let mut parse = vec![0u8];
         parse.extend_from_slice(sql.as_bytes());
         parse.extend_from_slice(&[0, 0, 0]);
-        let bind: &[u8] = if binary {
-            &[0, 0, 0, 0, 0, 0, 0, 1, 0, 1]
-        } else {
-            &[0, 0, 0, 0, 0, 0, 0, 0]
-        };
+        let mut bind = vec![0u8, 0, 0, 0];
+        bind.extend_from_slice(&(params.len() as i16).to_be_bytes());
+        for p in params {
+            bind.extend_from_slice(&(p.len() as i32).to_be_bytes());
+            bind.extend_from_slice(p.as_bytes());
+        }
+        bind.extend_from_slice(if binary { &[0, 1, 0, 1] } else { &[0, 0] });
         let batch = [
             msg(b'P', &parse),
-            msg(b'B', bind),
+            msg(b'B', &bind),
             msg(b'D', b"P\0"),
             msg(b'E', &[0, 0, 0, 0, 0]),
             msg(b'S', &[]),
@@ -687,6 +702,9 @@ enum Mode {
     ExtText,
     /// Extended protocol, binary results, by hand (keeps the tag).
     ExtBinary,
+    /// Extended protocol, text results, the WHERE literals as text
+    /// parameters (see `differential/parameterize.rs`).
+    ExtParams,
 }
 
 impl Mode {
@@ -696,11 +714,12 @@ impl Mode {
             Mode::Binary => "extended/binary",
             Mode::ExtText => "extended/text",
             Mode::ExtBinary => "extended/binary (raw)",
+            Mode::ExtParams => "extended/text with parameters",
         }
     }
 }
 
-const READ_MODES: [Mode; 3] = [Mode::Simple, Mode::Binary, Mode::ExtText];
+const READ_MODES: [Mode; 4] = [Mode::Simple, Mode::Binary, Mode::ExtText, Mode::ExtParams];
 
 /// One server (shardgate or the reference), reconnected after a hang or a
 /// lost connection.
@@ -740,6 +759,10 @@ impl Conn {
             match mode {
                 Mode::Simple => w.simple(sql).await,
                 Mode::ExtText => w.extended(sql, false).await,
+                Mode::ExtParams => match parameterize::parameterize(sql) {
+                    Some((sql, params)) => w.extended_with(&sql, &params, false).await,
+                    None => w.extended(sql, false).await,
+                },
                 _ => w.extended(sql, true).await,
             }
         };
