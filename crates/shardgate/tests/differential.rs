@@ -1359,6 +1359,13 @@ async fn embedded_shards_match_one_embedded_shard() {
     }
     let mut queries = parse_queries(QUERIES);
     queries.extend(generated::long_statements());
+    // The generated reads too: four SQLite shards must answer as one
+    // (where both answer).
+    queries.extend(
+        generated::queries(GEN_SEED, GEN_COUNT)
+            .into_iter()
+            .map(|q| Query { pg_only: false, ..q }),
+    );
     let reads = run_reads(&mut four, &mut one, &queries, judge_embedded, false).await;
     reads.print(
         "embedded (4 SQLite shards vs 1 SQLite shard)",
