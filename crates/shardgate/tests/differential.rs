@@ -1360,11 +1360,22 @@ async fn embedded_shards_match_one_embedded_shard() {
     let mut queries = parse_queries(QUERIES);
     queries.extend(generated::long_statements());
     // The generated reads too: four SQLite shards must answer as one
-    // (where both answer).
+    // (where both answer). Not those that group or count distinct values
+    // of an aggregate computed in a subquery: SQLite keeps numeric as
+    // REAL, so sums over different shards differ in their last bits, and
+    // values equal on one shard are distinct over four.
+    let unstable = |sql: &str| {
+        (sql.contains("FROM (") || sql.contains("WITH "))
+            && (sql.contains("DISTINCT") || sql.contains("GROUP BY"))
+    };
     queries.extend(
         generated::queries(GEN_SEED, GEN_COUNT)
             .into_iter()
-            .map(|q| Query { pg_only: false, ..q }),
+            .filter(|q| !unstable(&q.sql))
+            .map(|q| Query {
+                pg_only: false,
+                ..q
+            }),
     );
     let reads = run_reads(&mut four, &mut one, &queries, judge_embedded, false).await;
     reads.print(

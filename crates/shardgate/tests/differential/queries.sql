@@ -1127,3 +1127,17 @@ SELECT id, percent_rank() OVER (ORDER BY qty, id) AS p FROM orders WHERE custome
 SELECT c.id, count(o.id) OVER (PARTITION BY o.customer_id) FROM customers c LEFT JOIN orders o ON o.customer_id = c.id WHERE c.id < 30;
 -- @must
 SELECT o.id, sum(i.qty) OVER (ORDER BY o.id, i.line) FROM orders o JOIN order_items i ON i.customer_id = o.customer_id AND i.order_id = o.id WHERE o.qty > 45;
+
+-- Subqueries in FROM and CTEs that only filter a sharded table join
+-- co-located like the table itself.
+SELECT count(*), sum(o.qty) FROM (SELECT * FROM customers WHERE region IS NOT NULL) c JOIN orders o ON o.customer_id = c.id;
+-- @ordered
+SELECT c.id, count(o.id) FROM (SELECT id, tier FROM customers WHERE id < 40) c LEFT JOIN (SELECT * FROM orders WHERE qty > 20) o ON o.customer_id = c.id GROUP BY c.id ORDER BY c.id;
+-- @ordered
+WITH c AS (SELECT * FROM customers WHERE tier = 2), o AS (SELECT * FROM orders WHERE paid) SELECT c.id, o.id FROM c JOIN o ON o.customer_id = c.id ORDER BY o.id LIMIT 20;
+WITH c AS (SELECT * FROM customers WHERE active) SELECT count(*) FROM c a JOIN c b ON a.id = b.id;
+-- @ordered
+SELECT i.order_id, i.line, p.name FROM (SELECT * FROM order_items WHERE qty > 8) i JOIN products p ON p.id = i.product_id ORDER BY 1, 2;
+SELECT count(*) FROM (SELECT customer_id FROM orders WHERE qty > 5) o RIGHT JOIN customers c ON o.customer_id = c.id;
+SELECT count(*) FROM (SELECT id AS cid FROM customers) c JOIN orders o ON o.customer_id = c.cid;
+SELECT count(*) FROM products p LEFT JOIN (SELECT * FROM orders WHERE qty > 3) o ON o.qty = p.id;

@@ -48,6 +48,7 @@ pub(super) fn factor_qual(f: &TableFactor) -> Option<String> {
                 .map(|a| ident_name(&a.name))
                 .unwrap_or_else(|| object_parts(name).pop().unwrap_or_default()),
         ),
+        TableFactor::Derived { alias: Some(a), .. } => Some(ident_name(&a.name)),
         _ => None,
     }
 }
@@ -58,6 +59,12 @@ pub(super) fn factor_qual(f: &TableFactor) -> Option<String> {
 pub(super) fn non_inner_join_with_unsharded(from: &[TableWithJoins], topo: &Topology) -> bool {
     let unsharded = |f: &TableFactor| match f {
         TableFactor::Table { name, .. } => !matches!(classify(name, topo), Class::Sharded(_)),
+        TableFactor::Derived {
+            lateral: false,
+            subquery,
+            alias: Some(a),
+            ..
+        } if a.columns.is_empty() => filtered_table(subquery, topo).is_none(),
         _ => true,
     };
     from.iter().any(|twj| {
@@ -83,6 +90,20 @@ pub(super) fn from_tables(
 ) -> Vec<FromTable> {
     let mut out = Vec::new();
     let mut add = |f: &TableFactor| {
+        if let TableFactor::Derived {
+            lateral: false,
+            subquery,
+            alias: Some(alias),
+            ..
+        } = f
+            && alias.columns.is_empty()
+            && let Some(rule) = filtered_table(subquery, topo)
+        {
+            out.push(FromTable {
+                rule: Some(rule),
+                quals: vec![ident_name(&alias.name)],
+            });
+        }
         if let TableFactor::Table { name, alias, .. } = f {
             let rule = match classify(name, topo) {
                 Class::Sharded(r) => Some(r),
@@ -125,6 +146,156 @@ pub(super) fn from_tables(
         }
     }
     out
+}
+
+/// The rule of the sharded table a subquery in FROM only filters and
+/// projects (`(SELECT * FROM customers WHERE tier = 2) c`): its rows are
+/// that table's rows, each on the shard that holds it, under the same key
+/// column names, so it joins and routes like the table itself. `None` for
+/// anything else: several tables, grouping, aggregates, windows,
+/// DISTINCT, ORDER BY/LIMIT, a WITH, other sharded tables in its
+/// subqueries, or a key column not passed on under its own name.
+pub(super) fn filtered_table(q: &Query, topo: &Topology) -> Option<Arc<TableRule>> {
+    if q.with.is_some()
+        || q.order_by.is_some()
+        || q.limit_clause.is_some()
+        || q.fetch.is_some()
+        || !q.locks.is_empty()
+    {
+        return None;
+    }
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    if s.distinct.is_some()
+        || s.having.is_some()
+        || !s.named_window.is_empty()
+        || s.qualify.is_some()
+        || !matches!(&s.group_by, ast::GroupByExpr::Expressions(g, m) if g.is_empty() && m.is_empty())
+    {
+        return None;
+    }
+    let [twj] = s.from.as_slice() else {
+        return None;
+    };
+    if !twj.joins.is_empty() {
+        return None;
+    }
+    let TableFactor::Table { name, .. } = &twj.relation else {
+        return None;
+    };
+    let Class::Sharded(rule) = classify(name, topo) else {
+        return None;
+    };
+    if classes(&relations(q), topo).sharded.len() != 1 {
+        return None;
+    }
+    // No aggregate or window function in the select list (without GROUP
+    // BY, an aggregate makes one row of all).
+    let mut grouped = false;
+    for item in &s.projection {
+        let _ = ast::visit_expressions(item, |e| {
+            if let Expr::Function(f) = e
+                && (f.over.is_some()
+                    || is_aggregate(&object_parts(&f.name).pop().unwrap_or_default()))
+            {
+                grouped = true;
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    if grouped {
+        return None;
+    }
+    let star = s.projection.iter().any(|i| {
+        matches!(
+            i,
+            ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..)
+        )
+    });
+    let passes = |k: &String| {
+        s.projection.iter().any(|i| {
+            let (e, alias) = match i {
+                ast::SelectItem::UnnamedExpr(e) => (e, None),
+                ast::SelectItem::ExprWithAlias { expr, alias } => (expr, Some(ident_name(alias))),
+                _ => return false,
+            };
+            let column = match e {
+                Expr::Identifier(c) => ident_name(c),
+                Expr::CompoundIdentifier(p) => p.last().map(ident_name).unwrap_or_default(),
+                _ => return false,
+            };
+            column == *k && alias.is_none_or(|a| a == *k)
+        })
+    };
+    (star || rule.key_columns().iter().all(passes)).then_some(rule)
+}
+
+/// `q` with the CTEs of its (non-recursive) WITH that only filter a
+/// sharded table ([`filtered_table`], not `MATERIALIZED`) written in as
+/// subqueries in FROM where they are read, as PostgreSQL itself inlines
+/// such CTEs: `WITH c AS (SELECT * FROM customers WHERE ...) SELECT ...
+/// FROM c JOIN orders o ON o.customer_id = c.id` then joins co-located.
+/// `None` when there is no such CTE.
+pub(super) fn inline_filtered_ctes(q: &Query, topo: &Topology) -> Option<Query> {
+    let with = q.with.as_ref()?;
+    if with.recursive {
+        return None;
+    }
+    let inlined: Vec<(String, Query)> = with
+        .cte_tables
+        .iter()
+        .filter(|c| {
+            c.alias.columns.is_empty()
+                && c.materialized != Some(ast::CteAsMaterialized::Materialized)
+                && filtered_table(&c.query, topo).is_some()
+        })
+        .map(|c| (ident_name(&c.alias.name), (*c.query).clone()))
+        .collect();
+    if inlined.is_empty() {
+        return None;
+    }
+    struct Inline<'a>(&'a [(String, Query)]);
+    impl ast::VisitorMut for Inline<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                ..
+            } = f
+                && let [ast::ObjectNamePart::Identifier(n)] = name.0.as_slice()
+                && let Some((cte, body)) = self.0.iter().find(|(c, _)| *c == ident_name(n))
+            {
+                let alias = alias.clone().unwrap_or_else(|| ast::TableAlias {
+                    explicit: true,
+                    name: Ident::new(cte.clone()),
+                    columns: Vec::new(),
+                    at: None,
+                });
+                *f = TableFactor::Derived {
+                    lateral: false,
+                    subquery: Box::new(body.clone()),
+                    alias: Some(alias),
+                    sample: None,
+                };
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut out = q.clone();
+    let mut w = out.with.take().expect("checked");
+    w.cte_tables
+        .retain(|c| !inlined.iter().any(|(n, _)| *n == ident_name(&c.alias.name)));
+    let _ = ast::VisitMut::visit(&mut out, &mut Inline(&inlined));
+    for c in &mut w.cte_tables {
+        let _ = ast::VisitMut::visit(c.query.as_mut(), &mut Inline(&inlined));
+    }
+    if !w.cte_tables.is_empty() {
+        out.with = Some(w);
+    }
+    Some(out)
 }
 
 /// Do two co-located tables' key columns appear equal in these conjuncts?

@@ -48,6 +48,10 @@ pub(super) fn analyze_query_surveyed(
             "data-modifying WITH over sharded tables is not supported yet".into(),
         ));
     }
+    // CTEs that only filter a sharded table read as that table.
+    if let Some(r) = inline_filtered_ctes(q, topo) {
+        return analyze_query(&r, topo);
+    }
     // UNION ALL of branches that each read only sharded tables and would
     // each run whole on every shard: concatenating per-shard results is
     // the union.
