@@ -51,3 +51,8 @@ INSERT INTO w_orders (customer_id, id) SELECT customer_id, id FROM w_orders WHER
 INSERT INTO w_orders (customer_id, id, status) SELECT customer_id, id, 'again' FROM w_orders WHERE id < 30 ON CONFLICT (customer_id, id) DO UPDATE SET status = EXCLUDED.status;
 INSERT INTO w_orders (customer_id, id, qty, amount, note) SELECT customer_id + 9000, id, NULL, '1.5', 'n' FROM w_orders WHERE qty < 3;
 INSERT INTO w_orders (customer_id, id, qty, amount) SELECT 1, 2, NULL, NULL WHERE false RETURNING id, amount;
+-- INSERT ... SELECT over several shards failing on one (a duplicate key):
+-- in the extended protocol the shards' open batches end before the
+-- ROLLBACK (this hung).
+INSERT INTO w_orders (customer_id, id, status, qty, amount, weight, note) SELECT customer_id, id, 'again', qty, amount, weight, note FROM w_orders WHERE customer_id IN (1, 2, 3, 40);
+INSERT INTO w_orders (customer_id, id, status) SELECT customer_id, id + 1000, 'copy' FROM w_orders WHERE customer_id IN (1, 2, 3, 40) RETURNING customer_id, id, status;
