@@ -14,6 +14,12 @@ pub enum CoreError {
     /// A shard map must have at least one range.
     #[error("shard map is empty")]
     Empty,
+    /// A number too large for an integer key (PostgreSQL's 22003).
+    #[error("bigint out of range: {value}")]
+    OutOfRange {
+        /// The value as given.
+        value: String,
+    },
     /// A key value cannot be converted to the key's type.
     #[error("invalid value {value:?} for shard key of type {ty}")]
     BadValue {

@@ -85,7 +85,13 @@ impl KeyValue {
             ty: ty.to_string(),
         };
         match ty {
-            KeyType::Int => parse_int(s.trim()).map(KeyValue::Int).ok_or_else(bad),
+            KeyType::Int => match parse_int(s.trim()) {
+                Ok(v) => Ok(KeyValue::Int(v)),
+                Err(IntError::Range) => Err(CoreError::OutOfRange {
+                    value: s.to_string(),
+                }),
+                Err(IntError::Bad) => Err(bad()),
+            },
             KeyType::Text => Ok(KeyValue::Text(s.to_string())),
             KeyType::Uuid => parse_uuid(s).map(KeyValue::Uuid).ok_or_else(bad),
             KeyType::Timestamp => parse_timestamp(s).map(KeyValue::Timestamp).ok_or_else(bad),
@@ -206,29 +212,87 @@ impl fmt::Display for KeyValue {
 
 const DAYS_1970_TO_2000: i64 = 10_957;
 
-/// An integer, or a decimal rounded half away from zero (as PostgreSQL
-/// casts numeric to bigint).
-fn parse_int(s: &str) -> Option<i64> {
+/// Why a number is no integer key.
+#[derive(Debug, PartialEq)]
+enum IntError {
+    /// Not a number.
+    Bad,
+    /// Past bigint.
+    Range,
+}
+
+/// An integer, or a decimal (`7.6`, `1e1`, `2.5E+2`) rounded half away
+/// from zero (as PostgreSQL casts numeric to bigint).
+fn parse_int(s: &str) -> Result<i64, IntError> {
     if let Ok(v) = s.parse::<i64>() {
-        return Some(v);
+        return Ok(v);
     }
     let (neg, body) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    let (int, frac) = body.split_once('.')?;
+    let (mantissa, exp) = match body.find(['e', 'E']) {
+        Some(at) => {
+            let e = &body[at + 1..];
+            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(IntError::Bad);
+            }
+            // Far past bigint either way: out of range, or 0.
+            let e: i64 = e.parse().unwrap_or(if e.starts_with('-') {
+                i64::MIN / 2
+            } else {
+                i64::MAX / 2
+            });
+            (&body[..at], e)
+        }
+        None => (body, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     if int.is_empty() && frac.is_empty()
         || !int.bytes().all(|c| c.is_ascii_digit())
         || !frac.bytes().all(|c| c.is_ascii_digit())
     {
-        return None;
+        return Err(IntError::Bad);
     }
-    let mut v: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    if frac.as_bytes().first().is_some_and(|d| *d >= b'5') {
+    // The digits with the point moved by the exponent, leading zeros off.
+    let all = format!("{int}{frac}");
+    let digits = all.trim_start_matches('0');
+    if digits.is_empty() {
+        return Ok(0);
+    }
+    let lead = (all.len() - digits.len()) as i64;
+    let point = (int.len() as i64).saturating_add(exp).saturating_sub(lead);
+    if point > 19 {
+        return Err(IntError::Range);
+    }
+    let (whole, first_frac): (i128, u8) = if point <= 0 {
+        (
+            0,
+            if point == 0 {
+                digits.as_bytes()[0]
+            } else {
+                b'0'
+            },
+        )
+    } else {
+        let p = point as usize;
+        let whole: String = if p <= digits.len() {
+            digits[..p].to_string()
+        } else {
+            format!("{digits}{}", "0".repeat(p - digits.len()))
+        };
+        (
+            whole.parse().map_err(|_| IntError::Range)?,
+            digits.as_bytes().get(p).copied().unwrap_or(b'0'),
+        )
+    };
+    let mut v = whole;
+    if first_frac >= b'5' {
         v += 1;
     }
     let v = if neg { -v } else { v };
-    i64::try_from(v).ok()
+    i64::try_from(v).map_err(|_| IntError::Range)
 }
 
 fn parse_uuid(s: &str) -> Option<[u8; 16]> {
@@ -336,6 +400,47 @@ fn parse_timestamp(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_keys_read_numeric_literals_as_postgresql_casts_them() {
+        let int = |s: &str| KeyValue::parse(KeyType::Int, s);
+        for (text, want) in [
+            ("7", 7),
+            ("-7", -7),
+            ("7.6", 8),
+            ("7.5", 8),
+            ("7.49", 7),
+            ("-2.5", -3),
+            ("0.5", 1),
+            (".4", 0),
+            ("1e1", 10),
+            ("2.5E+2", 250),
+            ("15e-1", 2),
+            ("149E-2", 1),
+            ("1e-9", 0),
+            ("0e5", 0),
+            ("007.50", 8),
+            ("9223372036854775807", i64::MAX),
+            ("-9223372036854775808", i64::MIN),
+            ("9.223372036854775807e18", i64::MAX),
+        ] {
+            assert_eq!(int(text).ok(), Some(KeyValue::Int(want)), "{text}");
+        }
+        for text in ["9223372036854775808", "1e19", "-9.3e18", "1e300"] {
+            assert!(
+                matches!(int(text), Err(CoreError::OutOfRange { .. })),
+                "{text}: {:?}",
+                int(text)
+            );
+        }
+        for text in ["", "abc", "1e", "1e+", "1.2.3", "e5", "--1", "1x"] {
+            assert!(
+                matches!(int(text), Err(CoreError::BadValue { .. })),
+                "{text}: {:?}",
+                int(text)
+            );
+        }
+    }
 
     #[test]
     fn parse_and_print_round_trip() {

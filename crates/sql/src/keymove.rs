@@ -52,6 +52,8 @@ pub struct MoveTemplate {
     pub columns: Vec<String>,
     /// The position in `columns` of each shard-key column, in key order.
     pub key_positions: Vec<usize>,
+    /// The integer key columns (their new values are cast to bigint).
+    int_keys: Vec<String>,
 }
 
 impl MoveTemplate {
@@ -68,7 +70,7 @@ impl MoveTemplate {
         let Statement::Update(u) = st else {
             return Err(SqlError::Invalid("not an UPDATE".into()));
         };
-        Ok(render(&u, &self.columns))
+        Ok(render(&u, &self.columns, &self.int_keys))
     }
 }
 
@@ -82,8 +84,9 @@ fn quote(c: &str) -> String {
     format!("\"{}\"", c.replace('"', "\"\""))
 }
 
-/// The move's SQL for `u` over a table with `columns`.
-fn render(u: &ast::Update, columns: &[String]) -> MoveSql {
+/// The move's SQL for `u` over a table with `columns`, of which
+/// `int_keys` are integer key columns.
+fn render(u: &ast::Update, columns: &[String], int_keys: &[String]) -> MoveSql {
     let target = match &u.table.relation {
         TableFactor::Table {
             name,
@@ -104,6 +107,10 @@ fn render(u: &ast::Update, columns: &[String]) -> MoveSql {
     let new_row: Vec<String> = columns
         .iter()
         .map(|c| match set(c) {
+            // An integer key's new value as the column will hold it (a
+            // numeric rounds, as UPDATE assigns it): the shard it goes to
+            // is the stored value's.
+            Some(e) if int_keys.contains(c) => format!("CAST(({e}) AS bigint)"),
             Some(e) => format!("({e})"),
             None => quote(c),
         })
@@ -172,11 +179,31 @@ pub(crate) fn plan_move(
     if !matches!(&u.table.relation, TableFactor::Table { .. }) || !u.table.joins.is_empty() {
         return Err(refuse("of this form is not supported"));
     }
+    let mut assigned: Vec<String> = Vec::new();
     for a in &u.assignments {
         let ast::AssignmentTarget::ColumnName(c) = &a.target else {
             return Err(refuse("with a tuple assignment is not supported yet"));
         };
+        let parts = object_parts(c);
+        if parts.len() > 1 {
+            // PostgreSQL reads `SET t.k = ...` as the field `k` of a
+            // column `t`.
+            return Err(SqlError::State(
+                "42703",
+                format!(
+                    "column \"{}\" of relation \"{}\" does not exist",
+                    parts[0], rule.table
+                ),
+            ));
+        }
         let col = object_parts(c).pop().unwrap_or_default();
+        if assigned.contains(&col) {
+            return Err(SqlError::State(
+                "42601",
+                format!("multiple assignments to same column \"{col}\""),
+            ));
+        }
+        assigned.push(col.clone());
         if !all_columns.contains(&col) {
             return Err(SqlError::Invalid(format!(
                 "column \"{col}\" of relation \"{}\" does not exist",
@@ -194,7 +221,16 @@ pub(crate) fn plan_move(
         .map(|k| all_columns.iter().position(|c| c == k))
         .collect::<Option<Vec<usize>>>()
         .ok_or_else(|| refuse("needs every key column in the table's column list"))?;
-    let sql = render(u, all_columns);
+    let TableKind::Sharded { key_types, .. } = &rule.kind else {
+        unreachable!("checked above");
+    };
+    let int_keys: Vec<String> = keys
+        .iter()
+        .zip(key_types)
+        .filter(|(_, t)| matches!(t, Some(shardgate_core::KeyType::Int)))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let sql = render(u, all_columns, &int_keys);
     let delete = crate::analyze::analyze(&sql.delete, topo);
     if let Template::Refuse(e) = &delete {
         return Err(e.clone());
@@ -206,6 +242,7 @@ pub(crate) fn plan_move(
         delete: Box::new(delete),
         columns: all_columns.clone(),
         key_positions,
+        int_keys,
     })))
 }
 

@@ -1062,7 +1062,10 @@ fn key_value(
             "the type of shard key column {table}.{col} is unknown; create the table through shardgate or set key_type in the configuration"
         ))
     })?;
-    let bad = |e: shardgate_core::CoreError| SqlError::InvalidValue(e.to_string());
+    let bad = |e: shardgate_core::CoreError| match e {
+        shardgate_core::CoreError::OutOfRange { .. } => SqlError::State("22003", e.to_string()),
+        e => SqlError::InvalidValue(e.to_string()),
+    };
     match e {
         KeyExpr::Literal(s) => KeyValue::parse(ty, s).map_err(bad),
         KeyExpr::Param(n) => match params.get(*n) {

@@ -146,7 +146,11 @@ impl Session {
                 match KeyValue::parse(ty, text) {
                     Ok(v) => key.push(v),
                     Err(e) => {
-                        self.fail_statement(&err_fields("22P02", e.to_string()));
+                        let code = match e {
+                            shardgate_core::CoreError::OutOfRange { .. } => "22003",
+                            _ => "22P02",
+                        };
+                        self.fail_statement(&err_fields(code, e.to_string()));
                         return Ok(Done::Failed);
                     }
                 }

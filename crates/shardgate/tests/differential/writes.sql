@@ -56,3 +56,12 @@ INSERT INTO w_orders (customer_id, id, qty, amount) SELECT 1, 2, NULL, NULL WHER
 -- ROLLBACK (this hung).
 INSERT INTO w_orders (customer_id, id, status, qty, amount, weight, note) SELECT customer_id, id, 'again', qty, amount, weight, note FROM w_orders WHERE customer_id IN (1, 2, 3, 40);
 INSERT INTO w_orders (customer_id, id, status) SELECT customer_id, id + 1000, 'copy' FROM w_orders WHERE customer_id IN (1, 2, 3, 40) RETURNING customer_id, id, status;
+-- Key values as PostgreSQL assigns them: a numeric rounds, an exponent
+-- literal is a number, past bigint is 22003; SET of the key twice, or
+-- qualified, fails as on PostgreSQL.
+UPDATE w_orders SET customer_id = customer_id + 0.6 WHERE id = 5 RETURNING customer_id, id;
+UPDATE w_orders SET customer_id = 29.5 WHERE id IN (7, 8);
+INSERT INTO w_orders (customer_id, id) VALUES (7::int, 9000), (1e1, 9001), (2.5E+1, 9002) RETURNING customer_id;
+INSERT INTO w_orders (customer_id, id) VALUES (9223372036854775808, 1);
+UPDATE w_orders SET customer_id = 5, customer_id = 6 WHERE id = 1;
+UPDATE w_orders SET w_orders.customer_id = 5 WHERE id = 1;
