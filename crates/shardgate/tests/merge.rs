@@ -435,9 +435,20 @@ async fn order_by_limit_offset_match_one_postgres() {
             assert_eq!(e.code().unwrap().code(), code, "{q}");
         }
     }
-    // What cannot be merged yet is still refused.
+    // WITH TIES: the rows tied with the last (compared as multisets: the
+    // order among ties is any).
     for q in [
         "SELECT * FROM items ORDER BY n FETCH FIRST 3 ROWS WITH TIES",
+        "SELECT n, t FROM items ORDER BY n DESC NULLS LAST FETCH FIRST 7 ROWS WITH TIES",
+    ] {
+        let mut got = text_rows(&sg.simple_query(q).await.unwrap());
+        let mut want = text_rows(&one.simple_query(q).await.unwrap());
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{q}");
+    }
+    // What cannot be merged yet is still refused.
+    for q in [
         // Correlated: found when it runs alone, refused.
         "SELECT * FROM items i WHERE n > (SELECT avg(n) FROM items j WHERE j.t = i.t)",
     ] {

@@ -94,6 +94,24 @@ pub fn encode_cancel(out: &mut BytesMut, pid: i32, secret: i32) {
     out.put_i32(pid);
     out.put_i32(secret);
 }
+/// The `name=value` settings of a startup packet's `options` parameter
+/// (`-c name=value`, `-cname=value`, `--name=value`), in order.
+pub fn option_pairs(options: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut words = options.split_whitespace();
+    while let Some(w) = words.next() {
+        let pair = if w == "-c" {
+            words.next().unwrap_or("")
+        } else {
+            w.trim_start_matches("--").trim_start_matches("-c")
+        };
+        if let Some(p) = pair.split_once('=') {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// The client encoding a startup packet asks for (its `client_encoding`
 /// parameter, or `-c client_encoding=...` in `options`), as the name the
 /// server reports back: `UTF8` (also when none is asked for) or
@@ -107,14 +125,8 @@ pub fn client_encoding(params: &[(String, String)]) -> Result<&'static str, Stri
         if k == "client_encoding" {
             asked = Some(v);
         } else if k == "options" {
-            let mut words = v.split_whitespace();
-            while let Some(w) = words.next() {
-                let pair = if w == "-c" {
-                    words.next().unwrap_or("")
-                } else {
-                    w.trim_start_matches("--").trim_start_matches("-c")
-                };
-                if let Some(("client_encoding", val)) = pair.split_once('=') {
+            for (n, val) in option_pairs(v) {
+                if n == "client_encoding" {
                     asked = Some(val);
                 }
             }
@@ -144,6 +156,15 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn options_are_read_as_postgresql_reads_them() {
+        assert_eq!(
+            option_pairs("-c a=1 -cb=2 --c=3 -c d lonely"),
+            [("a", "1"), ("b", "2"), ("c", "3")]
+        );
+        assert!(option_pairs("").is_empty());
     }
 
     #[test]

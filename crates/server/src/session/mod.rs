@@ -360,17 +360,8 @@ impl Session {
         };
         for (k, v) in params {
             if k == "options" {
-                // -c name=value pairs (and --name=value).
-                let mut words = v.split_whitespace();
-                while let Some(w) = words.next() {
-                    let pair = if w == "-c" {
-                        words.next().unwrap_or("")
-                    } else {
-                        w.trim_start_matches("--").trim_start_matches("-c")
-                    };
-                    if let Some((n, val)) = pair.split_once('=') {
-                        add(n, val);
-                    }
+                for (n, val) in startup::option_pairs(v) {
+                    add(n, val);
                 }
             } else if !NOT_SETTINGS.contains(&k.as_str()) {
                 add(k, v);
