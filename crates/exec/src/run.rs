@@ -395,6 +395,8 @@ fn error_frame(e: &shardgate_wire::backend::ErrorFields) -> Frame {
 pub struct Collected {
     /// The rows, values as text.
     pub rows: Vec<Vec<Option<String>>>,
+    /// The type OID of each column (from the first row description).
+    pub types: Vec<u32>,
     /// The first error a shard reported.
     pub error: Option<shardgate_wire::backend::ErrorFields>,
     /// More rows than the limit arrived (the rest were dropped).
@@ -428,6 +430,13 @@ pub async fn collect(
                 b'Z' => break,
                 b'E' if out.error.is_none() => {
                     out.error = shardgate_wire::backend::parse_error(&f.body).ok()
+                }
+                b'T' if out.types.is_empty() => {
+                    out.types = shardgate_wire::backend::parse_row_description(&f.body)
+                        .map_err(|e| lost(*s, BackendError::Protocol(e)))?
+                        .into_iter()
+                        .map(|c| c.type_oid)
+                        .collect();
                 }
                 b'D' if out.rows.len() >= max_rows => out.over_limit = true,
                 b'D' => {

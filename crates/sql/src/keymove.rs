@@ -34,6 +34,10 @@ pub struct MoveSql {
     /// The statement with `WHERE false`: the reply (RETURNING columns,
     /// `UPDATE 0`) when no row matched.
     pub none: String,
+    /// For each column, whether the DELETE returns a SET expression (its
+    /// value is written back with the expression's type, which the
+    /// column's assignment cast then converts, as UPDATE does).
+    pub assigned: Vec<bool>,
 }
 
 /// An UPDATE that changes shard keys, planned as a DELETE and INSERTs.
@@ -147,6 +151,7 @@ fn render(u: &ast::Update, columns: &[String], int_keys: &[String]) -> MoveSql {
         insert_head,
         returning,
         none: Statement::Update(none).to_string(),
+        assigned: columns.iter().map(|c| set(c).is_some()).collect(),
     }
 }
 

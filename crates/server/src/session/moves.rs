@@ -183,6 +183,22 @@ impl Session {
                 if i > 0 {
                     values.push_str(", ");
                 }
+                // A SET expression's value keeps the expression's type
+                // (`qty + 0.6` is numeric): the column's assignment cast
+                // converts it as UPDATE would (an integer rounds). Text
+                // (an unknown literal in SET) stays untyped, so it is read
+                // as the column's type, as UPDATE reads it.
+                let cast = match got.types.get(i) {
+                    Some(&oid)
+                        if !embedded && sql.assigned.get(i) == Some(&true) && v.is_some() =>
+                    {
+                        shardgate_sql::rewrite::type_name(oid).filter(|n| *n != "text")
+                    }
+                    _ => None,
+                };
+                if cast.is_some() {
+                    values.push_str("CAST(");
+                }
                 match v {
                     // Untyped literals: each takes its column's type.
                     // (E'' on PostgreSQL reads the same whatever
@@ -204,6 +220,11 @@ impl Session {
                         values.push('\'');
                     }
                     None => values.push_str("NULL"),
+                }
+                if let Some(n) = cast {
+                    values.push_str(" AS ");
+                    values.push_str(n);
+                    values.push(')');
                 }
             }
             values.push(')');

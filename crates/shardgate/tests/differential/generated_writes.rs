@@ -310,6 +310,10 @@ impl Gen {
             ("qty", 6) => {
                 format!("(SELECT count(*) FROM orders o WHERE o.customer_id = {t}.customer_id)")
             }
+            // Values of another type than the column's, converted by
+            // the assignment (also when the key moves the row; found: a
+            // key move wrote `qty * 1.5` back as '7.5', 22P02).
+            ("qty", 7) if self.chance(50) => "qty * 1.5".into(),
             ("qty", _) => self.qty(),
             ("status", 2) => "upper(status)".into(),
             ("status", 3) => "coalesce(status, 'none') || '!'".into(),
@@ -324,10 +328,12 @@ impl Gen {
             ("amount", 4) => "round(amount + qty, 1)".into(),
             ("amount", 5) => "-amount".into(),
             ("amount", 6) => "(SELECT max(price) FROM products)".into(),
+            ("amount", 7) if self.chance(50) => "weight / 3".into(),
             ("amount", _) => self.amount(),
             ("weight", 2) => "weight * 2".into(),
             ("weight", 3) => "qty::float8 / 4".into(),
             ("weight", 4) => "weight + 0.5".into(),
+            ("weight", 5) => "amount / 7".into(),
             ("weight", _) => self.weight(),
             ("note", 2) => "note || '-u'".into(),
             ("note", 3) => "status".into(),
@@ -336,6 +342,7 @@ impl Gen {
             ("note", 6) => {
                 format!("(SELECT name FROM customers c WHERE c.id = {t}.customer_id)")
             }
+            ("note", 7) if self.chance(50) => "qty * 2".into(),
             ("note", _) => self.note(),
             // id: new values above 1000 only (never a transient conflict).
             _ => self.pick(&["id + 1000", "id + 5000", "-id"]).into(),

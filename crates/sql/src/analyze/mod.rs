@@ -1209,6 +1209,12 @@ fn analyze_dml(
                 }
                 _ => {}
             }
+            // Subqueries tied to the target's rows by the shard key
+            // (`WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id =
+            // t.customer_id)`, `SET n = (SELECT ... WHERE c.id =
+            // t.customer_id)`) see on each shard every row they can match:
+            // their tables join the co-location check, as in a SELECT.
+            let _ = select::local_subqueries(&dml_exprs(stmt), topo, &mut tables, &mut ons);
             let (targets, may_scatter, at) =
                 sharded_targets(&tables, selection, &ons, c.sharded.len());
             let split = match at {
@@ -1231,6 +1237,24 @@ fn analyze_dml(
             })
         }
     }
+}
+
+/// An UPDATE's or DELETE's WHERE, SET values and RETURNING expressions.
+fn dml_exprs(stmt: &Statement) -> Vec<&Expr> {
+    let (selection, sets, returning) = match stmt {
+        Statement::Update(u) => (
+            u.selection.as_ref(),
+            u.assignments.iter().map(|a| &a.value).collect(),
+            u.returning.as_ref(),
+        ),
+        Statement::Delete(d) => (d.selection.as_ref(), Vec::new(), d.returning.as_ref()),
+        _ => return Vec::new(),
+    };
+    let returned = returning.into_iter().flatten().filter_map(|i| match i {
+        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+        _ => None,
+    });
+    selection.into_iter().chain(sets).chain(returned).collect()
 }
 
 fn analyze_insert(

@@ -87,7 +87,8 @@ pub(super) fn analyze_query_surveyed(
         SetExpr::Select(s) => {
             let mut ons = Vec::new();
             let mut t = from_tables(&s.from, topo, &mut ons);
-            local = local_subqueries(s, topo, &mut t, &mut ons);
+            let exprs = select_exprs(s);
+            local = local_subqueries(&exprs, topo, &mut t, &mut ons);
             (t, s.selection.as_ref(), ons)
         }
         _ => (Vec::new(), None, Vec::new()),
@@ -360,16 +361,17 @@ fn partitioned_union_all(q: &Query, topo: &Topology) -> Option<Targets> {
     targets
 }
 
-/// Subqueries of a SELECT's WHERE and select list (EXISTS, IN, scalar)
-/// whose sharded tables are all in their own FROM: their tables join the
+/// Subqueries in `exprs` (a SELECT's WHERE and select list, an UPDATE's or
+/// DELETE's WHERE, SET and RETURNING: EXISTS, IN, scalar) whose sharded
+/// tables are all in their own FROM: their tables join the
 /// outer query's (for the co-location check), with their WHERE's
 /// equalities, and `x IN (SELECT key ...)` as the equality `x = key`. A
 /// subquery whose tables turn out joined on the shard key to the outer
 /// query's sharded tables sees, on each shard, all the rows it can match
 /// there; the caller's co-location check decides. Returns the subqueries
 /// taken in.
-fn local_subqueries(
-    s: &ast::Select,
+pub(super) fn local_subqueries(
+    exprs: &[&Expr],
     topo: &Topology,
     tables: &mut Vec<FromTable>,
     ons: &mut Vec<Expr>,
@@ -471,16 +473,24 @@ fn local_subqueries(
         ons,
         taken: Vec::new(),
     };
-    if let Some(w) = &s.selection {
-        let _ = w.visit(&mut c);
-    }
-    for i in &s.projection {
-        if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } = i
-        {
-            let _ = e.visit(&mut c);
-        }
+    for e in exprs {
+        let _ = e.visit(&mut c);
     }
     c.taken
+}
+
+/// A SELECT's WHERE and select-list expressions (where
+/// [`local_subqueries`] looks).
+fn select_exprs(s: &ast::Select) -> Vec<&Expr> {
+    s.selection
+        .iter()
+        .chain(s.projection.iter().filter_map(|i| match i {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                Some(e)
+            }
+            _ => None,
+        }))
+        .collect()
 }
 
 /// `q` with the given subqueries replaced by `SELECT 1` (for the checks
