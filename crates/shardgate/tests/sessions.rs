@@ -494,6 +494,33 @@ async fn pg_dump_and_sql_level_prepare() {
         .await
         .unwrap_err();
     assert_eq!(e.code().unwrap().code(), "0A000");
+    // asyncpg's forms, in the extended protocol: the old value next to the
+    // change, and the value as a bind parameter. Both hold on every shard.
+    let everywhere =
+        "SELECT DISTINCT current_setting('jit') FROM jobs WHERE id IN (1, 2, 3, 4, 5, 6, 7, 8)";
+    let r = a
+        .query(
+            "SELECT current_setting('jit') AS cur, set_config('jit', 'off', false) AS new",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].get::<_, &str>("cur"), r[0].get::<_, &str>("new")),
+        ("on", "off")
+    );
+    assert_eq!(rows(&a.simple_query(everywhere).await.unwrap()), ["off"]);
+    let r = a
+        .query("SELECT set_config('jit', $1, false)", &[&"on"])
+        .await
+        .unwrap();
+    assert_eq!(r[0].get::<_, &str>(0), "on");
+    assert_eq!(rows(&a.simple_query(everywhere).await.unwrap()), ["on"]);
+    // asyncpg's pool reset: nothing to unlock or unlisten, no error.
+    a.batch_execute("SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;")
+        .await
+        .unwrap();
     // PREPARE / EXECUTE with typed and untyped parameters, across shards.
     a.batch_execute("PREPARE one(bigint) AS SELECT state FROM jobs WHERE id = $1")
         .await

@@ -73,8 +73,10 @@ pub enum Local {
         /// The statement text, replayed on shard connections.
         sql: String,
     },
-    /// `SELECT set_config('name', 'value', false)` on its own (pg_dump's
-    /// preamble): tracked as a SET, answered with the value as a row.
+    /// `SELECT set_config('name', 'value', false)` (pg_dump's preamble;
+    /// asyncpg's, next to `current_setting` calls, the value maybe a bind
+    /// parameter): tracked as a SET, answered with the row the default
+    /// shard gives.
     SetConfig {
         /// Parameter name, lower-case.
         name: String,
@@ -83,6 +85,13 @@ pub enum Local {
         value: Option<String>,
         /// The call as shard connections replay it.
         sql: String,
+        /// The bind parameter (1-based) that gives the value: `value` and
+        /// `sql` are filled in when the statement is bound.
+        param: Option<usize>,
+        /// The answer's columns (name, and the `current_setting(...)`
+        /// call it shows, `None` for the set_config call's value); empty
+        /// for the form over `pg_settings`.
+        columns: Vec<(String, Option<String>)>,
     },
     /// SQL-level `PREPARE name [(types)] AS statement`: kept by the session.
     Prepare {
@@ -724,6 +733,54 @@ impl Template {
         default: ShardId,
     ) -> Result<Plan, SqlError> {
         match self {
+            Template::Local(Local::SetConfig {
+                name,
+                param: Some(n),
+                columns,
+                ..
+            }) => {
+                let value = match params.get(*n) {
+                    Some((Some(v), binary, ty)) if !binary || matches!(ty, 0 | 25 | 1043 | 705) => {
+                        std::str::from_utf8(v)
+                            .map_err(|_| {
+                                SqlError::State(
+                                    "22021",
+                                    "invalid UTF-8 in the value of set_config".into(),
+                                )
+                            })?
+                            .to_string()
+                    }
+                    Some((Some(_), _, ty)) => {
+                        return Err(SqlError::Unsupported(format!(
+                            "set_config with a binary parameter of type {ty} is not supported; send it as text"
+                        )));
+                    }
+                    Some((None, ..)) => {
+                        return Err(SqlError::Unsupported(
+                            "set_config(..., NULL, false) is not supported through shardgate; use RESET".into(),
+                        ));
+                    }
+                    None => {
+                        return Err(SqlError::State(
+                            "08P01",
+                            format!(
+                                "bind message supplies {} parameters, but set_config needs ${n}",
+                                params.len()
+                            ),
+                        ));
+                    }
+                };
+                Ok(Plan::Local(Local::SetConfig {
+                    sql: format!(
+                        "SELECT pg_catalog.set_config('{name}', '{}', false)",
+                        value.replace('\'', "''")
+                    ),
+                    name: name.clone(),
+                    value: Some(value),
+                    param: None,
+                    columns: columns.clone(),
+                }))
+            }
             Template::Local(l) => Ok(Plan::Local(l.clone())),
             Template::Admin(a) => Ok(Plan::Admin(a.clone())),
             Template::Refuse(e) => Err(e.clone()),

@@ -44,12 +44,6 @@ impl Session {
                 "SQL-level PREPARE/EXECUTE is supported in the simple query protocol; in the extended one, prepare the statement itself",
             ));
         }
-        if let Template::Local(Local::SetConfig { .. }) = &template {
-            return self.batch_error(&err_fields(
-                "0A000",
-                "set_config(..., false) is tracked as SET in the simple query protocol only; use SET, or set_config(..., true) inside a transaction",
-            ));
-        }
         let prepared = Prepared {
             sql: p.sql.to_string(),
             types: p.param_types,
@@ -182,7 +176,7 @@ impl Session {
             | Template::Move(_)
             | Template::WithIds { .. }
             | Template::PreEvaluate { .. }
-            | Template::Local(Local::Cursor(_)) => {
+            | Template::Local(Local::Cursor(_) | Local::SetConfig { .. }) => {
                 let sql = st
                     .template
                     .describe_text()
@@ -465,6 +459,10 @@ impl Session {
                 }
                 be::empty_query(&mut self.out.buf);
                 Done::Ok
+            }
+            Plan::Local(l @ Local::SetConfig { .. }) => {
+                self.run_set_config(l, Some((describe, &result_formats)))
+                    .await?
             }
             Plan::Local(l) => {
                 if describe {

@@ -158,62 +158,10 @@ impl Session {
                 self.prelude.push(sql.to_string());
                 be::command_complete(&mut self.out.buf, &tag);
             }
-            Local::Set { .. } | Local::SetConfig { .. } => {
-                let (name, set_sql, value) = match l {
-                    Local::Set { name, sql } => (name, sql, None),
-                    Local::SetConfig { name, sql, value } => (name, sql, Some(value)),
-                    _ => return Ok(Done::Ok),
-                };
-                if self.txn == TxnState::Failed {
-                    self.send_error(&err_fields(
-                        "25P02",
-                        "current transaction is aborted, commands ignored until end of transaction block",
-                    ));
-                    return Ok(Done::Failed);
-                }
-                // Check it on a shard first, so a bad setting is refused now.
-                let default = self.topo.default_shard;
-                if let Some(e) = self.ensure(&[default]).await? {
-                    self.send_error(&e);
-                    return Ok(Done::Failed);
-                }
-                let shards: Vec<ShardId> = self.conns.keys().copied().collect();
-                let shardgate_exec::Internal {
-                    error: e, statuses, ..
-                } = shardgate_exec::internal_collect(&mut self.conns, &shards, set_sql).await?;
-                for st in &statuses {
-                    st.encode(&mut self.out.buf);
-                }
-                if let Some(e) = e {
-                    if self.txn == TxnState::Active {
-                        self.txn = TxnState::Failed;
-                    }
-                    self.send_error(&e);
-                    return Ok(Done::Failed);
-                }
-                self.settings.retain(|(n, _)| n != name || name.is_empty());
-                self.settings.push((name.clone(), set_sql.clone()));
-                self.rehash_settings();
-                let h = self.settings_hash;
-                for c in self.conns.values_mut() {
-                    *c.settings() = h;
-                }
-                if let Some(None) = value {
-                    // The form over pg_settings: its rows, from the default
-                    // shard (the setting is now on every connection).
-                    return self
-                        .route_simple(&[self.topo.default_shard], set_sql, StmtKind::Other)
-                        .await;
-                }
-                if let Some(Some(v)) = value {
-                    // set_config's answer: the new value.
-                    be::row_description(
-                        &mut self.out.buf,
-                        &[shardgate_wire::backend::Column::new("set_config", 25, -1)],
-                    );
-                    be::data_row(&mut self.out.buf, [Some(v.as_bytes())].into_iter());
-                    be::command_complete(&mut self.out.buf, "SELECT 1");
-                    return Ok(Done::Ok);
+            Local::SetConfig { .. } => return self.run_set_config(l, None).await,
+            Local::Set { name, sql: set_sql } => {
+                if let Some(d) = self.apply_setting(name, set_sql).await? {
+                    return Ok(d);
                 }
                 let tag = if set_sql
                     .trim_start()
@@ -348,6 +296,117 @@ impl Session {
     /// Send rows the session made itself: a one-text-column-per-name result.
     /// Send rows the session made: text columns, or bigint (type 20) ones,
     /// in the result formats the client asked for.
+    /// Run `set_sql` (a SET, RESET or set_config call) on every shard
+    /// connection the session holds (the default shard's at least, so a
+    /// bad setting is refused now) and record it for the connections it
+    /// takes later. `Some` (the error sent) when a shard refused it.
+    async fn apply_setting(
+        &mut self,
+        name: &str,
+        set_sql: &str,
+    ) -> Result<Option<Done>, ExecError> {
+        if self.txn == TxnState::Failed {
+            self.send_error(&err_fields(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+            return Ok(Some(Done::Failed));
+        }
+        let default = self.topo.default_shard;
+        if let Some(e) = self.ensure(&[default]).await? {
+            self.send_error(&e);
+            return Ok(Some(Done::Failed));
+        }
+        let shards: Vec<ShardId> = self.conns.keys().copied().collect();
+        let shardgate_exec::Internal {
+            error: e, statuses, ..
+        } = shardgate_exec::internal_collect(&mut self.conns, &shards, set_sql).await?;
+        for st in &statuses {
+            st.encode(&mut self.out.buf);
+        }
+        if let Some(e) = e {
+            if self.txn == TxnState::Active {
+                self.txn = TxnState::Failed;
+            }
+            self.send_error(&e);
+            return Ok(Some(Done::Failed));
+        }
+        self.settings.retain(|(n, _)| n != name || name.is_empty());
+        self.settings.push((name.to_string(), set_sql.to_string()));
+        self.rehash_settings();
+        let h = self.settings_hash;
+        for c in self.conns.values_mut() {
+            *c.settings() = h;
+        }
+        Ok(None)
+    }
+
+    /// A `set_config(name, value, false)` query: its answer comes from the
+    /// default shard (which evaluates the `current_setting` calls next to
+    /// it before the change, and shows the new value as it reads it); the
+    /// setting is then applied and tracked as a SET. `extended`: the
+    /// Execute's (describe?, result formats); `None` in the simple
+    /// protocol.
+    pub(super) async fn run_set_config(
+        &mut self,
+        l: &Local,
+        extended: Option<(bool, &[i16])>,
+    ) -> Result<Done, ExecError> {
+        let Local::SetConfig {
+            name,
+            value,
+            sql: set_sql,
+            columns,
+            ..
+        } = l
+        else {
+            return Ok(Done::Ok);
+        };
+        let Some(value) = value else {
+            // The form over pg_settings: its rows, from the default shard
+            // (the setting is on every connection by then).
+            if let Some(d) = self.apply_setting(name, set_sql).await? {
+                return Ok(d);
+            }
+            return self
+                .route_simple(&[self.topo.default_shard], set_sql, StmtKind::Other)
+                .await;
+        };
+        if self.txn == TxnState::Failed {
+            self.aborted();
+            return Ok(Done::Failed);
+        }
+        let default = self.topo.default_shard;
+        if let Some(e) = self.ensure(&[default]).await? {
+            self.fail_statement(&e);
+            return Ok(Done::Failed);
+        }
+        let lit = value.replace('\'', "''");
+        let items: Vec<String> = columns
+            .iter()
+            .map(|(col, call)| {
+                let e = call
+                    .clone()
+                    .unwrap_or_else(|| format!("pg_catalog.set_config('{name}', '{lit}', false)"));
+                format!("{e} AS \"{}\"", col.replace('"', "\"\""))
+            })
+            .collect();
+        let query = format!("SELECT {}", items.join(", "));
+        let per = std::collections::BTreeMap::from([(default, query)]);
+        let got = shardgate_exec::collect(&mut self.conns, &per, 1).await?;
+        if let Some(e) = got.error {
+            self.fail_statement(&e);
+            return Ok(Done::Failed);
+        }
+        if let Some(d) = self.apply_setting(name, set_sql).await? {
+            return Ok(d);
+        }
+        let names: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
+        let (describe, formats) = extended.unwrap_or((true, &[]));
+        self.local_rows(&names, &[], &got.rows, describe, false, formats);
+        Ok(Done::Ok)
+    }
+
     pub(super) fn local_rows(
         &mut self,
         cols: &[String],

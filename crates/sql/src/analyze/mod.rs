@@ -774,6 +774,8 @@ fn analyze_one(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template,
                 topo,
             )?
         }
+        // Nothing listens (LISTEN is refused): nothing to stop.
+        S::UNLISTEN { .. } => Template::Local(Local::Tag("UNLISTEN".into())),
         S::StartTransaction { .. } => Template::Local(Local::Begin),
         S::Commit { .. } => Template::Local(Local::Commit),
         S::Rollback {

@@ -32,7 +32,7 @@ pub(crate) const SESSION_FUNCTIONS: &[&str] = &[
 /// text names such a function at all (most statements do not).
 pub(crate) fn refusal(stmt: &Statement, sql: &str) -> Option<SqlError> {
     match stmt {
-        Statement::LISTEN { .. } | Statement::UNLISTEN { .. } => {
+        Statement::LISTEN { .. } => {
             return Some(SqlError::Unsupported(
                 "LISTEN is not supported through shardgate: it would listen on a pooled shard connection, and notifications would not reach this session".into(),
             ));
@@ -66,7 +66,13 @@ pub(crate) fn refusal(stmt: &Statement, sql: &str) -> Option<SqlError> {
                 self.0 = Some(SqlError::Unsupported(
                     "set_config(..., false) changes a setting for the rest of the session from inside a query, which shardgate cannot track across its pooled shard connections: use SET (tracked for the session), or set_config(..., true) inside a transaction".into(),
                 ));
-            } else if name != "set_config" && SESSION_FUNCTIONS.contains(&name.as_str()) {
+            } else if name != "set_config"
+                && name != "pg_advisory_unlock_all"
+                && SESSION_FUNCTIONS.contains(&name.as_str())
+            {
+                // (pg_advisory_unlock_all runs: no session lock can be
+                // taken through shardgate, so it has nothing to release;
+                // asyncpg's pool calls it on every release.)
                 self.0 = Some(SqlError::Unsupported(format!(
                     "{name}: a session-level advisory lock would be held by a pooled shard connection, not by this session: use pg_advisory_xact_lock (or pg_try_advisory_xact_lock) inside a transaction"
                 )));
@@ -83,11 +89,14 @@ pub(crate) fn refusal(stmt: &Statement, sql: &str) -> Option<SqlError> {
     f.0
 }
 
-/// `SELECT [pg_catalog.]set_config('name', 'value', false)` and nothing
-/// else (no FROM, one output column, constant arguments): the same as SET,
-/// so tracked like it ([`crate::plan::Local::SetConfig`]). Also pg_dump's
-/// `SELECT set_config(name, 'value', false) FROM pg_settings WHERE name =
-/// 'x'` (a SET of x where the server has it).
+/// `SELECT [pg_catalog.]set_config('name', value, false)`, with no FROM,
+/// the value a constant string or a bind parameter, next to it only
+/// `current_setting(...)` calls of constants (asyncpg's `SELECT
+/// current_setting('jit') AS cur, set_config('jit', 'off', false) AS
+/// new`): the same as SET, so tracked like it
+/// ([`crate::plan::Local::SetConfig`]). Also pg_dump's `SELECT
+/// set_config(name, 'value', false) FROM pg_settings WHERE name = 'x'` (a
+/// SET of x where the server has it).
 pub(crate) fn set_config_statement(stmt: &Statement) -> Option<crate::plan::Local> {
     let Statement::Query(q) = stmt else {
         return None;
@@ -95,10 +104,15 @@ pub(crate) fn set_config_statement(stmt: &Statement) -> Option<crate::plan::Loca
     let ast::SetExpr::Select(s) = q.body.as_ref() else {
         return None;
     };
+    let grouped = !matches!(&s.group_by, ast::GroupByExpr::Expressions(g, _) if g.is_empty());
     if q.with.is_some()
         || q.order_by.is_some()
         || q.limit_clause.is_some()
-        || s.projection.len() != 1
+        || q.fetch.is_some()
+        || s.distinct.is_some()
+        || s.having.is_some()
+        || grouped
+        || s.projection.is_empty()
     {
         return None;
     }
@@ -113,6 +127,7 @@ pub(crate) fn set_config_statement(stmt: &Statement) -> Option<crate::plan::Loca
                 right,
             }),
         ) if t.joins.is_empty()
+            && s.projection.len() == 1
             && matches!(&t.relation, ast::TableFactor::Table { name, .. }
                     if matches!(crate::analyze::object_parts(name).as_slice(),
                         [n] | [_, n] if n == "pg_settings"))
@@ -128,25 +143,43 @@ pub(crate) fn set_config_statement(stmt: &Statement) -> Option<crate::plan::Loca
         }
         _ => return None,
     };
-    let (ast::SelectItem::UnnamedExpr(Expr::Function(f))
-    | ast::SelectItem::ExprWithAlias {
-        expr: Expr::Function(f),
-        ..
-    }) = &s.projection[0]
-    else {
-        return None;
-    };
-    let parts: Vec<String> = f
-        .name
-        .0
-        .iter()
-        .filter_map(|p| p.as_ident().map(ident_name))
-        .collect();
-    if !matches!(parts.as_slice(), [n] | [_, n] if n == "set_config")
-        || (parts.len() == 2 && parts[0] != "pg_catalog")
-    {
-        return None;
+    // Each output column: the set_config call (exactly one) or a
+    // current_setting call of constants, written again as it was.
+    let mut set_call = None;
+    let mut columns = Vec::with_capacity(s.projection.len());
+    for item in &s.projection {
+        let (f, alias) = match item {
+            ast::SelectItem::UnnamedExpr(Expr::Function(f)) => (f, None),
+            ast::SelectItem::ExprWithAlias {
+                expr: Expr::Function(f),
+                alias,
+            } => (f, Some(ident_name(alias))),
+            _ => return None,
+        };
+        let parts: Vec<String> = f
+            .name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident().map(ident_name))
+            .collect();
+        let fname = match parts.as_slice() {
+            [n] => n.clone(),
+            [schema, n] if schema == "pg_catalog" => n.clone(),
+            _ => return None,
+        };
+        let column = alias.unwrap_or_else(|| fname.clone());
+        match fname.as_str() {
+            "set_config" if set_call.is_none() => {
+                set_call = Some(f);
+                columns.push((column, None));
+            }
+            "current_setting" if settings_name.is_none() && constant_args(f) => {
+                columns.push((column, Some(Expr::Function(f.clone()).to_string())));
+            }
+            _ => return None,
+        }
     }
+    let f = set_call?;
     let ast::FunctionArguments::List(l) = &f.args else {
         return None;
     };
@@ -167,7 +200,20 @@ pub(crate) fn set_config_statement(stmt: &Statement) -> Option<crate::plan::Loca
         }
         _ => false,
     };
-    let value = text(v)?;
+    // The value: a constant, or `$n` (read when the statement is bound).
+    let param = match v {
+        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(Expr::Value(pv))) => match &pv.value {
+            ast::Value::Placeholder(p) if settings_name.is_none() => {
+                Some(p.strip_prefix('$')?.parse::<usize>().ok()?)
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    let value = match param {
+        Some(_) => String::new(),
+        None => text(v)?,
+    };
     let name = match (&settings_name, n) {
         (
             Some(setting),
@@ -192,12 +238,30 @@ pub(crate) fn set_config_statement(stmt: &Statement) -> Option<crate::plan::Loca
             ),
             name: name.to_ascii_lowercase(),
             value: None,
+            param: None,
+            columns: Vec::new(),
         },
         None => crate::plan::Local::SetConfig {
             sql: format!("SELECT pg_catalog.set_config('{name}', '{lit}', false)"),
             name: name.to_ascii_lowercase(),
             value: Some(value),
+            param,
+            columns,
         },
+    })
+}
+
+/// Are all of `f`'s arguments constants?
+fn constant_args(f: &ast::Function) -> bool {
+    let ast::FunctionArguments::List(l) = &f.args else {
+        return false;
+    };
+    l.args.iter().all(|a| {
+        matches!(
+            a,
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(Expr::Value(v)))
+                if !matches!(v.value, ast::Value::Placeholder(_))
+        )
     })
 }
 
@@ -227,6 +291,62 @@ mod tests {
         refusal(&stmts[0], sql)
     }
 
+    fn set_config(sql: &str) -> Option<crate::plan::Local> {
+        let stmts =
+            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+                .unwrap();
+        set_config_statement(&stmts[0])
+    }
+
+    #[test]
+    fn set_config_queries_are_tracked_as_set() {
+        use crate::plan::Local;
+        // asyncpg's type introspection, around its catalog query.
+        let Some(Local::SetConfig {
+            name,
+            value,
+            param,
+            columns,
+            ..
+        }) = set_config(
+            "SELECT current_setting('jit') AS cur, set_config('jit', 'off', false) AS new",
+        )
+        else {
+            panic!("not tracked");
+        };
+        assert_eq!(
+            (name.as_str(), value.as_deref(), param),
+            ("jit", Some("off"), None)
+        );
+        assert_eq!(
+            columns,
+            vec![
+                (
+                    "cur".to_string(),
+                    Some("current_setting('jit')".to_string())
+                ),
+                ("new".to_string(), None)
+            ]
+        );
+        let Some(Local::SetConfig { param, columns, .. }) =
+            set_config("SELECT pg_catalog.set_config('jit', $1, false)")
+        else {
+            panic!("not tracked");
+        };
+        assert_eq!(param, Some(1));
+        assert_eq!(columns, vec![("set_config".to_string(), None)]);
+        for sql in [
+            "SELECT set_config('a', 'b', false), set_config('c', 'd', false)",
+            "SELECT now(), set_config('a', 'b', false)",
+            "SELECT current_setting(name), set_config('a', 'b', false) FROM t",
+            "SELECT set_config('a', 'b', true)",
+            "SELECT set_config('a', 'b' || 'c', false)",
+            "SELECT set_config(name, $1, false) FROM pg_settings WHERE name = 'x'",
+        ] {
+            assert!(set_config(sql).is_none(), "{sql}");
+        }
+    }
+
     #[test]
     fn session_state_is_refused_transaction_state_is_not() {
         for sql in [
@@ -234,10 +354,8 @@ mod tests {
             "SELECT set_config('app.tenant', $1, $2)",
             "SELECT pg_advisory_lock(42)",
             "SELECT pg_try_advisory_lock(1, 2)",
-            "SELECT pg_catalog.pg_advisory_unlock_all()",
             "SELECT * FROM t WHERE pg_try_advisory_lock(id)",
             "LISTEN jobs",
-            "UNLISTEN *",
             "CREATE TEMP TABLE x (a int)",
             "CREATE TEMPORARY TABLE x (a int) ON COMMIT DELETE ROWS",
         ] {
@@ -251,6 +369,8 @@ mod tests {
             "CREATE TEMP TABLE x (a int) ON COMMIT DROP",
             "CREATE TABLE x (a int)",
             "NOTIFY jobs",
+            "UNLISTEN *",
+            "SELECT pg_catalog.pg_advisory_unlock_all()",
             "SELECT 'set_config(1, 2, false)'",
         ] {
             assert!(check(sql).is_none(), "{sql}: refused");
