@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{PgCluster, client};
+use common::{PgCluster, RawValue, client};
 use shardgate_testkit::PgServer;
 
 const TABLE: &str = "[[tables]]\nname = \"t\"\nshard_key = \"k\"\nkey_type = \"bigint\"\n";
@@ -253,4 +253,96 @@ async fn aggregates_with_parameters_limits_and_transactions() {
         .get(0);
     assert_eq!(n, 7);
     assert!(c.sg.log().lines().all(|l| !l.contains("panicked")));
+}
+
+/// Binary bind parameters of the common types (as asyncpg and pgjdbc send
+/// them) in statements shardgate rewrites across shards (their parameters
+/// become literals): the values PostgreSQL itself sends in binary, compared
+/// with one PostgreSQL given the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_parameters_of_common_types_in_rewritten_statements() {
+    let c = PgCluster::start(3, "");
+    let (_one, one) = plain().await;
+    let sg = client(c.sg.port()).await;
+    let schema = "CREATE TABLE b (k bigint PRIMARY KEY, n numeric(12,3), d date, ts timestamp, \
+                  tz timestamptz, t time, tt timetz, iv interval, u uuid, by bytea, j jsonb, \
+                  r real, f float8, c char(3))";
+    let fill = "INSERT INTO b SELECT g, g * 1.125 - 40, DATE '2000-01-01' + g * 37 - 3000, \
+                TIMESTAMP '1999-12-31 23:59:59.5' + g * INTERVAL '17 hours 3.25 seconds', \
+                TIMESTAMPTZ '2024-03-10 12:00:00+05:30' - g * INTERVAL '9 days 1 microsecond', \
+                TIME '00:00:00.000001' + g * INTERVAL '7 minutes', \
+                TIMETZ '10:00:00-03:30' + g * INTERVAL '5 minutes', \
+                g * INTERVAL '1 mon -2 days 3.5 seconds' - INTERVAL '30 mons', \
+                md5(g::text)::uuid, decode(md5(g::text), 'hex'), jsonb_build_object('g', g), \
+                g / 7.0, g / 3.0, 'c' || g % 10 FROM generate_series(1, 200) g";
+    one.batch_execute(schema).await.unwrap();
+    one.batch_execute(fill).await.unwrap();
+    sg.batch_execute(schema).await.unwrap();
+    sg.simple_query("SELECT shardgate.shard_table('b', 'k')")
+        .await
+        .unwrap();
+    sg.batch_execute(fill).await.unwrap();
+    for col in [
+        "n", "d", "ts", "tz", "t", "tt", "iv", "u", "by", "j", "r", "f", "c",
+    ] {
+        // Values from the table and special ones, as PostgreSQL sends them.
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        for q in [
+            format!("SELECT {col} FROM b WHERE k IN (1, 77, 200) ORDER BY k"),
+            match col {
+                "n" => "SELECT v FROM (VALUES ('NaN'::numeric), (0.000012), (-12345678.9)) x(v)".into(),
+                "d" => "SELECT v FROM (VALUES ('infinity'::date), ('0044-03-15 BC'), ('1970-01-01')) x(v)".into(),
+                "tz" | "ts" => format!("SELECT v::{} FROM (VALUES ('-infinity'), ('1900-02-28 23:00:00.25+00')) x(v)", if col == "ts" { "timestamp" } else { "timestamptz" }),
+                "f" => "SELECT v FROM (VALUES ('Infinity'::float8), (-0.1), (1e300)) x(v)".into(),
+                _ => format!("SELECT {col} FROM b WHERE k = 5"),
+            },
+        ] {
+            for r in one.query(&q, &[]).await.unwrap() {
+                values.push(r.get::<_, RawValue>(0).0);
+            }
+        }
+        for op in ["=", "<=", "IS DISTINCT FROM"] {
+            if matches!(col, "j" | "tt") && op == "<=" {
+                continue;
+            }
+            let q = format!("SELECT count(*), count(DISTINCT k % 5) FROM b WHERE {col} {op} $1");
+            for v in &values {
+                let p = RawValue(v.clone());
+                let want = one.query_one(&q, &[&p]).await.unwrap();
+                let got = sg
+                    .query_one(&q, &[&p])
+                    .await
+                    .unwrap_or_else(|e| panic!("{q} with {v:?}: {e}"));
+                assert_eq!(
+                    (got.get::<_, i64>(0), got.get::<_, i64>(1)),
+                    (want.get::<_, i64>(0), want.get::<_, i64>(1)),
+                    "{q} with {v:?}"
+                );
+            }
+        }
+        // The same values as one binary array parameter.
+        if !matches!(col, "j" | "tt" | "c" | "by" | "t" | "iv" | "r" | "f") {
+            let q = format!("SELECT count(*), min(k) FROM b WHERE {col} = ANY($1)");
+            let arr: Vec<u8> = one
+                .query_one(
+                    &format!("SELECT array_agg({col} ORDER BY k) FROM b WHERE k < 20"),
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get::<_, RawValue>(0)
+                .0;
+            let p = RawValue(arr);
+            let want = one.query_one(&q, &[&p]).await.unwrap();
+            let got = sg
+                .query_one(&q, &[&p])
+                .await
+                .unwrap_or_else(|e| panic!("{q}: {e}"));
+            assert_eq!(
+                (got.get::<_, i64>(0), got.get::<_, Option<i64>>(1)),
+                (want.get::<_, i64>(0), want.get::<_, Option<i64>>(1)),
+                "{q}"
+            );
+        }
+    }
 }

@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 pub mod analyze;
+pub mod binary;
 pub mod copy;
 pub mod copy_rows;
 pub mod cursor;

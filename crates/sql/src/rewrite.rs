@@ -132,59 +132,49 @@ fn literal(params: &Params<'_>, n: usize) -> Result<Expr, SqlError> {
         })?;
         return Ok(cast(text(s), name));
     }
-    let typed = |s: String, t: &str| Ok(cast(text(&s), t));
-    match (oid, raw.len()) {
-        (21, 2) => typed(i16::from_be_bytes([raw[0], raw[1]]).to_string(), "smallint"),
-        (23, 4) => typed(
-            i32::from_be_bytes(raw.try_into().expect("4 bytes")).to_string(),
-            "integer",
-        ),
-        (20, 8) => typed(
-            i64::from_be_bytes(raw.try_into().expect("8 bytes")).to_string(),
-            "bigint",
-        ),
-        (700, 4) => typed(
-            f32::from_be_bytes(raw.try_into().expect("4 bytes")).to_string(),
-            "real",
-        ),
-        (701, 8) => typed(
-            f64::from_be_bytes(raw.try_into().expect("8 bytes")).to_string(),
-            "double precision",
-        ),
-        (16, 1) => Ok(Expr::Value(Value::Boolean(raw[0] != 0).into())),
-        (25 | 1043 | 19, _) => std::str::from_utf8(raw)
-            .map(text)
-            .map_err(|_| SqlError::InvalidValue("invalid UTF-8 in parameter".into())),
-        // One-dimensional arrays of integers and text: an array literal of
-        // the same type.
-        (1005 | 1007 | 1016 | 1009 | 1015, _) => {
-            let bad = || SqlError::InvalidValue(format!("malformed binary array of type {oid}"));
-            let (elem, vals) = crate::plan::parse_binary_array(raw).ok_or_else(bad)?;
-            let mut items = Vec::with_capacity(vals.len());
-            for v in vals {
-                items.push(match (elem, v) {
-                    (_, None) => "NULL".to_string(),
-                    (21, Some(b)) if b.len() == 2 => i16::from_be_bytes([b[0], b[1]]).to_string(),
-                    (23, Some(b)) if b.len() == 4 => {
-                        i32::from_be_bytes(b.try_into().expect("4 bytes")).to_string()
-                    }
-                    (20, Some(b)) if b.len() == 8 => {
-                        i64::from_be_bytes(b.try_into().expect("8 bytes")).to_string()
-                    }
-                    (25 | 1043, Some(b)) => {
-                        let s = std::str::from_utf8(b).map_err(|_| bad())?;
-                        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-                    }
-                    _ => return Err(bad()),
-                });
-            }
-            let name = type_name(oid).ok_or_else(bad)?;
-            Ok(cast(text(&format!("{{{}}}", items.join(","))), name))
-        }
-        _ => Err(SqlError::Unsupported(format!(
+    let unsupported = || {
+        SqlError::Unsupported(format!(
             "a statement that shardgate rewrites across shards cannot yet take a binary parameter of type {oid}; send it in text format"
-        ))),
+        ))
+    };
+    if oid == 16 && raw.len() == 1 {
+        return Ok(Expr::Value(Value::Boolean(raw[0] != 0).into()));
     }
+    if matches!(oid, 25 | 1043 | 19 | 705) {
+        return std::str::from_utf8(raw)
+            .map(text)
+            .map_err(|_| SqlError::InvalidValue("invalid UTF-8 in parameter".into()));
+    }
+    let name = type_name(oid).ok_or_else(unsupported)?;
+    if name.ends_with("[]") {
+        // A one-dimensional array: an array literal of the same type.
+        let bad = || SqlError::InvalidValue(format!("malformed binary array of type {oid}"));
+        let (elem, vals) = crate::plan::parse_binary_array(raw).ok_or_else(bad)?;
+        let mut items = Vec::with_capacity(vals.len());
+        for v in vals {
+            items.push(match v {
+                None => "NULL".to_string(),
+                Some(_) if !crate::binary::reads(elem) => return Err(unsupported()),
+                Some(b) if matches!(elem, 20 | 21 | 23 | 26 | 700 | 701 | 1700) => {
+                    crate::binary::to_text(elem, b).ok_or_else(bad)?
+                }
+                Some(b) => {
+                    let s = crate::binary::to_text(elem, b).ok_or_else(bad)?;
+                    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+                }
+            });
+        }
+        return Ok(cast(text(&format!("{{{}}}", items.join(","))), name));
+    }
+    if !crate::binary::reads(oid) {
+        return Err(unsupported());
+    }
+    let s = crate::binary::to_text(oid, raw).ok_or_else(|| {
+        SqlError::InvalidValue(format!(
+            "malformed binary parameter ${n} of type {name} (oid {oid})"
+        ))
+    })?;
+    Ok(cast(text(&s), name))
 }
 
 impl VisitorMut for Inline<'_, '_> {

@@ -278,6 +278,7 @@ pub fn sqlstate(body: &[u8]) -> String {
 }
 
 /// Any value, as its raw binary bytes.
+#[derive(Debug)]
 pub struct RawValue(pub Vec<u8>);
 
 impl<'a> tokio_postgres::types::FromSql<'a> for RawValue {
@@ -290,6 +291,21 @@ impl<'a> tokio_postgres::types::FromSql<'a> for RawValue {
     fn accepts(_: &tokio_postgres::types::Type) -> bool {
         true
     }
+}
+
+impl tokio_postgres::types::ToSql for RawValue {
+    fn to_sql(
+        &self,
+        _: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&self.0);
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// A reply's frames with each RowDescription's table OIDs and column
