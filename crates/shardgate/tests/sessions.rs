@@ -431,6 +431,57 @@ async fn session_state_pooling_cannot_carry_is_refused() {
         rows(&opt.simple_query("SHOW application_name").await.unwrap()),
         ["jobrunner"]
     );
+    // RESET, SET ... TO DEFAULT and DISCARD ALL return to the startup
+    // packet's values (the session's defaults), on every shard.
+    let everywhere = "SELECT DISTINCT current_setting('application_name') || '|' || current_setting('search_path') FROM jobs";
+    for reset in [
+        "RESET application_name; RESET search_path",
+        "SET application_name TO DEFAULT; SET search_path = DEFAULT",
+        "RESET ALL",
+        "DISCARD ALL",
+    ] {
+        opt.batch_execute("SET application_name = 'other'; SET search_path = public")
+            .await
+            .unwrap();
+        assert_eq!(
+            rows(&opt.simple_query(everywhere).await.unwrap()),
+            ["other|public"]
+        );
+        opt.batch_execute(reset).await.unwrap();
+        assert_eq!(
+            rows(&opt.simple_query(everywhere).await.unwrap()),
+            ["jobrunner|public,pg_catalog"],
+            "{reset}"
+        );
+    }
+    // An explicit startup parameter wins over the same one in `options`
+    // (pgjdbc sends TimeZone before options), as on PostgreSQL.
+    let mut raw = Raw::try_connect(
+        port,
+        &[
+            ("user", "app"),
+            ("database", "app"),
+            ("TimeZone", "UTC"),
+            ("options", "-c TimeZone=Asia/Tokyo"),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    raw.send(&[Raw::msg(
+        b'Q',
+        b"SELECT DISTINCT current_setting('TimeZone') FROM jobs\0",
+    )]);
+    let reply = raw.until(b'Z');
+    let data: Vec<&Vec<u8>> = reply
+        .iter()
+        .filter(|(t, _)| *t == b'D')
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(data.len(), 1, "{reply:?}");
+    assert!(
+        data[0].ends_with(b"UTC"),
+        "{:?}",
+        String::from_utf8_lossy(data[0])
+    );
     // Schema changes under prepared statements, as on one PostgreSQL: a
     // fresh Parse plans afresh (the pooled connections' statements from
     // before are forgotten); a statement described before gets the error

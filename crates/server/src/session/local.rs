@@ -160,7 +160,20 @@ impl Session {
             }
             Local::SetConfig { .. } => return self.run_set_config(l, None).await,
             Local::Set { name, sql: set_sql } => {
-                if let Some(d) = self.apply_setting(name, set_sql).await? {
+                // RESET (or SET ... TO DEFAULT) of a setting the client gave
+                // at startup returns to the client's value.
+                let lower = set_sql.trim().trim_end_matches(';').to_ascii_lowercase();
+                let to_default = lower.starts_with("reset") || lower.ends_with(" default");
+                let startup = self
+                    .startup_settings
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, sql)| sql.clone());
+                let applied = match startup {
+                    Some(sql) if to_default => sql,
+                    _ => set_sql.clone(),
+                };
+                if let Some(d) = self.apply_setting(name, &applied).await? {
                     return Ok(d);
                 }
                 let tag = if set_sql
@@ -183,18 +196,25 @@ impl Session {
                     ));
                     return Ok(Done::Failed);
                 }
+                // Back to the startup packet's settings, as on PostgreSQL.
+                let mut reset = String::from("RESET ALL");
+                for (_, sql) in &self.startup_settings {
+                    reset.push(';');
+                    reset.push_str(sql);
+                }
                 let shards: Vec<ShardId> = self.conns.keys().copied().collect();
                 if !shards.is_empty()
                     && let Some(e) =
-                        shardgate_exec::internal(&mut self.conns, &shards, "RESET ALL").await?
+                        shardgate_exec::internal(&mut self.conns, &shards, &reset).await?
                 {
                     self.fail_statement(&e);
                     return Ok(Done::Failed);
                 }
-                self.settings.clear();
+                self.settings = self.startup_settings.clone();
                 self.rehash_settings();
+                let h = self.settings_hash;
                 for c in self.conns.values_mut() {
-                    *c.settings() = 0;
+                    *c.settings() = h;
                 }
                 if discard {
                     self.stmts.clear();

@@ -114,6 +114,7 @@ pub async fn run(router: Arc<Router>, sock: TcpStream) -> std::io::Result<()> {
         doomed: false,
         implicit: false,
         settings: Vec::new(),
+        startup_settings: Vec::new(),
         settings_hash: 0,
         settings_at_begin: None,
         stmts: HashMap::new(),
@@ -153,7 +154,12 @@ struct Session {
     doomed: bool,
     /// The transaction is the implicit one of a multi-statement query.
     implicit: bool,
+    /// Settings replayed on each shard connection the session uses (name,
+    /// SQL), in order.
     settings: Vec<(String, String)>,
+    /// The settings of the startup packet: what RESET returns to, as on
+    /// PostgreSQL (the client's startup values are the session defaults).
+    startup_settings: Vec<(String, String)>,
     settings_hash: u64,
     /// The settings when the transaction began (restored by ROLLBACK).
     settings_at_begin: Option<(Vec<(String, String)>, u64)>,
@@ -340,10 +346,23 @@ impl Session {
     /// (sent to the shards), `encoding` is the client encoding it gets
     /// (see [`startup::client_encoding`]).
     fn startup(&mut self, params: &[(String, String)], encoding: &str) {
-        let mut add = |k: &str, v: &str| {
+        // `options` first, then the other parameters (which win), as the
+        // server applies them.
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        for (k, v) in params {
+            if k == "options" {
+                pairs.extend(startup::option_pairs(v));
+            }
+        }
+        for (k, v) in params {
+            if !NOT_SETTINGS.contains(&k.as_str()) {
+                pairs.push((k, v));
+            }
+        }
+        for (k, v) in &pairs {
             // Only plain parameter names: a name is spliced into SQL.
             if !k.is_empty()
-                && !NOT_SETTINGS.contains(&k)
+                && !NOT_SETTINGS.contains(k)
                 && k.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
             {
@@ -352,24 +371,29 @@ impl Session {
                 // `search_path=a,b` stays a list; SET would quote it into
                 // one name).
                 let lit = v.replace('\'', "''");
+                let name = k.to_ascii_lowercase();
+                self.settings.retain(|(n, _)| *n != name);
                 self.settings.push((
-                    k.to_ascii_lowercase(),
+                    name,
                     format!("SELECT pg_catalog.set_config('{k}', '{lit}', false)"),
                 ));
             }
-        };
-        for (k, v) in params {
-            if k == "options" {
-                for (n, val) in startup::option_pairs(v) {
-                    add(n, val);
-                }
-            } else if !NOT_SETTINGS.contains(&k.as_str()) {
-                add(k, v);
-            }
         }
+        self.startup_settings = self.settings.clone();
         self.rehash_settings();
-        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let user = get("user").unwrap_or("shardgate").to_string();
+        // A setting's value as the session starts (the last one given).
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map(|(_, v)| *v)
+        };
+        let user = params
+            .iter()
+            .find(|(n, _)| n == "user")
+            .map_or("shardgate", |(_, v)| v.as_str())
+            .to_string();
         let b = &mut self.out.buf;
         be::auth_ok(b);
         let app = get("application_name").unwrap_or("");
