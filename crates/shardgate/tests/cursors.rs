@@ -300,3 +300,87 @@ fn held_cursors_past_the_cap_are_refused() {
     let e = f.iter().find(|(t, _)| *t == b'E').expect("an error");
     assert_eq!(sqlstate(&e.1), "0A000");
 }
+
+/// asyncpg's `Cursor.forward`: a portal bound in the extended protocol,
+/// moved with SQL `MOVE` (before and after Executes that read it), as one
+/// PostgreSQL moves it: merged, single-shard and unsharded portals.
+#[test]
+fn move_of_extended_protocol_portals_matches_one_postgres() {
+    let (c, single) = with_baseline(4, TABLE, SETUP);
+    let mut via = Raw::connect(c.sg.port());
+    let mut direct = Raw::connect_as(single.port(), "postgres");
+    // Bind portal "p" of `sql` (no Execute), then the steps: `m n` (MOVE
+    // FORWARD n), `e n` (Execute n rows).
+    let run = |r: &mut Raw, sql: &str, steps: &[(&str, i32)]| -> Frames {
+        let mut out = simple(r, "BEGIN");
+        let mut parse = b"\0".to_vec();
+        parse.extend_from_slice(sql.as_bytes());
+        parse.extend_from_slice(b"\0\0\0");
+        r.send(&[
+            Raw::msg(b'P', &parse),
+            Raw::msg(b'B', b"p\0\0\0\0\0\0\0\0"),
+            Raw::msg(b'S', b""),
+        ]);
+        out.extend(r.until(b'Z'));
+        for (op, n) in steps {
+            if *op == "m" {
+                let all = if *n < 0 {
+                    "ALL".to_string()
+                } else {
+                    n.to_string()
+                };
+                out.extend(simple(r, &format!("MOVE FORWARD {all} p")));
+            } else {
+                let mut e = b"p\0".to_vec();
+                e.extend_from_slice(&n.to_be_bytes());
+                r.send(&[Raw::msg(b'E', &e), Raw::msg(b'S', b"")]);
+                out.extend(r.until(b'Z'));
+            }
+        }
+        out.extend(simple(r, "COMMIT"));
+        out
+    };
+    let mut compared = 0;
+    for sql in [
+        "SELECT id, v FROM t ORDER BY id",
+        "SELECT g, count(*) FROM t GROUP BY g ORDER BY g",
+        "SELECT id, v FROM t WHERE id = 7",
+        "SELECT x FROM plain ORDER BY x",
+    ] {
+        for steps in [
+            &[("m", 3), ("e", 2), ("m", 1), ("e", 100)][..],
+            &[("e", 2), ("m", 2), ("e", 1), ("m", -1), ("e", 5)],
+            &[("m", 0), ("e", 1), ("m", 100), ("e", 1)],
+            &[("m", -1), ("e", 1)],
+        ] {
+            let want = untabled(&run(&mut direct, sql, steps));
+            let got = untabled(&run(&mut via, sql, steps));
+            assert_eq!(
+                got,
+                want,
+                "{sql} {steps:?}\n got: {:?}\nwant: {:?}",
+                lossy(&got),
+                lossy(&want)
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 16);
+    // Backward, and FETCH through SQL: refused, the transaction failed.
+    for (step, code) in [("MOVE BACKWARD 1 p", "0A000"), ("FETCH 1 FROM p", "0A000")] {
+        simple(&mut via, "BEGIN");
+        via.send(&[
+            Raw::parse("SELECT id FROM t ORDER BY id"),
+            Raw::msg(b'B', b"p\0\0\0\0\0\0\0\0"),
+            Raw::msg(b'S', b""),
+        ]);
+        via.until(b'Z');
+        let r = simple(&mut via, step);
+        assert!(
+            r.iter().any(|(t, b)| *t == b'E' && b == code.as_bytes()),
+            "{step}: {:?}",
+            lossy(&r)
+        );
+        simple(&mut via, "ROLLBACK");
+    }
+}

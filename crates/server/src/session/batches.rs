@@ -221,6 +221,15 @@ impl Session {
         }
     }
 
+    /// Skip up to `n` of the rows the router holds for portal `name`
+    /// (`None` when it holds none for it); how many were skipped.
+    pub(super) fn skip_held(&mut self, name: &str, n: u64) -> Option<u64> {
+        let held = self.portals.get_mut(name)?.held.as_mut()?;
+        let k = (n.min(held.rows.len() as u64)) as usize;
+        held.rows.drain(..k);
+        Some(k as u64)
+    }
+
     /// Send up to `max_rows` (0: all) of a held portal's rows, then
     /// PortalSuspended if rows remain, else the completion tag with this
     /// batch's count (and an exhausted portal answers with a count of 0).

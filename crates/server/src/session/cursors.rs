@@ -69,6 +69,132 @@ pub(super) fn single_route(shard: ShardId) -> Plan {
 }
 
 impl Session {
+    /// `MOVE [FORWARD] n name` where `name` is a portal of the extended
+    /// protocol, not a SQL cursor (asyncpg's `Cursor.forward`, which moves
+    /// a portal it bound before reading it): the portal moves forward as
+    /// its Executes would read it. A portal not yet run reads its first
+    /// row (dropped here): a portal one shard runs is then bound there and
+    /// the rest of the move goes to that shard as SQL; the router's own
+    /// (merged) portals skip the rows it holds. FETCH of such a portal
+    /// and moving backward are refused (shardgate's portals are
+    /// forward-only).
+    pub(super) async fn move_portal(
+        &mut self,
+        name: &str,
+        dir: shardgate_sql::cursor::FetchDir,
+        moves: bool,
+    ) -> Result<Done, ExecError> {
+        use shardgate_sql::cursor::FetchDir;
+        let want = match dir {
+            FetchDir::Forward(n) if moves && n >= 0 => n as u64,
+            FetchDir::ForwardAll if moves => u64::MAX,
+            _ => {
+                self.fail_statement(&err_fields(
+                    "0A000",
+                    format!(
+                        "\"{name}\" is a portal of the extended query protocol: through shardgate it can only be read by Execute and moved forward by MOVE"
+                    ),
+                ));
+                return Ok(Done::Failed);
+            }
+        };
+        if self.txn == TxnState::Failed {
+            return Ok(self.aborted());
+        }
+        let mut moved = 0;
+        let started = self
+            .portals
+            .get(name)
+            .is_some_and(|p| p.held.is_some() || p.bound_on.is_some());
+        if want > 0 && !started {
+            match self.execute_dropping_rows(name).await? {
+                Some(n) => moved = n,
+                None => return Ok(Done::Failed),
+            }
+        }
+        if want > moved {
+            let rest = want - moved;
+            if let Some(k) = self.skip_held(name, rest) {
+                moved += k;
+            } else if let Some(shard) = self.portals.get(name).and_then(|p| p.bound_on) {
+                let count = if want == u64::MAX {
+                    "ALL".to_string()
+                } else {
+                    rest.to_string()
+                };
+                let sql = format!("MOVE FORWARD {count} \"{}\"", name.replace('"', "\"\""));
+                let (mark, flushed) = (self.out.buf.len(), self.out.flushed);
+                let o = shardgate_exec::run(
+                    &mut self.conns,
+                    &[shard],
+                    &Request::Simple(&sql),
+                    &mut self.out,
+                )
+                .await?;
+                let reply = self.take_reply(mark, flushed);
+                if let Some(e) = o.error {
+                    self.fail_statement(&e);
+                    return Ok(Done::Failed);
+                }
+                moved += reply
+                    .iter()
+                    .filter(|f| f[0] == b'C')
+                    .filter_map(|f| be::parse_command_complete(&f[5..]).ok())
+                    .filter_map(|t| t.rsplit(' ').next()?.parse::<u64>().ok())
+                    .sum::<u64>();
+            }
+        }
+        be::command_complete(&mut self.out.buf, &format!("MOVE {moved}"));
+        Ok(Done::Ok)
+    }
+
+    /// Run portal `name` as an Execute of one row would, its reply taken
+    /// back from the output: the number of rows it read (0 or 1), `None`
+    /// (the error sent) when it failed.
+    async fn execute_dropping_rows(&mut self, name: &str) -> Result<Option<u64>, ExecError> {
+        let mut body = BytesMut::new();
+        frontend::execute(&mut body, name, 1);
+        let frame = Frame {
+            tag: b'E',
+            body: body.freeze().slice(5..),
+        };
+        let (mark, flushed) = (self.out.buf.len(), self.out.flushed);
+        let skip = self.skip_to_sync;
+        self.execute(&frame).await?;
+        let failed = self.skip_to_sync && !skip;
+        self.skip_to_sync = skip;
+        let reply = self.take_reply(mark, flushed);
+        if let Some(e) = reply.iter().find(|f| f[0] == b'E') {
+            self.out.buf.extend_from_slice(e);
+            if self.txn == TxnState::Active {
+                self.txn = TxnState::Failed;
+            }
+            return Ok(None);
+        }
+        if failed {
+            return Ok(None);
+        }
+        Ok(Some(reply.iter().filter(|f| f[0] == b'D').count() as u64))
+    }
+
+    /// The frames written to the output since `mark` (when `flushed`
+    /// bytes had gone out), removed from it; notices and parameter
+    /// statuses stay.
+    fn take_reply(&mut self, mark: usize, flushed: u64) -> Vec<Bytes> {
+        let gone = (self.out.flushed - flushed) as usize;
+        let mark = mark.saturating_sub(gone);
+        let reply = self.out.buf.split_off(mark).freeze();
+        let mut out = Vec::new();
+        for f in frames(reply) {
+            if matches!(f[0], b'N' | b'S') {
+                self.out.buf.extend_from_slice(&f);
+            } else {
+                out.push(f);
+            }
+        }
+        out
+    }
+
     /// The shard a cursor statement simply goes to, as its text: a cursor
     /// shardgate does not hold (the default shard's), one declared on a
     /// shard, or a non-holdable DECLARE in a transaction block whose query

@@ -348,6 +348,13 @@ impl Session {
             return Ok(Done::Failed);
         }
         match plan {
+            Plan::Local(Local::Cursor(shardgate_sql::cursor::CursorOp::Fetch {
+                name,
+                dir,
+                moves,
+            })) if !self.cursors.contains_key(name) && self.portals.contains_key(name) => {
+                self.move_portal(name, *dir, *moves).await
+            }
             Plan::Local(Local::Cursor(op)) => match self.cursor_target(op, &Params::none()) {
                 Some(shard) => {
                     if matches!(op, shardgate_sql::cursor::CursorOp::Close(None)) {
