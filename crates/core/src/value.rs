@@ -210,7 +210,8 @@ impl fmt::Display for KeyValue {
     }
 }
 
-const DAYS_1970_TO_2000: i64 = 10_957;
+/// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
+pub const DAYS_1970_TO_2000: i64 = 10_957;
 
 /// Why a number is no integer key.
 #[derive(Debug, PartialEq)]
@@ -325,7 +326,9 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+/// The proleptic Gregorian (year, month, day) of a day counted from
+/// 1970-01-01 (astronomical years: 0 is 1 BC; Howard Hinnant's algorithm).
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

@@ -533,3 +533,106 @@ async fn embedded_transactions_write_several_shards() {
         .unwrap();
     assert_eq!((total.get::<_, i64>(0), total.get::<_, i64>(1)), (4000, 40));
 }
+
+/// A parameter sent in text format whatever its type (as psycopg's `%t`).
+#[derive(Debug)]
+struct TextParam(&'static str);
+
+impl tokio_postgres::types::ToSql for TextParam {
+    fn to_sql(
+        &self,
+        _: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+    fn encode_format(&self, _: &tokio_postgres::types::Type) -> tokio_postgres::types::Format {
+        tokio_postgres::types::Format::Text
+    }
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// Parameters as drivers send them, stored and compared as PostgreSQL
+/// would: a uuid as bare hex digits in text (psycopg), an interval and a
+/// time in binary (asyncpg, psycopg); a LIMIT parameter across shards;
+/// division by zero fails (SQLite would answer NULL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_parameters_as_drivers_send_them() {
+    use common::RawValue;
+    use tokio_postgres::types::Type;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sg =
+        Shardgate::spawn(bin(), &["--data-dir", data.to_str().unwrap()]).expect("start shardgate");
+    let c = client(sg.port()).await;
+    for q in [
+        "CREATE TABLE p (id bigint PRIMARY KEY, u uuid, iv interval, t time)",
+        "SELECT shardgate.shard_table('p', 'id')",
+        "INSERT INTO p VALUES (1, '12345678-1234-5678-1234-567812345678', '3 days', '01:02:03')",
+    ] {
+        c.batch_execute(q).await.unwrap();
+    }
+    let ins = c
+        .prepare_typed(
+            "INSERT INTO p VALUES ($1, $2, $3, $4)",
+            &[Type::INT8, Type::UUID, Type::INTERVAL, Type::TIME],
+        )
+        .await
+        .unwrap();
+    // 3 days 7 seconds; 01:02:03.
+    let mut iv = 7_000_000i64.to_be_bytes().to_vec();
+    iv.extend_from_slice(&3i32.to_be_bytes());
+    iv.extend_from_slice(&0i32.to_be_bytes());
+    let t = 3_723_000_000i64.to_be_bytes().to_vec();
+    for id in 2..=9i64 {
+        c.execute(
+            &ins,
+            &[
+                &id,
+                &TextParam("12345678123456781234567812345678"),
+                &RawValue(iv.clone()),
+                &RawValue(t.clone()),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    let rows = c
+        .query(
+            "SELECT id, u::text, iv::text, t::text FROM p ORDER BY id LIMIT $1",
+            &[&3i64],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i64, String, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let u = "12345678-1234-5678-1234-567812345678".to_string();
+    assert_eq!(
+        got,
+        vec![
+            (1, u.clone(), "3 days".into(), "01:02:03".into()),
+            (2, u.clone(), "3 days 00:00:07".into(), "01:02:03".into()),
+            (3, u.clone(), "3 days 00:00:07".into(), "01:02:03".into()),
+        ]
+    );
+    // The uuid matches however it is written.
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM p WHERE u = $1",
+            &[&TextParam("{12345678-1234-5678-1234-567812345678}")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 9);
+    for q in ["SELECT 1 / 0", "SELECT id % 0 FROM p WHERE id = 3"] {
+        let e = c.simple_query(q).await.unwrap_err();
+        assert_eq!(e.code().unwrap().code(), "22012", "{q}: {e}");
+    }
+}

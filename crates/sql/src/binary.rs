@@ -89,17 +89,10 @@ pub fn to_text(oid: u32, raw: &[u8]) -> Option<String> {
             if raw.len() != 16 {
                 return None;
             }
-            let us = i64::from_be_bytes(raw[..8].try_into().ok()?);
-            let days = i32::from_be_bytes(raw[8..12].try_into().ok()?);
-            let months = i32::from_be_bytes(raw[12..].try_into().ok()?);
-            let sign = if us < 0 { "-" } else { "" };
-            let a = us.unsigned_abs();
-            format!(
-                "{months} mons {days} days {sign}{}:{:02}:{:02}.{:06}",
-                a / 3_600_000_000,
-                a / 60_000_000 % 60,
-                a / 1_000_000 % 60,
-                a % 1_000_000
+            interval(
+                i64::from_be_bytes(raw[..8].try_into().ok()?),
+                i32::from_be_bytes(raw[8..12].try_into().ok()?),
+                i32::from_be_bytes(raw[12..].try_into().ok()?),
             )
         }
         2950 => {
@@ -201,28 +194,12 @@ fn numeric(raw: &[u8]) -> Option<String> {
     Some(s)
 }
 
-/// Days since 1970-01-01 as (year, month, day), proleptic Gregorian
-/// (astronomical years: 0 is 1 BC).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// Days from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch).
-const PG_EPOCH_DAYS: i64 = 10_957;
 const US_PER_DAY: i64 = 86_400_000_000;
 
 /// `YYYY-MM-DD`, and whether it is BC (the year then counted from 1 BC).
 fn ymd(days_since_2000: i64) -> (String, bool) {
-    let (y, m, d) = civil(days_since_2000 + PG_EPOCH_DAYS);
+    use shardgate_core::value::{DAYS_1970_TO_2000, civil_from_days};
+    let (y, m, d) = civil_from_days(days_since_2000 + DAYS_1970_TO_2000);
     let (year, bc) = if y <= 0 { (1 - y, true) } else { (y, false) };
     (format!("{year:04}-{m:02}-{d:02}"), bc)
 }
@@ -238,17 +215,71 @@ fn date(days: i32) -> String {
     }
 }
 
+/// `HH:MM:SS`, with `.ffffff` when there is a fraction (as shardgate's
+/// embedded shards store times).
 fn time_of_day(us: i64) -> Option<String> {
     if !(0..=US_PER_DAY).contains(&us) {
         return None;
     }
-    Some(format!(
-        "{:02}:{:02}:{:02}.{:06}",
+    let mut s = format!(
+        "{:02}:{:02}:{:02}",
         us / 3_600_000_000,
         us / 60_000_000 % 60,
-        us / 1_000_000 % 60,
-        us % 1_000_000
-    ))
+        us / 1_000_000 % 60
+    );
+    if us % 1_000_000 != 0 {
+        s.push_str(&format!(".{:06}", us % 1_000_000));
+    }
+    Some(s)
+}
+
+/// An interval as PostgreSQL's `postgres` IntervalStyle writes it
+/// (`1 year 2 mons 3 days 04:05:06.5`), except that when any part is
+/// negative every part carries its sign, so that input under any
+/// IntervalStyle reads each part on its own.
+fn interval(us: i64, days: i32, months: i32) -> String {
+    let neg = us < 0 || days < 0 || months < 0;
+    let sign = |negative: bool| match (neg, negative) {
+        (_, true) => "-",
+        (true, false) => "+",
+        (false, false) => "",
+    };
+    let unit = |v: i64, name: &str| {
+        format!(
+            "{}{} {name}{}",
+            sign(v < 0),
+            v.unsigned_abs(),
+            if v == 1 { "" } else { "s" }
+        )
+    };
+    let mut parts = Vec::new();
+    let (years, mons) = (months / 12, months % 12);
+    if years != 0 {
+        parts.push(unit(years as i64, "year"));
+    }
+    if mons != 0 {
+        parts.push(unit(mons as i64, "mon"));
+    }
+    if days != 0 {
+        parts.push(unit(days as i64, "day"));
+    }
+    if us != 0 || parts.is_empty() {
+        let a = us.unsigned_abs();
+        let mut t = format!(
+            "{}{:02}:{:02}:{:02}",
+            sign(us < 0),
+            a / 3_600_000_000,
+            a / 60_000_000 % 60,
+            a / 1_000_000 % 60
+        );
+        if !a.is_multiple_of(1_000_000) {
+            let frac = format!("{:06}", a % 1_000_000);
+            t.push('.');
+            t.push_str(frac.trim_end_matches('0'));
+        }
+        parts.push(t);
+    }
+    parts.join(" ")
 }
 
 /// `+HH:MM:SS` for an offset east of Greenwich in seconds.
@@ -331,18 +362,25 @@ mod tests {
         let ts = |n: i64, oid| to_text(oid, &n.to_be_bytes()).unwrap();
         assert_eq!(ts(1_500_000, 1114), "2000-01-01 00:00:01.500000");
         assert_eq!(ts(-1, 1184), "1999-12-31 23:59:59.999999+00");
+        assert_eq!(ts(0, 1184), "2000-01-01 00:00:00+00");
         assert_eq!(ts(i64::MIN, 1184), "-infinity");
         assert_eq!(ts(3_600_000_000 + 7, 1083), "01:00:00.000007");
         let mut tz = (3_600_000_000i64).to_be_bytes().to_vec();
         tz.extend_from_slice(&(-19_800i32).to_be_bytes());
-        assert_eq!(to_text(1266, &tz).unwrap(), "01:00:00.000000+05:30:00");
-        let mut iv = (-90_000_000i64).to_be_bytes().to_vec();
-        iv.extend_from_slice(&3i32.to_be_bytes());
-        iv.extend_from_slice(&(-14i32).to_be_bytes());
+        assert_eq!(to_text(1266, &tz).unwrap(), "01:00:00+05:30:00");
+        let iv = |us: i64, days: i32, months: i32| {
+            let mut b = us.to_be_bytes().to_vec();
+            b.extend_from_slice(&days.to_be_bytes());
+            b.extend_from_slice(&months.to_be_bytes());
+            to_text(1186, &b).unwrap()
+        };
         assert_eq!(
-            to_text(1186, &iv).unwrap(),
-            "-14 mons 3 days -0:01:30.000000"
+            iv(-90_000_000, 3, -14),
+            "-1 years -2 mons +3 days -00:01:30"
         );
+        assert_eq!(iv(7_500_000, 1, 13), "1 year 1 mon 1 day 00:00:07.5");
+        assert_eq!(iv(0, 3, 0), "3 days");
+        assert_eq!(iv(0, 0, 0), "00:00:00");
     }
 
     #[test]

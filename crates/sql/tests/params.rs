@@ -261,12 +261,21 @@ fn split_insert_refuses_binary_params_of_unknown_types() {
         "INSERT INTO orders (customer_id, id, amount) VALUES ($1, 1, $2), (8, 2, 0)",
         &topo,
     );
-    // numeric (1700) in binary cannot be inlined yet.
+    // numeric (1700) in binary is inlined as its text (5).
     let raw = [0u8, 1, 0, 0, 0, 0, 0, 0, 0, 5];
     let p = Params {
         values: vec![Some(b"7"), Some(&raw[..])],
         binary: vec![false, true],
         types: vec![0, 1700],
+    };
+    let plan = t.resolve(&p, &topo.shards(), topo.default_shard).unwrap();
+    assert!(format!("{plan:?}").contains("'5'::NUMERIC"), "{plan:?}");
+    // point (600) in binary cannot be inlined yet.
+    let raw = [0u8; 16];
+    let p = Params {
+        values: vec![Some(b"7"), Some(&raw[..])],
+        binary: vec![false, true],
+        types: vec![0, 600],
     };
     let e = t
         .resolve(&p, &topo.shards(), topo.default_shard)

@@ -109,6 +109,43 @@ pub fn install(db: &rusqlite::Connection) -> rusqlite::Result<()> {
             _ => types::oid::TEXT,
         })
     })?;
+    // `::uuid`: the canonical text (any of the forms PostgreSQL reads).
+    db.create_scalar_function("pg_uuid", 1, det, |ctx| match ctx.get_raw(0) {
+        ValueRef::Null => Ok(None),
+        v => {
+            let text = match v {
+                ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                ValueRef::Integer(i) => i.to_string(),
+                ValueRef::Real(r) => r.to_string(),
+                _ => String::new(),
+            };
+            shardgate_core::KeyValue::parse(shardgate_core::KeyType::Uuid, &text)
+                .map(|u| Some(u.to_string()))
+                .map_err(|_| {
+                    rusqlite::Error::UserFunctionError(
+                        format!("invalid input syntax for type uuid: \"{text}\"").into(),
+                    )
+                })
+        }
+    })?;
+    // A divisor that is zero fails, as on PostgreSQL (see translate).
+    db.create_scalar_function("pg_divisor", 1, det, |ctx| {
+        let zero = match ctx.get_raw(0) {
+            ValueRef::Integer(0) => true,
+            ValueRef::Real(r) => r == 0.0,
+            ValueRef::Text(t) => std::str::from_utf8(t)
+                .ok()
+                .and_then(|t| t.trim().parse::<f64>().ok())
+                .is_some_and(|v| v == 0.0),
+            _ => false,
+        };
+        if zero {
+            return Err(rusqlite::Error::UserFunctionError(
+                "division by zero".into(),
+            ));
+        }
+        ctx.get::<rusqlite::types::Value>(0)
+    })?;
     // A relation name as written (`public."T"`, `t`): its bare name.
     db.create_scalar_function("pg_relname", 1, det, |ctx| {
         Ok(match ctx.get_raw(0) {

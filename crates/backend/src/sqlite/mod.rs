@@ -105,6 +105,10 @@ impl From<rusqlite::Error> for SqlError {
                 "42P07"
             } else if m.contains("no such function") {
                 "42883"
+            } else if m.contains("division by zero") {
+                "22012"
+            } else if m.contains("invalid input syntax for type") {
+                "22P02"
             } else {
                 "XX000"
             }

@@ -727,6 +727,27 @@ fn rewrite_expr(e: &mut Expr) -> Result<bool, String> {
                 *e = parse_expr(&format!("(SELECT def FROM sg_reldef WHERE oid = {arg})"))?;
                 return Ok(true);
             }
+            // LEAST/GREATEST skip NULLs; SQLite's many-argument min/max
+            // do not: each argument, or another when it is NULL.
+            let name = func_name(&f.name);
+            let args: Vec<String> = args_of(f).iter().map(|a| a.to_string()).collect();
+            if matches!(name.as_str(), "least" | "greatest") && args.len() >= 2 {
+                let agg = if name == "least" { "min" } else { "max" };
+                let items: Vec<String> = (0..args.len())
+                    .map(|i| {
+                        let mut order = vec![args[i].clone()];
+                        order.extend(
+                            args.iter()
+                                .enumerate()
+                                .filter(|(j, _)| *j != i)
+                                .map(|(_, a)| a.clone()),
+                        );
+                        format!("coalesce({})", order.join(", "))
+                    })
+                    .collect();
+                *e = parse_expr(&format!("{agg}({})", items.join(", ")))?;
+                return Ok(true);
+            }
             if func_name(&f.name) == "to_regclass"
                 && let [arg] = args_of(f).as_slice()
             {
@@ -779,6 +800,23 @@ fn rewrite_expr(e: &mut Expr) -> Result<bool, String> {
                 .collect();
             new.append(&mut rest);
             *parts = new;
+            Ok(true)
+        }
+        // Division and modulo by zero fail as on PostgreSQL (SQLite gives
+        // NULL): the divisor goes through pg_divisor, which raises.
+        Expr::BinaryOp {
+            op: BinaryOperator::Divide | BinaryOperator::Modulo,
+            right,
+            ..
+        } => {
+            if matches!(right.as_ref(), Expr::Function(f) if func_name(&f.name) == "pg_divisor")
+                || matches!(right.as_ref(), Expr::Value(v)
+                    if matches!(&v.value, sqlparser::ast::Value::Number(n, _)
+                        if !n.trim_start_matches(['0', '.']).is_empty()))
+            {
+                return Ok(false);
+            }
+            **right = parse_expr(&format!("pg_divisor({right})"))?;
             Ok(true)
         }
         Expr::BinaryOp { left, op, right } => {
@@ -943,6 +981,7 @@ fn cast_type(t: &DataType) -> LiteCast {
         "numeric" | "decimal" => LiteCast::As("NUMERIC"),
         "bool" | "boolean" => LiteCast::Func("pg_bool"),
         "date" => LiteCast::Func("date"),
+        "uuid" => LiteCast::Func("pg_uuid"),
         "bytea" => LiteCast::As("BLOB"),
         _ => LiteCast::As("TEXT"),
     }

@@ -418,53 +418,6 @@ pub fn numeric_to_binary(s: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Decode PostgreSQL's binary numeric into a decimal string.
-pub fn numeric_from_binary(b: &[u8]) -> Result<String, String> {
-    let rd = |i: usize| -> Result<i16, String> {
-        b.get(i..i + 2)
-            .map(|x| i16::from_be_bytes([x[0], x[1]]))
-            .ok_or_else(|| "short numeric".to_string())
-    };
-    let n = rd(0)?.max(0) as usize;
-    let weight = rd(2)? as i32;
-    let sign = rd(4)? as u16;
-    let dscale = rd(6)?.max(0) as usize;
-    if sign == 0xC000 {
-        return Ok("NaN".into());
-    }
-    let digits: Vec<i16> = (0..n).map(|i| rd(8 + 2 * i)).collect::<Result<_, _>>()?;
-    let mut int = String::new();
-    for w in 0..=weight.max(-1) {
-        let d = digits.get(w as usize).copied().unwrap_or(0);
-        if int.is_empty() {
-            int = d.to_string();
-        } else {
-            int.push_str(&format!("{d:04}"));
-        }
-    }
-    if int.is_empty() {
-        int.push('0');
-    }
-    let mut frac = String::new();
-    let mut idx = weight + 1;
-    while frac.len() < dscale {
-        let d = if idx >= 0 {
-            digits.get(idx as usize).copied().unwrap_or(0)
-        } else {
-            0
-        };
-        frac.push_str(&format!("{d:04}"));
-        idx += 1;
-    }
-    frac.truncate(dscale);
-    let sign = if sign == 0x4000 { "-" } else { "" };
-    Ok(if frac.is_empty() {
-        format!("{sign}{int}")
-    } else {
-        format!("{sign}{int}.{frac}")
-    })
-}
-
 /// Turn a bound parameter into a SQLite value, given its type OID and
 /// whether it came in binary format.
 ///
@@ -492,6 +445,13 @@ pub fn param_value(raw: Option<&[u8]>, ty: u32, binary: bool) -> Result<Value, S
                 "f" | "false" | "no" | "off" | "0" | "n" => Value::Integer(0),
                 _ => return Err(format!("invalid input syntax for type boolean: \"{s}\"")),
             },
+            // Stored as its canonical text (psycopg sends a uuid's hex
+            // digits without hyphens, which SQLite would read as a number).
+            oid::UUID => Value::Text(
+                KeyValue::parse(KeyType::Uuid, s)
+                    .map_err(|_| format!("invalid input syntax for type uuid: \"{s}\""))?
+                    .to_string(),
+            ),
             _ => Value::Text(s.to_string()),
         });
     }
@@ -513,7 +473,10 @@ pub fn param_value(raw: Option<&[u8]>, ty: u32, binary: bool) -> Result<Value, S
         oid::FLOAT8 => Value::Real(f64::from_be_bytes(fixed(8)?.try_into().expect("8"))),
         oid::BOOL => Value::Integer((fixed(1)?[0] != 0) as i64),
         oid::BYTEA => Value::Blob(raw.to_vec()),
-        oid::NUMERIC => Value::Text(numeric_from_binary(raw)?),
+        oid::NUMERIC => Value::Text(
+            shardgate_sql::binary::to_text(oid::NUMERIC, raw)
+                .ok_or_else(|| "malformed binary numeric parameter".to_string())?,
+        ),
         oid::TIMESTAMPTZ => Value::Text(format!(
             "{}+00",
             KeyValue::Timestamp(i64::from_be_bytes(fixed(8)?.try_into().expect("8")))
@@ -539,6 +502,18 @@ pub fn param_value(raw: Option<&[u8]>, ty: u32, binary: bool) -> Result<Value, S
                     .to_string(),
             )
         }
+        // Other built-in types PostgreSQL sends in a binary layout of
+        // their own (interval, time, timetz...): their text; user-defined
+        // types (enums) send their text.
+        t if shardgate_sql::binary::reads(t) => Value::Text(
+            shardgate_sql::binary::to_text(t, raw)
+                .ok_or_else(|| format!("malformed binary parameter of type {t}"))?,
+        ),
+        t if t != 0 && t < 16384 => {
+            return Err(format!(
+                "a binary parameter of type {t} is not supported by embedded shards; send it as text"
+            ));
+        }
         _ => Value::Text(
             String::from_utf8(raw.to_vec())
                 .map_err(|_| "invalid UTF-8 in parameter".to_string())?,
@@ -563,7 +538,11 @@ mod tests {
             "-0.5",
         ] {
             let b = numeric_to_binary(s).unwrap();
-            assert_eq!(numeric_from_binary(&b).unwrap(), s, "{s}");
+            assert_eq!(
+                shardgate_sql::binary::to_text(oid::NUMERIC, &b).unwrap(),
+                s,
+                "{s}"
+            );
         }
     }
 }
