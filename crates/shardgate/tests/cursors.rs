@@ -384,3 +384,73 @@ fn move_of_extended_protocol_portals_matches_one_postgres() {
         simple(&mut via, "ROLLBACK");
     }
 }
+
+/// Cursors the router holds (over several shards, WITH HOLD) in the
+/// extended protocol, as psycopg 3's named cursors use them: DECLARE with
+/// a bound parameter, FETCH with and without a Describe of its portal,
+/// MOVE, CLOSE; the same replies as one PostgreSQL's.
+#[test]
+fn held_cursors_in_the_extended_protocol_match_one_postgres() {
+    let (c, single) = with_baseline(4, TABLE, SETUP);
+    let mut via = Raw::connect(c.sg.port());
+    let mut direct = Raw::connect_as(single.port(), "postgres");
+    // One statement in the extended protocol: Parse, Bind (text
+    // parameters), [Describe portal], Execute, Sync.
+    let ext = |r: &mut Raw, sql: &str, params: &[&str], describe: bool| -> Frames {
+        let mut bind = b"\0\0\0\0".to_vec();
+        bind.extend_from_slice(&(params.len() as i16).to_be_bytes());
+        for p in params {
+            bind.extend_from_slice(&(p.len() as i32).to_be_bytes());
+            bind.extend_from_slice(p.as_bytes());
+        }
+        bind.extend_from_slice(&0i16.to_be_bytes());
+        let mut parts = vec![Raw::parse(sql), Raw::msg(b'B', &bind)];
+        if describe {
+            parts.push(Raw::msg(b'D', b"P\0"));
+        }
+        parts.push(Raw::execute(0));
+        parts.push(Raw::msg(b'S', b""));
+        r.send(&parts);
+        r.until(b'Z')
+            .into_iter()
+            .map(|(t, b)| match t {
+                b'E' => (t, sqlstate(&b).into_bytes()),
+                _ => (t, b),
+            })
+            .collect()
+    };
+    let script: &[(&str, &[&str], bool)] = &[
+        (
+            "DECLARE h CURSOR WITH HOLD FOR SELECT id, v FROM t WHERE id > $1 ORDER BY id",
+            &["30"],
+            true,
+        ),
+        ("FETCH 3 FROM h", &[], true),
+        ("FETCH FORWARD 2 FROM h", &[], false),
+        ("MOVE 2 IN h", &[], true),
+        ("FETCH ALL FROM h", &[], true),
+        ("CLOSE h", &[], false),
+        ("BEGIN", &[], false),
+        (
+            "DECLARE s SCROLL CURSOR FOR SELECT g, count(*) FROM t WHERE v <> $1 GROUP BY g ORDER BY g",
+            &["v1"],
+            false,
+        ),
+        ("FETCH LAST FROM s", &[], true),
+        ("FETCH BACKWARD 2 FROM s", &[], true),
+        ("FETCH ABSOLUTE 1 FROM s", &[], false),
+        ("COMMIT", &[], false),
+        ("FETCH 1 FROM s", &[], true),
+    ];
+    for (sql, params, describe) in script {
+        let want = untabled(&ext(&mut direct, sql, params, *describe));
+        let got = untabled(&ext(&mut via, sql, params, *describe));
+        assert_eq!(
+            got,
+            want,
+            "{sql}\n got: {:?}\nwant: {:?}",
+            lossy(&got),
+            lossy(&want)
+        );
+    }
+}

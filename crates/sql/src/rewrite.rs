@@ -210,6 +210,22 @@ pub fn inline_params(q: &mut sqlparser::ast::Query, params: &Params<'_>) -> Resu
     }
 }
 
+/// The text of `sql` (one query) with `params` written in as literals (a
+/// cursor's query that the router runs itself).
+///
+/// # Errors
+/// Text that is not one query; a parameter as in [`inline_params`].
+pub fn inline_query_text(sql: &str, params: &Params<'_>) -> Result<String, SqlError> {
+    let mut stmts = crate::parse::parse_sql(sql).map_err(|e| SqlError::Syntax(e.to_string()))?;
+    match stmts.as_mut_slice() {
+        [Statement::Query(q)] => {
+            inline_params(q, params)?;
+            Ok(q.to_string())
+        }
+        _ => Err(SqlError::Syntax("expected one query".into())),
+    }
+}
+
 /// [`inline_params`] for a whole statement.
 ///
 /// # Errors

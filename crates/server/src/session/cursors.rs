@@ -335,6 +335,77 @@ impl Session {
         }
     }
 
+    /// A cursor statement on a cursor the router holds, in the extended
+    /// protocol (psycopg 3's named cursors over several shards, Django's
+    /// `.iterator()` with WITH HOLD): DECLARE runs its query with the bound
+    /// parameters written in; FETCH sends the held rows, which are text
+    /// (a binary result format is refused), with their description when
+    /// the portal was described.
+    pub(super) async fn held_cursor_extended(
+        &mut self,
+        op: &CursorOp,
+        params: &Params<'_>,
+        describe: bool,
+        formats: &[i16],
+    ) -> Result<Done, ExecError> {
+        match op {
+            CursorOp::Fetch { moves: false, .. } if formats.contains(&1) => {
+                self.fail_statement(&err_fields(
+                    "0A000",
+                    "a cursor the router holds (over several shards, or WITH HOLD) has its rows in text format: fetch them in text",
+                ));
+                Ok(Done::Failed)
+            }
+            CursorOp::Declare {
+                name,
+                query,
+                no_scroll,
+                hold,
+                binary,
+            } => {
+                if describe {
+                    be::no_data(&mut self.out.buf);
+                }
+                let query = if params.is_empty() {
+                    query.clone()
+                } else {
+                    let inlined = shardgate_sql::rewrite::inline_query_text(query, params);
+                    match inlined {
+                        Ok(q) => q,
+                        Err(e) => {
+                            self.fail_statement(&sql_err(&e));
+                            return Ok(Done::Failed);
+                        }
+                    }
+                };
+                self.declare_held(name, &query, *no_scroll, *hold, *binary)
+                    .await
+            }
+            CursorOp::Fetch { moves: false, .. } => {
+                let mark = self.out.buf.len();
+                let done = self.run_held_cursor(op).await?;
+                if !describe && self.out.buf.get(mark) == Some(&b'T') {
+                    // Its description was not asked for.
+                    let len = u32::from_be_bytes(
+                        self.out.buf[mark + 1..mark + 5]
+                            .try_into()
+                            .expect("4 bytes"),
+                    ) as usize;
+                    let rest = self.out.buf.split_off(mark + 1 + len);
+                    self.out.buf.truncate(mark);
+                    self.out.buf.unsplit(rest);
+                }
+                Ok(done)
+            }
+            _ => {
+                if describe {
+                    be::no_data(&mut self.out.buf);
+                }
+                self.run_held_cursor(op).await
+            }
+        }
+    }
+
     async fn declare_held(
         &mut self,
         name: &str,

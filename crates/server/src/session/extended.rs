@@ -460,6 +460,35 @@ impl Session {
                 be::empty_query(&mut self.out.buf);
                 Done::Ok
             }
+            // A cursor the router holds (one shard's were routed there
+            // in `execute`).
+            Plan::Local(Local::Cursor(op)) => {
+                let types = self
+                    .stmts
+                    .get(
+                        &self
+                            .portals
+                            .get(&name)
+                            .map(|p| p.stmt.clone())
+                            .unwrap_or_default(),
+                    )
+                    .and_then(|st| st.param_types_described.clone())
+                    .unwrap_or(types);
+                let b = match frontend::parse_bind(&bind) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.batch_error(&err_fields("08P01", e.to_string()));
+                        return Ok(());
+                    }
+                };
+                let params = Params {
+                    binary: (0..b.params.len()).map(|i| b.is_binary(i)).collect(),
+                    values: b.params,
+                    types,
+                };
+                self.held_cursor_extended(op, &params, describe, &result_formats)
+                    .await?
+            }
             Plan::Local(l @ Local::SetConfig { .. }) => {
                 self.run_set_config(l, Some((describe, &result_formats)))
                     .await?

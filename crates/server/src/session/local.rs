@@ -6,8 +6,9 @@ use super::*;
 impl Session {
     pub(super) async fn run_local(&mut self, l: &Local, sql: &str) -> Result<Done, ExecError> {
         match l {
-            // Held cursors are served in the simple protocol (the others
-            // are routed to their shard at Execute).
+            // Cursors the router holds are served by `run_held_cursor`
+            // (simple protocol) and `held_cursor_extended`; the others
+            // are routed to their shard.
             Local::Cursor(shardgate_sql::cursor::CursorOp::Declare { hold: false, .. })
                 if self.txn == TxnState::Idle =>
             {
@@ -20,7 +21,7 @@ impl Session {
             Local::Cursor(_) => {
                 self.fail_statement(&err_fields(
                     "0A000",
-                    "cursors the router holds (over several shards, or WITH HOLD) are supported in the simple query protocol only, for now",
+                    "this cursor statement cannot run here",
                 ));
                 return Ok(Done::Failed);
             }
