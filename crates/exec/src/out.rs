@@ -44,7 +44,13 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
     /// The client socket failed.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         let end = match self.hold {
-            Some((mark, _)) => mark,
+            Some((mark, cap)) => {
+                if self.buf.len() > mark + cap {
+                    self.buf.truncate(mark);
+                    self.held_over = true;
+                }
+                mark
+            }
             None => self.buf.len(),
         };
         if end > 0 {

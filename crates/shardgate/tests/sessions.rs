@@ -454,6 +454,21 @@ async fn session_state_pooling_cannot_carry_is_refused() {
             "{reset}"
         );
     }
+    // A client that names no application has none, after RESET too (the
+    // shard connections' own name does not show).
+    let anon = client(port).await;
+    for q in [
+        "SELECT 1",
+        "RESET ALL",
+        "SET application_name = 'x'; RESET application_name",
+    ] {
+        anon.batch_execute(q).await.unwrap();
+        assert_eq!(
+            rows(&anon.simple_query("SHOW application_name").await.unwrap()),
+            [""],
+            "{q}"
+        );
+    }
     // An explicit startup parameter wins over the same one in `options`
     // (pgjdbc sends TimeZone before options), as on PostgreSQL.
     let mut raw = Raw::try_connect(

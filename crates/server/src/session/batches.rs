@@ -117,7 +117,9 @@ impl Session {
         self.out.hold = Some((mark, self.router.max_merge_bytes));
         let r = self.execute_portal(name, 0).await;
         let (mark, _) = self.out.hold.take().unwrap_or((self.out.buf.len(), 0));
-        let over = std::mem::take(&mut self.out.held_over);
+        // (A reply that never reached a flush is measured here.)
+        let over = std::mem::take(&mut self.out.held_over)
+            || self.out.buf.len() > mark + self.router.max_merge_bytes;
         let reply = self.out.buf.split_off(mark).freeze();
         r?;
         if over {

@@ -379,6 +379,14 @@ impl Session {
                 ));
             }
         }
+        // A client that names no application has none (shard
+        // connections are opened as "shardgate").
+        if !self.settings.iter().any(|(n, _)| n == "application_name") {
+            self.settings.push((
+                "application_name".into(),
+                "SELECT pg_catalog.set_config('application_name', '', false)".into(),
+            ));
+        }
         self.startup_settings = self.settings.clone();
         self.rehash_settings();
         // A setting's value as the session starts (the last one given).
