@@ -31,6 +31,9 @@ pub fn supported(oid: u32) -> bool {
             | 1184
             | 1700
             | 2950
+            | 790
+            | 1186
+            | 1266
     )
 }
 
@@ -240,10 +243,35 @@ fn numeric_cmp(a: &[u8], b: &[u8]) -> Ordering {
     }
 }
 
+/// An interval's length in microseconds, as interval_cmp_value reckons it.
+fn interval_span(x: &[u8]) -> i128 {
+    let time = be_i64(x.get(..8).unwrap_or_default());
+    let int = |r: std::ops::Range<usize>| {
+        x.get(r)
+            .map_or(0, |v| i32::from_be_bytes(v.try_into().unwrap_or([0; 4])))
+    };
+    let (days, months) = (int(8..12), int(12..16));
+    i128::from(time) + (i128::from(days) + i128::from(months) * 30) * 86_400_000_000
+}
+
 /// Compare two non-NULL binary values of type `oid` in ascending order.
 pub fn compare(oid: u32, a: &[u8], b: &[u8]) -> Ordering {
     match oid {
-        16 | 18 | 20 | 21 | 23 | 1082 | 1083 | 1114 | 1184 => be_i64(a).cmp(&be_i64(b)),
+        16 | 18 | 20 | 21 | 23 | 790 | 1082 | 1083 | 1114 | 1184 => be_i64(a).cmp(&be_i64(b)),
+        // interval: as PostgreSQL's interval_cmp, a month being 30 days
+        // and a day 24 hours.
+        1186 => interval_span(a).cmp(&interval_span(b)),
+        // timetz: the UTC time, then the zone (timetz_cmp).
+        1266 => {
+            let parts = |x: &[u8]| -> (i128, i32) {
+                let time = be_i64(x.get(..8).unwrap_or_default());
+                let zone = x
+                    .get(8..12)
+                    .map_or(0, |z| i32::from_be_bytes(z.try_into().unwrap_or([0; 4])));
+                (i128::from(time) + i128::from(zone) * 1_000_000, zone)
+            };
+            parts(a).cmp(&parts(b))
+        }
         26 => u32::from_be_bytes(a.try_into().unwrap_or([0; 4]))
             .cmp(&u32::from_be_bytes(b.try_into().unwrap_or([0; 4]))),
         700 => float_cmp(
@@ -292,6 +320,57 @@ mod tests {
         "10000",
         "123456789.1",
     ];
+
+    #[test]
+    fn intervals_timetz_and_money_order_like_postgres() {
+        let iv = |us: i64, days: i32, months: i32| {
+            let mut b = us.to_be_bytes().to_vec();
+            b.extend_from_slice(&days.to_be_bytes());
+            b.extend_from_slice(&months.to_be_bytes());
+            b
+        };
+        let day = 86_400_000_000i64;
+        // 1 mon = 30 days = 720 hours; -1 day < 23 hours < 1 day.
+        assert_eq!(compare(1186, &iv(0, 0, 1), &iv(0, 30, 0)), Ordering::Equal);
+        assert_eq!(
+            compare(1186, &iv(720 * 3_600_000_000, 0, 0), &iv(0, 0, 1)),
+            Ordering::Equal
+        );
+        assert_eq!(
+            compare(1186, &iv(0, -1, 0), &iv(23 * 3_600_000_000, 0, 0)),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare(1186, &iv(day + 1, 0, 0), &iv(0, 1, 0)),
+            Ordering::Greater
+        );
+        assert_eq!(
+            compare(1186, &iv(0, 0, -1), &iv(-day, 0, 0)),
+            Ordering::Less
+        );
+        let tz = |us: i64, west: i32| {
+            let mut b = us.to_be_bytes().to_vec();
+            b.extend_from_slice(&west.to_be_bytes());
+            b
+        };
+        // 10:00+02 (08:00 UTC) < 09:00+00; same instant: the zone decides.
+        assert_eq!(
+            compare(1266, &tz(36_000_000_000, -7200), &tz(32_400_000_000, 0)),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare(1266, &tz(36_000_000_000, -3600), &tz(32_400_000_000, 0)),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare(1266, &tz(32_400_000_000, 0), &tz(36_000_000_000, -3600)),
+            Ordering::Greater
+        );
+        assert_eq!(
+            compare(790, &(-5i64).to_be_bytes(), &3i64.to_be_bytes()),
+            Ordering::Less
+        );
+    }
 
     #[test]
     fn numerics_order_like_postgres() {

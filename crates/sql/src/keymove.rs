@@ -13,7 +13,11 @@
 //! The difference from an UPDATE in place is visible to triggers (DELETE
 //! and INSERT triggers fire instead of UPDATE ones) and to foreign keys: a
 //! table that other tables reference is refused at run time (an ON DELETE
-//! action would see the delete).
+//! action would see the delete). And to unique indexes: PostgreSQL checks
+//! them row by row as it updates, so a row taking a value another updated
+//! row still holds fails (a swap of two keys: 23505), where deleting all
+//! first would let it pass; the DELETE also returns the old values of the
+//! SET columns, and the router fails such a move as PostgreSQL would.
 
 use crate::analyze::object_parts;
 use crate::error::SqlError;
@@ -38,6 +42,9 @@ pub struct MoveSql {
     /// value is written back with the expression's type, which the
     /// column's assignment cast then converts, as UPDATE does).
     pub assigned: Vec<bool>,
+    /// After the new row, the DELETE returns the old value of each SET
+    /// column: their column positions, in that order.
+    pub old_values: Vec<usize>,
 }
 
 /// An UPDATE that changes shard keys, planned as a DELETE and INSERTs.
@@ -119,13 +126,20 @@ fn render(u: &ast::Update, columns: &[String], int_keys: &[String]) -> MoveSql {
             None => quote(c),
         })
         .collect();
+    let old_values: Vec<usize> = (0..columns.len())
+        .filter(|i| set(&columns[*i]).is_some())
+        .collect();
+    let old_row = old_values
+        .iter()
+        .map(|i| format!(", {}", quote(&columns[*i])));
     let delete = format!(
-        "DELETE FROM {target}{} RETURNING {}",
+        "DELETE FROM {target}{} RETURNING {}{}",
         u.selection
             .as_ref()
             .map(|w| format!(" WHERE {w}"))
             .unwrap_or_default(),
-        new_row.join(", ")
+        new_row.join(", "),
+        old_row.collect::<String>()
     );
     let insert_head = format!(
         "INSERT INTO {target} ({}) OVERRIDING SYSTEM VALUE VALUES ",
@@ -152,6 +166,7 @@ fn render(u: &ast::Update, columns: &[String], int_keys: &[String]) -> MoveSql {
         returning,
         none: Statement::Update(none).to_string(),
         assigned: columns.iter().map(|c| set(c).is_some()).collect(),
+        old_values,
     }
 }
 

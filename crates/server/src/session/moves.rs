@@ -120,6 +120,14 @@ impl Session {
             ));
             return Ok(Done::Failed);
         }
+        // PostgreSQL's unique checks, row by row: a new value that another
+        // moved row held fails the UPDATE there.
+        if let Some(d) = self
+            .transient_duplicate(first, rule, sql, &got.rows)
+            .await?
+        {
+            return Ok(d);
+        }
         // 2. Each new row goes to its new key's shard.
         let TableKind::Sharded { key_types, .. } = &rule.kind else {
             self.fail_statement(&err_fields("XX000", "not a sharded table"));
@@ -179,7 +187,7 @@ impl Session {
                 values.push_str(", ");
             }
             values.push('(');
-            for (i, v) in row.iter().enumerate() {
+            for (i, v) in row.iter().take(sql.assigned.len()).enumerate() {
                 if i > 0 {
                     values.push_str(", ");
                 }
@@ -254,6 +262,104 @@ impl Session {
         let merger = shardgate_exec::Merger::new(targets.len()).retag("UPDATE");
         let o = self.answer(&targets, &per, reply, merger).await?;
         Ok(self.after_statement(&o))
+    }
+
+    /// A unique index of the table that the moved rows would violate on
+    /// PostgreSQL, which checks each row as it updates it: one row's new
+    /// value equal to the old value of another moved row (two keys
+    /// swapped, a chain of shifted keys). `Some` (the 23505 sent) then.
+    /// Values compare as the shard wrote them (text).
+    async fn transient_duplicate(
+        &mut self,
+        shard: ShardId,
+        rule: &TableRule,
+        sql: &MoveSql,
+        rows: &[Vec<Option<String>>],
+    ) -> Result<Option<Done>, ExecError> {
+        let ncols = sql.assigned.len();
+        if rows.len() < 2 || sql.old_values.is_empty() {
+            return Ok(None);
+        }
+        let TableKind::Sharded { all_columns, .. } = &rule.kind else {
+            return Ok(None);
+        };
+        let embedded = self.conns.get(&shard).is_none_or(|c| c.is_embedded());
+        if embedded {
+            return Ok(None);
+        }
+        let table = rule.table.replace('"', "\"\"").replace('\'', "''");
+        let q = format!(
+            "SELECT c.relname, array_to_string(array_agg(a.attname ORDER BY k.n), ',') \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, n) \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+             WHERE i.indrelid = to_regclass('\"{table}\"') AND i.indisunique \
+             AND i.indpred IS NULL AND i.indexprs IS NULL GROUP BY c.relname ORDER BY c.relname"
+        );
+        let indexes = match self.conns.get_mut(&shard) {
+            Some(c) => c.simple_rows(&q).await,
+            None => return Ok(None),
+        };
+        let Ok(indexes) = indexes else {
+            return Ok(None);
+        };
+        for ix in indexes {
+            let (Some(Some(name)), Some(Some(cols))) = (ix.first(), ix.get(1)) else {
+                continue;
+            };
+            let Some(pos): Option<Vec<usize>> = cols
+                .split(',')
+                .map(|c| all_columns.iter().position(|a| a == c))
+                .collect()
+            else {
+                continue;
+            };
+            if !pos.iter().any(|p| sql.assigned.get(*p) == Some(&true)) {
+                continue;
+            }
+            // A column's old value: after the new row when it was SET.
+            let old = |row: &[Option<String>], p: usize| -> Option<String> {
+                match sql.old_values.iter().position(|o| *o == p) {
+                    Some(k) => row.get(ncols + k).cloned().flatten(),
+                    None => row.get(p).cloned().flatten(),
+                }
+            };
+            let value = |row: &[Option<String>], of_old: bool| -> Option<Vec<String>> {
+                pos.iter()
+                    .map(|p| {
+                        if of_old {
+                            old(row, *p)
+                        } else {
+                            row.get(*p).cloned().flatten()
+                        }
+                    })
+                    .collect()
+            };
+            let olds: std::collections::HashMap<Vec<String>, usize> = rows
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| value(r, true).map(|v| (v, i)))
+                .collect();
+            for (j, r) in rows.iter().enumerate() {
+                let Some(new) = value(r, false) else { continue };
+                if olds.get(&new).is_some_and(|i| *i != j) {
+                    let cols: Vec<&str> = cols.split(',').collect();
+                    self.fail_statement(&ErrorFields {
+                        detail: Some(format!(
+                            "Key ({})=({}) already exists.",
+                            cols.join(", "),
+                            new.join(", ")
+                        )),
+                        ..err_fields(
+                            "23505",
+                            format!("duplicate key value violates unique constraint \"{name}\""),
+                        )
+                    });
+                    return Ok(Some(Done::Failed));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Run one statement per shard (in the session's transaction) and

@@ -1141,3 +1141,16 @@ SELECT i.order_id, i.line, p.name FROM (SELECT * FROM order_items WHERE qty > 8)
 SELECT count(*) FROM (SELECT customer_id FROM orders WHERE qty > 5) o RIGHT JOIN customers c ON o.customer_id = c.id;
 SELECT count(*) FROM (SELECT id AS cid FROM customers) c JOIN orders o ON o.customer_id = c.cid;
 SELECT count(*) FROM products p LEFT JOIN (SELECT * FROM orders WHERE qty > 3) o ON o.qty = p.id;
+
+-- Sort keys of interval, time with time zone and money type: intervals
+-- order by their length (a month is 30 days: '1 mon' ties '30 days').
+-- @must @ordered
+SELECT customer_id, id, created_at - timestamp '2024-01-01' AS age FROM orders ORDER BY age DESC NULLS LAST, customer_id, id LIMIT 15;
+-- @must @ordered
+SELECT customer_id, id FROM orders ORDER BY (qty % 3) * interval '1 mon' + (qty % 5) * interval '30 days' - (qty % 7) * interval '1 day', customer_id DESC, id LIMIT 25;
+-- @must @ordered
+SELECT id, (qty % 4) * interval '1 mon' + (priority % 3) * interval '30 days' AS span, customer_id FROM orders WHERE customer_id < 30 ORDER BY span, customer_id, id;
+-- @must @ordered
+SELECT customer_id, id, amount::money AS m FROM orders ORDER BY m NULLS FIRST, customer_id, id LIMIT 20;
+-- @must @ordered
+SELECT customer_id, id FROM orders ORDER BY (time with time zone '12:00:00+00' + (qty % 24) * interval '1 hour') AT TIME ZONE 'America/New_York', customer_id, id LIMIT 20;
