@@ -149,6 +149,16 @@ pub struct DdlIds {
     pub rewritten: Option<String>,
 }
 
+impl DdlIds {
+    /// Does running the statement change which columns take
+    /// `shardgate.next_id()` (what shardgate must record when it
+    /// succeeds)? Not so for `SET DEFAULT shardgate.next_id()` of a column
+    /// that already has it (ORMs repeat their schema).
+    pub fn changes_ids(&self) -> bool {
+        !matches!(&self.change, IdChange::Alter { steps, .. } if steps.is_empty())
+    }
+}
+
 fn table_name(n: &ObjectName) -> String {
     object_parts(n).pop().unwrap_or_default()
 }
@@ -253,7 +263,15 @@ pub fn ddl(stmt: &Statement, topo: &Topology) -> Result<Option<DdlIds>, SqlError
                     _ => {}
                 }
             }
-            if !changed && topo.id_columns(&table).is_empty() {
+            // Only steps that touch a next_id() column matter (DDL of other
+            // columns runs as any DDL, in a transaction block too).
+            let ids = topo.id_columns(&table);
+            steps.retain(|s| match s {
+                AlterStep::Add(c) => !ids.contains(c),
+                AlterStep::RenameTable(_) => true,
+                AlterStep::Remove(c) | AlterStep::RenameColumn(c, _) => ids.contains(c),
+            });
+            if !changed && steps.is_empty() {
                 return Ok(None);
             }
             Ok(Some(DdlIds {
@@ -723,6 +741,27 @@ mod tests {
             )
             .is_err()
         );
+        // DDL of other columns of a table with id columns records nothing
+        // (it may run in a transaction block); nor does setting the
+        // default a column already has.
+        let mut t = topo();
+        t.id_defaults.insert("q".into(), vec!["k".into()]);
+        for sql in [
+            "ALTER TABLE q ALTER COLUMN v DROP DEFAULT",
+            "ALTER TABLE q ALTER COLUMN v SET NOT NULL",
+            "ALTER TABLE q DROP COLUMN v",
+            "ALTER TABLE q RENAME COLUMN v TO w",
+        ] {
+            assert!(ddl(&parse(sql), &t).unwrap().is_none(), "{sql}");
+        }
+        let again = ddl(
+            &parse("ALTER TABLE q ALTER COLUMN k SET DEFAULT shardgate.next_id()"),
+            &t,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!again.changes_ids());
+        assert!(again.rewritten.is_some());
         // Tables without id columns are left alone.
         assert!(
             ddl(&parse("ALTER TABLE q ADD COLUMN k bigint"), &topo())

@@ -408,7 +408,7 @@ impl Session {
                 .or_else(|| match &st.template {
                     Template::Route {
                         learns: Some(l), ..
-                    } if l.ids.is_some() => Some((
+                    } if l.ids.as_ref().is_some_and(|i| i.changes_ids()) => Some((
                         err_fields(
                             "25001",
                             "DDL that adds, changes or drops a shardgate.next_id() default must be alone in its batch (Sync right after its Execute): shardgate records it when it succeeds",

@@ -486,10 +486,12 @@ impl Session {
         match t {
             Template::Route {
                 learns: Some(l), ..
-            } if l.ids.is_some() && self.txn != TxnState::Idle => Some(err_fields(
-                "25001",
-                "DDL that adds, changes or drops a shardgate.next_id() default cannot run inside a transaction block (shardgate records it when it succeeds); run it on its own",
-            )),
+            } if l.ids.as_ref().is_some_and(|i| i.changes_ids()) && self.txn != TxnState::Idle => {
+                Some(err_fields(
+                    "25001",
+                    "DDL that adds, changes or drops a shardgate.next_id() default cannot run inside a transaction block (shardgate records it when it succeeds); run it on its own",
+                ))
+            }
             _ => None,
         }
     }

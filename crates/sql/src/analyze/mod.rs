@@ -1333,17 +1333,36 @@ fn analyze_insert(
             }
             if let Some(ast::OnInsert::OnConflict(ast::OnConflict {
                 action: ast::OnConflictAction::DoUpdate(du),
+                conflict_target,
                 ..
             })) = &ins.on
             {
+                // The conflict target's columns: the row found holds the
+                // same values in them.
+                let target: Vec<String> = match conflict_target {
+                    Some(ast::ConflictTarget::Columns(cs)) => cs.iter().map(ident_name).collect(),
+                    _ => Vec::new(),
+                };
                 for a in &du.assignments {
                     let cols: Vec<&ObjectName> = match &a.target {
                         ast::AssignmentTarget::ColumnName(c) => vec![c],
                         ast::AssignmentTarget::Tuple(cs) => cs.iter().collect(),
                     };
-                    if cols
-                        .iter()
-                        .any(|c| keycols.contains(&object_parts(c).pop().unwrap_or_default()))
+                    // `SET k = EXCLUDED.k` with k in the conflict target
+                    // (ORMs' upserts copy every column): k stays as it is.
+                    let unchanged = match (cols.as_slice(), &a.value) {
+                        ([c], Expr::CompoundIdentifier(parts)) => {
+                            let col = object_parts(c).pop().unwrap_or_default();
+                            matches!(parts.as_slice(), [t, v]
+                                if ident_name(t) == "excluded" && ident_name(v) == col)
+                                && target.contains(&col)
+                        }
+                        _ => false,
+                    };
+                    if !unchanged
+                        && cols
+                            .iter()
+                            .any(|c| keycols.contains(&object_parts(c).pop().unwrap_or_default()))
                     {
                         return Err(SqlError::Unsupported(format!(
                             "ON CONFLICT DO UPDATE of shard key column of {} is not supported yet (the row would have to move)",
