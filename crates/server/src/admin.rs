@@ -15,7 +15,7 @@ use crate::router::Router;
 use shardgate_core::{KeyType, KeyValue, ShardId, Strategy, StrategyKind, TableKind, TableRule};
 use shardgate_meta::MetaError;
 use shardgate_sql::AdminCall;
-use shardgate_sql::ids::IdChange;
+use shardgate_sql::ids::{AlterStep, IdChange};
 use shardgate_wire::backend::ErrorFields;
 
 /// Rows an admin function returns: column names and text rows.
@@ -125,6 +125,7 @@ pub async fn run(router: &Router, call: &AdminCall) -> Result<Rows, ErrorFields>
                 key_types.push(Some(kt));
             }
             ensure_empty(router, &table).await?;
+            let numbered = number_with_next_id(router, &table).await?;
             let mut rule = TableRule::sharded(&table, cols.clone(), strategy);
             if let TableKind::Sharded {
                 key_types: kt,
@@ -136,15 +137,20 @@ pub async fn run(router: &Router, call: &AdminCall) -> Result<Rows, ErrorFields>
                 *all_columns = all.iter().map(|(n, _)| n.clone()).collect();
             }
             put_rule(router, rule).await?;
-            one(
-                "shard_table",
-                format!(
-                    "{table} sharded by {} ({kind:?}) over {} shards",
-                    cols.join(", "),
-                    shards.len()
-                )
-                .to_lowercase(),
+            let mut msg = format!(
+                "{table} sharded by {} ({kind:?}) over {} shards",
+                cols.join(", "),
+                shards.len()
             )
+            .to_lowercase();
+            if !numbered.is_empty() {
+                msg.push_str(&format!(
+                    "; {} take{} values from shardgate.next_id()",
+                    numbered.join(", "),
+                    if numbered.len() == 1 { "s" } else { "" }
+                ));
+            }
+            one("shard_table", msg)
         }
         "reference_table" => {
             let Some(table) = arg(0) else {
@@ -153,11 +159,19 @@ pub async fn run(router: &Router, call: &AdminCall) -> Result<Rows, ErrorFields>
             let table = ident(&table)?;
             table_columns(router, &table).await?;
             ensure_empty(router, &table).await?;
+            // Each copy would number its rows itself: the same row could
+            // get other ids on other shards.
+            let numbered = number_with_next_id(router, &table).await?;
             put_rule(router, TableRule::reference(&table)).await?;
-            one(
-                "reference_table",
-                format!("{table} is a reference table on every shard"),
-            )
+            let mut msg = format!("{table} is a reference table on every shard");
+            if !numbered.is_empty() {
+                msg.push_str(&format!(
+                    "; {} take{} values from shardgate.next_id()",
+                    numbered.join(", "),
+                    if numbered.len() == 1 { "s" } else { "" }
+                ));
+            }
+            one("reference_table", msg)
         }
         "shard_of" => {
             let Some(table) = arg(0) else {
@@ -469,6 +483,103 @@ pub async fn table_columns(
 
 /// Refuse when any shard holds rows of the table (moving them needs
 /// resharding, which is not available yet).
+/// A sharded table's identity and serial columns (Django's and
+/// SQLAlchemy's default ids) would count from 1 on every shard: the same
+/// ids on each, and rows found by id on several (a reference table's
+/// copies could number the same row differently). Each bigint one becomes
+/// a `shardgate.next_id()` column (its identity or sequence default
+/// dropped on every shard; shardgate draws the ids, unique across shards);
+/// a narrower one cannot hold those ids and is refused. The columns
+/// converted.
+async fn number_with_next_id(router: &Router, table: &str) -> Result<Vec<String>, ErrorFields> {
+    let topo = router.topology();
+    let pool = &router.pools[topo.default_shard.0 as usize];
+    let mut c = pool
+        .checkout()
+        .await
+        .map_err(|e| err("08006", e.to_string()))?;
+    if c.is_embedded() {
+        pool.checkin(c);
+        return Ok(Vec::new());
+    }
+    let reg = quoted(table).replace('\'', "''");
+    let rows = c
+        .simple_rows(&format!(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attidentity <> '' \
+             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE a.attrelid = to_regclass('{reg}') AND a.attnum > 0 AND NOT a.attisdropped \
+             AND (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%') ORDER BY a.attnum"
+        ))
+        .await
+        .map_err(|e| err("XX000", e.to_string()))?;
+    pool.checkin(c);
+    let mut converted = Vec::new();
+    let mut sql = Vec::new();
+    for r in rows {
+        let (Some(Some(col)), Some(Some(ty)), Some(Some(identity))) =
+            (r.first(), r.get(1), r.get(2))
+        else {
+            continue;
+        };
+        if ty != "bigint" {
+            return Err(err(
+                "0A000",
+                format!(
+                    "column {table}.{col} numbers rows by itself ({}), which every shard would do from 1 (the same ids on each); shardgate draws ids for a bigint column instead: ALTER TABLE {table} ALTER COLUMN {col} TYPE bigint, then shard the table",
+                    if identity == "t" {
+                        "an identity column"
+                    } else {
+                        "a serial column"
+                    }
+                ),
+            ));
+        }
+        let q = quoted(col);
+        sql.push(if identity == "t" {
+            format!(
+                "ALTER TABLE {} ALTER COLUMN {q} DROP IDENTITY IF EXISTS",
+                quoted(table)
+            )
+        } else {
+            format!(
+                "ALTER TABLE {} ALTER COLUMN {q} DROP DEFAULT",
+                quoted(table)
+            )
+        });
+        converted.push(col.clone());
+    }
+    if converted.is_empty() {
+        return Ok(converted);
+    }
+    for pool in &router.pools {
+        let mut c = pool
+            .checkout()
+            .await
+            .map_err(|e| err("08006", e.to_string()))?;
+        for q in &sql {
+            c.simple_rows(q).await.map_err(|e| {
+                err(
+                    "XX000",
+                    format!(
+                        "making {table} take ids from shardgate.next_id() on shard {}: {e}",
+                        pool.name
+                    ),
+                )
+            })?;
+        }
+        pool.checkin(c);
+    }
+    learn_ids(
+        router,
+        &IdChange::Alter {
+            table: table.to_string(),
+            steps: converted.iter().cloned().map(AlterStep::Add).collect(),
+        },
+    )
+    .await?;
+    Ok(converted)
+}
+
 async fn ensure_empty(router: &Router, table: &str) -> Result<(), ErrorFields> {
     for pool in &router.pools {
         let mut c = pool
