@@ -631,6 +631,38 @@ async fn embedded_parameters_as_drivers_send_them() {
         .unwrap()
         .get(0);
     assert_eq!(n, 9);
+    // node-postgres: an array of quoted numbers, cast; a Buffer sent as a
+    // binary parameter the shard describes as text, into a bytea column.
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM p WHERE id = ANY($1::bigint[])",
+            &[&TextParam("{\"1\",\"3\"}")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    c.batch_execute("CREATE TABLE blobs (id bigint PRIMARY KEY, b bytea)")
+        .await
+        .unwrap();
+    let put = c
+        .prepare_typed(
+            "INSERT INTO blobs VALUES ($1, $2)",
+            &[Type::INT8, Type::TEXT],
+        )
+        .await
+        .unwrap();
+    c.execute(&put, &[&1i64, &RawValue(vec![0, 0xff, 0xfe, 7])])
+        .await
+        .unwrap();
+    let b: Vec<u8> = c
+        .query_one("SELECT b FROM blobs WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(b, vec![0, 0xff, 0xfe, 7]);
+    // Settings PostgreSQL has and SQLite needs not.
+    c.batch_execute("SET work_mem = '8MB'").await.unwrap();
     for q in ["SELECT 1 / 0", "SELECT id % 0 FROM p WHERE id = 3"] {
         let e = c.simple_query(q).await.unwrap_err();
         assert_eq!(e.code().unwrap().code(), "22012", "{q}: {e}");

@@ -685,9 +685,15 @@ async fn identity_columns_take_ids_from_the_router() {
         text.contains("id takes values from shardgate.next_id()"),
         "{text}"
     );
-    cl.simple_query("SELECT shardgate.reference_table('app_tag')")
+    // (Arguments may be bind parameters, as SQLAlchemy's text() sends them.)
+    let r = cl
+        .query_one("SELECT shardgate.reference_table($1)", &[&"app_tag"])
         .await
         .unwrap();
+    assert!(
+        r.get::<_, &str>(0)
+            .starts_with("app_tag is a reference table")
+    );
     let e = cl
         .simple_query("SELECT shardgate.shard_table('narrow', 'customer_id')")
         .await

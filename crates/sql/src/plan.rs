@@ -132,6 +132,9 @@ pub struct AdminCall {
     pub function: String,
     /// Arguments as text (NULL is None).
     pub args: Vec<Option<String>>,
+    /// Arguments given as bind parameters: (argument, `$n`), filled in
+    /// when the statement is bound.
+    pub params: Vec<(usize, usize)>,
 }
 
 /// What kind of statement it is, as far as execution cares.
@@ -782,7 +785,38 @@ impl Template {
                 }))
             }
             Template::Local(l) => Ok(Plan::Local(l.clone())),
-            Template::Admin(a) => Ok(Plan::Admin(a.clone())),
+            Template::Admin(a) => {
+                let mut a = a.clone();
+                for (arg, n) in std::mem::take(&mut a.params) {
+                    let value = match params.get(n) {
+                        None => {
+                            return Err(SqlError::Protocol(format!(
+                                "the statement uses ${n} but {} parameters were bound",
+                                params.len()
+                            )));
+                        }
+                        Some((None, ..)) => None,
+                        // (Untyped parameters were described as text.)
+                        Some((Some(v), binary, ty)) => Some(if binary && ty != 0 {
+                            crate::binary::to_text(ty, v).ok_or_else(|| {
+                                SqlError::Unsupported(format!(
+                                    "a binary parameter of type {ty} to a shardgate function; send it as text"
+                                ))
+                            })?
+                        } else {
+                            std::str::from_utf8(v)
+                                .map_err(|_| {
+                                    SqlError::InvalidValue("invalid UTF-8 in parameter".into())
+                                })?
+                                .to_string()
+                        }),
+                    };
+                    if let Some(slot) = a.args.get_mut(arg) {
+                        *slot = value;
+                    }
+                }
+                Ok(Plan::Admin(a))
+            }
             Template::Refuse(e) => Err(e.clone()),
             Template::PreEvaluate {
                 original,

@@ -202,7 +202,16 @@ pub fn infer(sql: &str, n: usize, columns: &HashMap<String, String>) -> Vec<u32>
                     (toks.get(i + 1), toks.get(i + 2))
                     && x == "::"
                 {
-                    set(p, Some(super::types::oid_for_decl(ty).0));
+                    // `$1::bigint[]` is an array (its text), not a bigint.
+                    let array = matches!(toks.get(i + 3), Some(Tok::Punct(b)) if b == "[");
+                    set(
+                        p,
+                        Some(if array {
+                            oid::TEXT
+                        } else {
+                            super::types::oid_for_decl(ty).0
+                        }),
+                    );
                 }
             }
             _ => {}

@@ -109,6 +109,8 @@ impl From<rusqlite::Error> for SqlError {
                 "22012"
             } else if m.contains("invalid input syntax for type") {
                 "22P02"
+            } else if m.contains("unrecognized configuration parameter") {
+                "42704"
             } else {
                 "XX000"
             }

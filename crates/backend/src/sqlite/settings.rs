@@ -41,6 +41,43 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("is_superuser", "on"),
     ("session_authorization", "shardgate"),
     ("max_connections", "100"),
+    // Settings applications and ORMs set or read that change nothing here.
+    ("work_mem", "4MB"),
+    ("maintenance_work_mem", "64MB"),
+    ("temp_buffers", "8MB"),
+    ("effective_cache_size", "4GB"),
+    ("random_page_cost", "4"),
+    ("seq_page_cost", "1"),
+    ("cpu_tuple_cost", "0.01"),
+    ("enable_seqscan", "on"),
+    ("enable_indexscan", "on"),
+    ("enable_bitmapscan", "on"),
+    ("enable_hashjoin", "on"),
+    ("enable_mergejoin", "on"),
+    ("enable_nestloop", "on"),
+    ("enable_sort", "on"),
+    ("max_parallel_workers_per_gather", "2"),
+    ("jit", "on"),
+    ("geqo", "on"),
+    ("plan_cache_mode", "auto"),
+    ("synchronous_commit", "on"),
+    ("row_security", "on"),
+    ("check_function_bodies", "on"),
+    ("client_min_messages", "notice"),
+    ("lc_messages", "C"),
+    ("lc_monetary", "C"),
+    ("lc_numeric", "C"),
+    ("lc_time", "C"),
+    ("default_text_search_config", "pg_catalog.english"),
+    ("escape_string_warning", "on"),
+    ("array_nulls", "on"),
+    ("quote_all_identifiers", "off"),
+    ("xmloption", "content"),
+    ("session_replication_role", "origin"),
+    ("idle_session_timeout", "0"),
+    ("log_statement", "none"),
+    ("log_min_duration_statement", "-1"),
+    ("default_table_access_method", "heap"),
 ];
 
 /// The settings every connection starts with: (name, value).
@@ -305,6 +342,18 @@ pub fn register(db: &rusqlite::Connection, settings: Settings, pid: i32) -> rusq
                     }
                 }
             }
+        })
+    })?;
+    // `::bigint[]` (and other numeric arrays): quoted numbers are numbers.
+    db.create_scalar_function("pg_num_array", 1, det, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Null => None,
+            ValueRef::Text(t) | ValueRef::Blob(t) => {
+                let t = String::from_utf8_lossy(t);
+                Some(super::types::num_array_json(&t).map_err(user_error)?)
+            }
+            ValueRef::Integer(i) => Some(format!("[{i}]")),
+            ValueRef::Real(f) => Some(format!("[{f}]")),
         })
     })?;
     db.create_scalar_function("pg_array", 1, det, |ctx| {

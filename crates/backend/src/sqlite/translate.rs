@@ -971,6 +971,16 @@ enum LiteCast {
 fn cast_type(t: &DataType) -> LiteCast {
     let name = t.to_string().to_ascii_lowercase();
     let base = name.split(['(', '[']).next().unwrap_or("").trim();
+    if name.contains('[') {
+        // An array is its text (JSON once pg_array reads it).
+        return match base {
+            "smallint" | "int" | "integer" | "bigint" | "int2" | "int4" | "int8" | "real"
+            | "float" | "float4" | "float8" | "double precision" | "numeric" | "decimal" => {
+                LiteCast::Func("pg_num_array")
+            }
+            _ => LiteCast::As("TEXT"),
+        };
+    }
     match base {
         "smallint" | "int" | "integer" | "bigint" | "int2" | "int4" | "int8" => {
             LiteCast::As("INTEGER")

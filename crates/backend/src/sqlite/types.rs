@@ -233,6 +233,19 @@ pub fn timestamptz_micros(s: &str) -> Result<i64, String> {
 /// # Errors
 /// A message for text that is neither.
 pub fn array_json(s: &str) -> Result<String, String> {
+    array_json_of(s, false)
+}
+
+/// [`array_json`] of a numeric array (`'{"1","3"}'::bigint[]`, as
+/// node-postgres writes arrays): quoted numbers are numbers.
+///
+/// # Errors
+/// As [`array_json`].
+pub fn num_array_json(s: &str) -> Result<String, String> {
+    array_json_of(s, true)
+}
+
+fn array_json_of(s: &str, numeric: bool) -> Result<String, String> {
     let t = s.trim();
     if t.starts_with('[') {
         return Ok(t.to_string());
@@ -281,7 +294,7 @@ pub fn array_json(s: &str) -> Result<String, String> {
         chars.next();
         items.push(if !quoted && item.eq_ignore_ascii_case("null") {
             "null".to_string()
-        } else if !quoted
+        } else if (!quoted || numeric)
             && item.parse::<f64>().is_ok_and(f64::is_finite)
             && !item.starts_with(['+', '.'])
         {
@@ -502,6 +515,12 @@ pub fn param_value(raw: Option<&[u8]>, ty: u32, binary: bool) -> Result<Value, S
                     .to_string(),
             )
         }
+        // Text, or bytes that are not text: node-postgres sends a Buffer
+        // for a bytea column so, typed as the parameter was described.
+        0 | 25 | 705 | 1043 => match String::from_utf8(raw.to_vec()) {
+            Ok(s) => Value::Text(s),
+            Err(e) => Value::Blob(e.into_bytes()),
+        },
         // Other built-in types PostgreSQL sends in a binary layout of
         // their own (interval, time, timetz...): their text; user-defined
         // types (enums) send their text.

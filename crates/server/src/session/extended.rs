@@ -222,9 +222,20 @@ impl Session {
                 }
             }
             t => {
-                let n = st.types.len();
-                let types = st.types.clone();
-                be::parameter_description(&mut self.out.buf, &types[..n]);
+                let mut types = st.types.clone();
+                // A shardgate function's `$n` arguments are text.
+                if let Template::Admin(call) = t {
+                    let n = call.params.iter().map(|(_, n)| *n).max().unwrap_or(0);
+                    if types.len() < n {
+                        types.resize(n, 0);
+                    }
+                    for (_, n) in &call.params {
+                        if types[n - 1] == 0 {
+                            types[n - 1] = 25;
+                        }
+                    }
+                }
+                be::parameter_description(&mut self.out.buf, &types);
                 match t {
                     Template::Admin(call) if call.function == "next_id" => {
                         be::row_description(&mut self.out.buf, &[Column::new("next_id", 20, 8)]);

@@ -976,6 +976,7 @@ fn admin_call(q: &Query) -> Option<Result<AdminCall, SqlError>> {
         return None;
     }
     let mut args = Vec::new();
+    let mut params = Vec::new();
     if let FunctionArguments::List(l) = &f.args {
         for a in &l.args {
             let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = a else {
@@ -985,10 +986,15 @@ fn admin_call(q: &Query) -> Option<Result<AdminCall, SqlError>> {
             };
             match literal_of(e) {
                 Some(KeyExpr::Literal(s)) => args.push(Some(s)),
+                Some(KeyExpr::Param(n)) => {
+                    params.push((args.len(), n));
+                    args.push(None);
+                }
                 _ if matches!(e, Expr::Value(v) if v.value == Value::Null) => args.push(None),
                 _ => {
                     return Some(Err(SqlError::Unsupported(
-                        "arguments of shardgate functions must be literals".into(),
+                        "arguments of shardgate functions must be literals or bind parameters"
+                            .into(),
                     )));
                 }
             }
@@ -997,6 +1003,7 @@ fn admin_call(q: &Query) -> Option<Result<AdminCall, SqlError>> {
     Some(Ok(AdminCall {
         function: parts[1].clone(),
         args,
+        params,
     }))
 }
 

@@ -37,6 +37,17 @@ pub(crate) fn refusal(stmt: &Statement, sql: &str) -> Option<SqlError> {
                 "LISTEN is not supported through shardgate: it would listen on a pooled shard connection, and notifications would not reach this session".into(),
             ));
         }
+        // (Sequelize's findOrCreate outside a transaction makes one.)
+        Statement::CreateFunction(f)
+            if f.temporary
+                || crate::analyze::object_parts(&f.name)
+                    .first()
+                    .is_some_and(|s| s == "pg_temp" || s.starts_with("pg_temp_")) =>
+        {
+            return Some(SqlError::Unsupported(
+                "a function in pg_temp would be created on every shard's pooled connection, and the statements in its body would run there without shardgate routing them: not supported; use a plain statement, or a function created in a schema".into(),
+            ));
+        }
         Statement::CreateTable(ct) if ct.temporary && ct.on_commit != Some(ast::OnCommit::Drop) => {
             return Some(SqlError::Unsupported(
                 "a temporary table would stay on a pooled shard connection after its transaction (other sessions would see it, this one might not): create it with ON COMMIT DROP inside a transaction block".into(),
@@ -358,6 +369,7 @@ mod tests {
             "LISTEN jobs",
             "CREATE TEMP TABLE x (a int)",
             "CREATE TEMPORARY TABLE x (a int) ON COMMIT DELETE ROWS",
+            "CREATE OR REPLACE FUNCTION pg_temp.f(OUT r int) RETURNS RECORD AS $$ BEGIN r := 1; END $$ LANGUAGE plpgsql",
         ] {
             let e = check(sql).unwrap_or_else(|| panic!("{sql}: not refused"));
             assert_eq!(e.sqlstate(), "0A000", "{sql}");
