@@ -24,7 +24,7 @@ pub mod run;
 pub use error::ExecError;
 pub use merge::{Merger, Outcome};
 pub use merge_sort::{bind_params, collation_probe};
-pub use out::ClientOut;
+pub use out::{ClientOut, CopyOut};
 pub use read::{ReadRequest, run_read};
 pub use run::{
     Collected, Conns, Internal, Request, collect, internal, internal_collect, internal_collect_per,

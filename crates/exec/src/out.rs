@@ -23,6 +23,94 @@ pub struct ClientOut<W> {
     pub hold: Option<(usize, usize)>,
     /// A held reply grew past its cap and was dropped.
     pub held_over: bool,
+    /// While set, the query reply written is turned into a `COPY ... TO
+    /// STDOUT` reply as it goes out (see [`CopyOut`]).
+    pub copy_out: Option<CopyOut>,
+}
+
+/// Turns a query's reply (RowDescription, DataRows, CommandComplete) into
+/// a `COPY ... TO STDOUT` one (CopyOutResponse, CopyData rows written as
+/// COPY writes them, CopyDone, `COPY n`), frame by frame as the output is
+/// flushed: a merged `COPY (query) TO` streams.
+pub struct CopyOut {
+    opts: shardgate_sql::copy::CopyOptions,
+    /// Where the frames not yet turned begin in the buffer.
+    from: usize,
+    rows: u64,
+    line: Vec<u8>,
+}
+
+impl CopyOut {
+    /// For a COPY with these options, its reply starting at `from` in the
+    /// output buffer.
+    pub fn new(opts: shardgate_sql::copy::CopyOptions, from: usize) -> CopyOut {
+        CopyOut {
+            opts,
+            from,
+            rows: 0,
+            line: Vec::new(),
+        }
+    }
+
+    /// Turn the whole frames of `buf` after `self.from`.
+    fn turn(&mut self, buf: &mut BytesMut) {
+        use bytes::BufMut;
+        if self.from >= buf.len() {
+            self.from = buf.len();
+            return;
+        }
+        let tail = buf.split_off(self.from);
+        let mut at = 0;
+        while tail.len() >= at + 5 {
+            let len = u32::from_be_bytes([tail[at + 1], tail[at + 2], tail[at + 3], tail[at + 4]])
+                as usize;
+            if len < 4 || tail.len() < at + 1 + len {
+                break;
+            }
+            let tag = tail[at];
+            let body = &tail[at + 5..at + 1 + len];
+            let frame = |buf: &mut BytesMut, tag: u8, data: &[u8]| {
+                buf.put_u8(tag);
+                buf.put_u32((data.len() + 4) as u32);
+                buf.put_slice(data);
+            };
+            match tag {
+                b'T' => {
+                    let cols =
+                        shardgate_wire::backend::parse_row_description(body).unwrap_or_default();
+                    let mut r = vec![0u8];
+                    r.extend_from_slice(&(cols.len() as i16).to_be_bytes());
+                    for _ in &cols {
+                        r.extend_from_slice(&0i16.to_be_bytes());
+                    }
+                    frame(buf, b'H', &r);
+                    if self.opts.header {
+                        let names: Vec<Option<&[u8]>> =
+                            cols.iter().map(|c| Some(c.name.as_bytes())).collect();
+                        self.line.clear();
+                        shardgate_sql::copy_rows::encode_row(&self.opts, &names, &mut self.line);
+                        frame(buf, b'd', &self.line);
+                    }
+                }
+                b'D' => {
+                    let fields = shardgate_wire::backend::parse_data_row(body).unwrap_or_default();
+                    self.line.clear();
+                    shardgate_sql::copy_rows::encode_row(&self.opts, &fields, &mut self.line);
+                    frame(buf, b'd', &self.line);
+                    self.rows += 1;
+                }
+                b'C' => {
+                    frame(buf, b'c', &[]);
+                    let tag = format!("COPY {}\0", self.rows);
+                    frame(buf, b'C', tag.as_bytes());
+                }
+                _ => buf.put_slice(&tail[at..at + 1 + len]),
+            }
+            at += 1 + len;
+        }
+        self.from = buf.len();
+        buf.put_slice(&tail[at..]);
+    }
 }
 
 impl<W: AsyncWrite + Unpin> ClientOut<W> {
@@ -35,6 +123,16 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
             deadlock_victim: Default::default(),
             hold: None,
             held_over: false,
+            copy_out: None,
+        }
+    }
+
+    /// Turn what was written since the last call into COPY data (see
+    /// [`CopyOut`]), if a COPY is being written.
+    pub fn turn_copy(&mut self) {
+        if let Some(mut c) = self.copy_out.take() {
+            c.turn(&mut self.buf);
+            self.copy_out = Some(c);
         }
     }
 
@@ -43,6 +141,7 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
     /// # Errors
     /// The client socket failed.
     pub async fn flush(&mut self) -> std::io::Result<()> {
+        self.turn_copy();
         let end = match self.hold {
             Some((mark, cap)) => {
                 if self.buf.len() > mark + cap {
@@ -60,6 +159,9 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
             if let Some((mark, _)) = &mut self.hold {
                 *mark = 0;
             }
+            if let Some(c) = &mut self.copy_out {
+                c.from = c.from.saturating_sub(end);
+            }
         }
         Ok(())
     }
@@ -69,6 +171,9 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
     /// # Errors
     /// The client socket failed.
     pub async fn maybe_flush(&mut self) -> std::io::Result<()> {
+        if self.buf.len() >= FLUSH_AT {
+            self.turn_copy();
+        }
         if let Some((mark, cap)) = self.hold {
             if self.buf.len() > mark + cap {
                 self.buf.truncate(mark);

@@ -210,11 +210,23 @@ fn copy_matches_one_postgres() {
         assert_eq!(sorted(got), sorted(want), "{sql}");
     }
     both("COPY (SELECT id, note FROM items WHERE id = 7) TO STDOUT");
+    // A query that needs a merge: its merged rows, written by the router
+    // exactly as COPY writes them (escapes, NULLs, quoting, header).
+    for sql in [
+        "COPY (SELECT id FROM items ORDER BY id LIMIT 3) TO STDOUT",
+        "COPY (SELECT id, note, qty, tag FROM items ORDER BY qty DESC NULLS LAST, id) TO STDOUT",
+        "COPY (SELECT note, id FROM items ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER true)",
+        "COPY (SELECT tag, count(*), max(note) AS \"last, note\" FROM items GROUP BY tag ORDER BY tag) TO STDOUT (FORMAT csv, HEADER, DELIMITER ';', QUOTE '''', ESCAPE '\\', NULL 'nil')",
+        "COPY (SELECT id, note FROM items WHERE id IN (1, 2, 3, 300) ORDER BY id) TO STDOUT (NULL '', DELIMITER ',')",
+        "COPY (SELECT DISTINCT tag FROM items ORDER BY 1) TO STDOUT",
+    ] {
+        both(sql);
+    }
     let e =
-        c.sg.psql("COPY (SELECT id FROM items ORDER BY id LIMIT 3) TO STDOUT")
+        c.sg.psql("COPY (SELECT id FROM items ORDER BY id LIMIT 3) TO STDOUT (FORMAT binary)")
             .unwrap_err()
             .to_string();
-    assert!(e.contains("not supported"), "{e}");
+    assert!(e.contains("text and CSV"), "{e}");
     let e =
         c.sg.psql("COPY items FROM '/etc/hostname'")
             .unwrap_err()

@@ -63,6 +63,10 @@ pub struct CopySpec {
     pub query: Option<Box<Template>>,
     /// The table's rule (none: unsharded, or a query).
     pub rule: Option<Arc<TableRule>>,
+    /// The router can write the rows itself (text or CSV, no FORCE_QUOTE
+    /// or ENCODING): a `COPY (query) TO` whose query needs a cross-shard
+    /// merge writes the merged rows so.
+    pub router_writes: bool,
 }
 
 /// Two COPYs are the same statement when their text is (the rest is read
@@ -89,6 +93,10 @@ pub enum CopyRoute {
     },
     /// `TO`: every shard's rows, one shard after the other.
     Gather(Vec<ShardId>),
+    /// `COPY (query) TO` of a query that needs a cross-shard merge: the
+    /// query runs as a SELECT and the router writes its rows as COPY data
+    /// (see [`crate::copy_rows::encode_row`]).
+    Merged(Box<crate::plan::Plan>),
 }
 
 impl CopyRoute {
@@ -99,6 +107,11 @@ impl CopyRoute {
             CopyRoute::Copies(v) | CopyRoute::Gather(v) | CopyRoute::ByKey { shards: v, .. } => {
                 v.clone()
             }
+            CopyRoute::Merged(plan) => match plan.as_ref() {
+                crate::plan::Plan::Read(node) => node.shards().to_vec(),
+                crate::plan::Plan::Route { shards, .. } => shards.clone(),
+                _ => Vec::new(),
+            },
         }
     }
 }
@@ -778,8 +791,13 @@ pub(crate) fn analyze_with(
         )));
     }
     let rule = table.as_ref().and_then(|t| topo.rule(t)).cloned();
+    let router_writes = o.format != CopyFormat::Binary
+        && !opts
+            .iter()
+            .any(|o| matches!(o, CopyOpt::ForceQuote(_) | CopyOpt::Encoding(_)));
     Ok(Template::Copy(Box::new(CopySpec {
         from_client: !to,
+        router_writes,
         rule,
         table,
         columns,
@@ -853,9 +871,14 @@ impl CopySpec {
                     sql: ShardSql::Original,
                     kind: crate::plan::StmtKind::Read,
                 } => CopyRoute::Gather(shards.clone()),
+                crate::plan::Plan::Read(_)
+                | crate::plan::Plan::Route {
+                    kind: crate::plan::StmtKind::Read,
+                    ..
+                } if self.router_writes => CopyRoute::Merged(Box::new(plan.clone())),
                 _ => {
                     return Err(unsupported(
-                        "COPY (query) TO STDOUT of a query that needs a cross-shard merge (ORDER BY, LIMIT, aggregates, DISTINCT, key lists) is not supported yet; run the query as a SELECT",
+                        "COPY (query) TO STDOUT of a query that needs a cross-shard merge (ORDER BY, LIMIT, aggregates, DISTINCT, key lists) is supported in text and CSV format without FORCE_QUOTE or ENCODING; run the query as a SELECT",
                     ));
                 }
             }

@@ -637,9 +637,16 @@ impl Plan {
                     CopyRoute::Gather(v) => {
                         format!("CopyGather (concatenate) shards=[{}]", list(v))
                     }
+                    CopyRoute::Merged(_) => {
+                        "CopyMerged (the query's merged rows, written as COPY data by the router)"
+                            .to_string()
+                    }
                 };
                 out.push(format!("{pad}{line}"));
                 out.push(format!("{pad}  sql: {}", spec.sql));
+                if let CopyRoute::Merged(plan) = route {
+                    plan.describe_into(out, depth + 1);
+                }
             }
             Plan::PreEvaluate { subs, outer, .. } => {
                 out.push(format!(

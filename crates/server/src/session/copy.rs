@@ -74,9 +74,29 @@ impl Session {
         }
         if spec.from_client {
             self.copy_in(spec, route, &shards).await
+        } else if let CopyRoute::Merged(plan) = route {
+            self.copy_out_merged(spec, plan).await
         } else {
             self.copy_out(spec, &shards).await
         }
+    }
+
+    /// `COPY (query) TO STDOUT` of a query that needs a cross-shard merge:
+    /// the query runs as a SELECT, its reply turned into COPY data as it
+    /// streams out (see `shardgate_exec::CopyOut`).
+    async fn copy_out_merged(&mut self, spec: &CopySpec, plan: &Plan) -> Result<Done, ExecError> {
+        let Some(query) = &spec.query else {
+            self.fail_statement(&err_fields("XX000", "a COPY without its query"));
+            return Ok(Done::Failed);
+        };
+        self.out.copy_out = Some(shardgate_exec::CopyOut::new(
+            spec.options.clone(),
+            self.out.buf.len(),
+        ));
+        let done = Box::pin(self.run_plan_simple(plan, query, "")).await;
+        self.out.turn_copy();
+        self.out.copy_out = None;
+        done
     }
 
     /// `COPY ... TO STDOUT`: each shard's rows in turn; one CopyOutResponse,
