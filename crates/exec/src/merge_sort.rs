@@ -101,7 +101,7 @@ pub fn bind_params(tail: &[u8]) -> Result<&[u8], shardgate_wire::WireError> {
 }
 
 /// Where a sort key is in each row and how it is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct KeyAt {
     /// The column (0-based, among all the row's columns).
     col: usize,
@@ -109,6 +109,9 @@ struct KeyAt {
     oid: u32,
     /// Text format (else binary).
     text: bool,
+    /// An enum type's labels by their sort order (an enum orders by
+    /// declaration, not by label).
+    ranks: Option<std::sync::Arc<std::collections::HashMap<Vec<u8>, u32>>>,
 }
 
 /// One sort key of a row: where its bytes are, or its value already
@@ -200,7 +203,9 @@ fn cmp_rows(a: &Row, b: &Row, keys: &[SortKey], at: &[KeyAt]) -> Ordering {
                     (KeyVal::Int(x), KeyVal::Int(y)) => x.cmp(&y),
                     (KeyVal::Raw(xs, xe), KeyVal::Raw(ys, ye)) => {
                         let (x, y) = (&a.body[xs..xe], &b.body[ys..ye]);
-                        if at[i].text {
+                        if let Some(r) = &at[i].ranks {
+                            r.get(x).cmp(&r.get(y))
+                        } else if at[i].text {
                             order::compare_text(at[i].oid, x, y)
                         } else {
                             order::compare(at[i].oid, x, y)
@@ -369,7 +374,12 @@ fn lean_keys(
             } else {
                 order::supported(oid)
             };
-            ok.then_some(KeyAt { col, oid, text })
+            ok.then_some(KeyAt {
+                col,
+                oid,
+                text,
+                ranks: None,
+            })
         })
         .collect()
 }
@@ -470,16 +480,37 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
                 ));
             }
             let visible = cols.len() - k;
-            if let Some(o) = cols[visible..]
-                .iter()
-                .map(|c| c.type_oid)
-                .find(|o| !order::supported(*o))
-            {
-                let e = err(
-                    "0A000",
-                    format!("ORDER BY a value of type oid {o} across shards is not supported yet"),
-                );
-                return Ok(abort(out, e));
+            // An enum (a type of the database's own) orders by its labels'
+            // declared order, which the shard the columns were described
+            // by tells (the same DDL made the type on every shard).
+            let mut ranks = Vec::with_capacity(k);
+            for c in &cols[visible..] {
+                let o = c.type_oid;
+                if order::supported(o) {
+                    ranks.push(None);
+                    continue;
+                }
+                let labels = if o >= 16384 && !embedded {
+                    enum_labels(conns, shards[0], o).await?
+                } else {
+                    Vec::new()
+                };
+                if labels.is_empty() {
+                    let e = err(
+                        "0A000",
+                        format!(
+                            "ORDER BY a value of type oid {o} across shards is not supported yet"
+                        ),
+                    );
+                    return Ok(abort(out, e));
+                }
+                ranks.push(Some(std::sync::Arc::new(
+                    labels
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, l)| (l.into_bytes(), i as u32))
+                        .collect::<std::collections::HashMap<_, _>>(),
+                )));
             }
             // Text merges bytewise, which is right under the C collation
             // only; under any other, one shard sorts the shards' rows
@@ -500,10 +531,12 @@ pub(crate) async fn run_merge<W: AsyncWrite + Unpin>(
             };
             let keys = at
                 .iter()
-                .map(|&col| KeyAt {
+                .zip(ranks)
+                .map(|(&col, ranks)| KeyAt {
                     col,
                     oid: cols[col].type_oid,
                     text: false,
+                    ranks,
                 })
                 .collect();
             Chosen {
@@ -702,6 +735,22 @@ async fn sync_stream(conns: &mut Conns, s: ShardId, st: &mut Stream) -> Result<(
     conn(conns, s)?.send(&buf).await.map_err(|e| lost(s, e))?;
     st.synced = true;
     Ok(())
+}
+
+/// The labels of enum type `oid` (as shard `s` numbers it) in their sort
+/// order; none if it is not an enum.
+async fn enum_labels(conns: &mut Conns, s: ShardId, oid: u32) -> Result<Vec<String>, ExecError> {
+    let c = conn(conns, s)?;
+    let rows = c
+        .simple_rows(&format!(
+            "SELECT enumlabel FROM pg_catalog.pg_enum WHERE enumtypid = {oid} ORDER BY enumsortorder"
+        ))
+        .await
+        .map_err(|e| lost(s, e))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect())
 }
 
 /// The shape of a merge's rows: all columns, the client's, the keys.
@@ -1027,7 +1076,12 @@ mod tests {
     #[test]
     fn lean_keys_are_found_where_the_result_has_them_and_orders_exactly() {
         let c = cols();
-        let at = |col, oid, text| KeyAt { col, oid, text };
+        let at = |col, oid, text| KeyAt {
+            col,
+            oid,
+            text,
+            ranks: None,
+        };
         // A name finds its first column; a position its own; a hidden
         // column comes after the visible ones, in binary.
         let got = lean_keys(
@@ -1088,16 +1142,19 @@ mod tests {
                 col: 2,
                 oid: 25,
                 text: false,
+                ranks: None,
             },
             KeyAt {
                 col: 1,
                 oid: 23,
                 text: false,
+                ranks: None,
             },
             KeyAt {
                 col: 0,
                 oid: 23,
                 text: true,
+                ranks: None,
             },
         ];
         let r = split_row(body.clone(), 2, 3, &keys).expect("a row");

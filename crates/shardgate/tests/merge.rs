@@ -854,3 +854,72 @@ async fn order_by_text_under_linguistic_collations_matches_one_postgres() {
     let n = sg.simple_query("SELECT 1").await.unwrap();
     assert_eq!(text_rows(&n).len(), 1);
 }
+
+/// ORDER BY an enum across shards: by the labels' declared order (not
+/// alphabetical), also after ALTER TYPE ... ADD VALUE BEFORE, as one
+/// PostgreSQL orders them; in both protocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_by_enum_matches_one_postgres() {
+    let c = PgCluster::start(3, "");
+    let sg = client(c.sg.port()).await;
+    let single = shardgate_testkit::PgServer::start().unwrap();
+    let (one, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=app",
+            single.port()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for db in [&sg, &one] {
+        db.batch_execute(
+            "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy'); \
+             ALTER TYPE mood ADD VALUE 'meh' BEFORE 'ok'; \
+             CREATE TABLE feel (id bigint PRIMARY KEY, m mood, n int)",
+        )
+        .await
+        .unwrap();
+    }
+    sg.batch_execute("SELECT shardgate.shard_table('feel', 'id')")
+        .await
+        .unwrap();
+    for db in [&sg, &one] {
+        for g in 1..=40i64 {
+            let m = ["sad", "ok", "happy", "meh", "NULL"][(g % 5) as usize];
+            let m = if m == "NULL" {
+                m.to_string()
+            } else {
+                format!("'{m}'")
+            };
+            db.batch_execute(&format!("INSERT INTO feel VALUES ({g}, {m}, {})", g % 3))
+                .await
+                .unwrap();
+        }
+    }
+    for q in [
+        "SELECT id, m::text FROM feel ORDER BY m, id",
+        "SELECT id, m::text FROM feel ORDER BY m DESC NULLS LAST, id LIMIT 12",
+        "SELECT m::text, count(*) FROM feel GROUP BY m ORDER BY m",
+        "SELECT id FROM feel ORDER BY n, m NULLS FIRST, id DESC",
+    ] {
+        let want = text_rows(&one.simple_query(q).await.unwrap());
+        let got = text_rows(
+            &sg.simple_query(q)
+                .await
+                .unwrap_or_else(|e| panic!("{q}: {e}")),
+        );
+        assert_eq!(got, want, "{q}");
+        let rows = |r: Vec<tokio_postgres::Row>| -> Vec<String> {
+            r.iter()
+                .map(|r| format!("{:?}", r.get::<_, i64>(0)))
+                .collect()
+        };
+        if q.starts_with("SELECT id") {
+            let want = rows(one.query(q, &[]).await.unwrap());
+            let got = rows(sg.query(q, &[]).await.unwrap());
+            assert_eq!(got, want, "{q} (extended)");
+        }
+    }
+}

@@ -931,7 +931,38 @@ fn analyze_one(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template,
         | S::AlterIndex { .. }
         | S::DropFunction(_)
         | S::CreateRole(_)
-        | S::AlterRole { .. } => route(Targets::All, StmtKind::Ddl),
+        | S::AlterRole { .. }
+        // Every shard's schema stays the same: types, domains, triggers,
+        // policies, procedures, operators... (they went to the default
+        // shard alone: `ALTER TYPE ... ADD VALUE` left the other shards
+        // without the value).
+        | S::AlterType(_)
+        | S::AlterSchema(_)
+        | S::AlterView { .. }
+        | S::AlterFunction(_)
+        | S::AlterCollation(_)
+        | S::AlterOperator(_)
+        | S::AlterOperatorFamily(_)
+        | S::AlterOperatorClass(_)
+        | S::AlterTextSearch(_)
+        | S::AlterPolicy(_)
+        | S::CreateDomain(_)
+        | S::DropDomain(_)
+        | S::CreateTrigger(_)
+        | S::DropTrigger(_)
+        | S::CreateProcedure { .. }
+        | S::DropProcedure { .. }
+        | S::CreatePolicy(_)
+        | S::DropPolicy(_)
+        | S::CreateCollation(_)
+        | S::DropExtension(_)
+        | S::CreateOperator(_)
+        | S::CreateOperatorFamily(_)
+        | S::CreateOperatorClass(_)
+        | S::DropOperator(_)
+        | S::DropOperatorFamily(_)
+        | S::DropOperatorClass(_)
+        | S::CreateTextSearch(_) => route(Targets::All, StmtKind::Ddl),
         // LOCK TABLE: on every shard that holds a copy or part of a
         // sharded or reference table, on the default shard otherwise.
         S::Lock(l) => {
