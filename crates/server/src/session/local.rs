@@ -314,9 +314,6 @@ impl Session {
         Ok(Done::Ok)
     }
 
-    /// Send rows the session made itself: a one-text-column-per-name result.
-    /// Send rows the session made: text columns, or bigint (type 20) ones,
-    /// in the result formats the client asked for.
     /// Run `set_sql` (a SET, RESET or set_config call) on every shard
     /// connection the session holds (the default shard's at least, so a
     /// bad setting is refused now) and record it for the connections it
@@ -428,6 +425,8 @@ impl Session {
         Ok(Done::Ok)
     }
 
+    /// Send rows the session made: text columns, or bigint (type 20) ones,
+    /// in the result formats the client asked for.
     pub(super) fn local_rows(
         &mut self,
         cols: &[String],
