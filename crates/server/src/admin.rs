@@ -137,20 +137,13 @@ pub async fn run(router: &Router, call: &AdminCall) -> Result<Rows, ErrorFields>
                 *all_columns = all.iter().map(|(n, _)| n.clone()).collect();
             }
             put_rule(router, rule).await?;
-            let mut msg = format!(
+            let msg = format!(
                 "{table} sharded by {} ({kind:?}) over {} shards",
                 cols.join(", "),
                 shards.len()
             )
             .to_lowercase();
-            if !numbered.is_empty() {
-                msg.push_str(&format!(
-                    "; {} take{} values from shardgate.next_id()",
-                    numbered.join(", "),
-                    if numbered.len() == 1 { "s" } else { "" }
-                ));
-            }
-            one("shard_table", msg)
+            one("shard_table", msg + &numbered_note(&numbered))
         }
         "reference_table" => {
             let Some(table) = arg(0) else {
@@ -163,15 +156,10 @@ pub async fn run(router: &Router, call: &AdminCall) -> Result<Rows, ErrorFields>
             // get other ids on other shards.
             let numbered = number_with_next_id(router, &table).await?;
             put_rule(router, TableRule::reference(&table)).await?;
-            let mut msg = format!("{table} is a reference table on every shard");
-            if !numbered.is_empty() {
-                msg.push_str(&format!(
-                    "; {} take{} values from shardgate.next_id()",
-                    numbered.join(", "),
-                    if numbered.len() == 1 { "s" } else { "" }
-                ));
-            }
-            one("reference_table", msg)
+            one(
+                "reference_table",
+                format!("{table} is a reference table on every shard") + &numbered_note(&numbered),
+            )
         }
         "shard_of" => {
             let Some(table) = arg(0) else {
@@ -483,6 +471,19 @@ pub async fn table_columns(
 
 /// Refuse when any shard holds rows of the table (moving them needs
 /// resharding, which is not available yet).
+/// What `shard_table`/`reference_table` add about the columns
+/// [`number_with_next_id`] converted (nothing when none).
+fn numbered_note(numbered: &[String]) -> String {
+    if numbered.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; {} take{} values from shardgate.next_id()",
+        numbered.join(", "),
+        if numbered.len() == 1 { "s" } else { "" }
+    )
+}
+
 /// A sharded table's identity and serial columns (Django's and
 /// SQLAlchemy's default ids) would count from 1 on every shard: the same
 /// ids on each, and rows found by id on several (a reference table's
