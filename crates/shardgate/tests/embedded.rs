@@ -663,6 +663,30 @@ async fn embedded_parameters_as_drivers_send_them() {
     assert_eq!(b, vec![0, 0xff, 0xfe, 7]);
     // Settings PostgreSQL has and SQLite needs not.
     c.batch_execute("SET work_mem = '8MB'").await.unwrap();
+    // Read-only transactions write nothing (25006), as on PostgreSQL.
+    let e = c
+        .batch_execute("BEGIN READ ONLY; INSERT INTO blobs VALUES (2, NULL); COMMIT")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "25006", "{e}");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    c.batch_execute("SET default_transaction_read_only = on")
+        .await
+        .unwrap();
+    let e = c
+        .batch_execute("UPDATE blobs SET b = NULL")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "25006", "{e}");
+    c.batch_execute("SET default_transaction_read_only = off; SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM blobs WHERE b IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
     for q in ["SELECT 1 / 0", "SELECT id % 0 FROM p WHERE id = 3"] {
         let e = c.simple_query(q).await.unwrap_err();
         assert_eq!(e.code().unwrap().code(), "22012", "{q}: {e}");

@@ -109,6 +109,8 @@ pub fn install(db: &rusqlite::Connection) -> rusqlite::Result<()> {
             _ => types::oid::TEXT,
         })
     })?;
+    // No session lock is ever held here (asyncpg's pool calls it).
+    db.create_scalar_function("pg_advisory_unlock_all", 0, det, |_| Ok(None::<String>))?;
     // `::uuid`: the canonical text (any of the forms PostgreSQL reads).
     db.create_scalar_function("pg_uuid", 1, det, |ctx| match ctx.get_raw(0) {
         ValueRef::Null => Ok(None),

@@ -60,6 +60,9 @@ pub struct LiteConn {
     stmts: HashMap<String, Stmt>,
     portals: HashMap<String, Portal>,
     failed: bool,
+    /// The open transaction block is READ ONLY (`None`: no block, the
+    /// session default applies).
+    read_only: Option<bool>,
     skip_to_sync: bool,
     columns: Option<HashMap<String, String>>,
     /// SET/SHOW state, shared with the SQL functions that read it.
@@ -156,6 +159,14 @@ fn is_txn_control(sql: &str) -> bool {
     )
 }
 
+impl LiteConn {
+    /// `default_transaction_read_only` is on.
+    fn default_read_only(&self) -> bool {
+        settings::get(&self.settings, "default_transaction_read_only")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "on" | "true" | "1" | "yes"))
+    }
+}
+
 fn first_words(sql: &str, n: usize) -> Vec<String> {
     sql.split_whitespace()
         .take(n)
@@ -194,6 +205,7 @@ impl LiteConn {
             stmts: HashMap::new(),
             portals: HashMap::new(),
             failed: false,
+            read_only: None,
             skip_to_sync: false,
             columns: None,
             settings,
@@ -684,6 +696,14 @@ impl LiteConn {
         let words = first_words(sql, 2);
         let verb = words.first().cloned().unwrap_or_default();
         if let Some(tag) = Self::passthrough(sql) {
+            let upper = sql.to_ascii_uppercase();
+            if self.read_only.is_some() && upper.contains("SET TRANSACTION") {
+                if upper.contains("READ ONLY") {
+                    self.read_only = Some(true);
+                } else if upper.contains("READ WRITE") {
+                    self.read_only = Some(false);
+                }
+            }
             if Self::replayed_setting(sql) {
                 settings::apply_set_config(&self.settings, sql);
             } else {
@@ -703,13 +723,16 @@ impl LiteConn {
                     // (unless read-only): two that read and then write
                     // would otherwise fail to upgrade their locks, where
                     // PostgreSQL would let both go on.
-                    let read_only = sql.to_ascii_uppercase().contains("READ ONLY");
+                    let upper = sql.to_ascii_uppercase();
+                    let read_only = upper.contains("READ ONLY")
+                        || (!upper.contains("READ WRITE") && self.default_read_only());
                     self.db.execute_batch(if read_only {
                         "BEGIN"
                     } else {
                         "BEGIN IMMEDIATE"
                     })?;
                     self.failed = false;
+                    self.read_only = Some(read_only);
                 } else {
                     be::error_like(
                         &mut self.out,
@@ -733,6 +756,7 @@ impl LiteConn {
             }
             "COMMIT" | "END" | "ROLLBACK" | "ABORT" => {
                 self.implicit = false;
+                self.read_only = None;
                 let rollback = self.failed || verb == "ROLLBACK" || verb == "ABORT";
                 if !self.db.is_autocommit() {
                     self.db
@@ -748,6 +772,30 @@ impl LiteConn {
             return Err(err(
                 "25P02",
                 "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        // A read-only transaction (BEGIN READ ONLY, SET TRANSACTION READ
+        // ONLY, default_transaction_read_only) writes nothing.
+        if matches!(
+            verb.as_str(),
+            "INSERT"
+                | "UPDATE"
+                | "DELETE"
+                | "MERGE"
+                | "CREATE"
+                | "ALTER"
+                | "DROP"
+                | "TRUNCATE"
+                | "COPY"
+                | "GRANT"
+                | "REVOKE"
+                | "COMMENT"
+        ) && self.read_only.unwrap_or_else(|| self.default_read_only())
+            && (verb != "COPY" || sql.to_ascii_uppercase().contains("FROM STDIN"))
+        {
+            return Err(err(
+                "25006",
+                format!("cannot execute {verb} in a read-only transaction"),
             ));
         }
         let t = self.translation(sql)?;
