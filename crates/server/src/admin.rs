@@ -431,12 +431,7 @@ pub async fn table_columns(
     router: &Router,
     table: &str,
 ) -> Result<Vec<(String, String)>, ErrorFields> {
-    let topo = router.topology();
-    let pool = &router.pools[topo.default_shard.0 as usize];
-    let mut c = pool
-        .checkout()
-        .await
-        .map_err(|e| err("08006", e.to_string()))?;
+    let (pool, mut c) = default_conn(router).await?;
     let lit = table.replace('\'', "''");
     let reg = quoted(table).replace('\'', "''");
     let sql = if c.is_embedded() {
@@ -471,6 +466,25 @@ pub async fn table_columns(
 
 /// Refuse when any shard holds rows of the table (moving them needs
 /// resharding, which is not available yet).
+/// The default shard's pool and a connection from it (to check back in).
+async fn default_conn(
+    router: &Router,
+) -> Result<
+    (
+        std::sync::Arc<shardgate_backend::Pool>,
+        shardgate_backend::PooledConn,
+    ),
+    ErrorFields,
+> {
+    let topo = router.topology();
+    let pool = router.pools[topo.default_shard.0 as usize].clone();
+    let c = pool
+        .checkout()
+        .await
+        .map_err(|e| err("08006", e.to_string()))?;
+    Ok((pool, c))
+}
+
 /// What `shard_table`/`reference_table` add about the columns
 /// [`number_with_next_id`] converted (nothing when none).
 fn numbered_note(numbered: &[String]) -> String {
@@ -493,12 +507,7 @@ fn numbered_note(numbered: &[String]) -> String {
 /// a narrower one cannot hold those ids and is refused. The columns
 /// converted.
 async fn number_with_next_id(router: &Router, table: &str) -> Result<Vec<String>, ErrorFields> {
-    let topo = router.topology();
-    let pool = &router.pools[topo.default_shard.0 as usize];
-    let mut c = pool
-        .checkout()
-        .await
-        .map_err(|e| err("08006", e.to_string()))?;
+    let (pool, mut c) = default_conn(router).await?;
     if c.is_embedded() {
         pool.checkin(c);
         return Ok(Vec::new());

@@ -329,9 +329,102 @@ fn strip_eol(row: &[u8]) -> &[u8] {
     row.strip_suffix(b"\r").unwrap_or(row)
 }
 
+/// One row of `COPY ... TO` data, as PostgreSQL's COPY writes it (its
+/// CopyAttributeOutText / CopyAttributeOutCSV): each field's text (`None`
+/// is NULL) escaped for `opts`' format, joined by the delimiter, ended by
+/// a newline. A header line is a row of the column names.
+pub fn encode_row(opts: &CopyOptions, fields: &[Option<&[u8]>], out: &mut Vec<u8>) {
+    let single = fields.len() == 1;
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(opts.delimiter);
+        }
+        let Some(v) = f else {
+            out.extend_from_slice(opts.null.as_bytes());
+            continue;
+        };
+        if opts.format == CopyFormat::Csv {
+            // Quoted when it holds a delimiter, quote or line break, is
+            // the NULL string, or is `\.` alone on its line.
+            let quote = *v == opts.null.as_bytes()
+                || (single && *v == b"\\.")
+                || v.iter().any(|c| {
+                    *c == opts.delimiter || *c == opts.quote || *c == b'\n' || *c == b'\r'
+                });
+            if quote {
+                out.push(opts.quote);
+                for c in v.iter() {
+                    if *c == opts.quote || *c == opts.escape {
+                        out.push(opts.escape);
+                    }
+                    out.push(*c);
+                }
+                out.push(opts.quote);
+            } else {
+                out.extend_from_slice(v);
+            }
+        } else {
+            for c in v.iter() {
+                let escaped = match *c {
+                    8 => Some(b'b'),
+                    12 => Some(b'f'),
+                    b'\n' => Some(b'n'),
+                    b'\r' => Some(b'r'),
+                    b'\t' => Some(b't'),
+                    11 => Some(b'v'),
+                    b'\\' => Some(b'\\'),
+                    c if c == opts.delimiter => Some(c),
+                    _ => None,
+                };
+                match escaped {
+                    Some(e) => out.extend_from_slice(&[b'\\', e]),
+                    None => out.push(*c),
+                }
+            }
+        }
+    }
+    out.push(b'\n');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(o: &CopyOptions, fields: &[Option<&str>]) -> String {
+        let f: Vec<Option<&[u8]>> = fields.iter().map(|f| f.map(str::as_bytes)).collect();
+        let mut out = Vec::new();
+        encode_row(o, &f, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn rows_are_written_as_postgresql_writes_them() {
+        let t = opts(CopyFormat::Text, false);
+        assert_eq!(row(&t, &[Some("a"), None, Some("")]), "a\t\\N\t\n");
+        assert_eq!(
+            row(
+                &t,
+                &[Some("tab\there"), Some("line\nbreak\\x"), Some("\u{7}")]
+            ),
+            "tab\\there\tline\\nbreak\\\\x\t\u{7}\n"
+        );
+        let c = opts(CopyFormat::Csv, false);
+        assert_eq!(row(&c, &[Some("a"), None, Some("")]), "a,,\"\"\n");
+        assert_eq!(
+            row(
+                &c,
+                &[Some("x,y"), Some("say \"hi\""), Some("l\nb"), Some("plain")]
+            ),
+            "\"x,y\",\"say \"\"hi\"\"\",\"l\nb\",plain\n"
+        );
+        assert_eq!(row(&c, &[Some("\\.")]), "\"\\.\"\n");
+        // Another escape character: it escapes quotes and itself.
+        let e = CopyOptions {
+            escape: b'\\',
+            ..opts(CopyFormat::Csv, false)
+        };
+        assert_eq!(row(&e, &[Some("a\"b\\c,")]), "\"a\\\"b\\\\c,\"\n");
+    }
 
     fn opts(format: CopyFormat, header: bool) -> CopyOptions {
         let csv = format == CopyFormat::Csv;
@@ -412,115 +505,5 @@ mod tests {
             .push(b"1\t2\n", |_, _| -> Result<(), RowError> { Ok(()) })
             .unwrap_err();
         assert_eq!(e.code, "22P04");
-    }
-}
-
-/// One row of `COPY ... TO` data, as PostgreSQL's COPY writes it (its
-/// CopyAttributeOutText / CopyAttributeOutCSV): each field's text (`None`
-/// is NULL) escaped for `opts`' format, joined by the delimiter, ended by
-/// a newline. A header line is a row of the column names.
-pub fn encode_row(opts: &CopyOptions, fields: &[Option<&[u8]>], out: &mut Vec<u8>) {
-    let single = fields.len() == 1;
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(opts.delimiter);
-        }
-        let Some(v) = f else {
-            out.extend_from_slice(opts.null.as_bytes());
-            continue;
-        };
-        if opts.format == CopyFormat::Csv {
-            // Quoted when it holds a delimiter, quote or line break, is
-            // the NULL string, or is `\.` alone on its line.
-            let quote = *v == opts.null.as_bytes()
-                || (single && *v == b"\\.")
-                || v.iter().any(|c| {
-                    *c == opts.delimiter || *c == opts.quote || *c == b'\n' || *c == b'\r'
-                });
-            if quote {
-                out.push(opts.quote);
-                for c in v.iter() {
-                    if *c == opts.quote || *c == opts.escape {
-                        out.push(opts.escape);
-                    }
-                    out.push(*c);
-                }
-                out.push(opts.quote);
-            } else {
-                out.extend_from_slice(v);
-            }
-        } else {
-            for c in v.iter() {
-                let escaped = match *c {
-                    8 => Some(b'b'),
-                    12 => Some(b'f'),
-                    b'\n' => Some(b'n'),
-                    b'\r' => Some(b'r'),
-                    b'\t' => Some(b't'),
-                    11 => Some(b'v'),
-                    b'\\' => Some(b'\\'),
-                    c if c == opts.delimiter => Some(c),
-                    _ => None,
-                };
-                match escaped {
-                    Some(e) => out.extend_from_slice(&[b'\\', e]),
-                    None => out.push(*c),
-                }
-            }
-        }
-    }
-    out.push(b'\n');
-}
-
-#[cfg(test)]
-mod encode_tests {
-    use super::*;
-
-    fn opts(format: CopyFormat) -> CopyOptions {
-        let csv = format == CopyFormat::Csv;
-        CopyOptions {
-            format,
-            delimiter: if csv { b',' } else { b'\t' },
-            quote: b'"',
-            escape: b'"',
-            null: if csv { String::new() } else { "\\N".into() },
-            header: false,
-        }
-    }
-
-    fn row(o: &CopyOptions, fields: &[Option<&str>]) -> String {
-        let f: Vec<Option<&[u8]>> = fields.iter().map(|f| f.map(str::as_bytes)).collect();
-        let mut out = Vec::new();
-        encode_row(o, &f, &mut out);
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn rows_are_written_as_postgresql_writes_them() {
-        let t = opts(CopyFormat::Text);
-        assert_eq!(row(&t, &[Some("a"), None, Some("")]), "a\t\\N\t\n");
-        assert_eq!(
-            row(
-                &t,
-                &[Some("tab\there"), Some("line\nbreak\\x"), Some("\u{7}")]
-            ),
-            "tab\\there\tline\\nbreak\\\\x\t\u{7}\n"
-        );
-        let c = opts(CopyFormat::Csv);
-        assert_eq!(row(&c, &[Some("a"), None, Some("")]), "a,,\"\"\n");
-        assert_eq!(
-            row(
-                &c,
-                &[Some("x,y"), Some("say \"hi\""), Some("l\nb"), Some("plain")]
-            ),
-            "\"x,y\",\"say \"\"hi\"\"\",\"l\nb\",plain\n"
-        );
-        assert_eq!(row(&c, &[Some("\\.")]), "\"\\.\"\n");
-        // Another escape character: it escapes quotes and itself.
-        let e = CopyOptions {
-            escape: b'\\',
-            ..opts(CopyFormat::Csv)
-        };
-        assert_eq!(row(&e, &[Some("a\"b\\c,")]), "\"a\\\"b\\\\c,\"\n");
     }
 }
