@@ -850,15 +850,14 @@ impl CopySpec {
     /// Where this COPY goes under `topo`.
     ///
     /// # Errors
-    /// A `COPY (query) TO` whose query needs a cross-shard merge, a
-    /// binary COPY that would have to be split or gathered.
+    /// A `COPY (query) TO` whose query needs a cross-shard merge, in a
+    /// format the router does not write.
     pub fn route(
         &self,
         all: &[ShardId],
         default: ShardId,
         query_plan: Option<&crate::plan::Plan>,
     ) -> Result<CopyRoute, SqlError> {
-        let binary = self.options.format == CopyFormat::Binary;
         let route = if let Some(plan) = query_plan {
             match plan {
                 crate::plan::Plan::Route {
@@ -897,13 +896,6 @@ impl CopySpec {
                 Some(TableKind::Sharded { .. }) => CopyRoute::Gather(all.to_vec()),
             }
         };
-        let several = matches!(&route, CopyRoute::Gather(v) if v.len() > 1)
-            || matches!(route, CopyRoute::ByKey { .. });
-        if binary && several {
-            return Err(unsupported(
-                "binary COPY of a sharded table is not supported yet; use FORMAT text or csv",
-            ));
-        }
         Ok(route)
     }
 }
@@ -1210,7 +1202,7 @@ mod tests {
     }
 
     #[test]
-    fn binary_into_a_sharded_table_is_refused() {
+    fn binary_into_a_sharded_table_is_split_and_gathered() {
         let shards: Vec<ShardId> = (0..2).map(ShardId).collect();
         let mut topo = Topology::default();
         topo.rules.insert(
@@ -1230,16 +1222,22 @@ mod tests {
             "COPY BINARY t FROM STDIN",
             "COPY t FROM STDIN BINARY",
             "COPY t FROM STDIN WITH (FORMAT binary)",
-            "COPY t TO STDOUT WITH BINARY",
         ] {
             let s = read(sql, &topo).unwrap();
-            let e = s.route(&shards, ShardId(0), None).unwrap_err();
-            assert_eq!(e.sqlstate(), "0A000", "{sql}");
+            assert_eq!(s.options.format, CopyFormat::Binary);
             assert!(
-                e.to_string().starts_with("binary COPY of a sharded table"),
-                "{e}"
+                matches!(
+                    s.route(&shards, ShardId(0), None),
+                    Ok(CopyRoute::ByKey { .. })
+                ),
+                "{sql}"
             );
         }
+        let s = read("COPY t TO STDOUT WITH BINARY", &topo).unwrap();
+        assert_eq!(
+            s.route(&shards, ShardId(0), None),
+            Ok(CopyRoute::Gather(shards.clone()))
+        );
         let s = read("COPY t FROM STDIN CSV HEADER", &topo).unwrap();
         assert!(matches!(
             s.route(&shards, ShardId(0), None),

@@ -11,6 +11,7 @@ pub mod aggregate;
 pub mod analyze;
 pub mod binary;
 pub mod copy;
+pub mod copy_binary;
 pub mod copy_rows;
 pub mod cursor;
 pub mod error;

@@ -4,13 +4,16 @@
 //! table, or passed to the one shard of an unsharded table; outside a
 //! transaction block a COPY into several shards is one transaction that
 //! commits with two-phase commit. `TO STDOUT`: every shard's rows, one
-//! shard after the other.
+//! shard after the other. Binary COPY is split and gathered by tuple
+//! (`shardgate_sql::copy_binary`): each shard's stream gets the client's
+//! header and a trailer; gathered streams are joined under one header.
 
 use super::*;
 use bytes::BufMut;
 use shardgate_core::{KeyType, KeyValue, TableKind};
 use shardgate_exec::copy::{Keys, RowError, Splitter};
-use shardgate_sql::copy::{CopyRoute, CopySpec};
+use shardgate_sql::copy::{CopyFormat, CopyRoute, CopySpec};
+use shardgate_sql::copy_binary::{BinaryReader, Piece, TRAILER};
 
 /// Rows bound for one shard go out in CopyData messages of about this size.
 const CHUNK: usize = 64 * 1024;
@@ -25,6 +28,14 @@ impl From<RowError> for Stop {
     fn from(e: RowError) -> Stop {
         Stop::Row(err_fields(e.code, e.message))
     }
+}
+
+/// How the rows of a COPY into a sharded table are found.
+enum Split {
+    /// Text or CSV lines.
+    Text(Splitter),
+    /// Binary tuples.
+    Binary(BinaryReader),
 }
 
 fn copy_data(buf: &mut BytesMut, data: &[u8]) {
@@ -117,7 +128,13 @@ impl Session {
                 .map_err(|e| shardgate_exec::run::lost(*s, e))?;
         }
         let (mut started, mut total, mut error) = (false, 0u64, None::<ErrorFields>);
+        // Binary streams of several shards are joined: one header, every
+        // tuple, one trailer.
+        let join = spec.options.format == CopyFormat::Binary && shards.len() > 1;
+        let mut header_sent = false;
+        let mut joined: Vec<u8> = Vec::new();
         for s in shards {
+            let mut reader = BinaryReader::new(Vec::new());
             let c = shardgate_exec::run::conn(&mut self.conns, *s)?;
             loop {
                 let f = c
@@ -128,6 +145,27 @@ impl Session {
                     b'H' if !started && error.is_none() => {
                         started = true;
                         f.encode(&mut self.out.buf);
+                    }
+                    b'd' if error.is_none() && join => {
+                        let r = reader.push(&f.body, |p| {
+                            match p {
+                                Piece::Header(h) if !header_sent => {
+                                    header_sent = true;
+                                    joined.extend_from_slice(h);
+                                }
+                                Piece::Header(_) => {}
+                                Piece::Tuple(t, _) => joined.extend_from_slice(t),
+                            }
+                            Ok::<(), RowError>(())
+                        });
+                        if let Err(e) = r {
+                            error = Some(err_fields("XX000", format!("shard {s}: {}", e.message)));
+                        }
+                        if joined.len() >= CHUNK {
+                            copy_data(&mut self.out.buf, &joined);
+                            joined.clear();
+                            self.out.maybe_flush().await?;
+                        }
                     }
                     b'd' if error.is_none() => {
                         f.encode(&mut self.out.buf);
@@ -149,6 +187,10 @@ impl Session {
             self.fail_statement(&err_fields("XX000", "a shard did not start the COPY"));
             return Ok(Done::Failed);
         }
+        if join {
+            joined.extend_from_slice(&TRAILER);
+            copy_data(&mut self.out.buf, &joined);
+        }
         copy_done(&mut self.out.buf);
         be::command_complete(&mut self.out.buf, &format!("COPY {total}"));
         Ok(Done::Ok)
@@ -163,6 +205,7 @@ impl Session {
         key: &[String],
         known: &[Option<KeyType>],
     ) -> Result<Result<(Vec<usize>, Vec<KeyType>), ErrorFields>, ExecError> {
+        let binary = spec.options.format == CopyFormat::Binary;
         let table = spec.table.clone().unwrap_or_default();
         let reg = format!("\"{}\"", table.replace('"', "\"\"")).replace('\'', "''");
         let sql = format!(
@@ -200,12 +243,21 @@ impl Session {
                     ),
                 )));
             };
-            let ty = known.get(i).copied().flatten().or_else(|| {
-                catalog
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .and_then(|(_, t)| KeyType::from_sql_type(t))
-            });
+            let declared = catalog.iter().find(|(n, _)| n == k);
+            let stored = declared.and_then(|(_, t)| KeyType::from_sql_type(t));
+            let ty = known.get(i).copied().flatten().or(stored);
+            // A binary field is read as the column's type: it must be the
+            // key's type (a text field is read as the key's type instead).
+            if binary && (stored.is_none() || stored != ty) {
+                let column_type = declared.map_or("unknown", |(_, t)| t.as_str());
+                return Ok(Err(err_fields(
+                    "0A000",
+                    format!(
+                        "binary COPY into the sharded table \"{table}\": its shard key column \"{k}\" is of type {column_type}, which the router cannot read as a {} key; use FORMAT text or csv",
+                        ty.map_or("shard", |t| t.name())
+                    ),
+                )));
+            }
             let Some(ty) = ty else {
                 return Ok(Err(err_fields(
                     "0A000",
@@ -237,7 +289,12 @@ impl Session {
                     .await?
                 {
                     Ok((positions, types)) => {
-                        Some((Splitter::new(&spec.options, positions), types, rule.clone()))
+                        let split = if spec.options.format == CopyFormat::Binary {
+                            Split::Binary(BinaryReader::new(positions))
+                        } else {
+                            Split::Text(Splitter::new(&spec.options, positions))
+                        };
+                        Some((split, types, rule.clone()))
                     }
                     Err(e) => {
                         self.fail_statement(&e);
@@ -344,15 +401,31 @@ impl Session {
                                 .map_err(|e| lost(*s, e))?;
                         }
                     }
-                    Some((splitter, types, rule)) => {
-                        let r = splitter.push(&frame.body, |row: &[u8], keys: Keys| {
-                            let i = place(rule, types, keys, shards)?;
-                            if per[i].is_empty() {
-                                per[i].reserve(CHUNK + row.len());
+                    Some((split, types, rule)) => {
+                        let r = match split {
+                            Split::Text(splitter) => {
+                                splitter.push(&frame.body, |row: &[u8], keys: Keys| {
+                                    let i = place(rule, text_keys(types, keys)?, shards)?;
+                                    if per[i].is_empty() {
+                                        per[i].reserve(CHUNK + row.len());
+                                    }
+                                    per[i].put_slice(row);
+                                    Ok::<(), Stop>(())
+                                })
                             }
-                            per[i].put_slice(row);
-                            Ok::<(), Stop>(())
-                        });
+                            Split::Binary(reader) => reader.push(&frame.body, |p| {
+                                match p {
+                                    // Each shard's stream starts with the
+                                    // client's header.
+                                    Piece::Header(h) => per.iter_mut().for_each(|b| b.put_slice(h)),
+                                    Piece::Tuple(t, keys) => {
+                                        let i = place(rule, binary_keys(types, &keys)?, shards)?;
+                                        per[i].put_slice(t);
+                                    }
+                                }
+                                Ok::<(), Stop>(())
+                            }),
+                        };
                         if let Err(Stop::Row(e)) = r {
                             stop = Some(e);
                             continue;
@@ -396,13 +469,18 @@ impl Session {
         }
         // The last row, what is still buffered, and the end.
         if stop.is_none()
-            && let Some((splitter, types, rule)) = &mut split
+            && let Some((split, types, rule)) = &mut split
         {
-            let r = splitter.finish(|row: &[u8], keys: Keys| {
-                let i = place(rule, types, keys, shards)?;
-                per[i].put_slice(row);
-                Ok::<(), Stop>(())
-            });
+            let r = match split {
+                Split::Text(splitter) => splitter.finish(|row: &[u8], keys: Keys| {
+                    let i = place(rule, text_keys(types, keys)?, shards)?;
+                    per[i].put_slice(row);
+                    Ok::<(), Stop>(())
+                }),
+                Split::Binary(reader) => reader.finish().map_err(Stop::from).map(|()| {
+                    per.iter_mut().for_each(|b| b.put_slice(&TRAILER));
+                }),
+            };
             if let Err(Stop::Row(e)) = r {
                 stop = Some(e);
             }
@@ -489,21 +567,18 @@ impl Session {
     }
 }
 
-/// The index (in `shards`) of the shard a row with `keys` belongs to.
-fn place(
-    rule: &shardgate_core::TableRule,
-    types: &[KeyType],
-    keys: Keys,
-    shards: &[ShardId],
-) -> Result<usize, Stop> {
+fn null_key() -> Stop {
+    Stop::Row(err_fields(
+        "23502",
+        "a row with a NULL shard key cannot be placed on a shard",
+    ))
+}
+
+/// The key values of a text or CSV row's key fields.
+fn text_keys(types: &[KeyType], keys: Keys) -> Result<Vec<KeyValue>, Stop> {
     let mut values = Vec::with_capacity(keys.len());
     for (k, ty) in keys.into_iter().zip(types) {
-        let Some(k) = k else {
-            return Err(Stop::Row(err_fields(
-                "23502",
-                "a row with a NULL shard key cannot be placed on a shard",
-            )));
-        };
+        let k = k.ok_or_else(null_key)?;
         match KeyValue::parse(*ty, &k) {
             Ok(v) => values.push(v),
             Err(e) => {
@@ -514,6 +589,32 @@ fn place(
             }
         }
     }
+    Ok(values)
+}
+
+/// The key values of a binary tuple's key fields (each of its column's
+/// type, which is the key's: see `copy_key_fields`).
+fn binary_keys(types: &[KeyType], keys: &[Option<&[u8]>]) -> Result<Vec<KeyValue>, Stop> {
+    keys.iter()
+        .zip(types)
+        .map(|(k, ty)| {
+            let k = k.ok_or_else(null_key)?;
+            KeyValue::from_binary(*ty, 0, k).map_err(|e| {
+                Stop::Row(err_fields(
+                    "22P03",
+                    format!("invalid binary shard key value: {e}"),
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The index (in `shards`) of the shard a row with key `values` belongs to.
+fn place(
+    rule: &shardgate_core::TableRule,
+    values: Vec<KeyValue>,
+    shards: &[ShardId],
+) -> Result<usize, Stop> {
     let s = rule
         .place(&values)
         .map_err(|e| Stop::Row(err_fields("22023", e.to_string())))?;
