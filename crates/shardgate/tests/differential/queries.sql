@@ -1154,3 +1154,29 @@ SELECT id, (qty % 4) * interval '1 mon' + (priority % 3) * interval '30 days' AS
 SELECT customer_id, id, amount::money AS m FROM orders ORDER BY m NULLS FIRST, customer_id, id LIMIT 20;
 -- @must @ordered
 SELECT customer_id, id FROM orders ORDER BY (time with time zone '12:00:00+00' + (qty % 24) * interval '1 hour') AT TIME ZONE 'America/New_York', customer_id, id LIMIT 20;
+
+-- A reference table LEFT JOINed to sharded tables (each shard adds
+-- NULL-extended rows for products it has no items of): answered when
+-- the grouping is by reference columns and every aggregate skips NULLs of
+-- the sharded side, or when WHERE makes the join an inner one.
+-- @must @ordered
+SELECT p.id, p.name, COUNT(i.order_id) AS n FROM products p LEFT OUTER JOIN order_items i ON (p.id = i.product_id) GROUP BY p.id, p.name ORDER BY n DESC, p.id;
+-- @must
+SELECT p.category, sum(i.qty), max(i.price), min(i.qty), avg(i.qty), count(DISTINCT i.customer_id) FROM products p LEFT JOIN order_items i ON i.product_id = p.id GROUP BY p.category;
+-- @must
+SELECT count(i.qty), sum(i.qty * p.price), max(i.customer_id) FROM products p LEFT JOIN order_items i ON i.product_id = p.id;
+-- @must
+SELECT DISTINCT p.category FROM products p LEFT JOIN order_items i ON i.product_id = p.id AND i.qty > 8;
+-- @must @ordered
+SELECT p.id, string_agg(i.qty::text, ',' ORDER BY i.qty::text) FROM products p LEFT JOIN order_items i ON i.product_id = p.id AND i.customer_id < 20 GROUP BY p.id ORDER BY p.id;
+-- @must @ordered
+SELECT p.id, count(i.qty) FROM products p LEFT JOIN order_items i ON i.product_id = p.id WHERE p.price > 10 GROUP BY p.id HAVING count(i.qty) > 3 ORDER BY p.id;
+-- @must
+SELECT p.name, i.qty FROM products p LEFT JOIN order_items i ON i.product_id = p.id WHERE i.qty > 5;
+-- @must
+SELECT p.id, count(o.id), sum(o.amount), bool_or(o.paid) FROM products p LEFT JOIN order_items i ON i.product_id = p.id LEFT JOIN orders o ON o.customer_id = i.customer_id AND o.id = i.order_id GROUP BY p.id;
+-- @must @ordered
+SELECT p.category, round(stddev(i.qty), 6), count(i.price) IS NOT NULL FROM products p LEFT JOIN order_items i ON i.product_id = p.id GROUP BY p.category ORDER BY p.category NULLS FIRST LIMIT 3;
+SELECT p.id, count(*) FROM products p LEFT JOIN order_items i ON i.product_id = p.id GROUP BY p.id;
+SELECT p.id FROM products p LEFT JOIN order_items i ON i.product_id = p.id WHERE i.qty IS NULL GROUP BY p.id;
+SELECT p.id, i.qty FROM products p LEFT JOIN order_items i ON i.product_id = p.id;

@@ -39,6 +39,7 @@ pub mod subquery;
 
 mod joins;
 mod keys;
+mod outer;
 use joins::*;
 pub(crate) mod session_state;
 use keys::*;

@@ -97,6 +97,7 @@ pub(super) fn analyze_query_surveyed(
         sharded_targets(&tables, selection, &ons, c.sharded.len());
     if let SetExpr::Select(s) = q.body.as_ref()
         && non_inner_join_with_unsharded(&s.from, topo)
+        && !super::outer::reference_left_join_scatters(q, topo)
     {
         may_scatter = false;
     }
