@@ -347,7 +347,7 @@ async fn jobs_cluster(state: impl Fn(i64) -> String) -> (PgCluster, u16, tokio_p
 /// (or that would silently not work) is tracked, or refused clearly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_state_pooling_cannot_carry_is_refused() {
-    let (_cluster, port, a) = jobs_cluster(|_| "new".to_string()).await;
+    let (cluster, port, a) = jobs_cluster(|_| "new".to_string()).await;
     // SET SESSION CHARACTERISTICS is a session setting: this session's,
     // not the next client's on the same shard connections.
     a.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
@@ -388,6 +388,7 @@ async fn session_state_pooling_cannot_carry_is_refused() {
         "CREATE TEMP TABLE scratch (a int)",
         // Each shard would lock its own first row.
         "SELECT id FROM jobs ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        "SELECT id FROM jobs ORDER BY id LIMIT 1 FOR SHARE NOWAIT",
     ] {
         let e = b.simple_query(q).await.unwrap_err();
         assert_eq!(e.code().unwrap().code(), "0A000", "{q}: {e}");
@@ -407,6 +408,38 @@ async fn session_state_pooling_cannot_carry_is_refused() {
         ),
         ["3"]
     );
+    // A waiting lock with LIMIT across shards: the merged first rows, each
+    // locked (others on their shards may be too: they only wait longer).
+    b.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(
+        rows(
+            &b.simple_query("SELECT id FROM jobs ORDER BY id DESC LIMIT 2 FOR UPDATE")
+                .await
+                .unwrap()
+        ),
+        ["20", "19"]
+    );
+    for id in [20, 19] {
+        // On the shards themselves (the router's pool is taken): one of
+        // them has the row, locked.
+        let waited = cluster
+            .shards
+            .iter()
+            .filter_map(|s| {
+                s.psql(&format!(
+                    "SET lock_timeout = '300ms'; UPDATE jobs SET state = 'y' WHERE id = {id}"
+                ))
+                .err()
+            })
+            .collect::<Vec<_>>();
+        assert_eq!(waited.len(), 1, "row {id}: {waited:?}");
+        assert!(
+            format!("{:#}", waited[0]).contains("lock timeout"),
+            "{:?}",
+            waited
+        );
+    }
+    b.batch_execute("COMMIT").await.unwrap();
     // Startup parameters reach the shards as the server reads them: a list
     // stays a list; application_name is the client's.
     let (opt, conn) = tokio_postgres::connect(

@@ -309,11 +309,16 @@ pub fn plan_merge(
     if q.order_by.is_none() && q.limit_clause.is_none() && q.fetch.is_none() {
         return Ok(None);
     }
-    if !q.locks.is_empty() && (q.limit_clause.is_some() || q.fetch.is_some()) {
-        // Each shard would lock its own first rows, more than the merge
-        // returns (a job queue's `LIMIT 1 FOR UPDATE SKIP LOCKED` would
-        // lock one row per shard).
-        return Err("FOR UPDATE/SHARE with LIMIT or OFFSET".into());
+    if q.locks.iter().any(|l| l.nonblock.is_some())
+        && (q.limit_clause.is_some() || q.fetch.is_some())
+    {
+        // Each shard locks its own first rows, more than the merge
+        // returns: a job queue's `LIMIT 1 FOR UPDATE SKIP LOCKED` would
+        // lock one row per shard and hide the others from the next
+        // worker, a NOWAIT would fail on rows PostgreSQL never locked.
+        // Waiting locks only wait longer (Django's
+        // `select_for_update().get()`: `LIMIT 21 FOR UPDATE`).
+        return Err("FOR UPDATE/SHARE SKIP LOCKED or NOWAIT with LIMIT or OFFSET".into());
     }
     let SetExpr::Select(sel) = q.body.as_ref() else {
         return Err("ORDER BY over a set operation".into());
