@@ -10,6 +10,8 @@ use shardgate_sql::sqlparser::ast::Statement;
 
 /// A subquery's reply, read back from the held output.
 struct SubReply {
+    /// Name of each column.
+    names: Vec<String>,
     /// Type OID of each column.
     types: Vec<u32>,
     /// Type modifier of each column.
@@ -23,6 +25,7 @@ struct SubReply {
 /// Read the frames of a held reply.
 fn read_reply(bytes: &[u8]) -> SubReply {
     let mut r = SubReply {
+        names: Vec::new(),
         types: Vec::new(),
         typmods: Vec::new(),
         rows: Vec::new(),
@@ -39,6 +42,7 @@ fn read_reply(bytes: &[u8]) -> SubReply {
         match tag {
             b'T' => {
                 let cols = be::parse_row_description(body).unwrap_or_default();
+                r.names = cols.iter().map(|c| c.name.clone()).collect();
                 r.types = cols.iter().map(|c| c.type_oid).collect();
                 r.typmods = cols.iter().map(|c| c.type_modifier).collect();
             }
@@ -178,6 +182,63 @@ impl Session {
                 return Ok(Done::Failed);
             }
         };
+        // A FROM subquery's rows: a table of the router's in its place,
+        // each shard's rows a CTE in front of what that shard runs.
+        let derived = subs
+            .iter()
+            .zip(&results)
+            .enumerate()
+            .find_map(|(i, (s, r))| match &s.kind {
+                SubKind::Derived { placed } => Some((i + 1, placed, r)),
+                _ => None,
+            });
+        if let Some((n, placed, filled)) = derived {
+            // Placed by a table's rule over every shard, or all on one.
+            let made = match placed {
+                Some((table, column)) => match self.topo.rule(table) {
+                    Some(rule) => shardgate_sql::analyze::subquery::derived_cte(
+                        n,
+                        Some((rule, column)),
+                        filled,
+                        &self.topo.shards(),
+                    ),
+                    None => Err(SqlError::Unsupported(format!(
+                        "{table} is no longer sharded"
+                    ))),
+                },
+                None => shardgate_sql::analyze::subquery::derived_cte(
+                    n,
+                    None,
+                    filled,
+                    &[self.topo.default_shard],
+                ),
+            };
+            let (rule, ctes) = match made {
+                Ok(m) => m,
+                Err(e) => {
+                    self.fail_statement(&sql_err(&e));
+                    return Ok(Done::Failed);
+                }
+            };
+            drop(results);
+            let name = shardgate_sql::analyze::subquery::marker_table(n);
+            let mut topo = (*self.topo).clone();
+            if let Some(rule) = rule {
+                topo.rules.insert(name.clone(), std::sync::Arc::new(rule));
+            }
+            let t = shardgate_sql::analyze(&sql, &topo);
+            let plan = resolve_plan(&self.router, &topo, &t, &Params::none())
+                .and_then(|p| p.with_shard_cte(&sql, &ctes, &name));
+            return match plan {
+                Ok(p) => self.run_filled(p, t, sql, reply).await,
+                Err(_) => {
+                    // Planned with the rows in place, the statement is
+                    // still refused: as it stood.
+                    self.fail_statement(&sql_err(refused));
+                    Ok(Done::Failed)
+                }
+            };
+        }
         let no_rows = results
             .iter()
             .any(|r| matches!(r, Filled::Rows { rows, .. } if rows.is_empty()));
@@ -311,6 +372,30 @@ impl Session {
         if sub.kind == SubKind::Exists {
             return Ok(Ok(Filled::Exists(!reply.rows.is_empty())));
         }
+        if let SubKind::Derived { .. } = &sub.kind {
+            // With the type modifiers: the columns are described as
+            // PostgreSQL describes the subquery's.
+            let Some(types) = reply
+                .types
+                .iter()
+                .zip(&reply.typmods)
+                .map(|(o, m)| shardgate_sql::rewrite::type_name_with_mod(*o, *m))
+                .collect::<Option<Vec<String>>>()
+            else {
+                return Ok(Err(None));
+            };
+            if reply.types.is_empty()
+                || (reply.types.iter().any(|o| settings_bound(*o)) && !self.exact_output().await?)
+                || !self.default_collations(sub, &reply.types).await?
+            {
+                return Ok(Err(None));
+            }
+            return Ok(Ok(Filled::Derived {
+                columns: reply.names,
+                types,
+                rows: reply.rows,
+            }));
+        }
         if let SubKind::Rows { untyped } = &sub.kind {
             if reply.types.is_empty() {
                 // `INSERT ... SELECT FROM t`: no VALUES list has no column.
@@ -367,6 +452,39 @@ impl Session {
         Ok(Ok(Filled::Values {
             ty: ty.to_string(),
             values,
+        }))
+    }
+
+    /// Do the text columns (of `types`) of subquery `sub` have the
+    /// collation a literal gets (their rows are compared and sorted as
+    /// literals on the shards)?
+    async fn default_collations(&mut self, sub: &Sub, types: &[u32]) -> Result<bool, ExecError> {
+        let texts: Vec<usize> = types
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| matches!(o, 25 | 1042 | 1043 | 19 | 1009 | 1014 | 1015 | 1003))
+            .map(|(i, _)| i)
+            .collect();
+        if texts.is_empty() {
+            return Ok(true);
+        }
+        let shard = self.topo.default_shard;
+        if self.ensure(&[shard]).await?.is_some() {
+            return Ok(false);
+        }
+        let sql = shardgate_exec::collation_probe(&sub.sql, types.len(), &texts);
+        let per = std::iter::once((shard, sql)).collect();
+        let c = shardgate_exec::collect(&mut self.conns, &per, texts.len()).await?;
+        if c.error.is_some() || c.rows.len() != texts.len() {
+            return Ok(false);
+        }
+        Ok(c.rows.iter().zip(&texts).all(|(r, i)| {
+            let own = if matches!(types[*i], 19 | 1003) {
+                "\"C\""
+            } else {
+                "\"default\""
+            };
+            r.first().cloned().flatten().as_deref() == Some(own)
         }))
     }
 

@@ -1180,3 +1180,33 @@ SELECT p.category, round(stddev(i.qty), 6), count(i.price) IS NOT NULL FROM prod
 SELECT p.id, count(*) FROM products p LEFT JOIN order_items i ON i.product_id = p.id GROUP BY p.id;
 SELECT p.id FROM products p LEFT JOIN order_items i ON i.product_id = p.id WHERE i.qty IS NULL GROUP BY p.id;
 SELECT p.id, i.qty FROM products p LEFT JOIN order_items i ON i.product_id = p.id;
+
+-- A subquery in FROM that needs the router (an ORM's eager load of a
+-- page), joined to a table on its shard key: the subquery runs first, its
+-- rows go to the shards that own their keys.
+-- @must @ordered
+SELECT anon_1.customers_id, anon_1.customers_name, o.id, o.amount FROM (SELECT customers.id AS customers_id, customers.name AS customers_name FROM customers ORDER BY customers.id LIMIT 10) AS anon_1 LEFT OUTER JOIN orders AS o ON anon_1.customers_id = o.customer_id ORDER BY anon_1.customers_id, o.id;
+-- @must
+SELECT "C".*, "o"."id" AS "o.id", "o"."status" AS "o.status" FROM (SELECT "C"."id", "C"."name", "C"."credit" FROM "customers" AS "C" ORDER BY "C"."id" DESC LIMIT 7) AS "C" LEFT OUTER JOIN "orders" AS "o" ON "C"."id" = "o"."customer_id";
+-- @must
+SELECT c.id, count(o.id), sum(o.amount), max(o.created_at) FROM (SELECT id FROM customers ORDER BY score DESC NULLS LAST, id LIMIT 15) c JOIN orders o ON o.customer_id = c.id GROUP BY c.id;
+-- @must
+SELECT c.id, c.name, i.line, i.qty FROM (SELECT id, name FROM customers WHERE active ORDER BY id DESC LIMIT 5 OFFSET 3) c LEFT JOIN order_items i ON i.customer_id = c.id;
+-- @must @ordered
+SELECT t.customer_id, t.n, c.name FROM (SELECT customer_id, count(*) AS n FROM orders GROUP BY customer_id ORDER BY n DESC, customer_id LIMIT 5) t JOIN customers c ON c.id = t.customer_id ORDER BY t.n DESC, t.customer_id;
+-- @must @ordered
+SELECT c.name, c.id, o.id AS order_id FROM (SELECT id, name, email, signup, last_seen FROM customers ORDER BY name NULLS FIRST, id LIMIT 8) c LEFT JOIN orders o ON o.customer_id = c.id ORDER BY c.name NULLS FIRST, c.id, o.id LIMIT 30;
+-- @must
+SELECT count(*), count(o.id) FROM (SELECT id FROM customers ORDER BY id LIMIT 0) c LEFT JOIN orders o ON o.customer_id = c.id;
+-- @must @ordered
+SELECT c.id, o.id FROM (SELECT DISTINCT customer_id AS id FROM order_items WHERE qty > 5 ORDER BY 1 LIMIT 6) c JOIN orders o ON o.customer_id = c.id WHERE o.qty > 2 ORDER BY 1, 2;
+-- ... and joined to no other sharded table: all its rows on one shard,
+-- where the statement runs.
+-- @must
+SELECT s.status, count(*), sum(s.amount) FROM (SELECT status, amount FROM orders ORDER BY amount DESC NULLS LAST, customer_id, id LIMIT 50) s GROUP BY s.status;
+-- @must
+SELECT s.id, p.name FROM (SELECT id, qty FROM orders ORDER BY id, customer_id LIMIT 10) s JOIN products p ON p.id = s.qty;
+-- @must
+SELECT max(x.n), min(x.customer_id) FROM (SELECT customer_id, count(*) AS n FROM orders GROUP BY customer_id ORDER BY 2 DESC, 1 LIMIT 3) x;
+-- @must @ordered
+SELECT g, s.id FROM generate_series(1, 3) g LEFT JOIN (SELECT id FROM customers ORDER BY id LIMIT 2) s ON s.id = g ORDER BY g;

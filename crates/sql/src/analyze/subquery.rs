@@ -18,9 +18,20 @@
 //! Columns resolve to the innermost query that has them, so a subquery that
 //! runs alone means the same inside. Forms whose meaning a literal would
 //! change are not taken: `ANY`/`ALL (subquery)` and row comparisons.
+//!
+//! A subquery in FROM that needs the router (`FROM (SELECT ... FROM
+//! customers ORDER BY id LIMIT 10) AS c LEFT JOIN orders o ON o.customer_id
+//! = c.id`: an ORM's eager load of a page) runs first too. Its rows then
+//! stand in for it as a table of the router's, placed by the column joined
+//! to a sharded table's key under that table's rule: the statement is
+//! planned with that table in its place (co-located with the joined
+//! table), and each shard gets the rows it owns as a CTE of that name in
+//! front of what it runs ([`derived_cte`], `Plan::with_shard_cte`).
 
 use super::*;
+use shardgate_core::ShardId;
 use sqlparser::ast::{DataType, VisitMut, VisitorMut};
+use std::collections::BTreeMap;
 
 /// What the outer statement needs of one subquery's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +48,14 @@ pub enum SubKind {
         /// converts those to the target column's type, so they go into
         /// the VALUES list untyped.
         untyped: Vec<bool>,
+    },
+    /// A subquery in FROM: its rows, which stand in for it on each shard
+    /// (see the module header).
+    Derived {
+        /// The sharded table whose rule places the rows and the subquery's
+        /// column joined to that table's key; `None`: the statement reads
+        /// no other sharded table, and runs on one shard with all the rows.
+        placed: Option<(String, String)>,
     },
 }
 
@@ -61,6 +80,15 @@ pub enum Filled {
     },
     /// Whether an EXISTS subquery has a row.
     Exists(bool),
+    /// A FROM subquery's rows (see [`SubKind::Derived`]).
+    Derived {
+        /// The column names.
+        columns: Vec<String>,
+        /// Each column's type, as SQL.
+        types: Vec<String>,
+        /// The rows, values as text (`None`: NULL).
+        rows: Vec<Vec<Option<String>>>,
+    },
     /// An INSERT's rows.
     Rows {
         /// Each column's type, as SQL.
@@ -186,7 +214,18 @@ pub(crate) fn pre_evaluate(
         let _ = VisitMut::visit(e, &mut r);
     }
     if r.subs.is_empty() {
-        return None;
+        // No subquery in its expressions: a subquery in FROM, run first.
+        // (After the others are written in, the statement may still need
+        // it: it is analyzed again then.)
+        let mut outer = stmt.clone();
+        let Statement::Query(q) = &mut outer else {
+            return None;
+        };
+        let SetExpr::Select(os) = q.body.as_mut() else {
+            return None;
+        };
+        let sub = derived(os, topo)?;
+        return Some((vec![sub], outer));
     }
     Some((r.subs, outer))
 }
@@ -198,6 +237,290 @@ fn names_marker(stmt: &Statement) -> bool {
         Expr::CompoundIdentifier(v) => v.iter().any(|i| i.value.starts_with(MARKER)),
         _ => false,
     })
+}
+
+/// The name of the table standing for the `n`th subquery's rows.
+pub fn marker_table(n: usize) -> String {
+    format!("{MARKER}{n}")
+}
+
+/// A FROM subquery over sharded tables in a SELECT whose FROM is one
+/// item of joins (no LATERAL, no column aliases, the only such subquery),
+/// with a join ON an equality of one of its columns and the key of a
+/// table sharded by one column, or joined to no sharded table: the
+/// subquery to run first, the FROM item replaced by the marker table of
+/// the subquery's number (1: the first to run) under the subquery's alias.
+fn derived(s: &mut ast::Select, topo: &Topology) -> Option<Sub> {
+    let [twj] = s.from.as_mut_slice() else {
+        return None;
+    };
+    let over_sharded = |f: &TableFactor| match f {
+        TableFactor::Derived { subquery, .. } => !classes(&relations(subquery.as_ref()), topo)
+            .sharded
+            .is_empty(),
+        _ => false,
+    };
+    let factors: Vec<&TableFactor> = std::iter::once(&twj.relation)
+        .chain(twj.joins.iter().map(|j| &j.relation))
+        .collect();
+    let [at] = factors
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| over_sharded(f))
+        .map(|(i, _)| i)
+        .collect::<Vec<_>>()[..]
+    else {
+        return None;
+    };
+    let TableFactor::Derived {
+        lateral: false,
+        subquery,
+        alias: Some(alias),
+        ..
+    } = factors[at]
+    else {
+        return None;
+    };
+    if !alias.columns.is_empty() || contains_dml(subquery) {
+        return None;
+    }
+    let a = ident_name(&alias.name);
+    let qual_col = |e: &Expr| match e {
+        Expr::CompoundIdentifier(p) if p.len() >= 2 => {
+            Some((ident_name(&p[p.len() - 2]), ident_name(&p[p.len() - 1])))
+        }
+        _ => None,
+    };
+    // The sharded tables next to it, by qualifier.
+    let sharded: Vec<(String, Arc<TableRule>)> = factors
+        .iter()
+        .filter_map(|f| match f {
+            TableFactor::Table {
+                name, args: None, ..
+            } => match classify(name, topo) {
+                Class::Sharded(rule) => Some((factor_qual(f)?, rule)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let mut found = None;
+    for j in &twj.joins {
+        let Some(on) = join_constraint(&j.join_operator) else {
+            continue;
+        };
+        let mut cs = Vec::new();
+        conjuncts(on, &mut cs);
+        for c in cs {
+            let Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::Eq,
+                right,
+            } = c
+            else {
+                continue;
+            };
+            let (Some(l), Some(r)) = (qual_col(left), qual_col(right)) else {
+                continue;
+            };
+            for (x, y) in [(&l, &r), (&r, &l)] {
+                let keyed = sharded
+                    .iter()
+                    .find(|(q, rule)| *q == y.0 && rule.key_columns() == [y.1.clone()]);
+                if x.0 == a
+                    && found.is_none()
+                    && let Some((_, rule)) = keyed
+                {
+                    found = Some((rule.table.clone(), x.1.clone()));
+                }
+            }
+        }
+    }
+    if found.is_none() {
+        // No key to place the rows by: every other FROM item must be the
+        // same on every shard (the statement then runs on one).
+        let same_everywhere = factors.iter().enumerate().all(|(i, f)| {
+            i == at
+                || match f {
+                    TableFactor::Table {
+                        name, args: None, ..
+                    } => matches!(classify(name, topo), Class::Reference),
+                    TableFactor::Table {
+                        name,
+                        args: Some(_),
+                        ..
+                    } => is_pure_table_function(name),
+                    _ => false,
+                }
+        });
+        if !same_everywhere {
+            return None;
+        }
+    }
+    let sql = subquery.to_string();
+    let alias = alias.clone();
+    let stand_in = sqlparser::parser::Parser::parse_sql(
+        &PostgreSqlDialect {},
+        &format!("SELECT * FROM {} AS x", marker_table(1)),
+    )
+    .ok()?
+    .pop()?;
+    let Statement::Query(q) = stand_in else {
+        return None;
+    };
+    let SetExpr::Select(sel) = *q.body else {
+        return None;
+    };
+    let mut relation = sel.from.into_iter().next()?.relation;
+    if let TableFactor::Table { alias: slot, .. } = &mut relation {
+        *slot = Some(alias);
+    }
+    match at {
+        0 => twj.relation = relation,
+        i => twj.joins[i - 1].relation = relation,
+    }
+    Some(Sub {
+        sql,
+        kind: SubKind::Derived { placed: found },
+    })
+}
+
+/// For the `n`th subquery (a FROM subquery, see [`SubKind::Derived`]):
+/// the rule of the table standing for its rows (`placed`: a rule and the
+/// column it places them by; `None`: no rule, every row on the first of
+/// `shards`), and for each of `shards` the CTE giving that shard its rows
+/// (`"marker" (columns) AS (VALUES ...)`, for
+/// [`crate::Plan::with_shard_cte`]). A row whose key is NULL (it joins
+/// nothing) goes to the first shard.
+///
+/// # Errors
+/// A key that does not read as the rule's key type, or that the rule
+/// cannot place; a column name given twice; a type name that does not
+/// parse.
+pub fn derived_cte(
+    n: usize,
+    placed: Option<(&TableRule, &str)>,
+    filled: &Filled,
+    shards: &[ShardId],
+) -> Result<(Option<TableRule>, BTreeMap<ShardId, String>), SqlError> {
+    let Filled::Derived {
+        columns,
+        types,
+        rows,
+    } = filled
+    else {
+        return Err(SqlError::Invalid("not a FROM subquery's rows".into()));
+    };
+    let unsupported = |m: String| SqlError::Unsupported(m);
+    if columns
+        .iter()
+        .enumerate()
+        .any(|(i, c)| columns[..i].contains(c))
+    {
+        return Err(unsupported(
+            "a subquery in FROM run before its statement must name its columns apart".into(),
+        ));
+    }
+    let name = marker_table(n);
+    // Where the key is, its type, and the stand-in's rule.
+    let mut key: Option<(usize, shardgate_core::KeyType, TableRule)> = None;
+    if let Some((rule, column)) = placed {
+        let TableKind::Sharded {
+            strategy,
+            key_types,
+            overrides,
+            ..
+        } = &rule.kind
+        else {
+            return Err(SqlError::Invalid("not a sharded table".into()));
+        };
+        let Some(at) = columns.iter().position(|c| c == column) else {
+            return Err(unsupported(format!(
+                "the subquery in FROM has no column \"{column}\""
+            )));
+        };
+        let Some(key_type) = key_types.first().copied().flatten() else {
+            return Err(unsupported(format!(
+                "the key type of {} is not known",
+                rule.table
+            )));
+        };
+        let stand_in = TableRule {
+            table: name.clone(),
+            kind: TableKind::Sharded {
+                columns: vec![column.to_string()],
+                key_types: vec![Some(key_type)],
+                strategy: strategy.clone(),
+                overrides: overrides.clone(),
+                all_columns: columns.clone(),
+            },
+        };
+        key = Some((at, key_type, stand_in));
+    }
+    let types: Vec<DataType> = types
+        .iter()
+        .map(|t| data_type(t))
+        .collect::<Result<_, _>>()?;
+    let mut per: BTreeMap<ShardId, Vec<String>> = shards.iter().map(|s| (*s, Vec::new())).collect();
+    let first = *shards
+        .first()
+        .ok_or_else(|| SqlError::Invalid("no shards".into()))?;
+    for r in rows {
+        let shard = match key
+            .as_ref()
+            .and_then(|(at, ty, rule)| Some((r.get(*at).cloned().flatten()?, *ty, rule)))
+        {
+            None => first,
+            Some((k, key_type, stand_in)) => {
+                let v = shardgate_core::KeyValue::parse(key_type, &k).map_err(|e| {
+                    unsupported(format!(
+                        "a key \"{k}\" of the subquery in FROM does not read as a {key_type} shard key: {e}"
+                    ))
+                })?;
+                stand_in
+                    .place(&[v])
+                    .map_err(|e| unsupported(e.to_string()))?
+            }
+        };
+        let values: Vec<String> = r
+            .iter()
+            .zip(&types)
+            .map(|(v, ty)| literal(v.as_deref(), ty).to_string())
+            .collect();
+        per.get_mut(&shard)
+            .ok_or_else(|| unsupported(format!("shard {shard} is not one of the statement's")))?
+            .push(format!("({})", values.join(", ")));
+    }
+    let quoted = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+    let head = format!(
+        "{} ({})",
+        quoted(&name),
+        columns
+            .iter()
+            .map(|c| quoted(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let empty = format!(
+        "SELECT {} WHERE false",
+        types
+            .iter()
+            .map(|t| literal(None, t).to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let ctes = per
+        .into_iter()
+        .map(|(s, rows)| {
+            let body = if rows.is_empty() {
+                empty.clone()
+            } else {
+                format!("VALUES {}", rows.join(", "))
+            };
+            (s, format!("{head} AS ({body})"))
+        })
+        .collect();
+    Ok((key.map(|(_, _, rule)| rule), ctes))
 }
 
 /// Does a subquery of `e` write (a data-modifying WITH)? It would run
@@ -528,8 +851,11 @@ impl VisitorMut for Filler<'_> {
             }
             other => match marker_of(other).and_then(|n| self.result(n)) {
                 Some(Filled::Exists(b)) => Expr::Value(Value::Boolean(*b).into()),
-                // Written by `pre_visit_query`.
-                Some(Filled::Rows { .. }) => return ControlFlow::Continue(()),
+                // Written by `pre_visit_query`; a FROM subquery's rows go
+                // to the shards as CTEs.
+                Some(Filled::Rows { .. } | Filled::Derived { .. }) => {
+                    return ControlFlow::Continue(());
+                }
                 Some(Filled::Values { ty, values }) => {
                     let ty = match data_type(ty) {
                         Ok(t) => t,
@@ -560,6 +886,172 @@ mod tests {
         sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, sql)
             .unwrap()
             .remove(0)
+    }
+
+    /// Orders and customers hashed over two shards; products a reference
+    /// table.
+    fn shop() -> Topology {
+        let shards = [ShardId(0), ShardId(1)];
+        let mut topo = Topology::default();
+        for (t, k) in [("orders", "customer_id"), ("customers", "id")] {
+            let mut rule = TableRule::sharded(
+                t,
+                vec![k.into()],
+                shardgate_core::Strategy::hash(&shards).unwrap(),
+            );
+            if let TableKind::Sharded { key_types, .. } = &mut rule.kind {
+                key_types[0] = Some(shardgate_core::KeyType::Int);
+            }
+            topo.rules.insert(t.into(), Arc::new(rule));
+        }
+        topo.rules.insert(
+            "products".into(),
+            Arc::new(TableRule::reference("products")),
+        );
+        topo.shard_names = vec!["s0".into(), "s1".into()];
+        topo
+    }
+
+    /// The FROM subquery run first, and the statement left.
+    fn derived_of(sql: &str) -> Option<(Sub, String)> {
+        let (mut subs, outer) = pre_evaluate(&parse(sql), sql, &shop())?;
+        assert_eq!(subs.len(), 1, "{sql}");
+        Some((subs.remove(0), outer.to_string()))
+    }
+
+    #[test]
+    fn a_from_subquery_is_run_first_and_placed_by_the_joined_key() {
+        let (sub, outer) = derived_of(
+            "SELECT c.id, o.id FROM (SELECT id, name FROM customers ORDER BY id LIMIT 10) AS c \
+             LEFT JOIN orders o ON c.id = o.customer_id ORDER BY c.id",
+        )
+        .unwrap();
+        assert_eq!(
+            sub.sql,
+            "SELECT id, name FROM customers ORDER BY id LIMIT 10"
+        );
+        assert_eq!(
+            sub.kind,
+            SubKind::Derived {
+                placed: Some(("orders".into(), "id".into()))
+            }
+        );
+        assert_eq!(
+            outer,
+            format!(
+                "SELECT c.id, o.id FROM {MARKER}1 AS c LEFT JOIN orders o ON c.id = o.customer_id ORDER BY c.id"
+            )
+        );
+        // On the nullable side, under another name, keyed by customers.
+        let (sub, outer) = derived_of(
+            "SELECT * FROM customers c LEFT JOIN (SELECT customer_id AS cid, count(*) n FROM orders GROUP BY 1 ORDER BY 2 DESC LIMIT 3) t ON c.id = t.cid",
+        )
+        .unwrap();
+        assert_eq!(
+            sub.kind,
+            SubKind::Derived {
+                placed: Some(("customers".into(), "cid".into()))
+            }
+        );
+        assert!(
+            outer.contains(&format!("LEFT JOIN {MARKER}1 t ON")),
+            "{outer}"
+        );
+        // Next to reference tables only: all on one shard.
+        let (sub, _) = derived_of(
+            "SELECT p.name, s.n FROM (SELECT qty, count(*) n FROM orders GROUP BY qty ORDER BY 2 DESC LIMIT 3) s JOIN products p ON p.id = s.qty",
+        )
+        .unwrap();
+        assert_eq!(sub.kind, SubKind::Derived { placed: None });
+        // Not taken: joined to a sharded table by no key, lateral, renamed
+        // columns, two subqueries.
+        for sql in [
+            "SELECT * FROM (SELECT id FROM customers ORDER BY id LIMIT 3) c JOIN orders o ON o.id = c.id",
+            "SELECT * FROM customers c, LATERAL (SELECT * FROM orders o WHERE o.customer_id = c.id LIMIT 1) x",
+            "SELECT * FROM (SELECT id FROM customers ORDER BY id LIMIT 3) c(k) JOIN orders o ON o.customer_id = c.k",
+            "SELECT * FROM (SELECT id FROM customers LIMIT 3) c JOIN (SELECT customer_id FROM orders LIMIT 3) o ON o.customer_id = c.id",
+        ] {
+            assert!(derived_of(sql).is_none(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn each_shard_gets_the_rows_its_keys_place() {
+        let topo = shop();
+        let rule = topo.rule("orders").unwrap();
+        let shards = [ShardId(0), ShardId(1)];
+        let rows: Vec<Vec<Option<String>>> = (1..=6)
+            .map(|i| vec![Some(i.to_string()), Some(format!("it's {i}"))])
+            .chain([vec![None, Some("no key".into())]])
+            .collect();
+        let filled = Filled::Derived {
+            columns: vec!["id".into(), "Name".into()],
+            types: vec!["bigint".into(), "character varying(20)".into()],
+            rows,
+        };
+        let (stand_in, ctes) = derived_cte(1, Some((rule, "id")), &filled, &shards).unwrap();
+        let stand_in = stand_in.unwrap();
+        assert_eq!(stand_in.table, marker_table(1));
+        assert_eq!(stand_in.key_columns(), ["id".to_string()]);
+        let mut seen = 0;
+        for i in 1..=6i64 {
+            let on = rule.place(&[shardgate_core::KeyValue::Int(i)]).unwrap();
+            let cte = &ctes[&on];
+            assert!(cte.contains(&format!("CAST(E'{i}' AS BIGINT)")), "{cte}");
+            let other = &ctes[&if on == ShardId(0) {
+                ShardId(1)
+            } else {
+                ShardId(0)
+            }];
+            assert!(
+                !other.contains(&format!("CAST(E'{i}' AS BIGINT)")),
+                "{other}"
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, 6);
+        assert!(
+            ctes[&ShardId(0)]
+                .starts_with(&format!("\"{MARKER}1\" (\"id\", \"Name\") AS (VALUES ("))
+        );
+        assert!(
+            ctes[&ShardId(0)].contains("no key"),
+            "NULL keys: the first shard"
+        );
+        assert!(ctes[&ShardId(0)].contains("E'it\\'s"));
+        // No rows: an empty typed set; all on one shard without a rule.
+        let none = Filled::Derived {
+            columns: vec!["id".into()],
+            types: vec!["bigint".into()],
+            rows: Vec::new(),
+        };
+        let (_, ctes) = derived_cte(2, Some((rule, "id")), &none, &shards).unwrap();
+        assert_eq!(
+            ctes[&ShardId(1)],
+            format!("\"{MARKER}2\" (\"id\") AS (SELECT CAST(NULL AS BIGINT) WHERE false)")
+        );
+        let (rule_none, ctes) = derived_cte(1, None, &filled, &[ShardId(1)]).unwrap();
+        assert!(rule_none.is_none());
+        assert_eq!(ctes.len(), 1);
+        assert_eq!(ctes[&ShardId(1)].matches("), (").count(), 6);
+        // A key that does not read as the rule's type; a column twice.
+        let bad = Filled::Derived {
+            columns: vec!["id".into()],
+            types: vec!["text".into()],
+            rows: vec![vec![Some("x".into())]],
+        };
+        assert_eq!(
+            derived_cte(1, Some((rule, "id")), &bad, &shards)
+                .unwrap_err()
+                .sqlstate(),
+            "0A000"
+        );
+        let twice = Filled::Derived {
+            columns: vec!["id".into(), "id".into()],
+            types: vec!["bigint".into(), "bigint".into()],
+            rows: Vec::new(),
+        };
+        assert!(derived_cte(1, Some((rule, "id")), &twice, &shards).is_err());
     }
 
     #[test]
