@@ -536,18 +536,23 @@ async fn next_id_is_a_column_default_filled_in_by_the_router() {
     cl.batch_execute("SELECT shardgate.reference_table('products')")
         .await
         .unwrap();
-    // Not inside a transaction block (a ROLLBACK would undo it on the
-    // shards, not in shardgate).
-    let e = cl
-        .batch_execute(
-            "BEGIN; ALTER TABLE products ALTER COLUMN id SET DEFAULT shardgate.next_id(); COMMIT",
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(code(&e), "25001", "{e}");
-    cl.batch_execute("ROLLBACK").await.unwrap();
-    // Nor in an extended-protocol batch with more before its Sync (the
-    // batch is one implicit transaction): refused, nothing recorded.
+    // Inside a transaction block it is recorded at COMMIT: a ROLLBACK, or
+    // a ROLLBACK TO a savepoint made before it, leaves no default.
+    for sql in [
+        "BEGIN; ALTER TABLE products ALTER COLUMN id SET DEFAULT shardgate.next_id(); ROLLBACK",
+        "BEGIN; SAVEPOINT a; ALTER TABLE products ALTER COLUMN id SET DEFAULT shardgate.next_id(); \
+         ROLLBACK TO SAVEPOINT a; COMMIT",
+    ] {
+        cl.batch_execute(sql).await.unwrap();
+        let e = cl
+            .batch_execute("INSERT INTO products (name) VALUES ('none')")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), "23502", "{sql}: no id drawn: {e}");
+    }
+    // Outside one, not in an extended-protocol batch with more before its
+    // Sync (the batch is one implicit transaction): refused, nothing
+    // recorded.
     let port = c.sg.port();
     let got = tokio::task::spawn_blocking(move || {
         let mut raw = common::Raw::connect(port);
@@ -571,12 +576,51 @@ async fn next_id_is_a_column_default_filled_in_by_the_router() {
         .find(|(t, _)| *t == b'E')
         .expect("an error in the batch");
     assert_eq!(common::sqlstate(&e.1), "25001");
-    cl.batch_execute("ALTER TABLE products ALTER COLUMN id SET DEFAULT shardgate.next_id()")
+    // A transaction that commits (a migration): its own INSERTs draw ids
+    // already, in both protocols; a savepoint rolled back after it keeps it.
+    cl.batch_execute(
+        "BEGIN; ALTER TABLE products ALTER COLUMN id SET DEFAULT shardgate.next_id(); \
+         INSERT INTO products (name) VALUES ('in-txn'); SAVEPOINT b",
+    )
+    .await
+    .unwrap();
+    cl.execute(
+        "INSERT INTO products (name) VALUES ($1)",
+        &[&"in-txn-extended"],
+    )
+    .await
+    .unwrap();
+    cl.batch_execute("ROLLBACK TO SAVEPOINT b; COMMIT")
         .await
         .unwrap();
     cl.batch_execute("INSERT INTO products (name) VALUES ('p1'), ('p2')")
         .await
         .unwrap();
+    // CREATE TABLE in a transaction block (Django's migrations, TypeORM's
+    // synchronize), used before COMMIT.
+    let rows = cl
+        .simple_query(
+            "BEGIN; CREATE TABLE gadgets (id bigint PRIMARY KEY DEFAULT shardgate.next_id(), name text); \
+             INSERT INTO gadgets (name) VALUES ('g1') RETURNING id; COMMIT",
+        )
+        .await
+        .unwrap();
+    assert!(
+        rows.iter()
+            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0).is_some_and(|v| v.parse::<i64>().is_ok()))),
+        "an id drawn in the transaction"
+    );
+    cl.batch_execute("INSERT INTO gadgets (name) VALUES ('g2')")
+        .await
+        .unwrap();
+    let n = cl
+        .query_one(
+            "SELECT count(DISTINCT id) FROM gadgets WHERE id IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n.get::<_, i64>(0), 2);
     // Writes shardgate cannot fill ids for are refused.
     for sql in [
         "WITH x AS (INSERT INTO products (name) VALUES ('p3') RETURNING id) SELECT * FROM x",
@@ -595,7 +639,7 @@ async fn next_id_is_a_column_default_filled_in_by_the_router() {
         })
         .collect();
     assert_eq!(copies[0], copies[1]);
-    assert_eq!(copies[0].split(',').count(), 2);
+    assert_eq!(copies[0].split(',').count(), 3, "in-txn, p1, p2");
 
     // An unsharded table; the record survives a restart and follows
     // renames; DROP DEFAULT ends it (then PostgreSQL's NULL).

@@ -101,6 +101,9 @@ impl Session {
     /// The transaction (block or implicit) ended, `committed` or not.
     pub(super) fn end_txn(&mut self, committed: bool) {
         self.cursors_at_end(committed);
+        if !committed {
+            self.discard_ids();
+        }
         // Portals last until the end of their transaction block (those of
         // an implicit one, until Sync).
         if !self.implicit {
@@ -226,6 +229,9 @@ impl Session {
             }
         }
         self.end_txn(commit && r.is_none());
+        if commit && r.is_none() {
+            self.record_ids().await;
+        }
         Ok(r)
     }
 }

@@ -550,6 +550,7 @@ impl Session {
                     let before = sp.stack[i].1;
                     sp.stack.truncate(i + 1);
                     self.cursors.retain(|_, c| c.seq() <= before);
+                    self.ids_rolled_back_to(before);
                 }
             }
             _ => {}

@@ -413,21 +413,21 @@ impl Session {
                 return Ok(());
             }
         };
-        let id_ddl = self.stmts.get(&portal.stmt).and_then(|st| {
-            self.id_ddl_in_transaction(&st.template)
-                .map(|e| (e, true))
-                .or_else(|| match &st.template {
-                    Template::Route {
-                        learns: Some(l), ..
-                    } if l.ids.as_ref().is_some_and(|i| i.changes_ids()) => Some((
-                        err_fields(
-                            "25001",
-                            "DDL that adds, changes or drops a shardgate.next_id() default must be alone in its batch (Sync right after its Execute): shardgate records it when it succeeds",
-                        ),
-                        false,
-                    )),
-                    _ => None,
-                })
+        // Outside a transaction block, the batch is the transaction: such
+        // DDL is recorded when it succeeds, so it must be alone in it (in
+        // a transaction block it is recorded at COMMIT).
+        let id_ddl = self.stmts.get(&portal.stmt).and_then(|st| match &st.template {
+            Template::Route {
+                learns: Some(l), ..
+            } if self.txn == TxnState::Idle
+                && l.ids.as_ref().is_some_and(|i| i.changes_ids()) =>
+            {
+                Some(err_fields(
+                    "25001",
+                    "DDL that adds, changes or drops a shardgate.next_id() default must be alone in its batch (Sync right after its Execute) or in a transaction block: shardgate records it when it succeeds",
+                ))
+            }
+            _ => None,
         });
         let bind = portal.bind.clone();
         let result_formats = portal.result_formats.clone();
@@ -444,8 +444,8 @@ impl Session {
             self.batch_error(&e);
             return Ok(());
         }
-        if let Some((e, always)) = id_ddl
-            && (always || !self.batch_used.is_empty() || !self.next_is_sync())
+        if let Some(e) = id_ddl
+            && (!self.batch_used.is_empty() || !self.next_is_sync())
         {
             self.batch_error(&e);
             return Ok(());

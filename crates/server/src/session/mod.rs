@@ -17,6 +17,7 @@ mod extended;
 mod lanes;
 mod local;
 mod moves;
+mod pending_ids;
 mod simple;
 mod subquery;
 
@@ -122,6 +123,7 @@ pub async fn run(router: Arc<Router>, sock: TcpStream) -> std::io::Result<()> {
         portals: HashMap::new(),
         cursors: HashMap::new(),
         savepoints: Default::default(),
+        pending_ids: Default::default(),
         plan_cache: HashMap::new(),
         plan_cache_version: 0,
         no_prepare: HashSet::new(),
@@ -171,6 +173,8 @@ struct Session {
     cursors: HashMap<String, cursors::Cursor>,
     /// Savepoints, for the cursors declared after them.
     savepoints: cursors::Savepoints,
+    /// `shardgate.next_id()` DDL of the transaction, recorded at COMMIT.
+    pending_ids: pending_ids::PendingIds,
     /// Analyzed normalized statements of the simple protocol.
     plan_cache: HashMap<String, Arc<Template>>,
     plan_cache_version: u64,
@@ -479,23 +483,6 @@ impl Session {
         resolve_plan(&self.router, &self.topo, t, params)
     }
 
-    /// DDL that changes which columns default to `shardgate.next_id()`
-    /// takes effect in shardgate when it succeeds, so it may not run where
-    /// a ROLLBACK could undo it on the shards: in a transaction block.
-    fn id_ddl_in_transaction(&self, t: &Template) -> Option<ErrorFields> {
-        match t {
-            Template::Route {
-                learns: Some(l), ..
-            } if l.ids.as_ref().is_some_and(|i| i.changes_ids()) && self.txn != TxnState::Idle => {
-                Some(err_fields(
-                    "25001",
-                    "DDL that adds, changes or drops a shardgate.next_id() default cannot run inside a transaction block (shardgate records it when it succeeds); run it on its own",
-                ))
-            }
-            _ => None,
-        }
-    }
-
     /// After `t` ran: record what its DDL teaches, if it succeeded.
     async fn learn_after(&mut self, d: &Done, t: &Template) {
         if let (
@@ -539,6 +526,12 @@ impl Session {
             tracing::warn!("could not record the columns of {t}: {}", e.message);
         }
         if let Some(ids) = &l.ids
+            && ids.changes_ids()
+            && self.txn != TxnState::Idle
+        {
+            // In a transaction block: recorded when it commits.
+            self.defer_ids(&ids.change);
+        } else if let Some(ids) = &l.ids
             && let Err(e) = crate::admin::learn_ids(&self.router, &ids.change).await
         {
             // The shards ran the DDL: the client must know that shardgate
@@ -560,6 +553,10 @@ impl Session {
 
     /// Refresh the topology snapshot if the router has a newer one.
     fn refresh_topology(&mut self) {
+        if self.ids_pending() {
+            self.refresh_pending_ids();
+            return;
+        }
         let t = self.router.topology();
         if t.version != self.topo.version {
             self.topo = t;

@@ -343,10 +343,6 @@ impl Session {
         {
             return Ok(self.aborted());
         }
-        if let Some(e) = self.id_ddl_in_transaction(template) {
-            self.fail_statement(&e);
-            return Ok(Done::Failed);
-        }
         match plan {
             Plan::Local(Local::Cursor(shardgate_sql::cursor::CursorOp::Fetch {
                 name,
