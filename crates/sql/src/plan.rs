@@ -366,6 +366,22 @@ pub enum Plan {
     },
 }
 
+/// Whether `sql` has the identifier `name` anywhere (a word as the
+/// tokenizer reads it, quoted or not; text that does not tokenize counts
+/// as having it).
+fn names_word(sql: &str, name: &str) -> bool {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let dialect = sqlparser::dialect::PostgreSqlDialect {};
+    match Tokenizer::new(&dialect, sql).tokenize() {
+        Ok(tokens) => tokens.iter().any(|t| match t {
+            Token::Word(w) if w.quote_style.is_some() => w.value == name,
+            Token::Word(w) => w.value.to_lowercase() == name,
+            _ => false,
+        }),
+        Err(_) => true,
+    }
+}
+
 /// `cte` (a CTE definition, `name (columns) AS (...)`) put in front of
 /// `body`: in its WITH list if it has one.
 fn with_cte(cte: &str, body: &str) -> String {
@@ -575,7 +591,7 @@ impl Node {
                 input: inner(input)?,
             },
             Node::Aggregate { spec, input } => {
-                if spec.final_pg.contains(name) {
+                if names_word(&spec.final_pg, name) {
                     return Err(SqlError::Unsupported(
                         "a subquery in FROM run before its statement cannot be read by the final step of a cross-shard aggregation".into(),
                     ));
@@ -804,12 +820,21 @@ impl Plan {
                 ));
                 for (i, s) in subs.iter().enumerate() {
                     use crate::analyze::subquery::SubKind;
-                    let kind = match s.kind {
-                        SubKind::Scalar => "a value",
-                        SubKind::In => "an IN list",
-                        SubKind::Exists => "EXISTS",
-                        SubKind::Rows { .. } => "rows to insert",
-                        SubKind::Derived { .. } => "rows of a FROM item, each shard's own as a CTE",
+                    let kind = match &s.kind {
+                        SubKind::Scalar => "a value".to_string(),
+                        SubKind::In => "an IN list".to_string(),
+                        SubKind::Exists => "EXISTS".to_string(),
+                        SubKind::Rows { .. } => "rows to insert".to_string(),
+                        SubKind::Derived {
+                            name,
+                            placed: Some((table, column)),
+                            ..
+                        } => format!(
+                            "rows standing for {name}, each on the shard its {column} places under the rule of {table}"
+                        ),
+                        SubKind::Derived { name, .. } => {
+                            format!("rows standing for {name}, on every shard")
+                        }
                     };
                     out.push(format!("{pad}  subquery {} ({kind}): {}", i + 1, s.sql));
                 }

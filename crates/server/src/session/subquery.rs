@@ -184,35 +184,42 @@ impl Session {
         };
         // A FROM subquery's rows: a table of the router's in its place,
         // each shard's rows a CTE in front of what that shard runs.
-        let derived = subs
-            .iter()
-            .zip(&results)
-            .enumerate()
-            .find_map(|(i, (s, r))| match &s.kind {
-                SubKind::Derived { placed } => Some((i + 1, placed, r)),
-                _ => None,
-            });
-        if let Some((n, placed, filled)) = derived {
-            // Placed by a table's rule over every shard, or all on one.
-            let made = match placed {
+        let derived = subs.iter().zip(&results).find_map(|(s, r)| match &s.kind {
+            SubKind::Derived {
+                name,
+                columns,
+                placed,
+            } => Some((name.clone(), columns, placed, r)),
+            _ => None,
+        });
+        if let Some((name, renamed, placed, filled)) = derived {
+            // The CTE's own column names, over its query's.
+            let mut filled = filled.clone();
+            if let Filled::Derived { columns, .. } = &mut filled {
+                for (c, r) in columns.iter_mut().zip(renamed) {
+                    c.clone_from(r);
+                }
+            }
+            // Placed by a table's rule, or everywhere.
+            let rule = match placed {
                 Some((table, column)) => match self.topo.rule(table) {
-                    Some(rule) => shardgate_sql::analyze::subquery::derived_cte(
-                        n,
-                        Some((rule, column)),
-                        filled,
-                        &self.topo.shards(),
-                    ),
+                    Some(rule) => Ok(Some((rule.clone(), column.clone()))),
                     None => Err(SqlError::Unsupported(format!(
                         "{table} is no longer sharded"
                     ))),
                 },
-                None => shardgate_sql::analyze::subquery::derived_cte(
-                    n,
-                    None,
-                    filled,
-                    &[self.topo.default_shard],
-                ),
+                None => Ok(None),
             };
+            let made = rule.and_then(|r| {
+                shardgate_sql::analyze::subquery::derived_cte(
+                    &name,
+                    r.as_ref()
+                        .map(|(rule, column)| (rule.as_ref(), column.as_str())),
+                    &filled,
+                    &self.topo.shards(),
+                )
+            });
+            drop(filled);
             let (rule, ctes) = match made {
                 Ok(m) => m,
                 Err(e) => {
@@ -221,11 +228,8 @@ impl Session {
                 }
             };
             drop(results);
-            let name = shardgate_sql::analyze::subquery::marker_table(n);
             let mut topo = (*self.topo).clone();
-            if let Some(rule) = rule {
-                topo.rules.insert(name.clone(), std::sync::Arc::new(rule));
-            }
+            topo.rules.insert(name.clone(), std::sync::Arc::new(rule));
             let t = shardgate_sql::analyze(&sql, &topo);
             let plan = resolve_plan(&self.router, &topo, &t, &Params::none())
                 .and_then(|p| p.with_shard_cte(&sql, &ctes, &name));

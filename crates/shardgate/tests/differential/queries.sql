@@ -1210,3 +1210,18 @@ SELECT s.id, p.name FROM (SELECT id, qty FROM orders ORDER BY id, customer_id LI
 SELECT max(x.n), min(x.customer_id) FROM (SELECT customer_id, count(*) AS n FROM orders GROUP BY customer_id ORDER BY 2 DESC, 1 LIMIT 3) x;
 -- @must @ordered
 SELECT g, s.id FROM generate_series(1, 3) g LEFT JOIN (SELECT id FROM customers ORDER BY id LIMIT 2) s ON s.id = g ORDER BY g;
+-- The first CTE over sharded tables of a statement refused with it runs
+-- first the same way: placed by the key it is joined on, or on every
+-- shard as a reference table's rows.
+-- @must @ordered
+WITH a AS (SELECT customer_id, count(*) AS n, sum(qty) AS m FROM orders GROUP BY customer_id), b AS (SELECT a.customer_id FROM a WHERE a.m IS NOT NULL AND a.n > 6) SELECT c.id, c.region FROM customers c WHERE c.id IN (SELECT b.customer_id FROM b) ORDER BY c.id;
+-- @must @ordered
+WITH t AS (SELECT customer_id, count(*) AS n FROM orders GROUP BY customer_id ORDER BY n DESC, customer_id LIMIT 5) SELECT c.name, t.n FROM t JOIN customers c ON c.id = t.customer_id ORDER BY t.n DESC, c.id;
+-- @must
+WITH top AS MATERIALIZED (SELECT id FROM customers ORDER BY score DESC NULLS LAST, id LIMIT 10) SELECT o.customer_id, count(*) FROM orders o JOIN top ON top.id = o.customer_id GROUP BY o.customer_id;
+-- @must
+WITH s AS (SELECT status, count(*) AS n FROM orders GROUP BY status) SELECT s.status, s.n, p.name FROM s JOIN products p ON p.id = s.n % 10;
+-- @must
+WITH v (lo) AS (VALUES (3)), big (k, total) AS (SELECT customer_id, sum(qty) FROM order_items WHERE qty > (SELECT lo FROM v) GROUP BY customer_id) SELECT big.k, big.total, c.tier FROM big LEFT JOIN customers c ON c.id = big.k WHERE big.total > 20;
+-- @must
+SELECT o.customer_id, o.id, t.q FROM (SELECT DISTINCT qty AS q FROM order_items WHERE qty > 8) t JOIN orders o ON o.qty = t.q;

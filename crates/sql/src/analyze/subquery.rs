@@ -21,12 +21,14 @@
 //!
 //! A subquery in FROM that needs the router (`FROM (SELECT ... FROM
 //! customers ORDER BY id LIMIT 10) AS c LEFT JOIN orders o ON o.customer_id
-//! = c.id`: an ORM's eager load of a page) runs first too. Its rows then
-//! stand in for it as a table of the router's, placed by the column joined
-//! to a sharded table's key under that table's rule: the statement is
-//! planned with that table in its place (co-located with the joined
-//! table), and each shard gets the rows it owns as a CTE of that name in
-//! front of what it runs ([`derived_cte`], `Plan::with_shard_cte`).
+//! = c.id`: an ORM's eager load of a page) runs first too, as does the
+//! first CTE over sharded tables of a statement refused with it. Its rows
+//! then stand in for it as a table of the router's: placed by the column
+//! joined to a sharded table's key under that table's rule (co-located
+//! with the joined table), or else whole on every shard (a reference
+//! table). The statement is planned with that table in its place, and
+//! each shard gets its rows as a CTE of that name in front of what it
+//! runs ([`derived_cte`], `Plan::with_shard_cte`).
 
 use super::*;
 use shardgate_core::ShardId;
@@ -52,9 +54,15 @@ pub enum SubKind {
     /// A subquery in FROM: its rows, which stand in for it on each shard
     /// (see the module header).
     Derived {
+        /// The name of the table standing for the rows (a marker, or the
+        /// CTE's own name).
+        name: String,
+        /// The CTE's column names, renaming the first columns of its
+        /// query's (none: the query's own).
+        columns: Vec<String>,
         /// The sharded table whose rule places the rows and the subquery's
-        /// column joined to that table's key; `None`: the statement reads
-        /// no other sharded table, and runs on one shard with all the rows.
+        /// column joined to that table's key; `None`: every shard gets
+        /// all the rows (a reference table).
         placed: Option<(String, String)>,
     },
 }
@@ -121,7 +129,8 @@ pub(crate) fn pre_evaluate(
     match &mut outer {
         Statement::Query(q) => {
             if q.with.is_some() {
-                return None;
+                // Its first CTE over sharded tables, run first.
+                return first_sharded_cte(stmt, topo).map(|(sub, outer)| (vec![sub], outer));
             }
             let SetExpr::Select(os) = q.body.as_mut() else {
                 return None;
@@ -245,10 +254,10 @@ pub fn marker_table(n: usize) -> String {
 }
 
 /// A FROM subquery over sharded tables in a SELECT whose FROM is one
-/// item of joins (no LATERAL, no column aliases, the only such subquery),
-/// with a join ON an equality of one of its columns and the key of a
-/// table sharded by one column, or joined to no sharded table: the
-/// subquery to run first, the FROM item replaced by the marker table of
+/// item of joins (no LATERAL, no column aliases, the only such subquery):
+/// the subquery to run first, placed by the first join ON an equality of
+/// one of its columns and the key of a table sharded by one column (else
+/// a reference table), and the FROM item replaced by the marker table of
 /// the subquery's number (1: the first to run) under the subquery's alias.
 fn derived(s: &mut ast::Select, topo: &Topology) -> Option<Sub> {
     let [twj] = s.from.as_mut_slice() else {
@@ -284,7 +293,46 @@ fn derived(s: &mut ast::Select, topo: &Topology) -> Option<Sub> {
     if !alias.columns.is_empty() || contains_dml(subquery) {
         return None;
     }
-    let a = ident_name(&alias.name);
+    let found = keyed_join(twj, &ident_name(&alias.name), topo);
+    let sql = subquery.to_string();
+    let alias = alias.clone();
+    let stand_in = sqlparser::parser::Parser::parse_sql(
+        &PostgreSqlDialect {},
+        &format!("SELECT * FROM {} AS x", marker_table(1)),
+    )
+    .ok()?
+    .pop()?;
+    let Statement::Query(q) = stand_in else {
+        return None;
+    };
+    let SetExpr::Select(sel) = *q.body else {
+        return None;
+    };
+    let mut relation = sel.from.into_iter().next()?.relation;
+    if let TableFactor::Table { alias: slot, .. } = &mut relation {
+        *slot = Some(alias);
+    }
+    match at {
+        0 => twj.relation = relation,
+        i => twj.joins[i - 1].relation = relation,
+    }
+    Some(Sub {
+        sql,
+        kind: SubKind::Derived {
+            name: marker_table(1),
+            columns: Vec::new(),
+            placed: found,
+        },
+    })
+}
+
+/// The first join in `twj` ON an equality of a column of the FROM item
+/// qualified `a` and the key of a table sharded by one column: that
+/// table and the column.
+fn keyed_join(twj: &TableWithJoins, a: &str, topo: &Topology) -> Option<(String, String)> {
+    let factors: Vec<&TableFactor> = std::iter::once(&twj.relation)
+        .chain(twj.joins.iter().map(|j| &j.relation))
+        .collect();
     let qual_col = |e: &Expr| match e {
         Expr::CompoundIdentifier(p) if p.len() >= 2 => {
             Some((ident_name(&p[p.len() - 2]), ident_name(&p[p.len() - 1])))
@@ -327,7 +375,7 @@ fn derived(s: &mut ast::Select, topo: &Topology) -> Option<Sub> {
                 let keyed = sharded
                     .iter()
                     .find(|(q, rule)| *q == y.0 && rule.key_columns() == [y.1.clone()]);
-                if x.0 == a
+                if x.0 == *a
                     && found.is_none()
                     && let Some((_, rule)) = keyed
                 {
@@ -336,60 +384,94 @@ fn derived(s: &mut ast::Select, topo: &Topology) -> Option<Sub> {
             }
         }
     }
-    if found.is_none() {
-        // No key to place the rows by: every other FROM item must be the
-        // same on every shard (the statement then runs on one).
-        let same_everywhere = factors.iter().enumerate().all(|(i, f)| {
-            i == at
-                || match f {
-                    TableFactor::Table {
-                        name, args: None, ..
-                    } => matches!(classify(name, topo), Class::Reference),
-                    TableFactor::Table {
-                        name,
-                        args: Some(_),
-                        ..
-                    } => is_pure_table_function(name),
-                    _ => false,
-                }
-        });
-        if !same_everywhere {
-            return None;
-        }
-    }
-    let sql = subquery.to_string();
-    let alias = alias.clone();
-    let stand_in = sqlparser::parser::Parser::parse_sql(
-        &PostgreSqlDialect {},
-        &format!("SELECT * FROM {} AS x", marker_table(1)),
-    )
-    .ok()?
-    .pop()?;
-    let Statement::Query(q) = stand_in else {
-        return None;
-    };
-    let SetExpr::Select(sel) = *q.body else {
-        return None;
-    };
-    let mut relation = sel.from.into_iter().next()?.relation;
-    if let TableFactor::Table { alias: slot, .. } = &mut relation {
-        *slot = Some(alias);
-    }
-    match at {
-        0 => twj.relation = relation,
-        i => twj.joins[i - 1].relation = relation,
-    }
-    Some(Sub {
-        sql,
-        kind: SubKind::Derived { placed: found },
-    })
+    found
 }
 
-/// For the `n`th subquery (a FROM subquery, see [`SubKind::Derived`]):
-/// the rule of the table standing for its rows (`placed`: a rule and the
-/// column it places them by; `None`: no rule, every row on the first of
-/// `shards`), and for each of `shards` the CTE giving that shard its rows
-/// (`"marker" (columns) AS (VALUES ...)`, for
+/// The first CTE over sharded tables of a (non-recursive) WITH: the CTE to
+/// run first (with the CTEs before it, which read no sharded table), and
+/// the statement without it, where its name then stands for a reference
+/// table of its rows.
+fn first_sharded_cte(stmt: &Statement, topo: &Topology) -> Option<(Sub, Statement)> {
+    let mut outer = stmt.clone();
+    let Statement::Query(q) = &mut outer else {
+        return None;
+    };
+    let with = q.with.as_mut()?;
+    if with.recursive {
+        return None;
+    }
+    let at = with.cte_tables.iter().position(|c| {
+        !classes(&relations(c.query.as_ref()), topo)
+            .sharded
+            .is_empty()
+    })?;
+    let cte = &with.cte_tables[at];
+    if contains_dml(&cte.query) || cte.from.is_some() {
+        return None;
+    }
+    let sql = if at == 0 {
+        cte.query.to_string()
+    } else {
+        let mut q = (*cte.query).clone();
+        q.with = Some(ast::With {
+            with_token: with.with_token.clone(),
+            recursive: false,
+            cte_tables: with.cte_tables[..at].to_vec(),
+        });
+        q.to_string()
+    };
+    let name = ident_name(&cte.alias.name);
+    if topo.rule(&name).is_some() {
+        // Named like a table of the rules: refused as it stands.
+        return None;
+    }
+    let columns: Vec<String> = cte
+        .alias
+        .columns
+        .iter()
+        .map(|c| ident_name(&c.name))
+        .collect();
+    // Placed by a join of the statement's FROM on a sharded key, if any.
+    let placed = match q.body.as_ref() {
+        SetExpr::Select(sel) => match sel.from.as_slice() {
+            [twj] => std::iter::once(&twj.relation)
+                .chain(twj.joins.iter().map(|j| &j.relation))
+                .find_map(|f| match f {
+                    TableFactor::Table { name: n, .. }
+                        if object_parts(n).as_slice() == [name.clone()] =>
+                    {
+                        factor_qual(f)
+                    }
+                    _ => None,
+                })
+                .and_then(|qual| keyed_join(twj, &qual, topo)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let with = q.with.as_mut()?;
+    with.cte_tables.remove(at);
+    if with.cte_tables.is_empty() {
+        q.with = None;
+    }
+    Some((
+        Sub {
+            sql,
+            kind: SubKind::Derived {
+                name,
+                columns,
+                placed,
+            },
+        },
+        outer,
+    ))
+}
+
+/// For a FROM subquery or CTE run first (see [`SubKind::Derived`]): the
+/// rule of the table `name` standing for its rows (`placed`: a rule and
+/// the column it places them by; `None`: a reference table, every row on
+/// every shard), and for each of `shards` the CTE giving that shard its
+/// rows (`"name" (columns) AS (VALUES ...)`, for
 /// [`crate::Plan::with_shard_cte`]). A row whose key is NULL (it joins
 /// nothing) goes to the first shard.
 ///
@@ -398,11 +480,11 @@ fn derived(s: &mut ast::Select, topo: &Topology) -> Option<Sub> {
 /// cannot place; a column name given twice; a type name that does not
 /// parse.
 pub fn derived_cte(
-    n: usize,
+    name: &str,
     placed: Option<(&TableRule, &str)>,
     filled: &Filled,
     shards: &[ShardId],
-) -> Result<(Option<TableRule>, BTreeMap<ShardId, String>), SqlError> {
+) -> Result<(TableRule, BTreeMap<ShardId, String>), SqlError> {
     let Filled::Derived {
         columns,
         types,
@@ -421,7 +503,7 @@ pub fn derived_cte(
             "a subquery in FROM run before its statement must name its columns apart".into(),
         ));
     }
-    let name = marker_table(n);
+    let name = name.to_string();
     // Where the key is, its type, and the stand-in's rule.
     let mut key: Option<(usize, shardgate_core::KeyType, TableRule)> = None;
     if let Some((rule, column)) = placed {
@@ -466,12 +548,23 @@ pub fn derived_cte(
         .first()
         .ok_or_else(|| SqlError::Invalid("no shards".into()))?;
     for r in rows {
-        let shard = match key
-            .as_ref()
-            .and_then(|(at, ty, rule)| Some((r.get(*at).cloned().flatten()?, *ty, rule)))
-        {
+        let values: Vec<String> = r
+            .iter()
+            .zip(&types)
+            .map(|(v, ty)| literal(v.as_deref(), ty).to_string())
+            .collect();
+        let row = format!("({})", values.join(", "));
+        let Some((at, key_type, stand_in)) = &key else {
+            // A reference table's: every shard has every row.
+            for rows in per.values_mut() {
+                rows.push(row.clone());
+            }
+            continue;
+        };
+        let shard = match r.get(*at).cloned().flatten() {
             None => first,
-            Some((k, key_type, stand_in)) => {
+            Some(k) => {
+                let key_type = *key_type;
                 let v = shardgate_core::KeyValue::parse(key_type, &k).map_err(|e| {
                     unsupported(format!(
                         "a key \"{k}\" of the subquery in FROM does not read as a {key_type} shard key: {e}"
@@ -482,14 +575,9 @@ pub fn derived_cte(
                     .map_err(|e| unsupported(e.to_string()))?
             }
         };
-        let values: Vec<String> = r
-            .iter()
-            .zip(&types)
-            .map(|(v, ty)| literal(v.as_deref(), ty).to_string())
-            .collect();
         per.get_mut(&shard)
             .ok_or_else(|| unsupported(format!("shard {shard} is not one of the statement's")))?
-            .push(format!("({})", values.join(", ")));
+            .push(row);
     }
     let quoted = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
     let head = format!(
@@ -520,7 +608,11 @@ pub fn derived_cte(
             (s, format!("{head} AS ({body})"))
         })
         .collect();
-    Ok((key.map(|(_, _, rule)| rule), ctes))
+    let rule = match key {
+        Some((_, _, rule)) => rule,
+        None => TableRule::reference(&name),
+    };
+    Ok((rule, ctes))
 }
 
 /// Does a subquery of `e` write (a data-modifying WITH)? It would run
@@ -933,6 +1025,8 @@ mod tests {
         assert_eq!(
             sub.kind,
             SubKind::Derived {
+                name: marker_table(1),
+                columns: Vec::new(),
                 placed: Some(("orders".into(), "id".into()))
             }
         );
@@ -950,6 +1044,8 @@ mod tests {
         assert_eq!(
             sub.kind,
             SubKind::Derived {
+                name: marker_table(1),
+                columns: Vec::new(),
                 placed: Some(("customers".into(), "cid".into()))
             }
         );
@@ -957,16 +1053,19 @@ mod tests {
             outer.contains(&format!("LEFT JOIN {MARKER}1 t ON")),
             "{outer}"
         );
-        // Next to reference tables only: all on one shard.
-        let (sub, _) = derived_of(
-            "SELECT p.name, s.n FROM (SELECT qty, count(*) n FROM orders GROUP BY qty ORDER BY 2 DESC LIMIT 3) s JOIN products p ON p.id = s.qty",
-        )
-        .unwrap();
-        assert_eq!(sub.kind, SubKind::Derived { placed: None });
-        // Not taken: joined to a sharded table by no key, lateral, renamed
-        // columns, two subqueries.
+        // Joined by no key: a reference table.
         for sql in [
+            "SELECT p.name, s.n FROM (SELECT qty, count(*) n FROM orders GROUP BY qty ORDER BY 2 DESC LIMIT 3) s JOIN products p ON p.id = s.qty",
             "SELECT * FROM (SELECT id FROM customers ORDER BY id LIMIT 3) c JOIN orders o ON o.id = c.id",
+        ] {
+            let (sub, _) = derived_of(sql).unwrap();
+            assert!(
+                matches!(sub.kind, SubKind::Derived { placed: None, .. }),
+                "{sql}"
+            );
+        }
+        // Not taken: lateral, renamed columns, two subqueries.
+        for sql in [
             "SELECT * FROM customers c, LATERAL (SELECT * FROM orders o WHERE o.customer_id = c.id LIMIT 1) x",
             "SELECT * FROM (SELECT id FROM customers ORDER BY id LIMIT 3) c(k) JOIN orders o ON o.customer_id = c.k",
             "SELECT * FROM (SELECT id FROM customers LIMIT 3) c JOIN (SELECT customer_id FROM orders LIMIT 3) o ON o.customer_id = c.id",
@@ -989,8 +1088,8 @@ mod tests {
             types: vec!["bigint".into(), "character varying(20)".into()],
             rows,
         };
-        let (stand_in, ctes) = derived_cte(1, Some((rule, "id")), &filled, &shards).unwrap();
-        let stand_in = stand_in.unwrap();
+        let (stand_in, ctes) =
+            derived_cte(&marker_table(1), Some((rule, "id")), &filled, &shards).unwrap();
         assert_eq!(stand_in.table, marker_table(1));
         assert_eq!(stand_in.key_columns(), ["id".to_string()]);
         let mut seen = 0;
@@ -1025,15 +1124,18 @@ mod tests {
             types: vec!["bigint".into()],
             rows: Vec::new(),
         };
-        let (_, ctes) = derived_cte(2, Some((rule, "id")), &none, &shards).unwrap();
+        let (_, ctes) = derived_cte(&marker_table(2), Some((rule, "id")), &none, &shards).unwrap();
         assert_eq!(
             ctes[&ShardId(1)],
             format!("\"{MARKER}2\" (\"id\") AS (SELECT CAST(NULL AS BIGINT) WHERE false)")
         );
-        let (rule_none, ctes) = derived_cte(1, None, &filled, &[ShardId(1)]).unwrap();
-        assert!(rule_none.is_none());
-        assert_eq!(ctes.len(), 1);
-        assert_eq!(ctes[&ShardId(1)].matches("), (").count(), 6);
+        // Placed by no key: a reference table, every row on every shard.
+        let (reference, ctes) = derived_cte("a", None, &filled, &shards).unwrap();
+        assert!(matches!(reference.kind, TableKind::Reference));
+        assert_eq!(reference.table, "a");
+        for s in shards {
+            assert_eq!(ctes[&s].matches("), (").count(), 6);
+        }
         // A key that does not read as the rule's type; a column twice.
         let bad = Filled::Derived {
             columns: vec!["id".into()],
@@ -1041,7 +1143,7 @@ mod tests {
             rows: vec![vec![Some("x".into())]],
         };
         assert_eq!(
-            derived_cte(1, Some((rule, "id")), &bad, &shards)
+            derived_cte("a", Some((rule, "id")), &bad, &shards)
                 .unwrap_err()
                 .sqlstate(),
             "0A000"
@@ -1051,7 +1153,40 @@ mod tests {
             types: vec!["bigint".into(), "bigint".into()],
             rows: Vec::new(),
         };
-        assert!(derived_cte(1, Some((rule, "id")), &twice, &shards).is_err());
+        assert!(derived_cte("a", Some((rule, "id")), &twice, &shards).is_err());
+    }
+
+    #[test]
+    fn the_first_cte_over_sharded_tables_is_run_first() {
+        let (sub, outer) = derived_of(
+            "WITH v (x) AS (VALUES (1)), a (k, n) AS (SELECT customer_id, count(*) FROM orders GROUP BY 1), \
+             b AS (SELECT k FROM a WHERE n > 3) SELECT c.id FROM customers c WHERE c.id IN (SELECT k FROM b)",
+        )
+        .unwrap();
+        assert_eq!(
+            sub.sql,
+            "WITH v (x) AS (VALUES (1)) SELECT customer_id, count(*) FROM orders GROUP BY 1"
+        );
+        assert_eq!(
+            sub.kind,
+            SubKind::Derived {
+                name: "a".into(),
+                columns: vec!["k".into(), "n".into()],
+                placed: None
+            }
+        );
+        assert_eq!(
+            outer,
+            "WITH v (x) AS (VALUES (1)), b AS (SELECT k FROM a WHERE n > 3) SELECT c.id FROM customers c WHERE c.id IN (SELECT k FROM b)"
+        );
+        let (_, outer) =
+            derived_of("WITH a AS (SELECT DISTINCT status FROM orders) SELECT count(*) FROM a")
+                .unwrap();
+        assert_eq!(outer, "SELECT count(*) FROM a");
+        assert!(
+            derived_of("WITH RECURSIVE a AS (SELECT id FROM customers) SELECT * FROM a").is_none()
+        );
+        assert!(derived_of("WITH v AS (VALUES (1)) SELECT * FROM v").is_none());
     }
 
     #[test]
