@@ -534,19 +534,7 @@ impl Session {
         } else if let Some(ids) = &l.ids
             && let Err(e) = crate::admin::learn_ids(&self.router, &ids.change).await
         {
-            // The shards ran the DDL: the client must know that shardgate
-            // did not record what it means for ids.
-            tracing::warn!(
-                "could not record columns that default to shardgate.next_id(): {}",
-                e.message
-            );
-            self.send_error(&err_fields(
-                "58030",
-                format!(
-                    "the statement ran on the shards, but shardgate could not record its shardgate.next_id() defaults: {}",
-                    e.message
-                ),
-            ));
+            self.ids_not_recorded("the statement ran", &e);
         }
         self.refresh_topology();
     }

@@ -93,22 +93,26 @@ impl Session {
         }
         for (_, change) in &changes {
             if let Err(e) = crate::admin::learn_ids(&self.router, change).await {
-                // The shards committed the DDL: the client must know that
-                // shardgate did not record what it means for ids.
-                tracing::warn!(
-                    "could not record columns that default to shardgate.next_id(): {}",
-                    e.message
-                );
-                self.send_error(&err_fields(
-                    "58030",
-                    format!(
-                        "the transaction committed on the shards, but shardgate could not record its shardgate.next_id() defaults: {}",
-                        e.message
-                    ),
-                ));
+                self.ids_not_recorded("the transaction committed", &e);
                 break;
             }
         }
         self.overlay_ids(self.router.topology());
+    }
+
+    /// The shards ran (`what`) DDL whose `shardgate.next_id()` defaults
+    /// shardgate could not record (`e`): the client must know.
+    pub(super) fn ids_not_recorded(&mut self, what: &str, e: &ErrorFields) {
+        tracing::warn!(
+            "could not record columns that default to shardgate.next_id(): {}",
+            e.message
+        );
+        self.send_error(&err_fields(
+            "58030",
+            format!(
+                "{what} on the shards, but shardgate could not record its shardgate.next_id() defaults: {}",
+                e.message
+            ),
+        ));
     }
 }

@@ -35,6 +35,29 @@ pub(super) fn join_constraint(op: &JoinOperator) -> Option<&Expr> {
     }
 }
 
+/// The equalities of two qualified columns among the conjuncts of `on`
+/// (`a.x = b.y`), each as ((qualifier, column), (qualifier, column)).
+pub(super) fn column_equalities(on: &Expr) -> Vec<((String, String), (String, String))> {
+    let qual_col = |e: &Expr| match e {
+        Expr::CompoundIdentifier(p) if p.len() >= 2 => {
+            Some((ident_name(&p[p.len() - 2]), ident_name(&p[p.len() - 1])))
+        }
+        _ => None,
+    };
+    let mut cs = Vec::new();
+    conjuncts(on, &mut cs);
+    cs.into_iter()
+        .filter_map(|c| match c {
+            Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::Eq,
+                right,
+            } => Some((qual_col(left)?, qual_col(right)?)),
+            _ => None,
+        })
+        .collect()
+}
+
 pub(super) fn is_inner(op: &JoinOperator) -> bool {
     matches!(op, JoinOperator::Join(_) | JoinOperator::Inner(_))
 }

@@ -593,25 +593,8 @@ fn on_known(on: &Expr) -> bool {
 /// Whether `on` has an equality between a column of `qual` and a column
 /// of a sharded table joined before it.
 fn tied(on: &Expr, qual: &str, sides: &Sides) -> bool {
-    let mut cs = Vec::new();
-    conjuncts(on, &mut cs);
-    let qual_of = |e: &Expr| match e {
-        Expr::CompoundIdentifier(p) if p.len() >= 2 => Some(ident_name(&p[p.len() - 2])),
-        _ => None,
-    };
-    cs.iter().any(|c| {
-        let Expr::BinaryOp {
-            left,
-            op: ast::BinaryOperator::Eq,
-            right,
-        } = c
-        else {
-            return false;
-        };
-        let (Some(l), Some(r)) = (qual_of(left), qual_of(right)) else {
-            return false;
-        };
-        let earlier = |x: &str| x != qual && sides.sharded.iter().any(|(s, _)| s == x);
-        (l == qual && earlier(&r)) || (r == qual && earlier(&l))
-    })
+    let earlier = |x: &str| x != qual && sides.sharded.iter().any(|(s, _)| s == x);
+    column_equalities(on)
+        .iter()
+        .any(|((l, _), (r, _))| (l == qual && earlier(r)) || (r == qual && earlier(l)))
 }

@@ -333,12 +333,6 @@ fn keyed_join(twj: &TableWithJoins, a: &str, topo: &Topology) -> Option<(String,
     let factors: Vec<&TableFactor> = std::iter::once(&twj.relation)
         .chain(twj.joins.iter().map(|j| &j.relation))
         .collect();
-    let qual_col = |e: &Expr| match e {
-        Expr::CompoundIdentifier(p) if p.len() >= 2 => {
-            Some((ident_name(&p[p.len() - 2]), ident_name(&p[p.len() - 1])))
-        }
-        _ => None,
-    };
     // The sharded tables next to it, by qualifier.
     let sharded: Vec<(String, Arc<TableRule>)> = factors
         .iter()
@@ -357,20 +351,7 @@ fn keyed_join(twj: &TableWithJoins, a: &str, topo: &Topology) -> Option<(String,
         let Some(on) = join_constraint(&j.join_operator) else {
             continue;
         };
-        let mut cs = Vec::new();
-        conjuncts(on, &mut cs);
-        for c in cs {
-            let Expr::BinaryOp {
-                left,
-                op: ast::BinaryOperator::Eq,
-                right,
-            } = c
-            else {
-                continue;
-            };
-            let (Some(l), Some(r)) = (qual_col(left), qual_col(right)) else {
-                continue;
-            };
+        for (l, r) in column_equalities(on) {
             for (x, y) in [(&l, &r), (&r, &l)] {
                 let keyed = sharded
                     .iter()
