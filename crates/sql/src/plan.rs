@@ -408,8 +408,8 @@ impl Plan {
     /// This read with `ctes[s]` in front of every statement shard `s` runs
     /// (`sql`: the statement, for a route that sends it as written): how a
     /// FROM subquery run first gives each shard its own rows (see
-    /// [`crate::analyze::subquery`]). `name` is the CTE's: a final query
-    /// that names it (it runs over partial rows, not on the shards' own)
+    /// [`crate::analyze::subquery`]). `names` are the CTEs': a final query
+    /// that names one (it runs over partial rows, not on the shards' own)
     /// is refused.
     ///
     /// # Errors
@@ -418,7 +418,7 @@ impl Plan {
         self,
         sql: &str,
         ctes: &BTreeMap<ShardId, String>,
-        name: &str,
+        names: &[String],
     ) -> Result<Plan, SqlError> {
         let put = |s: &ShardId, body: &str| -> Result<String, SqlError> {
             let cte = ctes
@@ -457,7 +457,7 @@ impl Plan {
                     kind: StmtKind::Read,
                 })
             }
-            Plan::Read(node) => Ok(Plan::Read(node.with_shard_cte(&put, name)?)),
+            Plan::Read(node) => Ok(Plan::Read(node.with_shard_cte(&put, names)?)),
             _ => Err(SqlError::Unsupported(
                 "a subquery in FROM run before its statement is supported in reads".into(),
             )),
@@ -543,10 +543,10 @@ impl Node {
     fn with_shard_cte(
         self,
         put: &dyn Fn(&ShardId, &str) -> Result<String, SqlError>,
-        name: &str,
+        names: &[String],
     ) -> Result<Node, SqlError> {
         let inner = |input: Box<Node>| -> Result<Box<Node>, SqlError> {
-            Ok(Box::new(input.with_shard_cte(put, name)?))
+            Ok(Box::new(input.with_shard_cte(put, names)?))
         };
         Ok(match self {
             Node::Scatter {
@@ -591,7 +591,7 @@ impl Node {
                 input: inner(input)?,
             },
             Node::Aggregate { spec, input } => {
-                if names_word(&spec.final_pg, name) {
+                if names.iter().any(|n| names_word(&spec.final_pg, n)) {
                     return Err(SqlError::Unsupported(
                         "a subquery in FROM run before its statement cannot be read by the final step of a cross-shard aggregation".into(),
                     ));
@@ -1668,7 +1668,9 @@ mod tests {
         let Plan::Route {
             sql: ShardSql::PerShard(per),
             ..
-        } = route.with_shard_cte("SELECT * FROM a", &ctes, "a").unwrap()
+        } = route
+            .with_shard_cte("SELECT * FROM a", &ctes, &["a".to_string()])
+            .unwrap()
         else {
             panic!("not per shard");
         };
@@ -1690,7 +1692,7 @@ mod tests {
                 input: Box::new(scatter),
             }),
         });
-        let got = read.with_shard_cte("", &ctes, "a").unwrap();
+        let got = read.with_shard_cte("", &ctes, &["a".to_string()]).unwrap();
         let Plan::Read(Node::Limit { input, .. }) = got else {
             panic!("{got:?}");
         };
@@ -1712,6 +1714,10 @@ mod tests {
             sql: ShardSql::Original,
             kind: StmtKind::Write,
         };
-        assert!(write.with_shard_cte("DELETE FROM a", &ctes, "a").is_err());
+        assert!(
+            write
+                .with_shard_cte("DELETE FROM a", &ctes, &["a".to_string()])
+                .is_err()
+        );
     }
 }

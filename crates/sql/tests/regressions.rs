@@ -101,6 +101,7 @@ fn outer_join_preserving_a_reference_table() {
         "SELECT p.id, count(i.qty) FROM products p LEFT JOIN orders o ON o.id = p.id LEFT JOIN order_items i ON i.customer_id = o.customer_id AND i.order_id = o.id GROUP BY p.id",
         "SELECT p.id, o.amount FROM products p LEFT JOIN orders o ON o.id = p.id WHERE o.amount > 5",
         "SELECT g, count(o.id) FROM generate_series(1, 3) g LEFT JOIN orders o ON o.amount = g GROUP BY g",
+        "SELECT p.id, count(o.id) FROM orders o RIGHT JOIN products p ON p.id = o.id GROUP BY p.id",
     ] {
         let r = plan(sql, &topology());
         let shards = match &r {

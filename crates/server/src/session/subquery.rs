@@ -7,6 +7,7 @@ use super::moves::Reply;
 use super::*;
 use shardgate_sql::analyze::subquery::{Filled, Sub, SubKind, fill};
 use shardgate_sql::sqlparser::ast::Statement;
+use std::collections::BTreeMap;
 
 /// A subquery's reply, read back from the held output.
 struct SubReply {
@@ -184,55 +185,44 @@ impl Session {
         };
         // A FROM subquery's rows: a table of the router's in its place,
         // each shard's rows a CTE in front of what that shard runs.
-        let derived = subs.iter().zip(&results).find_map(|(s, r)| match &s.kind {
-            SubKind::Derived {
+        // FROM subqueries, CTEs or set operation branches: tables of the
+        // router's in their place, each shard's rows CTEs in front of what
+        // that shard runs.
+        let mut topo: Option<Topology> = None;
+        let mut ctes: BTreeMap<ShardId, Vec<String>> = BTreeMap::new();
+        let mut names = Vec::new();
+        for (sub, filled) in subs.iter().zip(&results) {
+            let SubKind::Derived {
                 name,
-                columns,
+                columns: renamed,
                 placed,
-            } => Some((name.clone(), columns, placed, r)),
-            _ => None,
-        });
-        if let Some((name, renamed, placed, filled)) = derived {
-            // The CTE's own column names, over its query's.
-            let mut filled = filled.clone();
-            if let Filled::Derived { columns, .. } = &mut filled {
-                for (c, r) in columns.iter_mut().zip(renamed) {
-                    c.clone_from(r);
-                }
-            }
-            // Placed by a table's rule, or everywhere.
-            let rule = match placed {
-                Some((table, column)) => match self.topo.rule(table) {
-                    Some(rule) => Ok(Some((rule.clone(), column.clone()))),
-                    None => Err(SqlError::Unsupported(format!(
-                        "{table} is no longer sharded"
-                    ))),
-                },
-                None => Ok(None),
+            } = &sub.kind
+            else {
+                continue;
             };
-            let made = rule.and_then(|r| {
-                shardgate_sql::analyze::subquery::derived_cte(
-                    &name,
-                    r.as_ref()
-                        .map(|(rule, column)| (rule.as_ref(), column.as_str())),
-                    &filled,
-                    &self.topo.shards(),
-                )
-            });
-            drop(filled);
-            let (rule, ctes) = match made {
-                Ok(m) => m,
+            match self.stand_in(name, renamed, placed.as_ref(), filled) {
+                Ok((rule, per)) => {
+                    topo.get_or_insert_with(|| (*self.topo).clone())
+                        .rules
+                        .insert(name.clone(), std::sync::Arc::new(rule));
+                    for (s, cte) in per {
+                        ctes.entry(s).or_default().push(cte);
+                    }
+                    names.push(name.clone());
+                }
                 Err(e) => {
                     self.fail_statement(&sql_err(&e));
                     return Ok(Done::Failed);
                 }
-            };
+            }
+        }
+        if let Some(topo) = topo {
             drop(results);
-            let mut topo = (*self.topo).clone();
-            topo.rules.insert(name.clone(), std::sync::Arc::new(rule));
+            let ctes: BTreeMap<ShardId, String> =
+                ctes.into_iter().map(|(s, v)| (s, v.join(", "))).collect();
             let t = shardgate_sql::analyze(&sql, &topo);
             let plan = resolve_plan(&self.router, &topo, &t, &Params::none())
-                .and_then(|p| p.with_shard_cte(&sql, &ctes, &name));
+                .and_then(|p| p.with_shard_cte(&sql, &ctes, &names));
             return match plan {
                 Ok(p) => self.run_filled(p, t, sql, reply).await,
                 Err(_) => {
@@ -334,6 +324,40 @@ impl Session {
         } else {
             Done::Ok
         })
+    }
+
+    /// The rule of the table `name` standing for a FROM subquery's, CTE's
+    /// or set operation branch's rows (`filled`; `renamed`: the CTE's own
+    /// column names), placed by `placed` (a sharded table and the column
+    /// its rule places them by) or on every shard, and each shard's CTE.
+    fn stand_in(
+        &self,
+        name: &str,
+        renamed: &[String],
+        placed: Option<&(String, String)>,
+        filled: &Filled,
+    ) -> Result<(shardgate_core::TableRule, BTreeMap<ShardId, String>), SqlError> {
+        let mut filled = filled.clone();
+        if let Filled::Derived { columns, .. } = &mut filled {
+            for (c, r) in columns.iter_mut().zip(renamed) {
+                c.clone_from(r);
+            }
+        }
+        let rule = match placed {
+            Some((table, column)) => Some((
+                self.topo.rule(table).ok_or_else(|| {
+                    SqlError::Unsupported(format!("{table} is no longer sharded"))
+                })?,
+                column.as_str(),
+            )),
+            None => None,
+        };
+        shardgate_sql::analyze::subquery::derived_cte(
+            name,
+            rule.map(|(r, c)| (r.as_ref(), c)),
+            &filled,
+            &self.topo.shards(),
+        )
     }
 
     /// Run one subquery with its reply held back: its result, or

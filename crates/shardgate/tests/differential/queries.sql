@@ -1225,3 +1225,21 @@ WITH s AS (SELECT status, count(*) AS n FROM orders GROUP BY status) SELECT s.st
 WITH v (lo) AS (VALUES (3)), big (k, total) AS (SELECT customer_id, sum(qty) FROM order_items WHERE qty > (SELECT lo FROM v) GROUP BY customer_id) SELECT big.k, big.total, c.tier FROM big LEFT JOIN customers c ON c.id = big.k WHERE big.total > 20;
 -- @must
 SELECT o.customer_id, o.id, t.q FROM (SELECT DISTINCT qty AS q FROM order_items WHERE qty > 8) t JOIN orders o ON o.qty = t.q;
+-- The same with the reference table on the right of a RIGHT JOIN.
+-- @must
+SELECT p.category, count(i.qty), sum(i.price), count(DISTINCT i.order_id) FROM order_items i RIGHT JOIN products p ON p.id = i.product_id GROUP BY p.category;
+-- @must
+SELECT p.name, i.qty FROM order_items i RIGHT OUTER JOIN products p ON p.id = i.product_id WHERE i.customer_id IN (1, 2, 3, 40);
+SELECT p.name, i.qty FROM order_items i RIGHT JOIN products p ON p.id = i.product_id;
+-- Set operations the merge does not do: their branches over sharded
+-- tables run first, the set operation on one shard.
+-- @must @ordered
+SELECT customer_id FROM orders WHERE qty > 40 INTERSECT ALL SELECT customer_id FROM order_items WHERE qty > 8 ORDER BY 1;
+-- @must @ordered
+SELECT status, qty FROM orders EXCEPT ALL SELECT status, qty FROM orders WHERE paid ORDER BY 1 NULLS FIRST, 2 NULLS FIRST LIMIT 20;
+-- @must
+SELECT id FROM customers WHERE tier = 1 UNION SELECT customer_id FROM orders WHERE qty = 3 EXCEPT SELECT id FROM products;
+-- @must
+SELECT * FROM customers WHERE id < 5 UNION SELECT * FROM customers WHERE id > 99990;
+-- @must @ordered
+(SELECT id, name FROM customers ORDER BY id DESC LIMIT 3) UNION ALL (SELECT id, name FROM products ORDER BY id LIMIT 2) ORDER BY 1, 2;

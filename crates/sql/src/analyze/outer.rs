@@ -506,12 +506,26 @@ fn sides(twj: &TableWithJoins, topo: &Topology) -> Option<Sides> {
         functions: Vec::new(),
         sharded: Vec::new(),
     };
-    let first = std::iter::once((None, &twj.relation)).chain(
-        twj.joins
-            .iter()
-            .map(|j| (Some(&j.join_operator), &j.relation)),
-    );
-    for (op, factor) in first {
+    // `s RIGHT JOIN r ON ...` is `r LEFT JOIN s ON ...`.
+    let items: Vec<(Option<JoinOperator>, &TableFactor)> = match twj.joins.as_slice() {
+        [j] if matches!(j.join_operator, J::Right(_) | J::RightOuter(_)) => {
+            let (J::Right(c) | J::RightOuter(c)) = &j.join_operator else {
+                return None;
+            };
+            vec![
+                (None, &j.relation),
+                (Some(J::LeftOuter(c.clone())), &twj.relation),
+            ]
+        }
+        _ => std::iter::once((None, &twj.relation))
+            .chain(
+                twj.joins
+                    .iter()
+                    .map(|j| (Some(j.join_operator.clone()), &j.relation)),
+            )
+            .collect(),
+    };
+    for (op, factor) in items {
         let (class, qual, function) = table(factor)?;
         if sides.reference.contains(&qual) || sides.sharded.iter().any(|(s, _)| *s == qual) {
             return None;
@@ -527,7 +541,7 @@ fn sides(twj: &TableWithJoins, topo: &Topology) -> Option<Sides> {
             sides.reference.push(qual);
             continue;
         };
-        match (op, class) {
+        match (&op, class) {
             (J::Join(_) | J::Inner(_) | J::CrossJoin(_), Class::Reference)
                 if sides.sharded.is_empty() =>
             {

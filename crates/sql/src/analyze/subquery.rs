@@ -132,6 +132,10 @@ pub(crate) fn pre_evaluate(
                 // Its first CTE over sharded tables, run first.
                 return first_sharded_cte(stmt, topo).map(|(sub, outer)| (vec![sub], outer));
             }
+            if matches!(q.body.as_ref(), SetExpr::SetOperation { .. }) {
+                // Its branches over sharded tables, run first.
+                return set_operation_branches(stmt, topo);
+            }
             let SetExpr::Select(os) = q.body.as_mut() else {
                 return None;
             };
@@ -366,6 +370,91 @@ fn keyed_join(twj: &TableWithJoins, a: &str, topo: &Topology) -> Option<(String,
         }
     }
     found
+}
+
+/// A set operation whose branches read sharded tables (INTERSECT ALL,
+/// EXCEPT ALL, chains, branches with `*` or their own ORDER BY/LIMIT):
+/// each such branch runs first, its rows a reference table of the router's
+/// (`SELECT * FROM` it in the branch's place), and the set operation runs
+/// on one shard. Not taken: a branch whose select list has a bare string
+/// or NULL (PostgreSQL types it from the other branches).
+fn set_operation_branches(stmt: &Statement, topo: &Topology) -> Option<(Vec<Sub>, Statement)> {
+    fn leaves<'a>(e: &'a mut SetExpr, out: &mut Vec<&'a mut SetExpr>) {
+        let nested = matches!(e, SetExpr::Query(q) if q.with.is_none()
+            && q.order_by.is_none()
+            && q.limit_clause.is_none()
+            && q.fetch.is_none()
+            && matches!(q.body.as_ref(), SetExpr::SetOperation { .. }));
+        if nested || matches!(e, SetExpr::SetOperation { .. }) {
+            match e {
+                SetExpr::SetOperation { left, right, .. } => {
+                    leaves(left, out);
+                    leaves(right, out);
+                }
+                SetExpr::Query(q) => leaves(&mut q.body, out),
+                _ => {}
+            }
+            return;
+        }
+        out.push(e);
+    }
+    let untyped = |e: &SetExpr| {
+        let SetExpr::Select(sel) = e else {
+            return false;
+        };
+        sel.projection.iter().any(|i| match i {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                matches!(
+                    e,
+                    Expr::Value(v) if matches!(
+                        v.value,
+                        Value::SingleQuotedString(_) | Value::EscapedStringLiteral(_) | Value::Null
+                    )
+                )
+            }
+            _ => false,
+        })
+    };
+    let mut outer = stmt.clone();
+    let Statement::Query(q) = &mut outer else {
+        return None;
+    };
+    let mut list = Vec::new();
+    leaves(q.body.as_mut(), &mut list);
+    let mut subs = Vec::new();
+    for leaf in list {
+        let sharded = !classes(&relations(&*leaf), topo).sharded.is_empty();
+        if !sharded {
+            continue;
+        }
+        if untyped(leaf) || crate::find::any_query(&*leaf, contains_dml) {
+            return None;
+        }
+        let sql = match &*leaf {
+            SetExpr::Query(inner) => inner.to_string(),
+            other => other.to_string(),
+        };
+        let name = marker_table(subs.len() + 1);
+        let stand_in = sqlparser::parser::Parser::parse_sql(
+            &PostgreSqlDialect {},
+            &format!("SELECT * FROM {name}"),
+        )
+        .ok()?
+        .pop()?;
+        let Statement::Query(sq) = stand_in else {
+            return None;
+        };
+        *leaf = *sq.body;
+        subs.push(Sub {
+            sql,
+            kind: SubKind::Derived {
+                name,
+                columns: Vec::new(),
+                placed: None,
+            },
+        });
+    }
+    (!subs.is_empty()).then_some((subs, outer))
 }
 
 /// The first CTE over sharded tables of a (non-recursive) WITH: the CTE to
@@ -1135,6 +1224,36 @@ mod tests {
             rows: Vec::new(),
         };
         assert!(derived_cte("a", Some((rule, "id")), &twice, &shards).is_err());
+    }
+
+    #[test]
+    fn set_operation_branches_over_sharded_tables_run_first() {
+        let sql = "SELECT id FROM customers INTERSECT ALL (SELECT customer_id FROM orders ORDER BY 1 LIMIT 5) \
+                   EXCEPT SELECT id FROM products ORDER BY 1";
+        let (subs, outer) = pre_evaluate(&parse(sql), sql, &shop()).unwrap();
+        let got: Vec<&str> = subs.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(
+            got,
+            [
+                "SELECT id FROM customers",
+                "SELECT customer_id FROM orders ORDER BY 1 LIMIT 5"
+            ]
+        );
+        assert!(subs.iter().enumerate().all(|(i, s)| s.kind
+            == SubKind::Derived {
+                name: marker_table(i + 1),
+                columns: Vec::new(),
+                placed: None
+            }));
+        assert_eq!(
+            outer.to_string(),
+            format!(
+                "SELECT * FROM {MARKER}1 INTERSECT ALL SELECT * FROM {MARKER}2 EXCEPT SELECT id FROM products ORDER BY 1"
+            )
+        );
+        // A branch typed by the others: not taken.
+        let sql = "SELECT NULL FROM orders UNION SELECT now()";
+        assert!(pre_evaluate(&parse(sql), sql, &shop()).is_none());
     }
 
     #[test]
