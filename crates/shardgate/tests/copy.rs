@@ -595,6 +595,23 @@ fn binary_copy_matches_one_postgres() {
         let out =
             raw_copy_out_bytes(sg, "app", &format!("COPY {table} TO STDOUT WITH BINARY")).unwrap();
         assert!(out.starts_with(b"PGCOPY\n\xff\r\n\0"), "{table}: header");
+        // In messages as PostgreSQL sends them: a tuple each (the header
+        // with the first), the trailer alone (psycopg reads a tuple per
+        // message).
+        let mut r = Raw::connect_as(sg, "app");
+        r.send(&[Raw::msg(
+            b'Q',
+            format!("COPY {table} TO STDOUT WITH BINARY\0").as_bytes(),
+        )]);
+        let datas: Vec<Vec<u8>> = r
+            .until(b'Z')
+            .into_iter()
+            .filter(|(t, _)| *t == b'd')
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(datas.len(), n + 1, "{table}: a message per tuple");
+        assert!(datas[0].starts_with(b"PGCOPY"), "{table}");
+        assert_eq!(datas[n], [0xff, 0xff], "{table}: the trailer alone");
         assert_eq!(
             out.windows(6).filter(|w| w == b"PGCOPY").count(),
             1,

@@ -129,10 +129,12 @@ impl Session {
         }
         let (mut started, mut total, mut error) = (false, 0u64, None::<ErrorFields>);
         // Binary streams of several shards are joined: one header, every
-        // tuple, one trailer.
+        // tuple, one trailer, in CopyData messages as PostgreSQL sends
+        // them (one per tuple, the header with the first, the trailer
+        // alone: psycopg reads a tuple per message).
         let join = spec.options.format == CopyFormat::Binary && shards.len() > 1;
-        let mut header_sent = false;
-        let mut joined: Vec<u8> = Vec::new();
+        let mut header: Option<Vec<u8>> = None;
+        let mut header_seen = false;
         for s in shards {
             let mut reader = BinaryReader::new(Vec::new());
             let c = shardgate_exec::run::conn(&mut self.conns, *s)?;
@@ -147,25 +149,29 @@ impl Session {
                         f.encode(&mut self.out.buf);
                     }
                     b'd' if error.is_none() && join => {
+                        let buf = &mut self.out.buf;
                         let r = reader.push(&f.body, |p| {
                             match p {
-                                Piece::Header(h) if !header_sent => {
-                                    header_sent = true;
-                                    joined.extend_from_slice(h);
+                                Piece::Header(h) if !header_seen => {
+                                    header_seen = true;
+                                    header = Some(h.to_vec());
                                 }
                                 Piece::Header(_) => {}
-                                Piece::Tuple(t, _) => joined.extend_from_slice(t),
+                                Piece::Tuple(t, _) => {
+                                    let at = shardgate_wire::begin(buf, b'd');
+                                    if let Some(h) = header.take() {
+                                        buf.put_slice(&h);
+                                    }
+                                    buf.put_slice(t);
+                                    shardgate_wire::finish(buf, at);
+                                }
                             }
                             Ok::<(), RowError>(())
                         });
                         if let Err(e) = r {
                             error = Some(err_fields("XX000", format!("shard {s}: {}", e.message)));
                         }
-                        if joined.len() >= CHUNK {
-                            copy_data(&mut self.out.buf, &joined);
-                            joined.clear();
-                            self.out.maybe_flush().await?;
-                        }
+                        self.out.maybe_flush().await?;
                     }
                     b'd' if error.is_none() => {
                         f.encode(&mut self.out.buf);
@@ -188,8 +194,9 @@ impl Session {
             return Ok(Done::Failed);
         }
         if join {
-            joined.extend_from_slice(&TRAILER);
-            copy_data(&mut self.out.buf, &joined);
+            let mut last = header.take().unwrap_or_default();
+            last.extend_from_slice(&TRAILER);
+            copy_data(&mut self.out.buf, &last);
         }
         copy_done(&mut self.out.buf);
         be::command_complete(&mut self.out.buf, &format!("COPY {total}"));
