@@ -164,13 +164,22 @@ fn table_name(n: &ObjectName) -> String {
     object_parts(n).pop().unwrap_or_default()
 }
 
+/// Whether `e` calls `nextval` (a sequence).
+fn calls_nextval(e: &Expr) -> bool {
+    crate::find::any_expr(
+        e,
+        |x| matches!(x, Expr::Function(f) if object_parts(&f.name).last().is_some_and(|n| n == "nextval")),
+    )
+}
+
 /// The id-column meaning of CREATE TABLE, ALTER TABLE and DROP TABLE;
 /// `None` for statements that neither mention `shardgate.next_id()` nor
 /// touch a table with id columns.
 ///
 /// # Errors
 /// A `shardgate.next_id()` default shardgate cannot honour: on a column
-/// whose type cannot hold a bigint, or added to a table that may hold rows.
+/// whose type cannot hold a bigint, or added to a table that may hold rows;
+/// a sequence default or identity column on a placed table.
 pub fn ddl(stmt: &Statement, topo: &Topology) -> Result<Option<DdlIds>, SqlError> {
     match stmt {
         Statement::CreateTable(ct) => {
@@ -317,6 +326,22 @@ pub fn ddl(stmt: &Statement, topo: &Topology) -> Result<Option<DdlIds>, SqlError
                             steps.push(AlterStep::Add(ident_name(column_name)));
                             *op = AlterColumnOperation::DropDefault;
                             changed = true;
+                        }
+                        // A sequence would count on each shard by itself
+                        // (an ORM re-creating a serial column's default it
+                        // cannot see: TypeORM's second synchronize).
+                        AlterColumnOperation::SetDefault { value }
+                            if topo.rule(&table).is_some() && calls_nextval(value) =>
+                        {
+                            let c = ident_name(column_name);
+                            let now = if topo.id_columns(&table).contains(&c) {
+                                "; shardgate fills it with shardgate.next_id() (its default, which the shards do not show)"
+                            } else {
+                                "; use ALTER COLUMN ... SET DEFAULT shardgate.next_id()"
+                            };
+                            return Err(SqlError::Unsupported(format!(
+                                "a sequence default on column \"{c}\" of {table} would number rows on each shard by itself (the same ids on every shard){now}"
+                            )));
                         }
                         AlterColumnOperation::SetDefault { .. }
                         | AlterColumnOperation::DropDefault => {
@@ -809,6 +834,33 @@ mod tests {
             )
             .unwrap()
             .is_none()
+        );
+    }
+
+    #[test]
+    fn sequence_defaults_on_placed_tables_are_refused() {
+        for sql in [
+            "ALTER TABLE o ALTER COLUMN id SET DEFAULT nextval('\"o_id_seq\"')",
+            "ALTER TABLE o ALTER COLUMN a SET DEFAULT nextval('s'::regclass)",
+        ] {
+            let e = ddl(&parse(sql), &topo()).unwrap_err();
+            assert_eq!(e.sqlstate(), "0A000", "{sql}");
+            assert!(e.to_string().contains("sequence default"), "{e}");
+        }
+        // Not placed by shardgate: its own shard's sequence.
+        assert!(
+            ddl(
+                &parse("ALTER TABLE u ALTER COLUMN a SET DEFAULT nextval('s')"),
+                &topo()
+            )
+            .is_ok()
+        );
+        assert!(
+            ddl(
+                &parse("ALTER TABLE o ALTER COLUMN a SET DEFAULT 7"),
+                &topo()
+            )
+            .is_ok()
         );
     }
 
