@@ -461,6 +461,33 @@ async fn order_by_limit_offset_match_one_postgres() {
     }
     assert_eq!(checked, QUERIES.len());
 
+    // A FROM subquery that needs a merge (an ORM's eager load of a page,
+    // LIMIT and OFFSET as typed bind parameters: SQLAlchemy on psycopg 3
+    // and asyncpg) runs first; its rows go to the shards their key places.
+    let page = "SELECT a.cust, i.id, i.n FROM (SELECT cust FROM items WHERE cust IS NOT NULL \
+                GROUP BY cust ORDER BY cust LIMIT $1::INTEGER OFFSET $2::INTEGER) AS a \
+                LEFT OUTER JOIN items i ON a.cust = i.cust ORDER BY a.cust, i.id";
+    for (limit, offset) in [(3i32, 0i32), (4, 2), (0, 0)] {
+        let want = one.query(page, &[&limit, &offset]).await.unwrap();
+        let got = sg
+            .query(page, &[&limit, &offset])
+            .await
+            .unwrap_or_else(|e| panic!("{page}: {e:?}"));
+        let show = |rows: &[tokio_postgres::Row]| {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r.get::<_, i64>(0),
+                        r.get::<_, i64>(1),
+                        r.get::<_, Option<i32>>(2),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(show(&got), show(&want), "LIMIT {limit} OFFSET {offset}");
+        assert!(limit == 0 || !want.is_empty());
+    }
+
     // Uncorrelated subqueries run first, their results written in as
     // literals; a value that looks like the router's marker, or like SQL,
     // stays a value.

@@ -613,9 +613,21 @@ fn count(e: &Expr) -> Option<Count> {
                 | sqlparser::ast::DataType::SmallInt(_)
                 | sqlparser::ast::DataType::Int2(_),
             ..
-        } => match count(expr)? {
-            Count::Param(n, _) => Some(Count::Param(n, e.to_string())),
-            Count::Const(_) => None,
+        } => match expr.as_ref() {
+            // A parameter written in as text (`'5'::integer`).
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(t) | Value::EscapedStringLiteral(t) => {
+                    t.trim().parse().ok().map(|n| Count::Const(Some(n)))
+                }
+                _ => match count(expr)? {
+                    Count::Param(n, _) => Some(Count::Param(n, e.to_string())),
+                    c @ Count::Const(_) => Some(c),
+                },
+            },
+            _ => match count(expr)? {
+                Count::Param(n, _) => Some(Count::Param(n, e.to_string())),
+                c @ Count::Const(_) => Some(c),
+            },
         },
         _ => None,
     }
