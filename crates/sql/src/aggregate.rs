@@ -864,15 +864,22 @@ fn unqualify(q: &Query) -> Option<(Query, String)> {
     let [from] = s.from.as_slice() else {
         return None;
     };
-    let ast::TableFactor::Table { name, alias, .. } = &from.relation else {
-        return None;
-    };
     if !from.joins.is_empty() {
         return None;
     }
-    let qual = match alias {
-        Some(a) => ident_name(&a.name),
-        None => ident_name(name.0.last()?.as_ident()?),
+    // (A subquery in FROM is a single relation too: TypeORM's `SELECT
+    // DISTINCT d.cid AS x FROM (...) d ORDER BY cid`.)
+    let qual = match &from.relation {
+        ast::TableFactor::Table { alias: Some(a), .. }
+        | ast::TableFactor::Derived {
+            alias: Some(a),
+            lateral: false,
+            ..
+        } => ident_name(&a.name),
+        ast::TableFactor::Table {
+            name, alias: None, ..
+        } => ident_name(name.0.last()?.as_ident()?),
+        _ => return None,
     };
     // Output names that stand for something other than the column of
     // that name.

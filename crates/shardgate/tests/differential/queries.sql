@@ -1243,3 +1243,9 @@ SELECT id FROM customers WHERE tier = 1 UNION SELECT customer_id FROM orders WHE
 SELECT * FROM customers WHERE id < 5 UNION SELECT * FROM customers WHERE id > 99990;
 -- @must @ordered
 (SELECT id, name FROM customers ORDER BY id DESC LIMIT 3) UNION ALL (SELECT id, name FROM products ORDER BY id LIMIT 2) ORDER BY 1, 2;
+-- TypeORM's paging with relations: DISTINCT over a FROM subquery, ordered
+-- by the column's bare name.
+-- @must @ordered
+SELECT DISTINCT d.cid AS x FROM (SELECT customer_id AS cid FROM orders) d ORDER BY cid LIMIT 3;
+-- @must @ordered
+SELECT DISTINCT "distinctAlias"."C_id" AS "ids_C_id" FROM (SELECT "C"."id" AS "C_id", "o"."id" AS "o_id" FROM "customers" "C" LEFT JOIN "orders" "o" ON "o"."customer_id" = "C"."id") "distinctAlias" ORDER BY "C_id" ASC LIMIT 5 OFFSET 2;
