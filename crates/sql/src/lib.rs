@@ -27,6 +27,7 @@ pub mod parse;
 pub mod plan;
 pub mod rewrite;
 pub mod split;
+pub mod standin;
 
 pub use aggregate::AggSpec;
 pub use analyze::{Analyzed, analyze, analyze_all, substitute};

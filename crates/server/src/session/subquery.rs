@@ -183,8 +183,6 @@ impl Session {
                 return Ok(Done::Failed);
             }
         };
-        // A FROM subquery's rows: a table of the router's in its place,
-        // each shard's rows a CTE in front of what that shard runs.
         // FROM subqueries, CTEs or set operation branches: tables of the
         // router's in their place, each shard's rows CTEs in front of what
         // that shard runs.
