@@ -607,7 +607,16 @@ pub fn derived_cte(
                 all_columns: columns.clone(),
             },
         };
-        key = Some((at, key_type, stand_in));
+        // Placed by its text only when the column is of the key's type (a
+        // timestamptz or char(n) value would not hash as the key it
+        // equals): else on every shard, as a reference table's.
+        let same_type = types
+            .get(at)
+            .and_then(|t| shardgate_core::KeyType::from_sql_type(t))
+            == Some(key_type);
+        if same_type {
+            key = Some((at, key_type, stand_in));
+        }
     }
     let types: Vec<DataType> = types
         .iter()
@@ -1199,6 +1208,15 @@ mod tests {
             ctes[&ShardId(1)],
             format!("\"{MARKER}2\" (\"id\") AS (SELECT CAST(NULL AS BIGINT) WHERE false)")
         );
+        // A key column of another type than the key's: a reference table.
+        let other = Filled::Derived {
+            columns: vec!["id".into()],
+            types: vec!["timestamp with time zone".into()],
+            rows: vec![vec![Some("2024-01-01 00:00:00+00".into())]],
+        };
+        let (stand_in, ctes) = derived_cte("a", Some((rule, "id")), &other, &shards).unwrap();
+        assert!(matches!(stand_in.kind, TableKind::Reference));
+        assert!(ctes.values().all(|c| c.contains("2024-01-01")));
         // Placed by no key: a reference table, every row on every shard.
         let (reference, ctes) = derived_cte("a", None, &filled, &shards).unwrap();
         assert!(matches!(reference.kind, TableKind::Reference));
@@ -1209,7 +1227,7 @@ mod tests {
         // A key that does not read as the rule's type; a column twice.
         let bad = Filled::Derived {
             columns: vec!["id".into()],
-            types: vec!["text".into()],
+            types: vec!["bigint".into()],
             rows: vec![vec![Some("x".into())]],
         };
         assert_eq!(
