@@ -487,6 +487,24 @@ async fn order_by_limit_offset_match_one_postgres() {
         assert_eq!(show(&got), show(&want), "LIMIT {limit} OFFSET {offset}");
         assert!(limit == 0 || !want.is_empty());
     }
+    // Floats printed inexactly cannot be written back as literals: the
+    // refusal says why.
+    let floats = "SELECT a.f, i.id FROM (SELECT cust, f FROM items WHERE cust IS NOT NULL \
+                  ORDER BY cust, id LIMIT 3) a JOIN items i ON a.cust = i.cust";
+    assert!(!sg.simple_query(floats).await.unwrap().is_empty());
+    sg.batch_execute("SET extra_float_digits = 0")
+        .await
+        .unwrap();
+    let e = sg.simple_query(floats).await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "0A000", "{e:?}");
+    assert!(
+        e.as_db_error()
+            .unwrap()
+            .message()
+            .contains("extra_float_digits"),
+        "{e:?}"
+    );
+    sg.batch_execute("RESET extra_float_digits").await.unwrap();
 
     // Uncorrelated subqueries run first, their results written in as
     // literals; a value that looks like the router's marker, or like SQL,

@@ -410,11 +410,27 @@ impl Session {
             else {
                 return Ok(Err(None));
             };
-            if reply.types.is_empty()
-                || (reply.types.iter().any(|o| settings_bound(*o)) && !self.exact_output().await?)
-                || !self.default_collations(sub, &reply.types).await?
-            {
+            if reply.types.is_empty() {
                 return Ok(Err(None));
+            }
+            // Values a literal would not give back: said why.
+            let inexact = |why: &str| {
+                Ok(Err(Some(err_fields(
+                    "0A000",
+                    format!(
+                        "a subquery in FROM, CTE or set operation branch that shardgate runs before its statement {why}, so its rows cannot be written into the statement exactly"
+                    ),
+                ))))
+            };
+            if reply.types.iter().any(|o| settings_bound(*o)) && !self.exact_output().await? {
+                return inexact(
+                    "returned float or timestamptz values that this session prints inexactly (DateStyle other than ISO, or extra_float_digits below 1)",
+                );
+            }
+            if !self.default_collations(sub, &reply.types).await? {
+                return inexact(
+                    "returned text columns of another collation than the database default",
+                );
             }
             return Ok(Ok(Filled::Derived {
                 columns: reply.names,
