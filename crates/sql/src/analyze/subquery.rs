@@ -22,13 +22,15 @@
 //! A subquery in FROM that needs the router (`FROM (SELECT ... FROM
 //! customers ORDER BY id LIMIT 10) AS c LEFT JOIN orders o ON o.customer_id
 //! = c.id`: an ORM's eager load of a page) runs first too, as does the
-//! first CTE over sharded tables of a statement refused with it. Its rows
-//! then stand in for it as a table of the router's: placed by the column
-//! joined to a sharded table's key under that table's rule (co-located
-//! with the joined table), or else whole on every shard (a reference
-//! table). The statement is planned with that table in its place, and
-//! each shard gets its rows as a CTE of that name in front of what it
-//! runs ([`derived_cte`], `Plan::with_shard_cte`).
+//! first CTE over sharded tables of a statement refused with it, and each
+//! branch over sharded tables of a set operation the merge does not do.
+//! Its rows then stand in for it as a table of the router's: placed by the
+//! column joined to a sharded table's key under that table's rule
+//! (co-located with the joined table; the column of the key's type), or
+//! else whole on every shard (a reference table). The statement is planned
+//! with that table in its place, and each shard gets its rows as a CTE of
+//! that name in front of what it runs ([`derived_cte`],
+//! `Plan::with_shard_cte` in [`crate::standin`]).
 
 use super::*;
 use shardgate_core::ShardId;
