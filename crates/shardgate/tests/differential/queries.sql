@@ -883,6 +883,19 @@ SELECT id FROM orders WHERE customer_id = 1 UNION SELECT id FROM orders WHERE cu
 SELECT * FROM customers c WHERE c.id IN (1, 2) AND EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id);
 -- @must
 SELECT * FROM (SELECT DISTINCT customer_id FROM orders) t WHERE customer_id < 10;
+-- LATERAL subqueries tied to the outer row's shard key
+-- @must @ordered
+SELECT c.id, x.n, x.s FROM customers c CROSS JOIN LATERAL (SELECT count(*) AS n, sum(o.qty) AS s FROM orders o WHERE o.customer_id = c.id) x ORDER BY x.n DESC, c.id LIMIT 15;
+-- @must
+SELECT c.id, x.id, x.amount FROM customers c LEFT JOIN LATERAL (SELECT o.id, o.amount FROM orders o WHERE o.customer_id = c.id ORDER BY o.amount DESC NULLS LAST, o.id LIMIT 2) x ON true WHERE c.id IN (1, 2, 3, 5, 8, 13, 21);
+-- @must
+SELECT x.n, count(*) FROM customers c, LATERAL (SELECT count(*) AS n FROM orders o WHERE o.customer_id = c.id AND o.status = 'shipped') x GROUP BY x.n;
+-- @must
+SELECT o.id, o.customer_id, y.lines FROM orders o, LATERAL (SELECT count(*) AS lines, max(i.qty) AS top FROM order_items i WHERE i.customer_id = o.customer_id AND i.order_id = o.id) y WHERE y.top > 5;
+-- @must
+SELECT c.region, sum(x.total) FROM customers c JOIN LATERAL (SELECT sum(o.amount) AS total FROM orders o WHERE o.customer_id = c.id) x ON true GROUP BY c.region;
+SELECT c.id, x.n FROM customers c, LATERAL (SELECT count(*) AS n FROM orders o WHERE o.id = c.id) x;
+SELECT p.id, x.n FROM products p, LATERAL (SELECT count(*) AS n FROM order_items i WHERE i.product_id = p.id) x;
 -- subqueries in FROM and WITH whose rows are partitioned across shards
 -- @must
 SELECT status, count(*), sum(amount) FROM (SELECT * FROM orders WHERE qty > 10) s GROUP BY status;

@@ -1255,7 +1255,7 @@ fn analyze_dml(
             // t.customer_id)`, `SET n = (SELECT ... WHERE c.id =
             // t.customer_id)`) see on each shard every row they can match:
             // their tables join the co-location check, as in a SELECT.
-            let _ = select::local_subqueries(&dml_exprs(stmt), topo, &mut tables, &mut ons);
+            let _ = select::local_subqueries(&dml_exprs(stmt), &[], topo, &mut tables, &mut ons);
             let (targets, may_scatter, at) =
                 sharded_targets(&tables, selection, &ons, c.sharded.len());
             let split = match at {

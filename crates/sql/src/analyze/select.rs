@@ -88,7 +88,7 @@ pub(super) fn analyze_query_surveyed(
             let mut ons = Vec::new();
             let mut t = from_tables(&s.from, topo, &mut ons);
             let exprs = select_exprs(s);
-            local = local_subqueries(&exprs, topo, &mut t, &mut ons);
+            local = local_subqueries(&exprs, &lateral_subqueries(s), topo, &mut t, &mut ons);
             (t, s.selection.as_ref(), ons)
         }
         _ => (Vec::new(), None, Vec::new()),
@@ -163,6 +163,12 @@ fn plan_select(
     let single_only = if !may_scatter && matches!(q.body.as_ref(), SetExpr::SetOperation { .. }) {
         Some(SqlError::Unsupported(
             "a set operation over sharded tables is supported across shards when its branches are plain SELECTs with named columns (no *) that each read only sharded tables and need no cross-shard merge or aggregate, as UNION ALL, UNION, or INTERSECT/EXCEPT of two branches (not ALL); add a shard-key filter so it reaches one shard".into(),
+        ))
+    } else if !may_scatter
+        && matches!(q.body.as_ref(), SetExpr::Select(s) if !lateral_subqueries(s).is_empty())
+    {
+        Some(SqlError::Unsupported(
+            "a LATERAL subquery over sharded tables is supported across shards when its WHERE ties its sharded tables to the shard key of a sharded table before it (`WHERE o.customer_id = c.id`), so that each row's subquery reads that row's shard; this one is not, so it needs one shard: add a shard-key filter".into(),
         ))
     } else if !may_scatter && from_subquery {
         Some(SqlError::Unsupported(
@@ -373,6 +379,7 @@ fn partitioned_union_all(q: &Query, topo: &Topology) -> Option<Targets> {
 /// taken in.
 pub(super) fn local_subqueries(
     exprs: &[&Expr],
+    laterals: &[&Query],
     topo: &Topology,
     tables: &mut Vec<FromTable>,
     ons: &mut Vec<Expr>,
@@ -477,7 +484,31 @@ pub(super) fn local_subqueries(
     for e in exprs {
         let _ = e.visit(&mut c);
     }
+    // A LATERAL subquery is evaluated once per row of the tables before
+    // it, like a correlated scalar subquery: taken on the same terms (its
+    // WHERE must tie its sharded tables to an outer one's key, so that
+    // each outer row's subquery rows live on that row's shard; then its
+    // ORDER BY, LIMIT and aggregates are each outer row's own).
+    for q in laterals {
+        c.take(q, None);
+    }
     c.taken
+}
+
+/// The LATERAL subqueries of a SELECT's top-level FROM.
+fn lateral_subqueries(s: &ast::Select) -> Vec<&Query> {
+    s.from
+        .iter()
+        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
+        .filter_map(|f| match f {
+            TableFactor::Derived {
+                lateral: true,
+                subquery,
+                ..
+            } => Some(subquery.as_ref()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A SELECT's WHERE and select-list expressions (where
