@@ -255,6 +255,11 @@ impl Builder {
     /// A raw column holding a row-level expression (a partial GROUP BY key
     /// unless the partial query returns raw rows).
     fn raw_col(&mut self, e: &Expr) -> Expr {
+        // A row `(a, b)` travels as its fields and is rebuilt in the final
+        // query: an anonymous record does not read back from text.
+        if let Expr::Tuple(items) = e {
+            return Expr::Tuple(items.iter().map(|i| self.raw_col(i)).collect());
+        }
         let key = !self.raw;
         col(self.add(e.clone(), key))
     }
@@ -1374,6 +1379,20 @@ mod tests {
         );
         assert!(
             a.final_pg.contains("count(DISTINCT sg_c2)"),
+            "{}",
+            a.final_pg
+        );
+    }
+
+    #[test]
+    fn distinct_row_travels_as_fields() {
+        let a = plan("SELECT count(DISTINCT (x, y)) FROM t").unwrap();
+        assert_eq!(
+            a.partial_sql,
+            "SELECT x AS sg_c1, y AS sg_c2 FROM t GROUP BY x, y"
+        );
+        assert!(
+            a.final_pg.contains("count(DISTINCT (sg_c1, sg_c2))"),
             "{}",
             a.final_pg
         );

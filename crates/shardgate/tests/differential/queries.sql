@@ -896,6 +896,39 @@ SELECT o.id, o.customer_id, y.lines FROM orders o, LATERAL (SELECT count(*) AS l
 SELECT c.region, sum(x.total) FROM customers c JOIN LATERAL (SELECT sum(o.amount) AS total FROM orders o WHERE o.customer_id = c.id) x ON true GROUP BY c.region;
 SELECT c.id, x.n FROM customers c, LATERAL (SELECT count(*) AS n FROM orders o WHERE o.id = c.id) x;
 SELECT p.id, x.n FROM products p, LATERAL (SELECT count(*) AS n FROM order_items i WHERE i.product_id = p.id) x;
+-- joins off the shard key: one table runs first through the router
+-- @must
+SELECT count(*) FROM orders o JOIN order_items i ON i.order_id = o.id;
+-- @must
+SELECT o.status, sum(i.qty), count(DISTINCT i.product_id) FROM orders o JOIN order_items i ON i.order_id = o.id WHERE i.qty > 3 GROUP BY o.status;
+-- @must @ordered
+SELECT c.id, o.id FROM customers c JOIN orders o ON o.priority = c.tier WHERE c.id < 5 ORDER BY c.id, o.id;
+-- @must
+SELECT o.id FROM orders o JOIN customers c ON c.tier = o.priority WHERE o.customer_id = 1;
+-- @must
+SELECT c.id, o.id FROM customers c JOIN orders o ON o.customer_id = c.id + 1 WHERE c.id = 1;
+-- @must
+SELECT c1.id, c2.id FROM customers c1, customers c2 WHERE c1.id = 1 AND c2.id = 2;
+-- @must
+SELECT c.id, o.id FROM customers c JOIN orders o USING (id) WHERE c.id = 1;
+-- @must
+SELECT p.id, count(i.qty) FROM products p LEFT JOIN order_items i ON i.product_id = p.id GROUP BY p.id;
+-- @must
+SELECT p.id, count(*) FROM products p LEFT JOIN order_items i ON i.product_id = p.id GROUP BY p.id;
+-- @must
+SELECT p.id FROM products p LEFT JOIN order_items i ON i.product_id = p.id WHERE i.qty IS NULL GROUP BY p.id;
+-- @must
+SELECT p.name, i.qty FROM order_items i RIGHT JOIN products p ON p.id = i.product_id;
+-- @must @ordered
+SELECT o.id, o2.id FROM orders o JOIN orders o2 ON o.id = o2.id + 1 WHERE o.qty = 3 ORDER BY o.id, o2.id;
+-- @must
+SELECT c.region, count(*) FROM orders o JOIN customers c ON c.id = o.qty GROUP BY c.region;
+-- @must
+SELECT * FROM orders o JOIN order_items i USING (customer_id) WHERE i.line = 1 AND o.qty = 7;
+-- @must
+SELECT count(*) FROM orders NATURAL JOIN order_items;
+-- @must
+SELECT count(DISTINCT (o.status, o.qty)), count(DISTINCT (o.paid, o.priority)) FROM orders o;
 -- subqueries in FROM and WITH whose rows are partitioned across shards
 -- @must
 SELECT status, count(*), sum(amount) FROM (SELECT * FROM orders WHERE qty > 10) s GROUP BY status;

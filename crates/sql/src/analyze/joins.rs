@@ -112,7 +112,7 @@ pub(super) fn from_tables(
     ons: &mut Vec<Expr>,
 ) -> Vec<FromTable> {
     let mut out = Vec::new();
-    let mut add = |f: &TableFactor| {
+    let add = |f: &TableFactor, out: &mut Vec<FromTable>| {
         if let TableFactor::Derived {
             lateral: false,
             subquery,
@@ -140,9 +140,22 @@ pub(super) fn from_tables(
         }
     };
     for twj in from {
-        add(&twj.relation);
+        let first = out.len();
+        add(&twj.relation, &mut out);
         for j in &twj.joins {
-            add(&j.relation);
+            let before = out.len();
+            add(&j.relation, &mut out);
+            if out.len() > before {
+                // `JOIN t USING (k)` / `NATURAL JOIN t` on t's key column k:
+                // a table before it in this FROM item whose key column is
+                // also named k has that column, so it is the one joined
+                // (PostgreSQL refuses a name two tables on the left have).
+                ons.extend(using_key_equalities(
+                    &j.join_operator,
+                    &out[first..before],
+                    &out[before],
+                ));
+            }
             if let Some(e) = join_constraint(&j.join_operator) {
                 if is_inner(&j.join_operator) {
                     ons.push(e.clone());
@@ -169,6 +182,55 @@ pub(super) fn from_tables(
         }
     }
     out
+}
+
+/// The key equalities a `USING (...)` or `NATURAL` join of `right` to the
+/// tables `left` (those before it in its FROM item) implies: for each key
+/// column of `right` the join names (NATURAL: every common column, so
+/// each key column some left table's key also has), `l.k = right.k` for
+/// each left table whose single-column key is named k.
+fn using_key_equalities(op: &JoinOperator, left: &[FromTable], right: &FromTable) -> Vec<Expr> {
+    use JoinOperator as J;
+    let constraint = match op {
+        J::Join(c)
+        | J::Inner(c)
+        | J::Left(c)
+        | J::LeftOuter(c)
+        | J::Right(c)
+        | J::RightOuter(c)
+        | J::FullOuter(c) => c,
+        _ => return Vec::new(),
+    };
+    let Some(rule) = &right.rule else {
+        return Vec::new();
+    };
+    let [key] = rule.key_columns() else {
+        return Vec::new();
+    };
+    let named = match constraint {
+        JoinConstraint::Using(cols) => cols
+            .iter()
+            .any(|c| matches!(object_parts(c).as_slice(), [n] if n == key)),
+        JoinConstraint::Natural => true,
+        _ => false,
+    };
+    if !named {
+        return Vec::new();
+    }
+    let column = |t: &FromTable| {
+        Expr::CompoundIdentifier(vec![
+            Ident::with_quote('"', t.quals[0].clone()),
+            Ident::with_quote('"', key.clone()),
+        ])
+    };
+    left.iter()
+        .filter(|l| l.rule.as_ref().is_some_and(|r| r.key_columns() == [key.clone()]))
+        .map(|l| Expr::BinaryOp {
+            left: Box::new(column(l)),
+            op: ast::BinaryOperator::Eq,
+            right: Box::new(column(right)),
+        })
+        .collect()
 }
 
 /// The rule of the sharded table a subquery in FROM only filters and

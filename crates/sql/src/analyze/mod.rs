@@ -37,6 +37,7 @@ pub(crate) mod nested;
 mod setops;
 pub mod subquery;
 
+mod crossjoin;
 mod joins;
 mod keys;
 mod outer;

@@ -239,8 +239,11 @@ pub(crate) fn pre_evaluate(
         let SetExpr::Select(os) = q.body.as_mut() else {
             return None;
         };
-        let sub = derived(os, topo)?;
-        return Some((vec![sub], outer));
+        return match derived(os, topo) {
+            Some(sub) => Some((vec![sub], outer)),
+            // Sharded tables joined off their keys: one of them first.
+            None => super::crossjoin::table_run_first(stmt, topo).map(|(s, o)| (vec![s], o)),
+        };
     }
     Some((r.subs, outer))
 }
