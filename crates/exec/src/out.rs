@@ -23,6 +23,11 @@ pub struct ClientOut<W> {
     pub hold: Option<(usize, usize)>,
     /// A held reply grew past its cap and was dropped.
     pub held_over: bool,
+    /// Holds further out than `hold`, innermost last, each as `(mark,
+    /// cap, held_over)`: a reply held back while the session reads
+    /// another one inside it (a subquery run first within a subquery run
+    /// first). A flush writes nothing past the outermost mark.
+    outer_holds: Vec<(usize, usize, bool)>,
     /// While set, the query reply written is turned into a `COPY ... TO
     /// STDOUT` reply as it goes out (see [`CopyOut`]).
     pub copy_out: Option<CopyOut>,
@@ -123,6 +128,7 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
             deadlock_victim: Default::default(),
             hold: None,
             held_over: false,
+            outer_holds: Vec::new(),
             copy_out: None,
         }
     }
@@ -134,6 +140,35 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
             c.turn(&mut self.buf);
             self.copy_out = Some(c);
         }
+    }
+
+    /// Hold back what is written from now on, at most `cap` bytes of it
+    /// (inside the hold already set, if any), until [`ClientOut::pop_hold`].
+    pub fn push_hold(&mut self, cap: usize) {
+        if let Some((mark, c)) = self.hold.take() {
+            self.outer_holds
+                .push((mark, c, std::mem::take(&mut self.held_over)));
+        }
+        self.hold = Some((self.buf.len(), cap));
+    }
+
+    /// End the innermost hold: the bytes it held back, and whether they
+    /// grew past its cap (they were then dropped). The hold around it, if
+    /// any, is in force again.
+    pub fn pop_hold(&mut self) -> (BytesMut, bool) {
+        let (mark, _) = self.hold.take().unwrap_or((self.buf.len(), 0));
+        let over = std::mem::take(&mut self.held_over);
+        let held = self.buf.split_off(mark.min(self.buf.len()));
+        if let Some((m, c, o)) = self.outer_holds.pop() {
+            self.hold = Some((m, c));
+            self.held_over = o;
+        }
+        (held, over)
+    }
+
+    /// How many holds are in force (see [`ClientOut::push_hold`]).
+    pub fn hold_depth(&self) -> usize {
+        self.outer_holds.len() + usize::from(self.hold.is_some())
     }
 
     /// Write out everything pending.
@@ -148,7 +183,8 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
                     self.buf.truncate(mark);
                     self.held_over = true;
                 }
-                mark
+                // Nothing an outer hold holds either.
+                self.outer_holds.first().map_or(mark, |o| o.0.min(mark))
             }
             None => self.buf.len(),
         };
@@ -157,7 +193,10 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
             self.flushed += end as u64;
             let _ = self.buf.split_to(end);
             if let Some((mark, _)) = &mut self.hold {
-                *mark = 0;
+                *mark -= end;
+            }
+            for o in &mut self.outer_holds {
+                o.0 -= end;
             }
             if let Some(c) = &mut self.copy_out {
                 c.from = c.from.saturating_sub(end);
@@ -185,5 +224,49 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
             self.flush().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn nested_holds_keep_outer_bytes_from_a_flush() {
+        let mut out = ClientOut::new(Vec::<u8>::new());
+        out.buf.extend_from_slice(b"sent ");
+        out.push_hold(100);
+        out.buf.extend_from_slice(b"outer ");
+        out.push_hold(100);
+        out.buf.extend_from_slice(b"inner");
+        out.flush().await.unwrap();
+        // Only what precedes the outermost hold went out.
+        assert_eq!(out.w, b"sent ");
+        let (inner, over) = out.pop_hold();
+        assert_eq!(&inner[..], b"inner");
+        assert!(!over);
+        assert_eq!(out.hold_depth(), 1);
+        out.buf.extend_from_slice(b"more");
+        let (outer, over) = out.pop_hold();
+        assert_eq!(&outer[..], b"outer more");
+        assert!(!over);
+        assert_eq!(out.hold_depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_inner_hold_past_its_cap_is_dropped_alone() {
+        let mut out = ClientOut::new(Vec::<u8>::new());
+        out.push_hold(100);
+        out.buf.extend_from_slice(b"outer ");
+        out.push_hold(3);
+        out.buf.extend_from_slice(b"too long");
+        out.maybe_flush().await.unwrap();
+        let (inner, over) = out.pop_hold();
+        assert!(over);
+        assert!(inner.is_empty());
+        let (outer, over) = out.pop_hold();
+        assert!(!over);
+        assert_eq!(&outer[..], b"outer ");
+        assert!(out.w.is_empty());
     }
 }

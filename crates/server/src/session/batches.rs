@@ -113,14 +113,12 @@ impl Session {
             self.portal_done(name, from);
             return Ok(true);
         }
-        let mark = self.out.buf.len();
-        self.out.hold = Some((mark, self.router.max_merge_bytes));
+        self.out.push_hold(self.router.max_merge_bytes);
         let r = self.execute_portal(name, 0).await;
-        let (mark, _) = self.out.hold.take().unwrap_or((self.out.buf.len(), 0));
+        let (reply, over) = self.out.pop_hold();
         // (A reply that never reached a flush is measured here.)
-        let over = std::mem::take(&mut self.out.held_over)
-            || self.out.buf.len() > mark + self.router.max_merge_bytes;
-        let reply = self.out.buf.split_off(mark).freeze();
+        let over = over || reply.len() > self.router.max_merge_bytes;
+        let reply = reply.freeze();
         r?;
         if over {
             self.batch_error(&ErrorFields {

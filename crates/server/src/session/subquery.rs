@@ -9,6 +9,10 @@ use shardgate_sql::analyze::subquery::{Filled, Sub, SubKind, fill};
 use shardgate_sql::sqlparser::ast::Statement;
 use std::collections::BTreeMap;
 
+/// How deep subqueries run first may nest (held replies inside held
+/// replies; each level copies the rows of the one inside it).
+const MAX_NESTING: usize = 3;
+
 /// A subquery's reply, read back from the held output.
 struct SubReply {
     /// Name of each column.
@@ -108,9 +112,11 @@ impl Session {
             .pools
             .iter()
             .any(|p| matches!(p.target, shardgate_backend::ShardTarget::Lite(_)));
-        // Not inside another subquery run first (one held reply at a
-        // time), nor over embedded shards (no typed literals there).
-        if self.out.hold.is_some() || embedded {
+        // Subqueries run first nest (a FROM subquery whose own query
+        // joins off the key), each level's reply held inside the one
+        // around it, to a few levels; not over embedded shards (no typed
+        // literals there).
+        if self.out.hold_depth() >= MAX_NESTING || embedded {
             self.fail_statement(&sql_err(refused));
             return Ok(Done::Failed);
         }
@@ -371,11 +377,9 @@ impl Session {
         // The rows are copied a few times over on their way into the
         // statement's text: a tighter cap than the merges'.
         let cap = self.router.max_merge_bytes / 8;
-        self.out.hold = Some((self.out.buf.len(), cap));
+        self.out.push_hold(cap);
         let done = Box::pin(self.run_plan_simple(&plan, &t, &sub.sql)).await;
-        let (mark, _) = self.out.hold.take().unwrap_or((self.out.buf.len(), 0));
-        let over = std::mem::take(&mut self.out.held_over);
-        let held = self.out.buf.split_off(mark);
+        let (held, over) = self.out.pop_hold();
         done?;
         let reply = read_reply(&held);
         drop(held);
@@ -386,7 +390,7 @@ impl Session {
                 ),
                 ..err_fields(
                     "54000",
-                    "a subquery run before its statement returned more rows than the router holds (max_merge_rows, max_merge_bytes)",
+                    "a subquery (or a table joined off its shard key) run before its statement returned more rows than the router holds (max_merge_rows, max_merge_bytes)",
                 )
             })));
         }

@@ -929,6 +929,15 @@ SELECT * FROM orders o JOIN order_items i USING (customer_id) WHERE i.line = 1 A
 SELECT count(*) FROM orders NATURAL JOIN order_items;
 -- @must
 SELECT count(DISTINCT (o.status, o.qty)), count(DISTINCT (o.paid, o.priority)) FROM orders o;
+-- subqueries run first inside subqueries run first
+-- @must
+SELECT count(*) FROM (SELECT o.paid, o.ordered_on FROM orders o EXCEPT ALL SELECT o.paid, o.ordered_on FROM orders o WHERE o.paid) u;
+-- @must
+SELECT t.status, count(*), sum(t.qty) FROM (SELECT o.status, i.qty FROM orders o JOIN order_items i ON i.order_id = o.id WHERE i.line = 1) t GROUP BY t.status;
+-- @must
+WITH j AS (SELECT c.region, o.qty FROM customers c JOIN orders o ON o.priority = c.tier) SELECT region, count(*), max(qty) FROM j GROUP BY region;
+-- @must
+SELECT x0, count(*) AS n FROM (SELECT c.signup FROM customers c EXCEPT ALL SELECT o.ordered_on FROM orders o WHERE o.qty > 10) u(x0) GROUP BY x0;
 -- subqueries in FROM and WITH whose rows are partitioned across shards
 -- @must
 SELECT status, count(*), sum(amount) FROM (SELECT * FROM orders WHERE qty > 10) s GROUP BY status;

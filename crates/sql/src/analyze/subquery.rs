@@ -263,7 +263,8 @@ pub fn marker_table(n: usize) -> String {
 }
 
 /// A FROM subquery over sharded tables in a SELECT whose FROM is one
-/// item of joins (no LATERAL, no column aliases, the only such subquery):
+/// item of joins (no LATERAL, the only such subquery; column aliases
+/// rename the stand-in's first columns):
 /// the subquery to run first, placed by the first join ON an equality of
 /// one of its columns and the key of a table sharded by one column (else
 /// a reference table), and the FROM item replaced by the marker table of
@@ -299,12 +300,15 @@ fn derived(s: &mut ast::Select, topo: &Topology) -> Option<Sub> {
     else {
         return None;
     };
-    if !alias.columns.is_empty() || contains_dml(subquery) {
+    if alias.columns.iter().any(|c| c.data_type.is_some()) || contains_dml(subquery) {
         return None;
     }
     let found = keyed_join(twj, &ident_name(&alias.name), topo);
     let sql = subquery.to_string();
-    let alias = alias.clone();
+    // `AS u (x0, x1)`: the stand-in's first columns under those names.
+    let columns: Vec<String> = alias.columns.iter().map(|c| ident_name(&c.name)).collect();
+    let mut alias = alias.clone();
+    alias.columns.clear();
     let stand_in = sqlparser::parser::Parser::parse_sql(
         &PostgreSqlDialect {},
         &format!("SELECT * FROM {} AS x", marker_table(1)),
@@ -329,7 +333,7 @@ fn derived(s: &mut ast::Select, topo: &Topology) -> Option<Sub> {
         sql,
         kind: SubKind::Derived {
             name: marker_table(1),
-            columns: Vec::new(),
+            columns,
             placed: found,
         },
     })
