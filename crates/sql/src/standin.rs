@@ -68,11 +68,14 @@ impl Plan {
             Ok(with_cte(cte, body))
         };
         match self {
+            // (A write's statement on each shard writes that shard's rows
+            // with that shard's stand-in rows; a reference table's copies
+            // must all get the same rows.)
             Plan::Route {
                 shards,
                 sql: ShardSql::Original,
-                kind: StmtKind::Read,
-            } => {
+                kind: kind @ (StmtKind::Read | StmtKind::Write | StmtKind::WriteCopies),
+            } if kind != StmtKind::WriteCopies || ctes.values().all(|c| Some(c) == ctes.values().next()) => {
                 let per = shards
                     .iter()
                     .map(|s| Ok((*s, put(s, sql)?)))
@@ -80,13 +83,13 @@ impl Plan {
                 Ok(Plan::Route {
                     shards,
                     sql: ShardSql::PerShard(per),
-                    kind: StmtKind::Read,
+                    kind,
                 })
             }
             Plan::Route {
                 shards,
                 sql: ShardSql::PerShard(per),
-                kind: StmtKind::Read,
+                kind: kind @ (StmtKind::Read | StmtKind::Write),
             } => {
                 let per = per
                     .iter()
@@ -95,12 +98,12 @@ impl Plan {
                 Ok(Plan::Route {
                     shards,
                     sql: ShardSql::PerShard(per),
-                    kind: StmtKind::Read,
+                    kind,
                 })
             }
             Plan::Read(node) => Ok(Plan::Read(node.with_shard_cte(&put, names)?)),
             _ => Err(SqlError::Unsupported(
-                "a subquery in FROM run before its statement is supported in reads".into(),
+                "a subquery in FROM run before its statement is supported in reads and in writes of sharded tables".into(),
             )),
         }
     }
@@ -256,16 +259,27 @@ mod tests {
         };
         assert_eq!(per[&ShardId(0)], "WITH a AS (SELECT 0) SELECT y FROM a");
         assert_eq!(per[&ShardId(1)], "WITH a AS (SELECT 1) SELECT x FROM a");
-        // Writes are not taken.
+        // Writes to every copy of a reference table are taken only when
+        // every copy gets the same rows.
         let write = Plan::Route {
-            shards: vec![ShardId(0)],
+            shards: vec![ShardId(0), ShardId(1)],
             sql: ShardSql::Original,
-            kind: StmtKind::Write,
+            kind: StmtKind::WriteCopies,
         };
         assert!(
             write
+                .clone()
                 .with_shard_cte("DELETE FROM a", &ctes, &["a".to_string()])
                 .is_err()
+        );
+        let same: BTreeMap<ShardId, String> = [ShardId(0), ShardId(1)]
+            .into_iter()
+            .map(|s| (s, "a AS (SELECT 1)".to_string()))
+            .collect();
+        assert!(
+            write
+                .with_shard_cte("DELETE FROM a", &same, &["a".to_string()])
+                .is_ok()
         );
     }
 }

@@ -65,3 +65,12 @@ INSERT INTO w_orders (customer_id, id) VALUES (7::int, 9000), (1e1, 9001), (2.5E
 INSERT INTO w_orders (customer_id, id) VALUES (9223372036854775808, 1);
 UPDATE w_orders SET customer_id = 5, customer_id = 6 WHERE id = 1;
 UPDATE w_orders SET w_orders.customer_id = 5 WHERE id = 1;
+-- UPDATE ... FROM / DELETE ... USING a table joined off the shard key: it runs first
+-- @must
+UPDATE w_orders w SET note = c.name FROM customers c WHERE c.id = w.id;
+-- @must
+UPDATE w_orders w SET qty = o.qty FROM orders o WHERE o.id = w.id AND o.qty > 30;
+-- @must
+DELETE FROM w_orders w USING orders o WHERE o.id = w.id AND o.qty > 33 AND w.qty = 22;
+-- @must
+UPDATE w_orders w SET amount = c.credit FROM customers c WHERE c.id = w.qty;

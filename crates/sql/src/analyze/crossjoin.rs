@@ -46,36 +46,106 @@ struct Candidate {
 /// System columns a stand-in does not have.
 const SYSTEM_COLUMNS: &[&str] = &["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid", "oid"];
 
-/// The table of a refused SELECT's join to run first and the statement
-/// with the marker table in its place (see the module header); `None`
-/// when no one table makes the statement plannable.
+/// What of a statement a table run first concerns.
+struct Shape<'a> {
+    /// The FROM items (an UPDATE's FROM, a DELETE's USING) whose tables
+    /// may run first.
+    from: &'a [TableWithJoins],
+    /// The WHERE.
+    selection: Option<&'a Expr>,
+    /// An UPDATE's or DELETE's target, if sharded: its qualifier and rule
+    /// (a placement for the others, never run first itself).
+    target: Option<(String, Arc<TableRule>)>,
+}
+
+/// The shape of a SELECT (no WITH, no FOR UPDATE, no writes, a join) or of
+/// an UPDATE ... FROM / DELETE ... USING (no RETURNING), else `None`.
+fn shape<'a>(stmt: &'a Statement, topo: &Topology) -> Option<Shape<'a>> {
+    let target = |t: &TableWithJoins| match &t.relation {
+        f @ TableFactor::Table { name, .. } if t.joins.is_empty() => match classify(name, topo) {
+            Class::Sharded(rule) => Some(Some((factor_qual(f)?, rule))),
+            _ => Some(None),
+        },
+        _ => None,
+    };
+    match stmt {
+        Statement::Query(q) => {
+            if q.with.is_some() || !q.locks.is_empty() || contains_dml(q) {
+                return None;
+            }
+            let SetExpr::Select(s) = q.body.as_ref() else {
+                return None;
+            };
+            // A join: a statement over one table is refused for its
+            // merge, which reading the whole table first would only make
+            // slower.
+            if s.from.iter().map(|t| 1 + t.joins.len()).sum::<usize>() < 2 {
+                return None;
+            }
+            Some(Shape {
+                from: &s.from,
+                selection: s.selection.as_ref(),
+                target: None,
+            })
+        }
+        Statement::Update(u) if u.returning.is_none() => {
+            let Some(ast::UpdateTableFromKind::AfterSet(from)) = &u.from else {
+                return None;
+            };
+            Some(Shape {
+                from,
+                selection: u.selection.as_ref(),
+                target: target(&u.table)?,
+            })
+        }
+        Statement::Delete(d) if d.returning.is_none() && d.tables.is_empty() => {
+            let (ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t)) = &d.from;
+            let ([t], Some(using)) = (t.as_slice(), &d.using) else {
+                return None;
+            };
+            Some(Shape {
+                from: using,
+                selection: d.selection.as_ref(),
+                target: target(t)?,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The FROM items of `stmt` that [`shape`] takes tables from.
+fn from_mut(stmt: &mut Statement) -> Option<&mut Vec<TableWithJoins>> {
+    match stmt {
+        Statement::Query(q) => match q.body.as_mut() {
+            SetExpr::Select(s) => Some(&mut s.from),
+            _ => None,
+        },
+        Statement::Update(u) => match &mut u.from {
+            Some(ast::UpdateTableFromKind::AfterSet(from)) => Some(from),
+            _ => None,
+        },
+        Statement::Delete(d) => d.using.as_mut(),
+        _ => None,
+    }
+}
+
+/// The table of a refused statement's join to run first and the
+/// statement with the marker table in its place (see the module header);
+/// `None` when no one table makes the statement plannable.
 pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub, Statement)> {
-    let Statement::Query(q) = stmt else {
-        return None;
-    };
-    if q.with.is_some() || !q.locks.is_empty() || contains_dml(q) {
-        return None;
-    }
-    let SetExpr::Select(s) = q.body.as_ref() else {
-        return None;
-    };
-    // A join: a statement over one table is refused for its merge, which
-    // reading the whole table first would only make slower.
-    if s.from.iter().map(|t| 1 + t.joins.len()).sum::<usize>() < 2 {
-        return None;
-    }
-    let all_inner = s.from.iter().all(|t| {
-        t.joins
-            .iter()
-            .all(|j| is_inner(&j.join_operator) || matches!(j.join_operator, JoinOperator::CrossJoin(_)))
+    let shape = shape(stmt, topo)?;
+    let all_inner = shape.from.iter().all(|t| {
+        t.joins.iter().all(|j| {
+            is_inner(&j.join_operator) || matches!(j.join_operator, JoinOperator::CrossJoin(_))
+        })
     });
     // Column equalities anywhere in the join: placement hints (the
     // planner decides whether they make tables co-located).
     let mut equalities = Vec::new();
-    if let Some(w) = &s.selection {
+    if let Some(w) = shape.selection {
         equalities.extend(column_equalities(w));
     }
-    for t in &s.from {
+    for t in shape.from {
         for j in &t.joins {
             if let Some(on) = join_constraint(&j.join_operator) {
                 equalities.extend(column_equalities(on));
@@ -83,7 +153,7 @@ pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub,
         }
     }
     let mut tables: Vec<((usize, usize), String, Arc<TableRule>)> = Vec::new();
-    for (ti, twj) in s.from.iter().enumerate() {
+    for (ti, twj) in shape.from.iter().enumerate() {
         for (fi, f) in std::iter::once(&twj.relation)
             .chain(twj.joins.iter().map(|j| &j.relation))
             .enumerate()
@@ -111,7 +181,17 @@ pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub,
             }
         }
     }
+    let mut placements_by: Vec<(String, Arc<TableRule>)> =
+        tables.iter().map(|t| (t.1.clone(), t.2.clone())).collect();
+    placements_by.extend(shape.target.clone());
     // A name qualifying two tables would be ambiguous in the equalities.
+    if placements_by
+        .iter()
+        .enumerate()
+        .any(|(i, t)| placements_by[..i].iter().any(|u| u.0 == t.0))
+    {
+        return None;
+    }
     if tables
         .iter()
         .enumerate()
@@ -130,15 +210,19 @@ pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub,
                 if mine.0 != qual {
                     continue;
                 }
-                let Some((_, _, rule)) = tables.iter().find(|t| &t.1 == theirs.0 && &t.1 != qual)
+                let Some((_, rule)) = placements_by
+                    .iter()
+                    .find(|t| &t.0 == theirs.0 && &t.0 != qual)
                 else {
                     continue;
                 };
                 if rule.key_columns() == std::slice::from_ref(theirs.1)
-                    && !placements.iter().any(|p: &Option<(Arc<TableRule>, String)>| {
-                        p.as_ref()
-                            .is_some_and(|(r, c)| r.table == rule.table && c == mine.1)
-                    })
+                    && !placements
+                        .iter()
+                        .any(|p: &Option<(Arc<TableRule>, String)>| {
+                            p.as_ref()
+                                .is_some_and(|(r, c)| r.table == rule.table && c == mine.1)
+                        })
                 {
                     placements.push(Some((rule.clone(), mine.1.clone())));
                 }
@@ -146,7 +230,7 @@ pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub,
         }
         placements.push(None);
         let mut pushed = Vec::new();
-        if all_inner && let Some(w) = &s.selection {
+        if all_inner && let Some(w) = shape.selection {
             let mut cs = Vec::new();
             conjuncts(w, &mut cs);
             pushed = cs
@@ -197,19 +281,14 @@ pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub,
             analyze_one(&outer, &outer.to_string(), &overlay),
             Ok(Template::Route {
                 single_only: None,
+                kind: StmtKind::Read | StmtKind::Write,
                 ..
             })
         );
         if !planned {
             continue;
         }
-        let Statement::Query(q) = stmt else {
-            return None;
-        };
-        let SetExpr::Select(s) = q.body.as_ref() else {
-            return None;
-        };
-        let twj = &s.from[c.at.0];
+        let twj = &shape.from[c.at.0];
         let factor = match c.at.1 {
             0 => &twj.relation,
             i => &twj.joins[i - 1].relation,
@@ -271,13 +350,7 @@ fn stand_in_rule(name: &str, rule: &TableRule, column: &str) -> Option<TableRule
 /// the same qualifying name.
 fn with_stand_in(stmt: &Statement, c: &Candidate) -> Option<Statement> {
     let mut out = stmt.clone();
-    let Statement::Query(q) = &mut out else {
-        return None;
-    };
-    let SetExpr::Select(s) = q.body.as_mut() else {
-        return None;
-    };
-    let twj = s.from.get_mut(c.at.0)?;
+    let twj = from_mut(&mut out)?.get_mut(c.at.0)?;
     let factor = match c.at.1 {
         0 => &mut twj.relation,
         i => &mut twj.joins.get_mut(i - 1)?.relation,
@@ -330,9 +403,7 @@ fn only_columns_of(e: &Expr, qual: &str) -> bool {
         type Break = ();
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
             match e {
-                Expr::CompoundIdentifier(p)
-                    if p.len() == 2 && ident_name(&p[0]) == self.qual =>
-                {
+                Expr::CompoundIdentifier(p) if p.len() == 2 && ident_name(&p[0]) == self.qual => {
                     self.columns += 1;
                     ControlFlow::Continue(())
                 }

@@ -224,7 +224,11 @@ fn using_key_equalities(op: &JoinOperator, left: &[FromTable], right: &FromTable
         ])
     };
     left.iter()
-        .filter(|l| l.rule.as_ref().is_some_and(|r| r.key_columns() == [key.clone()]))
+        .filter(|l| {
+            l.rule
+                .as_ref()
+                .is_some_and(|r| r.key_columns() == [key.clone()])
+        })
         .map(|l| Expr::BinaryOp {
             left: Box::new(column(l)),
             op: ast::BinaryOperator::Eq,

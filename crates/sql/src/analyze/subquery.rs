@@ -163,6 +163,12 @@ pub(crate) fn pre_evaluate(
             exprs.extend(os.selection.as_mut());
             exprs.extend(os.having.as_mut());
         }
+        // UPDATE ... FROM / DELETE ... USING a sharded table joined off
+        // the key: that table first.
+        Statement::Update(ast::Update { from: Some(_), .. })
+        | Statement::Delete(ast::Delete { using: Some(_), .. }) => {
+            return super::crossjoin::table_run_first(stmt, topo).map(|(s, o)| (vec![s], o));
+        }
         Statement::Update(u) if u.from.is_none() && u.returning.is_none() => {
             exprs.extend(u.selection.as_mut());
         }
