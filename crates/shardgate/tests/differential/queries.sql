@@ -894,8 +894,6 @@ SELECT x.n, count(*) FROM customers c, LATERAL (SELECT count(*) AS n FROM orders
 SELECT o.id, o.customer_id, y.lines FROM orders o, LATERAL (SELECT count(*) AS lines, max(i.qty) AS top FROM order_items i WHERE i.customer_id = o.customer_id AND i.order_id = o.id) y WHERE y.top > 5;
 -- @must
 SELECT c.region, sum(x.total) FROM customers c JOIN LATERAL (SELECT sum(o.amount) AS total FROM orders o WHERE o.customer_id = c.id) x ON true GROUP BY c.region;
-SELECT c.id, x.n FROM customers c, LATERAL (SELECT count(*) AS n FROM orders o WHERE o.id = c.id) x;
-SELECT p.id, x.n FROM products p, LATERAL (SELECT count(*) AS n FROM order_items i WHERE i.product_id = p.id) x;
 -- joins off the shard key: one table runs first through the router
 -- @must
 SELECT count(*) FROM orders o JOIN order_items i ON i.order_id = o.id;
@@ -929,6 +927,28 @@ SELECT * FROM orders o JOIN order_items i USING (customer_id) WHERE i.line = 1 A
 SELECT count(*) FROM orders NATURAL JOIN order_items;
 -- @must
 SELECT count(DISTINCT (o.status, o.qty)), count(DISTINCT (o.paid, o.priority)) FROM orders o;
+-- @must @ordered
+WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 9 FROM g WHERE x < 60) SELECT g.x, o.id FROM g LEFT JOIN orders o ON o.customer_id = g.x ORDER BY g.x, o.id;
+-- uncorrelated subqueries inside correlated ones run first
+-- @must @ordered
+SELECT c.id FROM customers c WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.qty IN (SELECT c2.tier FROM customers c2 WHERE c2.id = 4)) ORDER BY c.id;
+-- @must @ordered
+SELECT c.id, (SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.qty IN (SELECT i.qty FROM order_items i WHERE i.customer_id = 2 AND i.line = 1)) AS n FROM customers c ORDER BY c.id;
+-- @must @ordered
+SELECT c.id, x.n FROM customers c CROSS JOIN LATERAL (SELECT count(*) AS n FROM orders o WHERE o.customer_id = c.id AND o.amount > (SELECT avg(o2.amount) FROM orders o2)) x ORDER BY c.id;
+-- correlated subqueries off the shard key: the subquery's table runs first
+-- @must
+SELECT * FROM orders o WHERE EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id AND i.qty > 8);
+-- @must
+SELECT p.id, p.name FROM products p WHERE EXISTS (SELECT 1 FROM order_items i WHERE i.product_id = p.id);
+-- @must
+SELECT p.id, (SELECT count(*) FROM order_items i WHERE i.product_id = p.id) AS n FROM products p;
+-- @must
+SELECT c.id FROM customers c WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.qty = c.tier);
+-- @must
+SELECT c.id, x.n FROM customers c, LATERAL (SELECT count(*) AS n FROM orders o WHERE o.id = c.id) x;
+-- @must
+SELECT p.id, x.n FROM products p, LATERAL (SELECT count(*) AS n FROM order_items i WHERE i.product_id = p.id) x;
 -- subqueries run first inside subqueries run first
 -- @must
 SELECT count(*) FROM (SELECT o.paid, o.ordered_on FROM orders o EXCEPT ALL SELECT o.paid, o.ordered_on FROM orders o WHERE o.paid) u;

@@ -1,11 +1,13 @@
-//! Joins across shards: one sharded table of the join runs first.
+//! Joins across shards: one sharded table of the statement runs first.
 //!
-//! A SELECT whose sharded tables are not all joined on their shard keys
+//! A statement whose sharded tables are not all joined on their shard keys
 //! (`orders o JOIN order_items i ON i.order_id = o.id`, `customers c JOIN
-//! orders o ON o.priority = c.tier`), or whose outer join preserves a
-//! reference table next to a sharded one (`products p LEFT JOIN order_items
-//! i ON ...`), cannot run on each shard as it stands. When taking one of
-//! its sharded tables out of the join makes the rest plannable, that table
+//! orders o ON o.priority = c.tier`, `WHERE EXISTS (SELECT 1 FROM
+//! order_items i WHERE i.order_id = o.id)`), that joins them with an
+//! unsharded table, or whose outer join preserves a reference table next to
+//! a sharded one (`products p LEFT JOIN order_items i ON ...`), cannot run
+//! on each shard as it stands. When taking one of its sharded tables (in
+//! its FROM or inside a subquery) out makes the rest plannable, that table
 //! is read first through the router (`SELECT * FROM t [WHERE what only
 //! concerns t]`) and its rows stand in for it as a table of the router's,
 //! exactly as a FROM subquery run first does (see [`super::subquery`]):
@@ -14,205 +16,288 @@
 //! whole on every shard as a reference table's. This is the broadcast /
 //! repartition join of distributed databases with the router as the
 //! exchange, bounded by the same caps (max_merge_rows, max_merge_bytes/8).
+//! SELECTs, `UPDATE ... FROM` and `DELETE ... USING` (whose target never
+//! runs first) are taken.
 //!
-//! Which table: each candidate (each placement of each sharded table of the
-//! top-level FROM) is tried by planning the statement with the candidate's
-//! stand-in in place; the first that plans is taken, co-located placements
-//! before reference ones, filtered tables before unfiltered ones, later
-//! tables before earlier ones. WHERE conjuncts that name only the taken
-//! table's columns (qualified) go into its query too when every join is
-//! inner (a copy: the statement keeps them); conjuncts with function calls,
-//! subqueries or time literals stay out (they could mean something else in
-//! another statement).
+//! Which table: each candidate (each placement of each sharded table whose
+//! qualifier is unique in the statement) is tried by planning the
+//! statement with the candidate's stand-in in place; the first that plans
+//! is taken, co-located placements before reference ones, filtered tables
+//! before unfiltered ones, later tables before earlier ones. The conjuncts
+//! of the table's own query's WHERE that name only its columns (qualified,
+//! or bare names of its known columns) go into its query too when every
+//! join of that query is inner (a copy: the statement keeps them);
+//! conjuncts with function calls, subqueries or time literals stay out
+//! (they could mean something else in another statement).
 
 use super::subquery::{Sub, SubKind, marker_table};
 use super::*;
 
-/// A sharded table in the top-level FROM that could run first.
+/// A sharded table of the statement that could run first.
 struct Candidate {
-    /// Index of its FROM item and of the factor within it (0: the item's
-    /// first relation, i: its (i-1)th join).
-    at: (usize, usize),
-    /// The name that qualifies its columns.
-    qual: String,
-    /// The conjuncts of the WHERE that go into its query.
+    /// Its place among the statement's table factors, in the order a
+    /// syntax tree walk meets them.
+    at: usize,
+    /// The table as written, with its alias.
+    table: String,
+    /// The conjuncts of its SELECT's WHERE that go into its query.
     pushed: Vec<Expr>,
-    /// Placements to try: the other sharded table (its name) and this
-    /// table's column equated with that table's key; `None`: a reference
-    /// table's.
+    /// Placements to try: the other sharded table's rule and this table's
+    /// column equated with that table's key; `None`: a reference table's.
     placements: Vec<Option<(Arc<TableRule>, String)>>,
 }
 
 /// System columns a stand-in does not have.
 const SYSTEM_COLUMNS: &[&str] = &["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid", "oid"];
 
-/// What of a statement a table run first concerns.
-struct Shape<'a> {
-    /// The FROM items (an UPDATE's FROM, a DELETE's USING) whose tables
-    /// may run first.
-    from: &'a [TableWithJoins],
-    /// The WHERE.
-    selection: Option<&'a Expr>,
-    /// An UPDATE's or DELETE's target, if sharded: its qualifier and rule
-    /// (a placement for the others, never run first itself).
-    target: Option<(String, Arc<TableRule>)>,
-}
-
-/// The shape of a SELECT (no WITH, no FOR UPDATE, no writes, a join) or of
-/// an UPDATE ... FROM / DELETE ... USING (no RETURNING), else `None`.
-fn shape<'a>(stmt: &'a Statement, topo: &Topology) -> Option<Shape<'a>> {
-    let target = |t: &TableWithJoins| match &t.relation {
-        f @ TableFactor::Table { name, .. } if t.joins.is_empty() => match classify(name, topo) {
-            Class::Sharded(rule) => Some(Some((factor_qual(f)?, rule))),
-            _ => Some(None),
-        },
-        _ => None,
-    };
+/// Whether a statement may have a table run first: a SELECT (no FOR
+/// UPDATE, no writes, its CTEs reading no sharded table) of at least two
+/// table factors, an UPDATE ... FROM or a DELETE ... USING without
+/// RETURNING (whose target, the first table factor, never runs first).
+fn eligible(stmt: &Statement, topo: &Topology) -> Option<bool> {
     match stmt {
         Statement::Query(q) => {
-            if q.with.is_some() || !q.locks.is_empty() || contains_dml(q) {
+            if !q.locks.is_empty() || contains_dml(q) {
                 return None;
             }
-            let SetExpr::Select(s) = q.body.as_ref() else {
-                return None;
-            };
-            // A join: a statement over one table is refused for its
-            // merge, which reading the whole table first would only make
-            // slower.
-            if s.from.iter().map(|t| 1 + t.joins.len()).sum::<usize>() < 2 {
-                return None;
-            }
-            Some(Shape {
-                from: &s.from,
-                selection: s.selection.as_ref(),
-                target: None,
-            })
-        }
-        Statement::Update(u) if u.returning.is_none() => {
-            let Some(ast::UpdateTableFromKind::AfterSet(from)) = &u.from else {
-                return None;
-            };
-            Some(Shape {
-                from,
-                selection: u.selection.as_ref(),
-                target: target(&u.table)?,
-            })
-        }
-        Statement::Delete(d) if d.returning.is_none() && d.tables.is_empty() => {
-            let (ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t)) = &d.from;
-            let ([t], Some(using)) = (t.as_slice(), &d.using) else {
-                return None;
-            };
-            Some(Shape {
-                from: using,
-                selection: d.selection.as_ref(),
-                target: target(t)?,
-            })
-        }
-        _ => None,
-    }
-}
-
-/// The FROM items of `stmt` that [`shape`] takes tables from.
-fn from_mut(stmt: &mut Statement) -> Option<&mut Vec<TableWithJoins>> {
-    match stmt {
-        Statement::Query(q) => match q.body.as_mut() {
-            SetExpr::Select(s) => Some(&mut s.from),
-            _ => None,
-        },
-        Statement::Update(u) => match &mut u.from {
-            Some(ast::UpdateTableFromKind::AfterSet(from)) => Some(from),
-            _ => None,
-        },
-        Statement::Delete(d) => d.using.as_mut(),
-        _ => None,
-    }
-}
-
-/// The table of a refused statement's join to run first and the
-/// statement with the marker table in its place (see the module header);
-/// `None` when no one table makes the statement plannable.
-pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub, Statement)> {
-    let shape = shape(stmt, topo)?;
-    let all_inner = shape.from.iter().all(|t| {
-        t.joins.iter().all(|j| {
-            is_inner(&j.join_operator) || matches!(j.join_operator, JoinOperator::CrossJoin(_))
-        })
-    });
-    // Column equalities anywhere in the join: placement hints (the
-    // planner decides whether they make tables co-located).
-    let mut equalities = Vec::new();
-    if let Some(w) = shape.selection {
-        equalities.extend(column_equalities(w));
-    }
-    for t in shape.from {
-        for j in &t.joins {
-            if let Some(on) = join_constraint(&j.join_operator) {
-                equalities.extend(column_equalities(on));
-            }
-        }
-    }
-    let mut tables: Vec<((usize, usize), String, Arc<TableRule>)> = Vec::new();
-    for (ti, twj) in shape.from.iter().enumerate() {
-        for (fi, f) in std::iter::once(&twj.relation)
-            .chain(twj.joins.iter().map(|j| &j.relation))
-            .enumerate()
-        {
-            if let TableFactor::Table {
-                name,
-                alias,
-                args: None,
-                with_hints,
-                version: None,
-                with_ordinality: false,
-                partitions,
-                json_path: None,
-                sample: None,
-                index_hints,
-            } = f
-                && with_hints.is_empty()
-                && partitions.is_empty()
-                && index_hints.is_empty()
-                && alias.as_ref().is_none_or(|a| a.columns.is_empty())
-                && let Class::Sharded(rule) = classify(name, topo)
-                && let Some(qual) = factor_qual(f)
+            if let Some(w) = &q.with
+                && w.cte_tables.iter().any(|c| {
+                    !classes(&relations(c.query.as_ref()), topo)
+                        .sharded
+                        .is_empty()
+                })
             {
-                tables.push(((ti, fi), qual, rule));
+                return None;
             }
+            Some(false)
+        }
+        Statement::Update(u)
+            if u.returning.is_none()
+                && u.table.joins.is_empty()
+                && matches!(u.from, Some(ast::UpdateTableFromKind::AfterSet(_))) =>
+        {
+            Some(true)
+        }
+        Statement::Delete(d)
+            if d.returning.is_none()
+                && d.tables.is_empty()
+                && d.using.is_some()
+                && matches!(&d.from, ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) if t.len() == 1 && t[0].joins.is_empty()) =>
+        {
+            Some(true)
+        }
+        _ => None,
+    }
+}
+
+/// Are all joins of these FROM items (also inside parentheses) inner?
+fn all_inner(from: &[TableWithJoins]) -> bool {
+    fn factor(f: &TableFactor) -> bool {
+        match f {
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => all_inner(std::slice::from_ref(table_with_joins)),
+            _ => true,
         }
     }
-    let mut placements_by: Vec<(String, Arc<TableRule>)> =
-        tables.iter().map(|t| (t.1.clone(), t.2.clone())).collect();
-    placements_by.extend(shape.target.clone());
-    // A name qualifying two tables would be ambiguous in the equalities.
-    if placements_by
-        .iter()
-        .enumerate()
-        .any(|(i, t)| placements_by[..i].iter().any(|u| u.0 == t.0))
-    {
+    from.iter().all(|t| {
+        factor(&t.relation)
+            && t.joins.iter().all(|j| {
+                (is_inner(&j.join_operator)
+                    || matches!(j.join_operator, JoinOperator::CrossJoin(_)))
+                    && factor(&j.relation)
+            })
+    })
+}
+
+/// A sharded table factor of the statement.
+struct Met {
+    /// Its place among the table factors (see [`Candidate::at`]).
+    at: usize,
+    /// The name that qualifies its columns.
+    qual: String,
+    /// Its rule.
+    rule: Arc<TableRule>,
+    /// The table as written, with its alias.
+    table: String,
+    /// The WHERE of its query, when that query's joins are all inner.
+    frame: Option<Expr>,
+}
+
+/// The sharded tables of a statement, each with what its own SELECT says
+/// about it, and every column equality of the statement.
+#[derive(Default)]
+struct Survey {
+    /// Each query's WHERE (when its joins are all inner), innermost last.
+    frames: Vec<Option<Expr>>,
+    /// Table factors met so far.
+    seen: usize,
+    /// The qualifier of every table factor (duplicates make it ambiguous).
+    quals: Vec<String>,
+    /// The sharded tables met.
+    sharded: Vec<Met>,
+    /// `a.x = b.y` anywhere (WHERE, ON).
+    equalities: Vec<((String, String), (String, String))>,
+    /// CTE names (a FROM item of such a name is the CTE).
+    ctes: Vec<String>,
+    /// Something the walk cannot follow.
+    unsure: bool,
+}
+
+struct Surveyor<'a> {
+    topo: &'a Topology,
+    s: Survey,
+}
+
+impl Visitor for Surveyor<'_> {
+    type Break = ();
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        if let Some(w) = &q.with {
+            self.s
+                .ctes
+                .extend(w.cte_tables.iter().map(|c| ident_name(&c.alias.name)));
+        }
+        let frame = match q.body.as_ref() {
+            SetExpr::Select(sel) => {
+                if let Some(w) = &sel.selection {
+                    self.s.equalities.extend(column_equalities(w));
+                }
+                for t in &sel.from {
+                    for j in &t.joins {
+                        if let Some(on) = join_constraint(&j.join_operator) {
+                            self.s.equalities.extend(column_equalities(on));
+                        }
+                    }
+                }
+                sel.selection.clone().filter(|_| all_inner(&sel.from))
+            }
+            _ => None,
+        };
+        self.s.frames.push(frame);
+        ControlFlow::Continue(())
+    }
+    fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.s.frames.pop();
+        ControlFlow::Continue(())
+    }
+    fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
+        let at = self.s.seen;
+        self.s.seen += 1;
+        if let Some(q) = factor_qual(f) {
+            self.s.quals.push(q);
+        }
+        if let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            with_hints,
+            version: None,
+            with_ordinality: false,
+            partitions,
+            json_path: None,
+            sample: None,
+            index_hints,
+        } = f
+            && with_hints.is_empty()
+            && partitions.is_empty()
+            && index_hints.is_empty()
+            && alias.as_ref().is_none_or(|a| a.columns.is_empty())
+            && !matches!(object_parts(name).as_slice(), [n] if self.s.ctes.contains(n))
+            && let Class::Sharded(rule) = classify(name, self.topo)
+            && let Some(qual) = factor_qual(f)
+        {
+            let table = match alias {
+                Some(a) => format!("{name} AS {}", a.name),
+                None => name.to_string(),
+            };
+            let frame = self.s.frames.last().cloned().flatten();
+            self.s.sharded.push(Met {
+                at,
+                qual,
+                rule,
+                table,
+                frame,
+            });
+        }
+        if !matches!(
+            f,
+            TableFactor::Table { .. }
+                | TableFactor::Derived { .. }
+                | TableFactor::NestedJoin { .. }
+                | TableFactor::Function { .. }
+                | TableFactor::UNNEST { .. }
+        ) {
+            self.s.unsure = true;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The table of a refused statement to run first (in its top-level join
+/// or inside a subquery) and the statement with the marker table in its
+/// place (see the module header); `None` when no one table makes the
+/// statement plannable.
+pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub, Statement)> {
+    let write = eligible(stmt, topo)?;
+    let mut v = Surveyor {
+        topo,
+        s: Survey::default(),
+    };
+    // An UPDATE's or DELETE's own WHERE filters its FROM/USING tables
+    // (joined to the target as inner joins).
+    let (dml_from, dml_where) = match stmt {
+        Statement::Update(u) => match &u.from {
+            Some(ast::UpdateTableFromKind::AfterSet(f)) => (Some(f), u.selection.as_ref()),
+            _ => (None, None),
+        },
+        Statement::Delete(d) => (d.using.as_ref(), d.selection.as_ref()),
+        _ => (None, None),
+    };
+    if let Some(from) = dml_from {
+        if let Some(w) = dml_where {
+            v.s.equalities.extend(column_equalities(w));
+        }
+        for t in from {
+            for j in &t.joins {
+                if let Some(on) = join_constraint(&j.join_operator) {
+                    v.s.equalities.extend(column_equalities(on));
+                }
+            }
+        }
+        v.s.frames
+            .push(dml_where.cloned().filter(|_| all_inner(from)));
+    }
+    let _ = stmt.visit(&mut v);
+    let survey = v.s;
+    // A join: a statement over one table is refused for its merge, which
+    // reading the whole table first would only make slower.
+    if survey.unsure || survey.seen < 2 {
         return None;
     }
-    if tables
-        .iter()
-        .enumerate()
-        .any(|(i, t)| tables[..i].iter().any(|u| u.1 == t.1))
-    {
-        return None;
-    }
+    let unique = |q: &str| survey.quals.iter().filter(|x| *x == q).count() == 1;
     let mut candidates = Vec::new();
-    for (at, qual, _) in &tables {
-        if names_beyond_columns(stmt, qual) {
+    for Met {
+        at,
+        qual,
+        rule,
+        table,
+        frame,
+    } in &survey.sharded
+    {
+        // An UPDATE's or DELETE's target stays.
+        if (write && *at == 0) || !unique(qual) || names_beyond_columns(stmt, qual) {
             continue;
         }
         let mut placements = Vec::new();
-        for ((qa, ca), (qb, cb)) in &equalities {
+        for ((qa, ca), (qb, cb)) in &survey.equalities {
             for (mine, theirs) in [((qa, ca), (qb, cb)), ((qb, cb), (qa, ca))] {
-                if mine.0 != qual {
+                if mine.0 != qual || !unique(theirs.0) {
                     continue;
                 }
-                let Some((_, rule)) = placements_by
+                let Some(Met { rule, .. }) = survey
+                    .sharded
                     .iter()
-                    .find(|t| &t.0 == theirs.0 && &t.0 != qual)
+                    .find(|t| &t.qual == theirs.0 && &t.qual != qual)
                 else {
                     continue;
                 };
@@ -230,18 +315,22 @@ pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub,
         }
         placements.push(None);
         let mut pushed = Vec::new();
-        if all_inner && let Some(w) = shape.selection {
+        if let Some(w) = frame {
             let mut cs = Vec::new();
             conjuncts(w, &mut cs);
+            let own: &[String] = match &rule.kind {
+                TableKind::Sharded { all_columns, .. } => all_columns,
+                _ => &[],
+            };
             pushed = cs
                 .into_iter()
-                .filter(|c| only_columns_of(c, qual))
+                .filter(|c| only_columns_of(c, qual, own))
                 .cloned()
                 .collect();
         }
         candidates.push(Candidate {
             at: *at,
-            qual: qual.clone(),
+            table: table.clone(),
             pushed,
             placements,
         });
@@ -277,29 +366,23 @@ pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub,
             None => TableRule::reference(&marker),
         };
         overlay.rules.insert(marker, Arc::new(rule));
-        let planned = matches!(
-            analyze_one(&outer, &outer.to_string(), &overlay),
+        // (A reference table's copies are written only with a stand-in
+        // whose every copy has the same rows.)
+        let planned = match analyze_one(&outer, &outer.to_string(), &overlay) {
             Ok(Template::Route {
                 single_only: None,
-                kind: StmtKind::Read | StmtKind::Write,
+                kind,
                 ..
-            })
-        );
+            }) => {
+                matches!(kind, StmtKind::Read | StmtKind::Write)
+                    || (kind == StmtKind::WriteCopies && placed.is_none())
+            }
+            _ => false,
+        };
         if !planned {
             continue;
         }
-        let twj = &shape.from[c.at.0];
-        let factor = match c.at.1 {
-            0 => &twj.relation,
-            i => &twj.joins[i - 1].relation,
-        };
-        let TableFactor::Table { name, alias, .. } = factor else {
-            return None;
-        };
-        let mut sql = format!("SELECT * FROM {name}");
-        if let Some(a) = alias {
-            sql.push_str(&format!(" AS {}", a.name));
-        }
+        let mut sql = format!("SELECT * FROM {}", c.table);
         if !c.pushed.is_empty() {
             let w: Vec<String> = c.pushed.iter().map(|e| format!("({e})")).collect();
             sql.push_str(&format!(" WHERE {}", w.join(" AND ")));
@@ -349,31 +432,49 @@ fn stand_in_rule(name: &str, rule: &TableRule, column: &str) -> Option<TableRule
 /// `stmt` with the candidate's table replaced by the marker table under
 /// the same qualifying name.
 fn with_stand_in(stmt: &Statement, c: &Candidate) -> Option<Statement> {
+    struct Put {
+        at: usize,
+        seen: usize,
+        done: bool,
+    }
+    impl ast::VisitorMut for Put {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<()> {
+            let at = self.seen;
+            self.seen += 1;
+            if at != self.at {
+                return ControlFlow::Continue(());
+            }
+            if let TableFactor::Table { name, alias, .. } = f {
+                let qual = match alias {
+                    Some(a) => Some(a.name.clone()),
+                    None => match name.0.last() {
+                        Some(ObjectNamePart::Identifier(i)) => Some(i.clone()),
+                        _ => None,
+                    },
+                };
+                if let Some(qual) = qual {
+                    *name = ObjectName::from(vec![Ident::new(marker_table(1))]);
+                    *alias = Some(ast::TableAlias {
+                        explicit: true,
+                        name: qual,
+                        columns: Vec::new(),
+                        at: None,
+                    });
+                    self.done = true;
+                }
+            }
+            ControlFlow::Break(())
+        }
+    }
     let mut out = stmt.clone();
-    let twj = from_mut(&mut out)?.get_mut(c.at.0)?;
-    let factor = match c.at.1 {
-        0 => &mut twj.relation,
-        i => &mut twj.joins.get_mut(i - 1)?.relation,
+    let mut put = Put {
+        at: c.at,
+        seen: 0,
+        done: false,
     };
-    let TableFactor::Table { name, alias, .. } = factor else {
-        return None;
-    };
-    let qual = match alias {
-        Some(a) => a.name.clone(),
-        None => match name.0.last()? {
-            ObjectNamePart::Identifier(i) => i.clone(),
-            _ => return None,
-        },
-    };
-    *name = ObjectName::from(vec![Ident::new(marker_table(1))]);
-    *alias = Some(ast::TableAlias {
-        explicit: true,
-        name: qual,
-        columns: Vec::new(),
-        at: None,
-    });
-    debug_assert_eq!(ident_name(&alias.as_ref()?.name), c.qual);
-    Some(out)
+    let _ = ast::VisitMut::visit(&mut out, &mut put);
+    put.done.then_some(out)
 }
 
 /// Does the statement name the table qualified `qual` other than by its
@@ -391,12 +492,15 @@ fn names_beyond_columns(stmt: &Statement, qual: &str) -> bool {
     })
 }
 
-/// Is `e` an expression of the columns qualified `qual` and constants
-/// (and parameters) only, with no function call, subquery or time literal (a
-/// copy of it in another statement means the same)?
-fn only_columns_of(e: &Expr, qual: &str) -> bool {
+/// Is `e` an expression of the table's columns (qualified `qual`, or
+/// bare names of its known columns `own`: the innermost table that has a
+/// column is the one named) and constants (and parameters) only, with no
+/// function call, subquery or time literal (a copy of it in another
+/// statement means the same)?
+fn only_columns_of(e: &Expr, qual: &str, own: &[String]) -> bool {
     struct Check<'a> {
         qual: &'a str,
+        own: &'a [String],
         columns: usize,
     }
     impl Visitor for Check<'_> {
@@ -404,6 +508,10 @@ fn only_columns_of(e: &Expr, qual: &str) -> bool {
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
             match e {
                 Expr::CompoundIdentifier(p) if p.len() == 2 && ident_name(&p[0]) == self.qual => {
+                    self.columns += 1;
+                    ControlFlow::Continue(())
+                }
+                Expr::Identifier(i) if self.own.contains(&ident_name(i)) => {
                     self.columns += 1;
                     ControlFlow::Continue(())
                 }
@@ -431,6 +539,10 @@ fn only_columns_of(e: &Expr, qual: &str) -> bool {
             ControlFlow::Break(())
         }
     }
-    let mut c = Check { qual, columns: 0 };
+    let mut c = Check {
+        qual,
+        own,
+        columns: 0,
+    };
     e.visit(&mut c).is_continue() && c.columns > 0
 }

@@ -131,8 +131,11 @@ pub(crate) fn pre_evaluate(
     match &mut outer {
         Statement::Query(q) => {
             if q.with.is_some() {
-                // Its first CTE over sharded tables, run first.
-                return first_sharded_cte(stmt, topo).map(|(sub, outer)| (vec![sub], outer));
+                // Its first CTE over sharded tables, run first; with none,
+                // a table joined off the key.
+                return first_sharded_cte(stmt, topo)
+                    .or_else(|| super::crossjoin::table_run_first(stmt, topo))
+                    .map(|(sub, outer)| (vec![sub], outer));
             }
             if matches!(q.body.as_ref(), SetExpr::SetOperation { .. }) {
                 // Its branches over sharded tables, run first.
@@ -818,9 +821,75 @@ impl Replacer<'_> {
     }
 }
 
+/// Does `q` surely refer to an outer query: a column qualified by a name
+/// that no FROM item or CTE inside `q` has? Such a subquery fails when it
+/// runs alone; the subqueries inside it may still run first.
+fn surely_correlated(q: &Query) -> bool {
+    struct Names {
+        own: HashSet<String>,
+        qualifiers: HashSet<String>,
+    }
+    impl Visitor for Names {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            if let Some(w) = &q.with {
+                self.own
+                    .extend(w.cte_tables.iter().map(|c| ident_name(&c.alias.name)));
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
+            match f {
+                TableFactor::Table { name, alias, .. } => {
+                    self.own
+                        .extend(object_parts(name).pop().filter(|_| alias.is_none()));
+                    self.own.extend(alias.iter().map(|a| ident_name(&a.name)));
+                }
+                TableFactor::Derived { alias, .. }
+                | TableFactor::Function { alias, .. }
+                | TableFactor::UNNEST { alias, .. }
+                | TableFactor::TableFunction { alias, .. }
+                | TableFactor::NestedJoin { alias, .. } => {
+                    self.own.extend(alias.iter().map(|a| ident_name(&a.name)));
+                }
+                // Anything else might name columns in ways not followed
+                // here: not sure.
+                _ => {
+                    self.own.insert(String::new());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::CompoundIdentifier(p) = e
+                && p.len() == 2
+            {
+                self.qualifiers.insert(ident_name(&p[0]));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut n = Names {
+        own: HashSet::new(),
+        qualifiers: HashSet::new(),
+    };
+    let _ = q.visit(&mut n);
+    !n.own.contains("") && n.qualifiers.iter().any(|x| !n.own.contains(x))
+}
+
 impl VisitorMut for Replacer<'_> {
     type Break = ();
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        // A subquery that refers to the outer query stays (the statement
+        // may run it next to its outer rows on each shard); subqueries
+        // inside it that do not may still run first.
+        if let Expr::Subquery(q)
+        | Expr::InSubquery { subquery: q, .. }
+        | Expr::Exists { subquery: q, .. } = e
+            && surely_correlated(q)
+        {
+            return ControlFlow::Continue(());
+        }
         let new = match e {
             Expr::Subquery(q) if self.sharded(q) => self.marker(q, SubKind::Scalar),
             Expr::InSubquery {
@@ -1158,14 +1227,26 @@ mod tests {
                 "{sql}"
             );
         }
-        // Not taken: lateral, renamed columns, two subqueries.
-        for sql in [
-            "SELECT * FROM customers c, LATERAL (SELECT * FROM orders o WHERE o.customer_id = c.id LIMIT 1) x",
+        // Renamed columns: the stand-in's, placed by the renamed key.
+        let (sub, outer) = derived_of(
             "SELECT * FROM (SELECT id FROM customers ORDER BY id LIMIT 3) c(k) JOIN orders o ON o.customer_id = c.k",
-            "SELECT * FROM (SELECT id FROM customers LIMIT 3) c JOIN (SELECT customer_id FROM orders LIMIT 3) o ON o.customer_id = c.id",
-        ] {
-            assert!(derived_of(sql).is_none(), "{sql}");
-        }
+        )
+        .unwrap();
+        assert_eq!(
+            sub.kind,
+            SubKind::Derived {
+                name: marker_table(1),
+                columns: vec!["k".into()],
+                placed: Some(("orders".into(), "k".into())),
+            }
+        );
+        assert!(outer.contains(&format!("FROM {MARKER}1 c JOIN")), "{outer}");
+        // Not taken: a lateral one (it refers to the row before it).
+        let sql = "SELECT * FROM customers c, LATERAL (SELECT * FROM orders o WHERE o.customer_id = c.id LIMIT 1) x";
+        assert!(
+            !derived_of(sql).is_some_and(|(s, _)| s.sql.contains("LIMIT 1")),
+            "{sql}"
+        );
     }
 
     #[test]
