@@ -376,7 +376,7 @@ async fn postgres_shards_tokio_postgres_and_bad_input() {
         ("SELEC 1", "42601"),
         ("SELECT * FROM no_such_table", "42P01"),
         (
-            "SELECT o.id FROM orders o JOIN orders o2 ON o2.id = o.id + 1",
+            "SELECT o.id FROM orders o JOIN orders o2 ON o2.id = o.id + 1 FOR UPDATE",
             "0A000",
         ),
         (
