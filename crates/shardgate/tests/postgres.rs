@@ -387,7 +387,7 @@ async fn postgres_shards_tokio_postgres_and_bad_input() {
         // Valid SQL shardgate's parser does not read, on a sharded table:
         // refused as unsupported; invalid SQL there: PostgreSQL's error.
         (
-            "SELECT * FROM orders WHERE amount BETWEEN SYMMETRIC 5 AND 1",
+            "SELECT * FROM orders WHERE customer_id = 1 FOR KEY SHARE",
             "0A000",
         ),
         (
@@ -429,10 +429,35 @@ async fn postgres_shards_tokio_postgres_and_bad_input() {
     }
     // The same check at Parse in the extended protocol.
     let e = cl
-        .prepare("SELECT * FROM orders WHERE amount BETWEEN SYMMETRIC $1 AND 1")
+        .prepare("SELECT * FROM orders WHERE customer_id = $1 FOR KEY SHARE")
         .await
         .unwrap_err();
     assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e}");
+    // BETWEEN SYMMETRIC (expanded as PostgreSQL does), bound swapped: the
+    // rows of the bounds in order, across shards.
+    let count = |sql: &'static str| {
+        let cl = &cl;
+        async move {
+            cl.query_one(sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .get::<_, i64>(0)
+        }
+    };
+    let sym = count(
+        "SELECT count(*) FROM orders WHERE amount BETWEEN SYMMETRIC 1000000000 AND -1000000000",
+    )
+    .await;
+    let asym =
+        count("SELECT count(*) FROM orders WHERE amount BETWEEN -1000000000 AND 1000000000").await;
+    let not_sym = count(
+        "SELECT count(*) FROM orders WHERE amount NOT BETWEEN SYMMETRIC 1000000000 AND -1000000000",
+    )
+    .await;
+    let all = count("SELECT count(*) FROM orders WHERE amount IS NOT NULL").await;
+    assert!(sym > 0, "rows between the bounds");
+    assert_eq!(sym, asym);
+    assert_eq!(sym + not_sym, all);
     let e = cl
         .prepare("SELECT * FROM orders WHERE amount BETWEEN SYMMETRIC $1 AND")
         .await

@@ -28,6 +28,7 @@ pub mod plan;
 pub mod rewrite;
 pub mod split;
 pub mod standin;
+pub(crate) mod symmetric;
 
 pub use aggregate::AggSpec;
 pub use analyze::{Analyzed, analyze, analyze_all, substitute};

@@ -40,14 +40,41 @@ pub const RECURSION_LIMIT: usize = 200;
 /// Parse `sql` (one or more statements) with PostgreSQL's dialect; long
 /// chains rebalanced, or the recursion-limit error for one too long.
 pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, ParserError> {
-    let mut stmts = Parser::new(&PostgreSqlDialect {})
-        .with_recursion_limit(RECURSION_LIMIT)
-        .try_with_sql(sql)?
-        .parse_statements()?;
+    let parse = |sql: &str| {
+        Parser::new(&PostgreSqlDialect {})
+            .with_recursion_limit(RECURSION_LIMIT)
+            .try_with_sql(sql)?
+            .parse_statements()
+    };
+    // `BETWEEN SYMMETRIC`, which sqlparser does not read (or reads as a
+    // column named symmetric): expanded as PostgreSQL does (see
+    // [`crate::symmetric`]).
+    let blanked = contains_ignore_case(sql, "symmetric")
+        .then(|| crate::symmetric::blank(sql))
+        .flatten();
+    let mut stmts = match blanked {
+        Some((text, at)) => {
+            let mut s = parse(&text)?;
+            if !crate::symmetric::expand(&mut s, &at) {
+                return Err(ParserError::ParserError(
+                    "BETWEEN SYMMETRIC in a place shardgate cannot follow".into(),
+                ));
+            }
+            s
+        }
+        None => parse(sql)?,
+    };
     for s in &mut stmts {
         balance(s)?;
     }
     Ok(stmts)
+}
+
+/// Does `hay` contain the ASCII word `needle` in any case?
+fn contains_ignore_case(hay: &str, needle: &str) -> bool {
+    hay.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// Parse one expression with PostgreSQL's dialect, rebalanced.

@@ -894,6 +894,13 @@ SELECT x.n, count(*) FROM customers c, LATERAL (SELECT count(*) AS n FROM orders
 SELECT o.id, o.customer_id, y.lines FROM orders o, LATERAL (SELECT count(*) AS lines, max(i.qty) AS top FROM order_items i WHERE i.customer_id = o.customer_id AND i.order_id = o.id) y WHERE y.top > 5;
 -- @must
 SELECT c.region, sum(x.total) FROM customers c JOIN LATERAL (SELECT sum(o.amount) AS total FROM orders o WHERE o.customer_id = c.id) x ON true GROUP BY c.region;
+-- BETWEEN SYMMETRIC (expanded as PostgreSQL does)
+-- @must
+SELECT customer_id, id FROM orders WHERE qty BETWEEN SYMMETRIC 30 AND 10 AND amount NOT BETWEEN SYMMETRIC 500 AND 100;
+-- @must
+SELECT status, count(*), sum(qty) FROM orders WHERE qty NOT BETWEEN SYMMETRIC 40 AND 5 GROUP BY status;
+-- @must @ordered
+SELECT id, qty BETWEEN SYMMETRIC 20 AND 10 AS inside FROM orders WHERE customer_id BETWEEN SYMMETRIC 9 AND 3 ORDER BY customer_id, id;
 -- joins off the shard key: one table runs first through the router
 -- @must
 SELECT count(*) FROM orders o JOIN order_items i ON i.order_id = o.id;
