@@ -359,10 +359,12 @@ pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub,
         let mut overlay = topo.clone();
         let marker = marker_table(1);
         let rule = match placed {
-            Some((rule, column)) => match stand_in_rule(&marker, rule, column) {
-                Some(r) => r,
-                None => continue,
-            },
+            Some((rule, column)) => {
+                match super::subquery::stand_in_rule(&marker, rule, column, Vec::new()) {
+                    Some((r, _)) => r,
+                    None => continue,
+                }
+            }
             None => TableRule::reference(&marker),
         };
         overlay.rules.insert(marker, Arc::new(rule));
@@ -402,31 +404,6 @@ pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub,
         ));
     }
     None
-}
-
-/// The rule of a stand-in placed by `column` under `rule` (a sharded
-/// table's rule with one key column).
-fn stand_in_rule(name: &str, rule: &TableRule, column: &str) -> Option<TableRule> {
-    let TableKind::Sharded {
-        strategy,
-        key_types,
-        overrides,
-        ..
-    } = &rule.kind
-    else {
-        return None;
-    };
-    let key_type = key_types.first().copied().flatten()?;
-    Some(TableRule {
-        table: name.to_string(),
-        kind: TableKind::Sharded {
-            columns: vec![column.to_string()],
-            key_types: vec![Some(key_type)],
-            strategy: strategy.clone(),
-            overrides: overrides.clone(),
-            all_columns: Vec::new(),
-        },
-    })
 }
 
 /// `stmt` with the candidate's table replaced by the marker table under

@@ -555,6 +555,41 @@ fn first_sharded_cte(stmt: &Statement, topo: &Topology) -> Option<(Sub, Statemen
     ))
 }
 
+/// The rule of a stand-in named `name` whose rows are placed by their
+/// `column` under `rule` (a sharded table's rule with one key column), and
+/// the key's type; `None` for a rule that is not sharded or whose key type
+/// is not known.
+pub(super) fn stand_in_rule(
+    name: &str,
+    rule: &TableRule,
+    column: &str,
+    all_columns: Vec<String>,
+) -> Option<(TableRule, shardgate_core::KeyType)> {
+    let TableKind::Sharded {
+        strategy,
+        key_types,
+        overrides,
+        ..
+    } = &rule.kind
+    else {
+        return None;
+    };
+    let key_type = key_types.first().copied().flatten()?;
+    Some((
+        TableRule {
+            table: name.to_string(),
+            kind: TableKind::Sharded {
+                columns: vec![column.to_string()],
+                key_types: vec![Some(key_type)],
+                strategy: strategy.clone(),
+                overrides: overrides.clone(),
+                all_columns,
+            },
+        },
+        key_type,
+    ))
+}
+
 /// For a FROM subquery or CTE run first (see [`SubKind::Derived`]): the
 /// rule of the table `name` standing for its rows (`placed`: a rule and
 /// the column it places them by; `None`: a reference table, every row on
@@ -595,35 +630,16 @@ pub fn derived_cte(
     // Where the key is, its type, and the stand-in's rule.
     let mut key: Option<(usize, shardgate_core::KeyType, TableRule)> = None;
     if let Some((rule, column)) = placed {
-        let TableKind::Sharded {
-            strategy,
-            key_types,
-            overrides,
-            ..
-        } = &rule.kind
-        else {
-            return Err(SqlError::Invalid("not a sharded table".into()));
-        };
         let Some(at) = columns.iter().position(|c| c == column) else {
             return Err(unsupported(format!(
                 "the subquery in FROM has no column \"{column}\""
             )));
         };
-        let Some(key_type) = key_types.first().copied().flatten() else {
+        let Some((stand_in, key_type)) = stand_in_rule(&name, rule, column, columns.clone()) else {
             return Err(unsupported(format!(
                 "the key type of {} is not known",
                 rule.table
             )));
-        };
-        let stand_in = TableRule {
-            table: name.clone(),
-            kind: TableKind::Sharded {
-                columns: vec![column.to_string()],
-                key_types: vec![Some(key_type)],
-                strategy: strategy.clone(),
-                overrides: overrides.clone(),
-                all_columns: columns.clone(),
-            },
         };
         // Placed by its text only when the column is of the key's type (a
         // timestamptz or char(n) value would not hash as the key it
