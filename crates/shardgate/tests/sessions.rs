@@ -278,6 +278,17 @@ async fn sessions_behave_like_one_postgres() {
         .await
         .unwrap();
     p.batch_execute("ROLLBACK").await.unwrap();
+    // A BEGIN with modes inside a transaction warns, and its modes apply
+    // (as SET TRANSACTION), as in PostgreSQL.
+    p.batch_execute("BEGIN").await.unwrap();
+    p.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&p.simple_query("SHOW transaction_isolation").await.unwrap()),
+        vec!["repeatable read".to_string()]
+    );
+    p.batch_execute("ROLLBACK").await.unwrap();
     p.batch_execute("SET search_path = public; BEGIN; INSERT INTO notes VALUES (1)")
         .await
         .unwrap();

@@ -260,6 +260,29 @@ impl Builder {
         if let Expr::Tuple(items) = e {
             return Expr::Tuple(items.iter().map(|i| self.raw_col(i)).collect());
         }
+        // `ROW(a, b)` likewise.
+        if let Expr::Function(f) = e
+            && f.name.to_string().eq_ignore_ascii_case("row")
+            && f.filter.is_none()
+            && f.over.is_none()
+            && f.within_group.is_empty()
+            && let FunctionArguments::List(l) = &f.args
+            && l.duplicate_treatment.is_none()
+            && l.clauses.is_empty()
+            && l.args
+                .iter()
+                .all(|a| matches!(a, FunctionArg::Unnamed(FunctionArgExpr::Expr(_))))
+        {
+            let mut row = f.clone();
+            if let FunctionArguments::List(l) = &mut row.args {
+                for a in &mut l.args {
+                    if let FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) = a {
+                        *x = self.raw_col(x);
+                    }
+                }
+            }
+            return Expr::Function(row);
+        }
         let key = !self.raw;
         col(self.add(e.clone(), key))
     }
@@ -1393,6 +1416,16 @@ mod tests {
         );
         assert!(
             a.final_pg.contains("count(DISTINCT (sg_c1, sg_c2))"),
+            "{}",
+            a.final_pg
+        );
+        let a = plan("SELECT count(DISTINCT ROW(x, y + 1)) FROM t").unwrap();
+        assert_eq!(
+            a.partial_sql,
+            "SELECT x AS sg_c1, y + 1 AS sg_c2 FROM t GROUP BY x, y + 1"
+        );
+        assert!(
+            a.final_pg.contains("count(DISTINCT ROW(sg_c1, sg_c2))"),
             "{}",
             a.final_pg
         );

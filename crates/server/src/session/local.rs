@@ -56,6 +56,25 @@ impl Session {
                     self.prelude = vec![sql.to_string()];
                 } else if self.txn != TxnState::Idle {
                     self.notice("25001", "there is already a transaction in progress");
+                    // PostgreSQL still applies the BEGIN's modes (`BEGIN
+                    // ISOLATION LEVEL ...` inside a transaction: psycopg's
+                    // explicit BEGIN), as SET TRANSACTION would, failing
+                    // as it does after the first query.
+                    if self.txn == TxnState::Active
+                        && let Some(modes) = begin_modes(sql)
+                    {
+                        let set = format!("SET TRANSACTION {modes}");
+                        let shards: Vec<ShardId> = self.conns.keys().copied().collect();
+                        if !shards.is_empty()
+                            && let Some(e) =
+                                shardgate_exec::internal(&mut self.conns, &shards, &set).await?
+                        {
+                            self.txn = TxnState::Failed;
+                            self.send_error(&e);
+                            return Ok(Done::Failed);
+                        }
+                        self.prelude.push(set);
+                    }
                 } else {
                     // Connections already held (earlier in this query
                     // string or batch) join now; others when first used.
@@ -473,5 +492,55 @@ impl Session {
             format!("SELECT {}", rows.len())
         };
         be::command_complete(&mut self.out.buf, &tag);
+    }
+}
+
+/// The transaction modes of a `BEGIN [WORK | TRANSACTION] modes` or `START
+/// TRANSACTION modes` (`None` when it has none).
+fn begin_modes(sql: &str) -> Option<String> {
+    let t = shardgate_sql::cursor::skip_leading_comments(sql)
+        .trim()
+        .trim_end_matches(';')
+        .trim();
+    let mut rest = t;
+    for w in ["BEGIN", "START"] {
+        if rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w) {
+            rest = rest[w.len()..].trim_start();
+            break;
+        }
+    }
+    for w in ["WORK", "TRANSACTION"] {
+        if rest.len() >= w.len()
+            && rest[..w.len()].eq_ignore_ascii_case(w)
+            && rest[w.len()..].starts_with(|c: char| c.is_whitespace())
+            || rest.eq_ignore_ascii_case(w)
+        {
+            rest = rest[w.len()..].trim_start();
+            break;
+        }
+    }
+    (!rest.is_empty() && rest.len() < t.len()).then(|| rest.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::begin_modes;
+
+    #[test]
+    fn modes_of_a_begin() {
+        assert_eq!(begin_modes("BEGIN"), None);
+        assert_eq!(begin_modes("begin work;"), None);
+        assert_eq!(
+            begin_modes("BEGIN ISOLATION LEVEL REPEATABLE READ"),
+            Some("ISOLATION LEVEL REPEATABLE READ".into())
+        );
+        assert_eq!(
+            begin_modes("/* x */ start transaction read only, deferrable;"),
+            Some("read only, deferrable".into())
+        );
+        assert_eq!(
+            begin_modes("BEGIN TRANSACTION ISOLATION LEVEL SERIALIZABLE"),
+            Some("ISOLATION LEVEL SERIALIZABLE".into())
+        );
     }
 }

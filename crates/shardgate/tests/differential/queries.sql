@@ -934,6 +934,8 @@ SELECT * FROM orders o JOIN order_items i USING (customer_id) WHERE i.line = 1 A
 SELECT count(*) FROM orders NATURAL JOIN order_items;
 -- @must
 SELECT count(DISTINCT (o.status, o.qty)), count(DISTINCT (o.paid, o.priority)) FROM orders o;
+-- @must
+SELECT o.status, count(DISTINCT ROW(o.qty, o.paid)) FROM orders o GROUP BY o.status;
 -- @must @ordered
 WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 9 FROM g WHERE x < 60) SELECT g.x, o.id FROM g LEFT JOIN orders o ON o.customer_id = g.x ORDER BY g.x, o.id;
 -- uncorrelated subqueries inside correlated ones run first

@@ -74,3 +74,7 @@ UPDATE w_orders w SET qty = o.qty FROM orders o WHERE o.id = w.id AND o.qty > 30
 DELETE FROM w_orders w USING orders o WHERE o.id = w.id AND o.qty > 33 AND w.qty = 22;
 -- @must
 UPDATE w_orders w SET amount = c.credit FROM customers c WHERE c.id = w.qty;
+-- @must
+UPDATE w_orders w SET note = c.name FROM customers c WHERE c.id = w.id AND w.qty > 10 RETURNING w.customer_id, w.id, w.note, c.region;
+-- @must
+DELETE FROM w_orders w USING orders o WHERE o.id = w.id AND o.qty > 40 RETURNING w.id, o.status;

@@ -52,8 +52,8 @@ const SYSTEM_COLUMNS: &[&str] = &["ctid", "xmin", "xmax", "cmin", "cmax", "table
 
 /// Whether a statement may have a table run first: a SELECT (no FOR
 /// UPDATE, no writes, its CTEs reading no sharded table) of at least two
-/// table factors, an UPDATE ... FROM or a DELETE ... USING without
-/// RETURNING (whose target, the first table factor, never runs first).
+/// table factors, an UPDATE ... FROM or a DELETE ... USING (whose target,
+/// the first table factor, never runs first).
 fn eligible(stmt: &Statement, topo: &Topology) -> Option<bool> {
     match stmt {
         Statement::Query(q) => {
@@ -72,15 +72,13 @@ fn eligible(stmt: &Statement, topo: &Topology) -> Option<bool> {
             Some(false)
         }
         Statement::Update(u)
-            if u.returning.is_none()
-                && u.table.joins.is_empty()
+            if u.table.joins.is_empty()
                 && matches!(u.from, Some(ast::UpdateTableFromKind::AfterSet(_))) =>
         {
             Some(true)
         }
         Statement::Delete(d)
-            if d.returning.is_none()
-                && d.tables.is_empty()
+            if d.tables.is_empty()
                 && d.using.is_some()
                 && matches!(&d.from, ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) if t.len() == 1 && t[0].joins.is_empty()) =>
         {
