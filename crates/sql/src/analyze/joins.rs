@@ -11,7 +11,8 @@ pub(super) struct FromTable {
     pub(super) quals: Vec<String>,
 }
 
-pub(super) fn join_constraint(op: &JoinOperator) -> Option<&Expr> {
+/// The constraint (ON, USING, NATURAL) of a join that has one.
+fn constraint(op: &JoinOperator) -> Option<&JoinConstraint> {
     use JoinOperator as J;
     match op {
         J::Join(c)
@@ -27,10 +28,15 @@ pub(super) fn join_constraint(op: &JoinOperator) -> Option<&Expr> {
         | J::Anti(c)
         | J::LeftAnti(c)
         | J::RightAnti(c)
-        | J::StraightJoin(c) => match c {
-            JoinConstraint::On(e) => Some(e),
-            _ => None,
-        },
+        | J::StraightJoin(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// The ON expression of a join that has one.
+pub(super) fn join_constraint(op: &JoinOperator) -> Option<&Expr> {
+    match constraint(op)? {
+        JoinConstraint::On(e) => Some(e),
         _ => None,
     }
 }
@@ -190,16 +196,8 @@ pub(super) fn from_tables(
 /// each key column some left table's key also has), `l.k = right.k` for
 /// each left table whose single-column key is named k.
 fn using_key_equalities(op: &JoinOperator, left: &[FromTable], right: &FromTable) -> Vec<Expr> {
-    use JoinOperator as J;
-    let constraint = match op {
-        J::Join(c)
-        | J::Inner(c)
-        | J::Left(c)
-        | J::LeftOuter(c)
-        | J::Right(c)
-        | J::RightOuter(c)
-        | J::FullOuter(c) => c,
-        _ => return Vec::new(),
+    let Some(constraint) = constraint(op) else {
+        return Vec::new();
     };
     let Some(rule) = &right.rule else {
         return Vec::new();
