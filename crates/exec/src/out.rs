@@ -19,7 +19,8 @@ pub struct ClientOut<W> {
     /// reaches the client as the deadlock it is (40P01).
     pub deadlock_victim: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// While set, `(mark, cap)`: what follows `mark` in `buf` is held back
-    /// (a reply the session reads itself), at most `cap` bytes of it.
+    /// (a reply the session reads itself), at most `cap` bytes of it. Set
+    /// and ended with [`ClientOut::push_hold`] / [`ClientOut::pop_hold`].
     pub hold: Option<(usize, usize)>,
     /// A held reply grew past its cap and was dropped.
     pub held_over: bool,

@@ -456,14 +456,12 @@ impl Session {
                 return Ok(Done::Failed);
             }
         };
-        let mark = self.out.buf.len();
-        self.out.hold = Some((mark, self.router.max_merge_bytes));
+        self.out.push_hold(self.router.max_merge_bytes);
         let done = Box::pin(self.run_plan_simple(&plan, &t, query)).await;
-        let (mark, _) = self.out.hold.take().unwrap_or((self.out.buf.len(), 0));
+        let (reply, over) = self.out.pop_hold();
         // (A reply that never reached a flush is measured here.)
-        let over = std::mem::take(&mut self.out.held_over)
-            || self.out.buf.len() > mark + self.router.max_merge_bytes;
-        let reply = self.out.buf.split_off(mark).freeze();
+        let over = over || reply.len() > self.router.max_merge_bytes;
+        let reply = reply.freeze();
         let done = done?;
         if over {
             self.fail_statement(&ErrorFields {
