@@ -701,3 +701,176 @@ fn binary_copy_matches_one_postgres() {
     assert!(e.starts_with("22P04") || e.starts_with("22P03"), "{e}");
     assert_eq!(rows(sg, "app", "items", "id"), before, "nothing kept");
 }
+
+/// A tokio-postgres client as `user` on `port`.
+async fn tp(port: u16, user: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user={user} dbname=app"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    c
+}
+
+/// COPY in `copy_in`'s extended protocol (Bind, Execute, Sync, the data,
+/// CopyDone, Sync: tokio-postgres and pg8000 do this), `None` on error
+/// (its SQLSTATE in the error).
+async fn ext_copy_in(c: &tokio_postgres::Client, sql: &str, data: &str) -> Result<u64, String> {
+    use futures_util::SinkExt;
+    let sink = c
+        .copy_in::<_, bytes::Bytes>(sql)
+        .await
+        .map_err(|e| code(&e))?;
+    futures_util::pin_mut!(sink);
+    // Several CopyData messages, rows cut across them.
+    for chunk in data.as_bytes().chunks(97) {
+        sink.send(bytes::Bytes::copy_from_slice(chunk))
+            .await
+            .map_err(|e| code(&e))?;
+    }
+    sink.finish().await.map_err(|e| code(&e))
+}
+
+async fn ext_copy_out(c: &tokio_postgres::Client, sql: &str) -> Result<String, String> {
+    use futures_util::TryStreamExt;
+    let stream = c.copy_out(sql).await.map_err(|e| code(&e))?;
+    let parts: Vec<bytes::Bytes> = stream.try_collect().await.map_err(|e| code(&e))?;
+    Ok(String::from_utf8(parts.concat()).unwrap())
+}
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// Sorted lines, to compare a COPY TO's rows (shards answer in their own
+/// order) as multisets.
+fn sorted_lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_copy_matches_one_postgres() {
+    let (c, single) = with_baseline(4, TABLES, SETUP);
+    c.guard("items", "id");
+    let sg = tp(c.sg.port(), "app").await;
+    let pg = tp(single.port(), "postgres").await;
+    let items = "SELECT id, note, qty, tag FROM items ORDER BY id";
+    let same_rows = |what: &str| {
+        assert_eq!(
+            c.sg.psql(items).unwrap(),
+            single.psql(items).unwrap(),
+            "{what}: rows"
+        );
+        assert_eq!(
+            c.sg.psql("SELECT k, name FROM kinds ORDER BY k").unwrap(),
+            single.psql("SELECT k, name FROM kinds ORDER BY k").unwrap(),
+            "{what}: reference rows"
+        );
+    };
+
+    // Text rows split by key over the shards; CSV with a header; a
+    // reference table's copies; counts as one PostgreSQL gives them.
+    for (sql, data) in [
+        ("COPY items FROM STDIN", text_rows()),
+        (
+            "COPY items (note, id, qty, tag) FROM STDIN WITH (FORMAT csv, HEADER true)",
+            csv_rows(),
+        ),
+        (
+            "COPY kinds FROM STDIN",
+            "1\tone\n2\ttwo\n3\t\\N\n".to_string(),
+        ),
+    ] {
+        let want = ext_copy_in(&pg, sql, &data).await;
+        let got = ext_copy_in(&sg, sql, &data).await;
+        assert_eq!(got, want, "{sql}");
+        assert!(want.is_ok(), "{sql}: {want:?}");
+        same_rows(sql);
+    }
+    let per_shard: Vec<i64> = c
+        .shards
+        .iter()
+        .map(|s| {
+            s.psql("SELECT count(*) FROM items")
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(per_shard.iter().all(|n| *n > 0), "{per_shard:?}");
+
+    // A bad row fails the whole COPY on every shard, with PostgreSQL's
+    // SQLSTATE; the session goes on.
+    let bad = "5001\tx\t1\tt\n5002\ty\tnot a number\tt\n";
+    let want = ext_copy_in(&pg, "COPY items (id, note, qty, tag) FROM STDIN", bad).await;
+    let got = ext_copy_in(&sg, "COPY items (id, note, qty, tag) FROM STDIN", bad).await;
+    assert_eq!(got, want);
+    assert_eq!(want, Err("22P02".to_string()));
+    same_rows("bad row");
+    let n = |rows: Vec<tokio_postgres::Row>| rows[0].get::<_, i64>(0);
+    assert_eq!(
+        n(sg.query("SELECT count(*) FROM items", &[]).await.unwrap()),
+        n(pg.query("SELECT count(*) FROM items", &[]).await.unwrap())
+    );
+    // A COPY the shards refuse before any data (on connections of its
+    // own: tokio-postgres itself loses track of a connection whose COPY
+    // failed to start, with PostgreSQL too).
+    let want = ext_copy_in(
+        &tp(single.port(), "postgres").await,
+        "COPY nosuch FROM STDIN",
+        "1\n",
+    )
+    .await;
+    let got = ext_copy_in(
+        &tp(c.sg.port(), "app").await,
+        "COPY nosuch FROM STDIN",
+        "1\n",
+    )
+    .await;
+    assert_eq!(got, want);
+    assert_eq!(want, Err("42P01".to_string()));
+
+    // In a transaction block: rolled back with it, or kept with COMMIT.
+    for end in ["ROLLBACK", "COMMIT"] {
+        let data = "7001\tin txn\t1\tt\n7002\tin txn\t2\tt\n7003\tin txn\t3\tt\n";
+        for (who, cl) in [("shardgate", &sg), ("postgres", &pg)] {
+            cl.batch_execute("BEGIN")
+                .await
+                .unwrap_or_else(|e| panic!("{who}: {e}"));
+            cl.execute("INSERT INTO items (id, note) VALUES (6999, 'before')", &[])
+                .await
+                .unwrap();
+            assert_eq!(
+                ext_copy_in(cl, "COPY items (id, note, qty, tag) FROM STDIN", data).await,
+                Ok(3)
+            );
+            cl.batch_execute(end).await.unwrap();
+        }
+        same_rows(end);
+    }
+
+    // COPY TO STDOUT of every shard's rows, and of a query.
+    for sql in [
+        "COPY items TO STDOUT",
+        "COPY items (id, tag) TO STDOUT WITH (FORMAT csv)",
+        "COPY (SELECT tag, count(*) FROM items GROUP BY tag) TO STDOUT",
+        "COPY kinds TO STDOUT",
+    ] {
+        let want = ext_copy_out(&pg, sql).await.unwrap();
+        let got = ext_copy_out(&sg, sql).await.unwrap();
+        assert_eq!(sorted_lines(&got), sorted_lines(&want), "{sql}");
+    }
+    for s in &c.shards {
+        assert_eq!(
+            s.psql("SELECT count(*) FROM pg_prepared_xacts").unwrap(),
+            "0",
+            "a prepared transaction was left"
+        );
+    }
+}

@@ -173,6 +173,32 @@ impl Session {
     /// Start an implicit transaction (a multi-statement query, a key move,
     /// a statement whose subqueries run first): BEGIN goes with each
     /// shard's first statement, [`Session::finish_txn`] ends it.
+    /// Send Sync to every held connection whose extended-protocol batch is
+    /// still open (the client's Sync has not come), and read each to
+    /// ReadyForQuery: a statement sent next in the simple protocol, or a
+    /// COMMIT, then runs after what the batch sent. (A shard that failed
+    /// skips all but a Sync.)
+    pub(super) async fn sync_open(&mut self) -> Result<(), ExecError> {
+        let open: Vec<ShardId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.is_ready())
+            .map(|(s, _)| *s)
+            .collect();
+        if open.is_empty() {
+            return Ok(());
+        }
+        let mut sub: Conns = Conns::new();
+        for s in &open {
+            if let Some(c) = self.conns.remove(s) {
+                sub.insert(*s, c);
+            }
+        }
+        let st = shardgate_exec::sync_all(&mut sub, &mut self.out).await;
+        self.conns.append(&mut sub);
+        st.map(|_| ())
+    }
+
     pub(super) fn begin_implicit(&mut self) {
         self.implicit = true;
         self.txn = TxnState::Active;

@@ -557,13 +557,18 @@ impl Session {
                     }
                 }
             }
-            Plan::Copy { .. } => {
-                self.send_error(&err_fields(
-                    "0A000",
-                    "COPY through shardgate is supported in the simple query protocol only, for now",
-                ));
-                Done::Failed
-            }
+            // COPY in the extended protocol (pg8000, tokio-postgres): as in
+            // the simple protocol, once the batch's earlier statements are
+            // settled on their shards. The client's Sync sent before its
+            // data (both drivers do) is ignored during COPY, as PostgreSQL
+            // ignores it; the Sync after CopyDone ends the batch.
+            Plan::Copy { spec, route } => match self.join_batch_whole().await? {
+                Some(d) => d,
+                None => {
+                    self.sync_open().await?;
+                    self.run_copy(spec, route).await?
+                }
+            },
             Plan::PreEvaluate {
                 subs,
                 outer,

@@ -134,23 +134,7 @@ impl Session {
             // In the extended protocol the shards' batches are still open
             // (the client's Sync has not come; a shard that failed skips
             // all but a Sync): end them before the COMMIT or ROLLBACK.
-            let open: Vec<ShardId> = self
-                .conns
-                .iter()
-                .filter(|(_, c)| !c.is_ready())
-                .map(|(s, _)| *s)
-                .collect();
-            if !open.is_empty() {
-                let mut sub: Conns = Conns::new();
-                for s in &open {
-                    if let Some(c) = self.conns.remove(s) {
-                        sub.insert(*s, c);
-                    }
-                }
-                let st = shardgate_exec::sync_all(&mut sub, &mut self.out).await;
-                self.conns.append(&mut sub);
-                st?;
-            }
+            self.sync_open().await?;
             let commit = self.txn == TxnState::Active;
             if let Some(e) = self.finish_txn(commit).await? {
                 self.send_error(&e);

@@ -1333,3 +1333,47 @@ SELECT * FROM customers WHERE id < 5 UNION SELECT * FROM customers WHERE id > 99
 SELECT DISTINCT d.cid AS x FROM (SELECT customer_id AS cid FROM orders) d ORDER BY cid LIMIT 3;
 -- @must @ordered
 SELECT DISTINCT "distinctAlias"."C_id" AS "ids_C_id" FROM (SELECT "C"."id" AS "C_id", "o"."id" AS "o_id" FROM "customers" "C" LEFT JOIN "orders" "o" ON "o"."customer_id" = "C"."id") "distinctAlias" ORDER BY "C_id" ASC LIMIT 5 OFFSET 2;
+-- Subqueries over reference tables only run whole on each shard, whatever
+-- they aggregate, sort or limit, correlated or not.
+-- @must
+SELECT i.customer_id, i.order_id, i.line, (SELECT count(*) FROM products p WHERE p.id <= i.product_id AND p.category = 'tools') FROM order_items i;
+-- @must @ordered
+SELECT o.customer_id, o.id, (SELECT max(p.price) FROM products p WHERE p.id <= o.qty) AS m FROM orders o ORDER BY m DESC NULLS LAST, o.customer_id, o.id LIMIT 12;
+-- @must
+SELECT o.customer_id, count(*) FROM orders o GROUP BY 1 HAVING count(*) > (SELECT count(*) / 4 FROM products);
+-- @must
+SELECT i.customer_id, i.order_id FROM order_items i JOIN (SELECT category, min(id) AS mid FROM products GROUP BY category) pc ON pc.mid = i.product_id;
+-- @must
+SELECT i.customer_id, i.order_id, i.line, x.name FROM order_items i, LATERAL (SELECT name FROM products p WHERE p.id > i.product_id ORDER BY price DESC NULLS LAST, id LIMIT 1) x;
+-- @must
+SELECT count(*) FROM order_items i WHERE i.product_id IN (SELECT id FROM products WHERE discontinued UNION SELECT 0);
+-- @must
+SELECT DISTINCT (SELECT category FROM products p WHERE p.id = i.product_id) FROM order_items i;
+-- @must
+SELECT count(DISTINCT (SELECT category FROM products p WHERE p.id = i.product_id)), sum((SELECT price FROM products p WHERE p.id = i.product_id)) FROM order_items i;
+-- @must
+SELECT c.region, (SELECT string_agg(name, ',' ORDER BY name) FROM products WHERE price > 50) FROM customers c GROUP BY c.region;
+-- @must
+SELECT o.customer_id, o.id, (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) FROM orders o WHERE o.qty > 30;
+-- Two tables run first: a three-way join off the key, a FULL JOIN off the
+-- key, joins with the reference table in between.
+-- @must
+SELECT a.customer_id, a.id, b.id, c.id FROM orders a JOIN orders b ON b.qty = a.qty JOIN orders c ON c.priority = b.priority WHERE a.customer_id < 4 AND b.customer_id < 6 AND c.customer_id < 5;
+-- @must
+SELECT count(*), count(o.id), count(i.line) FROM orders o FULL JOIN order_items i ON i.qty = o.qty AND i.customer_id < 20 WHERE o.customer_id IS NULL OR o.customer_id < 30;
+-- @must
+SELECT o.status, count(*) FROM orders o JOIN order_items i ON i.order_id = o.id JOIN customers c ON c.tier = i.line GROUP BY o.status;
+-- A LEFT JOIN of a co-located table after a reference table's inner join.
+-- @must
+SELECT i.customer_id, i.order_id, i.line, p.name, c.region FROM order_items i JOIN products p ON p.id = i.product_id LEFT JOIN customers c ON c.id = i.customer_id AND c.tier = 2;
+-- @must
+SELECT p.category, count(c.id) FROM products p JOIN order_items i ON i.product_id = p.id LEFT JOIN customers c ON c.id = i.customer_id AND c.active GROUP BY p.category;
+-- = ANY / <> ALL of a subquery off the key, row IN.
+-- @must
+SELECT customer_id, id FROM orders WHERE qty = ANY (SELECT line FROM order_items WHERE product_id = 3);
+-- @must
+SELECT customer_id, id FROM orders WHERE qty <> ALL (SELECT qty FROM order_items WHERE price > 100);
+-- @must
+SELECT customer_id, id FROM orders WHERE qty > ALL (SELECT line * 10 FROM order_items WHERE customer_id < 50);
+-- @must
+SELECT o.customer_id, o.id FROM orders o WHERE (o.id, o.qty) IN (SELECT i.order_id, i.qty FROM order_items i WHERE i.line = 1);

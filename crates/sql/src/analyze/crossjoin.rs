@@ -1,4 +1,5 @@
-//! Joins across shards: one sharded table of the statement runs first.
+//! Joins across shards: one (or two) sharded tables of the statement run
+//! first.
 //!
 //! A statement whose sharded tables are not all joined on their shard keys
 //! (`orders o JOIN order_items i ON i.order_id = o.id`, `customers c JOIN
@@ -23,7 +24,11 @@
 //! qualifier is unique in the statement) is tried by planning the
 //! statement with the candidate's stand-in in place; the first that plans
 //! is taken, co-located placements before reference ones, filtered tables
-//! before unfiltered ones, later tables before earlier ones. The conjuncts
+//! before unfiltered ones, later tables before earlier ones. When no one
+//! table will do, pairs of candidates are tried in the same order (a
+//! three-way join off the key, a FULL JOIN off the key, a LEFT JOIN of a
+//! reference table after a join off the key): both tables run first, each
+//! standing in under its own marker. The conjuncts
 //! of the table's own query's WHERE that name only its columns (qualified,
 //! or bare names of its known columns) go into its query too when every
 //! join of that query is inner (a copy: the statement keeps them);
@@ -42,10 +47,17 @@ struct Candidate {
     table: String,
     /// The conjuncts of its SELECT's WHERE that go into its query.
     pushed: Vec<Expr>,
-    /// Placements to try: the other sharded table's rule and this table's
-    /// column equated with that table's key; `None`: a reference table's.
-    placements: Vec<Option<(Arc<TableRule>, String)>>,
+    /// Its qualifier.
+    qual: String,
+    /// Placements to try: the other sharded table's rule, this table's
+    /// column equated with that table's key, and the other table's
+    /// qualifier; `None`: a reference table's.
+    placements: Vec<Option<(Arc<TableRule>, String, String)>>,
 }
+
+/// How many candidate placements (in the order they are tried) pairs are
+/// made of: at most 120 pairs planned.
+const MAX_PAIRED: usize = 16;
 
 /// System columns a stand-in does not have.
 const SYSTEM_COLUMNS: &[&str] = &["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid", "oid"];
@@ -235,7 +247,7 @@ impl Visitor for Surveyor<'_> {
 /// or inside a subquery) and the statement with the marker table in its
 /// place (see the module header); `None` when no one table makes the
 /// statement plannable.
-pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub, Statement)> {
+pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Vec<Sub>, Statement)> {
     let write = eligible(stmt, topo)?;
     let mut v = Surveyor {
         topo,
@@ -302,12 +314,12 @@ pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub,
                 if rule.key_columns() == std::slice::from_ref(theirs.1)
                     && !placements
                         .iter()
-                        .any(|p: &Option<(Arc<TableRule>, String)>| {
+                        .any(|p: &Option<(Arc<TableRule>, String, String)>| {
                             p.as_ref()
-                                .is_some_and(|(r, c)| r.table == rule.table && c == mine.1)
+                                .is_some_and(|(r, c, _)| r.table == rule.table && c == mine.1)
                         })
                 {
-                    placements.push(Some((rule.clone(), mine.1.clone())));
+                    placements.push(Some((rule.clone(), mine.1.clone(), theirs.0.clone())));
                 }
             }
         }
@@ -328,6 +340,7 @@ pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub,
         }
         candidates.push(Candidate {
             at: *at,
+            qual: qual.clone(),
             table: table.clone(),
             pushed,
             placements,
@@ -350,69 +363,106 @@ pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Sub,
         round.sort_by_key(|&(ci, _)| (candidates[ci].pushed.is_empty(), std::cmp::Reverse(ci)));
         order.extend(round);
     }
-    for (ci, pi) in order {
+    // One table first; else two (three-way joins off the key, a LEFT JOIN
+    // of a reference table after a join off the key).
+    for &one in &order {
+        if let Some(found) = attempt(stmt, topo, &candidates, &[one]) {
+            return Some(found);
+        }
+    }
+    // (Pairs are tried among the first placements only: planning each is
+    // the cost, paid for statements refused otherwise.)
+    let order = &order[..order.len().min(MAX_PAIRED)];
+    for (i, &first) in order.iter().enumerate() {
+        for &second in &order[i + 1..] {
+            // Another placement of the same table, or one by the key of
+            // the table that now stands in as the first.
+            let by = |(a, b): (usize, usize), (c, _): (usize, usize)| {
+                candidates[a].placements[b]
+                    .as_ref()
+                    .is_some_and(|(_, _, q)| *q == candidates[c].qual)
+            };
+            if second.0 == first.0 || by(first, second) || by(second, first) {
+                continue;
+            }
+            if let Some(found) = attempt(stmt, topo, &candidates, &[first, second]) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+/// The statement with the chosen candidates' tables (each with its chosen
+/// placement: indices into `candidates` and their placements) replaced by
+/// marker tables 1, 2, ..., and their queries, when the statement then
+/// plans as a single route.
+fn attempt(
+    stmt: &Statement,
+    topo: &Topology,
+    candidates: &[Candidate],
+    chosen: &[(usize, usize)],
+) -> Option<(Vec<Sub>, Statement)> {
+    let mut outer = stmt.clone();
+    let mut overlay = topo.clone();
+    let mut subs = Vec::new();
+    for (n, &(ci, pi)) in chosen.iter().enumerate() {
         let c = &candidates[ci];
         let placed = &c.placements[pi];
-        let outer = with_stand_in(stmt, c)?;
-        let mut overlay = topo.clone();
-        let marker = marker_table(1);
+        let marker = marker_table(n + 1);
+        outer = with_stand_in(&outer, c.at, &marker)?;
         let rule = match placed {
-            Some((rule, column)) => {
-                match super::subquery::stand_in_rule(&marker, rule, column, Vec::new()) {
-                    Some((r, _)) => r,
-                    None => continue,
-                }
+            Some((rule, column, _)) => {
+                super::subquery::stand_in_rule(&marker, rule, column, Vec::new())?.0
             }
             None => TableRule::reference(&marker),
         };
-        overlay.rules.insert(marker, Arc::new(rule));
-        // (A reference table's copies are written only with a stand-in
-        // whose every copy has the same rows.)
-        let planned = match analyze_one(&outer, &outer.to_string(), &overlay) {
-            Ok(Template::Route {
-                single_only: None,
-                kind,
-                ..
-            }) => {
-                matches!(kind, StmtKind::Read | StmtKind::Write)
-                    || (kind == StmtKind::WriteCopies && placed.is_none())
-            }
-            _ => false,
-        };
-        if !planned {
-            continue;
-        }
+        overlay.rules.insert(marker.clone(), Arc::new(rule));
         let mut sql = format!("SELECT * FROM {}", c.table);
         if !c.pushed.is_empty() {
             let w: Vec<String> = c.pushed.iter().map(|e| format!("({e})")).collect();
             sql.push_str(&format!(" WHERE {}", w.join(" AND ")));
         }
-        return Some((
-            Sub {
-                sql,
-                kind: SubKind::Derived {
-                    name: marker_table(1),
-                    columns: Vec::new(),
-                    placed: placed
-                        .as_ref()
-                        .map(|(r, col)| (r.table.clone(), col.clone())),
-                },
+        subs.push(Sub {
+            sql,
+            kind: SubKind::Derived {
+                name: marker,
+                columns: Vec::new(),
+                placed: placed
+                    .as_ref()
+                    .map(|(r, col, _)| (r.table.clone(), col.clone())),
             },
-            outer,
-        ));
+        });
     }
-    None
+    // (A reference table's copies are written only with stand-ins whose
+    // every copy has the same rows.)
+    let every_copy = chosen
+        .iter()
+        .all(|&(ci, pi)| candidates[ci].placements[pi].is_none());
+    let planned = match analyze_one(&outer, &outer.to_string(), &overlay) {
+        Ok(Template::Route {
+            single_only: None,
+            kind,
+            ..
+        }) => {
+            matches!(kind, StmtKind::Read | StmtKind::Write)
+                || (kind == StmtKind::WriteCopies && every_copy)
+        }
+        _ => false,
+    };
+    planned.then_some((subs, outer))
 }
 
-/// `stmt` with the candidate's table replaced by the marker table under
+/// `stmt` with the table factor at `at` replaced by table `marker` under
 /// the same qualifying name.
-fn with_stand_in(stmt: &Statement, c: &Candidate) -> Option<Statement> {
-    struct Put {
+fn with_stand_in(stmt: &Statement, at: usize, marker: &str) -> Option<Statement> {
+    struct Put<'a> {
         at: usize,
+        marker: &'a str,
         seen: usize,
         done: bool,
     }
-    impl ast::VisitorMut for Put {
+    impl ast::VisitorMut for Put<'_> {
         type Break = ();
         fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<()> {
             let at = self.seen;
@@ -429,7 +479,7 @@ fn with_stand_in(stmt: &Statement, c: &Candidate) -> Option<Statement> {
                     },
                 };
                 if let Some(qual) = qual {
-                    *name = ObjectName::from(vec![Ident::new(marker_table(1))]);
+                    *name = ObjectName::from(vec![Ident::new(self.marker)]);
                     *alias = Some(ast::TableAlias {
                         explicit: true,
                         name: qual,
@@ -444,7 +494,8 @@ fn with_stand_in(stmt: &Statement, c: &Candidate) -> Option<Statement> {
     }
     let mut out = stmt.clone();
     let mut put = Put {
-        at: c.at,
+        at,
+        marker,
         seen: 0,
         done: false,
     };

@@ -84,7 +84,11 @@ pub(super) fn factor_qual(f: &TableFactor) -> Option<String> {
 
 /// Does a FROM clause have an outer join that preserves a table that is not
 /// sharded (a reference or catalog table)? Scattering it would repeat that
-/// table's unmatched rows once per shard.
+/// table's unmatched rows once per shard. The tables before a LEFT JOIN
+/// preserve no such row when a sharded table is in every one of their
+/// rows (`order_items i JOIN products p ON ... LEFT JOIN customers c ON
+/// c.id = i.customer_id`: each row of `i JOIN p` lives where its item
+/// does); whether the joined table is then co-located is checked apart.
 pub(super) fn non_inner_join_with_unsharded(from: &[TableWithJoins], topo: &Topology) -> bool {
     let unsharded = |f: &TableFactor| match f {
         TableFactor::Table { name, .. } => !matches!(classify(name, topo), Class::Sharded(_)),
@@ -97,17 +101,19 @@ pub(super) fn non_inner_join_with_unsharded(from: &[TableWithJoins], topo: &Topo
         _ => true,
     };
     from.iter().any(|twj| {
-        twj.joins.iter().enumerate().any(|(i, j)| {
-            let left_unsharded =
-                unsharded(&twj.relation) || twj.joins[..i].iter().any(|p| unsharded(&p.relation));
+        // Is a sharded table in every row of the joins so far?
+        let mut anchored = !unsharded(&twj.relation);
+        twj.joins.iter().any(|j| {
             let right_unsharded = unsharded(&j.relation);
             use JoinOperator as J;
-            match &j.join_operator {
-                J::Join(_) | J::Inner(_) | J::CrossJoin(_) => false,
-                J::Left(_) | J::LeftOuter(_) => left_unsharded,
-                J::Right(_) | J::RightOuter(_) => right_unsharded,
-                _ => left_unsharded || right_unsharded,
-            }
+            let (preserves_unsharded, next) = match &j.join_operator {
+                J::Join(_) | J::Inner(_) | J::CrossJoin(_) => (false, anchored || !right_unsharded),
+                J::Left(_) | J::LeftOuter(_) => (!anchored, anchored),
+                J::Right(_) | J::RightOuter(_) => (right_unsharded, !right_unsharded),
+                _ => (!anchored || right_unsharded, false),
+            };
+            anchored = next;
+            preserves_unsharded
         })
     })
 }

@@ -89,6 +89,7 @@ pub(super) fn analyze_query_surveyed(
             let mut t = from_tables(&s.from, topo, &mut ons);
             let exprs = select_exprs(s);
             local = local_subqueries(&exprs, &lateral_subqueries(s), topo, &mut t, &mut ons);
+            local.extend(reference_only_subqueries(q, topo));
             (t, s.selection.as_ref(), ons)
         }
         _ => (Vec::new(), None, Vec::new()),
@@ -511,6 +512,45 @@ fn lateral_subqueries(s: &ast::Select) -> Vec<&Query> {
         .collect()
 }
 
+/// The subqueries of `q` (at any depth, in any clause) that read no table
+/// but reference tables (or none at all): every shard holds all of their
+/// rows, so each shard computes them whole, correlated or not, whatever
+/// they aggregate, sort or limit (`(SELECT count(*) FROM products p WHERE
+/// p.id = o.product_id)`). Catalog tables differ between shards and do not
+/// count as reference tables here.
+fn reference_only_subqueries(q: &Query, topo: &Topology) -> Vec<Query> {
+    struct Collect<'a> {
+        topo: &'a Topology,
+        depth: usize,
+        found: Vec<Query>,
+    }
+    impl Visitor for Collect<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            self.depth += 1;
+            if self.depth > 1 {
+                let rels = relations(q);
+                let c = classes(&rels, self.topo);
+                if c.sharded.is_empty() && c.unruled.is_empty() && c.reference == rels.len() {
+                    self.found.push(q.clone());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    let mut c = Collect {
+        topo,
+        depth: 0,
+        found: Vec::new(),
+    };
+    let _ = q.visit(&mut c);
+    c.found
+}
+
 /// A SELECT's WHERE and select-list expressions (where
 /// [`local_subqueries`] looks).
 fn select_exprs(s: &ast::Select) -> Vec<&Expr> {
@@ -699,7 +739,7 @@ fn plan_aggregation(
     }
     if pushdown {
         // Subqueries or window functions over the groups would see one
-        // shard's groups only.
+        // shard's groups only (but not those that run whole on each shard).
         let mut exprs: Vec<&Expr> = s
             .projection
             .iter()
@@ -716,7 +756,10 @@ fn plan_aggregation(
             exprs.extend(l.iter().map(|o| &o.expr));
         }
         let window_ok = local_window(q, tables);
-        match exprs.iter().find_map(|e| window_or_subquery(e, &window_ok)) {
+        match exprs
+            .iter()
+            .find_map(|e| window_or_subquery(e, &window_ok, local))
+        {
             // Windows across the groups: two steps after all, the
             // windows in the final query.
             Some(why) if why == WINDOW => {}
@@ -749,28 +792,54 @@ fn plan_aggregation(
 
 const WINDOW: &str = "a window function";
 
-fn window_or_subquery(e: &Expr, window_ok: &dyn Fn(&ast::Function) -> bool) -> Option<String> {
-    struct F<'a>(Option<String>, &'a dyn Fn(&ast::Function) -> bool);
+/// A subquery (other than `local` ones, which run whole on each shard) or
+/// a window function that is not shard-local in `e`.
+fn window_or_subquery(
+    e: &Expr,
+    window_ok: &dyn Fn(&ast::Function) -> bool,
+    local: &[Query],
+) -> Option<String> {
+    struct F<'a> {
+        why: Option<String>,
+        window_ok: &'a dyn Fn(&ast::Function) -> bool,
+        local: &'a [Query],
+        /// Depth inside local subqueries (nothing there counts).
+        inside: usize,
+    }
     impl Visitor for F<'_> {
         type Break = ();
-        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
-            self.0 = Some("a subquery over grouped rows".into());
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            if self.inside > 0 || self.local.contains(q) {
+                self.inside += 1;
+                return ControlFlow::Continue(());
+            }
+            self.why = Some("a subquery over grouped rows".into());
             ControlFlow::Break(())
         }
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.inside = self.inside.saturating_sub(1);
+            ControlFlow::Continue(())
+        }
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            if let Expr::Function(f) = e
+            if self.inside == 0
+                && let Expr::Function(f) = e
                 && f.over.is_some()
-                && !(self.1)(f)
+                && !(self.window_ok)(f)
             {
-                self.0 = Some(WINDOW.into());
+                self.why = Some(WINDOW.into());
                 return ControlFlow::Break(());
             }
             ControlFlow::Continue(())
         }
     }
-    let mut f = F(None, window_ok);
+    let mut f = F {
+        why: None,
+        window_ok,
+        local,
+        inside: 0,
+    };
     let _ = e.visit(&mut f);
-    f.0
+    f.why
 }
 
 /// Does `q`'s own SELECT (select list or ORDER BY) call a window function

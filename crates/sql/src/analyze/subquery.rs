@@ -134,8 +134,8 @@ pub(crate) fn pre_evaluate(
                 // Its first CTE over sharded tables, run first; with none,
                 // a table joined off the key.
                 return first_sharded_cte(stmt, topo)
-                    .or_else(|| super::crossjoin::table_run_first(stmt, topo))
-                    .map(|(sub, outer)| (vec![sub], outer));
+                    .map(|(sub, outer)| (vec![sub], outer))
+                    .or_else(|| super::crossjoin::table_run_first(stmt, topo));
             }
             if matches!(q.body.as_ref(), SetExpr::SetOperation { .. }) {
                 // Its branches over sharded tables, run first.
@@ -170,7 +170,7 @@ pub(crate) fn pre_evaluate(
         // the key: that table first.
         Statement::Update(ast::Update { from: Some(_), .. })
         | Statement::Delete(ast::Delete { using: Some(_), .. }) => {
-            return super::crossjoin::table_run_first(stmt, topo).map(|(s, o)| (vec![s], o));
+            return super::crossjoin::table_run_first(stmt, topo);
         }
         Statement::Update(u) if u.from.is_none() && u.returning.is_none() => {
             exprs.extend(u.selection.as_mut());
@@ -225,7 +225,9 @@ pub(crate) fn pre_evaluate(
         _ => return None,
     }
     if exprs.iter().any(|e| changed_by_literal(e)) {
-        return None;
+        // A table of the subquery (or of the statement) may run first
+        // instead: its rows change no expression.
+        return super::crossjoin::table_run_first(stmt, topo);
     }
     if exprs.iter().any(|e| has_dml(e)) {
         return None;
@@ -251,7 +253,7 @@ pub(crate) fn pre_evaluate(
         return match derived(os, topo) {
             Some(sub) => Some((vec![sub], outer)),
             // Sharded tables joined off their keys: one of them first.
-            None => super::crossjoin::table_run_first(stmt, topo).map(|(s, o)| (vec![s], o)),
+            None => super::crossjoin::table_run_first(stmt, topo),
         };
     }
     Some((r.subs, outer))
@@ -766,13 +768,19 @@ fn subquery_name(e: &Expr) -> Option<String> {
 }
 
 /// Does `e` hold a subquery whose result as literals would mean something
-/// else: `x op ANY/ALL (subquery)` (a literal array would be compared
-/// element-wise), a row compared with a subquery?
+/// else: `x op ANY/ALL (subquery)` but `= ANY` and `<> ALL` (a literal
+/// array would be compared element-wise), a row compared with a subquery?
 fn changed_by_literal(e: &Expr) -> bool {
     let row = |e: &Expr| matches!(e, Expr::Tuple(_));
     let sub = |e: &Expr| matches!(e, Expr::Subquery(_));
     crate::find::any_expr(e, |e| match e {
-        Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } => sub(right),
+        // (`= ANY` and `<> ALL` of a subquery are IN and NOT IN.)
+        Expr::AnyOp {
+            right, compare_op, ..
+        } => sub(right) && *compare_op != ast::BinaryOperator::Eq,
+        Expr::AllOp {
+            right, compare_op, ..
+        } => sub(right) && *compare_op != ast::BinaryOperator::NotEq,
         Expr::InSubquery { expr, .. } => row(expr),
         Expr::BinaryOp { left, right, .. } => {
             (row(left) && sub(right)) || (sub(left) && row(right))
@@ -906,7 +914,38 @@ impl VisitorMut for Replacer<'_> {
         {
             return ControlFlow::Continue(());
         }
+        let any = matches!(e, Expr::AnyOp { .. });
         let new = match e {
+            // `x = ANY (SELECT ...)` is `x IN (SELECT ...)`, `x <> ALL
+            // (SELECT ...)` is `x NOT IN (SELECT ...)`, NULLs alike. Other
+            // comparisons with ANY/ALL of a subquery stay (refused).
+            Expr::AnyOp {
+                left,
+                compare_op,
+                right,
+                ..
+            }
+            | Expr::AllOp {
+                left,
+                compare_op,
+                right,
+            } if matches!(right.as_ref(), Expr::Subquery(q) if self.sharded(q)) => {
+                let Expr::Subquery(q) = right.as_ref() else {
+                    return ControlFlow::Continue(());
+                };
+                let negated = match compare_op {
+                    ast::BinaryOperator::Eq if any => false,
+                    ast::BinaryOperator::NotEq if !any => true,
+                    _ => return ControlFlow::Continue(()),
+                };
+                let left = left.clone();
+                let m = self.marker(q, SubKind::In);
+                Expr::InList {
+                    expr: left,
+                    list: vec![m],
+                    negated,
+                }
+            }
             Expr::Subquery(q) if self.sharded(q) => self.marker(q, SubKind::Scalar),
             Expr::InSubquery {
                 expr,
