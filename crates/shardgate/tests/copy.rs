@@ -60,6 +60,19 @@ fn csv_rows() -> String {
     s
 }
 
+/// How many items rows each shard holds.
+fn items_per_shard(c: &common::PgCluster) -> Vec<i64> {
+    c.shards
+        .iter()
+        .map(|s| {
+            s.psql("SELECT count(*) FROM items")
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
 #[test]
 fn copy_matches_one_postgres() {
     let (c, single) = with_baseline(4, TABLES, SETUP);
@@ -95,16 +108,7 @@ fn copy_matches_one_postgres() {
     let text = file("items.txt", &text_rows());
     both(&format!("\\copy items FROM '{text}'"));
     agree("text");
-    let per_shard: Vec<i64> = c
-        .shards
-        .iter()
-        .map(|s| {
-            s.psql("SELECT count(*) FROM items")
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let per_shard = items_per_shard(&c);
     assert_eq!(per_shard.iter().sum::<i64>(), 300);
     assert!(per_shard.iter().all(|n| *n > 0), "{per_shard:?}");
 
@@ -793,16 +797,7 @@ async fn extended_protocol_copy_matches_one_postgres() {
         assert!(want.is_ok(), "{sql}: {want:?}");
         same_rows(sql);
     }
-    let per_shard: Vec<i64> = c
-        .shards
-        .iter()
-        .map(|s| {
-            s.psql("SELECT count(*) FROM items")
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let per_shard = items_per_shard(&c);
     assert!(per_shard.iter().all(|n| *n > 0), "{per_shard:?}");
 
     // A bad row fails the whole COPY on every shard, with PostgreSQL's
@@ -866,6 +861,25 @@ async fn extended_protocol_copy_matches_one_postgres() {
         let got = ext_copy_out(&sg, sql).await.unwrap();
         assert_eq!(sorted_lines(&got), sorted_lines(&want), "{sql}");
     }
+    // A batch that describes the COPY's portal (NoData) before Execute,
+    // raw: the same messages as PostgreSQL sends, data included.
+    let tags = |port: u16, user: &str| {
+        let mut r = Raw::connect_as(port, user);
+        r.send(&[
+            Raw::parse("COPY (SELECT k, name FROM kinds ORDER BY k) TO STDOUT"),
+            Raw::bind(),
+            Raw::msg(b'D', b"P\0"),
+            Raw::execute(0),
+            Raw::msg(b'S', b""),
+        ]);
+        r.until(b'Z')
+            .into_iter()
+            .map(|(t, body)| (t as char, if t == b'd' { body } else { Vec::new() }))
+            .collect::<Vec<_>>()
+    };
+    let want = tags(single.port(), "postgres");
+    assert_eq!(tags(c.sg.port(), "app"), want);
+    assert!(want.iter().any(|(t, _)| *t == 'n'), "{want:?}");
     for s in &c.shards {
         assert_eq!(
             s.psql("SELECT count(*) FROM pg_prepared_xacts").unwrap(),

@@ -566,6 +566,10 @@ impl Session {
                 Some(d) => d,
                 None => {
                     self.sync_open().await?;
+                    if describe {
+                        // A COPY's portal describes no rows.
+                        be::no_data(&mut self.out.buf);
+                    }
                     self.run_copy(spec, route).await?
                 }
             },

@@ -1377,3 +1377,16 @@ SELECT customer_id, id FROM orders WHERE qty <> ALL (SELECT qty FROM order_items
 SELECT customer_id, id FROM orders WHERE qty > ALL (SELECT line * 10 FROM order_items WHERE customer_id < 50);
 -- @must
 SELECT o.customer_id, o.id FROM orders o WHERE (o.id, o.qty) IN (SELECT i.order_id, i.qty FROM order_items i WHERE i.line = 1);
+-- An aggregate of outer columns inside a subquery belongs to the outer
+-- query (one row): never each shard's.
+SELECT (SELECT max(o.amount)) FROM orders o;
+-- @must
+SELECT (SELECT count(*) FROM products p WHERE p.price < max(o.amount)) FROM orders o;
+-- @must
+SELECT EXISTS (SELECT 1 FROM products p WHERE p.price > max(o.amount)) FROM orders o;
+-- @must
+SELECT (SELECT sum(o.qty) + p.price FROM products p WHERE p.id = 3) FROM orders o;
+-- @must
+SELECT customer_id, id FROM orders WHERE (id, qty) = ANY (SELECT order_id, qty FROM order_items WHERE line = 1);
+-- @must
+SELECT customer_id, id FROM orders WHERE (id, qty) <> ALL (SELECT order_id, qty FROM order_items WHERE line = 1);

@@ -78,3 +78,17 @@ UPDATE w_orders w SET amount = c.credit FROM customers c WHERE c.id = w.qty;
 UPDATE w_orders w SET note = c.name FROM customers c WHERE c.id = w.id AND w.qty > 10 RETURNING w.customer_id, w.id, w.note, c.region;
 -- @must
 DELETE FROM w_orders w USING orders o WHERE o.id = w.id AND o.qty > 40 RETURNING w.id, o.status;
+-- Subqueries of an UPDATE or DELETE that refer to the target's rows off the
+-- shard key: their table runs first.
+-- @must
+DELETE FROM w_orders w WHERE EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = w.id AND i.qty = 3);
+-- @must
+UPDATE w_orders w SET note = 'has items' WHERE EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = w.id LIMIT 1);
+-- @must
+UPDATE w_orders w SET amount = (SELECT sum(i.price) FROM order_items i WHERE i.order_id = w.id) WHERE w.customer_id < 20;
+-- @must
+DELETE FROM w_orders w WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = w.id AND o.qty > 10) RETURNING w.customer_id, w.id;
+-- @must
+UPDATE w_orders SET qty = qty + 1 WHERE qty = ANY (SELECT line FROM order_items WHERE product_id = 3) RETURNING customer_id, id, qty;
+-- @must
+DELETE FROM w_orders w WHERE w.id IN (SELECT o.id FROM orders o JOIN order_items i ON i.order_id = o.id WHERE i.line = 2 AND o.qty > 20);

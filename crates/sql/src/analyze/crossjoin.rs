@@ -17,8 +17,10 @@
 //! whole on every shard as a reference table's. This is the broadcast /
 //! repartition join of distributed databases with the router as the
 //! exchange, bounded by the same caps (max_merge_rows, max_merge_bytes/8).
-//! SELECTs, `UPDATE ... FROM` and `DELETE ... USING` (whose target never
-//! runs first) are taken.
+//! SELECTs, UPDATEs and DELETEs (their FROM or USING tables, or the tables
+//! of their subqueries: `DELETE FROM orders o WHERE EXISTS (SELECT 1 FROM
+//! order_items i WHERE i.order_id = o.id)`; the target never runs first)
+//! are taken.
 //!
 //! Which table: each candidate (each placement of each sharded table whose
 //! qualifier is unique in the statement) is tried by planning the
@@ -64,8 +66,9 @@ const SYSTEM_COLUMNS: &[&str] = &["ctid", "xmin", "xmax", "cmin", "cmax", "table
 
 /// Whether a statement may have a table run first: a SELECT (no FOR
 /// UPDATE, no writes, its CTEs reading no sharded table) of at least two
-/// table factors, an UPDATE ... FROM or a DELETE ... USING (whose target,
-/// the first table factor, never runs first).
+/// table factors, an UPDATE (... FROM) or a DELETE (... USING) whose
+/// target, the first table factor, never runs first (the others are in
+/// FROM, USING or subqueries).
 fn eligible(stmt: &Statement, topo: &Topology) -> Option<bool> {
     match stmt {
         Statement::Query(q) => {
@@ -85,13 +88,12 @@ fn eligible(stmt: &Statement, topo: &Topology) -> Option<bool> {
         }
         Statement::Update(u)
             if u.table.joins.is_empty()
-                && matches!(u.from, Some(ast::UpdateTableFromKind::AfterSet(_))) =>
+                && matches!(u.from, None | Some(ast::UpdateTableFromKind::AfterSet(_))) =>
         {
             Some(true)
         }
         Statement::Delete(d)
             if d.tables.is_empty()
-                && d.using.is_some()
                 && matches!(&d.from, ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) if t.len() == 1 && t[0].joins.is_empty()) =>
         {
             Some(true)

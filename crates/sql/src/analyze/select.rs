@@ -517,10 +517,13 @@ fn lateral_subqueries(s: &ast::Select) -> Vec<&Query> {
 /// rows, so each shard computes them whole, correlated or not, whatever
 /// they aggregate, sort or limit (`(SELECT count(*) FROM products p WHERE
 /// p.id = o.product_id)`). Catalog tables differ between shards and do not
-/// count as reference tables here.
+/// count as reference tables here. Not taken: a subquery that may hold an
+/// aggregate of the outer query (`(SELECT max(o.amount))` aggregates the
+/// outer rows, as PostgreSQL reads an aggregate of outer columns only).
 fn reference_only_subqueries(q: &Query, topo: &Topology) -> Vec<Query> {
     struct Collect<'a> {
         topo: &'a Topology,
+        all: Vec<ObjectName>,
         depth: usize,
         found: Vec<Query>,
     }
@@ -531,7 +534,11 @@ fn reference_only_subqueries(q: &Query, topo: &Topology) -> Vec<Query> {
             if self.depth > 1 {
                 let rels = relations(q);
                 let c = classes(&rels, self.topo);
-                if c.sharded.is_empty() && c.unruled.is_empty() && c.reference == rels.len() {
+                if c.sharded.is_empty()
+                    && c.unruled.is_empty()
+                    && c.reference == rels.len()
+                    && !may_aggregate_outer_rows(q, &rels, &self.all, self.topo)
+                {
                     self.found.push(q.clone());
                 }
             }
@@ -544,11 +551,81 @@ fn reference_only_subqueries(q: &Query, topo: &Topology) -> Vec<Query> {
     }
     let mut c = Collect {
         topo,
+        all: relations(q),
         depth: 0,
         found: Vec::new(),
     };
     let _ = q.visit(&mut c);
     c.found
+}
+
+/// May subquery `sub` (whose tables are `rels`; the whole statement's are
+/// `all`) hold an aggregate call that belongs to an outer query? PostgreSQL
+/// gives an aggregate to the innermost query whose columns its arguments
+/// name, so one that names only outer columns aggregates the outer rows.
+/// Sure not when every column an aggregate's call names is qualified by a
+/// name `sub` defines, or is bare and no table outside `sub` has such a
+/// column (every table outside it sharded with its columns known).
+fn may_aggregate_outer_rows(
+    sub: &Query,
+    rels: &[ObjectName],
+    all: &[ObjectName],
+    topo: &Topology,
+) -> bool {
+    // The columns of the tables outside `sub`, when all are known.
+    let outside: Option<HashSet<String>> = {
+        let mut rest: Vec<&ObjectName> = all.iter().collect();
+        for r in rels {
+            if let Some(i) = rest.iter().position(|x| *x == r) {
+                rest.remove(i);
+            }
+        }
+        let mut cols = HashSet::new();
+        let mut known = true;
+        for r in rest {
+            match classify(r, topo) {
+                Class::Sharded(rule) => match &rule.kind {
+                    TableKind::Sharded { all_columns, .. } if !all_columns.is_empty() => {
+                        cols.extend(all_columns.iter().cloned());
+                    }
+                    _ => known = false,
+                },
+                _ => known = false,
+            }
+        }
+        known.then_some(cols)
+    };
+    // The names `sub` defines for its FROM items.
+    struct Own(HashSet<String>);
+    impl Visitor for Own {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
+            if let Some(q) = factor_qual(f) {
+                self.0.insert(q);
+            }
+            if let TableFactor::Table { name, .. } = f {
+                self.0.extend(object_parts(name).pop());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut own = Own(HashSet::new());
+    let _ = sub.visit(&mut own);
+    let local = |e: &Expr| match e {
+        Expr::CompoundIdentifier(p) if p.len() >= 2 => own.0.contains(&ident_name(&p[p.len() - 2])),
+        Expr::Identifier(i) => outside
+            .as_ref()
+            .is_some_and(|cols| !cols.contains(&ident_name(i))),
+        _ => true,
+    };
+    crate::find::any_expr(sub, |e| match e {
+        Expr::Function(f) if f.over.is_none() => {
+            let name = object_parts(&f.name).pop().unwrap_or_default();
+            (is_aggregate(&name) || f.filter.is_some() || !f.within_group.is_empty())
+                && crate::find::any_expr(e, |x| !local(x))
+        }
+        _ => false,
+    })
 }
 
 /// A SELECT's WHERE and select-list expressions (where

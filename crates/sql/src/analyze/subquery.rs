@@ -166,17 +166,16 @@ pub(crate) fn pre_evaluate(
             exprs.extend(os.selection.as_mut());
             exprs.extend(os.having.as_mut());
         }
-        // UPDATE ... FROM / DELETE ... USING a sharded table joined off
-        // the key: that table first.
-        Statement::Update(ast::Update { from: Some(_), .. })
-        | Statement::Delete(ast::Delete { using: Some(_), .. }) => {
-            return super::crossjoin::table_run_first(stmt, topo);
-        }
         Statement::Update(u) if u.from.is_none() && u.returning.is_none() => {
             exprs.extend(u.selection.as_mut());
         }
         Statement::Delete(d) if d.using.is_none() && d.returning.is_none() => {
             exprs.extend(d.selection.as_mut());
+        }
+        // UPDATE ... FROM / DELETE ... USING a sharded table joined off
+        // the key, or with RETURNING: a table first.
+        Statement::Update(_) | Statement::Delete(_) => {
+            return super::crossjoin::table_run_first(stmt, topo);
         }
         // INSERT ... SELECT: the rows are read first, then inserted as a
         // VALUES list (split by key like any).
@@ -238,6 +237,11 @@ pub(crate) fn pre_evaluate(
     };
     for e in exprs {
         let _ = VisitMut::visit(e, &mut r);
+    }
+    if r.subs.is_empty() && matches!(stmt, Statement::Update(_) | Statement::Delete(_)) {
+        // Only subqueries that refer to the target's rows: a table of
+        // theirs first.
+        return super::crossjoin::table_run_first(stmt, topo);
     }
     if r.subs.is_empty() {
         // No subquery in its expressions: a subquery in FROM, run first.
@@ -768,19 +772,25 @@ fn subquery_name(e: &Expr) -> Option<String> {
 }
 
 /// Does `e` hold a subquery whose result as literals would mean something
-/// else: `x op ANY/ALL (subquery)` but `= ANY` and `<> ALL` (a literal
-/// array would be compared element-wise), a row compared with a subquery?
+/// else: `x op ANY/ALL (subquery)` but `= ANY` and `<> ALL` of a value (a
+/// literal array would be compared element-wise), a row compared with a
+/// subquery?
 fn changed_by_literal(e: &Expr) -> bool {
     let row = |e: &Expr| matches!(e, Expr::Tuple(_));
     let sub = |e: &Expr| matches!(e, Expr::Subquery(_));
     crate::find::any_expr(e, |e| match e {
         // (`= ANY` and `<> ALL` of a subquery are IN and NOT IN.)
         Expr::AnyOp {
-            right, compare_op, ..
-        } => sub(right) && *compare_op != ast::BinaryOperator::Eq,
+            left,
+            right,
+            compare_op,
+            ..
+        } => sub(right) && (*compare_op != ast::BinaryOperator::Eq || row(left)),
         Expr::AllOp {
-            right, compare_op, ..
-        } => sub(right) && *compare_op != ast::BinaryOperator::NotEq,
+            left,
+            right,
+            compare_op,
+        } => sub(right) && (*compare_op != ast::BinaryOperator::NotEq || row(left)),
         Expr::InSubquery { expr, .. } => row(expr),
         Expr::BinaryOp { left, right, .. } => {
             (row(left) && sub(right)) || (sub(left) && row(right))
