@@ -880,6 +880,35 @@ async fn extended_protocol_copy_matches_one_postgres() {
     let want = tags(single.port(), "postgres");
     assert_eq!(tags(c.sg.port(), "app"), want);
     assert!(want.iter().any(|(t, _)| *t == 'n'), "{want:?}");
+
+    // A Query in the middle of COPY data: the client lost the protocol;
+    // PostgreSQL answers an error, then ends the connection with a FATAL
+    // 08P01, and no row stays.
+    let lost = |port: u16, user: &str| {
+        let mut r = Raw::connect_as(port, user);
+        r.send(&[Raw::msg(b'Q', b"COPY items (id, note) FROM STDIN\0")]);
+        let started = r.until_any(b"GE");
+        assert_eq!(started.last().map(|(t, _)| *t), Some(b'G'));
+        r.send(&[
+            Raw::msg(b'd', b"9001\tlost\n9002\tlost\n"),
+            Raw::msg(b'Q', b"SELECT 1\0"),
+        ]);
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let end = r.until(b'E');
+            let (_, body) = end.last().unwrap();
+            let text = String::from_utf8_lossy(body).into_owned();
+            seen.push((sqlstate(body), text.contains("SFATAL")));
+        }
+        seen
+    };
+    let want = lost(single.port(), "postgres");
+    assert_eq!(
+        want,
+        [("08P01".to_string(), false), ("08P01".to_string(), true)]
+    );
+    assert_eq!(lost(c.sg.port(), "app"), want);
+    same_rows("a query during COPY");
     for s in &c.shards {
         assert_eq!(
             s.psql("SELECT count(*) FROM pg_prepared_xacts").unwrap(),

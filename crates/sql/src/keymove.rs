@@ -252,8 +252,15 @@ pub(crate) fn plan_move(
         .collect();
     let sql = render(u, all_columns, &int_keys);
     let delete = crate::analyze::analyze(&sql.delete, topo);
-    if let Template::Refuse(e) = &delete {
-        return Err(e.clone());
+    match &delete {
+        Template::Refuse(e) => return Err(e.clone()),
+        Template::Route { .. } => {}
+        // (Its rows would have to be read first, then moved.)
+        _ => {
+            return Err(refuse(
+                "whose WHERE needs a subquery or another table read first is not supported yet",
+            ));
+        }
     }
     Ok(Template::Move(Box::new(MoveTemplate {
         rule: rule.clone(),

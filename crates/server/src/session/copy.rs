@@ -463,14 +463,25 @@ impl Session {
                 }
                 // Flush and Sync are ignored during COPY, as PostgreSQL does.
                 b'H' | b'S' => {}
+                // Any other message (a Query, a Parse): the client lost
+                // track of the protocol. PostgreSQL says so and ends the
+                // connection (the shards' COPY ends with it, unfinished).
                 t => {
-                    stop.get_or_insert_with(|| {
-                        err_fields(
+                    let why = format!("unexpected message type 0x{t:02X} during COPY from stdin");
+                    self.send_error(&err_fields("08P01", why.clone()));
+                    be::error_like(
+                        &mut self.out.buf,
+                        b'E',
+                        &ErrorFields::fatal(
                             "08P01",
-                            format!("unexpected message type 0x{t:02X} during COPY from stdin"),
-                        )
-                    });
-                    break;
+                            "terminating connection because protocol synchronization was lost",
+                        ),
+                    );
+                    self.out.flush().await?;
+                    return Err(ExecError::Client(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        why,
+                    )));
                 }
             }
         }
