@@ -245,10 +245,10 @@ impl Visitor for Surveyor<'_> {
     }
 }
 
-/// The table of a refused statement to run first (in its top-level join
-/// or inside a subquery) and the statement with the marker table in its
-/// place (see the module header); `None` when no one table makes the
-/// statement plannable.
+/// The table (or two) of a refused statement to run first (in its
+/// top-level join or inside a subquery) and the statement with marker
+/// tables in their place (see the module header); `None` when no one table
+/// and no pair makes the statement plannable.
 pub(super) fn table_run_first(stmt: &Statement, topo: &Topology) -> Option<(Vec<Sub>, Statement)> {
     let write = eligible(stmt, topo)?;
     let mut v = Surveyor {

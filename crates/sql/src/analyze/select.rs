@@ -595,17 +595,13 @@ fn may_aggregate_outer_rows(
         }
         known.then_some(cols)
     };
-    // The names `sub` defines for its FROM items.
+    // The names `sub` defines for its FROM items (an aliased table's name
+    // is not one of them: it names an outer table).
     struct Own(HashSet<String>);
     impl Visitor for Own {
         type Break = ();
         fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
-            if let Some(q) = factor_qual(f) {
-                self.0.insert(q);
-            }
-            if let TableFactor::Table { name, .. } = f {
-                self.0.extend(object_parts(name).pop());
-            }
+            self.0.extend(factor_qual(f));
             ControlFlow::Continue(())
         }
     }
