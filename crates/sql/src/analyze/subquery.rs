@@ -927,8 +927,9 @@ impl VisitorMut for Replacer<'_> {
         let any = matches!(e, Expr::AnyOp { .. });
         let new = match e {
             // `x = ANY (SELECT ...)` is `x IN (SELECT ...)`, `x <> ALL
-            // (SELECT ...)` is `x NOT IN (SELECT ...)`, NULLs alike. Other
-            // comparisons with ANY/ALL of a subquery stay (refused).
+            // (SELECT ...)` is `x NOT IN (SELECT ...)`, NULLs alike (one
+            // that refers to the outer query stays). Other comparisons
+            // with ANY/ALL of a subquery: see `changed_by_literal`.
             Expr::AnyOp {
                 left,
                 compare_op,
@@ -939,7 +940,8 @@ impl VisitorMut for Replacer<'_> {
                 left,
                 compare_op,
                 right,
-            } if matches!(right.as_ref(), Expr::Subquery(q) if self.sharded(q)) => {
+            } if matches!(right.as_ref(), Expr::Subquery(q) if self.sharded(q) && !surely_correlated(q)) =>
+            {
                 let Expr::Subquery(q) = right.as_ref() else {
                     return ControlFlow::Continue(());
                 };
