@@ -170,9 +170,6 @@ impl Session {
         r
     }
 
-    /// Start an implicit transaction (a multi-statement query, a key move,
-    /// a statement whose subqueries run first): BEGIN goes with each
-    /// shard's first statement, [`Session::finish_txn`] ends it.
     /// Send Sync to every held connection whose extended-protocol batch is
     /// still open (the client's Sync has not come), and read each to
     /// ReadyForQuery: a statement sent next in the simple protocol, or a
@@ -199,6 +196,9 @@ impl Session {
         st.map(|_| ())
     }
 
+    /// Start an implicit transaction (a multi-statement query, a key move,
+    /// a statement whose subqueries run first): BEGIN goes with each
+    /// shard's first statement, [`Session::finish_txn`] ends it.
     pub(super) fn begin_implicit(&mut self) {
         self.implicit = true;
         self.txn = TxnState::Active;

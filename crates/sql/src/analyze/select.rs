@@ -523,7 +523,9 @@ fn lateral_subqueries(s: &ast::Select) -> Vec<&Query> {
 fn reference_only_subqueries(q: &Query, topo: &Topology) -> Vec<Query> {
     struct Collect<'a> {
         topo: &'a Topology,
-        all: Vec<ObjectName>,
+        top: &'a Query,
+        /// The statement's tables, read when a subquery needs them.
+        all: Option<Vec<ObjectName>>,
         depth: usize,
         found: Vec<Query>,
     }
@@ -537,7 +539,12 @@ fn reference_only_subqueries(q: &Query, topo: &Topology) -> Vec<Query> {
                 if c.sharded.is_empty()
                     && c.unruled.is_empty()
                     && c.reference == rels.len()
-                    && !may_aggregate_outer_rows(q, &rels, &self.all, self.topo)
+                    && !may_aggregate_outer_rows(
+                        q,
+                        &rels,
+                        self.all.get_or_insert_with(|| relations(self.top)),
+                        self.topo,
+                    )
                 {
                     self.found.push(q.clone());
                 }
@@ -551,7 +558,8 @@ fn reference_only_subqueries(q: &Query, topo: &Topology) -> Vec<Query> {
     }
     let mut c = Collect {
         topo,
-        all: relations(q),
+        top: q,
+        all: None,
         depth: 0,
         found: Vec::new(),
     };
