@@ -405,6 +405,33 @@ pub async fn learn_columns(
         .map_err(|AdminErr(e)| e)
 }
 
+/// Record a sharded table's column names after an `ALTER TABLE` added,
+/// dropped or renamed some (its key types stay as they are).
+///
+/// # Errors
+/// A store failure.
+pub async fn learn_column_names(
+    router: &Router,
+    table: &str,
+    names: &[String],
+) -> Result<(), ErrorFields> {
+    let table = table.to_string();
+    router
+        .update_rules(|rules: &mut Vec<TableRule>| -> Result<(), AdminErr> {
+            for r in rules.iter_mut().filter(|r| r.table == table) {
+                if let TableKind::Sharded { all_columns, .. } = &mut r.kind
+                    && !all_columns.is_empty()
+                {
+                    *all_columns = names.to_vec();
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+        .map_err(|AdminErr(e)| e)
+}
+
 /// Record how a DDL statement changed the columns that default to
 /// `shardgate.next_id()`.
 ///

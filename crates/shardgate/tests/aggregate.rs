@@ -346,3 +346,67 @@ async fn binary_parameters_of_common_types_in_rewritten_statements() {
         }
     }
 }
+
+/// GROUP BY a name that is both an output column and a column of the
+/// table: PostgreSQL groups by the table's column. shardgate knows the
+/// columns of tables created through it, and follows ALTER TABLE's added,
+/// renamed and dropped columns (a renamed or dropped one is an output name
+/// again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_by_a_name_that_is_also_a_column() {
+    let c = PgCluster::start_with(3, "", TABLE);
+    let (_one, one) = plain().await;
+    let sg = client(c.sg.port()).await;
+    for db in [&sg, &one] {
+        db.batch_execute(SCHEMA).await.unwrap();
+        db.batch_execute(&format!("INSERT INTO t VALUES {}", rows()))
+            .await
+            .unwrap();
+    }
+    async fn both(sg: &tokio_postgres::Client, one: &tokio_postgres::Client, q: &str) {
+        let a = sg.query(q, &[]).await;
+        let b = one.query(q, &[]).await;
+        match (a, b) {
+            (Ok(a), Ok(b)) => assert_eq!(text(&a), text(&b), "{q}"),
+            (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "{q}: {a} / {b}"),
+            (a, b) => panic!("{q}: shardgate {a:?}, PostgreSQL {b:?}"),
+        }
+    }
+    let queries = |col: &str| {
+        vec![
+            format!("SELECT 1::text AS {col}, count(*)::text FROM t GROUP BY {col}"),
+            format!("SELECT count(*)::text AS {col} FROM t GROUP BY {col}"),
+            format!(
+                "SELECT 'x' AS {col}, count(*)::text, sum(v)::text FROM t GROUP BY ROLLUP ({col}) ORDER BY 2"
+            ),
+        ]
+    };
+    for q in queries("g") {
+        both(&sg, &one, &q).await;
+    }
+    for db in [&sg, &one] {
+        db.batch_execute("ALTER TABLE t ADD COLUMN h text; UPDATE t SET h = 'h' || (id % 3)")
+            .await
+            .unwrap();
+    }
+    for q in queries("h") {
+        both(&sg, &one, &q).await;
+    }
+    for db in [&sg, &one] {
+        db.batch_execute("ALTER TABLE t RENAME COLUMN h TO hh")
+            .await
+            .unwrap();
+    }
+    for q in queries("h").into_iter().chain(queries("hh")) {
+        both(&sg, &one, &q).await;
+    }
+    for db in [&sg, &one] {
+        db.batch_execute("ALTER TABLE t DROP COLUMN hh")
+            .await
+            .unwrap();
+    }
+    for q in queries("hh") {
+        both(&sg, &one, &q).await;
+    }
+    assert!(c.sg.log().lines().all(|l| !l.contains("panicked")));
+}

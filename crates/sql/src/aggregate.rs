@@ -950,8 +950,18 @@ fn unqualify(q: &Query) -> Option<(Query, String)> {
         let _ = h.visit(&mut v);
     }
     if let GroupByExpr::Expressions(list, _) = &mut s.group_by {
-        for g in list.iter_mut().filter(|g| !keep(g)) {
-            let _ = g.visit(&mut v);
+        for g in list.iter_mut() {
+            match g {
+                Expr::Rollup(sets) | Expr::Cube(sets) | Expr::GroupingSets(sets) => {
+                    for e in sets.iter_mut().flatten().filter(|e| !keep(e)) {
+                        let _ = e.visit(&mut v);
+                    }
+                }
+                g if !keep(g) => {
+                    let _ = g.visit(&mut v);
+                }
+                _ => {}
+            }
         }
     }
     if let Some(Distinct::On(list)) = &mut s.distinct {

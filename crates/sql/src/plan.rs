@@ -230,6 +230,9 @@ pub struct Learn {
     /// A created table and all its columns with their declared types (the
     /// key types of a sharded table are learned from them).
     pub columns: Option<(String, Vec<(String, String)>)>,
+    /// A sharded table's column names after an `ALTER TABLE` added,
+    /// dropped or renamed some (its key types stay).
+    pub names: Option<(String, Vec<String>)>,
     /// Columns that default to `shardgate.next_id()`, and the statement
     /// to send instead of the client's (without those defaults).
     pub ids: Option<crate::ids::DdlIds>,

@@ -525,6 +525,11 @@ impl Session {
         {
             tracing::warn!("could not record the columns of {t}: {}", e.message);
         }
+        if let Some((t, names)) = &l.names
+            && let Err(e) = crate::admin::learn_column_names(&self.router, t, names).await
+        {
+            tracing::warn!("could not record the columns of {t}: {}", e.message);
+        }
         if let Some(ids) = &l.ids
             && ids.changes_ids()
             && self.txn != TxnState::Idle

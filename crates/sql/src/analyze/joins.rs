@@ -12,7 +12,7 @@ pub(super) struct FromTable {
 }
 
 /// The constraint (ON, USING, NATURAL) of a join that has one.
-fn constraint(op: &JoinOperator) -> Option<&JoinConstraint> {
+pub(super) fn constraint(op: &JoinOperator) -> Option<&JoinConstraint> {
     use JoinOperator as J;
     match op {
         J::Join(c)

@@ -379,6 +379,50 @@ enum Class {
     Unruled(String),
 }
 
+/// The columns of a sharded table (whose columns shardgate knows) after
+/// an `ALTER TABLE` that adds, drops or renames some of them, in order;
+/// `None` when the statement changes no column name of such a table.
+fn altered_columns(stmt: &Statement, topo: &Topology) -> Option<(String, Vec<String>)> {
+    use ast::AlterTableOperation as Op;
+    let Statement::AlterTable(at) = stmt else {
+        return None;
+    };
+    let table = object_parts(&at.name).pop()?;
+    let rule = topo.rule(&table)?;
+    let TableKind::Sharded { all_columns, .. } = &rule.kind else {
+        return None;
+    };
+    if all_columns.is_empty() {
+        return None;
+    }
+    let mut cols = all_columns.clone();
+    for op in &at.operations {
+        match op {
+            Op::AddColumn { column_def, .. } => {
+                let name = ident_name(&column_def.name);
+                if !cols.contains(&name) {
+                    cols.push(name);
+                }
+            }
+            Op::DropColumn { column_names, .. } => {
+                let gone: Vec<String> = column_names.iter().map(ident_name).collect();
+                cols.retain(|c| !gone.contains(c));
+            }
+            Op::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => {
+                let old = ident_name(old_column_name);
+                for c in cols.iter_mut().filter(|c| **c == old) {
+                    *c = ident_name(new_column_name);
+                }
+            }
+            _ => {}
+        }
+    }
+    (cols != *all_columns).then_some((table, cols))
+}
+
 fn classify(name: &ObjectName, topo: &Topology) -> Class {
     fn part(p: &ObjectNamePart) -> Cow<'_, str> {
         match p {
@@ -708,7 +752,19 @@ fn analyze_one(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template,
         if let Template::Route { learns, .. } = &mut t {
             *learns = Some(Box::new(crate::plan::Learn {
                 columns: None,
+                names: altered_columns(stmt, topo),
                 ids: Some(ids),
+            }));
+        }
+        return Ok(t);
+    }
+    if let Some(names) = altered_columns(stmt, topo) {
+        let mut t = route(Targets::All, StmtKind::Ddl);
+        if let Template::Route { learns, .. } = &mut t {
+            *learns = Some(Box::new(crate::plan::Learn {
+                columns: None,
+                names: Some(names),
+                ids: None,
             }));
         }
         return Ok(t);
@@ -890,6 +946,7 @@ fn analyze_one(stmt: &Statement, sql: &str, topo: &Topology) -> Result<Template,
                 single_only: None,
                 learns: Some(Box::new(crate::plan::Learn {
                     columns: Some((table, cols)),
+                    names: None,
                     ids: crate::ids::ddl(stmt, topo)?,
                 })),
                 merge: None,

@@ -738,6 +738,99 @@ fn alias_shadowing_key(s: &ast::Select, tables: &[FromTable]) -> Vec<String> {
         .collect()
 }
 
+/// The bare GROUP BY names that are aliases of expressions not naming
+/// them (see `aggregate::alias_groups`) and that shardgate knows to be a
+/// column of exactly one FROM table, with that table's qualifier:
+/// PostgreSQL groups by the column there (input columns come first in
+/// GROUP BY). Known only when every FROM item is a sharded table whose
+/// columns shardgate knows (no subquery, function, reference or unsharded
+/// table, whose columns only the shards know; no column aliases) and no
+/// join merges columns (USING, NATURAL).
+fn known_input_groups(s: &ast::Select, tables: &[FromTable]) -> Vec<(String, String)> {
+    let names = crate::aggregate::alias_groups(s);
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let mut known: Vec<(String, &[String])> = Vec::new();
+    for twj in &s.from {
+        for (i, f) in std::iter::once(&twj.relation)
+            .chain(twj.joins.iter().map(|j| &j.relation))
+            .enumerate()
+        {
+            if i > 0
+                && matches!(
+                    joins::constraint(&twj.joins[i - 1].join_operator),
+                    Some(ast::JoinConstraint::Using(_) | ast::JoinConstraint::Natural)
+                )
+            {
+                return Vec::new();
+            }
+            let ast::TableFactor::Table { name, alias, .. } = f else {
+                return Vec::new();
+            };
+            if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+                return Vec::new();
+            }
+            let qual = match alias {
+                Some(a) => ident_name(&a.name),
+                None => object_parts(name).pop().unwrap_or_default(),
+            };
+            let columns = tables.iter().find_map(|t| match t.rule.as_deref() {
+                Some(TableRule {
+                    kind: TableKind::Sharded { all_columns, .. },
+                    ..
+                }) if t.quals.first() == Some(&qual) && !all_columns.is_empty() => {
+                    Some(all_columns.as_slice())
+                }
+                _ => None,
+            });
+            let Some(columns) = columns else {
+                return Vec::new();
+            };
+            known.push((qual, columns));
+        }
+    }
+    names
+        .into_iter()
+        .filter_map(|n| {
+            let mut with = known.iter().filter(|(_, cols)| cols.contains(&n));
+            match (with.next(), with.next()) {
+                (Some((qual, _)), None) => Some((n, qual.clone())),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// `q` with each bare GROUP BY name of `known` (see
+/// [`known_input_groups`]) written as the qualified column PostgreSQL
+/// reads it as, so that the two-step plan groups by the column and not by
+/// the output column of that name.
+fn qualify_groups(q: &Query, known: &[(String, String)]) -> Query {
+    let mut q = q.clone();
+    let SetExpr::Select(s) = q.body.as_mut() else {
+        return q;
+    };
+    let qualify = |e: &mut Expr| {
+        if let Expr::Identifier(id) = e
+            && let Some((_, qual)) = known.iter().find(|(n, _)| *n == ident_name(id))
+        {
+            *e = Expr::CompoundIdentifier(vec![ast::Ident::new(qual.clone()), id.clone()]);
+        }
+    };
+    if let ast::GroupByExpr::Expressions(list, _) = &mut s.group_by {
+        for g in list.iter_mut() {
+            match g {
+                Expr::Rollup(sets) | Expr::Cube(sets) | Expr::GroupingSets(sets) => {
+                    sets.iter_mut().flatten().for_each(qualify)
+                }
+                g => qualify(g),
+            }
+        }
+    }
+    q
+}
+
 /// `s` with the output columns named `names` renamed, so that GROUP BY
 /// reads those names as the FROM columns they also are.
 fn without_aliases(s: &ast::Select, names: &[String]) -> ast::Select {
@@ -767,12 +860,22 @@ fn plan_aggregation(
     let SetExpr::Select(s) = q.body.as_ref() else {
         return Err("a set operation".into());
     };
-    let key_names = alias_shadowing_key(s, tables);
+    // GROUP BY names that PostgreSQL reads as FROM columns, known here.
+    let known = known_input_groups(s, tables);
+    let key_names: Vec<String> = alias_shadowing_key(s, tables)
+        .into_iter()
+        .filter(|n| !known.iter().any(|(k, _)| k == n))
+        .collect();
+    let shadowed: Vec<String> = key_names
+        .iter()
+        .cloned()
+        .chain(known.iter().map(|(n, _)| n.clone()))
+        .collect();
     let resolved;
-    let grouping: &ast::Select = if key_names.is_empty() {
+    let grouping: &ast::Select = if shadowed.is_empty() {
         s
     } else {
-        resolved = without_aliases(s, &key_names);
+        resolved = without_aliases(s, &shadowed);
         &resolved
     };
     let group = match crate::aggregate::group_exprs(grouping) {
@@ -859,6 +962,13 @@ fn plan_aggregation(
             "GROUP BY {name}, which names both an output column and a shard-key column, with window functions over the groups (PostgreSQL groups by the table's column: write that, or rename the output column)"
         ));
     }
+    let qualified;
+    let q = if known.is_empty() {
+        q
+    } else {
+        qualified = qualify_groups(q, &known);
+        &qualified
+    };
     let spec = crate::aggregate::plan_aggregate(q)?;
     let planned = (!has_placeholders(q)).then(|| std::sync::Arc::new(spec));
     Ok((
