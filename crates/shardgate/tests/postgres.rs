@@ -508,3 +508,82 @@ async fn postgres_shards_tokio_postgres_and_bad_input() {
     assert_eq!(n, 10);
     assert_eq!(c.sg.psql("SELECT 1").unwrap(), "1");
 }
+
+/// Data-modifying WITH runs whole on one shard when every part of it is
+/// placed there by its key (parameters included, known at Bind): rows
+/// moved into a co-located table stay on their shard (each shard's CHECK
+/// rejects others), the final SELECT reads the statement's snapshot (as in
+/// one PostgreSQL), and keys on two shards are refused with nothing done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_modifying_with_on_one_shard() {
+    let c = PgCluster::start(
+        4,
+        "[[tables]]\nname = \"orders\"\nshard_key = \"customer_id\"\n[[tables]]\nname = \"orders_archive\"\nshard_key = \"customer_id\"\n",
+    );
+    let cl = client(c.sg.port()).await;
+    cl.simple_query(SCHEMA).await.unwrap();
+    cl.simple_query(&SCHEMA.replace("orders(", "orders_archive("))
+        .await
+        .unwrap();
+    c.guard("orders", "customer_id");
+    c.guard("orders_archive", "customer_id");
+    let rows: Vec<String> = (0..200)
+        .map(|i| format!("({}, {i}, {})", i % 20, i % 7 + 1))
+        .collect();
+    cl.simple_query(&format!("INSERT INTO orders VALUES {}", rows.join(", ")))
+        .await
+        .unwrap();
+    let count = |sql: String| {
+        let cl = &cl;
+        async move {
+            let n: i64 = cl.query_one(&sql, &[]).await.unwrap().get(0);
+            n
+        }
+    };
+
+    // Move rows of one customer into the archive (extended protocol).
+    let mv = cl
+        .prepare("WITH d AS (DELETE FROM orders WHERE customer_id = $1 AND id < $2 RETURNING *) INSERT INTO orders_archive SELECT * FROM d")
+        .await
+        .unwrap();
+    let moved = cl.execute(&mv, &[&3i64, &100i64]).await.unwrap();
+    assert_eq!(moved, 5);
+    assert_eq!(count("SELECT count(*) FROM orders_archive".into()).await, 5);
+    assert_eq!(
+        count("SELECT count(*) FROM orders WHERE customer_id = 3".into()).await,
+        5
+    );
+
+    // The final SELECT sees the rows as they were before the UPDATE.
+    let snap = cl
+        .prepare("WITH u AS (UPDATE orders SET amount = 0 WHERE customer_id = $1 RETURNING id) SELECT count(*) FROM orders o WHERE o.customer_id = $2 AND o.amount = 0")
+        .await
+        .unwrap();
+    let n: i64 = cl.query_one(&snap, &[&4i64, &4i64]).await.unwrap().get(0);
+    assert_eq!(n, 0);
+    assert_eq!(
+        count("SELECT count(*) FROM orders WHERE customer_id = 4 AND amount = 0".into()).await,
+        10
+    );
+
+    // Keys on two shards: refused, nothing changed.
+    let mut refused = 0;
+    for other in 5..20i64 {
+        match cl.query_one(&snap, &[&other, &5i64]).await {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.code().unwrap().code(), "0A000", "{e}");
+                refused += 1;
+                assert_eq!(
+                    count(format!(
+                        "SELECT count(*) FROM orders WHERE customer_id = {other} AND amount = 0"
+                    ))
+                    .await,
+                    0
+                );
+            }
+        }
+    }
+    assert!(refused > 0, "some customer is on another shard than 5");
+    assert!(c.sg.log().lines().all(|l| !l.contains("panicked")));
+}

@@ -92,3 +92,16 @@ DELETE FROM w_orders w WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = w.i
 UPDATE w_orders SET qty = qty + 1 WHERE qty = ANY (SELECT line FROM order_items WHERE product_id = 3) RETURNING customer_id, id, qty;
 -- @must
 DELETE FROM w_orders w WHERE w.id IN (SELECT o.id FROM orders o JOIN order_items i ON i.order_id = o.id WHERE i.line = 2 AND o.qty > 20);
+-- Data-modifying WITH whose every part is placed on one shard by its key:
+-- the statement runs whole there (one snapshot, as in PostgreSQL).
+-- @must
+WITH u AS (UPDATE w_orders SET qty = 0 WHERE customer_id = 10 RETURNING id, qty) SELECT count(*), sum(qty) FROM u;
+-- @must
+WITH d AS (DELETE FROM w_orders WHERE customer_id = 12 AND qty > 10 RETURNING *) INSERT INTO w_orders (customer_id, id, status, qty) SELECT customer_id, id + 1000, 'archived', qty FROM d RETURNING customer_id, id, status;
+-- @must
+WITH i AS (INSERT INTO w_orders (customer_id, id, status) VALUES (20, 5001, 'new'), (20, 5002, NULL) RETURNING *) SELECT id, status FROM i;
+-- @must
+WITH u AS (UPDATE w_orders SET note = 'seen' WHERE customer_id = 14 RETURNING id) SELECT o.id, o.note FROM w_orders o WHERE o.customer_id = 14 AND o.id IN (SELECT id FROM u);
+-- @must
+WITH a AS (UPDATE w_orders SET qty = 1 WHERE customer_id = 15 RETURNING id), b AS (DELETE FROM w_orders WHERE customer_id = 15 AND status = 'new' RETURNING id) SELECT (SELECT count(*) FROM a) AS updated, (SELECT count(*) FROM b) AS deleted;
+WITH u AS (UPDATE w_orders SET qty = 0 WHERE customer_id = 16 RETURNING id) SELECT count(*) FROM w_orders;

@@ -40,6 +40,7 @@ pub mod subquery;
 mod crossjoin;
 mod joins;
 mod keys;
+mod modifying;
 mod outer;
 use joins::*;
 pub(crate) mod session_state;

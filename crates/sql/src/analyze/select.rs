@@ -44,9 +44,7 @@ pub(super) fn analyze_query_surveyed(
         return Err(mixed_error(&c));
     }
     if writes {
-        return Err(SqlError::Unsupported(
-            "data-modifying WITH over sharded tables is not supported yet".into(),
-        ));
+        return super::modifying::modifying_with(q, topo);
     }
     // CTEs that only filter a sharded table read as that table.
     if let Some(r) = inline_filtered_ctes(q, topo) {
