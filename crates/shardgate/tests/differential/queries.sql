@@ -1390,3 +1390,18 @@ SELECT (SELECT sum(o.qty) + p.price FROM products p WHERE p.id = 3) FROM orders 
 SELECT customer_id, id FROM orders WHERE (id, qty) = ANY (SELECT order_id, qty FROM order_items WHERE line = 1);
 -- @must
 SELECT customer_id, id FROM orders WHERE (id, qty) <> ALL (SELECT order_id, qty FROM order_items WHERE line = 1);
+-- A query placed by its key with a subquery over a co-located table that
+-- is not: the outer WHERE's key is not the subquery's (the subquery reads
+-- every shard, run first).
+-- @must
+SELECT id FROM orders WHERE customer_id = 3 AND qty IN (SELECT qty FROM order_items WHERE product_id = 4);
+-- @must
+SELECT id, (SELECT count(*) FROM order_items) AS n FROM orders WHERE customer_id = 3;
+-- @must
+SELECT id FROM orders WHERE customer_id = 3 AND qty IN (SELECT qty FROM order_items WHERE customer_id = 5);
+-- @must
+SELECT id FROM orders WHERE customer_id = 3 AND EXISTS (SELECT 1 FROM order_items WHERE qty > 40);
+-- @must
+SELECT id FROM orders WHERE customer_id = 3 AND qty IN (SELECT qty FROM order_items WHERE customer_id = 3 AND line = 1);
+-- @must
+SELECT id FROM orders o WHERE customer_id = 3 AND NOT EXISTS (SELECT 1 FROM order_items i WHERE i.customer_id = o.customer_id AND i.order_id = o.id);

@@ -105,3 +105,8 @@ WITH u AS (UPDATE w_orders SET note = 'seen' WHERE customer_id = 14 RETURNING id
 -- @must
 WITH a AS (UPDATE w_orders SET qty = 1 WHERE customer_id = 15 RETURNING id), b AS (DELETE FROM w_orders WHERE customer_id = 15 AND status = 'new' RETURNING id) SELECT (SELECT count(*) FROM a) AS updated, (SELECT count(*) FROM b) AS deleted;
 WITH u AS (UPDATE w_orders SET qty = 0 WHERE customer_id = 16 RETURNING id) SELECT count(*) FROM w_orders;
+-- A write placed by its key whose subquery over a co-located table is not.
+-- @must
+UPDATE w_orders SET qty = (SELECT count(*) FROM order_items WHERE line = 2) WHERE customer_id = 3 RETURNING id, qty;
+-- @must
+DELETE FROM w_orders WHERE customer_id = 4 AND qty IN (SELECT qty FROM order_items WHERE product_id = 2);

@@ -9,6 +9,11 @@ use super::*;
 pub(super) struct FromTable {
     pub(super) rule: Option<Arc<TableRule>>,
     pub(super) quals: Vec<String>,
+    /// For a table of a subquery taken in with the outer query's (see
+    /// `select::local_subqueries`), that subquery's WHERE: the outer
+    /// WHERE cannot name its columns (a bare name there is an outer
+    /// table's), its keys are in its own WHERE.
+    pub(super) nested: Option<Option<Expr>>,
 }
 
 /// The constraint (ON, USING, NATURAL) of a join that has one.
@@ -137,6 +142,7 @@ pub(super) fn from_tables(
             out.push(FromTable {
                 rule: Some(rule),
                 quals: vec![ident_name(&alias.name)],
+                nested: None,
             });
         }
         if let TableFactor::Table { name, alias, .. } = f {
@@ -148,7 +154,11 @@ pub(super) fn from_tables(
             if let Some(a) = alias {
                 quals = vec![ident_name(&a.name)];
             }
-            out.push(FromTable { rule, quals });
+            out.push(FromTable {
+                rule,
+                quals,
+                nested: None,
+            });
         }
     };
     for twj in from {
@@ -489,9 +499,16 @@ pub(super) fn sharded_targets(
     let all_connected = connected.iter().all(|c| *c);
     let whole = Expr::Value(Value::Boolean(true).into());
     let sel = selection.unwrap_or(&whole);
+    // The outer query's own tables: the WHERE names their columns.
+    let outer: Vec<&FromTable> = sharded
+        .iter()
+        .copied()
+        .filter(|t| t.nested.is_none())
+        .collect();
     if all_connected {
-        // One key determines every table's shard; take it from any table.
-        for t in &sharded {
+        // One key determines every table's shard; take it from any table
+        // the WHERE can name.
+        for t in &outer {
             let rule = t.rule.as_ref().expect("sharded");
             if let Some(keys) = extract_keys(Some(sel), rule, &t.quals) {
                 let at = match rule.key_columns() {
@@ -512,7 +529,7 @@ pub(super) fn sharded_targets(
             }
         }
         // An array of keys: `key = ANY($1)`, `key = ANY('{...}')`.
-        for t in &sharded {
+        for t in &outer {
             let rule = t.rule.as_ref().expect("sharded");
             if let Some(array) = extract_key_array(sel, rule, &t.quals) {
                 return (
@@ -526,7 +543,7 @@ pub(super) fn sharded_targets(
             }
         }
         // No list of keys: a range of them, on a range-sharded table.
-        for t in &sharded {
+        for t in &outer {
             let rule = t.rule.as_ref().expect("sharded");
             if let Some((low, high)) = extract_range(sel, rule, &t.quals) {
                 return (
@@ -546,7 +563,12 @@ pub(super) fn sharded_targets(
     let mut per_table = Vec::new();
     for t in &sharded {
         let rule = t.rule.as_ref().expect("sharded");
-        match extract_keys(Some(sel), rule, &t.quals) {
+        // A subquery's table by its own WHERE.
+        let own = match &t.nested {
+            None => Some(sel),
+            Some(w) => w.as_ref(),
+        };
+        match extract_keys(own, rule, &t.quals) {
             Some(k) => per_table.push((rule.clone(), k)),
             None => return (Targets::All, false, None),
         }

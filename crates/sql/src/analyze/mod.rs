@@ -1289,6 +1289,7 @@ fn analyze_dml(
             let me = FromTable {
                 rule: Some(rule.clone()),
                 quals,
+                nested: None,
             };
             let mut tables = vec![me];
             let mut ons = Vec::new();

@@ -414,7 +414,10 @@ pub(super) fn local_subqueries(
                 return;
             }
             let mut ons = Vec::new();
-            let ts = from_tables(&s.from, self.topo, &mut ons);
+            let mut ts = from_tables(&s.from, self.topo, &mut ons);
+            for t in &mut ts {
+                t.nested = Some(s.selection.clone());
+            }
             let own = ts.iter().filter(|t| t.rule.is_some()).count();
             let all = classes(&relations(q), self.topo).sharded.len();
             if own == 0 || own != all {

@@ -773,8 +773,8 @@ fn subquery_name(e: &Expr) -> Option<String> {
 
 /// Does `e` hold a subquery whose result as literals would mean something
 /// else: `x op ANY/ALL (subquery)` but `= ANY` and `<> ALL` of a value (a
-/// literal array would be compared element-wise), a row compared with a
-/// subquery?
+/// literal array would be compared element-wise), `x LIKE ANY (subquery)`,
+/// a row compared with a subquery?
 fn changed_by_literal(e: &Expr) -> bool {
     let row = |e: &Expr| matches!(e, Expr::Tuple(_));
     let sub = |e: &Expr| matches!(e, Expr::Subquery(_));
@@ -792,6 +792,13 @@ fn changed_by_literal(e: &Expr) -> bool {
             compare_op,
         } => sub(right) && (*compare_op != ast::BinaryOperator::NotEq || row(left)),
         Expr::InSubquery { expr, .. } => row(expr),
+        // `x LIKE ANY (SELECT ...)` matches each row's pattern.
+        Expr::Like {
+            any: true, pattern, ..
+        }
+        | Expr::ILike {
+            any: true, pattern, ..
+        } => sub(pattern),
         Expr::BinaryOp { left, right, .. } => {
             (row(left) && sub(right)) || (sub(left) && row(right))
         }
