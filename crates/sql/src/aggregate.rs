@@ -108,6 +108,25 @@ impl AggSpec {
         out
     }
 
+    /// This plan with each placeholder of `consts` (a quoted literal that
+    /// stood for a subquery while the statement was planned) replaced by
+    /// its SQL: constant subqueries over reference tables, which every
+    /// shard (the final query's too) computes alike.
+    pub fn with_consts(mut self, consts: &[(String, String)]) -> AggSpec {
+        for (placeholder, sql) in consts {
+            for text in [
+                &mut self.original,
+                &mut self.partial_sql,
+                &mut self.partial_lite,
+                &mut self.final_pg,
+                &mut self.final_lite,
+            ] {
+                *text = text.replace(placeholder.as_str(), sql);
+            }
+        }
+        self
+    }
+
     /// This aggregation inside `outer`, a query that reads its result in
     /// place of the marker subquery (`crate::analyze::nested`): the final
     /// query becomes `outer` with the marker replaced by this final query.

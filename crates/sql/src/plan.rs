@@ -248,6 +248,9 @@ pub struct AggTemplate {
     /// A query over this aggregation's result, whose final query becomes
     /// this one's (see `crate::analyze::nested`).
     pub outer: Option<Box<sqlparser::ast::Query>>,
+    /// Placeholders in `query` and the constant subqueries they stand for
+    /// (see [`AggSpec::with_consts`]).
+    pub consts: Vec<(String, String)>,
 }
 
 impl AggTemplate {
@@ -259,14 +262,17 @@ impl AggTemplate {
         crate::rewrite::inline_params(&mut q, params)?;
         let spec = crate::aggregate::plan_aggregate(&q)
             .map_err(|why| crate::analyze::select::refusal(&why))?;
-        Ok(std::sync::Arc::new(match &self.outer {
-            Some(o) => {
-                let mut o = (**o).clone();
-                crate::rewrite::inline_params(&mut o, params)?;
-                spec.nest(&o)
+        Ok(std::sync::Arc::new(
+            match &self.outer {
+                Some(o) => {
+                    let mut o = (**o).clone();
+                    crate::rewrite::inline_params(&mut o, params)?;
+                    spec.nest(&o)
+                }
+                None => spec,
             }
-            None => spec,
-        }))
+            .with_consts(&self.consts),
+        ))
     }
 }
 

@@ -127,6 +127,9 @@ const TEXTS: &[&str] = &[
 
 /// One FROM clause: the tables and their aliases, and the SQL.
 struct From {
+    /// The alias of a single table's FROM when it is not the table's usual
+    /// one (a subquery over the table the outer query reads).
+    alias: Option<&'static str>,
     tables: Vec<&'static Table>,
     sql: String,
     /// Columns that are unique per row of the FROM (qualified).
@@ -151,6 +154,7 @@ struct Gen {
 /// The FROM of one table.
 fn one(t: &'static Table) -> From {
     From {
+        alias: None,
         tables: vec![t],
         sql: format!("{} {}", t.name, t.alias),
         unique: t
@@ -159,6 +163,17 @@ fn one(t: &'static Table) -> From {
             .map(|c| format!("{}.{c}", t.alias))
             .collect(),
         key: t.key.map(|k| format!("{}.{k}", t.alias)),
+    }
+}
+
+/// The FROM of one table under another alias.
+fn one_as(t: &'static Table, alias: &'static str) -> From {
+    From {
+        alias: Some(alias),
+        tables: vec![t],
+        sql: format!("{} {alias}", t.name),
+        unique: t.unique.iter().map(|c| format!("{alias}.{c}")).collect(),
+        key: t.key.map(|k| format!("{alias}.{k}")),
     }
 }
 
@@ -185,6 +200,7 @@ impl Gen {
 
     fn from(&mut self) -> From {
         let joined = |sql: &str, tables: Vec<&'static Table>, unique: &[&str], key: &str| From {
+            alias: None,
             tables,
             sql: sql.into(),
             unique: unique.iter().map(|u| u.to_string()).collect(),
@@ -269,12 +285,14 @@ impl Gen {
             6 => one(&ITEMS),
             7 => one(&PRODUCTS),
             8 | 9 => From {
+ alias: None,
                 tables: vec![&ORDERS, &CUSTOMERS],
                 sql: "orders o JOIN customers c ON c.id = o.customer_id".into(),
                 unique: vec!["o.id".into()],
                 key: Some("o.customer_id".into()),
             },
             10 => From {
+ alias: None,
                 tables: vec![&ITEMS, &ORDERS],
                 sql: "order_items i JOIN orders o ON o.customer_id = i.customer_id AND o.id = i.order_id"
                     .into(),
@@ -282,18 +300,21 @@ impl Gen {
                 key: Some("i.customer_id".into()),
             },
             11 => From {
+ alias: None,
                 tables: vec![&ITEMS, &PRODUCTS],
                 sql: "order_items i JOIN products p ON p.id = i.product_id".into(),
                 unique: vec!["i.order_id".into(), "i.line".into()],
                 key: Some("i.customer_id".into()),
             },
             12 => From {
+ alias: None,
                 tables: vec![&CUSTOMERS, &ORDERS],
                 sql: "customers c LEFT JOIN orders o ON o.customer_id = c.id".into(),
                 unique: vec!["c.id".into(), "o.id".into()],
                 key: Some("c.id".into()),
             },
             _ => From {
+ alias: None,
                 tables: vec![&ORDERS, &PRODUCTS],
                 sql: "orders o LEFT JOIN products p ON p.id = o.qty".into(),
                 unique: vec!["o.id".into()],
@@ -307,7 +328,7 @@ impl Gen {
             .iter()
             .flat_map(|t| {
                 t.cols.iter().map(|(c, k)| ColRef {
-                    sql: format!("{}.{c}", t.alias),
+                    sql: format!("{}.{c}", f.alias.unwrap_or(t.alias)),
                     kind: *k,
                 })
             })
@@ -380,7 +401,12 @@ impl Gen {
         };
         match self.r.below(arms) {
             0 | 1 if key.is_some() => {
-                let k = key.unwrap();
+                let mut k = key.unwrap();
+                // The key's bare name, where one table is all there is
+                // (it names that table's column, not a subquery's).
+                if self.sub == 0 && f.tables.len() == 1 && f.alias.is_none() && self.chance(30) {
+                    k = f.tables[0].key.unwrap_or_default().to_string();
+                }
                 let v = self.key_value();
                 format!("{k} = {v}")
             }
@@ -599,7 +625,13 @@ impl Gen {
         self.sub += 1;
         let out = loop {
             let t = self.pick(&[&ORDERS, &ORDERS, &CUSTOMERS, &ITEMS, &PRODUCTS]);
-            let f = one(t);
+            // Under its usual alias, or another one (then the subquery's
+            // tables are not the outer query's, and may be co-located).
+            let f = if self.chance(50) {
+                one_as(t, self.pick(&["s1", "s2"]))
+            } else {
+                one(t)
+            };
             if let Some(c) = self.col(&f, kinds) {
                 let w = self.where_clause(&f);
                 break (f, c, w);
@@ -1289,6 +1321,7 @@ impl Gen {
                 let not = if self.chance(40) { "NOT " } else { "" };
                 let p = self.predicate(
                     &From {
+                        alias: None,
                         tables: vec![&ORDERS],
                         sql: String::new(),
                         unique: vec![],
@@ -1306,12 +1339,14 @@ impl Gen {
             }
             _ => {
                 let (a, _) = self.aggregate(&From {
+                    alias: None,
                     tables: vec![&ORDERS],
                     sql: String::new(),
                     unique: vec![],
                     key: None,
                 });
                 let w = self.where_clause(&From {
+                    alias: None,
                     tables: vec![&CUSTOMERS],
                     sql: String::new(),
                     unique: vec![],

@@ -1405,3 +1405,14 @@ SELECT id FROM orders WHERE customer_id = 3 AND EXISTS (SELECT 1 FROM order_item
 SELECT id FROM orders WHERE customer_id = 3 AND qty IN (SELECT qty FROM order_items WHERE customer_id = 3 AND line = 1);
 -- @must
 SELECT id FROM orders o WHERE customer_id = 3 AND NOT EXISTS (SELECT 1 FROM order_items i WHERE i.customer_id = o.customer_id AND i.order_id = o.id);
+-- Uncorrelated subqueries over reference tables in a two-step
+-- aggregation's select list, HAVING and ORDER BY: constants of the final
+-- query.
+-- @must
+SELECT status, count(*) FROM orders GROUP BY status HAVING count(*) >= (SELECT count(*) FROM products) / 10;
+-- @must
+SELECT status, (SELECT max(price) FROM products) AS mp, (SELECT min(p.weight) FROM products p WHERE p.discontinued), count(*) FROM orders GROUP BY status;
+-- @must
+SELECT o.status, EXISTS (SELECT 1 FROM products p WHERE p.price > 100), sum(o.qty) FROM orders o GROUP BY o.status ORDER BY (SELECT count(*) FROM products), 1 NULLS FIRST;
+-- @must
+SELECT count(*), (SELECT count(*) FROM products p WHERE p.category = 'Tools') FROM orders WHERE qty > 3;

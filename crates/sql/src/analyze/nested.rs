@@ -126,6 +126,7 @@ pub(super) fn nested_aggregate(q: &Query, topo: &Topology) -> Option<Template> {
             query: a.query,
             planned: None,
             outer: Some(Box::new(shell)),
+            consts: a.consts,
         })),
         split: None,
     })

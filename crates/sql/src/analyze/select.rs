@@ -752,7 +752,31 @@ fn known_input_groups(s: &ast::Select, tables: &[FromTable]) -> Vec<(String, Str
     if names.is_empty() {
         return Vec::new();
     }
-    let mut known: Vec<(String, &[String])> = Vec::new();
+    let Some(known) = from_columns(s, tables) else {
+        return Vec::new();
+    };
+    names
+        .into_iter()
+        .filter_map(|n| {
+            let mut with = known.iter().filter(|(_, cols)| cols.contains(&n));
+            match (with.next(), with.next()) {
+                (Some((qual, _)), None) => Some((n, qual.clone())),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Each FROM item of `s` with its qualifier and its columns, when
+/// shardgate knows them all: every item is a sharded table whose columns
+/// it knows (no subquery, function, reference or unsharded table, whose
+/// columns only the shards know; no column aliases) and no join merges
+/// columns (USING, NATURAL).
+fn from_columns<'t>(
+    s: &ast::Select,
+    tables: &'t [FromTable],
+) -> Option<Vec<(String, &'t [String])>> {
+    let mut known = Vec::new();
     for twj in &s.from {
         for (i, f) in std::iter::once(&twj.relation)
             .chain(twj.joins.iter().map(|j| &j.relation))
@@ -764,13 +788,13 @@ fn known_input_groups(s: &ast::Select, tables: &[FromTable]) -> Vec<(String, Str
                     Some(ast::JoinConstraint::Using(_) | ast::JoinConstraint::Natural)
                 )
             {
-                return Vec::new();
+                return None;
             }
             let ast::TableFactor::Table { name, alias, .. } = f else {
-                return Vec::new();
+                return None;
             };
             if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
-                return Vec::new();
+                return None;
             }
             let qual = match alias {
                 Some(a) => ident_name(&a.name),
@@ -780,27 +804,145 @@ fn known_input_groups(s: &ast::Select, tables: &[FromTable]) -> Vec<(String, Str
                 Some(TableRule {
                     kind: TableKind::Sharded { all_columns, .. },
                     ..
-                }) if t.quals.first() == Some(&qual) && !all_columns.is_empty() => {
+                }) if t.nested.is_none()
+                    && t.quals.first() == Some(&qual)
+                    && !all_columns.is_empty() =>
+                {
                     Some(all_columns.as_slice())
                 }
                 _ => None,
-            });
-            let Some(columns) = columns else {
-                return Vec::new();
-            };
+            })?;
             known.push((qual, columns));
         }
     }
-    names
-        .into_iter()
-        .filter_map(|n| {
-            let mut with = known.iter().filter(|(_, cols)| cols.contains(&n));
-            match (with.next(), with.next()) {
-                (Some((qual, _)), None) => Some((n, qual.clone())),
-                _ => None,
+    Some(known)
+}
+
+/// The placeholder that stands for constant subquery `n` while an
+/// aggregation is planned (see [`constant_subqueries`]).
+fn const_placeholder(n: usize) -> String {
+    format!("sg_refsub_{n}")
+}
+
+/// `q` with its uncorrelated subqueries over reference tables only (of
+/// `local`) in the select list, HAVING and ORDER BY replaced by quoted
+/// placeholders, and each placeholder with the SQL it stands for: every
+/// shard computes such a subquery alike, the final query's shard too, so
+/// the two-step aggregation takes it as a constant (`HAVING count(*) >
+/// (SELECT count(*) FROM products) / 10`). Uncorrelated: each column it
+/// names is qualified by one of its own FROM items, or is bare and no
+/// table of the outer FROM has such a column (`outside`); no parameter.
+/// `None` when there is none.
+fn constant_subqueries(
+    q: &Query,
+    local: &[Query],
+    outside: &HashSet<String>,
+) -> Option<(Query, Vec<(String, String)>)> {
+    let uncorrelated = |sq: &Query| {
+        struct Own(HashSet<String>);
+        impl Visitor for Own {
+            type Break = ();
+            fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
+                self.0.extend(joins::factor_qual(f));
+                ControlFlow::Continue(())
             }
+        }
+        let mut own = Own(HashSet::new());
+        let _ = sq.visit(&mut own);
+        !crate::find::any_expr(sq, |e| match e {
+            Expr::CompoundIdentifier(p) if p.len() >= 2 => {
+                !own.0.contains(&ident_name(&p[p.len() - 2]))
+            }
+            Expr::Identifier(i) => outside.contains(&ident_name(i)),
+            _ => false,
         })
-        .collect()
+    };
+    // (Parameters are written into the statement when it is planned at
+    // Bind: not into a placeholder's SQL.)
+    let consts: Vec<&Query> = local
+        .iter()
+        .filter(|sq| uncorrelated(sq) && !has_placeholders(sq))
+        .collect();
+    if consts.is_empty() {
+        return None;
+    }
+    struct Replace<'a> {
+        consts: &'a [&'a Query],
+        out: Vec<(String, String)>,
+    }
+    impl Replace<'_> {
+        fn placeholder(&mut self, sql: String) -> Expr {
+            let p = const_placeholder(self.out.len() + 1);
+            self.out.push((format!("'{p}'"), sql));
+            Expr::Value(Value::SingleQuotedString(p).into())
+        }
+    }
+    impl ast::VisitorMut for Replace<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            let sql = match e {
+                Expr::Subquery(sq) if self.consts.contains(&sq.as_ref()) => format!("({sq})"),
+                Expr::Exists { subquery, .. } if self.consts.contains(&subquery.as_ref()) => {
+                    e.to_string()
+                }
+                _ => return ControlFlow::Continue(()),
+            };
+            *e = self.placeholder(sql);
+            ControlFlow::Continue(())
+        }
+    }
+    let mut out = q.clone();
+    let SetExpr::Select(s) = out.body.as_mut() else {
+        return None;
+    };
+    let mut r = Replace {
+        consts: &consts,
+        out: Vec::new(),
+    };
+    for item in &mut s.projection {
+        // An unaliased subquery's column is named as the subquery's own
+        // column (`(SELECT count(*) ...)` is "count"), EXISTS "exists".
+        if let ast::SelectItem::UnnamedExpr(e) = item {
+            let mut bare = &*e;
+            while let Expr::Nested(inner) = bare {
+                bare = inner;
+            }
+            let name = match bare {
+                Expr::Subquery(sq) if consts.contains(&sq.as_ref()) => Some(subquery_name(sq)),
+                Expr::Exists { subquery, .. } if consts.contains(&subquery.as_ref()) => {
+                    Some("exists".to_string())
+                }
+                _ => None,
+            };
+            if let Some(name) = name {
+                *item = ast::SelectItem::ExprWithAlias {
+                    expr: e.clone(),
+                    alias: ast::Ident::with_quote('"', name),
+                };
+            }
+        }
+        let _ = ast::VisitMut::visit(item, &mut r);
+    }
+    if let Some(h) = &mut s.having {
+        let _ = ast::VisitMut::visit(h, &mut r);
+    }
+    if let Some(ob) = &mut out.order_by {
+        let _ = ast::VisitMut::visit(ob, &mut r);
+    }
+    (!r.out.is_empty()).then_some((out, r.out))
+}
+
+/// The name PostgreSQL gives a scalar subquery's column: its one select
+/// item's.
+fn subquery_name(sq: &Query) -> String {
+    match sq.body.as_ref() {
+        SetExpr::Select(s) => match s.projection.as_slice() {
+            [ast::SelectItem::ExprWithAlias { alias, .. }] => ident_name(alias),
+            [ast::SelectItem::UnnamedExpr(e)] => crate::aggregate::output_name(e),
+            _ => "?column?".into(),
+        },
+        _ => "?column?".into(),
+    }
 }
 
 /// `q` with each bare GROUP BY name of `known` (see
@@ -970,14 +1112,24 @@ fn plan_aggregation(
         qualified = qualify_groups(q, &known);
         &qualified
     };
+    // Uncorrelated subqueries over reference tables: constants.
+    let with_consts = from_columns(s, tables).and_then(|cols| {
+        let outside: HashSet<String> = cols.iter().flat_map(|(_, c)| c.iter().cloned()).collect();
+        constant_subqueries(q, local, &outside)
+    });
+    let (q, consts) = match &with_consts {
+        Some((cq, consts)) => (cq, consts.clone()),
+        None => (q, Vec::new()),
+    };
     let spec = crate::aggregate::plan_aggregate(q)?;
-    let planned = (!has_placeholders(q)).then(|| std::sync::Arc::new(spec));
+    let planned = (!has_placeholders(q)).then(|| std::sync::Arc::new(spec.with_consts(&consts)));
     Ok((
         None,
         Some(AggTemplate {
             query: Box::new(q.clone()),
             planned,
             outer: None,
+            consts,
         }),
     ))
 }
