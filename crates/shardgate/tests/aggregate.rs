@@ -40,6 +40,20 @@ async fn plain() -> (PgServer, tokio_postgres::Client) {
     (one, c)
 }
 
+/// One PostgreSQL and shardgate (`c`), each with table t and its rows:
+/// the PostgreSQL server, a client of it and a client of shardgate.
+async fn loaded(c: &PgCluster) -> (PgServer, tokio_postgres::Client, tokio_postgres::Client) {
+    let (one_server, one) = plain().await;
+    let sg = client(c.sg.port()).await;
+    for db in [&sg, &one] {
+        db.batch_execute(SCHEMA).await.unwrap();
+        db.batch_execute(&format!("INSERT INTO t VALUES {}", rows()))
+            .await
+            .unwrap();
+    }
+    (one_server, one, sg)
+}
+
 fn text(rows: &[tokio_postgres::Row]) -> Vec<String> {
     let mut v: Vec<String> = rows
         .iter()
@@ -57,14 +71,7 @@ fn text(rows: &[tokio_postgres::Row]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregates_with_parameters_limits_and_transactions() {
     let c = PgCluster::start_with(3, "max_merge_rows = 100\nmax_merge_bytes = 4000\n", TABLE);
-    let (_one, one) = plain().await;
-    let sg = client(c.sg.port()).await;
-    for db in [&sg, &one] {
-        db.batch_execute(SCHEMA).await.unwrap();
-        db.batch_execute(&format!("INSERT INTO t VALUES {}", rows()))
-            .await
-            .unwrap();
-    }
+    let (_one, one, sg) = loaded(&c).await;
 
     // Parameters in WHERE, HAVING and LIMIT, typed by the statement.
     let q = "SELECT g::text, count(*)::text, sum(v)::text, avg(v)::text FROM t WHERE id > $1 GROUP BY g HAVING count(*) > $2 ORDER BY g LIMIT $3";
@@ -355,14 +362,7 @@ async fn binary_parameters_of_common_types_in_rewritten_statements() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_by_a_name_that_is_also_a_column() {
     let c = PgCluster::start_with(3, "", TABLE);
-    let (_one, one) = plain().await;
-    let sg = client(c.sg.port()).await;
-    for db in [&sg, &one] {
-        db.batch_execute(SCHEMA).await.unwrap();
-        db.batch_execute(&format!("INSERT INTO t VALUES {}", rows()))
-            .await
-            .unwrap();
-    }
+    let (_one, one, sg) = loaded(&c).await;
     async fn both(sg: &tokio_postgres::Client, one: &tokio_postgres::Client, q: &str) {
         let a = sg.query(q, &[]).await;
         let b = one.query(q, &[]).await;

@@ -1414,5 +1414,10 @@ SELECT status, count(*) FROM orders GROUP BY status HAVING count(*) >= (SELECT c
 SELECT status, (SELECT max(price) FROM products) AS mp, (SELECT min(p.weight) FROM products p WHERE p.discontinued), count(*) FROM orders GROUP BY status;
 -- @must
 SELECT o.status, EXISTS (SELECT 1 FROM products p WHERE p.price > 100), sum(o.qty) FROM orders o GROUP BY o.status ORDER BY (SELECT count(*) FROM products), 1 NULLS FIRST;
+-- (SQLite names an unaliased scalar subquery's column "?column?", PostgreSQL
+-- as the subquery's column: "count".)
 -- @must
+-- @pg-only
 SELECT count(*), (SELECT count(*) FROM products p WHERE p.category = 'Tools') FROM orders WHERE qty > 3;
+-- @must
+SELECT count(*), (SELECT count(*) FROM products p WHERE p.category = 'Tools') AS tools FROM orders WHERE qty > 3;

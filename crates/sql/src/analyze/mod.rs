@@ -1358,6 +1358,21 @@ fn dml_exprs(stmt: &Statement) -> Vec<&Expr> {
     selection.into_iter().chain(sets).chain(returned).collect()
 }
 
+/// The columns an INSERT sets, in order: its column list, or all the
+/// table's (`all_columns`; `None` when those are unknown).
+fn insert_columns(ins: &ast::Insert, all_columns: &[String]) -> Option<Vec<String>> {
+    if ins.columns.is_empty() {
+        (!all_columns.is_empty()).then(|| all_columns.to_vec())
+    } else {
+        Some(
+            ins.columns
+                .iter()
+                .map(|c| object_parts(c).pop().unwrap_or_default())
+                .collect(),
+        )
+    }
+}
+
 fn analyze_insert(
     ins: &ast::Insert,
     stmt: &Statement,
@@ -1406,19 +1421,11 @@ fn analyze_insert(
                     rule.table
                 )));
             }
-            let cols: Vec<String> = if ins.columns.is_empty() {
-                if all_columns.is_empty() {
-                    return Err(SqlError::Unsupported(format!(
-                        "INSERT INTO sharded table {} needs a column list (its columns are unknown to shardgate)",
-                        rule.table
-                    )));
-                }
-                all_columns.clone()
-            } else {
-                ins.columns
-                    .iter()
-                    .map(|c| object_parts(c).pop().unwrap_or_default())
-                    .collect()
+            let Some(cols) = insert_columns(ins, all_columns) else {
+                return Err(SqlError::Unsupported(format!(
+                    "INSERT INTO sharded table {} needs a column list (its columns are unknown to shardgate)",
+                    rule.table
+                )));
             };
             let mut positions = Vec::new();
             for k in keycols {

@@ -299,8 +299,13 @@ fn insert_from_write(
     let qual = alias
         .as_ref()
         .map_or_else(|| from_name[0].clone(), |a| ident_name(&a.name));
-    // Anything else the SELECT reads: reference tables only.
-    let mut others = relations(src);
+    // Anything else the INSERT reads (its SELECT, RETURNING, ON
+    // CONFLICT): reference tables only.
+    let mut others = relations(ins);
+    // (The target itself, once.)
+    if let Some(i) = others.iter().position(|r| r == name) {
+        others.remove(i);
+    }
     others.retain(|r| object_parts(r) != from_name);
     let c = classes(&others, topo);
     if !c.sharded.is_empty() || !c.unruled.is_empty() {
@@ -337,14 +342,7 @@ fn insert_from_write(
                 ) if object_parts(n) == [qual.clone()] => v.extend((0..returned.len()).map(Some)),
                 ast::SelectItem::UnnamedExpr(e)
                 | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-                    let name = match e {
-                        Expr::Identifier(i) => Some(ident_name(i)),
-                        Expr::CompoundIdentifier(p) => match p.as_slice() {
-                            [q, c] if ident_name(q) == qual => Some(ident_name(c)),
-                            _ => None,
-                        },
-                        _ => None,
-                    };
+                    let name = column_of(e, &qual);
                     let mut at = returned
                         .iter()
                         .enumerate()
@@ -360,16 +358,8 @@ fn insert_from_write(
         }
         v
     };
-    let cols: Vec<String> = if ins.columns.is_empty() {
-        if all_columns.is_empty() {
-            return no(&format!("the columns of {} are unknown", rule.table));
-        }
-        all_columns.clone()
-    } else {
-        ins.columns
-            .iter()
-            .map(|c| object_parts(c).pop().unwrap_or_default())
-            .collect()
+    let Some(cols) = insert_columns(ins, all_columns) else {
+        return no(&format!("the columns of {} are unknown", rule.table));
     };
     for (i, k) in keycols.iter().enumerate() {
         let Some(p) = cols.iter().position(|c| c == k) else {
@@ -453,14 +443,7 @@ fn returned_keys(
                 out.extend(all_columns.iter().map(|c| (c.clone(), key_of(c))));
             }
             ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-                let column = match e {
-                    Expr::Identifier(i) => Some(ident_name(i)),
-                    Expr::CompoundIdentifier(p) => match p.as_slice() {
-                        [q, c] if ident_name(q) == qual => Some(ident_name(c)),
-                        _ => None,
-                    },
-                    _ => None,
-                };
+                let column = column_of(e, &qual);
                 let name = match item {
                     ast::SelectItem::ExprWithAlias { alias, .. } => ident_name(alias),
                     _ => crate::aggregate::output_name(e),
@@ -471,4 +454,17 @@ fn returned_keys(
         }
     }
     Some((rule, out))
+}
+
+/// The column `e` is, if it is one of the table named `qual` (bare, or
+/// qualified by that name).
+fn column_of(e: &Expr, qual: &str) -> Option<String> {
+    match e {
+        Expr::Identifier(i) => Some(ident_name(i)),
+        Expr::CompoundIdentifier(p) => match p.as_slice() {
+            [q, c] if ident_name(q) == qual => Some(ident_name(c)),
+            _ => None,
+        },
+        _ => None,
+    }
 }

@@ -703,17 +703,21 @@ fn nested_merge_needed(q: &Query) -> Option<String> {
 }
 
 /// Do these expressions name every shard-key column of one sharded table
-/// in FROM (so that equal values live on one shard)?
+/// in FROM (so that equal values live on one shard)? (Not a subquery's
+/// table: the outer query's names are not its columns.)
 fn covers_key(exprs: &[Expr], tables: &[FromTable]) -> bool {
-    tables.iter().any(|t| match &t.rule {
-        Some(rule) => match &rule.kind {
-            shardgate_core::TableKind::Sharded { columns, .. } => columns
-                .iter()
-                .all(|c| exprs.iter().any(|e| is_column(e, c, &t.quals))),
-            _ => false,
-        },
-        None => false,
-    })
+    tables
+        .iter()
+        .filter(|t| t.nested.is_none())
+        .any(|t| match &t.rule {
+            Some(rule) => match &rule.kind {
+                shardgate_core::TableKind::Sharded { columns, .. } => columns
+                    .iter()
+                    .all(|c| exprs.iter().any(|e| is_column(e, c, &t.quals))),
+                _ => false,
+            },
+            None => false,
+        })
 }
 
 /// The bare GROUP BY names that are aliases of expressions not naming
@@ -727,14 +731,14 @@ fn alias_shadowing_key(s: &ast::Select, tables: &[FromTable]) -> Vec<String> {
     crate::aggregate::alias_groups(s)
         .into_iter()
         .filter(|name| {
-            tables
-                .iter()
-                .any(|t| match t.rule.as_ref().map(|r| &r.kind) {
+            tables.iter().filter(|t| t.nested.is_none()).any(|t| {
+                match t.rule.as_ref().map(|r| &r.kind) {
                     Some(shardgate_core::TableKind::Sharded { columns, .. }) => {
                         columns.iter().any(|c| c == name)
                     }
                     _ => false,
-                })
+                }
+            })
         })
         .collect()
 }
