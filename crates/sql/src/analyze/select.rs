@@ -822,11 +822,9 @@ fn from_columns<'t>(
     Some(known)
 }
 
-/// The placeholder that stands for constant subquery `n` while an
-/// aggregation is planned (see [`constant_subqueries`]).
-fn const_placeholder(n: usize) -> String {
-    format!("sg_refsub_{n}")
-}
+/// The prefix of the placeholders that stand for constant subqueries
+/// while an aggregation is planned (see [`constant_subqueries`]).
+const CONST_PLACEHOLDER: &str = "sg_refsub_";
 
 /// `q` with its uncorrelated subqueries over reference tables only (of
 /// `local`) in the select list, HAVING and ORDER BY replaced by quoted
@@ -867,7 +865,9 @@ fn constant_subqueries(
         .iter()
         .filter(|sq| uncorrelated(sq) && !has_placeholders(sq))
         .collect();
-    if consts.is_empty() {
+    // (A statement that spells a placeholder itself keeps its subqueries:
+    // the substitution would rewrite its text too.)
+    if consts.is_empty() || q.to_string().contains(CONST_PLACEHOLDER) {
         return None;
     }
     struct Replace<'a> {
@@ -876,7 +876,7 @@ fn constant_subqueries(
     }
     impl Replace<'_> {
         fn placeholder(&mut self, sql: String) -> Expr {
-            let p = const_placeholder(self.out.len() + 1);
+            let p = format!("{CONST_PLACEHOLDER}{}", self.out.len() + 1);
             self.out.push((format!("'{p}'"), sql));
             Expr::Value(Value::SingleQuotedString(p).into())
         }
